@@ -1,0 +1,81 @@
+"""The provider interface: one small protocol every model backend implements.
+
+A provider turns a `GenerationRequest` (the fully assembled context, in wire-shaped
+dicts) into an async iterator of engine deltas. It never sees HTTP requests, storage
+or ids, and it signals failure by raising `ProviderError`. Cancellation is plain task
+cancellation: when the consumer stops iterating (`aclose()`), the provider must stop
+generating and release its upstream resources promptly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from turnstream.engine.deltas import Delta
+
+__all__ = ["GenerationRequest", "Provider", "ProviderError"]
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationRequest:
+    """Everything a model needs for one response.
+
+    `items` is the assembled context in canonical wire form: every message has
+    `type: "message"`, a `role` and `content` as a list of parts (`input_text`,
+    `input_image`, `output_text`, `refusal`, ...); function calls and their outputs are
+    `function_call` / `function_call_output` dicts; reasoning items are `reasoning`.
+    `tools` are flat Responses function tools (`{"type": "function", "name", ...}`).
+    """
+
+    model: str
+    items: Sequence[Mapping[str, Any]]
+    instructions: str | None = None
+    tools: Sequence[Mapping[str, Any]] = ()
+    tool_choice: str | Mapping[str, Any] = "auto"
+    parallel_tool_calls: bool = True
+    max_output_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+class ProviderError(Exception):
+    """Generation failed.
+
+    Raised before the first delta with an HTTP-ish `status` (for example an upstream
+    429), the server answers with that status as a JSON error; raised later, the
+    response ends `failed` with `code` and `message`.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str = "server_error",
+        status: int = 500,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.status = status
+        self.retry_after = retry_after
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """A model backend serving one or more public model names."""
+
+    def models(self) -> Sequence[str]:
+        """The public model names this provider answers for."""
+        ...
+
+    def stream(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+        """Generate one response as deltas (an async generator)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release shared resources (HTTP clients, loaded models)."""
+        ...

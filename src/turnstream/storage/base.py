@@ -1,0 +1,227 @@
+"""The Store protocol: everything the server keeps, behind one async interface.
+
+Items and responses cross this boundary as wire-shaped JSON dicts (what the API
+returns), so the storage layer never depends on the protocol models. Every method
+that changes a conversation checks the conversation lock in the same transaction, so
+the lock holds across processes and replicas sharing one database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+__all__ = [
+    "ConversationLockedError",
+    "ConversationNotFoundError",
+    "DuplicateItemError",
+    "ItemPage",
+    "ResponseRecord",
+    "Store",
+]
+
+JSON = dict[str, Any]
+Order = Literal["asc", "desc"]
+
+
+class ConversationLockedError(Exception):
+    """Another holder has a live lease on the conversation."""
+
+
+class ConversationNotFoundError(Exception):
+    """No conversation with that id (or it was deleted)."""
+
+
+class DuplicateItemError(ValueError):
+    """An item id is already in the conversation (item ids are unique per conversation).
+
+    The store refuses the whole write; nothing is changed.
+    """
+
+
+@dataclass(slots=True)
+class ResponseRecord:
+    """A stored response.
+
+    `response` is the full Response object as served by `GET /v1/responses/{id}`.
+    `input_items` are the response's own input items (each with an `id`), in order,
+    as served by `/input_items`; `previous_response_id` links the chain.
+
+    `owner` is set by the store on insert (its instance id, see
+    `fail_stale_responses`); a value passed in is ignored.
+    """
+
+    id: str
+    response: JSON
+    input_items: list[JSON] = field(default_factory=list)
+    previous_response_id: str | None = None
+    conversation_id: str | None = None
+    status: str = "in_progress"
+    background: bool = False
+    created_at: int = 0
+    owner: str | None = None
+
+
+@dataclass(slots=True)
+class ItemPage:
+    data: list[JSON]
+    has_more: bool
+
+
+class Store(Protocol):
+    # lifecycle ----------------------------------------------------------------------
+    async def open(self) -> None:
+        """Create or migrate the schema (Alembic), then become usable."""
+        ...
+
+    async def close(self) -> None: ...
+
+    # responses ----------------------------------------------------------------------
+    async def insert_response(self, record: ResponseRecord) -> None:
+        """Store a new response (normally `in_progress`) with its input items.
+
+        Input items without an `id`/`status` get one; the stored copies are written
+        back to `record.input_items`, and `record.owner` is set to the store's owner.
+        """
+        ...
+
+    async def update_response(self, response_id: str, response: JSON) -> None:
+        """Replace the stored Response object; `status` is read from it.
+
+        A no-op if the response does not exist (for example, it was deleted).
+        """
+        ...
+
+    async def get_response(self, response_id: str) -> ResponseRecord | None: ...
+
+    async def delete_response(self, response_id: str) -> bool:
+        """Delete; False if it did not exist."""
+        ...
+
+    async def response_chain(self, response_id: str) -> list[ResponseRecord] | None:
+        """The chain ending at `response_id`, oldest first; None if any link is missing."""
+        ...
+
+    async def list_input_items(
+        self, response_id: str, *, after: str | None, limit: int, order: Order
+    ) -> ItemPage:
+        """A page of the response's input items. `after` is an item id (exclusive
+        cursor in `order`); `limit` is 1-100. An unknown response or `after` gives
+        an empty page."""
+        ...
+
+    async def fail_stale_responses(self, *, owner: str | None = None) -> list[str]:
+        """Mark `in_progress`/`queued` responses whose owner is gone as `failed`.
+
+        With `owner`, only that owner's responses; without, every response whose
+        conversation lease (if any) has expired or that has no live owner heartbeat.
+        Returns the ids changed. Called at server start-up.
+
+        Each open store is an owner (`ResponseRecord.owner`) that heartbeats while
+        open; without `owner`, a response fails only if its owner's heartbeat has
+        lapsed AND its conversation has no live lease, so a sweep never fails a
+        response that another live process is still running. Failed responses get
+        `status: "failed"` and `error: {"code": "server_error", "message": ...}`.
+        """
+        ...
+
+    # conversations -------------------------------------------------------------------
+    async def create_conversation(
+        self,
+        conversation_id: str,
+        *,
+        metadata: dict[str, str],
+        items: Sequence[JSON],
+        created_at: int,
+    ) -> JSON:
+        """Create with initial items (ids assigned where missing); returns the Conversation.
+
+        Raises ValueError if the id is taken, DuplicateItemError on repeated item ids.
+        """
+        ...
+
+    async def get_conversation(self, conversation_id: str) -> JSON | None: ...
+
+    async def update_conversation(
+        self, conversation_id: str, *, metadata: dict[str, str]
+    ) -> JSON | None: ...
+
+    async def delete_conversation(self, conversation_id: str) -> bool:
+        """Delete the conversation with its items and lease; False if it did not exist.
+
+        Not refused while a lease is live: a running turn's `finish_turn` then raises
+        ConversationNotFoundError and changes nothing.
+        """
+        ...
+
+    async def add_items(self, conversation_id: str, items: Sequence[JSON]) -> list[JSON]:
+        """Append items (ids assigned where missing). Raises ConversationLockedError
+        if a live lease exists, ConversationNotFoundError if there is no conversation,
+        DuplicateItemError if an item id is already in it."""
+        ...
+
+    async def list_items(
+        self, conversation_id: str, *, after: str | None, limit: int, order: Order
+    ) -> ItemPage:
+        """A page of items. `after` is an item id (exclusive cursor in `order`; an
+        unknown one gives an empty page); `limit` is 1-100. Raises
+        ConversationNotFoundError if there is no conversation."""
+        ...
+
+    async def all_items(self, conversation_id: str) -> list[JSON]:
+        """Every item, oldest first (the context for a new response).
+
+        Raises ConversationNotFoundError if there is no conversation.
+        """
+        ...
+
+    async def get_item(self, conversation_id: str, item_id: str) -> JSON | None: ...
+
+    async def delete_item(self, conversation_id: str, item_id: str) -> bool:
+        """Delete one item; False if it is not there. Raises ConversationLockedError
+        while a live lease exists, ConversationNotFoundError if there is no
+        conversation."""
+        ...
+
+    # the conversation lock ------------------------------------------------------------
+    async def acquire_lock(self, conversation_id: str, holder: str, *, ttl: float) -> bool:
+        """Claim the lease atomically; False if someone else holds a live lease.
+        Raises ConversationNotFoundError if the conversation does not exist."""
+        ...
+
+    async def renew_lock(self, conversation_id: str, holder: str, *, ttl: float) -> bool:
+        """Extend our lease to `ttl` from now; False if we no longer hold a live one
+        (an expired lease is not renewed: others may have written meanwhile)."""
+        ...
+
+    async def release_lock(self, conversation_id: str, holder: str) -> None:
+        """Let go of our lease (a no-op if we do not hold it)."""
+        ...
+
+    async def lock_expires_in(self, conversation_id: str) -> float | None:
+        """Seconds until the current lease expires, None if unlocked (for retry-after)."""
+        ...
+
+    async def finish_turn(
+        self,
+        conversation_id: str,
+        holder: str,
+        *,
+        response_id: str,
+        response: JSON,
+        items: Sequence[JSON] | None,
+        store_response: bool,
+        release: bool,
+    ) -> list[JSON]:
+        """In ONE transaction: append `items` (ids assigned where missing) to the
+        conversation (skipped when None), update the stored response (when
+        `store_response`), and release the lease (when `release`). Returns the
+        appended items with their ids.
+
+        Only a caller that still holds a live lease gets here: otherwise (expired,
+        taken over, released) it raises ConversationLockedError and changes nothing.
+        Raises ConversationNotFoundError if the conversation was deleted, and
+        DuplicateItemError on an item id already in the conversation.
+        """
+        ...
