@@ -1,0 +1,117 @@
+"""The storage schema as SQLAlchemy Core tables.
+
+This is the shape the Alembic migrations create; the migration files copy it
+rather than import it, so that an old revision keeps describing the schema it made
+even after this module moves on. A test compares the two.
+
+Timestamps that the lock and heartbeat logic compare (`expires_at`, `updated_at`)
+are float epoch seconds from the store's clock; `created_at` values are the wire's
+integer seconds.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+__all__ = [
+    "conversation_items",
+    "conversation_locks",
+    "conversations",
+    "metadata",
+    "response_input_items",
+    "responses",
+    "store_owners",
+]
+
+# JSONB where PostgreSQL is the backend; JSON text elsewhere.
+JSONDocument = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+responses = sa.Table(
+    "responses",
+    metadata,
+    sa.Column("id", sa.String, primary_key=True),
+    sa.Column("created_at", sa.Integer, nullable=False),
+    sa.Column("status", sa.String, nullable=False),
+    sa.Column("background", sa.Boolean, nullable=False),
+    # No foreign key: deleting a response must leave its successors in place, with
+    # the chain broken (response_chain then answers None).
+    sa.Column("previous_response_id", sa.String, nullable=True),
+    sa.Column("conversation_id", sa.String, nullable=True),
+    sa.Column("response", JSONDocument, nullable=False),
+    sa.Column("owner", sa.String, nullable=True),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Index(None, "status"),
+)
+
+response_input_items = sa.Table(
+    "response_input_items",
+    metadata,
+    sa.Column(
+        "response_id",
+        sa.String,
+        sa.ForeignKey("responses.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("position", sa.Integer, primary_key=True),
+    sa.Column("item_id", sa.String, nullable=False),
+    sa.Column("item", JSONDocument, nullable=False),
+    sa.Index(None, "response_id", "item_id"),
+)
+
+conversations = sa.Table(
+    "conversations",
+    metadata,
+    sa.Column("id", sa.String, primary_key=True),
+    sa.Column("created_at", sa.Integer, nullable=False),
+    sa.Column("metadata", JSONDocument, nullable=False),
+)
+
+conversation_items = sa.Table(
+    "conversation_items",
+    metadata,
+    # One global, ever-rising sequence orders every conversation's items.
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column(
+        "conversation_id",
+        sa.String,
+        sa.ForeignKey("conversations.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("item_id", sa.String, nullable=False),
+    sa.Column("item", JSONDocument, nullable=False),
+    sa.UniqueConstraint("conversation_id", "item_id"),
+    sa.Index(None, "conversation_id", "seq"),
+    sqlite_autoincrement=True,
+)
+
+conversation_locks = sa.Table(
+    "conversation_locks",
+    metadata,
+    sa.Column(
+        "conversation_id",
+        sa.String,
+        sa.ForeignKey("conversations.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("holder", sa.String, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
+)
+
+store_owners = sa.Table(
+    "store_owners",
+    metadata,
+    # One row per live store instance (normally one per server process); the row's
+    # heartbeat tells fail_stale_responses which owners are still running responses.
+    sa.Column("owner", sa.String, primary_key=True),
+    sa.Column("expires_at", sa.Float, nullable=False),
+)

@@ -1,0 +1,67 @@
+"""Several OS processes on one SQLite file: the lock and the migrations hold across them."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+
+from turnstream.storage import SQLiteStore
+
+WORKER = Path(__file__).with_name("_worker.py")
+ROUNDS = 200
+
+
+def start(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, str(WORKER), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait(process: subprocess.Popen[str]) -> str:
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    return out
+
+
+async def test_two_processes_racing_for_the_lock_never_hold_it_at_once(tmp_path: Path) -> None:
+    db = tmp_path / "shared.db"
+    store = SQLiteStore(db)
+    await store.open()
+    await store.create_conversation("conv_race", metadata={}, items=[], created_at=0)
+    go = tmp_path / "go"
+    names = ("p1", "p2")
+    workers = [start("race", str(db), "conv_race", name, str(ROUNDS), str(go)) for name in names]
+    # Both open their stores, then start together, so that they really contend.
+    while not all((tmp_path / f"ready-{name}").exists() for name in names):
+        assert all(w.poll() is None for w in workers), "a worker died before the race"
+        await asyncio.sleep(0.01)
+    go.touch()
+    attempts = [int(wait(w)) for w in workers]
+
+    items = await store.all_items("conv_race")
+    await store.close()
+
+    markers = [item["content"][0]["text"].split() for item in items]
+    assert len(markers) == 2 * 2 * ROUNDS
+    # Every lease period is exactly "X start n" then "X end n": had both processes held
+    # the lease at once, their markers would interleave.
+    for start_marker, end_marker in zip(markers[::2], markers[1::2], strict=True):
+        assert start_marker[1] == "start"
+        assert end_marker[1] == "end"
+        assert start_marker[0] == end_marker[0]
+        assert start_marker[2] == end_marker[2]
+    # Both really competed: someone was turned away at least once.
+    assert sum(attempts) > 2 * ROUNDS
+
+
+def test_processes_opening_one_new_file_at_once_all_succeed(tmp_path: Path) -> None:
+    db = tmp_path / "new" / "fresh.db"
+    openers = [start("open", str(db)) for _ in range(4)]
+    for opener in openers:
+        wait(opener)
+    assert db.exists()
