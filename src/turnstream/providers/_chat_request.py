@@ -1,0 +1,169 @@
+"""Responses context -> Chat Completions request body (pure, no I/O).
+
+The mapping, item by item:
+
+- `instructions` -> the first `system` message;
+- `system` / `developer` messages -> `system` messages (or `developer`, if configured),
+  text parts joined;
+- `user` messages -> `user` messages; a plain string when all parts are text, else
+  `text` / `image_url` / `file` content parts;
+- `assistant` messages -> `assistant` messages (`output_text` and `refusal` text);
+- consecutive `function_call` items -> one assistant message's `tool_calls`, attached to
+  the assistant text message right before them, if any;
+- `function_call_output` -> a `tool` message (text parts joined);
+- `reasoning` items are dropped (Chat Completions cannot take them back), and so is
+  any other item type Chat Completions has no place for.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+from turnstream.providers.base import GenerationRequest, ProviderError
+
+__all__ = ["build_chat_body"]
+
+MaxTokensField = Literal["max_tokens", "max_completion_tokens"]
+
+
+def build_chat_body(
+    request: GenerationRequest,
+    upstream_model: str,
+    *,
+    developer_role: Literal["system", "developer"] = "system",
+    max_tokens_field: MaxTokensField = "max_tokens",
+    extra_body: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The JSON body of a streaming `POST /chat/completions` for `request`.
+
+    Raises:
+        ProviderError: (status 400) for input Chat Completions cannot express, such as
+            an image given only by `file_id`.
+    """
+    body: dict[str, Any] = {
+        "model": upstream_model,
+        "messages": _messages(request, developer_role),
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    tools, tool_choice = _tools(request.tools, request.tool_choice)
+    if tools:
+        body["tools"] = tools
+        body["tool_choice"] = tool_choice
+        body["parallel_tool_calls"] = request.parallel_tool_calls
+    if request.max_output_tokens is not None:
+        body[max_tokens_field] = request.max_output_tokens
+    if request.temperature is not None:
+        body["temperature"] = request.temperature
+    if request.top_p is not None:
+        body["top_p"] = request.top_p
+    body.update(extra_body or {})
+    return body
+
+
+def _messages(request: GenerationRequest, developer_role: str) -> list[dict[str, Any]]:
+    messages: list[dict[str, Any]] = []
+    if request.instructions:
+        messages.append({"role": "system", "content": request.instructions})
+    # True while the last message may still take the function calls that follow it.
+    open_for_calls = False
+    for item in request.items:
+        kind = item.get("type", "message")
+        if kind == "message":
+            role = item.get("role")
+            content = item.get("content")
+            if role == "user":
+                messages.append({"role": "user", "content": _user_content(content)})
+            elif role == "assistant":
+                messages.append({"role": "assistant", "content": _joined(content)})
+            elif role in ("system", "developer"):
+                chat_role = developer_role if role == "developer" else "system"
+                messages.append({"role": chat_role, "content": _joined(content)})
+            else:
+                continue
+            open_for_calls = role == "assistant"
+        elif kind == "function_call":
+            call = {
+                "id": item.get("call_id"),
+                "type": "function",
+                "function": {"name": item.get("name"), "arguments": item.get("arguments", "")},
+            }
+            if not open_for_calls:
+                messages.append({"role": "assistant", "content": None})
+                open_for_calls = True
+            messages[-1].setdefault("tool_calls", []).append(call)
+        elif kind == "function_call_output":
+            output = item.get("output")
+            text = output if isinstance(output, str) else _joined(output)
+            messages.append({"role": "tool", "tool_call_id": item.get("call_id"), "content": text})
+            open_for_calls = False
+        # Reasoning items (and unknown kinds) are invisible to Chat Completions; they do
+        # not break the adjacency of the function calls around them.
+    return messages
+
+
+def _joined(content: object) -> str:
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        return "" if content is None else json.dumps(content)
+    return "".join(
+        str(part.get("text") if "text" in part else part.get("refusal") or "")
+        for part in content
+        if isinstance(part, Mapping)
+    )
+
+
+def _user_content(content: object) -> str | list[dict[str, Any]]:
+    if not isinstance(content, list):
+        return _joined(content)
+    parts = [part for part in content if isinstance(part, Mapping)]
+    if all(part.get("type") in ("input_text", "text") for part in parts):
+        return "\n".join(str(part.get("text", "")) for part in parts)
+    return [_user_part(part) for part in parts]
+
+
+def _user_part(part: Mapping[str, Any]) -> dict[str, Any]:
+    kind = part.get("type")
+    if kind in ("input_text", "text"):
+        return {"type": "text", "text": part.get("text", "")}
+    if kind == "input_image" and part.get("image_url"):
+        image: dict[str, Any] = {"url": part["image_url"]}
+        if part.get("detail"):
+            image["detail"] = part["detail"]
+        return {"type": "image_url", "image_url": image}
+    if kind == "input_file" and part.get("file_data"):
+        file = {"file_data": part["file_data"]}
+        if part.get("filename"):
+            file["filename"] = part["filename"]
+        return {"type": "file", "file": file}
+    raise ProviderError(
+        f"Content part {kind!r} without inline data is not supported by this model.",
+        code="unsupported_content",
+        status=400,
+    )
+
+
+def _tools(
+    tools: Sequence[Mapping[str, Any]], choice: str | Mapping[str, Any]
+) -> tuple[list[dict[str, Any]], str | dict[str, Any]]:
+    functions = [tool for tool in tools if tool.get("type") == "function"]
+    chat_choice: str | dict[str, Any] = choice if isinstance(choice, str) else "auto"
+    if isinstance(choice, Mapping):
+        if choice.get("type") == "function":
+            chat_choice = {"type": "function", "function": {"name": choice.get("name")}}
+        elif choice.get("type") == "allowed_tools":
+            allowed = {t.get("name") for t in choice.get("tools", ()) if isinstance(t, Mapping)}
+            functions = [tool for tool in functions if tool.get("name") in allowed]
+            chat_choice = str(choice.get("mode", "auto"))
+    return [_chat_tool(tool) for tool in functions], chat_choice
+
+
+def _chat_tool(tool: Mapping[str, Any]) -> dict[str, Any]:
+    function: dict[str, Any] = {"name": tool.get("name")}
+    for key in ("description", "parameters", "strict"):
+        if tool.get(key) is not None:
+            function[key] = tool[key]
+    return {"type": "function", "function": function}

@@ -1,0 +1,312 @@
+"""A bridge to any OpenAI-compatible Chat Completions upstream.
+
+`OpenAIChatProvider` serves Responses requests from a `POST /chat/completions`
+streaming endpoint: OpenAI itself, llama.cpp's server, vLLM, Ollama, LM Studio, ...
+The context is translated by `_chat_request` and the stream back by `_chat_stream`
+(both pure); this module only does the HTTP.
+
+Choices worth knowing:
+
+- `max_output_tokens` is sent as `max_tokens`, which llama.cpp, vLLM, Ollama and
+  OpenAI's non-reasoning models accept; pass `max_tokens_field="max_completion_tokens"`
+  for OpenAI's reasoning models.
+- Upstream HTTP errors become `ProviderError`s with the status our client should see:
+  a 400/413/422 is the request's fault and stays 400 with the upstream message; a 429
+  stays 429 and keeps `retry-after`/`retry-after-ms`; a rejected upstream key (401/403)
+  or a missing upstream model (404) is the server's configuration problem, so 502
+  `upstream_error`; a 503 stays 503; other 5xx become 502; timeouts 504
+  `upstream_timeout`; a refused connection 503 `upstream_unavailable`.
+- Cancellation: the response is read inside `async with client.stream(...)`, so when
+  the consumer closes the delta iterator (or its task is cancelled) the upstream
+  connection is closed at once, which stops generation on servers that watch for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any, Literal, cast
+
+import httpx
+
+from turnstream.engine.deltas import Delta
+from turnstream.providers._chat_request import MaxTokensField, build_chat_body
+from turnstream.providers._chat_stream import ChatChunkTranslator
+from turnstream.providers.base import GenerationRequest, ProviderError
+from turnstream.sse import Decoder, ServerSentEvent
+
+__all__ = ["DEFAULT_TIMEOUT", "ChatProviderStats", "OpenAIChatProvider"]
+
+DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=300.0, write=30.0, pool=30.0)
+"""Read is the longest pause between two stream bytes, so it covers a long prefill."""
+
+_DRAIN_AFTER_DONE = 1.0
+"""How long to wait for EOF after `[DONE]`, so the connection can go back to the pool."""
+
+
+@dataclass(slots=True)
+class ChatProviderStats:
+    """Cumulative counters for the time this provider itself adds to each stream."""
+
+    streams: int = 0
+    overhead_seconds: float = 0.0
+    """Time spent building request bodies, decoding SSE and translating chunks."""
+
+
+class OpenAIChatProvider:
+    """Streams responses from an OpenAI-compatible Chat Completions server.
+
+    Args:
+        base_url: The upstream API root, e.g. `http://127.0.0.1:8080/v1`.
+        api_key: Sent as `Authorization: Bearer ...` when given.
+        models: Public model name -> upstream model name.
+        timeout: Applied to every upstream request.
+        http_client: A client to share; this provider then never closes it. By default
+            the provider owns one pooled client and `aclose()` closes it.
+        developer_role: Role for `developer` messages; most open servers only know
+            `system`.
+        max_tokens_field: Which Chat Completions field carries `max_output_tokens`.
+        extra_body: Extra top-level fields merged into every request body
+            (e.g. `{"chat_template_kwargs": {...}}` for vLLM).
+        headers: Extra headers sent with every request.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        models: Mapping[str, str] | None = None,
+        *,
+        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        http_client: httpx.AsyncClient | None = None,
+        developer_role: Literal["system", "developer"] = "system",
+        max_tokens_field: MaxTokensField = "max_tokens",
+        extra_body: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        if not models:
+            raise ValueError("OpenAIChatProvider needs at least one model mapping")
+        self._url = base_url.rstrip("/") + "/chat/completions"
+        self._models = dict(models)
+        self._timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
+        self._owns_client = http_client is None
+        self._client = http_client or httpx.AsyncClient(timeout=self._timeout)
+        self._developer_role = developer_role
+        self._max_tokens_field = max_tokens_field
+        self._extra_body = dict(extra_body or {})
+        self._headers = {"accept": "text/event-stream", "content-type": "application/json"}
+        self._headers.update(headers or {})
+        if api_key:
+            self._headers["authorization"] = f"Bearer {api_key}"
+        self.stats = ChatProviderStats()
+
+    def models(self) -> Sequence[str]:
+        return list(self._models)
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self._client.aclose()
+
+    async def stream(self, request: GenerationRequest) -> AsyncGenerator[Delta, None]:
+        upstream_model = self._models.get(request.model)
+        if upstream_model is None:
+            raise ProviderError(
+                f"The requested model '{request.model}' does not exist.",
+                code="model_not_found",
+                status=400,
+            )
+        if self._client.is_closed:
+            raise ProviderError(
+                "This model provider has been shut down.", code="server_error", status=503
+            )
+        started = time.perf_counter()
+        body = build_chat_body(
+            request,
+            upstream_model,
+            developer_role=self._developer_role,
+            max_tokens_field=self._max_tokens_field,
+            extra_body=self._extra_body,
+        )
+        content = json.dumps(body, ensure_ascii=False).encode()
+        self.stats.streams += 1
+        self.stats.overhead_seconds += time.perf_counter() - started
+        try:
+            async with self._client.stream(
+                "POST", self._url, content=content, headers=self._headers, timeout=self._timeout
+            ) as response:
+                if not response.is_success:
+                    await response.aread()
+                    raise _status_error(response)
+                if response.headers.get("content-type", "").startswith("application/json"):
+                    # The upstream ignored `stream: true` and sent a whole completion.
+                    for delta in _whole_completion(await response.aread()):
+                        yield delta
+                    return
+                # aclosing: a consumer that stops early closes the inner generator now,
+                # not whenever the garbage collector gets to it.
+                async with contextlib.aclosing(self._deltas(response)) as deltas:
+                    async for delta in deltas:
+                        yield delta
+        except httpx.ConnectError as exc:
+            raise _transport_error(exc, "upstream_unavailable", 503) from exc
+        except httpx.TimeoutException as exc:
+            raise _transport_error(exc, "upstream_timeout", 504) from exc
+        except httpx.HTTPError as exc:
+            raise _transport_error(exc, "upstream_error", 502) from exc
+
+    async def _deltas(self, response: httpx.Response) -> AsyncGenerator[Delta, None]:
+        # httpx's aiter_bytes is an async generator; close it with us, not at GC time.
+        chunks = cast(AsyncGenerator[bytes, None], response.aiter_bytes())
+        async with contextlib.aclosing(chunks):
+            decoder = Decoder()
+            translator = ChatChunkTranslator()
+            done = False
+            async for raw in chunks:
+                started = time.perf_counter()
+                deltas, done = _translate(decoder.feed(raw), translator)
+                self.stats.overhead_seconds += time.perf_counter() - started
+                for delta in deltas:
+                    yield delta
+                if done:
+                    break
+            if not done:
+                deltas, done = _translate(decoder.flush(), translator)
+                for delta in deltas:
+                    yield delta
+            if not done and translator.finish_reason is None:
+                raise ProviderError(
+                    "The upstream model server ended the stream early.",
+                    code="upstream_error",
+                    status=502,
+                )
+            for delta in translator.finish():
+                yield delta
+            if done:
+                # Read the (normally empty) rest of the body so the connection is
+                # reused; a server that keeps it open after [DONE] costs one connection.
+                try:
+                    async with asyncio.timeout(_DRAIN_AFTER_DONE):
+                        async for _ in chunks:
+                            pass
+                except (TimeoutError, httpx.HTTPError):
+                    pass
+
+
+def _translate(
+    events: list[ServerSentEvent], translator: ChatChunkTranslator
+) -> tuple[list[Delta], bool]:
+    deltas: list[Delta] = []
+    for event in events:
+        data = event.data.strip()
+        if not data:
+            continue  # e.g. a bare `event:` frame; Chat Completions data is never empty
+        if data == "[DONE]":
+            return deltas, True
+        try:
+            chunk = json.loads(data)
+        except ValueError as exc:
+            raise ProviderError(
+                "The upstream model server sent invalid JSON in its stream.",
+                code="upstream_error",
+                status=502,
+            ) from exc
+        if isinstance(chunk, Mapping):
+            deltas += translator.feed(chunk)
+    return deltas, False
+
+
+def _whole_completion(body: bytes) -> list[Delta]:
+    translator = ChatChunkTranslator()
+    try:
+        completion = json.loads(body)
+    except ValueError as exc:
+        raise ProviderError(
+            "The upstream model server sent invalid JSON.", code="upstream_error", status=502
+        ) from exc
+    if not isinstance(completion, Mapping):
+        raise ProviderError("Unexpected upstream reply.", code="upstream_error", status=502)
+    choices = [
+        {**choice, "delta": choice.get("message") or {}}
+        for choice in completion.get("choices") or ()
+        if isinstance(choice, Mapping)
+    ]
+    deltas = translator.feed({**completion, "choices": choices})
+    return deltas + translator.finish()
+
+
+def _status_error(response: httpx.Response) -> ProviderError:
+    message, code = _error_body(response)
+    status = response.status_code
+    if status == 429:
+        return ProviderError(
+            message,
+            code=code or "rate_limit_exceeded",
+            status=429,
+            retry_after=_retry_after(response.headers),
+        )
+    if status in (400, 413, 422):
+        return ProviderError(message, code=code or "invalid_request", status=400)
+    if status == 503:
+        return ProviderError(
+            f"The upstream model server is unavailable: {message}",
+            code="upstream_unavailable",
+            status=503,
+            retry_after=_retry_after(response.headers),
+        )
+    if status in (408, 504):
+        return ProviderError(
+            f"The upstream model server timed out: {message}", code="upstream_timeout", status=504
+        )
+    return ProviderError(
+        f"The upstream model server answered HTTP {status}: {message}",
+        code="upstream_error",
+        status=502,
+    )
+
+
+def _error_body(response: httpx.Response) -> tuple[str, str | None]:
+    """The upstream's error message and code, from OpenAI's shape or a common variant."""
+    text = response.text
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return (text.strip()[:500] or response.reason_phrase or "no details"), None
+    error = body.get("error", body) if isinstance(body, Mapping) else body
+    if isinstance(error, Mapping):
+        message = error.get("message") or error.get("detail") or json.dumps(error)[:500]
+        code = error.get("code")
+        return str(message), code if isinstance(code, str) and code else None
+    return str(error)[:500], None
+
+
+def _retry_after(headers: httpx.Headers) -> float | None:
+    milliseconds = headers.get("retry-after-ms")
+    if milliseconds is not None:
+        try:
+            return max(float(milliseconds) / 1000, 0.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(moment.timestamp() - time.time(), 0.0)
+
+
+def _transport_error(exc: httpx.HTTPError, code: str, status: int) -> ProviderError:
+    detail = str(exc) or type(exc).__name__
+    return ProviderError(
+        f"Could not reach the upstream model server: {detail}", code=code, status=status
+    )
