@@ -1,0 +1,168 @@
+"""Input items: what a request's `input` list (and a conversation) holds.
+
+`InputItem` is tagged by `type`, with two wire shortcuts: a bare "easy" message
+(`{"role": "user", "content": "hi"}`, no `type`) and an `item_reference` whose `type`
+may be left out. `normalize_input` turns any accepted input into canonical wire
+dicts, the form the engine, storage and providers work with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Discriminator, Field, Tag, model_validator
+
+from turnstream.protocol._base import WireModel
+from turnstream.protocol.content import InputContentPart, MessageContentPart, SummaryTextPart
+
+__all__ = [
+    "FunctionCallItem",
+    "FunctionCallOutputItem",
+    "InputItem",
+    "ItemReferenceItem",
+    "MessageItem",
+    "ReasoningItem",
+    "normalize_input",
+]
+
+Role = Literal["user", "assistant", "system", "developer"]
+_ASSISTANT_PARTS = frozenset({"output_text", "refusal"})
+_INPUT_PARTS = frozenset({"input_text", "input_image", "input_file"})
+
+
+class MessageItem(WireModel):
+    """A message from any role; `content` is a string or a list of parts."""
+
+    type: Literal["message"] = "message"
+    role: Role
+    content: str | list[MessageContentPart]
+    id: str | None = None
+    status: str | None = None
+
+    @model_validator(mode="after")
+    def _parts_fit_the_role(self) -> MessageItem:
+        if isinstance(self.content, str):
+            return self
+        allowed = _ASSISTANT_PARTS if self.role == "assistant" else _INPUT_PARTS
+        for part in self.content:
+            if part.type not in allowed:
+                supported = " and ".join(f"'{name}'" for name in sorted(allowed))
+                raise ValueError(
+                    f"Invalid value: '{part.type}'. Supported values for role "
+                    f"'{self.role}' are: {supported}."
+                )
+        return self
+
+
+class FunctionCallItem(WireModel):
+    """A function call the model made, replayed as input."""
+
+    type: Literal["function_call"] = "function_call"
+    call_id: str = Field(min_length=1)
+    """Joins the call to its `function_call_output` (not the item `id`)."""
+    name: str
+    arguments: str
+    """The arguments as a JSON string."""
+    id: str | None = None
+    status: str | None = None
+
+
+class FunctionCallOutputItem(WireModel):
+    """The result of running a function call, sent back to the model."""
+
+    type: Literal["function_call_output"] = "function_call_output"
+    call_id: str = Field(min_length=1)
+    """The `call_id` of the `function_call` this answers."""
+    output: str | list[InputContentPart]
+    id: str | None = None
+    status: str | None = None
+
+
+class ReasoningItem(WireModel):
+    """A reasoning item replayed as input (stateless mode)."""
+
+    type: Literal["reasoning"] = "reasoning"
+    summary: list[SummaryTextPart] = Field(default_factory=list)
+    id: str | None = None
+    encrypted_content: str | None = None
+    """Opaque reasoning state returned when `include` asked for it."""
+    content: list[dict[str, Any]] | None = None
+    status: str | None = None
+
+
+class ItemReferenceItem(WireModel):
+    """A reference to a stored item by id, resolved by the server."""
+
+    type: Literal["item_reference"] | None = "item_reference"
+    id: str
+
+
+def _input_item_tag(value: Any) -> str | None:
+    if isinstance(value, Mapping):
+        tag = value.get("type")
+        if tag is None:
+            # The two wire shortcuts: a bare message, or a bare {"id": ...} reference.
+            return "message" if "role" in value else "item_reference"
+        return tag if isinstance(tag, str) else None
+    tag = getattr(value, "type", None)
+    return "item_reference" if tag is None and isinstance(value, ItemReferenceItem) else tag
+
+
+InputItem = Annotated[
+    Annotated[MessageItem, Tag("message")]
+    | Annotated[FunctionCallItem, Tag("function_call")]
+    | Annotated[FunctionCallOutputItem, Tag("function_call_output")]
+    | Annotated[ReasoningItem, Tag("reasoning")]
+    | Annotated[ItemReferenceItem, Tag("item_reference")],
+    Discriminator(
+        _input_item_tag,
+        custom_error_type="invalid_value",
+        custom_error_message=(
+            "Invalid value for 'type': expected one of 'message', 'function_call', "
+            "'function_call_output', 'reasoning' or 'item_reference'."
+        ),
+    ),
+]
+"""Any item accepted in `input`."""
+
+
+def normalize_input(input: str | Sequence[Mapping[str, Any] | BaseModel]) -> list[dict[str, Any]]:
+    """Canonical wire dicts for a request's `input`.
+
+    A string becomes one user message. Every message gets `type: "message"` and
+    content as a list of parts (a string content becomes one `input_text` part, or one
+    `output_text` part for the assistant); a bare reference gets
+    `type: "item_reference"`. Fields that are `None` are dropped. Ids are not assigned.
+
+    Args:
+        input: The request's `input`: a string, validated `InputItem` models, or
+            already-valid dicts.
+    """
+    if isinstance(input, str):
+        return [_user_message(input)]
+    return [_normalize_item(item) for item in input]
+
+
+def _user_message(text: str) -> dict[str, Any]:
+    return {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
+
+
+def _normalize_item(item: Mapping[str, Any] | BaseModel) -> dict[str, Any]:
+    if isinstance(item, BaseModel):
+        data = item.model_dump(exclude_none=True)
+    else:
+        data = {key: value for key, value in item.items() if value is not None}
+    kind = data.get("type")
+    if kind is None:
+        kind = data["type"] = "message" if "role" in data else "item_reference"
+    if kind == "message":
+        content = data.get("content")
+        if isinstance(content, str):
+            if data.get("role") == "assistant":
+                data["content"] = [
+                    {"type": "output_text", "text": content, "annotations": [], "logprobs": []}
+                ]
+            else:
+                data["content"] = [{"type": "input_text", "text": content}]
+    return data

@@ -1,0 +1,64 @@
+"""tests/spec.py really rejects what the spec forbids (so passing it means something)."""
+
+from __future__ import annotations
+
+import jsonschema
+import pytest
+
+from tests.spec import validate_event, validate_response
+from turnstream.protocol import Response
+
+
+def test_a_response_missing_a_required_field_is_rejected() -> None:
+    data = Response(id="resp_1", created_at=1, model="m").model_dump(mode="json")
+    del data["presence_penalty"]
+    with pytest.raises(jsonschema.ValidationError):
+        validate_response(data)
+
+
+def test_an_output_item_with_a_wrong_status_is_rejected() -> None:
+    data = Response(id="resp_1", created_at=1, model="m").model_dump(mode="json")
+    data["output"] = [
+        {
+            "type": "function_call",
+            "id": "fc",
+            "call_id": "c",
+            "name": "f",
+            "arguments": "",
+            "status": "x",
+        }
+    ]
+    with pytest.raises(jsonschema.ValidationError):
+        validate_response(data)
+
+
+def test_a_nested_error_event_is_rejected_as_not_our_flat_shape() -> None:
+    with pytest.raises(jsonschema.ValidationError):
+        validate_event(
+            {
+                "type": "error",
+                "sequence_number": 0,
+                "code": None,
+                "message": "m",
+                "param": None,
+                "error": {"message": "m"},
+            }
+        )
+
+
+def test_an_event_type_without_a_schema_is_a_key_error() -> None:
+    with pytest.raises(KeyError):
+        validate_event({"type": "response.reasoning_text.delta"})
+
+
+def test_a_delta_event_missing_its_item_id_is_rejected() -> None:
+    with pytest.raises(jsonschema.ValidationError):
+        validate_event(
+            {
+                "type": "response.output_text.delta",
+                "sequence_number": 0,
+                "output_index": 0,
+                "content_index": 0,
+                "delta": "x",
+            }
+        )
