@@ -35,8 +35,13 @@ _SQLITE_SCHEMES = ("sqlite:///", "sqlite+aiosqlite:///")
 _POSTGRES_SCHEMES = ("postgresql://", "postgresql+asyncpg://", "postgres://")
 
 
-def create_store(url_or_path: str | Path, *, clock: Callable[[], float] = time.time) -> Store:
+def create_store(
+    url_or_path: str | Path, *, clock: Callable[[], float] = time.time, owner_ttl: float = 30.0
+) -> Store:
     """A Store for a SQLite file path or URL (the store is not opened yet).
+
+    `owner_ttl` is how long this process's heartbeat vouches for its running
+    responses; after a crash, others fail them once it has lapsed.
 
     Accepts a path (`state/turnstream.db`), `sqlite:///relative.db` or
     `sqlite:////absolute.db` (also with `+aiosqlite`). Await `open()` before use.
@@ -46,7 +51,7 @@ def create_store(url_or_path: str | Path, *, clock: Callable[[], float] = time.t
         ValueError: for in-memory SQLite or an unknown URL scheme.
     """
     if isinstance(url_or_path, Path):
-        return SQLiteStore(url_or_path, clock=clock)
+        return SQLiteStore(url_or_path, clock=clock, owner_ttl=owner_ttl)
     if url_or_path.startswith(_POSTGRES_SCHEMES):
         raise NotImplementedError(
             "PostgreSQL storage is not implemented yet; use a SQLite path or sqlite:/// URL"
@@ -61,4 +66,4 @@ def create_store(url_or_path: str | Path, *, clock: Callable[[], float] = time.t
             raise ValueError(f"unsupported storage URL: {url_or_path!r}")
     if path in ("", ":memory:"):
         raise ValueError("in-memory SQLite is not supported: give the store a file path")
-    return SQLiteStore(path, clock=clock)
+    return SQLiteStore(path, clock=clock, owner_ttl=owner_ttl)

@@ -1,0 +1,94 @@
+"""The `turnstream` command: thin wrappers over the library."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    name="turnstream",
+    help="Streaming, tool-calling conversations over the OpenAI Responses API.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+__all__ = ["app"]
+
+
+@app.callback()
+def _main() -> None:
+    """turnstream: a Responses API server with conversation state and locking, and a client loop."""
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    db: Annotated[
+        Path | None,
+        typer.Option(
+            help="SQLite file for responses and conversations (default: $TURNSTREAM_DB or the user data dir)."
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="TOML file mapping model names to providers.")
+    ] = None,
+    lock_release: Annotated[
+        str,
+        typer.Option(
+            help="before_terminal (default, race-free) or after_body (OpenAI's hosted behaviour, to test clients)."
+        ),
+    ] = "before_terminal",
+    lock_release_delay: Annotated[
+        float, typer.Option(help="Seconds after the body closes (after_body mode).")
+    ] = 1.0,
+    lease_ttl: Annotated[
+        float, typer.Option(help="Seconds a conversation lease survives without heartbeat.")
+    ] = 30.0,
+    no_local: Annotated[
+        bool, typer.Option("--no-local", help="Do not load the embedded local model.")
+    ] = False,
+    fault_rate_limit: Annotated[
+        float, typer.Option(help="Share of requests answered 429 (testing).")
+    ] = 0.0,
+    fault_unavailable: Annotated[
+        float, typer.Option(help="Share of requests answered 503 (testing).")
+    ] = 0.0,
+    fault_locked: Annotated[
+        float, typer.Option(help="Share of requests answered conversation_locked (testing).")
+    ] = 0.0,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
+) -> None:
+    """Run the Responses + Conversations server."""
+    import uvicorn
+
+    from turnstream.server.app import create_app
+    from turnstream.server.settings import FaultSettings, Settings, default_db_path
+
+    if lock_release not in ("before_terminal", "after_body"):
+        raise typer.BadParameter(
+            "must be before_terminal or after_body", param_hint="--lock-release"
+        )
+    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    settings = Settings(
+        db_path=db or default_db_path(),
+        lease_ttl=lease_ttl,
+        lock_release=lock_release,  # type: ignore[arg-type]  # checked above
+        lock_release_delay=lock_release_delay,
+        config_path=config,
+        enable_local_model=not no_local,
+        faults=FaultSettings(
+            rate_limit=fault_rate_limit,
+            unavailable=fault_unavailable,
+            conversation_locked=fault_locked,
+        ),
+    )
+    typer.echo(f"turnstream: database {settings.db_path}", err=True)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level.lower())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,280 @@
+"""One response, from an accepted request to its terminal event.
+
+A `ResponseRun` drives the provider in its own task (the *producer*), so that the
+HTTP side can go away without cutting the run's bookkeeping in half. The order of
+the last steps is the heart of the project (DESIGN.md invariant 2):
+
+1. the provider finishes (or fails, or the client disconnects and the run is
+   cancelled) and the state machine closes every item;
+2. the response is written, the turn's items are appended to the conversation and
+   the conversation lock is released, in one shielded transaction;
+3. only then is the terminal event handed to the HTTP side.
+
+A client that acts on `response.completed` therefore never finds the conversation
+locked. With `lock_release="after_body"` step 2 keeps the lock and the HTTP side
+releases it after the body has closed plus a delay, reproducing OpenAI's race on
+purpose.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from turnstream import sse
+from turnstream.engine.deltas import Delta
+from turnstream.engine.state import ResponseStateMachine
+from turnstream.providers.base import GenerationRequest, Provider, ProviderError
+from turnstream.storage.base import ConversationLockedError, Store
+
+from .settings import Settings
+
+__all__ = ["ResponseRun"]
+
+log = logging.getLogger("turnstream.server")
+
+JSON = dict[str, Any]
+_END = b""
+
+
+class ResponseRun:
+    """Runs one response; the HTTP layer reads `chunks()` or awaits `result()`."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        settings: Settings,
+        provider: Provider,
+        request: GenerationRequest,
+        response: JSON,
+        input_items: Sequence[JSON],
+        store_response: bool,
+        conversation_id: str | None,
+        background: bool = False,
+        on_settled: Any = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.provider = provider
+        self.request = request
+        self.response_id: str = response["id"]
+        self.input_items = list(input_items)
+        self.store_response = store_response
+        self.conversation_id = conversation_id
+        self.background = background
+        self.machine = ResponseStateMachine(response)
+        self.holds_lock = conversation_id is not None
+        self._queue: asyncio.Queue[bytes] = asyncio.Queue()
+        self._first = asyncio.Event()
+        self._early_error: ProviderError | None = None
+        self._streamed_any = False
+        self._task: asyncio.Task[None] | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._settled = asyncio.Event()
+        self._on_settled = on_settled
+        self._detached: set[asyncio.Task[None]] = set()
+        self.started_at = time.monotonic()
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._emit(self.machine.start())
+        self._task = asyncio.create_task(self._produce(), name=f"run {self.response_id}")
+        if self.holds_lock:
+            self._heartbeat = asyncio.create_task(self._renew_lease())
+
+    async def wait_for_first_delta(self) -> ProviderError | None:
+        """Wait until the provider produced something (or failed, or
+        `settings.first_delta_wait` passed).
+
+        Returns the provider's error if it failed before producing anything, so the
+        caller can answer with a plain HTTP error instead of a stream.
+        """
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._first.wait(), self.settings.first_delta_wait)
+        if self._early_error is not None:
+            await self._settled.wait()
+            return self._early_error
+        return None
+
+    @property
+    def early_error(self) -> ProviderError | None:
+        """The provider's error when it failed before producing anything."""
+        return self._early_error
+
+    def keep(self, task: asyncio.Task[None]) -> None:
+        """Hold a reference to a detached follow-up task until it ends."""
+        self._detached.add(task)
+        task.add_done_callback(self._detached.discard)
+
+    def cancel(self) -> None:
+        """The client went away: stop generating (background runs keep going)."""
+        if self._task is not None and not self._task.done() and not self.background:
+            self._task.cancel()
+
+    async def result(self) -> JSON:
+        """The final Response (waits for the run to settle)."""
+        await self._settled.wait()
+        return self.final_response
+
+    @property
+    def final_response(self) -> JSON:
+        return self.machine.response.model_dump(mode="json")
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """Encoded SSE bytes, batched: everything queued is sent in one write."""
+        queue = self._queue
+        interval = self.settings.keepalive_interval
+        while True:
+            try:
+                chunk = await asyncio.wait_for(queue.get(), interval)
+            except TimeoutError:
+                yield sse.KEEPALIVE
+                continue
+            parts = [chunk]
+            done = chunk is _END
+            while not done and not queue.empty():
+                nxt = queue.get_nowait()
+                done = nxt is _END
+                parts.append(nxt)
+            data = b"".join(parts)
+            if data:
+                yield data
+            if done:
+                return
+
+    async def release_after_body(self) -> None:
+        """`after_body` mode: called once the HTTP body has closed."""
+        if self.settings.lock_release != "after_body" or self.conversation_id is None:
+            return
+        await self._settled.wait()
+        await asyncio.sleep(self.settings.lock_release_delay)
+        await self._release()
+
+    # -- the producer ------------------------------------------------------------------
+
+    def _emit(self, events: Sequence[Any]) -> None:
+        for event in events:
+            self._queue.put_nowait(sse.encode(event))
+
+    async def _produce(self) -> None:
+        machine = self.machine
+        closing: list[Any]
+        stream = self.provider.stream(self.request)
+        try:
+            try:
+                async for delta in stream:
+                    self._on_delta(delta)
+                closing = list(machine.finish())
+            finally:
+                await _aclose(stream)
+        except asyncio.CancelledError:
+            closing = list(machine.cancel())
+            await asyncio.shield(self._finish(closing))
+            raise
+        except ProviderError as exc:
+            if not self._first.is_set():
+                self._early_error = exc
+            closing = list(machine.fail(exc.code, exc.message))
+        except Exception:
+            log.exception("provider failed on %s", self.response_id)
+            closing = list(
+                machine.fail("server_error", "The model failed while generating this response.")
+            )
+        await asyncio.shield(self._finish(closing))
+
+    def _on_delta(self, delta: Delta) -> None:
+        events = self.machine.feed(delta)
+        if events:
+            self._emit(events)
+        if not self._first.is_set():
+            self._first.set()
+
+    async def _finish(self, closing: list[Any]) -> None:
+        """Persist, release, then announce (invariant 2)."""
+        self._first.set()
+        self._emit(closing[:-1])
+        try:
+            await self._persist()
+        except Exception:
+            log.exception("could not persist %s", self.response_id)
+        finally:
+            self._settled.set()
+            self._emit(closing[-1:])
+            self._queue.put_nowait(_END)
+            if self._on_settled is not None:
+                self._on_settled(self)
+
+    async def _persist(self) -> None:
+        response = self.final_response
+        status = response["status"]
+        release_now = self.settings.lock_release == "before_terminal"
+        if self.conversation_id is not None:
+            items = None
+            if status in ("completed", "incomplete"):
+                items = [*self.input_items, *response["output"]]
+            try:
+                await self.store.finish_turn(
+                    self.conversation_id,
+                    self.response_id,
+                    response_id=self.response_id,
+                    response=response,
+                    items=items,
+                    store_response=self.store_response,
+                    release=release_now,
+                )
+            except ConversationLockedError:
+                # the lease expired and someone else took the conversation: our
+                # items must not be interleaved with theirs
+                log.error(
+                    "lost the lease on %s before %s finished",
+                    self.conversation_id,
+                    self.response_id,
+                )
+                if self.store_response:
+                    await self.store.update_response(self.response_id, response)
+            if release_now:
+                self._stop_heartbeat()
+                self.holds_lock = False
+        elif self.store_response:
+            await self.store.update_response(self.response_id, response)
+
+    # -- the lease ---------------------------------------------------------------------
+
+    async def _renew_lease(self) -> None:
+        assert self.conversation_id is not None
+        period = max(self.settings.lease_ttl / 3, 0.05)
+        while True:
+            await asyncio.sleep(period)
+            try:
+                ok = await self.store.renew_lock(
+                    self.conversation_id, self.response_id, ttl=self.settings.lease_ttl
+                )
+            except Exception:
+                log.exception("lease renewal failed for %s", self.conversation_id)
+                continue
+            if not ok:
+                log.error("lease on %s lost by %s", self.conversation_id, self.response_id)
+                return
+
+    def _stop_heartbeat(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            self._heartbeat = None
+
+    async def _release(self) -> None:
+        self._stop_heartbeat()
+        if self.conversation_id is not None and self.holds_lock:
+            self.holds_lock = False
+            await self.store.release_lock(self.conversation_id, self.response_id)
+
+
+async def _aclose(stream: AsyncIterator[Delta]) -> None:
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        await aclose()

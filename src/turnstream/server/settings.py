@@ -1,0 +1,68 @@
+"""Server settings: one explicit object, built by the CLI or by tests."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import platformdirs
+
+__all__ = ["FaultSettings", "LockRelease", "Settings", "default_db_path"]
+
+LockRelease = Literal["before_terminal", "after_body"]
+
+DB_ENV = "TURNSTREAM_DB"
+
+
+def default_db_path() -> Path:
+    """`$TURNSTREAM_DB`, else `turnstream.db` under the user's data directory."""
+    env = os.environ.get(DB_ENV)
+    if env:
+        return Path(env)
+    return Path(platformdirs.user_data_dir("turnstream")) / "turnstream.db"
+
+
+@dataclass(slots=True)
+class FaultSettings:
+    """Deliberate faults, off by default, for testing clients against a bad day.
+
+    Each rate is a probability per `POST /v1/responses`, decided before any work.
+    """
+
+    rate_limit: float = 0.0
+    """Answer 429 `rate_limit_exceeded` with `retry-after-ms`."""
+    unavailable: float = 0.0
+    """Answer 503 `server_error`."""
+    conversation_locked: float = 0.0
+    """Answer 400 `conversation_locked` as if another request held the conversation."""
+    retry_after_ms: int = 20
+    seed: int | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return any((self.rate_limit, self.unavailable, self.conversation_locked))
+
+
+@dataclass(slots=True)
+class Settings:
+    db_path: Path = field(default_factory=default_db_path)
+    lease_ttl: float = 30.0
+    """Seconds a conversation lease lives without a heartbeat (a crashed holder's
+    conversation frees itself after this)."""
+    lock_release: LockRelease = "before_terminal"
+    """`before_terminal`: persist, release the lock, then write the terminal event (the
+    race-free default). `after_body`: OpenAI's hosted behaviour, release only after the
+    body has closed and `lock_release_delay` has passed, to test clients against it."""
+    lock_release_delay: float = 1.0
+    keepalive_interval: float = 15.0
+    first_delta_wait: float = 2.0
+    """How long a stream waits for the model's first delta before sending headers, so
+    that a provider failure in that window (an upstream 429) is still a plain HTTP
+    error the client can retry."""
+    faults: FaultSettings = field(default_factory=FaultSettings)
+    config_path: Path | None = None
+    """A TOML model configuration (see `turnstream.server.models`)."""
+    enable_local_model: bool = True
+    instance_id: str | None = None

@@ -1,0 +1,48 @@
+"""What one app instance holds: its explicit parts, no module-level singletons."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from fastapi import Request
+
+from turnstream.storage.base import Store
+
+from .models import ModelRegistry
+from .settings import Settings
+
+if TYPE_CHECKING:
+    from .runs import ResponseRun
+
+__all__ = ["ServerState", "get_state"]
+
+
+@dataclass(slots=True)
+class ServerState:
+    settings: Settings
+    store: Store
+    models: ModelRegistry
+    runs: dict[str, ResponseRun] = field(default_factory=dict)
+    """Runs still in flight in this process, by response id."""
+    recent_turns: deque[float] = field(default_factory=lambda: deque(maxlen=32))
+    """Durations (s) of the last turns, for the `retry-after-ms` estimate."""
+    rng: random.Random = field(default_factory=random.Random)
+
+    def on_run_settled(self, run: ResponseRun) -> None:
+        self.runs.pop(run.response_id, None)
+        self.recent_turns.append(time.monotonic() - run.started_at)
+
+    def typical_turn_seconds(self) -> float:
+        if not self.recent_turns:
+            return 1.0
+        ordered = sorted(self.recent_turns)
+        return ordered[len(ordered) // 2]
+
+
+def get_state(request: Request) -> ServerState:
+    state: ServerState = request.app.state.turnstream
+    return state

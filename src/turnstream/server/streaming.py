@@ -1,0 +1,75 @@
+"""The SSE response: a small ASGI app that streams a run and watches for disconnects.
+
+Starlette's `StreamingResponse` only notices a vanished client when a write fails,
+which for a slow model can be many seconds later. This response listens on
+`receive()` at the same time, so a disconnect cancels generation at once (a
+non-background run then ends `cancelled`), and the run's own bookkeeping, which
+lives in its producer task, is never cut short by the HTTP side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from .runs import ResponseRun
+
+__all__ = ["EventStreamResponse"]
+
+_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+class EventStreamResponse(Response):
+    media_type = "text/event-stream"
+
+    def __init__(self, run: ResponseRun, *, status_code: int = 200) -> None:
+        # deliberately not calling Response.__init__: there is no body to render,
+        # this class only reuses the type so FastAPI passes it through untouched
+        self.run = run
+        self.status_code = status_code
+        self.background = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        run = self.run
+        disconnected = asyncio.Event()
+
+        async def watch() -> None:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    disconnected.set()
+                    run.cancel()
+                    return
+
+        watcher = asyncio.create_task(watch())
+        try:
+            await send(
+                {"type": "http.response.start", "status": self.status_code, "headers": _HEADERS}
+            )
+            async for chunk in run.chunks():
+                if disconnected.is_set():
+                    break
+                try:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                except OSError:
+                    # newer servers raise on a write to a closed connection
+                    run.cancel()
+                    break
+            if not disconnected.is_set():
+                with contextlib.suppress(OSError):
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+            # after_body mode lets go of the conversation only now (plus a delay);
+            # run it detached so a cancelled handler cannot skip it
+            task = asyncio.create_task(run.release_after_body())
+            run.keep(task)

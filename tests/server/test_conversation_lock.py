@@ -1,0 +1,345 @@
+"""The conversation lock: one response per conversation, released before the
+terminal event (DESIGN.md invariants 2 and 3)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from openai import AsyncOpenAI
+
+from tests.livesrv import LiveServer, running_server, spawn_server
+
+ADD = {
+    "type": "function",
+    "name": "add",
+    "description": "Add two numbers.",
+    "parameters": {
+        "type": "object",
+        "properties": {"a": {"type": "number"}, "b": {"type": "number"}},
+        "required": ["a", "b"],
+        "additionalProperties": False,
+    },
+    "strict": True,
+}
+LOCKED_BODY = {
+    "message": "Another process is currently operating on this conversation. Please retry in a few seconds.",
+    "type": "invalid_request_error",
+    "param": "conversation",
+    "code": "conversation_locked",
+}
+
+
+async def seed_round(client: AsyncOpenAI, conversation: str) -> str:
+    """The original report's loop: the follow-up goes out from *inside* the stream
+    loop, as soon as `response.completed` arrives, before the first body has ended."""
+    answer = ""
+    stream = await client.responses.create(
+        model="echo",
+        input='add {"a": 2, "b": 3}',
+        tools=[ADD],
+        conversation=conversation,
+        stream=True,
+    )
+    async with stream as events:
+        async for event in events:
+            if event.type == "response.completed":
+                calls = [item for item in event.response.output if item.type == "function_call"]
+                assert calls, "the echo model calls the named tool"
+                outputs = [
+                    {
+                        "type": "function_call_output",
+                        "call_id": call.call_id,
+                        "output": str(sum(json.loads(call.arguments).values())),
+                    }
+                    for call in calls
+                ]
+                follow_up = await client.responses.create(
+                    model="echo", input=outputs, tools=[ADD], conversation=conversation, stream=True
+                )
+                async with follow_up as more:
+                    async for late in more:
+                        if late.type == "response.completed":
+                            answer = late.response.output_text
+    return answer
+
+
+async def test_the_seed_pattern_succeeds_200_times_in_the_default_mode(
+    live_server: LiveServer,
+) -> None:
+    async with AsyncOpenAI(base_url=live_server.base_url, api_key="t", max_retries=0) as client:
+        conversation = (await client.conversations.create()).id
+        for _ in range(200):
+            assert "5" in await seed_round(client, conversation)
+        items = [
+            item
+            async for item in client.conversations.items.list(conversation, order="asc", limit=100)
+        ]
+    assert len(items) == 800  # user, call, output, answer per round: nothing lost or doubled
+
+
+def test_the_seed_pattern_gets_conversation_locked_in_after_body_mode(tmp_path: Path) -> None:
+    async def rounds(live: LiveServer) -> list[str | None]:
+        codes: list[str | None] = []
+        async with AsyncOpenAI(base_url=live.base_url, api_key="t", max_retries=0) as client:
+            for _ in range(3):
+                conversation = (await client.conversations.create()).id
+                with pytest.raises(openai.BadRequestError) as info:
+                    await seed_round(client, conversation)
+                codes.append(info.value.code)
+                assert info.value.body == LOCKED_BODY
+                # OpenAI sends no retry hint; neither does the imitation
+                assert "x-should-retry" not in info.value.response.headers
+        return codes
+
+    with running_server(
+        tmp_path / "t.db", lock_release="after_body", lock_release_delay=1.0
+    ) as live:
+        assert asyncio.run(rounds(live)) == ["conversation_locked"] * 3
+
+
+def test_twenty_concurrent_requests_one_wins_and_only_its_items_are_stored(
+    live_server: LiveServer,
+) -> None:
+    words = " ".join(f"w{i}" for i in range(40))
+
+    async def main() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=live_server.base_url, timeout=30) as http:
+            conversation = (await http.post("/conversations", json={})).json()["id"]
+            bodies = [
+                {"model": "echo-slow", "input": f"{i} {words}", "conversation": conversation}
+                for i in range(20)
+            ]
+            results = await asyncio.gather(*(http.post("/responses", json=b) for b in bodies))
+            items = (
+                await http.get(f"/conversations/{conversation}/items", params={"order": "asc"})
+            ).json()["data"]
+            return [*results, items]  # type: ignore[list-item]
+
+    *results, items = asyncio.run(main())
+    winners = [r for r in results if r.status_code == 200]
+    losers = [r for r in results if r.status_code != 200]
+    assert len(winners) == 1
+    assert all(r.status_code == 400 and r.json()["error"] == LOCKED_BODY for r in losers)
+    assert all(
+        r.headers["x-should-retry"] == "true" and int(r.headers["retry-after-ms"]) > 0
+        for r in losers
+    )
+    winner = winners[0].json()
+    assert [item["id"] for item in items][1:] == [winner["output"][0]["id"]]  # type: ignore[index]
+    assert (
+        items[0]["content"][0]["text"].split()[0]
+        == winner["output"][0]["content"][0]["text"].split()[0]
+    )  # type: ignore[index]
+    assert len(items) == 2  # type: ignore[arg-type]
+
+
+def test_items_cannot_be_added_or_deleted_while_a_response_holds_the_conversation(
+    live_server: LiveServer,
+) -> None:
+    words = " ".join(f"w{i}" for i in range(60))
+    with httpx.Client(base_url=live_server.base_url, timeout=30) as http:
+        conversation = http.post(
+            "/conversations", json={"items": [{"role": "user", "content": "old"}]}
+        ).json()["id"]
+        old_item = http.get(f"/conversations/{conversation}/items").json()["data"][0]["id"]
+        with http.stream(
+            "POST",
+            "/responses",
+            json={
+                "model": "echo-slow",
+                "input": words,
+                "conversation": conversation,
+                "stream": True,
+            },
+        ) as resp:
+            lines = resp.iter_lines()
+            for line in lines:
+                if "output_text.delta" in line:
+                    break
+            add = http.post(
+                f"/conversations/{conversation}/items",
+                json={"items": [{"role": "user", "content": "x"}]},
+            )
+            delete = http.delete(f"/conversations/{conversation}/items/{old_item}")
+            for _ in lines:
+                pass
+        assert add.status_code == 400
+        assert add.json()["error"] == LOCKED_BODY
+        assert delete.status_code == 400
+        assert delete.json()["error"] == LOCKED_BODY
+        # once the response has finished, both go through
+        assert (
+            http.post(
+                f"/conversations/{conversation}/items",
+                json={"items": [{"role": "user", "content": "x"}]},
+            ).status_code
+            == 200
+        )
+        assert http.delete(f"/conversations/{conversation}/items/{old_item}").status_code == 200
+
+
+def test_a_client_disconnect_mid_stream_releases_the_lock_and_leaves_no_half_turn(
+    live_server: LiveServer,
+) -> None:
+    words = " ".join(f"w{i}" for i in range(300))
+    with httpx.Client(base_url=live_server.base_url, timeout=30) as http:
+        conversation = http.post(
+            "/conversations", json={"items": [{"role": "user", "content": "before"}]}
+        ).json()["id"]
+        with http.stream(
+            "POST",
+            "/responses",
+            json={
+                "model": "echo-slow",
+                "input": words,
+                "conversation": conversation,
+                "stream": True,
+            },
+        ) as resp:
+            seen = 0
+            for line in resp.iter_lines():
+                seen += "output_text.delta" in line
+                if seen == 3:
+                    break
+        deadline = time.monotonic() + 2
+        while True:
+            resp2 = http.post(
+                "/responses", json={"model": "echo", "input": "after", "conversation": conversation}
+            )
+            if resp2.status_code == 200:
+                break
+            assert resp2.json()["error"]["code"] == "conversation_locked"
+            assert time.monotonic() < deadline, "the lock stayed held after the client went away"
+            time.sleep(0.02)
+        texts = [
+            i["content"][0]["text"]
+            for i in http.get(
+                f"/conversations/{conversation}/items", params={"order": "asc"}
+            ).json()["data"]
+        ]
+        assert texts == ["before", "after", "after"]
+
+
+def _slow_config(tmp_path: Path) -> Path:
+    config = tmp_path / "models.toml"
+    config.write_text(
+        '[[models]]\nname = "echo-slow"\nprovider = "echo"\ndelay = 0.02\n', encoding="utf-8"
+    )
+    return config
+
+
+def test_two_server_processes_on_one_sqlite_file_let_exactly_one_request_win(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "shared.db"
+    config = _slow_config(tmp_path)
+    servers = [spawn_server(db, config), spawn_server(db, config)]
+    try:
+        words = " ".join(f"w{i}" for i in range(40))
+
+        async def main() -> tuple[list[int], list[dict[str, Any]]]:
+            async with httpx.AsyncClient(timeout=30) as http:
+                conversation = (
+                    await http.post(f"{servers[0].base_url}/conversations", json={})
+                ).json()["id"]
+                posts = [
+                    http.post(
+                        f"{servers[i % 2].base_url}/responses",
+                        json={
+                            "model": "echo-slow",
+                            "input": f"{i} {words}",
+                            "conversation": conversation,
+                        },
+                    )
+                    for i in range(10)
+                ]
+                results = await asyncio.gather(*posts)
+                items = (
+                    await http.get(
+                        f"{servers[1].base_url}/conversations/{conversation}/items",
+                        params={"order": "asc"},
+                    )
+                ).json()["data"]
+                return [r.status_code for r in results], items
+
+        for _ in range(3):
+            statuses, items = asyncio.run(main())
+            assert statuses.count(200) == 1, statuses
+            assert statuses.count(400) == 9
+            assert [item["role"] for item in items] == ["user", "assistant"]
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def test_after_kill_9_the_stale_response_is_failed_and_the_conversation_frees_within_the_lease(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "crash.db"
+    config = _slow_config(tmp_path)
+    lease = 2.0
+    server = spawn_server(db, config, "--lease-ttl", str(lease))
+    try:
+        http = httpx.Client(timeout=30)
+        conversation = http.post(f"{server.base_url}/conversations", json={}).json()["id"]
+        words = " ".join(f"w{i}" for i in range(500))
+        response_id = None
+        with http.stream(
+            "POST",
+            f"{server.base_url}/responses",
+            json={
+                "model": "echo-slow",
+                "input": words,
+                "conversation": conversation,
+                "stream": True,
+            },
+        ) as resp:
+            for line in resp.iter_lines():
+                if line.startswith("data:") and response_id is None:
+                    response_id = json.loads(line[5:])["response"]["id"]
+                if "output_text.delta" in line:
+                    killed_at = time.monotonic()
+                    server.kill()
+                    break
+    finally:
+        server.stop()
+    assert response_id is not None
+    restarted = spawn_server(db, config, "--lease-ttl", str(lease))
+    try:
+        while (
+            status := http.get(f"{restarted.base_url}/responses/{response_id}").json()["status"]
+        ) != "failed":
+            assert status == "in_progress"
+            assert time.monotonic() - killed_at < lease + 1.5, (
+                "the crashed response was never marked failed"
+            )
+            time.sleep(0.05)
+        while True:
+            resp = http.post(
+                f"{restarted.base_url}/responses",
+                json={"model": "echo", "input": "again", "conversation": conversation},
+            )
+            if resp.status_code == 200:
+                break
+            assert resp.json()["error"]["code"] == "conversation_locked"
+            assert time.monotonic() - killed_at < lease + 1.0, (
+                "the dead holder's lease never expired"
+            )
+            time.sleep(0.05)
+        texts = [
+            i["content"][0]["text"]
+            for i in http.get(
+                f"{restarted.base_url}/conversations/{conversation}/items", params={"order": "asc"}
+            ).json()["data"]
+        ]
+        assert texts == ["again", "again"], "the crashed turn must leave nothing behind"
+    finally:
+        restarted.stop()
+        http.close()
