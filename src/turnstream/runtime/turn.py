@@ -1,0 +1,175 @@
+"""Reading one response's wire events into runtime events. Pure: no I/O, no loop.
+
+`TurnReader.feed(data)` takes one decoded SSE `data` object and returns the runtime
+event it maps to. It remembers what the rest of the loop needs: the response id, the
+completed function calls (from `output_item.done`, falling back to the terminal
+response's `output`), the output items, the terminal status and usage.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from .events import (
+    ErrorReceived,
+    RawEvent,
+    RunEvent,
+    TextDelta,
+    TextDone,
+    ToolArgumentsDelta,
+    ToolCallReady,
+    ToolCallStarted,
+    TurnStarted,
+    TurnStatus,
+)
+from .results import Usage
+from .tools import ToolCall
+
+__all__ = ["TERMINAL_TYPES", "TurnReader"]
+
+TERMINAL_TYPES = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
+
+class TurnReader:
+    """Accumulates one response's stream. Feed events in order; read the results."""
+
+    def __init__(self, turn: int) -> None:
+        self.turn = turn
+        self.response_id: str | None = None
+        self.status: TurnStatus | None = None
+        """Set by the terminal event; `None` until then."""
+        self.response: dict[str, Any] = {}
+        self.usage: Usage | None = None
+        self.error: ErrorReceived | None = None
+        self.calls: list[ToolCall] = []
+        self._items: dict[int, dict[str, Any]] = {}
+        self._call_ids: dict[str, str] = {}  # item id -> call_id, for argument deltas
+        self._handlers: dict[str, Callable[[dict[str, Any]], RunEvent | None]] = {
+            "response.output_text.delta": self._text_delta,
+            "response.function_call_arguments.delta": self._arguments_delta,
+            "response.output_text.done": self._text_done,
+            "response.output_item.added": self._item_added,
+            "response.output_item.done": self._item_done,
+            "response.created": self._created,
+            "response.completed": self._terminal,
+            "response.incomplete": self._terminal,
+            "response.failed": self._terminal,
+            "error": self._error,
+        }
+
+    def feed(self, data: dict[str, Any]) -> RunEvent | None:
+        """Map one wire event; returns `None` for events the UI need not see."""
+        kind = data.get("type")
+        handler = self._handlers.get(kind) if isinstance(kind, str) else None
+        if handler is None:
+            if kind is None and "error" in data:
+                return self._error(data["error"] if isinstance(data["error"], dict) else data)
+            return RawEvent(data)
+        return handler(data)
+
+    @property
+    def output_items(self) -> list[dict[str, Any]]:
+        """The response's output items in `output_index` order."""
+        output = self.response.get("output")
+        if isinstance(output, list) and output:
+            return [item for item in output if isinstance(item, dict)]
+        return [self._items[index] for index in sorted(self._items)]
+
+    @property
+    def text(self) -> str:
+        """The text of the response's message items."""
+        parts = []
+        for item in self.output_items:
+            if item.get("type") != "message":
+                continue
+            for part in item.get("content") or ():
+                if isinstance(part, dict) and part.get("type") == "output_text":
+                    parts.append(str(part.get("text", "")))
+        return "".join(parts)
+
+    def _created(self, data: dict[str, Any]) -> RunEvent:
+        response = data.get("response") or {}
+        self.response_id = str(response.get("id", ""))
+        return TurnStarted(self.turn, self.response_id)
+
+    def _text_delta(self, data: dict[str, Any]) -> RunEvent:
+        return TextDelta(data.get("delta", ""), data.get("item_id", ""))
+
+    def _text_done(self, data: dict[str, Any]) -> RunEvent:
+        return TextDone(data.get("text", ""), data.get("item_id", ""))
+
+    def _arguments_delta(self, data: dict[str, Any]) -> RunEvent:
+        item_id = data.get("item_id", "")
+        return ToolArgumentsDelta(data.get("delta", ""), self._call_ids.get(item_id, ""), item_id)
+
+    def _item_added(self, data: dict[str, Any]) -> RunEvent:
+        item = data.get("item") or {}
+        if item.get("type") == "function_call":
+            item_id = str(item.get("id", ""))
+            call_id = str(item.get("call_id", ""))
+            self._call_ids[item_id] = call_id
+            return ToolCallStarted(str(item.get("name", "")), call_id, item_id)
+        return RawEvent(data)
+
+    def _item_done(self, data: dict[str, Any]) -> RunEvent:
+        item = data.get("item") or {}
+        index = data.get("output_index")
+        self._items[index if isinstance(index, int) else len(self._items)] = item
+        if item.get("type") != "function_call":
+            return RawEvent(data)
+        call = self._add_call(item)
+        return ToolCallReady(
+            call.name, call.call_id, call.item_id, _parse_object(call.arguments), call.arguments
+        )
+
+    def _add_call(self, item: dict[str, Any]) -> ToolCall:
+        call = ToolCall(
+            call_id=str(item.get("call_id", "")),
+            name=str(item.get("name", "")),
+            arguments=str(item.get("arguments") or ""),
+            item_id=str(item.get("id", "")),
+        )
+        self.calls.append(call)
+        return call
+
+    def _terminal(self, data: dict[str, Any]) -> RunEvent | None:
+        response = data.get("response") or {}
+        self.response = response
+        if not self.response_id:
+            self.response_id = str(response.get("id", ""))
+        status = str(response.get("status") or data["type"].removeprefix("response."))
+        self.status = status if status in ("completed", "incomplete", "failed") else "failed"  # type: ignore[assignment]
+        self.usage = Usage.from_wire(response.get("usage"))
+        # A server that sends no item events still lists the calls in `output`.
+        seen = {call.call_id for call in self.calls}
+        for item in self.output_items:
+            if item.get("type") == "function_call" and item.get("call_id") not in seen:
+                self._add_call(item)
+        # The caller emits `TurnCompleted` once the body has reached EOF.
+        return None
+
+    def _error(self, data: dict[str, Any]) -> RunEvent:
+        self.error = ErrorReceived(
+            code=data.get("code"), message=str(data.get("message", "")), param=data.get("param")
+        )
+        return self.error
+
+    @property
+    def failure(self) -> tuple[str | None, str]:
+        """(code, message) of a failed response, from `response.error` or an `error` event."""
+        error = self.response.get("error")
+        if isinstance(error, dict):
+            return error.get("code"), str(error.get("message", ""))
+        if self.error is not None:
+            return self.error.code, self.error.message
+        return None, "the response failed without an error object"
+
+
+def _parse_object(raw: str) -> dict[str, Any] | None:
+    try:
+        value = json.loads(raw) if raw.strip() else {}
+    except json.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None

@@ -1,0 +1,71 @@
+"""`TurnReader`: wire events in, runtime events out; no I/O."""
+
+from __future__ import annotations
+
+from turnstream.runtime import RawEvent, TextDelta, ToolCallReady, ToolCallStarted, TurnStarted
+from turnstream.runtime.turn import TurnReader
+
+
+def test_a_call_is_collected_from_output_item_done() -> None:
+    reader = TurnReader(1)
+    assert reader.feed({"type": "response.created", "response": {"id": "resp_1"}}) == TurnStarted(
+        1, "resp_1"
+    )
+    item = {"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "add"}
+    started = reader.feed({"type": "response.output_item.added", "item": {**item, "arguments": ""}})
+    assert started == ToolCallStarted("add", "call_1", "fc_1")
+    ready = reader.feed(
+        {
+            "type": "response.output_item.done",
+            "output_index": 0,
+            "item": {**item, "arguments": '{"a":1}'},
+        }
+    )
+    assert isinstance(ready, ToolCallReady)
+    assert ready.arguments == {"a": 1}
+    assert [c.call_id for c in reader.calls] == ["call_1"]
+
+
+def test_calls_only_listed_in_the_terminal_response_are_still_collected() -> None:
+    reader = TurnReader(1)
+    call = {
+        "type": "function_call",
+        "id": "fc_1",
+        "call_id": "call_9",
+        "name": "x",
+        "arguments": "{}",
+    }
+    reader.feed(
+        {
+            "type": "response.completed",
+            "response": {"id": "r", "status": "completed", "output": [call]},
+        }
+    )
+    assert reader.status == "completed"
+    assert [c.call_id for c in reader.calls] == ["call_9"]
+
+
+def test_unknown_events_pass_through_raw() -> None:
+    reader = TurnReader(1)
+    data = {"type": "response.reasoning_summary_text.delta", "delta": "hm"}
+    assert reader.feed(data) == RawEvent(data)
+    assert reader.feed(
+        {"type": "response.output_text.delta", "delta": "hi", "item_id": "m"}
+    ) == TextDelta("hi", "m")
+
+
+def test_a_failed_response_reports_its_error() -> None:
+    reader = TurnReader(1)
+    reader.feed({"type": "error", "code": "server_error", "message": "boom", "param": None})
+    reader.feed(
+        {
+            "type": "response.failed",
+            "response": {
+                "id": "r",
+                "status": "failed",
+                "error": {"code": "server_error", "message": "boom"},
+            },
+        }
+    )
+    assert reader.status == "failed"
+    assert reader.failure == ("server_error", "boom")
