@@ -86,8 +86,15 @@ def serve(
             conversation_locked=fault_locked,
         ),
     )
+    from turnstream.server.config import ConfigError
+
+    try:
+        server_app = create_app(settings)
+    except ConfigError as exc:
+        typer.echo(f"turnstream: {exc}", err=True)
+        raise typer.Exit(2) from None
     typer.echo(f"turnstream: database {settings.db_path}", err=True)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level.lower())
+    uvicorn.run(server_app, host=host, port=port, log_level=log_level.lower())
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -116,17 +116,22 @@ async def _read_json(request: Request) -> JSON:
 
 @router.post("/responses", summary="Create a model response")
 async def create_response(request: Request) -> Response:
+    started = time.perf_counter()
     state = get_state(request)
     body = await _read_json(request)
     params = parse_create_params(body)
     inject_faults(state)
     run = await _admit(state, params)
+    # the server's own share of the latency: everything before the model was asked
+    # (parsing, context assembly, the lock, the insert) and, without streaming, the
+    # bookkeeping after it answered; the model's own time is not included
+    admitted = time.perf_counter() - started
     if params.stream:
         error = await run.wait_for_first_delta()
         if error is not None:
-            await run.release_after_body()
+            run.keep(asyncio.create_task(run.release_after_body()))
             raise from_provider_error(error)
-        return EventStreamResponse(run)
+        return EventStreamResponse(run, headers={ADDED_TIME_HEADER: _ms(admitted)})
     try:
         final = await run.result()
     except asyncio.CancelledError:
@@ -134,9 +139,20 @@ async def create_response(request: Request) -> Response:
         raise
     error = run.early_error
     if error is not None:
-        await run.release_after_body()
+        run.keep(asyncio.create_task(run.release_after_body()))
         raise from_provider_error(error)
-    return JSONResponse(final, background=BackgroundTask(run.release_after_body))
+    return JSONResponse(
+        final,
+        headers={ADDED_TIME_HEADER: _ms(admitted + run.persist_seconds)},
+        background=BackgroundTask(run.release_after_body),
+    )
+
+
+ADDED_TIME_HEADER = "x-turnstream-added-ms"
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.2f}"
 
 
 async def _admit(state: ServerState, params: ResponseCreateParams) -> ResponseRun:

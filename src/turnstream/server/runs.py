@@ -79,6 +79,7 @@ class ResponseRun:
         self._on_settled = on_settled
         self._detached: set[asyncio.Task[None]] = set()
         self.started_at = time.monotonic()
+        self.persist_seconds = 0.0
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -199,11 +200,13 @@ class ResponseRun:
         """Persist, release, then announce (invariant 2)."""
         self._first.set()
         self._emit(closing[:-1])
+        began = time.perf_counter()
         try:
             await self._persist()
         except Exception:
             log.exception("could not persist %s", self.response_id)
         finally:
+            self.persist_seconds = time.perf_counter() - began
             self._settled.set()
             self._emit(closing[-1:])
             self._queue.put_nowait(_END)

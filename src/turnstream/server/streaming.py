@@ -29,12 +29,17 @@ _HEADERS = [
 class EventStreamResponse(Response):
     media_type = "text/event-stream"
 
-    def __init__(self, run: ResponseRun, *, status_code: int = 200) -> None:
+    def __init__(
+        self, run: ResponseRun, *, status_code: int = 200, headers: dict[str, str] | None = None
+    ) -> None:
         # deliberately not calling Response.__init__: there is no body to render,
         # this class only reuses the type so FastAPI passes it through untouched
         self.run = run
         self.status_code = status_code
         self.background = None
+        self.extra_headers = [
+            (k.encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()
+        ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         run = self.run
@@ -51,7 +56,11 @@ class EventStreamResponse(Response):
         watcher = asyncio.create_task(watch())
         try:
             await send(
-                {"type": "http.response.start", "status": self.status_code, "headers": _HEADERS}
+                {
+                    "type": "http.response.start",
+                    "status": self.status_code,
+                    "headers": [*_HEADERS, *self.extra_headers],
+                }
             )
             async for chunk in run.chunks():
                 if disconnected.is_set():

@@ -1,0 +1,102 @@
+"""Model configuration from TOML and the environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.livesrv import running_server
+from turnstream.providers.echo import EchoProvider
+from turnstream.providers.openai_chat import OpenAIChatProvider
+from turnstream.server.config import ConfigError, load_providers
+from turnstream.server.settings import Settings
+
+TOML = """
+[[models]]
+name = "gpt-4o-mini"
+provider = "openai_chat"
+base_url = "http://127.0.0.1:9/v1"
+upstream_model = "gpt-4o-mini-2024"
+api_key_env = "TEST_UPSTREAM_KEY"
+
+[[models]]
+name = "mistral"
+base_url = "http://127.0.0.1:9/v1"
+api_key_env = "TEST_UPSTREAM_KEY"
+
+[[models]]
+name = "echo-slow"
+provider = "echo"
+delay = 0.01
+"""
+
+
+def settings_with(tmp_path: Path, text: str) -> Settings:
+    config = tmp_path / "models.toml"
+    config.write_text(text, encoding="utf-8")
+    return Settings(db_path=tmp_path / "x.db", config_path=config, enable_local_model=False)
+
+
+async def test_a_toml_file_maps_public_names_to_one_upstream_provider(tmp_path: Path) -> None:
+    providers = load_providers(settings_with(tmp_path, TOML), environ={"TEST_UPSTREAM_KEY": "sk-1"})
+    try:
+        bridges = [p for p in providers if isinstance(p, OpenAIChatProvider)]
+        assert len(bridges) == 1, (
+            "models on one base URL and key share one provider (one connection pool)"
+        )
+        assert sorted(bridges[0].models()) == ["gpt-4o-mini", "mistral"]
+        names = [name for p in providers for name in p.models()]
+        assert names[-1] == "echo" and "echo-slow" in names
+    finally:
+        for provider in providers:
+            await provider.aclose()
+
+
+async def test_the_environment_configures_one_upstream(tmp_path: Path) -> None:
+    env = {
+        "TURNSTREAM_UPSTREAM_URL": "http://127.0.0.1:9/v1",
+        "TURNSTREAM_UPSTREAM_MODELS": "fast=llama-3-8b, big",
+    }
+    providers = load_providers(
+        Settings(db_path=tmp_path / "x.db", enable_local_model=False), environ=env
+    )
+    try:
+        assert sorted(providers[0].models()) == ["big", "fast"]
+        assert isinstance(providers[-1], EchoProvider)
+    finally:
+        for provider in providers:
+            await provider.aclose()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[[models]]\nprovider = 'openai_chat'\n", "needs a 'name'"),
+        ("[[models]]\nname = 'x'\nprovider = 'openai_chat'\n", "needs a 'base_url'"),
+        ("[[models]]\nname = 'x'\nprovider = 'magic'\n", "unknown provider"),
+        ("models = 3\n", "array of tables"),
+        ("[[models]\n", "cannot read"),
+    ],
+)
+def test_a_broken_configuration_is_refused_with_a_reason(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_providers(settings_with(tmp_path, text), environ={})
+
+
+def test_configured_models_are_listed_and_unknown_names_stay_model_not_found(
+    tmp_path: Path,
+) -> None:
+    settings = settings_with(tmp_path, TOML)
+    providers = load_providers(settings, environ={})
+    with running_server(tmp_path / "x.db", providers=providers) as live:
+        listed = {m["id"] for m in httpx.get(f"{live.base_url}/models").json()["data"]}
+        assert {"gpt-4o-mini", "mistral", "echo-slow", "echo"} <= listed
+        resp = httpx.post(
+            f"{live.base_url}/responses", json={"model": "gpt-5-imaginary", "input": "hi"}
+        )
+        assert resp.status_code == 400
+        assert resp.json()["error"]["code"] == "model_not_found"
