@@ -83,7 +83,7 @@ async def level(upstream: str, server: str, concurrency: int, rounds: int) -> di
         max_connections=concurrency + 5, max_keepalive_connections=concurrency + 5
     )
     async with httpx.AsyncClient(timeout=120, limits=limits) as http:
-        for name, (url, body) in variants.items():  # warm-up
+        for url, body in variants.values():  # warm-up
             await one(http, url, body)
         for _ in range(rounds):
             for name, (url, body) in variants.items():
