@@ -172,3 +172,40 @@ def test_a_failed_response_appends_nothing_to_the_conversation(live_server: Live
         client.responses.create(model="echo", input="next", conversation=conv.id).output_text
         == "next"
     )
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"items": [{"type": "message", "role": "wizard", "content": "hi"}]}, "items[0].role"),
+        ({"items": [{"type": "no_such_item"}]}, "items[0]"),
+        ({"metadata": {f"k{i}": "v" for i in range(17)}}, "metadata"),
+        ({"metadata": {"k": "v" * 513}}, "metadata"),
+        ({"itemz": []}, "itemz"),
+    ],
+)
+def test_invalid_conversation_bodies_are_400s_and_store_nothing(
+    live_server: LiveServer, body: dict[str, object], param: str
+) -> None:
+    resp = httpx.post(f"{live_server.base_url}/conversations", json=body)
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["error"]["param"] == param
+
+
+def test_invalid_items_are_refused_without_touching_the_conversation(
+    live_server: LiveServer,
+) -> None:
+    client = sync_client(live_server)
+    conv = client.conversations.create(items=[user("keep")])
+    resp = httpx.post(
+        f"{live_server.base_url}/conversations/{conv.id}/items", json={"items": [{"role": "user"}]}
+    )
+    assert resp.status_code == 400
+    assert [i.content[0].text for i in client.conversations.items.list(conv.id)] == ["keep"]  # type: ignore[union-attr]
+    malformed = httpx.post(
+        f"{live_server.base_url}/conversations/{conv.id}/items",
+        content=b"{nope",
+        headers={"content-type": "application/json"},
+    )
+    assert malformed.status_code == 400
+    assert malformed.json()["error"]["message"].startswith("We could not parse the JSON body")

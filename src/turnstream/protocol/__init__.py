@@ -67,9 +67,11 @@ from turnstream.protocol.outputs import (
 )
 from turnstream.protocol.requests import (
     ConversationParam,
+    Metadata,
     ReasoningParams,
     ResponseCreateParams,
     StreamOptionsParams,
+    parse_body,
     parse_create_params,
 )
 from turnstream.protocol.responses import (
@@ -120,6 +122,7 @@ __all__ = [
     "ItemStatus",
     "MessageContentPart",
     "MessageItem",
+    "Metadata",
     "OutputFunctionCallItem",
     "OutputItem",
     "OutputItemAddedEvent",
@@ -160,6 +163,7 @@ __all__ = [
     "Usage",
     "new_id",
     "normalize_input",
+    "parse_body",
     "parse_create_params",
     "parse_event",
 ]

@@ -8,14 +8,14 @@ parameter's path in `param` (`input[0].content`, `metadata`, ...).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     ValidationError,
-    field_validator,
     model_validator,
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
@@ -34,15 +34,45 @@ from turnstream.protocol.tools import FunctionTool, ToolChoice
 
 __all__ = [
     "ConversationParam",
+    "Metadata",
     "ReasoningParams",
     "ResponseCreateParams",
     "StreamOptionsParams",
+    "parse_body",
     "parse_create_params",
 ]
 
 METADATA_MAX_PAIRS = 16
 METADATA_MAX_KEY = 64
 METADATA_MAX_VALUE = 512
+
+
+def _check_metadata(value: dict[str, str]) -> dict[str, str]:
+    if len(value) > METADATA_MAX_PAIRS:
+        raise PydanticCustomError(
+            "metadata_limits",
+            "too many properties. Expected an object with at most {limit} properties, "
+            "but got an object with {count} properties instead.",
+            {"limit": METADATA_MAX_PAIRS, "count": len(value)},
+        )
+    for key, item in value.items():
+        if len(key) > METADATA_MAX_KEY:
+            raise PydanticCustomError(
+                "metadata_limits",
+                "key {key!r} is too long. Expected keys of at most {limit} characters.",
+                {"key": key[:20] + "…", "limit": METADATA_MAX_KEY},
+            )
+        if len(item) > METADATA_MAX_VALUE:
+            raise PydanticCustomError(
+                "metadata_limits",
+                "the value of {key!r} is too long. Expected values of at most {limit} characters.",
+                {"key": key, "limit": METADATA_MAX_VALUE},
+            )
+    return value
+
+
+Metadata = Annotated[dict[str, str], AfterValidator(_check_metadata)]
+"""Up to 16 string pairs; keys up to 64 characters, values up to 512 (OpenAI's limits)."""
 
 # An explicit null for these means "use the default", as the API treats it.
 _NULL_MEANS_DEFAULT = (
@@ -103,8 +133,7 @@ class ResponseCreateParams(BaseModel):
     top_p: float | None = Field(default=None, ge=0, le=1)
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
-    metadata: dict[str, str] | None = None
-    """At most 16 pairs; keys up to 64 characters, values up to 512."""
+    metadata: Metadata | None = None
     stream_options: StreamOptionsParams | None = None
     reasoning: ReasoningParams | None = None
     text: dict[str, Any] | None = None
@@ -123,34 +152,6 @@ class ResponseCreateParams(BaseModel):
         if isinstance(data, Mapping) and any(data.get(k, ...) is None for k in _NULL_MEANS_DEFAULT):
             return {k: v for k, v in data.items() if not (v is None and k in _NULL_MEANS_DEFAULT)}
         return data
-
-    @field_validator("metadata")
-    @classmethod
-    def _metadata_within_limits(cls, value: dict[str, str] | None) -> dict[str, str] | None:
-        if value is None:
-            return None
-        if len(value) > METADATA_MAX_PAIRS:
-            raise PydanticCustomError(
-                "metadata_limits",
-                "too many properties. Expected an object with at most {limit} properties, "
-                "but got an object with {count} properties instead.",
-                {"limit": METADATA_MAX_PAIRS, "count": len(value)},
-            )
-        for key, item in value.items():
-            if len(key) > METADATA_MAX_KEY:
-                raise PydanticCustomError(
-                    "metadata_limits",
-                    "key {key!r} is too long. Expected keys of at most {limit} characters.",
-                    {"key": key[:20] + "…", "limit": METADATA_MAX_KEY},
-                )
-            if len(item) > METADATA_MAX_VALUE:
-                raise PydanticCustomError(
-                    "metadata_limits",
-                    "the value of {key!r} is too long. Expected values of at most "
-                    "{limit} characters.",
-                    {"key": key, "limit": METADATA_MAX_VALUE},
-                )
-        return value
 
     @property
     def conversation_id(self) -> str | None:
@@ -174,15 +175,7 @@ def parse_create_params(body: Any) -> ResponseCreateParams:
             `conversation`, `background` without `store`, `stream_options` without
             `stream`).
     """
-    if not isinstance(body, Mapping):
-        raise invalid_request("Invalid body: expected a JSON object.")
-    for key in body:
-        if key not in ResponseCreateParams.model_fields:
-            raise unknown_parameter(str(key))
-    try:
-        params = ResponseCreateParams.model_validate(body)
-    except ValidationError as exc:
-        raise _to_api_error(exc, body) from None
+    params = parse_body(ResponseCreateParams, body)
     if params.previous_response_id is not None and params.conversation is not None:
         raise mutually_exclusive_parameters()
     if params.background and not params.store:
@@ -190,6 +183,27 @@ def parse_create_params(body: Any) -> ResponseCreateParams:
     if params.stream_options is not None and not params.stream:
         raise stream_options_without_stream()
     return params
+
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def parse_body(model: type[ModelT], body: Any) -> ModelT:
+    """Validate a decoded request body against `model`, OpenAI-style.
+
+    Raises:
+        APIError: 400 `unknown_parameter` naming the first unknown top-level key, or
+            400 with `param` set to the failing field's path.
+    """
+    if not isinstance(body, Mapping):
+        raise invalid_request("Invalid body: expected a JSON object.")
+    for key in body:
+        if key not in model.model_fields:
+            raise unknown_parameter(str(key))
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise _to_api_error(exc, body) from None
 
 
 def _to_api_error(exc: ValidationError, body: Mapping[str, Any]) -> APIError:

@@ -6,15 +6,16 @@ conversation's lease, so a running turn never sees its context change under it.
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field
 
+from turnstream.protocol import InputItem, Metadata, new_id, normalize_input, parse_body
 from turnstream.protocol import errors as E
-from turnstream.protocol import new_id, normalize_input
 from turnstream.storage.base import ConversationLockedError, ConversationNotFoundError
 
 from .errors import conversation_locked
@@ -30,66 +31,25 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 class ConversationCreateParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    items: list[JSON] | None = Field(default=None, max_length=20)
-    metadata: dict[str, str] | None = None
+    items: list[InputItem] | None = Field(default=None, max_length=20)
+    metadata: Metadata | None = None
 
 
 class ConversationUpdateParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    metadata: dict[str, str] | None
+    metadata: Metadata | None
 
 
 class ItemsCreateParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    items: list[JSON] = Field(min_length=1, max_length=20)
-
-
-def _check_metadata(metadata: dict[str, str] | None) -> dict[str, str]:
-    metadata = metadata or {}
-    if len(metadata) > 16:
-        raise E.invalid_request(
-            "Invalid 'metadata': too many properties (at most 16).", param="metadata"
-        )
-    for key, value in metadata.items():
-        if len(key) > 64:
-            raise E.invalid_request(
-                f"Invalid 'metadata': key '{key[:20]}...' is longer than 64 characters.",
-                param="metadata",
-            )
-        if len(value) > 512:
-            raise E.invalid_request(
-                f"Invalid 'metadata.{key}': value is longer than 512 characters.",
-                param=f"metadata.{key}",
-            )
-    return metadata
-
-
-def _items(raw: list[JSON]) -> list[JSON]:
-    try:
-        return normalize_input(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        param = "items" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"])
-        raise E.invalid_request(
-            f"Invalid value for '{param}': {first['msg']}.", param=param
-        ) from None
+    items: list[InputItem] = Field(min_length=1, max_length=20)
 
 
 async def _parse(request: Request, model: type[ModelT]) -> ModelT:
     raw = await request.body()
     try:
-        return model.model_validate_json(raw or b"{}")
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        if first["type"] == "json_invalid":
-            raise E.malformed_json() from None
-        if first["type"] == "extra_forbidden":
-            raise E.unknown_parameter(str(first["loc"][0])) from None
-        param = ".".join(str(p) for p in first["loc"]) or None
-        raise E.invalid_request(
-            f"Invalid value for '{param}': {first['msg']}.", param=param
-        ) from None
+        body = json.loads(raw) if raw else {}
+    except ValueError:
+        raise E.malformed_json() from None
+    return parse_body(model, body)
 
 
 @router.post("/conversations", summary="Create a conversation")
@@ -98,8 +58,8 @@ async def create_conversation(request: Request) -> JSONResponse:
     params = await _parse(request, ConversationCreateParams)
     conversation = await state.store.create_conversation(
         new_id("conv"),
-        metadata=_check_metadata(params.metadata),
-        items=_items(params.items or []),
+        metadata=params.metadata or {},
+        items=normalize_input(params.items or []),
         created_at=int(time.time()),
     )
     return JSONResponse(conversation)
@@ -117,7 +77,7 @@ async def retrieve_conversation(request: Request, conversation_id: str) -> JSONR
 async def update_conversation(request: Request, conversation_id: str) -> JSONResponse:
     params = await _parse(request, ConversationUpdateParams)
     conversation = await get_state(request).store.update_conversation(
-        conversation_id, metadata=_check_metadata(params.metadata)
+        conversation_id, metadata=params.metadata or {}
     )
     if conversation is None:
         raise E.conversation_not_found(conversation_id)
@@ -140,7 +100,7 @@ async def create_items(
     state = get_state(request)
     params = await _parse(request, ItemsCreateParams)
     try:
-        created = await state.store.add_items(conversation_id, _items(params.items))
+        created = await state.store.add_items(conversation_id, normalize_input(params.items))
     except ConversationNotFoundError:
         raise E.conversation_not_found(conversation_id) from None
     except ConversationLockedError:

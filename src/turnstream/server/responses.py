@@ -59,13 +59,6 @@ def _with_ids(items: list[JSON]) -> list[JSON]:
     return out
 
 
-def _conversation_id(params: ResponseCreateParams) -> str | None:
-    conv = params.conversation
-    if conv is None:
-        return None
-    return conv if isinstance(conv, str) else conv.id
-
-
 def _initial_response(
     params: ResponseCreateParams, response_id: str, conversation_id: str | None
 ) -> JSON:
@@ -158,12 +151,7 @@ def _ms(seconds: float) -> str:
 async def _admit(state: ServerState, params: ResponseCreateParams) -> ResponseRun:
     """Validate everything, take the conversation lock, and start the run."""
     settings = state.settings
-    if params.previous_response_id and params.conversation is not None:
-        raise E.mutually_exclusive_parameters()
-    if params.background and params.store is False:
-        raise E.background_requires_store()
-    if params.stream_options is not None and not params.stream:
-        raise E.stream_options_without_stream()
+    # parse_create_params already refused the invalid combinations of protocol.md §1.2
     if params.background:
         raise unsupported("background", "Background mode is not supported by this server yet.")
     provider = state.models.get(params.model or "")
@@ -171,7 +159,7 @@ async def _admit(state: ServerState, params: ResponseCreateParams) -> ResponseRu
     new_items = _with_ids(normalize_input(params.input if params.input is not None else []))
     store = state.store
     response_id = new_id("resp")
-    conversation_id = _conversation_id(params)
+    conversation_id = params.conversation_id
     locked = False
 
     if params.previous_response_id:
