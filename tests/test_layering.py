@@ -32,6 +32,7 @@ FORBIDDEN_INTERNAL = {
     "storage": {"engine", "providers", "server", "runtime", "cli", "web"},
     "runtime": {"engine", "providers", "storage", "server", "cli", "web"},
     "server": {"runtime", "cli"},
+    "web": {"server", "cli", "storage", "engine", "providers"},
 }
 PURE_LAYERS = {"protocol", "sse", "engine"}
 

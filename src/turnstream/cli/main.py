@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from .chat import chat
+
 app = typer.Typer(
     name="turnstream",
     help="Streaming, tool-calling conversations over the OpenAI Responses API.",
@@ -95,6 +97,9 @@ def serve(
         raise typer.Exit(2) from None
     typer.echo(f"turnstream: database {settings.db_path}", err=True)
     uvicorn.run(server_app, host=host, port=port, log_level=log_level.lower())
+
+
+app.command()(chat)
 
 
 if __name__ == "__main__":  # pragma: no cover

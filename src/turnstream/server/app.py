@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from turnstream.providers.base import Provider
 from turnstream.storage import create_store
 from turnstream.storage.base import Store
+from turnstream.web import chat_index_path, create_chat_router
 
 from . import conversations, responses
 from .errors import install_error_handlers
@@ -115,6 +116,7 @@ def create_app(
     install_error_handlers(app)
     app.include_router(responses.router)
     app.include_router(conversations.router)
+    app.include_router(create_chat_router(chat_index_path(settings.db_path)))
 
     @app.get("/v1/models", tags=["models"], summary="List models")
     async def list_models(request: Request) -> JSONResponse:

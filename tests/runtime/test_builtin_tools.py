@@ -1,0 +1,48 @@
+"""The chat apps' demo tools: exact answers, and no way out of the sandbox."""
+
+from __future__ import annotations
+
+import pytest
+
+from turnstream.runtime.builtin_tools import (
+    BUILTIN_TOOLS,
+    calculate,
+    convert_units,
+    current_time,
+)
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [("2+3*4", "14"), ("(17 * 23) + 2^10", "1415"), ("sqrt(16) / 8", "0.5"), ("-7 // 2", "-4")],
+)
+def test_calculate_evaluates_arithmetic(expression: str, expected: str) -> None:
+    assert calculate.fn(expression).endswith(f"= {expected}")
+
+
+@pytest.mark.parametrize(
+    "expression", ["__import__('os').system('true')", "open('x')", "9**9**9", "x", "", "1 +"]
+)
+def test_calculate_refuses_anything_but_bounded_arithmetic(expression: str) -> None:
+    with pytest.raises(ValueError, match=r"\S"):
+        calculate.fn(expression)
+
+
+def test_convert_units_converts_within_a_dimension_and_refuses_across() -> None:
+    assert convert_units.fn(10, "km", "mi") == "10 km = 6.21371 mi"
+    assert convert_units.fn(212, "F", "C") == "212 °F = 100 °C"
+    with pytest.raises(ValueError, match="cannot convert length"):
+        convert_units.fn(1, "km", "kg")
+    with pytest.raises(ValueError, match="unknown unit 'parsec'"):
+        convert_units.fn(1, "parsec", "km")
+
+
+def test_current_time_names_the_zone_and_rejects_unknown_ones() -> None:
+    assert "Europe/Paris" in current_time.fn("Europe/Paris")
+    with pytest.raises(ValueError, match="unknown time zone"):
+        current_time.fn("Mars/Olympus")
+
+
+def test_the_builtin_tools_have_strict_schemas() -> None:
+    assert [t.name for t in BUILTIN_TOOLS] == ["calculate", "current_time", "convert_units"]
+    assert all(t.definition()["strict"] for t in BUILTIN_TOOLS)

@@ -1,0 +1,143 @@
+"""The chat page in a real browser against a real `turnstream serve` (echo models)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from playwright.sync_api import expect
+
+from tests.livesrv import ServerProcess
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+def _choose_model(page: Any, name: str) -> None:
+    page.get_by_label("Model").select_option(name)
+
+
+def _send(page: Any, text: str) -> None:
+    box = page.get_by_label("Message", exact=True)
+    box.fill(text)
+    box.press("Enter")
+
+
+def test_a_message_streams_the_answer_and_a_tool_card_that_fills_in(
+    page: Any, tmp_path: Path
+) -> None:
+    _choose_model(page, "echo")
+    _send(page, 'calculate {"expression": "6*7"}')
+    user = page.locator(".msg.user .bubble").last
+    expect(user).to_have_text('calculate {"expression": "6*7"}')
+    card = page.locator(".tool").last
+    expect(card.locator(".name")).to_have_text("calculate")
+    expect(card.locator(".args")).to_contain_text('"expression": "6*7"')
+    expect(card.locator(".result")).to_have_text("6*7 = 42")
+    expect(card.locator(".state")).to_contain_text("done in")
+    expect(page.locator(".msg.assistant .bubble").last).to_have_text("Tool results: 6*7 = 42")
+    expect(page.get_by_role("button", name="Stop")).to_be_hidden()
+    # the new conversation is in the URL and in the sidebar, marked current
+    assert "#conv_" in page.url
+    current = page.locator('#chat-list a[aria-current="page"]')
+    expect(current).to_have_text('calculate {"expression": "6*7"}')
+    target = DOCS if os.environ.get("TURNSTREAM_UPDATE_SCREENSHOT") else tmp_path
+    page.screenshot(path=str(target / "screenshot-web-chat.png"))
+
+
+def test_text_streams_in_pieces_before_the_turn_ends(page: Any) -> None:
+    _choose_model(page, "echo-slow")
+    _send(page, 'calculate {"expression": "2**10"}')
+    bubble = page.locator(".msg.assistant .bubble").last
+    expect(bubble).to_contain_text("Tool results:")
+    # while the answer still streams, it is partial and the Stop button is offered
+    assert "1024" not in bubble.inner_text()
+    expect(page.get_by_role("button", name="Stop")).to_be_visible()
+    expect(bubble).to_have_text("Tool results: 2**10 = 1024")
+    expect(page.get_by_role("button", name="Stop")).to_be_hidden()
+
+
+def test_stop_cancels_the_turn_and_the_conversation_stays_usable(page: Any) -> None:
+    _choose_model(page, "echo-slow")
+    # echo answers by quoting the tool's error message: a long text, streamed slowly
+    _send(page, "convert_units please")
+    bubble = page.locator(".msg.assistant .bubble").last
+    expect(bubble).to_contain_text("Tool results: Error")
+    page.get_by_role("button", name="Stop").click()
+    expect(page.locator(".note").last).to_have_text("Stopped.")
+    assert not bubble.inner_text().rstrip().endswith("K")
+    expect(page.get_by_role("button", name="Send")).to_be_enabled()
+    _choose_model(page, "echo")
+    _send(page, 'calculate {"expression": "2+2"}')
+    expect(page.locator(".msg.assistant .bubble").last).to_have_text("Tool results: 2+2 = 4")
+
+
+def test_reloading_the_page_shows_the_conversation_so_far(page: Any) -> None:
+    _choose_model(page, "echo")
+    _send(page, 'calculate {"expression": "3*3"}')
+    expect(page.locator(".msg.assistant .bubble").last).to_have_text("Tool results: 3*3 = 9")
+    _send(page, "current_time please")
+    expect(page.locator(".tool .name").last).to_have_text("current_time")
+    expect(page.locator(".msg.assistant .bubble").last).to_contain_text("UTC")
+    url = page.url
+    page.reload()
+    assert page.url == url
+    users = page.locator(".msg.user .bubble")
+    expect(users).to_have_text(['calculate {"expression": "3*3"}', "current_time please"])
+    expect(page.locator(".tool .name")).to_have_text(["calculate", "current_time"])
+    expect(page.locator(".tool .result").first).to_have_text("3*3 = 9")
+    expect(page.locator(".msg.assistant .bubble").first).to_have_text("Tool results: 3*3 = 9")
+    # the sidebar lists it; New chat empties the page; the link brings it back
+    link = page.locator('#chat-list a[aria-current="page"]')
+    expect(link).to_have_text('calculate {"expression": "3*3"}')
+    page.get_by_role("button", name="+ New chat").click()
+    expect(page.locator(".msg")).to_have_count(0)
+    page.locator("#chat-list a", has_text='"3*3"').first.click()
+    expect(page.locator(".msg.user .bubble")).to_have_count(2)
+
+
+def test_the_page_works_at_phone_width_with_the_keyboard(
+    browser: Any, web_server: ServerProcess
+) -> None:
+    context = browser.new_context(viewport={"width": 390, "height": 780}, is_mobile=True)
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    try:
+        page.goto(f"http://127.0.0.1:{web_server.port}/")
+        # the sidebar is folded away behind a labelled button; the composer fits
+        expect(page.locator("#sidebar")).to_be_hidden()
+        toggle = page.get_by_role("button", name="Conversations")
+        expect(toggle).to_be_visible()
+        box = page.get_by_label("Message", exact=True)
+        expect(box).to_be_focused()
+        size = box.bounding_box()
+        assert size is not None
+        assert size["x"] + size["width"] <= 390
+        page.get_by_label("Model").select_option("echo")
+        box.focus()
+        page.keyboard.type('calculate {"expression": "5-3"}')
+        page.keyboard.press("Enter")
+        expect(page.locator(".msg.assistant .bubble").last).to_have_text("Tool results: 5-3 = 2")
+        toggle.click()
+        expect(page.locator("#sidebar")).to_be_visible()
+        expect(page.get_by_role("button", name="+ New chat")).to_be_focused()
+        page.keyboard.press("Escape")
+        expect(page.locator("#sidebar")).to_be_hidden()
+    finally:
+        context.close()
+
+
+def test_markdown_is_rendered_and_html_in_model_output_is_not(page: Any) -> None:
+    html = page.evaluate(
+        """renderMarkdown('# Title\\n**bold** and `<b>code</b>`\\n\\n- one\\n- two\\n\\n'
+        + '<img src=x onerror=alert(1)> [ok](https://example.com) [bad](javascript:alert(1))\\n'
+        + '```\\n<script>x()</script>\\n```')"""
+    )
+    assert "<strong>bold</strong>" in html
+    assert "<code>&lt;b&gt;code&lt;/b&gt;</code>" in html
+    assert "<ul><li>one</li><li>two</li></ul>" in html
+    assert "<img" not in html
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html
+    assert '<a href="https://example.com" rel="noopener noreferrer" target="_blank">ok</a>' in html
+    assert 'href="javascript' not in html
+    assert "<pre><code>&lt;script&gt;x()&lt;/script&gt;</code></pre>" in html
