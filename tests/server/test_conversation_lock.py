@@ -343,3 +343,42 @@ def test_after_kill_9_the_stale_response_is_failed_and_the_conversation_frees_wi
     finally:
         restarted.stop()
         http.close()
+
+
+def test_a_turn_the_store_could_not_save_is_announced_as_failed_and_frees_the_conversation(
+    live_server: LiveServer,
+) -> None:
+    import sqlite3
+
+    store = live_server.state.store
+    real_finish_turn = store.finish_turn
+    failures = [sqlite3.OperationalError("database is locked")]
+
+    async def flaky_finish_turn(*args: Any, **kwargs: Any) -> Any:
+        if failures:
+            raise failures.pop()
+        return await real_finish_turn(*args, **kwargs)
+
+    store.finish_turn = flaky_finish_turn  # type: ignore[method-assign]
+    with httpx.Client(base_url=live_server.base_url, timeout=30) as http:
+        conversation = http.post("/conversations", json={}).json()["id"]
+        with http.stream(
+            "POST",
+            "/responses",
+            json={"model": "echo", "input": "hello", "conversation": conversation, "stream": True},
+        ) as resp:
+            events = [
+                json.loads(line[5:]) for line in resp.iter_lines() if line.startswith("data:")
+            ]
+        assert events[-1]["type"] == "response.failed", (
+            "an unsaved turn must never be announced as completed"
+        )
+        assert events[-1]["response"]["error"]["code"] == "server_error"
+        assert http.get(f"/responses/{events[-1]['response']['id']}").json()["status"] == "failed"
+        assert http.get(f"/conversations/{conversation}/items").json()["data"] == []
+        again = http.post(
+            "/responses", json={"model": "echo", "input": "again", "conversation": conversation}
+        )
+        assert again.status_code == 200, (
+            "the conversation must be free at once, not after the lease"
+        )

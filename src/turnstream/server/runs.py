@@ -28,6 +28,7 @@ from typing import Any
 from turnstream import sse
 from turnstream.engine.deltas import Delta
 from turnstream.engine.state import ResponseStateMachine
+from turnstream.protocol import Response, ResponseError, ResponseFailedEvent
 from turnstream.providers.base import GenerationRequest, Provider, ProviderError
 from turnstream.storage.base import ConversationLockedError, Store
 
@@ -80,6 +81,7 @@ class ResponseRun:
         self._detached: set[asyncio.Task[None]] = set()
         self.started_at = time.monotonic()
         self.persist_seconds = 0.0
+        self._override: Response | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -125,7 +127,8 @@ class ResponseRun:
 
     @property
     def final_response(self) -> JSON:
-        return self.machine.response.model_dump(mode="json")
+        response = self._override if self._override is not None else self.machine.response
+        return response.model_dump(mode="json")
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """Encoded SSE bytes, batched: everything queued is sent in one write."""
@@ -200,18 +203,41 @@ class ResponseRun:
         """Persist, release, then announce (invariant 2)."""
         self._first.set()
         self._emit(closing[:-1])
+        terminal = closing[-1]
         began = time.perf_counter()
         try:
             await self._persist()
         except Exception:
+            # A turn that was not saved must not be announced as done: the client
+            # would build on items the conversation does not have.
             log.exception("could not persist %s", self.response_id)
+            terminal = await self._unsaved(terminal)
         finally:
             self.persist_seconds = time.perf_counter() - began
             self._settled.set()
-            self._emit(closing[-1:])
+            self._emit([terminal])
             self._queue.put_nowait(_END)
             if self._on_settled is not None:
                 self._on_settled(self)
+
+    async def _unsaved(self, terminal: Any) -> ResponseFailedEvent:
+        """Turn the terminal event into `response.failed` and clean up what we can."""
+        failed = terminal.response.model_copy(
+            update={
+                "status": "failed",
+                "error": ResponseError(
+                    code="server_error", message="The server could not save this response."
+                ),
+                "incomplete_details": None,
+            }
+        )
+        self._override = failed
+        if self.store_response:
+            with contextlib.suppress(Exception):
+                await self.store.update_response(self.response_id, self.final_response)
+        with contextlib.suppress(Exception):
+            await self._release()
+        return ResponseFailedEvent(sequence_number=terminal.sequence_number, response=failed)
 
     async def _persist(self) -> None:
         response = self.final_response
