@@ -22,7 +22,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +132,17 @@ class SQLiteStore:
         self._owner_ttl = owner_ttl
         self._engine, self._writer = create_sqlite_engines(self.path)
         self._heartbeat: asyncio.Task[None] | None = None
+        # SQLite has one writer at a time anyway; queueing this process's writers
+        # here (fairly, in order) instead of in SQLite's sleep-and-retry busy handler
+        # keeps a burst of turns from starving one writer past the busy timeout.
+        # The busy timeout still arbitrates between processes.
+        self._write_lock = asyncio.Lock()
+
+    @contextlib.asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        """A `BEGIN IMMEDIATE` transaction, one at a time within this process."""
+        async with self._write_lock, self._writer.begin() as conn:
+            yield conn
 
     def __repr__(self) -> str:
         return f"SQLiteStore({str(self.path)!r}, owner={self.owner!r})"
@@ -147,7 +158,7 @@ class SQLiteStore:
             try:
                 # One BEGIN IMMEDIATE around the whole migration: a second process
                 # opening the same new file waits, then finds the schema current.
-                async with self._writer.begin() as conn:
+                async with self._write() as conn:
                     await conn.run_sync(upgrade_to_head)
                 break
             except OperationalError as exc:
@@ -168,7 +179,7 @@ class SQLiteStore:
                 await self._heartbeat
             self._heartbeat = None
             try:
-                async with self._writer.begin() as conn:
+                async with self._write() as conn:
                     await conn.execute(
                         sa.delete(store_owners).where(store_owners.c.owner == self.owner)
                     )
@@ -184,7 +195,7 @@ class SQLiteStore:
             index_elements=[store_owners.c.owner],
             set_={"expires_at": stmt.excluded.expires_at},
         )
-        async with self._writer.begin() as conn:
+        async with self._write() as conn:
             await conn.execute(stmt)
 
     async def _heartbeat_loop(self) -> None:
@@ -201,7 +212,7 @@ class SQLiteStore:
     async def insert_response(self, record: ResponseRecord) -> None:
         record.input_items = stored_items(record.input_items)
         record.owner = self.owner
-        async with self._writer.begin() as conn:
+        async with self._write() as conn:
             if await conn.scalar(sa.select(responses.c.id).where(responses.c.id == record.id)):
                 raise ValueError(f"response {record.id!r} already exists")
             await conn.execute(
@@ -232,7 +243,7 @@ class SQLiteStore:
                 )
 
     async def update_response(self, response_id: str, response: JSON) -> None:
-        async with self._writer.begin() as conn:
+        async with self._write() as conn:
             await self._update_response(conn, response_id, response)
 
     async def _update_response(
@@ -270,7 +281,7 @@ class SQLiteStore:
         return by_response
 
     async def delete_response(self, response_id: str) -> bool:
-        async with self._writer.begin() as conn:
+        async with self._write() as conn:
             result = await conn.execute(sa.delete(responses).where(responses.c.id == response_id))
         return result.rowcount > 0
 
@@ -354,7 +365,7 @@ class SQLiteStore:
                 & (r.c.owner.is_(None) | r.c.owner.not_in(live_owners))
                 & ~live_lease
             )
-        async with self._writer.begin() as conn:
+        async with self._write() as conn:
             rows = (await conn.execute(sa.select(r.c.id, r.c.response).where(stale))).all()
             for row in rows:
                 failed = {**row.response, "status": "failed", "error": dict(STALE_RESPONSE_ERROR)}
@@ -372,7 +383,7 @@ class SQLiteStore:
         items: Sequence[JSON],
         created_at: int,
     ) -> JSON:
-        async with self._writer.begin() as conn:
+        async with self._write() as conn:
             if await self._conversation_exists(conn, conversation_id):
                 raise ValueError(f"conversation {conversation_id!r} already exists")
             await conn.execute(
@@ -400,7 +411,7 @@ class SQLiteStore:
     async def update_conversation(
         self, conversation_id: str, *, metadata: dict[str, str]
     ) -> JSON | None:
-        async with self._writer.begin() as conn:
+        async with self._write() as conn:
             row = (
                 await conn.execute(
                     sa.update(conversations)
@@ -412,7 +423,7 @@ class SQLiteStore:
         return None if row is None else _conversation(row)
 
     async def delete_conversation(self, conversation_id: str) -> bool:
-        async with self._writer.begin() as conn:
+        async with self._write() as conn:
             # Items and the lease go with it (ON DELETE CASCADE).
             result = await conn.execute(
                 sa.delete(conversations).where(conversations.c.id == conversation_id)
@@ -420,7 +431,7 @@ class SQLiteStore:
         return result.rowcount > 0
 
     async def add_items(self, conversation_id: str, items: Sequence[JSON]) -> list[JSON]:
-        async with self._writer.begin() as conn:
+        async with self._write() as conn:
             await self._require_conversation(conn, conversation_id)
             await self._require_unleased(conn, conversation_id)
             return await self._append(conn, conversation_id, items)
@@ -466,7 +477,7 @@ class SQLiteStore:
 
     async def delete_item(self, conversation_id: str, item_id: str) -> bool:
         t = conversation_items
-        async with self._writer.begin() as conn:
+        async with self._write() as conn:
             await self._require_conversation(conn, conversation_id)
             await self._require_unleased(conn, conversation_id)
             result = await conn.execute(
@@ -539,7 +550,7 @@ class SQLiteStore:
             set_={"holder": insert.excluded.holder, "expires_at": insert.excluded.expires_at},
             where=(locks.c.expires_at <= now) | (locks.c.holder == insert.excluded.holder),
         ).returning(locks.c.holder)
-        async with self._writer.begin() as conn:
+        async with self._write() as conn:
             await self._require_conversation(conn, conversation_id)
             won = (await conn.execute(stmt)).first()
         return won is not None
@@ -548,7 +559,7 @@ class SQLiteStore:
         _check_ttl(ttl)
         now = self._clock()
         locks = conversation_locks
-        async with self._writer.begin() as conn:
+        async with self._write() as conn:
             result = await conn.execute(
                 sa.update(locks)
                 .where(
@@ -562,7 +573,7 @@ class SQLiteStore:
 
     async def release_lock(self, conversation_id: str, holder: str) -> None:
         locks = conversation_locks
-        async with self._writer.begin() as conn:
+        async with self._write() as conn:
             await conn.execute(
                 sa.delete(locks).where(
                     locks.c.conversation_id == conversation_id, locks.c.holder == holder
@@ -592,7 +603,7 @@ class SQLiteStore:
         release: bool,
     ) -> list[JSON]:
         locks = conversation_locks
-        async with self._writer.begin() as conn:
+        async with self._write() as conn:
             await self._require_conversation(conn, conversation_id)
             ours = await conn.scalar(
                 sa.select(locks.c.holder).where(
