@@ -401,6 +401,10 @@ class RunStream:
             self._waiter = None
         if type(event) is RunCompleted:
             self.result = event.result
+            # RunCompleted is always the last event. Finish the generator now, so the
+            # conversation is released even if the caller stops iterating here
+            # (`return event.result` inside `async for`) and never closes the stream.
+            await self.aclose()
         return event
 
     def cancel(self) -> None:

@@ -32,7 +32,8 @@ class RetryPolicy:
         base: Delay before the first retry, in seconds; doubles per retry.
         cap: Upper bound of the computed delay.
         jitter: Fraction of the delay removed at random (0 to 1), to spread clients.
-        max_retry_after: A server-given delay above this (seconds) means "give up".
+        max_retry_after: A server-given delay above this (seconds) is not waited
+            out; the computed backoff is used instead.
         sleep: The coroutine used to wait; tests inject a fake clock here.
     """
 
