@@ -1,0 +1,205 @@
+"""Recognising function calls that small local models write as plain text.
+
+The Qwen2.5-Coder models rarely wrap calls in Qwen's `<tool_call>` tags, so
+llama.cpp's own parser misses many of them. What they do write, at the very start of
+the reply, is a call object: bare, in a ```json fence, with doubled braces (imitating
+a format string), in python-dict quoting, or several of them in a row. This module is
+pure: `parse_calls` reads a finished reply, and `ReplySniffer` holds back the start
+of a streamed reply until it is clearly prose (released at once, token by token) or
+clearly a call (held to the end, then parsed).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+__all__ = ["ParsedCall", "ReplySniffer", "parse_calls"]
+
+Decision = Literal["pending", "text", "call"]
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedCall:
+    """One recognised call: the function name and its arguments as JSON text."""
+
+    name: str
+    arguments: str
+
+
+# What a call may open with once whitespace is removed. The reply is held back while
+# it is a prefix of one of these, and counts as a call once it starts with one.
+_WRAPPERS = ("", "```json", "```JSON", "```", "<tool_call>", "[")
+_OPENERS = tuple(
+    f"{brace}{quote}{key}{quote}"
+    for brace in ("{", "{{")
+    for quote in ('"', "'")
+    for key in ("name", "function", "arguments", "type", "tool")
+)
+_CALL_STARTS = tuple(w + o for w in _WRAPPERS for o in _OPENERS)
+_LONGEST_START = max(map(len, _CALL_STARTS))
+
+_FENCE = re.compile(r"```[A-Za-z]*\s*(.*?)\s*(?:```|$)", re.DOTALL)
+_TOOL_TAG = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.DOTALL)
+
+
+def _compact_head(text: str) -> str:
+    head: list[str] = []
+    for ch in text:
+        if not ch.isspace():
+            head.append(ch)
+            if len(head) >= _LONGEST_START:
+                break
+    return "".join(head)
+
+
+def classify(prefix: str) -> Decision:
+    """Decide from the start of a reply whether it is prose, a call, or undecided."""
+    head = _compact_head(prefix)
+    if not head:
+        return "pending"
+    if any(head.startswith(start) for start in _CALL_STARTS):
+        return "call"
+    if any(start.startswith(head) for start in _CALL_STARTS):
+        return "pending"
+    return "text"
+
+
+def _unwrap(text: str) -> str:
+    """Strip `<tool_call>` tags and code fences, joining what they held."""
+    text = text.strip()
+    if text.startswith("<tool_call>"):
+        return "\n".join(m.group(1) for m in _TOOL_TAG.finditer(text))
+    if text.startswith("```"):
+        return "\n".join(m.group(1) for m in _FENCE.finditer(text))
+    return text
+
+
+def _json_values(text: str) -> Iterator[Any]:
+    """Decode consecutive JSON values from the start of `text`; stop at anything else."""
+    decoder = json.JSONDecoder()
+    pos = 0
+    while True:
+        while pos < len(text) and (text[pos].isspace() or text[pos] == ","):
+            pos += 1
+        if pos >= len(text) or text[pos] not in "{[":
+            return
+        try:
+            value, pos = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError:
+            value = _python_literal(text[pos:])
+            if value is None:
+                return
+            yield value
+            return
+        yield value
+
+
+def _python_literal(text: str) -> Any:
+    """A python-dict spelling of a call (`{'name': ...}`), as the smallest models write."""
+    try:
+        return ast.literal_eval(text.strip())
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return None
+
+
+def _undouble(text: str) -> str:
+    return text.replace("{{", "{").replace("}}", "}")
+
+
+def _as_call(value: Any, tool_names: Collection[str]) -> ParsedCall | None:
+    if not isinstance(value, dict):
+        return None
+    name = value.get("name")
+    arguments = value.get("arguments", value.get("parameters"))
+    function = value.get("function")
+    if isinstance(function, dict):  # OpenAI's {"type": "function", "function": {...}}
+        name = function.get("name", name)
+        arguments = function.get("arguments", arguments)
+    elif isinstance(function, str) and name is None:
+        name = function
+    if not isinstance(name, str) or (tool_names and name not in tool_names):
+        return None
+    if arguments is None:
+        arguments = {}
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments)
+        except json.JSONDecodeError:
+            return None
+    if not isinstance(arguments, dict):
+        return None
+    return ParsedCall(name=name, arguments=json.dumps(arguments, ensure_ascii=False))
+
+
+def parse_calls(text: str, tool_names: Collection[str] = ()) -> list[ParsedCall]:
+    """Read the calls a reply opens with; an empty list means the reply is prose.
+
+    Recognised: one or more call objects (`{"name": ..., "arguments": {...}}`,
+    OpenAI's `{"type": "function", "function": {...}}`, or `parameters` instead of
+    `arguments`), bare, in a list, in ```json fences, in `<tool_call>` tags, with
+    doubled braces, or in python-dict quoting. With `tool_names`, a call to any
+    other name makes the whole reply prose. Text after the calls is dropped.
+    """
+    body = _unwrap(text)
+    candidates = [_undouble(body), body] if body.startswith("{{") else [body]
+    for candidate in candidates:
+        calls = _leading_calls(candidate, tool_names)
+        if calls:
+            return calls
+    return []
+
+
+def _leading_calls(text: str, tool_names: Collection[str]) -> list[ParsedCall]:
+    calls: list[ParsedCall] = []
+    for value in _json_values(text):
+        items = value if isinstance(value, list) else [value]
+        parsed = [_as_call(item, tool_names) for item in items]
+        if not parsed or None in parsed:
+            break
+        calls.extend(call for call in parsed if call is not None)
+    return calls
+
+
+class ReplySniffer:
+    """Holds back the start of a streamed reply until it is clearly text or a call.
+
+    `feed` returns the text that may be shown now; `finish` returns what is left:
+    either the held-back text (it was not a call after all) or the parsed calls.
+    With `enabled=False` (no tools offered) everything passes straight through.
+    """
+
+    def __init__(self, tool_names: Collection[str] = (), *, enabled: bool = True) -> None:
+        self._tool_names = tool_names
+        self._held: list[str] = []
+        self.decision: Decision = "pending" if enabled else "text"
+
+    def feed(self, text: str) -> str:
+        """Take a piece of the reply; return the part that can be released now."""
+        if self.decision == "text":
+            return text
+        self._held.append(text)
+        if self.decision == "pending":
+            self.decision = classify("".join(self._held))
+            if self.decision == "text":
+                released = "".join(self._held)
+                self._held.clear()
+                return released
+        return ""
+
+    def finish(self) -> tuple[str, list[ParsedCall]]:
+        """End of reply: `(text_still_held, calls)`; at most one of them is non-empty."""
+        held = "".join(self._held)
+        self._held.clear()
+        if self.decision == "text" or not held:
+            return held, []
+        calls = parse_calls(held, self._tool_names)
+        if calls:
+            self.decision = "call"
+            return "", calls
+        self.decision = "text"
+        return held, []

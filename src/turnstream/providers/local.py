@@ -1,0 +1,379 @@
+"""The embedded local model: Qwen2.5-Coder (1.5B / 0.5B, Q4_K_M) run in-process by xllamacpp.
+
+xllamacpp runs llama.cpp's own server code inside this process (chat template,
+streaming, prompt cache, grammars). Its `handle_chat_completions` blocks, so each
+response runs in a worker thread that hands chunks to the event loop through an
+`asyncio.Queue`; the chunk callback returns True once the consumer has gone away,
+which makes llama.cpp cancel the task at the next token.
+
+Models load in the background (`start()`; `ready()` waits): the GGUF is assembled from
+its pinned chunk packages on first use (`_local_model`), loaded, and warmed up with the
+system prompt so the first real turn only evaluates the conversation. While a model
+loads, `stream()` waits up to `load_wait` seconds and then raises a 503
+`ProviderError` with `retry_after`; `loading` and `load_progress` let a server answer
+early instead. Requests and replies are translated by `_local_chat` (see there for the
+tool-calling strategy and why).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import importlib.util
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from turnstream.engine.deltas import Delta
+from turnstream.providers._local_chat import (
+    ChunkTranslator,
+    ToolStrategy,
+    build_chat_request,
+    system_prompt,
+)
+from turnstream.providers._local_model import (
+    MODEL_SPECS,
+    LocalModelError,
+    ModelSize,
+    default_cache_dir,
+    ensure_model,
+    locate_parts,
+)
+from turnstream.providers.base import GenerationRequest, ProviderError
+
+__all__ = [
+    "DEFAULT_MODELS",
+    "ChatEngine",
+    "LocalProvider",
+    "local_model_available",
+    "xllamacpp_engine_factory",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODELS: Mapping[str, ModelSize] = {"local": "1.5b", "local-small": "0.5b"}
+_RETRY_AFTER_SECONDS = 5.0
+
+
+class ChatEngine(Protocol):
+    """What the provider needs from xllamacpp's `Server` (a seam for tests)."""
+
+    def handle_chat_completions(
+        self, prompt: dict[str, Any], callback: Callable[[dict[str, Any]], bool] | None = None
+    ) -> Any:
+        """Run one chat completion; stream chunks into `callback` (True cancels)."""
+        ...
+
+
+EngineFactory = Callable[[Path], ChatEngine]
+
+
+def local_model_available(size: ModelSize = "1.5b", cache_dir: Path | None = None) -> bool:
+    """Whether xllamacpp and the model (cached, or its chunk packages) are installed.
+
+    Cheap: imports nothing and reads no model bytes.
+    """
+    if importlib.util.find_spec("xllamacpp") is None:
+        return False
+    spec = MODEL_SPECS[size]
+    cached = (cache_dir or default_cache_dir()) / spec.filename
+    if cached.is_file() and cached.stat().st_size == spec.size:
+        return True
+    try:
+        locate_parts(spec)
+    except LocalModelError:
+        return False
+    return True
+
+
+def xllamacpp_engine_factory(
+    *,
+    threads: int = 2,
+    ctx_size: int = 8192,
+    prompt_cache_mib: int = 512,
+    port: int | None = None,
+) -> EngineFactory:
+    """Build llama.cpp servers for a GGUF path with turnstream's settings.
+
+    With `port`, the server also listens on 127.0.0.1 with llama.cpp's own HTTP API
+    (`/v1/chat/completions`), which lets tests drive a real upstream nobody here wrote.
+    """
+
+    def create(model_path: Path) -> ChatEngine:
+        try:
+            xllamacpp: Any = importlib.import_module("xllamacpp")
+        except ImportError as exc:
+            raise LocalModelError(
+                "the local model needs xllamacpp; run: pip install 'turnstream[local]'"
+            ) from exc
+        params = xllamacpp.CommonParams()
+        params.model.path = str(model_path)
+        params.n_ctx = ctx_size
+        params.n_parallel = 1
+        params.cpuparams.n_threads = threads
+        params.cpuparams_batch.n_threads = threads
+        # llama.cpp keeps old prompts in RAM for reuse; its 8 GiB default would dwarf
+        # the model on a small machine.
+        params.cache_ram_mib = prompt_cache_mib
+        params.verbosity = -1
+        if port is not None:
+            params.port = port
+        engine: ChatEngine = xllamacpp.Server(params)
+        return engine
+
+    return create
+
+
+@dataclass(slots=True)
+class _ModelSlot:
+    size: ModelSize
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    engine: ChatEngine | None = None
+    task: asyncio.Future[ChatEngine] | None = None
+    progress: float = 0.0
+    load_seconds: float | None = None
+
+
+class _Failure:
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+_DONE = object()
+
+
+class LocalProvider:
+    """Serves the embedded models under public names (`local`, `local-small`).
+
+    Args:
+        models: public model name -> model size.
+        threads: CPU threads for generation and prompt evaluation.
+        ctx_size: context window in tokens (per model).
+        preload: load every model when `start()` is called (otherwise on first use).
+        cache_dir: where assembled GGUF files live (see `_local_model.default_cache_dir`).
+        strategy: how tools are offered to the model (`"prompted"` or `"native"`).
+        load_wait: how long a request waits for a loading model before a 503.
+        warmup_tools: tools to warm the prompt cache with (those the server expects).
+        warmup_instructions: instructions to warm the prompt cache with.
+        engine_factory: builds an engine for a GGUF path (tests inject a fake).
+        model_path: where to find a size's GGUF instead of assembling it.
+    """
+
+    def __init__(
+        self,
+        models: Mapping[str, ModelSize] = DEFAULT_MODELS,
+        *,
+        threads: int = 2,
+        ctx_size: int = 8192,
+        preload: bool = True,
+        cache_dir: Path | None = None,
+        strategy: ToolStrategy = "prompted",
+        load_wait: float = 30.0,
+        warmup_tools: Sequence[Mapping[str, Any]] = (),
+        warmup_instructions: str | None = None,
+        engine_factory: EngineFactory | None = None,
+        model_path: Callable[[ModelSize], Path] | None = None,
+    ) -> None:
+        self._models = dict(models)
+        self._slots = {size: _ModelSlot(size) for size in dict.fromkeys(self._models.values())}
+        self._preload = preload
+        self._cache_dir = cache_dir
+        self._strategy: ToolStrategy = strategy
+        self._load_wait = load_wait
+        self._warmup_tools = list(warmup_tools)
+        self._warmup_instructions = warmup_instructions
+        self._engine_factory = engine_factory or xllamacpp_engine_factory(
+            threads=threads, ctx_size=ctx_size
+        )
+        self._model_path = model_path
+        self._active: set[threading.Thread] = set()
+        self._stops: set[threading.Event] = set()
+        self._closed = False
+        self._load_lock = threading.Lock()
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def models(self) -> Sequence[str]:
+        """The public model names this provider answers for."""
+        return list(self._models)
+
+    def start(self) -> None:
+        """Begin loading in the background (all models if `preload`). Idempotent."""
+        if self._preload:
+            for slot in self._slots.values():
+                self._ensure_loading(slot)
+
+    async def ready(self, model: str | None = None) -> None:
+        """Wait until `model` (default: every model) is loaded; re-raise a load failure."""
+        names = [model] if model is not None else list(self._models)
+        for name in names:
+            await self._ensure_loading(self._slot_for(name))
+
+    @property
+    def loading(self) -> bool:
+        """True while any model is being assembled or loaded."""
+        return any(s.task is not None and not s.task.done() for s in self._slots.values())
+
+    @property
+    def load_progress(self) -> float:
+        """Progress of the models being loaded, 0.0 to 1.0 (1.0 when idle)."""
+        busy = [s.progress for s in self._slots.values() if s.task and not s.task.done()]
+        return min(busy) if busy else 1.0
+
+    def is_ready(self, model: str) -> bool:
+        """Whether `model` can answer without waiting for a load."""
+        return self._slot_for(model).engine is not None
+
+    async def aclose(self) -> None:
+        """Stop every generation, wait for the worker threads, and unload the models."""
+        self._closed = True
+        for stop in list(self._stops):
+            stop.set()
+        threads = list(self._active)
+        if threads:
+            await asyncio.to_thread(_join_all, threads, 30.0)
+        for slot in self._slots.values():
+            if slot.task is not None and not slot.task.done():
+                with contextlib.suppress(BaseException):
+                    await slot.task
+            slot.engine = None
+
+    def _slot_for(self, model: str) -> _ModelSlot:
+        try:
+            return self._slots[self._models[model]]
+        except KeyError:
+            raise ProviderError(
+                f"the local provider does not serve the model {model!r}",
+                code="model_not_found",
+                status=400,
+            ) from None
+
+    def _ensure_loading(self, slot: _ModelSlot) -> asyncio.Future[ChatEngine]:
+        if slot.task is None or (slot.task.done() and slot.engine is None):
+            slot.task = asyncio.ensure_future(asyncio.to_thread(self._load, slot))
+            # A failed preload is reported to requests, not as an unretrieved exception.
+            slot.task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        return slot.task
+
+    def _load(self, slot: _ModelSlot) -> ChatEngine:
+        # Loads never overlap: two would only compete for the same cores and memory.
+        with self._load_lock, slot.lock:
+            if slot.engine is not None:
+                return slot.engine
+            started = time.perf_counter()
+            slot.progress = 0.0
+            path = self._resolve_path(slot)
+            slot.progress = 0.8
+            engine = self._engine_factory(path)
+            slot.progress = 0.9
+            self._warm_up(engine)
+            slot.engine = engine
+            slot.progress = 1.0
+            slot.load_seconds = time.perf_counter() - started
+            logger.info("local model %s ready in %.1f s", slot.size, slot.load_seconds)
+            return engine
+
+    def _resolve_path(self, slot: _ModelSlot) -> Path:
+        if self._model_path is not None:
+            return self._model_path(slot.size)
+
+        def progress(done: int, total: int) -> None:
+            slot.progress = 0.8 * done / total if total else 0.0
+
+        return ensure_model(slot.size, self._cache_dir, progress=progress)
+
+    def _warm_up(self, engine: ChatEngine) -> None:
+        """Evaluate the system prompt once so that llama.cpp's prefix cache holds it."""
+        prompt = system_prompt(self._warmup_instructions, self._warmup_tools)
+        body = {
+            "messages": [{"role": "system", "content": prompt}, {"role": "user", "content": "Hi"}],
+            "max_tokens": 1,
+        }
+        engine.handle_chat_completions(body)
+
+    async def _engine_for(self, model: str) -> ChatEngine:
+        slot = self._slot_for(model)
+        if slot.engine is not None:
+            return slot.engine
+        task = self._ensure_loading(slot)
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), self._load_wait)
+        except TimeoutError:
+            raise ProviderError(
+                f"the local model {model!r} is still loading; retry shortly",
+                code="model_loading",
+                status=503,
+                retry_after=_RETRY_AFTER_SECONDS,
+            ) from None
+        except LocalModelError as exc:
+            raise ProviderError(str(exc), code="model_unavailable", status=503) from exc
+        except Exception as exc:  # llama.cpp refusing the file, out of memory, ...
+            raise ProviderError(
+                f"the local model {model!r} failed to load: {exc}",
+                code="model_unavailable",
+                status=503,
+            ) from exc
+
+    # -- generation ------------------------------------------------------------------
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+        """Generate one response as deltas; closing the iterator stops generation."""
+        if self._closed:
+            raise ProviderError("the local provider is closed", code="server_error", status=503)
+        engine = await self._engine_for(request.model)
+        plan = build_chat_request(request, strategy=self._strategy)
+        translator = ChunkTranslator(plan)
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[object] = asyncio.Queue()
+        stop = threading.Event()
+
+        def deliver(item: object) -> bool:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the event loop is gone: nobody is listening
+                stop.set()
+            return stop.is_set()
+
+        def on_chunk(chunk: dict[str, Any]) -> bool:
+            # Returning True makes llama.cpp cancel the task at the next token.
+            return True if stop.is_set() else deliver(chunk)
+
+        def work() -> None:
+            try:
+                engine.handle_chat_completions(plan.body, on_chunk)
+            except BaseException as exc:
+                deliver(_Failure(exc))
+            finally:
+                deliver(_DONE)
+                self._active.discard(threading.current_thread())
+                self._stops.discard(stop)
+
+        thread = threading.Thread(target=work, name="turnstream-local", daemon=True)
+        self._stops.add(stop)
+        self._active.add(thread)
+        thread.start()
+        try:
+            while (item := await queue.get()) is not _DONE:
+                if isinstance(item, _Failure):
+                    raise ProviderError(
+                        f"local model failed: {item.error}", code="model_error"
+                    ) from item.error
+                for delta in translator.feed(item):  # type: ignore[arg-type]
+                    yield delta
+            for delta in translator.finish():
+                yield delta
+        finally:
+            stop.set()
+
+
+def _join_all(threads: Iterable[threading.Thread], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))

@@ -1,0 +1,128 @@
+"""The text-call fallback of the local model: parsing and hold-back, without a model."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from turnstream.providers._local_calls import ParsedCall, ReplySniffer, classify, parse_calls
+
+TOOLS = {"get_weather", "get_time"}
+PARIS = ParsedCall("get_weather", '{"city": "Paris"}')
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        '{"name": "get_weather", "arguments": {"city": "Paris"}}',
+        '  \n{"name":"get_weather","arguments":{"city":"Paris"}}\n',
+        '```json\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n```',
+        '```\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n```',
+        '{{"name": "get_weather", "arguments": {{"city": "Paris"}}}}',
+        '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>',
+        "{'name': 'get_weather', 'arguments': {'city': 'Paris'}}",
+        '[{"name": "get_weather", "arguments": {"city": "Paris"}}]',
+        '{"name": "get_weather", "arguments": "{\\"city\\": \\"Paris\\"}"}',
+        '{"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}',
+        '{"name": "get_weather", "parameters": {"city": "Paris"}}',
+    ],
+)
+def test_parse_calls_recognises_every_call_shape(reply: str) -> None:
+    assert parse_calls(reply, TOOLS) == [PARIS]
+
+
+def test_parse_calls_reads_several_calls_in_a_row() -> None:
+    reply = (
+        '{"name": "get_weather", "arguments": {"city": "Paris"}}\n'
+        '{"name": "get_time", "arguments": {"city": "Rome"}}'
+    )
+    assert parse_calls(reply, TOOLS) == [PARIS, ParsedCall("get_time", '{"city": "Rome"}')]
+
+
+def test_parse_calls_drops_prose_after_the_call() -> None:
+    reply = '{"name": "get_weather", "arguments": {"city": "Paris"}}\nThis checks the weather.'
+    assert parse_calls(reply, TOOLS) == [PARIS]
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "The weather in Paris is sunny.",
+        'Here you go: {"name": "get_weather", "arguments": {"city": "Paris"}}',
+        '{"name": "send_email", "arguments": {"to": "x"}}',
+        '{"result": 42}',
+        "```python\nprint('hi')\n```",
+        '{"name": "get_weather", "arguments": {"city": "Par',
+        "",
+    ],
+)
+def test_parse_calls_treats_prose_unknown_tools_and_broken_json_as_text(reply: str) -> None:
+    assert parse_calls(reply, TOOLS) == []
+
+
+@pytest.mark.parametrize(
+    ("prefix", "decision"),
+    [
+        ("", "pending"),
+        ("  \n", "pending"),
+        ("{", "pending"),
+        ('{"na', "pending"),
+        ("``", "pending"),
+        ("```js", "pending"),
+        ('{"name"', "call"),
+        ('```json\n{"name"', "call"),
+        ('{{ "name"', "call"),
+        ("Sure", "text"),
+        ('{"result"', "text"),
+        ("```python", "text"),
+        ("1. First", "text"),
+    ],
+)
+def test_classify_holds_back_only_what_may_still_become_a_call(prefix: str, decision: str) -> None:
+    assert classify(prefix) == decision
+
+
+def _feed_split(reply: str, cuts: list[int]) -> tuple[list[str], str, list[ParsedCall]]:
+    sniffer = ReplySniffer(TOOLS)
+    bounds = [0, *sorted(c % (len(reply) + 1) for c in cuts), len(reply)]
+    released = [sniffer.feed(reply[a:b]) for a, b in itertools.pairwise(bounds)]
+    rest, calls = sniffer.finish()
+    return released, rest, calls
+
+
+@given(st.lists(st.integers(min_value=0, max_value=200), max_size=8))
+def test_sniffer_finds_the_call_wherever_the_chunks_split(cuts: list[int]) -> None:
+    reply = '```json\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n```'
+    released, rest, calls = _feed_split(reply, cuts)
+    assert "".join(released) == ""
+    assert rest == ""
+    assert calls == [PARIS]
+
+
+@given(
+    st.sampled_from(["Paris is lovely.", "{ not json at all", "```python\nx = 1\n```", "{{x}}"]),
+    st.lists(st.integers(min_value=0, max_value=200), max_size=8),
+)
+def test_sniffer_releases_all_text_exactly_once_wherever_the_chunks_split(
+    reply: str, cuts: list[int]
+) -> None:
+    released, rest, calls = _feed_split(reply, cuts)
+    assert "".join(released) + rest == reply
+    assert calls == []
+
+
+def test_sniffer_streams_prose_as_soon_as_it_is_clearly_prose() -> None:
+    sniffer = ReplySniffer(TOOLS)
+    assert sniffer.feed("Hel") == "Hel"
+    assert sniffer.feed("lo") == "lo"
+    assert sniffer.finish() == ("", [])
+
+
+def test_disabled_sniffer_passes_json_through_as_text() -> None:
+    sniffer = ReplySniffer(TOOLS, enabled=False)
+    reply = '{"name": "get_weather", "arguments": {}}'
+    assert sniffer.feed(reply) == reply
+    assert sniffer.finish() == ("", [])

@@ -1,0 +1,264 @@
+"""Request translation and chunk translation for the local model, without a model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from turnstream.engine.deltas import (
+    FinishDelta,
+    ItemEndDelta,
+    TextDelta,
+    ToolCallDelta,
+    UsageDelta,
+)
+from turnstream.providers._local_chat import (
+    ASSISTANT_NAME,
+    ChunkTranslator,
+    build_chat_request,
+    chat_tools,
+    system_prompt,
+)
+from turnstream.providers.base import GenerationRequest, ProviderError
+
+WEATHER = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "Weather for a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+}
+
+
+def user(text: str) -> dict[str, Any]:
+    return {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
+
+
+def call_item(call_id: str = "call_1") -> dict[str, Any]:
+    return {
+        "type": "function_call",
+        "call_id": call_id,
+        "name": "get_weather",
+        "arguments": '{"city": "Paris"}',
+    }
+
+
+def output_item(call_id: str = "call_1") -> dict[str, Any]:
+    return {"type": "function_call_output", "call_id": call_id, "output": '{"temp_c": 18}'}
+
+
+def chunk(content: str | None = None, finish: str | None = None, **extra: Any) -> dict[str, Any]:
+    delta = {} if content is None else {"content": content}
+    return {"choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
+
+
+def test_chat_tools_nests_flat_function_tools_and_skips_others() -> None:
+    nested = chat_tools([WEATHER, {"type": "web_search"}])
+    assert nested == [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "description": "Weather for a city",
+                "parameters": WEATHER["parameters"],
+            },
+        }
+    ]
+
+
+def test_system_prompt_names_the_assistant_and_is_byte_stable() -> None:
+    first = system_prompt("Be brief.", [WEATHER])
+    assert ASSISTANT_NAME in first
+    assert first == system_prompt("Be brief.", [dict(WEATHER)])
+    assert "get_weather" in first
+
+
+def test_system_prompt_is_identical_on_the_call_turn_and_the_answer_turn() -> None:
+    turn1 = build_chat_request(GenerationRequest("local", [user("Weather?")], tools=[WEATHER]))
+    turn2 = build_chat_request(
+        GenerationRequest("local", [user("Weather?"), call_item(), output_item()], tools=[WEATHER])
+    )
+    assert turn1.body["messages"][0] == turn2.body["messages"][0]
+    assert turn1.body["messages"][1] == turn2.body["messages"][1]
+    assert "tools" not in turn1.body
+    assert "tools" not in turn2.body
+    assert turn2.answer_turn
+    assert turn2.sniff_calls
+
+
+def test_prompted_history_replays_calls_as_the_model_writes_them_and_results_as_user_turns() -> (
+    None
+):
+    plan = build_chat_request(
+        GenerationRequest("local", [user("Weather?"), call_item(), output_item()], tools=[WEATHER])
+    )
+    _, _, assistant, result = plan.body["messages"]
+    assert assistant == {
+        "role": "assistant",
+        "content": '{"name": "get_weather", "arguments": {"city": "Paris"}}',
+    }
+    assert result["role"] == "user"
+    assert "get_weather" in result["content"]
+    assert '{"temp_c": 18}' in result["content"]
+
+
+def test_native_strategy_sends_tools_then_drops_them_on_the_answer_turn() -> None:
+    turn1 = build_chat_request(
+        GenerationRequest("local", [user("Weather?")], tools=[WEATHER]), strategy="native"
+    )
+    assert turn1.body["tools"] == chat_tools([WEATHER])
+    assert turn1.sniff_calls
+    turn2 = build_chat_request(
+        GenerationRequest("local", [user("Weather?"), call_item(), output_item()], tools=[WEATHER]),
+        strategy="native",
+    )
+    assert "tools" not in turn2.body
+    assert not turn2.sniff_calls
+    assistant, tool = turn2.body["messages"][2:]
+    assert assistant["tool_calls"][0]["function"]["name"] == "get_weather"
+    assert tool == {"role": "tool", "tool_call_id": "call_1", "content": '{"temp_c": 18}'}
+
+
+def test_consecutive_calls_share_one_assistant_turn() -> None:
+    items = [user("Weather?"), call_item("a"), call_item("b"), output_item("a"), output_item("b")]
+    prompted = build_chat_request(GenerationRequest("local", items, tools=[WEATHER]))
+    assert prompted.body["messages"][2]["content"].count("get_weather") == 2
+    native = build_chat_request(
+        GenerationRequest("local", items, tools=[WEATHER]), strategy="native"
+    )
+    assert len(native.body["messages"][2]["tool_calls"]) == 2
+
+
+def test_instructions_and_leading_system_messages_join_the_system_prompt() -> None:
+    items = [
+        {
+            "type": "message",
+            "role": "developer",
+            "content": [{"type": "input_text", "text": "Rule"}],
+        },
+        user("Hi"),
+    ]
+    plan = build_chat_request(GenerationRequest("local", items, instructions="Be brief."))
+    system = plan.body["messages"][0]["content"]
+    assert "Be brief." in system
+    assert "Rule" in system
+    assert plan.body["messages"][1:] == [{"role": "user", "content": "Hi"}]
+
+
+def test_sampling_and_limits_are_passed_through() -> None:
+    plan = build_chat_request(
+        GenerationRequest("local", [user("Hi")], max_output_tokens=7, temperature=0.9, top_p=0.5)
+    )
+    assert plan.body["max_tokens"] == 7
+    assert plan.body["temperature"] == 0.9
+    assert plan.body["top_p"] == 0.5
+    assert plan.body["stream"] is True
+    assert plan.body["stream_options"] == {"include_usage": True}
+
+
+def test_tool_choice_none_offers_no_tools_and_required_constrains_the_reply() -> None:
+    none = build_chat_request(
+        GenerationRequest("local", [user("Hi")], tools=[WEATHER], tool_choice="none")
+    )
+    assert not none.sniff_calls
+    assert "get_weather" not in none.body["messages"][0]["content"]
+    forced = build_chat_request(
+        GenerationRequest("local", [user("Hi")], tools=[WEATHER], tool_choice="required")
+    )
+    schema = forced.body["response_format"]["json_schema"]["schema"]
+    assert schema["properties"]["name"] == {"const": "get_weather"}
+
+
+def test_images_become_a_placeholder_the_text_model_can_read() -> None:
+    item = {
+        "type": "message",
+        "role": "user",
+        "content": [
+            {"type": "input_text", "text": "What is this?"},
+            {"type": "input_image", "image_url": "x"},
+        ],
+    }
+    plan = build_chat_request(GenerationRequest("local", [item]))
+    assert "cannot see images" in plan.body["messages"][1]["content"]
+
+
+def _translate(chunks: list[dict[str, Any]], *, tools: bool = True) -> list[Any]:
+    request = GenerationRequest("local", [user("Weather?")], tools=[WEATHER] if tools else ())
+    translator = ChunkTranslator(build_chat_request(request))
+    out = [d for c in chunks for d in translator.feed(c)]
+    return out + translator.finish()
+
+
+def test_text_reply_streams_with_usage_and_stop() -> None:
+    usage = {
+        "prompt_tokens": 10,
+        "completion_tokens": 2,
+        "prompt_tokens_details": {"cached_tokens": 8},
+    }
+    deltas = _translate([chunk("Hi"), chunk(" there", "stop"), {"choices": [], "usage": usage}])
+    assert deltas == [
+        TextDelta("Hi"),
+        TextDelta(" there"),
+        ItemEndDelta(),
+        UsageDelta(input_tokens=10, output_tokens=2, cached_tokens=8),
+        FinishDelta("stop"),
+    ]
+
+
+def test_fallback_call_in_content_becomes_a_tool_call() -> None:
+    pieces = ['{"', 'name": "get_weather", "argu', 'ments": {"city": "Paris"}}']
+    deltas = _translate([chunk(p) for p in pieces] + [chunk(finish="stop")])
+    call, end, finish = deltas
+    assert isinstance(call, ToolCallDelta)
+    assert (call.index, call.name, call.arguments) == (0, "get_weather", '{"city": "Paris"}')
+    assert call.call_id
+    assert call.call_id.startswith("call_")
+    assert end == ItemEndDelta()
+    assert finish == FinishDelta("stop")
+
+
+def test_native_tool_call_chunks_pass_through() -> None:
+    native = {
+        "choices": [
+            {
+                "index": 0,
+                "delta": {
+                    "tool_calls": [
+                        {
+                            "index": 0,
+                            "id": "c1",
+                            "function": {"name": "get_weather", "arguments": "{}"},
+                        }
+                    ]
+                },
+                "finish_reason": None,
+            }
+        ]
+    }
+    deltas = _translate([native, chunk(finish="tool_calls")])
+    assert deltas[0] == ToolCallDelta(0, "get_weather", "c1", "{}")
+    assert deltas[-1] == FinishDelta("stop")
+
+
+def test_length_finish_makes_the_response_incomplete_and_keeps_a_truncated_call_as_text() -> None:
+    deltas = _translate(
+        [chunk('{"name": "get_weather", "arguments": {"ci'), chunk(finish="length")]
+    )
+    assert deltas[0] == TextDelta('{"name": "get_weather", "arguments": {"ci')
+    assert deltas[-1] == FinishDelta("length")
+
+
+def test_without_tools_json_looking_text_is_just_text() -> None:
+    deltas = _translate([chunk('{"name": "x"}'), chunk(finish="stop")], tools=False)
+    assert deltas[0] == TextDelta('{"name": "x"}')
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"error": {"code": 400, "message": "context too long"}}, {"code": 500, "message": "boom"}],
+)
+def test_error_chunks_raise_provider_error(bad: dict[str, Any]) -> None:
+    translator = ChunkTranslator(build_chat_request(GenerationRequest("local", [user("x")])))
+    with pytest.raises(ProviderError) as raised:
+        translator.feed(bad)
+    assert raised.value.code == "model_error"

@@ -1,0 +1,221 @@
+"""LocalProvider's loading, thread bridge and cancellation, with a fake llama.cpp engine."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from turnstream.engine.deltas import FinishDelta, TextDelta, ToolCallDelta
+from turnstream.providers._local_model import LocalModelError
+from turnstream.providers.base import GenerationRequest, Provider, ProviderError
+from turnstream.providers.local import LocalProvider
+
+WEATHER = {"type": "function", "name": "get_weather", "parameters": {"type": "object"}}
+
+
+def chunk(content: str | None = None, finish: str | None = None) -> dict[str, Any]:
+    delta = {} if content is None else {"content": content}
+    return {"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+
+def request(text: str = "Hi", **kwargs: Any) -> GenerationRequest:
+    item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
+    return GenerationRequest("local", [item], **kwargs)
+
+
+class FakeEngine:
+    """Plays scripted chunks from the worker thread, like xllamacpp's Server."""
+
+    def __init__(self, chunks: Iterable[dict[str, Any]] = (), *, delay: float = 0.0) -> None:
+        self.chunks = chunks
+        self.delay = delay
+        self.bodies: list[dict[str, Any]] = []
+        self.cancelled = threading.Event()
+        self.threads: list[threading.Thread] = []
+
+    def handle_chat_completions(
+        self, prompt: dict[str, Any], callback: Callable[[dict[str, Any]], bool] | None = None
+    ) -> Any:
+        self.bodies.append(prompt)
+        if callback is None:
+            return {"choices": []}
+        self.threads.append(threading.current_thread())
+        for item in self.chunks:
+            if callback(item):
+                self.cancelled.set()
+                return None
+            time.sleep(self.delay)
+        return None
+
+
+def endless() -> Iterable[dict[str, Any]]:
+    while True:
+        yield chunk("word ")
+
+
+def provider_for(engine: FakeEngine, **kwargs: Any) -> LocalProvider:
+    return LocalProvider(
+        {"local": "0.5b"},
+        engine_factory=lambda path: engine,
+        model_path=lambda size: Path("/nonexistent.gguf"),
+        **kwargs,
+    )
+
+
+def test_local_provider_satisfies_the_provider_protocol() -> None:
+    assert isinstance(provider_for(FakeEngine()), Provider)
+    assert provider_for(FakeEngine()).models() == ["local"]
+
+
+async def test_stream_turns_worker_thread_chunks_into_deltas() -> None:
+    provider = provider_for(FakeEngine([chunk("Hel"), chunk("lo"), chunk(finish="stop")]))
+    deltas = [d async for d in provider.stream(request())]
+    assert [d for d in deltas if isinstance(d, TextDelta)] == [TextDelta("Hel"), TextDelta("lo")]
+    assert deltas[-1] == FinishDelta("stop")
+    await provider.aclose()
+
+
+async def test_a_call_written_as_text_arrives_as_one_tool_call() -> None:
+    pieces = ['```json\n{"name": "get_', 'weather", "arguments": {}}', "\n```"]
+    provider = provider_for(FakeEngine([*map(chunk, pieces), chunk(finish="stop")]))
+    deltas = [d async for d in provider.stream(request(tools=[WEATHER]))]
+    calls = [d for d in deltas if isinstance(d, ToolCallDelta)]
+    assert [(c.name, c.arguments) for c in calls] == [("get_weather", "{}")]
+    assert not any(isinstance(d, TextDelta) for d in deltas)
+    await provider.aclose()
+
+
+async def test_closing_the_stream_cancels_generation_at_the_next_token() -> None:
+    engine = FakeEngine(endless(), delay=0.01)
+    provider = provider_for(engine)
+    stream = provider.stream(request())
+    async for delta in stream:
+        assert delta == TextDelta("word ")
+        break
+    closed_at = time.perf_counter()
+    await stream.aclose()  # type: ignore[attr-defined]
+    assert await asyncio.to_thread(engine.cancelled.wait, 1.0)
+    assert time.perf_counter() - closed_at < 0.5
+    await asyncio.to_thread(engine.threads[0].join, 1.0)
+    assert not engine.threads[0].is_alive()
+    await provider.aclose()
+
+
+async def test_cancelling_the_consuming_task_cancels_generation() -> None:
+    engine = FakeEngine(endless(), delay=0.01)
+    provider = provider_for(engine)
+
+    async def consume() -> None:
+        async for _ in provider.stream(request()):
+            pass
+
+    task = asyncio.create_task(consume())
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await asyncio.to_thread(engine.cancelled.wait, 1.0)
+    await provider.aclose()
+
+
+async def test_aclose_stops_running_generations_and_waits_for_them() -> None:
+    engine = FakeEngine(endless(), delay=0.01)
+    provider = provider_for(engine)
+    stream = provider.stream(request())
+    await stream.__anext__()
+    await provider.aclose()
+    assert engine.cancelled.is_set()
+    assert not engine.threads[0].is_alive()
+    await stream.aclose()  # type: ignore[attr-defined]
+
+
+async def test_warm_up_evaluates_the_system_prompt_with_the_expected_tools() -> None:
+    engine = FakeEngine()
+    provider = provider_for(engine, warmup_tools=[WEATHER], warmup_instructions="Be brief.")
+    provider.start()
+    await provider.ready()
+    system = engine.bodies[0]["messages"][0]["content"]
+    assert "get_weather" in system
+    assert "Be brief." in system
+    assert "stream" not in engine.bodies[0]
+    await provider.aclose()
+
+
+async def test_a_request_during_a_slow_load_gets_503_with_retry_after() -> None:
+    release = threading.Event()
+    engine = FakeEngine([chunk("ok"), chunk(finish="stop")])
+
+    def slow_factory(path: Path) -> FakeEngine:
+        release.wait(5)
+        return engine
+
+    provider = LocalProvider(
+        {"local": "0.5b"},
+        engine_factory=slow_factory,
+        model_path=lambda size: Path("/x.gguf"),
+        load_wait=0.05,
+    )
+    provider.start()
+    assert provider.loading
+    assert 0.0 <= provider.load_progress < 1.0
+    with pytest.raises(ProviderError) as raised:
+        [d async for d in provider.stream(request())]
+    assert raised.value.status == 503
+    assert raised.value.retry_after is not None
+    release.set()
+    await provider.ready()
+    assert not provider.loading
+    assert provider.is_ready("local")
+    assert TextDelta("ok") in [d async for d in provider.stream(request())]
+    await provider.aclose()
+
+
+async def test_a_failed_load_is_a_503_that_says_what_to_install() -> None:
+    def broken(path: Path) -> FakeEngine:
+        raise LocalModelError("run: pip install 'turnstream[local]'")
+
+    provider = LocalProvider(
+        {"local": "0.5b"}, engine_factory=broken, model_path=lambda size: Path("/x.gguf")
+    )
+    provider.start()
+    with pytest.raises(LocalModelError):
+        await provider.ready()
+    with pytest.raises(ProviderError, match=r"turnstream\[local\]") as raised:
+        [d async for d in provider.stream(request())]
+    assert raised.value.status == 503
+    await provider.aclose()
+
+
+async def test_an_unknown_model_is_a_400() -> None:
+    provider = provider_for(FakeEngine())
+    with pytest.raises(ProviderError) as raised:
+        [d async for d in provider.stream(GenerationRequest("nope", []))]
+    assert raised.value.status == 400
+    await provider.aclose()
+
+
+async def test_an_engine_failure_mid_stream_raises_provider_error() -> None:
+    class Exploding(FakeEngine):
+        def handle_chat_completions(self, prompt: dict[str, Any], callback: Any = None) -> Any:
+            if callback is None:
+                return {}
+            callback(chunk("partial"))
+            raise RuntimeError("llama.cpp exploded")
+
+    provider = provider_for(Exploding())
+    seen: list[object] = []
+
+    async def consume() -> None:
+        async for delta in provider.stream(request()):
+            seen.append(delta)
+
+    with pytest.raises(ProviderError, match="exploded"):
+        await consume()
+    assert seen == [TextDelta("partial")]
+    await provider.aclose()

@@ -1,0 +1,129 @@
+"""The local provider on the real Qwen2.5-Coder models (skipped without `turnstream[local]`).
+
+Kept short on purpose: one model load per size, small `max_output_tokens`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from turnstream.engine.deltas import FinishDelta, TextDelta, ToolCallDelta
+from turnstream.providers._local_model import (
+    MODEL_SPECS,
+    LocalModelError,
+    ensure_model,
+    locate_parts,
+)
+from turnstream.providers.base import GenerationRequest
+from turnstream.providers.local import LocalProvider
+
+
+def _missing(size: str) -> str | None:
+    if importlib.util.find_spec("xllamacpp") is None:
+        return "xllamacpp is not installed (pip install 'turnstream[local]')"
+    try:
+        locate_parts(MODEL_SPECS[size])
+    except LocalModelError as exc:
+        return f"model packages for {size} are not installed: {exc}"
+    return None
+
+
+def _provider(size: str) -> Iterator[LocalProvider]:
+    reason = _missing(size)
+    if reason:
+        pytest.skip(reason)
+    ensure_model(size)  # type: ignore[arg-type]
+    provider = LocalProvider({"local": size})  # type: ignore[dict-item]
+    asyncio.run(_start(provider))
+    yield provider
+    asyncio.run(provider.aclose())
+
+
+async def _start(provider: LocalProvider) -> None:
+    provider.start()
+    await provider.ready()
+
+
+@pytest.fixture(scope="module")
+def small() -> Iterator[LocalProvider]:
+    yield from _provider("0.5b")
+
+
+@pytest.fixture(scope="module")
+def default() -> Iterator[LocalProvider]:
+    yield from _provider("1.5b")
+
+
+WEATHER = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "Get the current weather for a city.",
+    "parameters": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+    },
+}
+
+
+def user(text: str) -> dict[str, Any]:
+    return {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
+
+
+async def test_small_model_answers_briefly_and_reports_length(small: LocalProvider) -> None:
+    request = GenerationRequest("local", [user("Who are you?")], max_output_tokens=6)
+    deltas = [d async for d in small.stream(request)]
+    text = "".join(d.text for d in deltas if isinstance(d, TextDelta))
+    assert text.strip()
+    assert deltas[-1] == FinishDelta("length")
+
+
+async def test_default_model_does_a_tool_round_trip_and_answers_in_prose(
+    default: LocalProvider,
+) -> None:
+    items: list[dict[str, Any]] = [user("What's the weather in Paris right now?")]
+    first = [d async for d in default.stream(GenerationRequest("local", items, tools=[WEATHER]))]
+    calls = [d for d in first if isinstance(d, ToolCallDelta)]
+    assert len(calls) == 1
+    assert calls[0].name == "get_weather"
+    assert json.loads(calls[0].arguments)["city"].lower() == "paris"
+    items += [
+        {
+            "type": "function_call",
+            "call_id": calls[0].call_id,
+            "name": "get_weather",
+            "arguments": calls[0].arguments,
+        },
+        {
+            "type": "function_call_output",
+            "call_id": calls[0].call_id,
+            "output": '{"temp_c": 18, "sky": "cloudy"}',
+        },
+    ]
+    request = GenerationRequest("local", items, tools=[WEATHER], max_output_tokens=40)
+    second = [d async for d in default.stream(request)]
+    assert not any(isinstance(d, ToolCallDelta) for d in second)
+    answer = "".join(d.text for d in second if isinstance(d, TextDelta))
+    assert "18" in answer
+    assert not answer.lstrip().startswith(("{", "<", "`"))
+
+
+async def test_closing_the_stream_stops_generation_promptly(small: LocalProvider) -> None:
+    request = GenerationRequest("local", [user("Count from 1 to 500.")], max_output_tokens=400)
+    stream = small.stream(request)
+    async for _ in stream:
+        break
+    await stream.aclose()  # type: ignore[attr-defined]
+    stopped_at = time.perf_counter()
+    workers = list(small._active)
+    for worker in workers:
+        await asyncio.to_thread(worker.join, 2.0)
+    assert not any(t.is_alive() for t in workers), "generation went on after the consumer left"
+    assert time.perf_counter() - stopped_at < 1.0
