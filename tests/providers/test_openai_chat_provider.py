@@ -466,3 +466,48 @@ def test_fake_upstream_records_bodies_as_json(fake_upstream: FakeChatUpstream) -
     assert json.loads(frames[0][6:])["choices"][0]["delta"] == {"content": "a "}
     assert frames[-1] == "data: [DONE]"
     assert fake_upstream.requests[0].body == {"messages": [{"role": "user", "content": "a b"}]}
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+async def test_calls_written_as_reply_text_become_function_calls_only_when_enabled(
+    fake_upstream: FakeChatUpstream, enabled: bool
+) -> None:
+    written = '```json\n{"name": "get_weather", "arguments": {"city": "Oslo"}}\n```'
+    fake_upstream.queue(
+        FakeReply(
+            chunks=[
+                *(text_chunk(written[i : i + 3]) for i in range(0, len(written), 3)),
+                finish_chunk(),
+            ]
+        )
+    )
+    chat = OpenAIChatProvider(fake_upstream.base_url, None, {MODEL: "m"}, text_tool_calls=enabled)
+    try:
+        deltas = await collect(
+            chat.stream(request("weather in Oslo?", model=MODEL, tools=[tool("get_weather")]))
+        )
+    finally:
+        await chat.aclose()
+    if enabled:
+        assert text_of(deltas) == ""
+        assert [
+            (c.name, json.loads(c.arguments)) for c in deltas if isinstance(c, ToolCallDelta)
+        ] == [("get_weather", {"city": "Oslo"})]
+        assert isinstance(deltas[-1], FinishDelta)
+    else:
+        assert text_of(deltas) == written
+        assert not any(isinstance(d, ToolCallDelta) for d in deltas)
+
+
+async def test_prose_streams_through_the_text_call_recogniser_as_it_arrives(
+    fake_upstream: FakeChatUpstream,
+) -> None:
+    fake_upstream.queue(
+        FakeReply(chunks=[text_chunk("It is "), text_chunk("sunny."), finish_chunk()])
+    )
+    chat = OpenAIChatProvider(fake_upstream.base_url, None, {MODEL: "m"}, text_tool_calls=True)
+    try:
+        deltas = await collect(chat.stream(request("hi", model=MODEL, tools=[tool("get_weather")])))
+    finally:
+        await chat.aclose()
+    assert [d.text for d in deltas if isinstance(d, TextDelta)] == ["It is ", "sunny."]

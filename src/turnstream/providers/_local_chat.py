@@ -36,7 +36,7 @@ from turnstream.engine.deltas import (
     ToolCallDelta,
     UsageDelta,
 )
-from turnstream.providers._local_calls import ReplySniffer
+from turnstream.providers._text_calls import ReplySniffer
 from turnstream.providers.base import GenerationRequest, ProviderError
 
 __all__ = [

@@ -34,9 +34,17 @@ from typing import Any, Literal, cast
 
 import httpx
 
-from turnstream.engine.deltas import Delta
+from turnstream.engine.deltas import (
+    Delta,
+    FinishDelta,
+    ItemEndDelta,
+    TextDelta,
+    ToolCallDelta,
+    UsageDelta,
+)
 from turnstream.providers._chat_request import MaxTokensField, build_chat_body
 from turnstream.providers._chat_stream import ChatChunkTranslator
+from turnstream.providers._text_calls import ReplySniffer
 from turnstream.providers.base import GenerationRequest, ProviderError
 from turnstream.sse import Decoder, ServerSentEvent
 
@@ -88,6 +96,7 @@ class OpenAIChatProvider:
         max_tokens_field: MaxTokensField = "max_tokens",
         extra_body: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
+        text_tool_calls: bool = False,
     ) -> None:
         if not models:
             raise ValueError("OpenAIChatProvider needs at least one model mapping")
@@ -104,6 +113,7 @@ class OpenAIChatProvider:
         if api_key:
             self._headers["authorization"] = f"Bearer {api_key}"
         self.stats = ChatProviderStats()
+        self._text_tool_calls = text_tool_calls
 
     def models(self) -> Sequence[str]:
         return list(self._models)
@@ -149,7 +159,11 @@ class OpenAIChatProvider:
                     return
                 # aclosing: a consumer that stops early closes the inner generator now,
                 # not whenever the garbage collector gets to it.
-                async with contextlib.aclosing(self._deltas(response)) as deltas:
+                source = self._deltas(response)
+                if self._text_tool_calls and request.tools and request.tool_choice != "none":
+                    names = [str(tool.get("name")) for tool in request.tools]
+                    source = _calls_written_as_text(source, names)
+                async with contextlib.aclosing(source) as deltas:
                     async for delta in deltas:
                         yield delta
         except httpx.ConnectError as exc:
@@ -310,3 +324,39 @@ def _transport_error(exc: httpx.HTTPError, code: str, status: int) -> ProviderEr
     return ProviderError(
         f"Could not reach the upstream model server: {detail}", code=code, status=status
     )
+
+
+# Provider indexes for calls recognised in text: far above any upstream index.
+_TEXT_CALL_INDEX = 10_000
+
+
+async def _calls_written_as_text(
+    deltas: AsyncGenerator[Delta, None], tool_names: Sequence[str]
+) -> AsyncGenerator[Delta, None]:
+    """Recognise calls a model wrote as reply text instead of `tool_calls`.
+
+    Small open models behind llama.cpp or vLLM often answer a tool request with a bare
+    `{"name": ..., "arguments": ...}` object that the upstream's own parser misses.
+    The start of the reply is held back until it is clearly prose (then it streams)
+    or clearly a call (then it becomes a function call at the end).
+    """
+    sniffer = ReplySniffer(tool_names)
+    held: list[Delta] = []
+    async with contextlib.aclosing(deltas):
+        async for delta in deltas:
+            if isinstance(delta, TextDelta):
+                released = sniffer.feed(delta.text)
+                if released:
+                    yield TextDelta(released)
+            elif isinstance(delta, UsageDelta | FinishDelta):
+                held.append(delta)  # after the calls, which are only known at the end
+            else:
+                yield delta
+    text, calls = sniffer.finish()
+    if text:
+        yield TextDelta(text)
+    for offset, call in enumerate(calls):
+        yield ToolCallDelta(_TEXT_CALL_INDEX + offset, name=call.name, arguments=call.arguments)
+        yield ItemEndDelta()
+    for delta in held:
+        yield delta

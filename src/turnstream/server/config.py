@@ -9,6 +9,8 @@ provider = "openai_chat"              # any OpenAI-compatible Chat Completions s
 base_url = "https://api.openai.com/v1"
 upstream_model = "gpt-4o-mini"        # defaults to `name`
 api_key_env = "OPENAI_API_KEY"        # the environment variable holding the key
+text_tool_calls = false               # true: also recognise calls a small model writes
+                                      # as reply text (llama.cpp misses many)
 
 [[models]]
 name = "echo-slow"                    # the echo test double, with a delay per delta

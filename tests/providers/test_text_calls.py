@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from turnstream.providers._local_calls import ParsedCall, ReplySniffer, classify, parse_calls
+from turnstream.providers._text_calls import ParsedCall, ReplySniffer, classify, parse_calls
 
 TOOLS = {"get_weather", "get_time"}
 PARIS = ParsedCall("get_weather", '{"city": "Paris"}')
