@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.livesrv import running_server
+from tests.livesrv import LiveServer, running_server
 from turnstream.providers.echo import EchoProvider
 from turnstream.providers.openai_chat import OpenAIChatProvider
 from turnstream.server.config import ConfigError, load_providers
@@ -101,3 +101,24 @@ def test_configured_models_are_listed_and_unknown_names_stay_model_not_found(
         )
         assert resp.status_code == 400
         assert resp.json()["error"]["code"] == "model_not_found"
+
+
+async def test_the_local_models_warm_up_prefix_is_byte_identical_to_what_the_chat_sends(
+    live_server: LiveServer,
+) -> None:
+    from openai import AsyncOpenAI
+
+    from turnstream import Agent
+    from turnstream.providers._local_chat import system_prompt
+    from turnstream.runtime.builtin_tools import BUILTIN_TOOLS
+    from turnstream.web import chat_warmup
+
+    instructions, tools = chat_warmup()
+    async with AsyncOpenAI(base_url=live_server.base_url, api_key="t") as client:
+        await Agent(
+            client=client, model="scripted", instructions=instructions, tools=BUILTIN_TOOLS
+        ).run("hello")
+    assert live_server.scripted is not None
+    sent = live_server.scripted.requests[0]
+    # the prompt cache only helps if the warm-up prompt is the same bytes
+    assert system_prompt(sent.instructions, sent.tools) == system_prompt(instructions, tools)

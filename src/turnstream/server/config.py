@@ -134,5 +134,9 @@ def _local_provider() -> Provider | None:
             "the embedded model is not installed (pip install 'turnstream[local]'); serving echo only"
         )
         return None
-    provider: Provider = LocalProvider()
+    from turnstream.web import chat_warmup
+
+    # warm the prompt cache with what the chat apps send, so their first turn is fast
+    instructions, tools = chat_warmup()
+    provider: Provider = LocalProvider(warmup_instructions=instructions, warmup_tools=tools)
     return provider

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .chats import CHAT_INSTRUCTIONS, ChatEntry, ChatIndex, chat_index_path
+from .chats import CHAT_INSTRUCTIONS, ChatEntry, ChatIndex, chat_index_path, chat_warmup
 from .events import event_to_dict
 from .router import create_chat_router
 
@@ -11,6 +11,7 @@ __all__ = [
     "ChatEntry",
     "ChatIndex",
     "chat_index_path",
+    "chat_warmup",
     "create_chat_router",
     "event_to_dict",
 ]

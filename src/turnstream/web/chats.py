@@ -17,8 +17,11 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
-__all__ = ["CHAT_INSTRUCTIONS", "ChatEntry", "ChatIndex", "chat_index_path"]
+from turnstream.runtime.builtin_tools import BUILTIN_TOOLS
+
+__all__ = ["CHAT_INSTRUCTIONS", "ChatEntry", "ChatIndex", "chat_index_path", "chat_warmup"]
 
 CHAT_INSTRUCTIONS = (
     "You are a helpful assistant in a chat. Answer briefly, in Markdown. "
@@ -26,6 +29,13 @@ CHAT_INSTRUCTIONS = (
     "matching tool instead of guessing, then answer using its result."
 )
 """The instructions both chat apps send with every request."""
+
+
+def chat_warmup() -> tuple[str, list[dict[str, Any]]]:
+    """The chat apps' instructions and tool definitions, byte for byte as they send
+    them, so a local model can warm its prompt cache with exactly that prefix."""
+    return CHAT_INSTRUCTIONS, [tool.definition() for tool in BUILTIN_TOOLS]
+
 
 _MAX_ENTRIES = 200
 
