@@ -17,6 +17,7 @@ from starlette.background import BackgroundTask
 
 from turnstream.engine.context import assemble_chain, assemble_conversation, resolve_references
 from turnstream.engine.pairing import validate_context
+from turnstream.protocol import Response as ResponseObject
 from turnstream.protocol import ResponseCreateParams, new_id, normalize_input, parse_create_params
 from turnstream.protocol import errors as E
 from turnstream.providers.base import GenerationRequest
@@ -57,43 +58,6 @@ def _with_ids(items: list[JSON]) -> list[JSON]:
             item["status"] = "completed"
         out.append(item)
     return out
-
-
-def _initial_response(
-    params: ResponseCreateParams, response_id: str, conversation_id: str | None
-) -> JSON:
-    dumped = params.model_dump(mode="json", exclude_unset=False)
-    return {
-        "id": response_id,
-        "object": "response",
-        "created_at": int(time.time()),
-        "completed_at": None,
-        "status": "queued" if params.background else "in_progress",
-        "background": bool(params.background),
-        "error": None,
-        "incomplete_details": None,
-        "instructions": params.instructions,
-        "max_output_tokens": params.max_output_tokens,
-        "max_tool_calls": params.max_tool_calls,
-        "model": params.model,
-        "output": [],
-        "parallel_tool_calls": params.parallel_tool_calls
-        if params.parallel_tool_calls is not None
-        else True,
-        "previous_response_id": params.previous_response_id,
-        "conversation": {"id": conversation_id} if conversation_id else None,
-        "reasoning": dumped.get("reasoning") or {"effort": None, "summary": None},
-        "store": params.store if params.store is not None else True,
-        "temperature": params.temperature if params.temperature is not None else 1.0,
-        "text": dumped.get("text") or {"format": {"type": "text"}},
-        "tool_choice": dumped.get("tool_choice") or "auto",
-        "tools": dumped.get("tools") or [],
-        "top_p": params.top_p if params.top_p is not None else 1.0,
-        "truncation": params.truncation or "disabled",
-        "metadata": params.metadata or {},
-        "user": params.user,
-        "usage": None,
-    }
 
 
 async def _read_json(request: Request) -> JSON:
@@ -183,7 +147,12 @@ async def _admit(state: ServerState, params: ResponseCreateParams) -> ResponseRu
             # read under the lock, so the context cannot change before the turn ends
             context = assemble_conversation(await store.all_items(conversation_id), new_items)
         validate_context(context)
-        response = _initial_response(params, response_id, conversation_id)
+        response = ResponseObject.from_params(
+            params,
+            response_id=response_id,
+            created_at=int(time.time()),
+            conversation_id=conversation_id,
+        ).model_dump(mode="json")
         generation = GenerationRequest(
             model=params.model or "",
             items=context,
