@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from turnstream import sse
@@ -39,7 +39,6 @@ __all__ = ["ResponseRun"]
 log = logging.getLogger("turnstream.server")
 
 JSON = dict[str, Any]
-_END = b""
 
 
 class ResponseRun:
@@ -56,8 +55,7 @@ class ResponseRun:
         input_items: Sequence[JSON],
         store_response: bool,
         conversation_id: str | None,
-        background: bool = False,
-        on_settled: Any = None,
+        on_settled: Callable[[ResponseRun], None] | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -67,13 +65,11 @@ class ResponseRun:
         self.input_items = list(input_items)
         self.store_response = store_response
         self.conversation_id = conversation_id
-        self.background = background
         self.machine = ResponseStateMachine(response)
         self.holds_lock = conversation_id is not None
-        self._queue: asyncio.Queue[bytes] = asyncio.Queue()
+        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()  # None ends the body
         self._first = asyncio.Event()
         self._early_error: ProviderError | None = None
-        self._streamed_any = False
         self._task: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._settled = asyncio.Event()
@@ -116,8 +112,8 @@ class ResponseRun:
         task.add_done_callback(self._detached.discard)
 
     def cancel(self) -> None:
-        """The client went away: stop generating (background runs keep going)."""
-        if self._task is not None and not self._task.done() and not self.background:
+        """The client went away: stop generating; the run records itself cancelled."""
+        if self._task is not None and not self._task.done():
             self._task.cancel()
 
     async def result(self) -> JSON:
@@ -140,12 +136,14 @@ class ResponseRun:
             except TimeoutError:
                 yield sse.KEEPALIVE
                 continue
-            parts = [chunk]
-            done = chunk is _END
-            while not done and not queue.empty():
-                nxt = queue.get_nowait()
-                done = nxt is _END
-                parts.append(nxt)
+            parts: list[bytes] = []
+            done = chunk is None
+            while chunk is not None:
+                parts.append(chunk)
+                if queue.empty():
+                    break
+                chunk = queue.get_nowait()
+                done = chunk is None
             data = b"".join(parts)
             if data:
                 yield data
@@ -216,7 +214,7 @@ class ResponseRun:
             self.persist_seconds = time.perf_counter() - began
             self._settled.set()
             self._emit([terminal])
-            self._queue.put_nowait(_END)
+            self._queue.put_nowait(None)
             if self._on_settled is not None:
                 self._on_settled(self)
 
