@@ -4,6 +4,7 @@ terminal event (DESIGN.md invariants 2 and 3)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -382,3 +383,47 @@ def test_a_turn_the_store_could_not_save_is_announced_as_failed_and_frees_the_co
         assert again.status_code == 200, (
             "the conversation must be free at once, not after the lease"
         )
+
+
+def test_stopping_the_server_mid_stream_records_cancelled_and_frees_the_conversation_at_once(
+    tmp_path: Path,
+) -> None:
+    import signal
+
+    db = tmp_path / "stop.db"
+    config = _slow_config(tmp_path)
+    # a long lease: only a real release, not expiry, can free the conversation in time
+    server = spawn_server(db, config, "--lease-ttl", "60", "--shutdown-grace", "1")
+    http = httpx.Client(timeout=30)
+    try:
+        conversation = http.post(f"{server.base_url}/conversations", json={}).json()["id"]
+        response_id = None
+        words = " ".join(f"w{i}" for i in range(1000))
+        body = {"model": "echo-slow", "input": words, "conversation": conversation, "stream": True}
+        # keep reading while the server stops: the client does not go away; the grace
+        # period then ends the stream (cut off, or closed after a cancelled terminal)
+        with (
+            contextlib.suppress(httpx.RemoteProtocolError),
+            http.stream("POST", f"{server.base_url}/responses", json=body) as resp,
+        ):
+            for line in resp.iter_lines():
+                if line.startswith("data:") and response_id is None:
+                    response_id = json.loads(line[5:])["response"]["id"]
+                    server.process.send_signal(signal.SIGTERM)
+        server.process.wait(30)
+    finally:
+        server.stop()
+    restarted = spawn_server(db, config, "--lease-ttl", "60")
+    try:
+        assert (
+            http.get(f"{restarted.base_url}/responses/{response_id}").json()["status"]
+            == "cancelled"
+        )
+        again = http.post(
+            f"{restarted.base_url}/responses",
+            json={"model": "echo", "input": "again", "conversation": conversation},
+        )
+        assert again.status_code == 200, again.text
+    finally:
+        restarted.stop()
+        http.close()

@@ -62,6 +62,9 @@ def serve(
     fault_locked: Annotated[
         float, typer.Option(help="Share of requests answered conversation_locked (testing).")
     ] = 0.0,
+    shutdown_grace: Annotated[
+        int, typer.Option(help="Seconds running responses get to finish when the server stops.")
+    ] = 10,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
 ) -> None:
     """Run the Responses + Conversations server."""
@@ -96,7 +99,15 @@ def serve(
         typer.echo(f"turnstream: {exc}", err=True)
         raise typer.Exit(2) from None
     typer.echo(f"turnstream: database {settings.db_path}", err=True)
-    uvicorn.run(server_app, host=host, port=port, log_level=log_level.lower())
+    # on shutdown, streams get a grace period to finish; then they are cancelled, and
+    # every run still holding a conversation records itself cancelled and lets go
+    uvicorn.run(
+        server_app,
+        host=host,
+        port=port,
+        log_level=log_level.lower(),
+        timeout_graceful_shutdown=shutdown_grace,
+    )
 
 
 app.command()(chat)
