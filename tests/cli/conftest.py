@@ -47,7 +47,7 @@ def slow_config(tmp_path: Path) -> Path:
 class Terminal:
     """`turnstream chat` in a pty; closed (and reaped) by the fixture."""
 
-    def __init__(self, tmp_path: Path, *args: str, timeout: float = 20) -> None:
+    def __init__(self, tmp_path: Path, *args: str, timeout: float = 60) -> None:
         import pexpect
 
         self.child: Any = pexpect.spawn(
@@ -92,7 +92,7 @@ def terminal(tmp_path: Path) -> Iterator[Any]:
     pytest.importorskip("pexpect")
     opened: list[Terminal] = []
 
-    def open_terminal(*args: str, timeout: float = 20) -> Terminal:
+    def open_terminal(*args: str, timeout: float = 60) -> Terminal:
         term = Terminal(tmp_path, *args, timeout=timeout)
         opened.append(term)
         return term
