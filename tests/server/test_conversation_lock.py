@@ -108,7 +108,8 @@ def test_the_seed_pattern_gets_conversation_locked_in_after_body_mode(tmp_path: 
 def test_twenty_concurrent_requests_one_wins_and_only_its_items_are_stored(
     live_server: LiveServer,
 ) -> None:
-    words = " ".join(f"w{i}" for i in range(40))
+    # the winner streams for about 3 s, so every other request lands while it holds the lock
+    words = " ".join(f"w{i}" for i in range(150))
 
     async def main() -> list[httpx.Response]:
         async with httpx.AsyncClient(base_url=live_server.base_url, timeout=30) as http:
@@ -243,7 +244,7 @@ def test_two_server_processes_on_one_sqlite_file_let_exactly_one_request_win(
     config = _slow_config(tmp_path)
     servers = [spawn_server(db, config), spawn_server(db, config)]
     try:
-        words = " ".join(f"w{i}" for i in range(40))
+        words = " ".join(f"w{i}" for i in range(150))
 
         async def main() -> tuple[list[int], list[dict[str, Any]]]:
             async with httpx.AsyncClient(timeout=30) as http:
