@@ -20,7 +20,7 @@ from typing import Any, Final
 
 from pydantic import BaseModel
 
-__all__ = ["KEEPALIVE", "Decoder", "ServerSentEvent", "encode"]
+__all__ = ["KEEPALIVE", "Decoder", "ServerSentEvent", "encode", "encode_data"]
 
 KEEPALIVE: Final = b": keepalive\n\n"
 """A comment frame that keeps idle connections (and proxies) open."""
@@ -29,6 +29,11 @@ _EVENT_PREFIX: Final = b"event: "
 _DATA_PREFIX: Final = b"\ndata: "
 _FRAME_END: Final = b"\n\n"
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def encode_data(kind: str, data: bytes) -> bytes:
+    """One SSE frame from an event's `type` and its already serialized JSON."""
+    return b"".join((_EVENT_PREFIX, kind.encode(), _DATA_PREFIX, data, _FRAME_END))
 
 
 def encode(event: Mapping[str, Any] | BaseModel) -> bytes:

@@ -50,7 +50,7 @@ async def test_opening_an_existing_database_again_is_a_no_op_migration(db_path: 
         await store.close()
 
     with sqlite3.connect(db_path) as conn:
-        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0001",)]
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0002",)]
 
 
 async def test_open_twice_on_one_store_is_harmless(store: SQLiteStore) -> None:

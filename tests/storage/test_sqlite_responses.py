@@ -259,3 +259,22 @@ async def test_the_heartbeat_keeps_an_open_stores_responses_alive_past_owner_ttl
         await runner.close()
     assert await sweeper.fail_stale_responses() == ["resp_long"]
     await sweeper.close()
+
+
+async def test_events_append_in_batches_and_list_after_a_cursor(store: SQLiteStore) -> None:
+    await store.insert_response(
+        ResponseRecord(id="resp_e", response={"id": "resp_e"}, status="queued", background=True)
+    )
+    await store.append_events("resp_e", [(0, '{"a":0}'), (1, '{"a":1}')])
+    await store.append_events("resp_e", [(2, '{"a":2}'), (1, '{"dup":1}')])
+    await store.append_events("resp_e", [])
+    assert await store.list_events("resp_e", after=None) == [
+        (0, '{"a":0}'),
+        (1, '{"a":1}'),
+        (2, '{"a":2}'),
+    ]
+    assert await store.list_events("resp_e", after=1) == [(2, '{"a":2}')]
+    assert await store.list_events("resp_e", after=2) == []
+    assert await store.list_events("resp_nope", after=None) == []
+    assert await store.delete_response("resp_e")
+    assert await store.list_events("resp_e", after=None) == []

@@ -126,6 +126,17 @@ class Store(Protocol):
         """
         ...
 
+    async def append_events(self, response_id: str, events: Sequence[tuple[int, str]]) -> None:
+        """Store stream events of a (background) response: `(sequence_number, data)`
+        pairs, `data` being the event's JSON as sent. One transaction per call; an
+        event already stored under the same number is left as it is."""
+        ...
+
+    async def list_events(self, response_id: str, *, after: int | None) -> list[tuple[int, str]]:
+        """The stored events with `sequence_number > after` (all when None), in order;
+        empty for an unknown response."""
+        ...
+
     # conversations -------------------------------------------------------------------
     async def create_conversation(
         self,

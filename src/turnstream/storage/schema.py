@@ -19,6 +19,7 @@ __all__ = [
     "conversation_locks",
     "conversations",
     "metadata",
+    "response_events",
     "response_input_items",
     "responses",
     "store_owners",
@@ -66,6 +67,21 @@ response_input_items = sa.Table(
     sa.Column("item_id", sa.String, nullable=False),
     sa.Column("item", JSONDocument, nullable=False),
     sa.Index(None, "response_id", "item_id"),
+)
+
+response_events = sa.Table(
+    "response_events",
+    metadata,
+    # The stream events of a background response, for `GET ?stream=true` replay:
+    # `data` is the event's JSON exactly as it went out on the wire.
+    sa.Column(
+        "response_id",
+        sa.String,
+        sa.ForeignKey("responses.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("sequence_number", sa.Integer, primary_key=True),
+    sa.Column("data", sa.Text, nullable=False),
 )
 
 conversations = sa.Table(

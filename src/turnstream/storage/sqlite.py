@@ -47,6 +47,7 @@ from turnstream.storage.schema import (
     conversation_items,
     conversation_locks,
     conversations,
+    response_events,
     response_input_items,
     responses,
     store_owners,
@@ -335,6 +336,30 @@ class SQLiteStore:
         async with self._engine.connect() as conn:
             data = list((await conn.scalars(stmt.limit(limit + 1))).all())
         return ItemPage(data=data[:limit], has_more=len(data) > limit)
+
+    async def append_events(self, response_id: str, events: Sequence[tuple[int, str]]) -> None:
+        if not events:
+            return
+        stmt = sqlite_insert(response_events).on_conflict_do_nothing(
+            index_elements=[response_events.c.response_id, response_events.c.sequence_number]
+        )
+        async with self._write() as conn:
+            await conn.execute(
+                stmt,
+                [
+                    {"response_id": response_id, "sequence_number": seq, "data": data}
+                    for seq, data in events
+                ],
+            )
+
+    async def list_events(self, response_id: str, *, after: int | None) -> list[tuple[int, str]]:
+        t = response_events
+        stmt = sa.select(t.c.sequence_number, t.c.data).where(t.c.response_id == response_id)
+        if after is not None:
+            stmt = stmt.where(t.c.sequence_number > after)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(stmt.order_by(t.c.sequence_number))).all()
+        return [(row.sequence_number, row.data) for row in rows]
 
     async def fail_stale_responses(self, *, owner: str | None = None) -> list[str]:
         """Mark unfinished responses whose owner is gone as `failed`.
