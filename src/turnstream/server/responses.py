@@ -1,4 +1,5 @@
-"""`/v1/responses`: create (streaming or not), retrieve, delete, input items.
+"""`/v1/responses`: create (streaming or not, background or not), retrieve (also as a
+resumed stream), cancel, delete, input items.
 
 Every check happens before the first byte of a stream: once `200 text/event-stream`
 has gone out, errors can only travel inside the stream.
@@ -9,26 +10,28 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.background import BackgroundTask
 
+from turnstream import sse
 from turnstream.engine.context import assemble_chain, assemble_conversation, resolve_references
 from turnstream.engine.pairing import validate_context
 from turnstream.protocol import Response as ResponseObject
 from turnstream.protocol import ResponseCreateParams, new_id, normalize_input, parse_create_params
 from turnstream.protocol import errors as E
 from turnstream.providers.base import GenerationRequest
-from turnstream.storage.base import ConversationNotFoundError, ResponseRecord
+from turnstream.storage.base import ConversationNotFoundError, ResponseRecord, Store
 
-from .errors import conversation_locked, from_provider_error, unsupported
+from .errors import conversation_locked, from_provider_error
 from .faults import inject_faults
 from .lists import list_body
-from .runs import ResponseRun
+from .runs import ResponseRun, drain
 from .state import ServerState, get_state
-from .streaming import EventStreamResponse
+from .streaming import EventStreamResponse, ReplayStreamResponse
 
 __all__ = ["router"]
 
@@ -83,6 +86,10 @@ async def create_response(request: Request) -> Response:
     # (parsing, context assembly, the lock, the insert) and, without streaming, the
     # bookkeeping after it answered; the model's own time is not included
     admitted = time.perf_counter() - started
+    if params.background and not params.stream:
+        # the run goes on without us; the client polls GET /v1/responses/{id}
+        run.keep(asyncio.create_task(run.release_after_body()))
+        return JSONResponse(run.final_response, headers={ADDED_TIME_HEADER: _ms(admitted)})
     if params.stream:
         error = await run.wait_for_first_delta()
         if error is not None:
@@ -116,8 +123,7 @@ async def _admit(state: ServerState, params: ResponseCreateParams) -> ResponseRu
     """Validate everything, take the conversation lock, and start the run."""
     settings = state.settings
     # parse_create_params already refused the invalid combinations of protocol.md §1.2
-    if params.background:
-        raise unsupported("background", "Background mode is not supported by this server yet.")
+    # (background without store among them)
     provider = state.models.get(params.model or "")
 
     new_items = _with_ids(normalize_input(params.input if params.input is not None else []))
@@ -194,6 +200,7 @@ async def _admit(state: ServerState, params: ResponseCreateParams) -> ResponseRu
         store_response=store_response,
         conversation_id=conversation_id,
         on_settled=state.on_run_settled,
+        background=bool(response["background"]),
     )
     state.runs[response_id] = run
     run.start()
@@ -207,21 +214,108 @@ async def retrieve_response(
     include: Annotated[list[str] | None, Query(alias="include[]")] = None,
     stream: bool = False,
     starting_after: int | None = None,
-) -> JSONResponse:
+) -> Response:
     state = get_state(request)
     record = await state.store.get_response(response_id)
     if record is None:
         raise E.response_not_found(response_id)
+    run = state.runs.get(response_id)
     if stream:
         # only background responses keep their events for replay (protocol.md §6)
-        raise E.response_not_found(response_id)
-    run = state.runs.get(response_id)
+        if not record.background:
+            raise E.response_not_found(response_id)
+        if run is not None:
+            return ReplayStreamResponse(_follow_run(run, starting_after, state))
+        return ReplayStreamResponse(_poll_events(state, response_id, starting_after))
     body = (
         run.final_response
         if run is not None and record.status in ("queued", "in_progress")
         else record.response
     )
     return JSONResponse(body)
+
+
+_TERMINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
+_TERMINAL_STATUSES = frozenset({"completed", "incomplete", "failed", "cancelled"})
+EVENT_POLL_INTERVAL = 0.1
+"""Seconds between two reads of the event log when following a run of another process."""
+_GRACE = 1.0
+"""How long a finished response may go without its terminal event in the log."""
+
+
+async def _follow_run(
+    run: ResponseRun, after: int | None, state: ServerState
+) -> AsyncIterator[bytes]:
+    """A run of this process: what it emitted so far, then live to its end."""
+    backlog, queue = run.subscribe(after)
+    try:
+        if backlog:
+            yield backlog
+        async for frames in drain(queue, state.settings.keepalive_interval):
+            yield frames
+    finally:
+        run.unsubscribe(queue)
+
+
+async def _poll_events(
+    state: ServerState, response_id: str, after: int | None
+) -> AsyncIterator[bytes]:
+    """A finished run, or one in another process: read the event log until its
+    terminal event (or until the response is over without one, after a crash)."""
+    store: Store = state.store
+    last = after
+    idle = over = 0.0
+    while True:
+        events = await store.list_events(response_id, after=last)
+        if events:
+            idle = 0.0
+            parts: list[bytes] = []
+            ended = False
+            for seq, data in events:
+                kind = json.loads(data)["type"]
+                parts.append(sse.encode_data(kind, data.encode()))
+                last = seq
+                if kind in _TERMINAL_EVENTS:
+                    ended = True
+                    break
+            yield b"".join(parts)
+            if ended:
+                return
+            continue
+        record = await store.get_response(response_id)
+        if record is None or record.status in _TERMINAL_STATUSES:
+            # the terminal event is stored just after the final status; a response
+            # that stays over without one (its server crashed) ends the stream here
+            over += EVENT_POLL_INTERVAL
+            if over > _GRACE:
+                return
+        await asyncio.sleep(EVENT_POLL_INTERVAL)
+        idle += EVENT_POLL_INTERVAL
+        if idle >= state.settings.keepalive_interval:
+            idle = 0.0
+            yield sse.KEEPALIVE
+
+
+@router.post("/responses/{response_id}/cancel", summary="Cancel a background response")
+async def cancel_response(request: Request, response_id: str) -> JSONResponse:
+    state = get_state(request)
+    record = await state.store.get_response(response_id)
+    if record is None:
+        raise E.response_not_found(response_id)
+    if not record.background:
+        raise E.response_not_cancellable()
+    run = state.runs.get(response_id)
+    if run is not None:
+        run.cancel()
+        return JSONResponse(await asyncio.shield(run.result()))
+    if record.status in _TERMINAL_STATUSES:
+        return JSONResponse(record.response)
+    raise E.APIError(
+        409,
+        E.INVALID_REQUEST,
+        "This response is running in another server process; "
+        "send the cancel request to that process.",
+    )
 
 
 @router.delete("/responses/{response_id}", summary="Delete a model response")

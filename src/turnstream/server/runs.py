@@ -14,6 +14,14 @@ A client that acts on `response.completed` therefore never finds the conversatio
 locked. With `lock_release="after_body"` step 2 keeps the lock and the HTTP side
 releases it after the body has closed plus a delay, reproducing OpenAI's race on
 purpose.
+
+A *background* run (`background: true`) is not tied to any HTTP connection: a
+disconnect does not cancel it (only `cancel()` does, for the cancel endpoint). It
+keeps every event it emitted in memory for subscribers in this process
+(`subscribe()`), and writes them to the store in batches (at most every
+`EVENT_FLUSH_INTERVAL`), the last batch, with the terminal event, in the shielded
+persist step before the terminal event is announced, so a resumed stream
+(`GET /v1/responses/{id}?stream=true`) never misses the end.
 """
 
 from __future__ import annotations
@@ -34,11 +42,14 @@ from turnstream.storage.base import ConversationLockedError, Store
 
 from .settings import Settings
 
-__all__ = ["ResponseRun"]
+__all__ = ["EVENT_FLUSH_INTERVAL", "ResponseRun", "drain"]
 
 log = logging.getLogger("turnstream.server")
 
 JSON = dict[str, Any]
+
+EVENT_FLUSH_INTERVAL = 0.05
+"""Seconds between two batched writes of a background run's events."""
 
 
 class ResponseRun:
@@ -56,6 +67,7 @@ class ResponseRun:
         store_response: bool,
         conversation_id: str | None,
         on_settled: Callable[[ResponseRun], None] | None = None,
+        background: bool = False,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -78,11 +90,22 @@ class ResponseRun:
         self.started_at = time.monotonic()
         self.persist_seconds = 0.0
         self._override: Response | None = None
+        self.background = background
+        # background runs only: every frame so far, live subscribers, unsaved events
+        self._frames: list[tuple[int, bytes]] = []
+        self._subscribers: list[asyncio.Queue[bytes | None]] = []
+        self._ended = False
+        self._unsaved_events: list[tuple[int, str]] = []
+        self._flush_wake = asyncio.Event()
+        self._flush_lock = asyncio.Lock()
+        self._flusher: asyncio.Task[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> None:
         self._emit(self.machine.start())
+        if self.background:
+            self._flusher = asyncio.create_task(self._flush_loop())
         self._task = asyncio.create_task(self._produce(), name=f"run {self.response_id}")
         if self.holds_lock:
             self._heartbeat = asyncio.create_task(self._renew_lease())
@@ -112,7 +135,11 @@ class ResponseRun:
         task.add_done_callback(self._detached.discard)
 
     def cancel(self) -> None:
-        """The client went away: stop generating; the run records itself cancelled."""
+        """Stop generating; the run records itself cancelled.
+
+        The HTTP side calls this when the client went away, but never for a
+        background run: only the cancel endpoint cancels those.
+        """
         if self._task is not None and not self._task.done():
             self._task.cancel()
 
@@ -126,29 +153,25 @@ class ResponseRun:
         response = self._override if self._override is not None else self.machine.response
         return response.model_dump(mode="json")
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    def chunks(self) -> AsyncIterator[bytes]:
         """Encoded SSE bytes, batched: everything queued is sent in one write."""
-        queue = self._queue
-        interval = self.settings.keepalive_interval
-        while True:
-            try:
-                chunk = await asyncio.wait_for(queue.get(), interval)
-            except TimeoutError:
-                yield sse.KEEPALIVE
-                continue
-            parts: list[bytes] = []
-            done = chunk is None
-            while chunk is not None:
-                parts.append(chunk)
-                if queue.empty():
-                    break
-                chunk = queue.get_nowait()
-                done = chunk is None
-            data = b"".join(parts)
-            if data:
-                yield data
-            if done:
-                return
+        return drain(self._queue, self.settings.keepalive_interval)
+
+    def subscribe(self, after: int | None) -> tuple[bytes, asyncio.Queue[bytes | None]]:
+        """Follow a background run: the frames so far with `sequence_number > after`
+        (all when None), and a queue of every later frame, `None` after the terminal
+        one. Call `unsubscribe()` when done."""
+        backlog = b"".join(frame for seq, frame in self._frames if after is None or seq > after)
+        queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        if self._ended:
+            queue.put_nowait(None)
+        else:
+            self._subscribers.append(queue)
+        return backlog, queue
+
+    def unsubscribe(self, queue: asyncio.Queue[bytes | None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._subscribers.remove(queue)
 
     async def release_after_body(self) -> None:
         """`after_body` mode: called once the HTTP body has closed."""
@@ -161,8 +184,61 @@ class ResponseRun:
     # -- the producer ------------------------------------------------------------------
 
     def _emit(self, events: Sequence[Any]) -> None:
+        if self.background:
+            for event in events:
+                self._publish(self._keep(event))
+            self._flush_wake.set()
+            return
         for event in events:
             self._queue.put_nowait(sse.encode(event))
+
+    def _keep(self, event: Any) -> bytes:
+        """Background runs: remember the event for replay; returns its frame."""
+        data: bytes = event.__pydantic_serializer__.to_json(event)
+        frame = sse.encode_data(event.type, data)
+        seq: int = event.sequence_number
+        self._frames.append((seq, frame))
+        self._unsaved_events.append((seq, data.decode()))
+        return frame
+
+    def _publish(self, frame: bytes) -> None:
+        self._queue.put_nowait(frame)
+        for queue in self._subscribers:
+            queue.put_nowait(frame)
+
+    def _end(self) -> None:
+        self._ended = True
+        self._queue.put_nowait(None)
+        for queue in self._subscribers:
+            queue.put_nowait(None)
+        self._subscribers.clear()
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await self._flush_wake.wait()
+            self._flush_wake.clear()
+            # shielded: cancelling the loop (at the end of the run) must not cut a
+            # write in half; the final flush queues behind it on the lock
+            await asyncio.shield(self._flush())
+            await asyncio.sleep(EVENT_FLUSH_INTERVAL)
+
+    async def _flush(self) -> None:
+        async with self._flush_lock:
+            batch, self._unsaved_events = self._unsaved_events, []
+            if not batch:
+                return
+            try:
+                await self.store.append_events(self.response_id, batch)
+            except Exception:
+                log.exception("could not store the events of %s", self.response_id)
+                self._unsaved_events[:0] = batch  # try again with the next batch
+
+    async def _stop_flusher(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+            self._flusher = None
 
     async def _produce(self) -> None:
         machine = self.machine
@@ -212,9 +288,17 @@ class ResponseRun:
             terminal = await self._unsaved(terminal)
         finally:
             self.persist_seconds = time.perf_counter() - began
-            self._settled.set()
-            self._emit([terminal])
-            self._queue.put_nowait(None)
+            if self.background:
+                # the terminal event is stored before anyone hears of it
+                frame = self._keep(terminal)
+                await self._stop_flusher()
+                await self._flush()
+                self._settled.set()
+                self._publish(frame)
+            else:
+                self._settled.set()
+                self._emit([terminal])
+            self._end()
             if self._on_settled is not None:
                 self._on_settled(self)
 
@@ -305,3 +389,28 @@ async def _aclose(stream: AsyncIterator[Delta]) -> None:
     aclose = getattr(stream, "aclose", None)
     if aclose is not None:
         await aclose()
+
+
+async def drain(
+    queue: asyncio.Queue[bytes | None], keepalive_interval: float
+) -> AsyncIterator[bytes]:
+    """Frames from `queue` until `None`, batched (everything waiting goes out in one
+    write), with an SSE keepalive comment whenever the queue stays quiet too long."""
+    while True:
+        try:
+            chunk = await asyncio.wait_for(queue.get(), keepalive_interval)
+        except TimeoutError:
+            yield sse.KEEPALIVE
+            continue
+        parts: list[bytes] = []
+        done = chunk is None
+        while chunk is not None:
+            parts.append(chunk)
+            if queue.empty():
+                break
+            chunk = queue.get_nowait()
+            done = chunk is None
+        if parts:
+            yield b"".join(parts)
+        if done:
+            return

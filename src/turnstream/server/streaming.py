@@ -3,21 +3,26 @@
 Starlette's `StreamingResponse` only notices a vanished client when a write fails,
 which for a slow model can be many seconds later. This response listens on
 `receive()` at the same time, so a disconnect cancels generation at once (a
-non-background run then ends `cancelled`), and the run's own bookkeeping, which
-lives in its producer task, is never cut short by the HTTP side.
+non-background run then ends `cancelled`; a background run keeps going), and the
+run's own bookkeeping, which lives in its producer task, is never cut short by the
+HTTP side.
+
+`ReplayStreamResponse` serves `GET /v1/responses/{id}?stream=true`: any async
+iterator of encoded frames, with the same headers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from .runs import ResponseRun
 
-__all__ = ["EventStreamResponse"]
+__all__ = ["EventStreamResponse", "ReplayStreamResponse"]
 
 _HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -50,7 +55,8 @@ class EventStreamResponse(Response):
                 message = await receive()
                 if message["type"] == "http.disconnect":
                     disconnected.set()
-                    run.cancel()
+                    if not run.background:
+                        run.cancel()
                     return
 
         watcher = asyncio.create_task(watch())
@@ -69,7 +75,8 @@ class EventStreamResponse(Response):
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 except OSError:
                     # newer servers raise on a write to a closed connection
-                    run.cancel()
+                    if not run.background:
+                        run.cancel()
                     break
             if not disconnected.is_set():
                 with contextlib.suppress(OSError):
@@ -82,3 +89,43 @@ class EventStreamResponse(Response):
             # run it detached so a cancelled handler cannot skip it
             task = asyncio.create_task(run.release_after_body())
             run.keep(task)
+
+
+class ReplayStreamResponse(Response):
+    """Streams encoded SSE frames from `frames`; stops reading it on a disconnect."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, frames: AsyncIterator[bytes], *, status_code: int = 200) -> None:
+        self.frames = frames
+        self.status_code = status_code
+        self.background = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def pump() -> None:
+            await send(
+                {"type": "http.response.start", "status": self.status_code, "headers": _HEADERS}
+            )
+            async for chunk in self.frames:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+        async def watch() -> None:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+
+        pumping = asyncio.create_task(pump())
+        watcher = asyncio.create_task(watch())
+        try:
+            await asyncio.wait({pumping, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (pumping, watcher):
+                task.cancel()
+            for task in (pumping, watcher):
+                with contextlib.suppress(asyncio.CancelledError, OSError):
+                    await task
+            aclose = getattr(self.frames, "aclose", None)
+            if aclose is not None:
+                await aclose()
