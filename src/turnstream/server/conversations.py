@@ -18,9 +18,9 @@ from turnstream.protocol import InputItem, Metadata, new_id, normalize_input, pa
 from turnstream.protocol import errors as E
 from turnstream.storage.base import ConversationLockedError, ConversationNotFoundError
 
+from .appstate import get_state
 from .errors import conversation_locked
 from .lists import list_body
-from .state import get_state
 
 __all__ = ["router"]
 

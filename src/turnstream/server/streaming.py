@@ -9,20 +9,24 @@ HTTP side.
 
 `ReplayStreamResponse` serves `GET /v1/responses/{id}?stream=true`: any async
 iterator of encoded frames, with the same headers.
+
+`BodyClosedResponse` wraps whatever answers a create request and reports when its
+body has closed, on every path (sent, failed, cancelled): the one signal the
+conversation lease's after-body release waits for.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from .runs import ResponseRun
 
-__all__ = ["EventStreamResponse", "ReplayStreamResponse"]
+__all__ = ["BodyClosedResponse", "EventStreamResponse", "ReplayStreamResponse"]
 
 _HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -85,10 +89,6 @@ class EventStreamResponse(Response):
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
-            # after_body mode lets go of the conversation only now (plus a delay);
-            # run it detached so a cancelled handler cannot skip it
-            task = asyncio.create_task(run.release_after_body())
-            run.keep(task)
 
 
 class ReplayStreamResponse(Response):
@@ -129,3 +129,21 @@ class ReplayStreamResponse(Response):
             aclose = getattr(self.frames, "aclose", None)
             if aclose is not None:
                 await aclose()
+
+
+class BodyClosedResponse(Response):
+    """Sends `inner`, then calls `on_closed()`, also when sending failed or was
+    cancelled."""
+
+    def __init__(self, inner: Response, *, on_closed: Callable[[], None]) -> None:
+        # not calling Response.__init__: `inner` renders the body
+        self.inner = inner
+        self.on_closed = on_closed
+        self.status_code = inner.status_code
+        self.background = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self.inner(scope, receive, send)
+        finally:
+            self.on_closed()
