@@ -1,7 +1,8 @@
-"""`/v1/conversations`: the eight endpoints of protocol.md §4.
+"""`/v1/conversations`: the eight endpoints of OpenAI's Conversations API.
 
 Item changes go through the store, which refuses them while a response holds the
-conversation's lease, so a running turn never sees its context change under it.
+conversation's lease, so a running turn never sees its context change under it
+(`docs/wire.md`, "Conversation locking").
 """
 
 from __future__ import annotations
