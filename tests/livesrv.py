@@ -23,8 +23,8 @@ from turnstream.providers.base import Provider
 from turnstream.providers.echo import EchoProvider
 from turnstream.providers.scripted import ScriptedProvider
 from turnstream.server.app import create_app
+from turnstream.server.appstate import ServerState
 from turnstream.server.settings import Settings
-from turnstream.server.state import ServerState
 from turnstream.sse import Decoder
 
 from .spec import validate_event, validate_response

@@ -1,4 +1,5 @@
-"""The server, in-process: `create_app(settings)` under uvicorn on a free loopback port.
+"""The server, in-process: the API and chat page (`create_serving_app(settings)`) under
+uvicorn on a free loopback port.
 
 It runs in a daemon thread with its own event loop, so the chat's event loop (and the
 terminal) never waits on it; the chat then talks to it over HTTP like any client.
@@ -10,13 +11,14 @@ import asyncio
 import contextlib
 import threading
 import time
-from typing import Any
 
 import uvicorn
 
-from turnstream.server.app import create_app
+from turnstream.providers.base import Provider
+from turnstream.server.appstate import ServerState
 from turnstream.server.settings import Settings
-from turnstream.server.state import ServerState
+
+from ._apps import create_serving_app
 
 __all__ = ["EmbeddedServer"]
 
@@ -26,7 +28,7 @@ class EmbeddedServer:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.app = create_app(settings)
+        self.app = create_serving_app(settings)
         config = uvicorn.Config(
             self.app,
             host="127.0.0.1",
@@ -58,7 +60,7 @@ class EmbeddedServer:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
-    def provider_for(self, model: str) -> Any:
+    def provider_for(self, model: str) -> Provider | None:
         """The provider object serving `model`, or `None` (to read its loading state)."""
         state: ServerState = self.app.state.turnstream
         if model not in state.models.names():

@@ -162,14 +162,13 @@ def _interactive(runner: asyncio.Runner, session: ChatSession, url: str, server:
 
     def loading(model: str) -> tuple[bool, float] | None:
         provider = server.provider_for(model) if server is not None else None
-        is_ready = getattr(provider, "is_ready", None)
-        if is_ready is None:
+        if provider is None:
             return None
-        if is_ready(model):
+        if provider.is_ready(model):
             return (True, 1.0)
-        if not getattr(provider, "loading", False):
+        if not provider.loading:
             return (False, 1.0)  # not loading and not ready: the load failed
-        return (False, float(getattr(provider, "load_progress", 0.0)))
+        return (False, provider.load_progress)
 
     console = Console(highlight=False)
     run_interactive(runner, InteractiveChat(session, console, url, loading))

@@ -70,7 +70,6 @@ def serve(
     """Run the Responses + Conversations server."""
     import uvicorn
 
-    from turnstream.server.app import create_app
     from turnstream.server.settings import FaultSettings, Settings, default_db_path
 
     if lock_release not in ("before_terminal", "after_body"):
@@ -93,8 +92,10 @@ def serve(
     )
     from turnstream.server.config import ConfigError
 
+    from ._apps import create_serving_app
+
     try:
-        server_app = create_app(settings)
+        server_app = create_serving_app(settings)
     except ConfigError as exc:
         typer.echo(f"turnstream: {exc}", err=True)
         raise typer.Exit(2) from None

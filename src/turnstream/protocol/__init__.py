@@ -47,7 +47,7 @@ from turnstream.protocol.events import (
     StreamEvent,
     parse_event,
 )
-from turnstream.protocol.ids import new_id
+from turnstream.protocol.ids import new_id, stored_item, stored_items
 from turnstream.protocol.items import (
     FunctionCallItem,
     FunctionCallOutputItem,
@@ -75,6 +75,7 @@ from turnstream.protocol.requests import (
     parse_create_params,
 )
 from turnstream.protocol.responses import (
+    TERMINAL_STATUSES,
     ConversationRef,
     IncompleteDetails,
     InputTokensDetails,
@@ -94,6 +95,7 @@ from turnstream.protocol.tools import (
 
 __all__ = [
     "TERMINAL_EVENT_TYPES",
+    "TERMINAL_STATUSES",
     "APIError",
     "AllowedToolsChoice",
     "AssistantContentPart",
@@ -166,4 +168,6 @@ __all__ = [
     "parse_body",
     "parse_create_params",
     "parse_event",
+    "stored_item",
+    "stored_items",
 ]

@@ -17,6 +17,7 @@ from turnstream.protocol.requests import ResponseCreateParams
 from turnstream.protocol.tools import FunctionTool, ToolChoice
 
 __all__ = [
+    "TERMINAL_STATUSES",
     "ConversationRef",
     "IncompleteDetails",
     "InputTokensDetails",
@@ -29,7 +30,9 @@ __all__ = [
 ]
 
 ResponseStatus = Literal["queued", "in_progress", "completed", "failed", "incomplete", "cancelled"]
-TERMINAL_STATUSES = frozenset({"completed", "failed", "incomplete", "cancelled"})
+TERMINAL_STATUSES: frozenset[str] = frozenset({"completed", "failed", "incomplete", "cancelled"})
+"""The statuses a response never leaves (the one definition; `TERMINAL_EVENT_TYPES`
+in `protocol.events` names the events that announce them)."""
 
 
 class InputTokensDetails(WireModel):
@@ -144,11 +147,6 @@ class Response(WireModel):
             for part in item.content
             if part.type == "output_text"
         )
-
-    @property
-    def is_terminal(self) -> bool:
-        """Whether the status is final (completed, failed, incomplete, cancelled)."""
-        return self.status in TERMINAL_STATUSES
 
     @classmethod
     def from_params(

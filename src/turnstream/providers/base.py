@@ -5,6 +5,10 @@ dicts) into an async iterator of engine deltas. It never sees HTTP requests, sto
 or ids, and it signals failure by raising `ProviderError`. Cancellation is plain task
 cancellation: when the consumer stops iterating (`aclose()`), the provider must stop
 generating and release its upstream resources promptly.
+
+Start-up hooks (`start`, `ready`, `loading`, `load_progress`, `is_ready`) have
+defaults for a provider that needs no warm-up; one that loads something heavy (the
+embedded model) overrides them. Providers subclass `Provider` to get the defaults.
 """
 
 from __future__ import annotations
@@ -79,3 +83,28 @@ class Provider(Protocol):
     async def aclose(self) -> None:
         """Release shared resources (HTTP clients, loaded models)."""
         ...
+
+    # -- start-up hooks, with defaults for a provider that is ready at once -------------
+
+    def start(self) -> None:
+        """Begin any background loading; the server calls it once at start-up, from
+        its event loop. Must not block."""
+        return None
+
+    async def ready(self, model: str | None = None) -> None:
+        """Wait until `model` (default: every model) can answer; raise if loading failed."""
+        return None
+
+    @property
+    def loading(self) -> bool:
+        """True while a model is being loaded."""
+        return False
+
+    @property
+    def load_progress(self) -> float:
+        """Progress of the loads under way, 0.0 to 1.0 (1.0 when idle)."""
+        return 1.0
+
+    def is_ready(self, model: str) -> bool:
+        """Whether `model` can answer without waiting for a load."""
+        return True

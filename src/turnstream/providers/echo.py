@@ -37,7 +37,7 @@ from turnstream.engine.deltas import (
     ToolCallDelta,
     UsageDelta,
 )
-from turnstream.providers.base import GenerationRequest
+from turnstream.providers.base import GenerationRequest, Provider
 
 __all__ = ["EchoProvider", "echo_deltas"]
 
@@ -47,7 +47,7 @@ _ARGUMENT_PIECE = 4
 _WORD = re.compile(r"\S+\s*|\s+")
 
 
-class EchoProvider:
+class EchoProvider(Provider):
     """A deterministic test model serving the model name `echo`.
 
     Args:

@@ -44,7 +44,7 @@ from turnstream.providers._local_model import (
     ensure_model,
     locate_parts,
 )
-from turnstream.providers.base import GenerationRequest, ProviderError
+from turnstream.providers.base import GenerationRequest, Provider, ProviderError
 
 __all__ = [
     "DEFAULT_MODELS",
@@ -149,7 +149,7 @@ class _Failure:
 _DONE = object()
 
 
-class LocalProvider:
+class LocalProvider(Provider):
     """Serves the embedded models under public names (`local`, `local-small`).
 
     Args:

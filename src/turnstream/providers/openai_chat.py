@@ -45,7 +45,7 @@ from turnstream.engine.deltas import (
 from turnstream.providers._chat_request import MaxTokensField, build_chat_body
 from turnstream.providers._chat_stream import ChatChunkTranslator
 from turnstream.providers._text_calls import ReplySniffer
-from turnstream.providers.base import GenerationRequest, ProviderError
+from turnstream.providers.base import GenerationRequest, Provider, ProviderError
 from turnstream.sse import Decoder, ServerSentEvent
 
 __all__ = ["DEFAULT_TIMEOUT", "ChatProviderStats", "OpenAIChatProvider"]
@@ -66,7 +66,7 @@ class ChatProviderStats:
     """Time spent building request bodies, decoding SSE and translating chunks."""
 
 
-class OpenAIChatProvider:
+class OpenAIChatProvider(Provider):
     """Streams responses from an OpenAI-compatible Chat Completions server.
 
     Args:

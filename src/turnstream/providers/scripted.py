@@ -33,7 +33,7 @@ from turnstream.engine.deltas import (
     ToolCallDelta,
     UsageDelta,
 )
-from turnstream.providers.base import GenerationRequest, ProviderError
+from turnstream.providers.base import GenerationRequest, Provider, ProviderError
 from turnstream.providers.echo import echo_deltas
 
 __all__ = ["Raise", "Script", "ScriptStep", "ScriptedProvider", "Sleep"]
@@ -63,7 +63,7 @@ Script = Sequence[ScriptStep] | ProviderError
 """A list of steps, or a `ProviderError` that fails the stream before any delta."""
 
 
-class ScriptedProvider:
+class ScriptedProvider(Provider):
     """A provider that plays queued scripts, then falls back to echo.
 
     Args:

@@ -1,4 +1,8 @@
-"""`create_app(settings)`: the ASGI app, built from explicit parts."""
+"""`create_app(settings)`: the API's ASGI app, built from explicit parts.
+
+It serves `/v1` only; the chat page is a separate router that the CLI mounts beside
+it (`turnstream.cli._apps`), so the server never imports the client half.
+"""
 
 from __future__ import annotations
 
@@ -8,20 +12,18 @@ import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
 from turnstream.providers.base import Provider
 from turnstream.storage import create_store
 from turnstream.storage.base import Store
-from turnstream.web import chat_index_path, create_chat_router
 
-from . import conversations, responses
+from . import conversations, models, responses
+from .appstate import ServerState
 from .errors import install_error_handlers
 from .middleware import RequestIdMiddleware
-from .models import ModelRegistry
+from .registry import ModelRegistry
 from .settings import Settings
-from .state import ServerState, get_state
 
 __all__ = ["create_app", "default_providers"]
 
@@ -85,9 +87,7 @@ def create_app(
         await the_store.open()
         sweeper = asyncio.create_task(_sweep_stale_responses(the_store, settings.lease_ttl))
         for provider in registry.providers:
-            start = getattr(provider, "start", None)
-            if start is not None:
-                start()
+            provider.start()
         try:
             yield
         finally:
@@ -116,28 +116,5 @@ def create_app(
     install_error_handlers(app)
     app.include_router(responses.router)
     app.include_router(conversations.router)
-    app.include_router(create_chat_router(chat_index_path(settings.db_path)))
-
-    @app.get("/v1/models", tags=["models"], summary="List models")
-    async def list_models(request: Request) -> JSONResponse:
-        models = get_state(request).models
-        data = [
-            {"id": name, "object": "model", "created": models.created_at, "owned_by": "turnstream"}
-            for name in models.names()
-        ]
-        return JSONResponse({"object": "list", "data": data})
-
-    @app.get("/v1/models/{model_id}", tags=["models"], summary="Retrieve a model")
-    async def retrieve_model(request: Request, model_id: str) -> JSONResponse:
-        models = get_state(request).models
-        models.get(model_id)
-        return JSONResponse(
-            {
-                "id": model_id,
-                "object": "model",
-                "created": models.created_at,
-                "owned_by": "turnstream",
-            }
-        )
-
+    app.include_router(models.router)
     return app

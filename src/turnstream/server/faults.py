@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from turnstream.protocol.errors import APIError
 
+from .appstate import ServerState
 from .errors import locked_error
-from .state import ServerState
 
 __all__ = ["inject_faults"]
 

@@ -1,4 +1,4 @@
-"""One response, from an accepted request to its terminal event.
+"""One response, from an admitted request to its terminal event.
 
 A `ResponseRun` drives the provider in its own task (the *producer*), so that the
 HTTP side can go away without cutting the run's bookkeeping in half. The order of
@@ -7,49 +7,48 @@ the last steps is the heart of the project (DESIGN.md invariant 2):
 1. the provider finishes (or fails, or the client disconnects and the run is
    cancelled) and the state machine closes every item;
 2. the response is written, the turn's items are appended to the conversation and
-   the conversation lock is released, in one shielded transaction;
+   the conversation lease is released (`ConversationLease.commit_turn`), in one
+   shielded step;
 3. only then is the terminal event handed to the HTTP side.
 
 A client that acts on `response.completed` therefore never finds the conversation
-locked. With `lock_release="after_body"` step 2 keeps the lock and the HTTP side
-releases it after the body has closed plus a delay, reproducing OpenAI's race on
-purpose.
+locked. With `lock_release="after_body"` step 2 keeps the lease; the lease lets go
+once the HTTP side reports the body closed (`body_closed()`) and a delay has passed.
 
 A *background* run (`background: true`) is not tied to any HTTP connection: a
-disconnect does not cancel it (only `cancel()` does, for the cancel endpoint). It
-keeps every event it emitted in memory for subscribers in this process
-(`subscribe()`), and writes them to the store in batches (at most every
-`EVENT_FLUSH_INTERVAL`), the last batch, with the terminal event, in the shielded
-persist step before the terminal event is announced, so a resumed stream
-(`GET /v1/responses/{id}?stream=true`) never misses the end.
+disconnect does not cancel it (only `cancel()` does, for the cancel endpoint). Its
+events go through an `EventLog` (`turnstream.server.replay`), which the creating
+request's stream follows like any resumed stream does, and which is sealed (stored,
+terminal event included) in step 2.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
 
 from turnstream import sse
 from turnstream.engine.deltas import Delta
 from turnstream.engine.state import ResponseStateMachine
 from turnstream.protocol import Response, ResponseError, ResponseFailedEvent
-from turnstream.providers.base import GenerationRequest, Provider, ProviderError
+from turnstream.providers.base import ProviderError
 from turnstream.storage.base import ConversationLockedError, Store
 
+from .admission import Admission
+from .appstate import ServerState
+from .replay import EventLog, FrameQueue, drain
 from .settings import Settings
 
-__all__ = ["EVENT_FLUSH_INTERVAL", "ResponseRun", "drain"]
+__all__ = ["ResponseRun", "launch"]
 
 log = logging.getLogger("turnstream.server")
 
 JSON = dict[str, Any]
-
-EVENT_FLUSH_INTERVAL = 0.05
-"""Seconds between two batched writes of a background run's events."""
 
 
 class ResponseRun:
@@ -57,58 +56,46 @@ class ResponseRun:
 
     def __init__(
         self,
+        admission: Admission,
         *,
         store: Store,
         settings: Settings,
-        provider: Provider,
-        request: GenerationRequest,
-        response: JSON,
-        input_items: Sequence[JSON],
-        store_response: bool,
-        conversation_id: str | None,
         on_settled: Callable[[ResponseRun], None] | None = None,
-        background: bool = False,
     ) -> None:
         self.store = store
         self.settings = settings
-        self.provider = provider
-        self.request = request
-        self.response_id: str = response["id"]
-        self.input_items = list(input_items)
-        self.store_response = store_response
-        self.conversation_id = conversation_id
-        self.machine = ResponseStateMachine(response)
-        self.holds_lock = conversation_id is not None
-        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()  # None ends the body
+        self.provider = admission.provider
+        self.request = admission.generation
+        self.response_id = admission.response_id
+        self.input_items = list(admission.input_items)
+        self.store_response = admission.response.store
+        self.background = admission.response.background
+        self.lease = admission.lease
+        self.machine = ResponseStateMachine(admission.response)
+        self.events: EventLog | None = (
+            EventLog(store, self.response_id) if self.background else None
+        )
+        # the creating request's body; a background run's follows its event log
+        self._body: FrameQueue = (
+            self.events.subscribe(None)[1] if self.events is not None else asyncio.Queue()
+        )
         self._first = asyncio.Event()
         self._early_error: ProviderError | None = None
         self._task: asyncio.Task[None] | None = None
-        self._heartbeat: asyncio.Task[None] | None = None
         self._settled = asyncio.Event()
         self._on_settled = on_settled
-        self._detached: set[asyncio.Task[None]] = set()
         self.started_at = time.monotonic()
         self.persist_seconds = 0.0
         self._override: Response | None = None
-        self.background = background
-        # background runs only: every frame so far, live subscribers, unsaved events
-        self._frames: list[tuple[int, bytes]] = []
-        self._subscribers: list[asyncio.Queue[bytes | None]] = []
-        self._ended = False
-        self._unsaved_events: list[tuple[int, str]] = []
-        self._flush_wake = asyncio.Event()
-        self._flush_lock = asyncio.Lock()
-        self._flusher: asyncio.Task[None] | None = None
+        self._live: Response | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> None:
         self._emit(self.machine.start())
-        if self.background:
-            self._flusher = asyncio.create_task(self._flush_loop())
+        if self.events is not None:
+            self.events.start()
         self._task = asyncio.create_task(self._produce(), name=f"run {self.response_id}")
-        if self.holds_lock:
-            self._heartbeat = asyncio.create_task(self._renew_lease())
 
     async def wait_for_first_delta(self) -> ProviderError | None:
         """Wait until the provider produced something (or failed, or
@@ -129,11 +116,6 @@ class ResponseRun:
         """The provider's error when it failed before producing anything."""
         return self._early_error
 
-    def keep(self, task: asyncio.Task[None]) -> None:
-        """Hold a reference to a detached follow-up task until it ends."""
-        self._detached.add(task)
-        task.add_done_callback(self._detached.discard)
-
     def cancel(self) -> None:
         """Stop generating; the run records itself cancelled.
 
@@ -143,102 +125,49 @@ class ResponseRun:
         if self._task is not None and not self._task.done():
             self._task.cancel()
 
+    def body_closed(self) -> None:
+        """The creating request's HTTP body has closed (or will never be sent).
+
+        Only the lease cares: in `after_body` mode this starts its release.
+        """
+        if self.lease is not None:
+            self.lease.body_closed()
+
     async def result(self) -> JSON:
         """The final Response (waits for the run to settle)."""
         await self._settled.wait()
         return self.final_response
 
     @property
+    def response(self) -> Response:
+        """The Response as it stands (final once settled)."""
+        return self._override if self._override is not None else self.machine.response
+
+    @property
     def final_response(self) -> JSON:
-        response = self._override if self._override is not None else self.machine.response
-        return response.model_dump(mode="json")
+        return self.response.model_dump(mode="json")
+
+    @property
+    def visible_response(self) -> JSON:
+        """What `GET /v1/responses/{id}` shows of this run: the Response as it
+        stands, except that a closed one stays as it was before closing until it has
+        been persisted (a poller must not act on a turn that is not saved yet)."""
+        if self._settled.is_set() or self._live is None:
+            return self.final_response
+        return self._live.model_dump(mode="json")
 
     def chunks(self) -> AsyncIterator[bytes]:
         """Encoded SSE bytes, batched: everything queued is sent in one write."""
-        return drain(self._queue, self.settings.keepalive_interval)
-
-    def subscribe(self, after: int | None) -> tuple[bytes, asyncio.Queue[bytes | None]]:
-        """Follow a background run: the frames so far with `sequence_number > after`
-        (all when None), and a queue of every later frame, `None` after the terminal
-        one. Call `unsubscribe()` when done."""
-        backlog = b"".join(frame for seq, frame in self._frames if after is None or seq > after)
-        queue: asyncio.Queue[bytes | None] = asyncio.Queue()
-        if self._ended:
-            queue.put_nowait(None)
-        else:
-            self._subscribers.append(queue)
-        return backlog, queue
-
-    def unsubscribe(self, queue: asyncio.Queue[bytes | None]) -> None:
-        with contextlib.suppress(ValueError):
-            self._subscribers.remove(queue)
-
-    async def release_after_body(self) -> None:
-        """`after_body` mode: called once the HTTP body has closed."""
-        if self.settings.lock_release != "after_body" or self.conversation_id is None:
-            return
-        await self._settled.wait()
-        await asyncio.sleep(self.settings.lock_release_delay)
-        await self._release()
+        return drain(self._body, self.settings.keepalive_interval)
 
     # -- the producer ------------------------------------------------------------------
 
     def _emit(self, events: Sequence[Any]) -> None:
-        if self.background:
-            for event in events:
-                self._publish(self._keep(event))
-            self._flush_wake.set()
+        if self.events is not None:
+            self.events.append(events)
             return
         for event in events:
-            self._queue.put_nowait(sse.encode(event))
-
-    def _keep(self, event: Any) -> bytes:
-        """Background runs: remember the event for replay; returns its frame."""
-        data: bytes = event.__pydantic_serializer__.to_json(event)
-        frame = sse.encode_data(event.type, data)
-        seq: int = event.sequence_number
-        self._frames.append((seq, frame))
-        self._unsaved_events.append((seq, data.decode()))
-        return frame
-
-    def _publish(self, frame: bytes) -> None:
-        self._queue.put_nowait(frame)
-        for queue in self._subscribers:
-            queue.put_nowait(frame)
-
-    def _end(self) -> None:
-        self._ended = True
-        self._queue.put_nowait(None)
-        for queue in self._subscribers:
-            queue.put_nowait(None)
-        self._subscribers.clear()
-
-    async def _flush_loop(self) -> None:
-        while True:
-            await self._flush_wake.wait()
-            self._flush_wake.clear()
-            # shielded: cancelling the loop (at the end of the run) must not cut a
-            # write in half; the final flush queues behind it on the lock
-            await asyncio.shield(self._flush())
-            await asyncio.sleep(EVENT_FLUSH_INTERVAL)
-
-    async def _flush(self) -> None:
-        async with self._flush_lock:
-            batch, self._unsaved_events = self._unsaved_events, []
-            if not batch:
-                return
-            try:
-                await self.store.append_events(self.response_id, batch)
-            except Exception:
-                log.exception("could not store the events of %s", self.response_id)
-                self._unsaved_events[:0] = batch  # try again with the next batch
-
-    async def _stop_flusher(self) -> None:
-        if self._flusher is not None:
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
-            self._flusher = None
+            self._body.put_nowait(sse.encode(event))
 
     async def _produce(self) -> None:
         machine = self.machine
@@ -248,23 +177,32 @@ class ResponseRun:
             try:
                 async for delta in stream:
                     self._on_delta(delta)
-                closing = list(machine.finish())
+                closing = self._close(machine.finish)
             finally:
                 await _aclose(stream)
         except asyncio.CancelledError:
-            closing = list(machine.cancel())
+            closing = self._close(machine.cancel)
             await asyncio.shield(self._finish(closing))
             raise
         except ProviderError as exc:
             if not self._first.is_set():
                 self._early_error = exc
-            closing = list(machine.fail(exc.code, exc.message))
+            closing = self._close(functools.partial(machine.fail, exc.code, exc.message))
         except Exception:
             log.exception("provider failed on %s", self.response_id)
-            closing = list(
-                machine.fail("server_error", "The model failed while generating this response.")
+            closing = self._close(
+                functools.partial(
+                    machine.fail,
+                    "server_error",
+                    "The model failed while generating this response.",
+                )
             )
         await asyncio.shield(self._finish(closing))
+
+    def _close(self, close: Callable[[], Iterable[Any]]) -> list[Any]:
+        """Close the state machine, keeping what the Response looked like before."""
+        self._live = self.machine.response
+        return list(close())
 
     def _on_delta(self, delta: Delta) -> None:
         events = self.machine.feed(delta)
@@ -288,19 +226,22 @@ class ResponseRun:
             terminal = await self._unsaved(terminal)
         finally:
             self.persist_seconds = time.perf_counter() - began
-            if self.background:
+            if self.events is not None:
                 # the terminal event is stored before anyone hears of it
-                frame = self._keep(terminal)
-                await self._stop_flusher()
-                await self._flush()
-                self._settled.set()
-                self._publish(frame)
+                frame = await self.events.seal(terminal)
+                self._settle()
+                self.events.announce(frame)
             else:
-                self._settled.set()
-                self._emit([terminal])
-            self._end()
+                self._settle()
+                self._body.put_nowait(sse.encode(terminal))
+                self._body.put_nowait(None)
             if self._on_settled is not None:
                 self._on_settled(self)
+
+    def _settle(self) -> None:
+        self._settled.set()
+        if self.lease is not None:
+            self.lease.settled()
 
     async def _unsaved(self, terminal: Any) -> ResponseFailedEvent:
         """Turn the terminal event into `response.failed` and clean up what we can."""
@@ -317,100 +258,47 @@ class ResponseRun:
         if self.store_response:
             with contextlib.suppress(Exception):
                 await self.store.update_response(self.response_id, self.final_response)
-        with contextlib.suppress(Exception):
-            await self._release()
+        if self.lease is not None:
+            with contextlib.suppress(Exception):
+                await self.lease.release()
         return ResponseFailedEvent(sequence_number=terminal.sequence_number, response=failed)
 
     async def _persist(self) -> None:
         response = self.final_response
-        status = response["status"]
-        release_now = self.settings.lock_release == "before_terminal"
-        if self.conversation_id is not None:
-            items = None
-            if status in ("completed", "incomplete"):
-                items = [*self.input_items, *response["output"]]
-            try:
-                await self.store.finish_turn(
-                    self.conversation_id,
-                    self.response_id,
-                    response_id=self.response_id,
-                    response=response,
-                    items=items,
-                    store_response=self.store_response,
-                    release=release_now,
-                )
-            except ConversationLockedError:
-                # the lease expired and someone else took the conversation: our
-                # items must not be interleaved with theirs
-                log.error(
-                    "lost the lease on %s before %s finished",
-                    self.conversation_id,
-                    self.response_id,
-                )
-                if self.store_response:
-                    await self.store.update_response(self.response_id, response)
-            if release_now:
-                self._stop_heartbeat()
-                self.holds_lock = False
-        elif self.store_response:
-            await self.store.update_response(self.response_id, response)
+        if self.lease is None:
+            if self.store_response:
+                await self.store.update_response(self.response_id, response)
+            return
+        items = None
+        if response["status"] in ("completed", "incomplete"):
+            items = [*self.input_items, *response["output"]]
+        try:
+            await self.lease.commit_turn(
+                response=response, items=items, store_response=self.store_response
+            )
+        except ConversationLockedError:
+            # the lease expired and someone else took the conversation: our items
+            # must not be interleaved with theirs
+            log.error(
+                "lost the lease on %s before %s finished",
+                self.lease.conversation_id,
+                self.response_id,
+            )
+            if self.store_response:
+                await self.store.update_response(self.response_id, response)
 
-    # -- the lease ---------------------------------------------------------------------
 
-    async def _renew_lease(self) -> None:
-        assert self.conversation_id is not None
-        period = max(self.settings.lease_ttl / 3, 0.05)
-        while True:
-            await asyncio.sleep(period)
-            try:
-                ok = await self.store.renew_lock(
-                    self.conversation_id, self.response_id, ttl=self.settings.lease_ttl
-                )
-            except Exception:
-                log.exception("lease renewal failed for %s", self.conversation_id)
-                continue
-            if not ok:
-                log.error("lease on %s lost by %s", self.conversation_id, self.response_id)
-                return
-
-    def _stop_heartbeat(self) -> None:
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            self._heartbeat = None
-
-    async def _release(self) -> None:
-        self._stop_heartbeat()
-        if self.conversation_id is not None and self.holds_lock:
-            self.holds_lock = False
-            await self.store.release_lock(self.conversation_id, self.response_id)
+def launch(state: ServerState, admission: Admission) -> ResponseRun:
+    """Start the run of an admitted request and register it with the app."""
+    run = ResponseRun(
+        admission, store=state.store, settings=state.settings, on_settled=state.on_run_settled
+    )
+    state.runs[run.response_id] = run
+    run.start()
+    return run
 
 
 async def _aclose(stream: AsyncIterator[Delta]) -> None:
     aclose = getattr(stream, "aclose", None)
     if aclose is not None:
         await aclose()
-
-
-async def drain(
-    queue: asyncio.Queue[bytes | None], keepalive_interval: float
-) -> AsyncIterator[bytes]:
-    """Frames from `queue` until `None`, batched (everything waiting goes out in one
-    write), with an SSE keepalive comment whenever the queue stays quiet too long."""
-    while True:
-        try:
-            chunk = await asyncio.wait_for(queue.get(), keepalive_interval)
-        except TimeoutError:
-            yield sse.KEEPALIVE
-            continue
-        parts: list[bytes] = []
-        done = chunk is None
-        while chunk is not None:
-            parts.append(chunk)
-            if queue.empty():
-                break
-            chunk = queue.get_nowait()
-            done = chunk is None
-        if parts:
-            yield b"".join(parts)
-        if done:
-            return

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import platformdirs
 
-__all__ = ["FaultSettings", "LockRelease", "Settings", "default_db_path"]
+__all__ = ["FaultSettings", "LockRelease", "PromptWarmup", "Settings", "default_db_path"]
 
 LockRelease = Literal["before_terminal", "after_body"]
 
@@ -45,6 +46,15 @@ class FaultSettings:
         return any((self.rate_limit, self.unavailable, self.conversation_locked))
 
 
+@dataclass(frozen=True, slots=True)
+class PromptWarmup:
+    """A prompt prefix the embedded model evaluates at load, so the first request that
+    starts with it is fast. Byte-identical to what the clients send, or it is wasted."""
+
+    instructions: str | None = None
+    tools: Sequence[Mapping[str, Any]] = ()
+
+
 @dataclass(slots=True)
 class Settings:
     db_path: Path = field(default_factory=default_db_path)
@@ -63,6 +73,9 @@ class Settings:
     error the client can retry."""
     faults: FaultSettings = field(default_factory=FaultSettings)
     config_path: Path | None = None
-    """A TOML model configuration (see `turnstream.server.models`)."""
+    """A TOML model configuration (the format is in `turnstream.server.config`)."""
     enable_local_model: bool = True
+    local_warmup: PromptWarmup | None = None
+    """What the embedded model warms its prompt cache with; the CLI sets the chat
+    apps' instructions and tools here (the server does not know its clients)."""
     instance_id: str | None = None

@@ -9,20 +9,24 @@ HTTP side.
 
 `ReplayStreamResponse` serves `GET /v1/responses/{id}?stream=true`: any async
 iterator of encoded frames, with the same headers.
+
+`BodyClosedResponse` wraps whatever answers a create request and reports when its
+body has closed, on every path (sent, failed, cancelled): the one signal the
+conversation lease's after-body release waits for.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from .runs import ResponseRun
 
-__all__ = ["EventStreamResponse", "ReplayStreamResponse"]
+__all__ = ["BodyClosedResponse", "EventStreamResponse", "ReplayStreamResponse"]
 
 _HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -31,7 +35,60 @@ _HEADERS = [
 ]
 
 
+async def _stream(
+    frames: AsyncIterator[bytes],
+    headers: list[tuple[bytes, bytes]],
+    status_code: int,
+    receive: Receive,
+    send: Send,
+) -> bool:
+    """Send `frames` as an SSE body while listening for a disconnect; returns whether
+    the client went away before the body was complete.
+
+    Waiting on both at once matters when the stream is quiet: a client that leaves
+    a held-open stream is noticed now, not at the next frame or keepalive.
+    """
+
+    async def pump() -> None:
+        await send({"type": "http.response.start", "status": status_code, "headers": headers})
+        async for chunk in frames:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def watch() -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+
+    pumping = asyncio.create_task(pump())
+    watcher = asyncio.create_task(watch())
+    try:
+        await asyncio.wait({pumping, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (pumping, watcher):
+            task.cancel()
+        for task in (pumping, watcher):
+            with contextlib.suppress(asyncio.CancelledError, OSError):
+                await task
+        aclose = getattr(frames, "aclose", None)
+        if aclose is not None:
+            await aclose()
+    if pumping.cancelled():
+        return True
+    error = pumping.exception()
+    if isinstance(error, OSError):
+        # newer servers raise on a write to a closed connection
+        return True
+    if error is not None:
+        raise error
+    return False
+
+
 class EventStreamResponse(Response):
+    """Streams a run to the client that created it; a disconnect cancels the run
+    unless it is a background run."""
+
     media_type = "text/event-stream"
 
     def __init__(
@@ -47,48 +104,10 @@ class EventStreamResponse(Response):
         ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        run = self.run
-        disconnected = asyncio.Event()
-
-        async def watch() -> None:
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    disconnected.set()
-                    if not run.background:
-                        run.cancel()
-                    return
-
-        watcher = asyncio.create_task(watch())
-        try:
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": self.status_code,
-                    "headers": [*_HEADERS, *self.extra_headers],
-                }
-            )
-            async for chunk in run.chunks():
-                if disconnected.is_set():
-                    break
-                try:
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                except OSError:
-                    # newer servers raise on a write to a closed connection
-                    if not run.background:
-                        run.cancel()
-                    break
-            if not disconnected.is_set():
-                with contextlib.suppress(OSError):
-                    await send({"type": "http.response.body", "body": b"", "more_body": False})
-        finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
-            # after_body mode lets go of the conversation only now (plus a delay);
-            # run it detached so a cancelled handler cannot skip it
-            task = asyncio.create_task(run.release_after_body())
-            run.keep(task)
+        headers = [*_HEADERS, *self.extra_headers]
+        gone = await _stream(self.run.chunks(), headers, self.status_code, receive, send)
+        if gone and not self.run.background:
+            self.run.cancel()
 
 
 class ReplayStreamResponse(Response):
@@ -102,30 +121,22 @@ class ReplayStreamResponse(Response):
         self.background = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async def pump() -> None:
-            await send(
-                {"type": "http.response.start", "status": self.status_code, "headers": _HEADERS}
-            )
-            async for chunk in self.frames:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        await _stream(self.frames, _HEADERS, self.status_code, receive, send)
 
-        async def watch() -> None:
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    return
 
-        pumping = asyncio.create_task(pump())
-        watcher = asyncio.create_task(watch())
+class BodyClosedResponse(Response):
+    """Sends `inner`, then calls `on_closed()`, also when sending failed or was
+    cancelled."""
+
+    def __init__(self, inner: Response, *, on_closed: Callable[[], None]) -> None:
+        # not calling Response.__init__: `inner` renders the body
+        self.inner = inner
+        self.on_closed = on_closed
+        self.status_code = inner.status_code
+        self.background = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            await asyncio.wait({pumping, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            await self.inner(scope, receive, send)
         finally:
-            for task in (pumping, watcher):
-                task.cancel()
-            for task in (pumping, watcher):
-                with contextlib.suppress(asyncio.CancelledError, OSError):
-                    await task
-            aclose = getattr(self.frames, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            self.on_closed()

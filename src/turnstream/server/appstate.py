@@ -1,4 +1,5 @@
-"""What one app instance holds: its explicit parts, no module-level singletons."""
+"""`ServerState`: what one app instance holds, its explicit parts (no module-level
+singletons). Routes reach it with `get_state(request)`."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from fastapi import Request
 
 from turnstream.storage.base import Store
 
-from .models import ModelRegistry
+from .registry import ModelRegistry
+from .replay import EventWakeup, PollingWakeup
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -31,6 +33,8 @@ class ServerState:
     recent_turns: deque[float] = field(default_factory=lambda: deque(maxlen=32))
     """Durations (s) of the last turns, for the `retry-after-ms` estimate."""
     rng: random.Random = field(default_factory=random.Random)
+    wakeup: EventWakeup = field(default_factory=PollingWakeup)
+    """How a resumed stream waits for new events in the store (see `replay`)."""
 
     def on_run_settled(self, run: ResponseRun) -> None:
         self.runs.pop(run.response_id, None)

@@ -1,0 +1,155 @@
+"""Admission: everything between a parsed create request and a running response.
+
+`admit()` checks the request against the server's state and prepares the run: it
+picks the provider, gives the new input items their stored ids, assembles the
+context (from the `previous_response_id` chain, or from the conversation under its
+lease), validates tool pairing, builds the initial `Response` and the
+`GenerationRequest`, and inserts the response when it is stored. Every check
+happens here, before the first byte of any answer, so a refusal is still a plain
+HTTP error.
+
+It takes parsed params and the app's state, not an HTTP request, so any transport
+(the HTTP route today, a WebSocket route later) admits the same way. If anything
+fails after the lease was taken, the lease is released before the error leaves.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import TypeAdapter
+
+from turnstream.engine.context import assemble_chain, assemble_conversation, resolve_references
+from turnstream.engine.pairing import validate_context
+from turnstream.protocol import Response, ResponseCreateParams, ToolChoice, new_id, normalize_input
+from turnstream.protocol import errors as E
+from turnstream.protocol.ids import stored_items
+from turnstream.providers.base import GenerationRequest, Provider
+from turnstream.storage.base import ConversationNotFoundError, ResponseRecord
+
+from .appstate import ServerState
+from .errors import conversation_locked
+from .lease import ConversationLease
+
+__all__ = ["Admission", "admit"]
+
+JSON = dict[str, Any]
+
+_TOOL_CHOICE: TypeAdapter[ToolChoice] = TypeAdapter(ToolChoice)
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """An admitted request: what a `ResponseRun` needs to start."""
+
+    response: Response
+    """The initial `in_progress` Response (empty output)."""
+    input_items: list[JSON]
+    """The request's new input items, with their stored ids."""
+    generation: GenerationRequest
+    """The assembled context and settings for the provider."""
+    provider: Provider
+    lease: ConversationLease | None
+    """The conversation's lease, held; `None` without a conversation."""
+
+    @property
+    def response_id(self) -> str:
+        return self.response.id
+
+
+async def admit(state: ServerState, params: ResponseCreateParams) -> Admission:
+    """Validate `params` against the server's state and prepare the run.
+
+    Raises:
+        APIError: `model_not_found`, `previous_response_not_found`,
+            `conversation_not_found`, `conversation_locked`, or a context that does
+            not pair calls with outputs.
+    """
+    # parse_create_params already refused the invalid combinations (background
+    # without store among them)
+    provider = state.models.get(params.model or "")
+    store = state.store
+    new_items = stored_items(normalize_input(params.input if params.input is not None else []))
+    response_id = new_id("resp")
+    conversation_id = params.conversation_id
+
+    lease: ConversationLease | None = None
+    if params.previous_response_id:
+        chain = await store.response_chain(params.previous_response_id)
+        if not chain:
+            raise E.previous_response_not_found(params.previous_response_id)
+        turns = [(rec.input_items, rec.response.get("output", [])) for rec in chain]
+        context = assemble_chain(turns, new_items)
+    elif conversation_id is not None:
+        try:
+            lease = await ConversationLease.acquire(
+                store, conversation_id, response_id, state.settings
+            )
+        except ConversationNotFoundError:
+            raise E.conversation_not_found(conversation_id) from None
+        if lease is None:
+            raise await conversation_locked(state, conversation_id)
+    else:
+        context = resolve_references(new_items)
+
+    try:
+        if conversation_id is not None:
+            # read under the lease, so the context cannot change before the turn ends
+            context = assemble_conversation(await store.all_items(conversation_id), new_items)
+        validate_context(context)
+        response = Response.from_params(
+            params,
+            response_id=response_id,
+            created_at=int(time.time()),
+            conversation_id=conversation_id,
+        )
+        generation = _generation_request(params, response, context)
+        if response.store:
+            await store.insert_response(_record(response, new_items))
+    except BaseException:
+        if lease is not None:
+            await lease.release()
+        raise
+    return Admission(
+        response=response,
+        input_items=new_items,
+        generation=generation,
+        provider=provider,
+        lease=lease,
+    )
+
+
+def _generation_request(
+    params: ResponseCreateParams, response: Response, context: list[Mapping[str, Any]]
+) -> GenerationRequest:
+    # tools and tool choice as the Response echoes them (normalized), in the
+    # provider's wire-dict form
+    return GenerationRequest(
+        model=params.model or "",
+        items=context,
+        instructions=params.instructions,
+        tools=[tool.model_dump(mode="json") for tool in response.tools],
+        tool_choice=_TOOL_CHOICE.dump_python(response.tool_choice, mode="json"),
+        parallel_tool_calls=response.parallel_tool_calls,
+        max_output_tokens=params.max_output_tokens,
+        temperature=params.temperature,
+        top_p=params.top_p,
+        metadata=params.metadata or {},
+    )
+
+
+def _record(response: Response, input_items: list[JSON]) -> ResponseRecord:
+    """The stored row of a new response (the store keeps JSON)."""
+    return ResponseRecord(
+        id=response.id,
+        response=response.model_dump(mode="json"),
+        input_items=input_items,
+        previous_response_id=response.previous_response_id,
+        conversation_id=response.conversation.id if response.conversation else None,
+        status=response.status,
+        background=response.background,
+        created_at=response.created_at,
+    )
