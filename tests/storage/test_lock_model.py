@@ -98,7 +98,7 @@ def message(text: str) -> dict[str, Any]:
 
 
 class Runner:
-    def __init__(self, store: SQLiteStore, clock: FakeClock, prefix: str) -> None:
+    def __init__(self, store: SQLStore, clock: FakeClock, prefix: str) -> None:
         self.store = store
         self.clock = clock
         self.ids = [f"{prefix}_c{i}" for i in range(CONVERSATIONS)]

@@ -38,7 +38,7 @@ async def test_open_creates_missing_parent_directories_and_the_schema(tmp_path: 
     }
 
 
-async def test_the_database_is_in_wal_mode(db_path: Path, store: SQLiteStore) -> None:
+async def test_the_database_is_in_wal_mode(db_path: Path, store: SQLStore) -> None:
     with sqlite3.connect(db_path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
@@ -53,14 +53,14 @@ async def test_opening_an_existing_database_again_is_a_no_op_migration(db_path: 
         assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0002",)]
 
 
-async def test_open_twice_on_one_store_is_harmless(store: SQLiteStore) -> None:
+async def test_open_twice_on_one_store_is_harmless(store: SQLStore) -> None:
     await store.open()
     await store.create_conversation("conv_1", metadata={}, items=[], created_at=0)
     assert await store.get_conversation("conv_1") is not None
 
 
 async def test_the_migrated_schema_matches_the_declared_tables(
-    db_path: Path, store: SQLiteStore
+    db_path: Path, store: SQLStore
 ) -> None:
     engine = create_engine(f"sqlite:///{db_path}")
     try:
