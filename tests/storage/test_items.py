@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from turnstream.storage import ItemPage, ResponseRecord
-from turnstream.storage.sql import SQLStore
 from turnstream.storage.base import Order
+from turnstream.storage.sql import SQLStore
 
 
 def user_message(text: str) -> dict[str, Any]:

@@ -1,56 +1,99 @@
-"""Opening, migrating, closing and reopening a SQLite store; create_store."""
+"""Opening, migrating, closing and reopening a store, on every backend; create_store."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine
+from sqlalchemy.engine import Connection
 
 import turnstream.storage
-from turnstream.storage import ResponseRecord, SQLiteStore, base, create_store
+from tests.storage.conftest import OpenStore, run_sync_on
+from turnstream.storage import ResponseRecord, SchemaTooNewError, SQLiteStore, base, create_store
+from turnstream.storage.migrations import head_revision
 from turnstream.storage.schema import metadata
+from turnstream.storage.sql import SQLStore
+
+TABLES = {
+    "alembic_version",
+    "responses",
+    "response_input_items",
+    "response_events",
+    "conversations",
+    "conversation_items",
+    "conversation_locks",
+    "store_owners",
+}
 
 
-def tables(db: Path) -> set[str]:
-    with sqlite3.connect(db) as conn:
-        rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
-    return {name for (name,) in rows}
+def versions(conn: Connection) -> list[str]:
+    return list(conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars())
 
 
-async def test_open_creates_missing_parent_directories_and_the_schema(tmp_path: Path) -> None:
+def owners(conn: Connection) -> list[str]:
+    return list(conn.execute(sa.text("SELECT owner FROM store_owners")).scalars())
+
+
+async def test_open_creates_the_schema(db_url: str, store: SQLStore) -> None:
+    tables: Callable[[Connection], set[str]] = lambda conn: set(sa.inspect(conn).get_table_names())  # noqa: E731  # a one-line probe
+    assert await run_sync_on(db_url, tables) == TABLES
+
+
+async def test_sqlite_open_creates_missing_parent_directories(tmp_path: Path) -> None:
     db = tmp_path / "a" / "b" / "turnstream.db"
     store = SQLiteStore(db)
     await store.open()
     await store.close()
-
-    assert tables(db) >= {
-        "alembic_version",
-        "responses",
-        "response_input_items",
-        "conversations",
-        "conversation_items",
-        "conversation_locks",
-        "store_owners",
-    }
+    assert db.exists()
 
 
-async def test_the_database_is_in_wal_mode(db_path: Path, store: SQLStore) -> None:
-    with sqlite3.connect(db_path) as conn:
+async def test_the_sqlite_database_is_in_wal_mode(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "x.db")
+    await store.open()
+    await store.close()
+    with sqlite3.connect(tmp_path / "x.db") as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
-async def test_opening_an_existing_database_again_is_a_no_op_migration(db_path: Path) -> None:
+async def test_opening_an_existing_database_again_is_a_no_op_migration(
+    db_url: str, open_store: OpenStore
+) -> None:
     for _ in range(3):
-        store = SQLiteStore(db_path)
-        await store.open()
-        await store.close()
+        await (await open_store()).close()
 
-    with sqlite3.connect(db_path) as conn:
-        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0002",)]
+    assert await run_sync_on(db_url, versions) == [head_revision()]
+
+
+async def test_stores_opening_one_new_database_at_once_migrate_it_once(
+    db_url: str, open_store: OpenStore
+) -> None:
+    stores = await asyncio.gather(*(open_store() for _ in range(4)))
+
+    await stores[0].create_conversation("conv_1", metadata={}, items=[], created_at=0)
+    assert all([await s.get_conversation("conv_1") is not None for s in stores])
+    assert await run_sync_on(db_url, versions) == [head_revision()]
+
+
+async def test_a_database_newer_than_the_code_refuses_to_open_with_a_clear_message(
+    db_url: str, open_store: OpenStore
+) -> None:
+    await (await open_store()).close()
+
+    def from_the_future(conn: Connection) -> None:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
+
+    await run_sync_on(db_url, from_the_future)
+
+    with pytest.raises(SchemaTooNewError, match=r"revision 9999, newer than this turnstream"):
+        await open_store()
+    assert await run_sync_on(db_url, versions) == ["9999"]  # and nothing was touched
 
 
 async def test_open_twice_on_one_store_is_harmless(store: SQLStore) -> None:
@@ -60,20 +103,16 @@ async def test_open_twice_on_one_store_is_harmless(store: SQLStore) -> None:
 
 
 async def test_the_migrated_schema_matches_the_declared_tables(
-    db_path: Path, store: SQLStore
+    db_url: str, store: SQLStore
 ) -> None:
-    engine = create_engine(f"sqlite:///{db_path}")
-    try:
-        with engine.connect() as conn:
-            diff = compare_metadata(MigrationContext.configure(conn), metadata)
-    finally:
-        engine.dispose()
-    assert diff == []
+    def diff(conn: Connection) -> list[Any]:
+        return list(compare_metadata(MigrationContext.configure(conn), metadata))
+
+    assert await run_sync_on(db_url, diff) == []
 
 
-async def test_data_survives_close_and_reopen(db_path: Path) -> None:
-    store = SQLiteStore(db_path)
-    await store.open()
+async def test_data_survives_close_and_reopen(open_store: OpenStore) -> None:
+    store = await open_store()
     await store.create_conversation(
         "conv_1", metadata={"k": "v"}, items=[{"role": "user", "content": "hi"}], created_at=7
     )
@@ -85,31 +124,24 @@ async def test_data_survives_close_and_reopen(db_path: Path) -> None:
     items = await store.all_items("conv_1")
     await store.close()
 
-    reopened = SQLiteStore(db_path)
-    await reopened.open()
-    try:
-        assert await reopened.get_conversation("conv_1") == {
-            "id": "conv_1",
-            "object": "conversation",
-            "created_at": 7,
-            "metadata": {"k": "v"},
-        }
-        assert await reopened.all_items("conv_1") == items
-        got = await reopened.get_response("resp_1")
-        assert got is not None
-        assert got.response == {"id": "resp_1", "status": "completed"}
-    finally:
-        await reopened.close()
+    reopened = await open_store()
+    assert await reopened.get_conversation("conv_1") == {
+        "id": "conv_1",
+        "object": "conversation",
+        "created_at": 7,
+        "metadata": {"k": "v"},
+    }
+    assert await reopened.all_items("conv_1") == items
+    got = await reopened.get_response("resp_1")
+    assert got is not None
+    assert got.response == {"id": "resp_1", "status": "completed"}
 
 
-async def test_close_unregisters_the_owner(db_path: Path) -> None:
-    store = SQLiteStore(db_path, owner="me")
-    await store.open()
-    with sqlite3.connect(db_path) as conn:
-        assert conn.execute("SELECT owner FROM store_owners").fetchall() == [("me",)]
+async def test_close_unregisters_the_owner(db_url: str, open_store: OpenStore) -> None:
+    store = await open_store(owner="me")
+    assert await run_sync_on(db_url, owners) == ["me"]
     await store.close()
-    with sqlite3.connect(db_path) as conn:
-        assert conn.execute("SELECT owner FROM store_owners").fetchall() == []
+    assert await run_sync_on(db_url, owners) == []
 
 
 @pytest.mark.parametrize("form", ["path", "str", "url", "aiosqlite_url"])
@@ -128,9 +160,29 @@ def test_create_store_accepts_paths_and_sqlite_urls(tmp_path: Path, form: str) -
     assert store.path == db
 
 
-def test_create_store_refuses_postgres_for_now() -> None:
-    with pytest.raises(NotImplementedError, match="PostgreSQL"):
-        create_store("postgresql://localhost/turnstream")
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://me@db.example:5432/turnstream",
+        "postgresql+asyncpg://me@db.example:5432/turnstream",
+        "postgres://me@db.example/turnstream",
+    ],
+)
+def test_create_store_selects_postgresql_for_its_urls(url: str) -> None:
+    pytest.importorskip("asyncpg")
+    from turnstream.storage.postgres import PostgresStore
+
+    store = create_store(url, pool_size=3)
+
+    assert isinstance(store, PostgresStore)
+    assert store.url == url
+    assert store._engine.pool.size() == 3  # type: ignore[attr-defined]  # QueuePool's size
+
+
+def test_a_pool_smaller_than_one_connection_is_refused() -> None:
+    pytest.importorskip("asyncpg")
+    with pytest.raises(ValueError, match="pool_size"):
+        create_store("postgresql://me@db.example/turnstream", pool_size=0)
 
 
 @pytest.mark.parametrize("url", [":memory:", "sqlite:///:memory:", "mysql://db/x"])
@@ -142,6 +194,6 @@ def test_create_store_refuses_memory_and_unknown_urls(url: str) -> None:
 def test_package_all_is_sorted_resolvable_and_covers_the_store_contract() -> None:
     exported = turnstream.storage.__all__
     assert exported == sorted(set(exported))
-    assert set(base.__all__) | {"SQLiteStore", "create_store"} == set(exported)
+    assert set(base.__all__) <= set(exported)
     for name in exported:
         assert getattr(turnstream.storage, name) is not None

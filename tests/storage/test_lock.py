@@ -158,9 +158,7 @@ async def test_add_items_is_refused_while_a_live_lease_exists(
     assert texts(await store.all_items(conv)) == ["first", "after expiry"]
 
 
-async def test_delete_item_is_refused_while_a_live_lease_exists(
-    store: SQLStore, conv: str
-) -> None:
+async def test_delete_item_is_refused_while_a_live_lease_exists(store: SQLStore, conv: str) -> None:
     [first] = await store.all_items(conv)
     await store.acquire_lock(conv, "a", ttl=10)
 

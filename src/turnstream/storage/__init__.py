@@ -24,7 +24,6 @@ from turnstream.storage.sql import SQLStore
 from turnstream.storage.sqlite import SQLiteStore
 
 __all__ = [
-    "DEFAULT_POOL_SIZE",
     "ConversationLockedError",
     "ConversationNotFoundError",
     "DuplicateItemError",

@@ -163,8 +163,13 @@ class SQLStore(abc.ABC):
         """Create or migrate the schema, register this owner, start its heartbeat."""
         if self._heartbeat is not None:
             return
-        await self._migrate()
-        await self._beat()
+        try:
+            await self._migrate()
+            await self._beat()
+        except BaseException:
+            # Whoever failed to open a store will not close it: let its connections go.
+            await self._dispose()
+            raise
         self._heartbeat = asyncio.create_task(
             self._heartbeat_loop(), name=f"turnstream-store-heartbeat:{self.owner}"
         )
