@@ -24,6 +24,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from sqlalchemy.engine import URL, Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from turnstream.storage import sqlite_path
 
 __all__ = [
     "BACKENDS",
@@ -32,6 +36,7 @@ __all__ = [
     "fresh_postgres_url",
     "postgres_url",
     "require_postgres",
+    "run_sync_on",
 ]
 
 T = TypeVar("T")
@@ -125,3 +130,21 @@ def fresh_database_url(backend: str, tmp_path: Path) -> Iterator[str]:
             yield url
     else:
         raise ValueError(f"unknown backend {backend!r}")
+
+
+async def run_sync_on(db_url: str, probe: Callable[[Connection], T]) -> T:
+    """Run `probe` on a connection of its own to the database at `db_url` (then
+    commit), to look at or change it behind the stores' backs."""
+    if db_url.startswith("postgresql"):
+        from turnstream.storage.postgres import create_postgres_engine
+
+        engine = create_postgres_engine(db_url, pool_size=1)
+    else:
+        engine = create_async_engine(
+            URL.create("sqlite+aiosqlite", database=str(sqlite_path(db_url)))
+        )
+    try:
+        async with engine.begin() as conn:
+            return await conn.run_sync(probe)
+    finally:
+        await engine.dispose()

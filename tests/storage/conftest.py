@@ -8,17 +8,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
-from sqlalchemy.engine import URL, Connection
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.databases import BACKENDS, fresh_database_url
-from turnstream.storage import create_store, sqlite_path
+from turnstream.storage import create_store
 from turnstream.storage.sql import SQLStore
 
-T = TypeVar("T")
 OpenStore = Callable[..., Awaitable[SQLStore]]
 
 
@@ -74,21 +71,3 @@ async def open_store(db_url: str, clock: FakeClock) -> AsyncIterator[OpenStore]:
 @pytest.fixture
 async def store(open_store: OpenStore) -> SQLStore:
     return await open_store()
-
-
-async def run_sync_on(db_url: str, probe: Callable[[Connection], T]) -> T:
-    """Run `probe` on a connection of its own to the test's database (committed),
-    to look at or change it behind the stores' backs."""
-    if db_url.startswith("postgresql"):
-        from turnstream.storage.postgres import create_postgres_engine
-
-        engine = create_postgres_engine(db_url, pool_size=1)
-    else:
-        engine = create_async_engine(
-            URL.create("sqlite+aiosqlite", database=str(sqlite_path(db_url)))
-        )
-    try:
-        async with engine.begin() as conn:
-            return await conn.run_sync(probe)
-    finally:
-        await engine.dispose()

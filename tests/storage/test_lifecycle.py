@@ -15,7 +15,8 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Connection
 
 import turnstream.storage
-from tests.storage.conftest import OpenStore, run_sync_on
+from tests.databases import run_sync_on
+from tests.storage.conftest import OpenStore
 from turnstream.storage import ResponseRecord, SchemaTooNewError, SQLiteStore, base, create_store
 from turnstream.storage.migrations import head_revision
 from turnstream.storage.schema import metadata

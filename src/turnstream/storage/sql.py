@@ -174,6 +174,17 @@ class SQLStore(abc.ABC):
             self._heartbeat_loop(), name=f"turnstream-store-heartbeat:{self.owner}"
         )
 
+    async def upgrade(self) -> None:
+        """Migrate the schema to this code's newest revision, and close.
+
+        What `open()` does first, without becoming an owner: for `turnstream db
+        upgrade` ahead of a deploy. Raises `SchemaTooNewError` like `open()`.
+        """
+        try:
+            await self._migrate()
+        finally:
+            await self._dispose()
+
     async def close(self) -> None:
         """Stop the heartbeat, unregister this owner and close every connection."""
         if self._heartbeat is not None:
