@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from tests.databases import BACKENDS, fresh_database_url, run_sync_on
+from tests.livesrv import free_port
 from turnstream.cli.main import app
 from turnstream.storage import SQLiteStore
 from turnstream.storage.migrations import head_revision
@@ -88,3 +91,33 @@ def test_db_copy_copies_and_then_refuses_to_copy_into_a_non_empty_target(
     )
     assert again.exit_code == 1
     assert "already holds conversations" in again.output
+
+
+def test_serve_refuses_to_start_on_a_database_newer_than_the_code(db_url: str) -> None:
+    assert runner.invoke(app, ["db", "upgrade", "--db", db_url]).exit_code == 0
+    asyncio.run(
+        run_sync_on(
+            db_url,
+            lambda conn: conn.execute(sa.text("UPDATE alembic_version SET version_num = '9999'")),
+        )
+    )
+
+    server = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "turnstream.cli.main",
+            "serve",
+            "--db",
+            db_url,
+            "--no-local",
+            "--port",
+            str(free_port()),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert server.returncode != 0
+    assert "revision 9999, newer than this turnstream" in server.stderr
