@@ -29,8 +29,9 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from turnstream.storage import DEFAULT_POOL_SIZE, is_postgres_url
+from turnstream.storage.dialect import T, Work
 from turnstream.storage.migrations import upgrade_to_head
-from turnstream.storage.sql import SQLStore, T, Work
+from turnstream.storage.sql import SQLStore
 
 __all__ = [
     "MIGRATION_LOCK_KEY",

@@ -31,8 +31,9 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from turnstream.storage.dialect import T, Work
 from turnstream.storage.migrations import upgrade_to_head
-from turnstream.storage.sql import SQLStore, T, Work
+from turnstream.storage.sql import SQLStore
 
 __all__ = ["BUSY_TIMEOUT_SECONDS", "SQLiteStore", "create_sqlite_engines"]
 
