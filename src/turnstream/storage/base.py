@@ -137,6 +137,14 @@ class Store(Protocol):
         empty for an unknown response."""
         ...
 
+    async def wait_for_events(
+        self, response_id: str, *, after: int | None, within: float
+    ) -> list[tuple[int, str]]:
+        """Like `list_events`, but waits up to `within` seconds for the first new
+        event when there is none yet (appended by this or any other process: woken
+        by LISTEN/NOTIFY on PostgreSQL, by polling on SQLite); empty if none came."""
+        ...
+
     # conversations -------------------------------------------------------------------
     async def create_conversation(
         self,

@@ -10,21 +10,23 @@ serialised between processes.
 from __future__ import annotations
 
 import abc
+import asyncio
 import contextlib
 import os
 import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-__all__ = ["DialectBase", "T", "Work", "check_page", "check_ttl", "default_owner_id"]
+__all__ = ["DialectBase", "NextAppend", "T", "Work", "check_page", "check_ttl", "default_owner_id"]
 
 T = TypeVar("T")
 Work = Callable[[AsyncConnection], Awaitable[T]]
+NextAppend = Callable[[float], Awaitable[None]]
 
 
 def default_owner_id() -> str:
@@ -42,6 +44,14 @@ def check_page(limit: int, order: str) -> None:
 def check_ttl(ttl: float) -> None:
     if not ttl > 0:
         raise ValueError(f"ttl must be positive, got {ttl}")
+
+
+@contextlib.asynccontextmanager
+async def _polling(interval: float) -> AsyncIterator[NextAppend]:
+    async def poll(seconds: float) -> None:
+        await asyncio.sleep(min(interval, seconds))
+
+    yield poll
 
 
 class DialectBase(abc.ABC):
@@ -89,3 +99,21 @@ class DialectBase(abc.ABC):
     @abc.abstractmethod
     async def _dispose(self) -> None:
         """Close every connection."""
+
+    async def _announce_events(self, conn: AsyncConnection, response_id: str) -> None:
+        """In the appending transaction: tell waiting followers (default: nobody)."""
+        return None  # without notifications, followers poll
+
+    def _events_appended(
+        self, response_id: str
+    ) -> contextlib.AbstractAsyncContextManager[NextAppend]:
+        """`await next_append(seconds)` returns when events of `response_id` may
+        have been appended since the last return, or after at most `seconds`.
+
+        By default it just waits `poll_interval` (a poll); a dialect that can
+        notify overrides this.
+        """
+        return _polling(self.poll_interval)
+
+    poll_interval: float = 0.05
+    """Seconds between looks for new events where the database cannot notify."""

@@ -1,4 +1,4 @@
-"""Responses as rows: the stored Response, its input items, its events, the chain.
+"""Responses as rows: the stored Response, its input items, the chain.
 
 Also the stale-response sweep, which fails what a vanished owner left running.
 """
@@ -17,7 +17,6 @@ from turnstream.storage.dialect import DialectBase, check_page
 from turnstream.storage.items import stored_items
 from turnstream.storage.schema import (
     conversation_locks,
-    response_events,
     response_input_items,
     responses,
     store_owners,
@@ -185,33 +184,6 @@ class ResponseStatements(DialectBase):
         async with self._read() as conn:
             data = list((await conn.scalars(stmt.limit(limit + 1))).all())
         return ItemPage(data=data[:limit], has_more=len(data) > limit)
-
-    async def append_events(self, response_id: str, events: Sequence[tuple[int, str]]) -> None:
-        if not events:
-            return
-
-        async def work(conn: AsyncConnection) -> None:
-            stmt = self._insert(response_events).on_conflict_do_nothing(
-                index_elements=[response_events.c.response_id, response_events.c.sequence_number]
-            )
-            await conn.execute(
-                stmt,
-                [
-                    {"response_id": response_id, "sequence_number": seq, "data": data}
-                    for seq, data in events
-                ],
-            )
-
-        await self._write(work)
-
-    async def list_events(self, response_id: str, *, after: int | None) -> list[tuple[int, str]]:
-        t = response_events
-        stmt = sa.select(t.c.sequence_number, t.c.data).where(t.c.response_id == response_id)
-        if after is not None:
-            stmt = stmt.where(t.c.sequence_number > after)
-        async with self._read() as conn:
-            rows = (await conn.execute(stmt.order_by(t.c.sequence_number))).all()
-        return [(row.sequence_number, row.data) for row in rows]
 
     async def fail_stale_responses(self, *, owner: str | None = None) -> list[str]:
         """Mark unfinished responses whose owner is gone as `failed`.

@@ -1,7 +1,7 @@
 """`SQLStore`: the Store protocol as SQLAlchemy Core statements, for any dialect.
 
 Every statement is shared by the SQLite and PostgreSQL stores; they live by concept
-in `responses`, `conversations` and `leases`, and a dialect subclass supplies only
+in `responses`, `events`, `conversations` and `leases`, and a dialect subclass supplies only
 the seam in `dialect` (how a transaction runs, its upsert construct, migrations).
 
 Atomicity: a write runs `work(conn)` as one transaction. Every check and the write
@@ -30,6 +30,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from turnstream.storage.dialect import default_owner_id
+from turnstream.storage.events import EventStatements
 from turnstream.storage.leases import LeaseStatements
 from turnstream.storage.responses import STALE_RESPONSE_ERROR
 from turnstream.storage.schema import store_owners
@@ -39,7 +40,7 @@ __all__ = ["STALE_RESPONSE_ERROR", "SQLStore", "default_owner_id"]
 logger = logging.getLogger(__name__)
 
 
-class SQLStore(LeaseStatements):
+class SQLStore(LeaseStatements, EventStatements):
     """The dialect-neutral Store: its statements and the owner's heartbeat.
 
     See `DialectBase` for the constructor's arguments.
