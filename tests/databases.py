@@ -140,6 +140,7 @@ async def run_sync_on(db_url: str, probe: Callable[[Connection], T]) -> T:
 
         engine = create_postgres_engine(db_url, pool_size=1)
     else:
+        sqlite_path(db_url).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(
             URL.create("sqlite+aiosqlite", database=str(sqlite_path(db_url)))
         )

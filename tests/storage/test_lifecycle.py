@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Connection
 
@@ -18,7 +20,7 @@ import turnstream.storage
 from tests.databases import run_sync_on
 from tests.storage.conftest import OpenStore
 from turnstream.storage import ResponseRecord, SchemaTooNewError, SQLiteStore, base, create_store
-from turnstream.storage.migrations import head_revision
+from turnstream.storage.migrations import MIGRATIONS_DIR, head_revision
 from turnstream.storage.schema import metadata
 from turnstream.storage.sql import SQLStore
 
@@ -198,3 +200,28 @@ def test_package_all_is_sorted_resolvable_and_covers_the_store_contract() -> Non
     assert set(base.__all__) <= set(exported)
     for name in exported:
         assert getattr(turnstream.storage, name) is not None
+
+
+async def test_a_database_of_an_older_revision_is_migrated_with_its_data(
+    db_url: str, open_store: OpenStore
+) -> None:
+    def at_0002_with_a_response(conn: Connection) -> None:
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS_DIR))
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0002")
+        conn.execute(
+            sa.text(
+                "INSERT INTO responses (id, created_at, status, background, response, updated_at)"
+                " VALUES ('resp_old', 1, 'completed', false, '{\"id\": \"resp_old\"}', 1.0)"
+            )
+        )
+
+    await run_sync_on(db_url, at_0002_with_a_response)
+
+    store = await open_store()
+
+    assert await run_sync_on(db_url, versions) == [head_revision()]
+    old = await store.get_response("resp_old")
+    assert old is not None
+    assert old.response == {"id": "resp_old"}

@@ -22,11 +22,11 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-__all__ = ["DialectBase", "NextAppend", "T", "Work", "check_page", "check_ttl", "default_owner_id"]
+__all__ = ["DialectBase", "T", "Wakeup", "Work", "check_page", "check_ttl", "default_owner_id"]
 
 T = TypeVar("T")
 Work = Callable[[AsyncConnection], Awaitable[T]]
-NextAppend = Callable[[float], Awaitable[None]]
+Wakeup = Callable[[float], Awaitable[None]]
 
 
 def default_owner_id() -> str:
@@ -47,7 +47,7 @@ def check_ttl(ttl: float) -> None:
 
 
 @contextlib.asynccontextmanager
-async def _polling(interval: float) -> AsyncIterator[NextAppend]:
+async def _polling(interval: float) -> AsyncIterator[Wakeup]:
     async def poll(seconds: float) -> None:
         await asyncio.sleep(min(interval, seconds))
 
@@ -100,15 +100,15 @@ class DialectBase(abc.ABC):
     async def _dispose(self) -> None:
         """Close every connection."""
 
-    async def _announce_events(self, conn: AsyncConnection, response_id: str) -> None:
-        """In the appending transaction: tell waiting followers (default: nobody)."""
-        return None  # without notifications, followers poll
+    async def _notify(self, conn: AsyncConnection, channel: str, key: str) -> None:
+        """In a write transaction: wake who watches `key` on `channel` once it
+        commits (default: nobody; watchers poll)."""
+        return None
 
-    def _events_appended(
-        self, response_id: str
-    ) -> contextlib.AbstractAsyncContextManager[NextAppend]:
-        """`await next_append(seconds)` returns when events of `response_id` may
-        have been appended since the last return, or after at most `seconds`.
+    def _watch(self, channel: str, key: str) -> contextlib.AbstractAsyncContextManager[Wakeup]:
+        """`await wakeup(seconds)` returns when `key` may have been notified on
+        `channel` since the last return, or after at most `seconds`; watching
+        starts before this yields, so a check made then misses nothing.
 
         By default it just waits `poll_interval` (a poll); a dialect that can
         notify overrides this.
@@ -116,4 +116,4 @@ class DialectBase(abc.ABC):
         return _polling(self.poll_interval)
 
     poll_interval: float = 0.05
-    """Seconds between looks for new events where the database cannot notify."""
+    """Seconds between looks where the database cannot notify."""

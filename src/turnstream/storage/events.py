@@ -43,7 +43,7 @@ class EventStatements(DialectBase):
                     for seq, data in events
                 ],
             )
-            await self._announce_events(conn, response_id)
+            await self._notify(conn, EVENTS_CHANNEL, response_id)
 
         await self._write(work)
 
@@ -61,7 +61,7 @@ class EventStatements(DialectBase):
     ) -> list[tuple[int, str]]:
         """The stored events after `after`, waiting up to `within` seconds for the
         first of them to be appended (by any process); empty if none came."""
-        async with self._events_appended(response_id) as next_append:
+        async with self._watch(EVENTS_CHANNEL, response_id) as wakeup:
             # Listening before looking: events appended in between still wake us.
             deadline = time.monotonic() + within
             while True:
@@ -69,4 +69,4 @@ class EventStatements(DialectBase):
                 remaining = deadline - time.monotonic()
                 if events or remaining <= 0:
                     return events
-                await next_append(remaining)
+                await wakeup(remaining)

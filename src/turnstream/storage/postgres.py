@@ -8,8 +8,8 @@ failure or a deadlock is retried from the start, a few times, as PostgreSQL's
 documentation advises. Reads run at REPEATABLE READ, so a read of several
 statements sees one snapshot (read-only transactions there never fail).
 
-Followers of a background response's events are woken by LISTEN/NOTIFY (see
-`notifications`). Migrations run under a transaction-scoped advisory lock, so replicas starting
+Followers of a background response's events, and the replica running a response
+that another one asked to cancel, are woken by LISTEN/NOTIFY (see `notifications`). Migrations run under a transaction-scoped advisory lock, so replicas starting
 together migrate once: the others wait, then find the schema current.
 """
 
@@ -30,10 +30,9 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from turnstream.storage import DEFAULT_POOL_SIZE, is_postgres_url
-from turnstream.storage.dialect import NextAppend, T, Work
-from turnstream.storage.events import EVENTS_CHANNEL
+from turnstream.storage.dialect import T, Wakeup, Work
 from turnstream.storage.migrations import upgrade_to_head
-from turnstream.storage.notifications import EventListener
+from turnstream.storage.notifications import Listener
 from turnstream.storage.sql import SQLStore
 
 __all__ = [
@@ -110,7 +109,7 @@ class PostgresStore(SQLStore):
         super().__init__(clock=clock, owner=owner, owner_ttl=owner_ttl)
         self.url = url
         self._engine = create_postgres_engine(url, pool_size=pool_size)
-        self._listener = EventListener(_dsn(url))
+        self._listener = Listener(_dsn(url))
         self._reader = self._engine.execution_options(isolation_level="REPEATABLE READ")
 
     def __repr__(self) -> str:
@@ -141,17 +140,14 @@ class PostgresStore(SQLStore):
             )
             await conn.run_sync(upgrade_to_head)
 
-    async def _announce_events(self, conn: AsyncConnection, response_id: str) -> None:
-        # Delivered at commit, so a woken follower finds the events stored.
+    async def _notify(self, conn: AsyncConnection, channel: str, key: str) -> None:
+        # Delivered at commit, so a woken watcher finds what was written.
         await conn.execute(
-            sa.text("SELECT pg_notify(:channel, :response_id)"),
-            {"channel": EVENTS_CHANNEL, "response_id": response_id},
+            sa.text("SELECT pg_notify(:channel, :key)"), {"channel": channel, "key": key}
         )
 
-    def _events_appended(
-        self, response_id: str
-    ) -> contextlib.AbstractAsyncContextManager[NextAppend]:
-        return self._listener.watch(response_id)
+    def _watch(self, channel: str, key: str) -> contextlib.AbstractAsyncContextManager[Wakeup]:
+        return self._listener.watch(channel, key)
 
     async def _dispose(self) -> None:
         await self._listener.close()

@@ -1,10 +1,12 @@
 """Responses as rows: the stored Response, its input items, the chain.
 
-Also the stale-response sweep, which fails what a vanished owner left running.
+Also the stale-response sweep, which fails what a vanished owner left running, and
+cancel requests, which reach the process running a response from any other.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,7 +24,10 @@ from turnstream.storage.schema import (
     store_owners,
 )
 
-__all__ = ["STALE_RESPONSE_ERROR", "ResponseStatements"]
+__all__ = ["CANCEL_CHANNEL", "STALE_RESPONSE_ERROR", "ResponseStatements"]
+
+CANCEL_CHANNEL = "turnstream_cancels"
+"""The notification channel for cancel requests; the payload is the response id."""
 
 STALE_RESPONSE_ERROR: JSON = {
     "code": "server_error",
@@ -229,3 +234,45 @@ class ResponseStatements(DialectBase):
             return [row.id for row in rows]
 
         return await self._write(work)
+
+    async def request_cancel(self, response_id: str) -> bool:
+        """Ask whichever process runs `response_id` to cancel it.
+
+        The request is recorded (a runner that starts watching later still sees it)
+        and, where the database can, notified. False if the response is unknown or
+        has already finished.
+        """
+        r = responses
+
+        async def work(conn: AsyncConnection) -> bool:
+            marked = (
+                await conn.execute(
+                    sa.update(r)
+                    .where(r.c.id == response_id, r.c.status.in_(_UNFINISHED))
+                    .values(
+                        cancel_requested_at=sa.func.coalesce(r.c.cancel_requested_at, self._clock())
+                    )
+                    .returning(r.c.id)
+                )
+            ).first()
+            if marked is not None:
+                await self._notify(conn, CANCEL_CHANNEL, response_id)
+            return marked is not None
+
+        return await self._write(work)
+
+    async def wait_for_cancel(self, response_id: str, *, within: float) -> bool:
+        """True as soon as a cancel of `response_id` has been requested (by any
+        process), False if none came within `within` seconds."""
+        r = responses
+        requested = sa.select(r.c.cancel_requested_at.is_not(None)).where(r.c.id == response_id)
+        async with self._watch(CANCEL_CHANNEL, response_id) as wakeup:
+            deadline = time.monotonic() + within
+            while True:
+                async with self._read() as conn:
+                    if await conn.scalar(requested):
+                        return True
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                await wakeup(remaining)
