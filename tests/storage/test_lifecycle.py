@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +43,12 @@ def owners(conn: Connection) -> list[str]:
     return list(conn.execute(sa.text("SELECT owner FROM store_owners")).scalars())
 
 
+def table_names(conn: Connection) -> set[str]:
+    return set(sa.inspect(conn).get_table_names())
+
+
 async def test_open_creates_the_schema(db_url: str, store: SQLStore) -> None:
-    tables: Callable[[Connection], set[str]] = lambda conn: set(sa.inspect(conn).get_table_names())  # noqa: E731  # a one-line probe
-    assert await run_sync_on(db_url, tables) == TABLES
+    assert await run_sync_on(db_url, table_names) == TABLES
 
 
 async def test_sqlite_open_creates_missing_parent_directories(tmp_path: Path) -> None:

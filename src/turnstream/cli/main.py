@@ -87,10 +87,15 @@ def serve(
             "must be before_terminal or after_body", param_hint="--lock-release"
         )
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    if db is None:
+        db_path, db_url = default_db_path(), default_db_url()
+    elif "://" in db:
+        db_path, db_url = default_db_path(), db
+    else:
+        db_path, db_url = Path(db), None  # a --db file wins over a URL in $TURNSTREAM_DB
     settings = Settings(
-        db_path=Path(db) if db and "://" not in db else default_db_path(),
-        # an explicit --db file wins over a URL in $TURNSTREAM_DB
-        db_url=db if db and "://" in db else None if db else default_db_url(),
+        db_path=db_path,
+        db_url=db_url,
         db_pool_size=db_pool_size,
         lease_ttl=lease_ttl,
         lock_release=lock_release,  # type: ignore[arg-type]  # checked above
