@@ -1,8 +1,8 @@
-"""A separate OS process on a shared SQLite file (run by test_sqlite_processes.py).
+"""A separate OS process on a shared database (run by test_processes.py).
 
-python _worker.py open DB
+python _worker.py open DB_URL
     open (creating/migrating) the store, then close it.
-python _worker.py race DB CONV NAME ROUNDS GO_FILE
+python _worker.py race DB_URL CONV NAME ROUNDS GO_FILE
     open the store, touch ready-NAME next to GO_FILE, wait for GO_FILE, then
     ROUNDS times: spin on acquire_lock, append a "<NAME> start" item
     (finish_turn, keeping the lease), yield, append "<NAME> end" and release
@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from turnstream.storage import SQLiteStore
+from turnstream.storage import create_store
 
 
 def marker(name: str, what: str, round_: int) -> dict[str, object]:
@@ -28,7 +28,7 @@ def marker(name: str, what: str, round_: int) -> dict[str, object]:
 
 
 async def race(db: str, conv: str, name: str, rounds: int, go_file: Path) -> int:
-    store = SQLiteStore(db)
+    store = create_store(db)
     await store.open()
     try:
         go_file.with_name(f"ready-{name}").touch()
@@ -64,7 +64,7 @@ def wait_for(go_file: Path) -> None:
 
 
 async def open_only(db: str) -> None:
-    store = SQLiteStore(db)
+    store = create_store(db)
     await store.open()
     await store.close()
 

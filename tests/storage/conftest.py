@@ -1,11 +1,22 @@
+"""The store suite runs against every backend: `store` is parametrized over them.
+
+Each test gets a fresh database (see `tests/databases.py`); `open_store` opens
+further stores on the same database, as other processes or replicas would.
+"""
+
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from turnstream.storage import SQLiteStore
+from tests.databases import BACKENDS, fresh_database_url
+from turnstream.storage import create_store
+from turnstream.storage.sql import SQLStore
+
+OpenStore = Callable[..., Awaitable[SQLStore]]
 
 
 class FakeClock:
@@ -26,16 +37,37 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "state" / "turnstream.db"
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
 @pytest.fixture
-async def store(db_path: Path, clock: FakeClock) -> AsyncIterator[SQLiteStore]:
-    store = SQLiteStore(db_path, clock=clock)
-    await store.open()
+def db_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    with fresh_database_url(backend, tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
+async def open_store(db_url: str, clock: FakeClock) -> AsyncIterator[OpenStore]:
+    """`await open_store(**create_store_kwargs)`: an open store on this test's
+    database (the test's fake clock unless given another); closed after the test."""
+    opened: list[SQLStore] = []
+
+    async def open_one(**kwargs: Any) -> SQLStore:
+        kwargs.setdefault("clock", clock)
+        store = create_store(db_url, **kwargs)
+        await store.open()
+        opened.append(store)
+        return store
+
     try:
-        yield store
+        yield open_one
     finally:
-        await store.close()
+        for store in reversed(opened):
+            await store.close()
+
+
+@pytest.fixture
+async def store(open_store: OpenStore) -> SQLStore:
+    return await open_store()

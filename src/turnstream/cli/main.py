@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from .chat import chat
+from .db import db_app, display_database
 
 app = typer.Typer(
     name="turnstream",
@@ -30,11 +31,14 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     db: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
-            help="SQLite file for responses and conversations (default: $TURNSTREAM_DB or the user data dir)."
+            help="SQLite file, or postgresql://USER@HOST:PORT/DB, for responses and conversations (default: $TURNSTREAM_DB or a file in the user data dir)."
         ),
     ] = None,
+    db_pool_size: Annotated[
+        int, typer.Option(help="PostgreSQL: the most database connections this process opens.")
+    ] = 10,
     config: Annotated[
         Path | None, typer.Option(help="TOML file mapping model names to providers.")
     ] = None,
@@ -70,15 +74,28 @@ def serve(
     """Run the Responses + Conversations server."""
     import uvicorn
 
-    from turnstream.server.settings import FaultSettings, Settings, default_db_path
+    from turnstream.server.settings import (
+        FaultSettings,
+        Settings,
+        default_db_path,
+        default_db_url,
+    )
 
     if lock_release not in ("before_terminal", "after_body"):
         raise typer.BadParameter(
             "must be before_terminal or after_body", param_hint="--lock-release"
         )
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    if db is None:
+        db_path, db_url = default_db_path(), default_db_url()
+    elif "://" in db:
+        db_path, db_url = default_db_path(), db
+    else:
+        db_path, db_url = Path(db), None  # a --db file wins over a URL in $TURNSTREAM_DB
     settings = Settings(
-        db_path=db or default_db_path(),
+        db_path=db_path,
+        db_url=db_url,
+        db_pool_size=db_pool_size,
         lease_ttl=lease_ttl,
         lock_release=lock_release,  # type: ignore[arg-type]  # checked above
         lock_release_delay=lock_release_delay,
@@ -99,7 +116,7 @@ def serve(
     except ConfigError as exc:
         typer.echo(f"turnstream: {exc}", err=True)
         raise typer.Exit(2) from None
-    typer.echo(f"turnstream: database {settings.db_path}", err=True)
+    typer.echo(f"turnstream: database {display_database(settings.database)}", err=True)
     # on shutdown, streams get a grace period to finish; then they are cancelled, and
     # every run still holding a conversation records itself cancelled and lets go
     uvicorn.run(
@@ -112,6 +129,7 @@ def serve(
 
 
 app.command()(chat)
+app.add_typer(db_app, name="db")
 
 
 if __name__ == "__main__":  # pragma: no cover

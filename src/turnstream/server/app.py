@@ -67,12 +67,16 @@ def create_app(
     Args:
         settings: Server settings; defaults read nothing but the environment's
             `TURNSTREAM_DB`.
-        store: A store to use instead of the SQLite file named in `settings`.
+        store: A store to use instead of the database named in `settings`.
         providers: Model providers to serve instead of the configured ones.
     """
     settings = settings or Settings()
     the_store = (
-        store if store is not None else create_store(settings.db_path, owner_ttl=settings.lease_ttl)
+        store
+        if store is not None
+        else create_store(
+            settings.database, owner_ttl=settings.lease_ttl, pool_size=settings.db_pool_size
+        )
     )
     registry = ModelRegistry(
         providers if providers is not None else default_providers(settings),

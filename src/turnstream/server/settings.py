@@ -10,7 +10,14 @@ from typing import Any, Literal
 
 import platformdirs
 
-__all__ = ["FaultSettings", "LockRelease", "PromptWarmup", "Settings", "default_db_path"]
+__all__ = [
+    "FaultSettings",
+    "LockRelease",
+    "PromptWarmup",
+    "Settings",
+    "default_db_path",
+    "default_db_url",
+]
 
 LockRelease = Literal["before_terminal", "after_body"]
 
@@ -18,11 +25,17 @@ DB_ENV = "TURNSTREAM_DB"
 
 
 def default_db_path() -> Path:
-    """`$TURNSTREAM_DB`, else `turnstream.db` under the user's data directory."""
+    """`$TURNSTREAM_DB` (a file), else `turnstream.db` under the user's data directory."""
     env = os.environ.get(DB_ENV)
-    if env:
+    if env and "://" not in env:
         return Path(env)
     return Path(platformdirs.user_data_dir("turnstream")) / "turnstream.db"
+
+
+def default_db_url() -> str | None:
+    """`$TURNSTREAM_DB` when it is a URL (`postgresql://...`, `sqlite:///...`)."""
+    env = os.environ.get(DB_ENV)
+    return env if env and "://" in env else None
 
 
 @dataclass(slots=True)
@@ -58,6 +71,11 @@ class PromptWarmup:
 @dataclass(slots=True)
 class Settings:
     db_path: Path = field(default_factory=default_db_path)
+    db_url: str | None = field(default_factory=default_db_url)
+    """A database URL, used instead of `db_path` when set:
+    `postgresql://USER@HOST:PORT/DB` for replicas sharing PostgreSQL."""
+    db_pool_size: int = 10
+    """PostgreSQL: the most connections this process keeps open."""
     lease_ttl: float = 30.0
     """Seconds a conversation lease lives without a heartbeat (a crashed holder's
     conversation frees itself after this)."""
@@ -79,3 +97,8 @@ class Settings:
     """What the embedded model warms its prompt cache with; the CLI sets the chat
     apps' instructions and tools here (the server does not know its clients)."""
     instance_id: str | None = None
+
+    @property
+    def database(self) -> str | Path:
+        """What the store opens: `db_url` if set, else the SQLite file `db_path`."""
+        return self.db_url or self.db_path

@@ -1,7 +1,8 @@
 """Durable state for the server: responses, conversations, items and the lock.
 
-`create_store(url_or_path)` builds a Store from configuration; the Store protocol and
-its records and errors live in `turnstream.storage.base`.
+`create_store(url_or_path)` builds a Store from configuration: a SQLite file (the
+embedded default) or a PostgreSQL URL (replicas sharing state). The Store protocol
+and its records and errors live in `turnstream.storage.base`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from turnstream.storage.base import (
     ResponseRecord,
     Store,
 )
+from turnstream.storage.migrations import SchemaTooNewError
+from turnstream.storage.sql import SQLStore
 from turnstream.storage.sqlite import SQLiteStore
 
 __all__ = [
@@ -27,35 +30,30 @@ __all__ = [
     "ItemPage",
     "ResponseRecord",
     "SQLiteStore",
+    "SchemaTooNewError",
     "Store",
     "create_store",
+    "is_postgres_url",
+    "sqlite_path",
 ]
 
+DEFAULT_POOL_SIZE = 10
 _SQLITE_SCHEMES = ("sqlite:///", "sqlite+aiosqlite:///")
 _POSTGRES_SCHEMES = ("postgresql://", "postgresql+asyncpg://", "postgres://")
 
 
-def create_store(
-    url_or_path: str | Path, *, clock: Callable[[], float] = time.time, owner_ttl: float = 30.0
-) -> Store:
-    """A Store for a SQLite file path or URL (the store is not opened yet).
+def is_postgres_url(url_or_path: str | Path) -> bool:
+    return isinstance(url_or_path, str) and url_or_path.startswith(_POSTGRES_SCHEMES)
 
-    `owner_ttl` is how long this process's heartbeat vouches for its running
-    responses; after a crash, others fail them once it has lapsed.
 
-    Accepts a path (`state/turnstream.db`), `sqlite:///relative.db` or
-    `sqlite:////absolute.db` (also with `+aiosqlite`). Await `open()` before use.
+def sqlite_path(url_or_path: str | Path) -> Path:
+    """The file a SQLite path or `sqlite:///` URL names.
 
     Raises:
-        NotImplementedError: for `postgresql://` URLs (not implemented yet).
-        ValueError: for in-memory SQLite or an unknown URL scheme.
+        ValueError: for in-memory SQLite or a URL of another scheme.
     """
     if isinstance(url_or_path, Path):
-        return SQLiteStore(url_or_path, clock=clock, owner_ttl=owner_ttl)
-    if url_or_path.startswith(_POSTGRES_SCHEMES):
-        raise NotImplementedError(
-            "PostgreSQL storage is not implemented yet; use a SQLite path or sqlite:/// URL"
-        )
+        return url_or_path
     path = url_or_path
     for scheme in _SQLITE_SCHEMES:
         if url_or_path.startswith(scheme):
@@ -66,4 +64,38 @@ def create_store(
             raise ValueError(f"unsupported storage URL: {url_or_path!r}")
     if path in ("", ":memory:"):
         raise ValueError("in-memory SQLite is not supported: give the store a file path")
-    return SQLiteStore(path, clock=clock, owner_ttl=owner_ttl)
+    return Path(path)
+
+
+def create_store(
+    url_or_path: str | Path,
+    *,
+    clock: Callable[[], float] = time.time,
+    owner: str | None = None,
+    owner_ttl: float = 30.0,
+    pool_size: int = DEFAULT_POOL_SIZE,
+) -> SQLStore:
+    """A Store for a SQLite file or a PostgreSQL database (not opened yet).
+
+    Accepts a path (`state/turnstream.db`), `sqlite:///relative.db` or
+    `sqlite:////absolute.db` (also with `+aiosqlite`), and
+    `postgresql://USER@HOST:PORT/DB` (also `postgresql+asyncpg://`, `postgres://`).
+    Await `open()` before use.
+
+    Args:
+        owner: This store's owner id (default: unique per instance).
+        owner_ttl: How long this process's heartbeat vouches for its running
+            responses; after a crash, others fail them once it has lapsed.
+        pool_size: PostgreSQL only: the most connections the store keeps open.
+
+    Raises:
+        ValueError: for in-memory SQLite or an unknown URL scheme.
+    """
+    if is_postgres_url(url_or_path):
+        # Imported here so that SQLite users never need asyncpg installed.
+        from turnstream.storage.postgres import PostgresStore
+
+        return PostgresStore(
+            str(url_or_path), pool_size=pool_size, clock=clock, owner=owner, owner_ttl=owner_ttl
+        )
+    return SQLiteStore(sqlite_path(url_or_path), clock=clock, owner=owner, owner_ttl=owner_ttl)

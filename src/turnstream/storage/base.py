@@ -137,6 +137,24 @@ class Store(Protocol):
         empty for an unknown response."""
         ...
 
+    async def wait_for_events(
+        self, response_id: str, *, after: int | None, within: float
+    ) -> list[tuple[int, str]]:
+        """Like `list_events`, but waits up to `within` seconds for the first new
+        event when there is none yet (appended by this or any other process: woken
+        by LISTEN/NOTIFY on PostgreSQL, by polling on SQLite); empty if none came."""
+        ...
+
+    async def request_cancel(self, response_id: str) -> bool:
+        """Ask whichever process runs the response to cancel it: recorded, and
+        notified where the database can. False if unknown or already finished."""
+        ...
+
+    async def wait_for_cancel(self, response_id: str, *, within: float) -> bool:
+        """True as soon as a cancel of the response has been requested by any
+        process (at once if it already was), False after `within` seconds."""
+        ...
+
     # conversations -------------------------------------------------------------------
     async def create_conversation(
         self,

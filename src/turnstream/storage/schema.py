@@ -51,6 +51,9 @@ responses = sa.Table(
     sa.Column("response", JSONDocument, nullable=False),
     sa.Column("owner", sa.String, nullable=True),
     sa.Column("updated_at", sa.Float, nullable=False),
+    # Set by `request_cancel` on any process; the process running the response
+    # watches it (`wait_for_cancel`) and cancels the run.
+    sa.Column("cancel_requested_at", sa.Float, nullable=True),
     sa.Index(None, "status"),
 )
 

@@ -13,8 +13,8 @@ from turnstream.storage import (
     ConversationNotFoundError,
     DuplicateItemError,
     ResponseRecord,
-    SQLiteStore,
 )
+from turnstream.storage.sql import SQLStore
 
 
 def msg(text: str, **extra: Any) -> dict[str, Any]:
@@ -31,7 +31,7 @@ def texts(items: list[dict[str, Any]]) -> list[str]:
 
 
 @pytest.fixture
-async def conv(store: SQLiteStore) -> str:
+async def conv(store: SQLStore) -> str:
     await store.create_conversation("conv_1", metadata={}, items=[msg("first")], created_at=0)
     await store.insert_response(
         ResponseRecord(id="resp_1", response={"id": "resp_1", "status": "in_progress"})
@@ -40,7 +40,7 @@ async def conv(store: SQLiteStore) -> str:
 
 
 async def finish(
-    store: SQLiteStore, conv: str, holder: str, *texts_: str, release: bool = True
+    store: SQLStore, conv: str, holder: str, *texts_: str, release: bool = True
 ) -> list[dict[str, Any]]:
     return await store.finish_turn(
         conv,
@@ -54,14 +54,14 @@ async def finish(
 
 
 async def test_a_free_conversation_is_acquired_and_then_refused_to_others(
-    store: SQLiteStore, conv: str
+    store: SQLStore, conv: str
 ) -> None:
     assert await store.acquire_lock(conv, "a", ttl=10) is True
     assert await store.acquire_lock(conv, "b", ttl=10) is False
 
 
 async def test_the_holder_may_reacquire_which_extends_the_lease(
-    store: SQLiteStore, conv: str, clock: FakeClock
+    store: SQLStore, conv: str, clock: FakeClock
 ) -> None:
     await store.acquire_lock(conv, "a", ttl=10)
     clock.advance(5)
@@ -69,13 +69,13 @@ async def test_the_holder_may_reacquire_which_extends_the_lease(
     assert await store.lock_expires_in(conv) == pytest.approx(10)
 
 
-async def test_acquiring_on_an_unknown_conversation_raises_not_found(store: SQLiteStore) -> None:
+async def test_acquiring_on_an_unknown_conversation_raises_not_found(store: SQLStore) -> None:
     with pytest.raises(ConversationNotFoundError):
         await store.acquire_lock("conv_nope", "a", ttl=10)
 
 
 async def test_a_lease_expires_on_its_own_after_ttl(
-    store: SQLiteStore, conv: str, clock: FakeClock
+    store: SQLStore, conv: str, clock: FakeClock
 ) -> None:
     await store.acquire_lock(conv, "a", ttl=10)
     clock.advance(9.9)
@@ -86,7 +86,7 @@ async def test_a_lease_expires_on_its_own_after_ttl(
 
 
 async def test_lock_expires_in_counts_down_and_is_none_when_unlocked(
-    store: SQLiteStore, conv: str, clock: FakeClock
+    store: SQLStore, conv: str, clock: FakeClock
 ) -> None:
     assert await store.lock_expires_in(conv) is None
     await store.acquire_lock(conv, "a", ttl=30)
@@ -97,7 +97,7 @@ async def test_lock_expires_in_counts_down_and_is_none_when_unlocked(
 
 
 async def test_renew_extends_only_the_holders_live_lease(
-    store: SQLiteStore, conv: str, clock: FakeClock
+    store: SQLStore, conv: str, clock: FakeClock
 ) -> None:
     await store.acquire_lock(conv, "a", ttl=10)
     clock.advance(8)
@@ -110,7 +110,7 @@ async def test_renew_extends_only_the_holders_live_lease(
 
 
 async def test_an_expired_lease_cannot_be_renewed(
-    store: SQLiteStore, conv: str, clock: FakeClock
+    store: SQLStore, conv: str, clock: FakeClock
 ) -> None:
     await store.acquire_lock(conv, "a", ttl=10)
     clock.advance(11)
@@ -118,7 +118,7 @@ async def test_an_expired_lease_cannot_be_renewed(
 
 
 async def test_a_taken_over_lease_cannot_be_renewed_by_the_old_holder(
-    store: SQLiteStore, conv: str, clock: FakeClock
+    store: SQLStore, conv: str, clock: FakeClock
 ) -> None:
     await store.acquire_lock(conv, "a", ttl=10)
     clock.advance(11)
@@ -126,13 +126,13 @@ async def test_a_taken_over_lease_cannot_be_renewed_by_the_old_holder(
     assert await store.renew_lock(conv, "a", ttl=10) is False
 
 
-async def test_release_by_the_holder_frees_the_conversation(store: SQLiteStore, conv: str) -> None:
+async def test_release_by_the_holder_frees_the_conversation(store: SQLStore, conv: str) -> None:
     await store.acquire_lock(conv, "a", ttl=10)
     await store.release_lock(conv, "a")
     assert await store.acquire_lock(conv, "b", ttl=10) is True
 
 
-async def test_release_by_anyone_else_is_a_no_op(store: SQLiteStore, conv: str) -> None:
+async def test_release_by_anyone_else_is_a_no_op(store: SQLStore, conv: str) -> None:
     await store.acquire_lock(conv, "a", ttl=10)
     await store.release_lock(conv, "b")
     assert await store.acquire_lock(conv, "b", ttl=10) is False
@@ -140,13 +140,13 @@ async def test_release_by_anyone_else_is_a_no_op(store: SQLiteStore, conv: str) 
 
 
 @pytest.mark.parametrize("ttl", [0, -1])
-async def test_non_positive_ttls_are_rejected(store: SQLiteStore, conv: str, ttl: float) -> None:
+async def test_non_positive_ttls_are_rejected(store: SQLStore, conv: str, ttl: float) -> None:
     with pytest.raises(ValueError, match="ttl"):
         await store.acquire_lock(conv, "a", ttl=ttl)
 
 
 async def test_add_items_is_refused_while_a_live_lease_exists(
-    store: SQLiteStore, conv: str, clock: FakeClock
+    store: SQLStore, conv: str, clock: FakeClock
 ) -> None:
     await store.acquire_lock(conv, "a", ttl=10)
 
@@ -158,9 +158,7 @@ async def test_add_items_is_refused_while_a_live_lease_exists(
     assert texts(await store.all_items(conv)) == ["first", "after expiry"]
 
 
-async def test_delete_item_is_refused_while_a_live_lease_exists(
-    store: SQLiteStore, conv: str
-) -> None:
+async def test_delete_item_is_refused_while_a_live_lease_exists(store: SQLStore, conv: str) -> None:
     [first] = await store.all_items(conv)
     await store.acquire_lock(conv, "a", ttl=10)
 
@@ -172,7 +170,7 @@ async def test_delete_item_is_refused_while_a_live_lease_exists(
 
 
 async def test_finish_turn_appends_updates_the_response_and_releases_at_once(
-    store: SQLiteStore, conv: str
+    store: SQLStore, conv: str
 ) -> None:
     await store.acquire_lock(conv, "a", ttl=10)
 
@@ -188,7 +186,7 @@ async def test_finish_turn_appends_updates_the_response_and_releases_at_once(
     assert await store.acquire_lock(conv, "b", ttl=10) is True
 
 
-async def test_finish_turn_without_release_keeps_the_lease(store: SQLiteStore, conv: str) -> None:
+async def test_finish_turn_without_release_keeps_the_lease(store: SQLStore, conv: str) -> None:
     await store.acquire_lock(conv, "a", ttl=10)
     await finish(store, conv, "a", "part one", release=False)
     assert await store.acquire_lock(conv, "b", ttl=10) is False
@@ -196,7 +194,7 @@ async def test_finish_turn_without_release_keeps_the_lease(store: SQLiteStore, c
     assert texts(await store.all_items(conv)) == ["first", "part one", "part two"]
 
 
-async def test_finish_turn_can_skip_items_and_the_response(store: SQLiteStore, conv: str) -> None:
+async def test_finish_turn_can_skip_items_and_the_response(store: SQLStore, conv: str) -> None:
     await store.acquire_lock(conv, "a", ttl=10)
 
     appended = await store.finish_turn(
@@ -218,7 +216,7 @@ async def test_finish_turn_can_skip_items_and_the_response(store: SQLiteStore, c
 
 
 async def test_finish_turn_after_the_lease_was_taken_over_changes_nothing(
-    store: SQLiteStore, conv: str, clock: FakeClock
+    store: SQLStore, conv: str, clock: FakeClock
 ) -> None:
     await store.acquire_lock(conv, "a", ttl=10)
     clock.advance(11)
@@ -235,7 +233,7 @@ async def test_finish_turn_after_the_lease_was_taken_over_changes_nothing(
 
 
 async def test_finish_turn_after_the_lease_expired_is_refused(
-    store: SQLiteStore, conv: str, clock: FakeClock
+    store: SQLStore, conv: str, clock: FakeClock
 ) -> None:
     await store.acquire_lock(conv, "a", ttl=10)
     clock.advance(10)
@@ -245,7 +243,7 @@ async def test_finish_turn_after_the_lease_expired_is_refused(
 
 
 async def test_finish_turn_without_ever_holding_the_lease_is_refused(
-    store: SQLiteStore, conv: str
+    store: SQLStore, conv: str
 ) -> None:
     with pytest.raises(ConversationLockedError):
         await finish(store, conv, "a", "x")
@@ -253,7 +251,7 @@ async def test_finish_turn_without_ever_holding_the_lease_is_refused(
 
 
 async def test_finish_turn_with_a_duplicate_item_changes_nothing_and_keeps_the_lease(
-    store: SQLiteStore, conv: str
+    store: SQLStore, conv: str
 ) -> None:
     [first] = await store.all_items(conv)
     await store.acquire_lock(conv, "a", ttl=10)
@@ -277,7 +275,7 @@ async def test_finish_turn_with_a_duplicate_item_changes_nothing_and_keeps_the_l
 
 
 async def test_finish_turn_on_a_deleted_conversation_raises_not_found(
-    store: SQLiteStore, conv: str
+    store: SQLStore, conv: str
 ) -> None:
     await store.acquire_lock(conv, "a", ttl=10)
     await store.delete_conversation(conv)
@@ -285,7 +283,7 @@ async def test_finish_turn_on_a_deleted_conversation_raises_not_found(
         await finish(store, conv, "a", "x")
 
 
-async def test_deleting_a_conversation_drops_its_lease(store: SQLiteStore, conv: str) -> None:
+async def test_deleting_a_conversation_drops_its_lease(store: SQLStore, conv: str) -> None:
     await store.acquire_lock(conv, "a", ttl=10)
     await store.delete_conversation(conv)
     await store.create_conversation(conv, metadata={}, items=[], created_at=0)
@@ -293,7 +291,7 @@ async def test_deleting_a_conversation_drops_its_lease(store: SQLiteStore, conv:
 
 
 async def test_concurrent_acquires_in_one_process_have_exactly_one_winner(
-    store: SQLiteStore, conv: str
+    store: SQLStore, conv: str
 ) -> None:
     for round_ in range(5):
         results = await asyncio.gather(

@@ -1,4 +1,4 @@
-"""Several OS processes on one SQLite file: the lock and the migrations hold across them."""
+"""Several OS processes on one database: the lock and the migrations hold across them."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from turnstream.storage import SQLiteStore
+from tests.storage.conftest import OpenStore
 
 WORKER = Path(__file__).with_name("_worker.py")
 ROUNDS = 200
@@ -28,14 +28,15 @@ def wait(process: subprocess.Popen[str]) -> str:
     return out
 
 
-async def test_two_processes_racing_for_the_lock_never_hold_it_at_once(tmp_path: Path) -> None:
-    db = tmp_path / "shared.db"
-    store = SQLiteStore(db)
-    await store.open()
+async def test_two_processes_racing_for_the_lock_never_hold_it_at_once(
+    tmp_path: Path, db_url: str, open_store: OpenStore
+) -> None:
+    db = db_url
+    store = await open_store()
     await store.create_conversation("conv_race", metadata={}, items=[], created_at=0)
     go = tmp_path / "go"
     names = ("p1", "p2")
-    workers = [start("race", str(db), "conv_race", name, str(ROUNDS), str(go)) for name in names]
+    workers = [start("race", db, "conv_race", name, str(ROUNDS), str(go)) for name in names]
     # Both open their stores, then start together, so that they really contend.
     while not all((tmp_path / f"ready-{name}").exists() for name in names):
         assert all(w.poll() is None for w in workers), "a worker died before the race"
@@ -55,13 +56,17 @@ async def test_two_processes_racing_for_the_lock_never_hold_it_at_once(tmp_path:
         assert end_marker[1] == "end"
         assert start_marker[0] == end_marker[0]
         assert start_marker[2] == end_marker[2]
-    # Both really competed: someone was turned away at least once.
-    assert sum(attempts) > 2 * ROUNDS
+    # How often one was turned away depends on the machine's scheduling, so it is
+    # not asserted (issue 13); every lease period being whole is what counts.
+    assert all(count >= ROUNDS for count in attempts)
 
 
-def test_processes_opening_one_new_file_at_once_all_succeed(tmp_path: Path) -> None:
-    db = tmp_path / "new" / "fresh.db"
-    openers = [start("open", str(db)) for _ in range(4)]
+async def test_processes_opening_one_new_database_at_once_all_succeed(
+    db_url: str, open_store: OpenStore
+) -> None:
+    openers = [start("open", db_url) for _ in range(4)]
     for opener in openers:
-        wait(opener)
-    assert db.exists()
+        await asyncio.to_thread(wait, opener)
+
+    store = await open_store()  # the schema is there, at the newest revision
+    await store.create_conversation("conv_1", metadata={}, items=[], created_at=0)

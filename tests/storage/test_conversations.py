@@ -7,8 +7,8 @@ import pytest
 from turnstream.storage import (
     ConversationNotFoundError,
     DuplicateItemError,
-    SQLiteStore,
 )
+from turnstream.storage.sql import SQLStore
 
 
 def msg(text: str, **extra: Any) -> dict[str, Any]:
@@ -24,7 +24,7 @@ def texts(items: list[dict[str, Any]]) -> list[str]:
     return [item["content"][0]["text"] for item in items]
 
 
-async def test_created_conversation_reads_back_as_the_wire_object(store: SQLiteStore) -> None:
+async def test_created_conversation_reads_back_as_the_wire_object(store: SQLStore) -> None:
     created = await store.create_conversation(
         "conv_1", metadata={"topic": "demo"}, items=[msg("a"), msg("b")], created_at=1700
     )
@@ -40,20 +40,20 @@ async def test_created_conversation_reads_back_as_the_wire_object(store: SQLiteS
     assert texts(await store.all_items("conv_1")) == ["a", "b"]
 
 
-async def test_creating_a_conversation_id_twice_is_refused(store: SQLiteStore) -> None:
+async def test_creating_a_conversation_id_twice_is_refused(store: SQLStore) -> None:
     await store.create_conversation("conv_1", metadata={}, items=[], created_at=0)
     with pytest.raises(ValueError, match="already exists"):
         await store.create_conversation("conv_1", metadata={}, items=[], created_at=0)
 
 
-async def test_unknown_conversation_reads_as_none(store: SQLiteStore) -> None:
+async def test_unknown_conversation_reads_as_none(store: SQLStore) -> None:
     assert await store.get_conversation("conv_nope") is None
     assert await store.update_conversation("conv_nope", metadata={}) is None
     assert await store.delete_conversation("conv_nope") is False
     assert await store.get_item("conv_nope", "msg_1") is None
 
 
-async def test_update_conversation_replaces_metadata(store: SQLiteStore) -> None:
+async def test_update_conversation_replaces_metadata(store: SQLStore) -> None:
     await store.create_conversation("conv_1", metadata={"a": "1", "b": "2"}, items=[], created_at=5)
 
     updated = await store.update_conversation("conv_1", metadata={"c": "3"})
@@ -68,7 +68,7 @@ async def test_update_conversation_replaces_metadata(store: SQLiteStore) -> None
 
 
 async def test_add_items_appends_after_existing_items_and_returns_them_with_ids(
-    store: SQLiteStore,
+    store: SQLStore,
 ) -> None:
     await store.create_conversation("conv_1", metadata={}, items=[msg("a")], created_at=0)
 
@@ -78,7 +78,7 @@ async def test_add_items_appends_after_existing_items_and_returns_them_with_ids(
     assert await store.all_items("conv_1") == [(await store.all_items("conv_1"))[0], *added]
 
 
-async def test_deleted_item_is_gone_and_others_keep_their_order(store: SQLiteStore) -> None:
+async def test_deleted_item_is_gone_and_others_keep_their_order(store: SQLStore) -> None:
     await store.create_conversation(
         "conv_1", metadata={}, items=[msg("a"), msg("b"), msg("c")], created_at=0
     )
@@ -91,7 +91,7 @@ async def test_deleted_item_is_gone_and_others_keep_their_order(store: SQLiteSto
     assert await store.get_item("conv_1", b["id"]) is None
 
 
-async def test_item_ids_are_scoped_to_their_conversation(store: SQLiteStore) -> None:
+async def test_item_ids_are_scoped_to_their_conversation(store: SQLStore) -> None:
     await store.create_conversation(
         "conv_1", metadata={}, items=[msg("a", id="msg_same")], created_at=0
     )
@@ -106,7 +106,7 @@ async def test_item_ids_are_scoped_to_their_conversation(store: SQLiteStore) -> 
 
 
 async def test_an_item_id_already_in_the_conversation_is_refused_and_nothing_is_added(
-    store: SQLiteStore,
+    store: SQLStore,
 ) -> None:
     await store.create_conversation(
         "conv_1", metadata={}, items=[msg("a", id="msg_a")], created_at=0
@@ -121,7 +121,7 @@ async def test_an_item_id_already_in_the_conversation_is_refused_and_nothing_is_
 
 
 async def test_duplicate_ids_in_initial_items_refuse_the_whole_conversation(
-    store: SQLiteStore,
+    store: SQLStore,
 ) -> None:
     with pytest.raises(DuplicateItemError):
         await store.create_conversation(
@@ -130,7 +130,7 @@ async def test_duplicate_ids_in_initial_items_refuse_the_whole_conversation(
     assert await store.get_conversation("conv_1") is None
 
 
-async def test_deleted_conversation_is_gone_and_refuses_new_items(store: SQLiteStore) -> None:
+async def test_deleted_conversation_is_gone_and_refuses_new_items(store: SQLStore) -> None:
     await store.create_conversation("conv_1", metadata={}, items=[msg("a")], created_at=0)
     [a] = await store.all_items("conv_1")
 
@@ -151,7 +151,7 @@ async def test_deleted_conversation_is_gone_and_refuses_new_items(store: SQLiteS
 
 
 async def test_a_new_conversation_may_reuse_a_deleted_conversations_id_without_its_items(
-    store: SQLiteStore,
+    store: SQLStore,
 ) -> None:
     await store.create_conversation("conv_1", metadata={}, items=[msg("old")], created_at=0)
     await store.delete_conversation("conv_1")

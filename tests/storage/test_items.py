@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
-from turnstream.storage import ItemPage, ResponseRecord, SQLiteStore
+from turnstream.storage import ItemPage, ResponseRecord
 from turnstream.storage.base import Order
+from turnstream.storage.sql import SQLStore
 
 
 def user_message(text: str) -> dict[str, Any]:
@@ -15,7 +16,7 @@ def user_message(text: str) -> dict[str, Any]:
 
 
 async def all_pages(
-    store: SQLiteStore, kind: str, owner_id: str, *, limit: int, order: Order
+    store: SQLStore, kind: str, owner_id: str, *, limit: int, order: Order
 ) -> list[ItemPage]:
     pages: list[ItemPage] = []
     after: str | None = None
@@ -31,7 +32,7 @@ async def all_pages(
 
 
 @pytest.fixture
-async def seven_items(store: SQLiteStore) -> list[str]:
+async def seven_items(store: SQLStore) -> list[str]:
     items = [user_message(str(i)) for i in range(7)]
     await store.create_conversation("conv_1", metadata={}, items=items, created_at=0)
     await store.insert_response(
@@ -44,7 +45,7 @@ async def seven_items(store: SQLiteStore) -> list[str]:
 @pytest.mark.parametrize("order", ["asc", "desc"])
 @pytest.mark.parametrize("limit", [1, 2, 3, 7, 100])
 async def test_paging_with_after_visits_every_item_once_in_order(
-    store: SQLiteStore, seven_items: list[str], kind: str, order: Order, limit: int
+    store: SQLStore, seven_items: list[str], kind: str, order: Order, limit: int
 ) -> None:
     pages = await all_pages(
         store, kind, "conv_1" if kind == "conversation" else "resp_1", limit=limit, order=order
@@ -58,7 +59,7 @@ async def test_paging_with_after_visits_every_item_once_in_order(
 
 
 async def test_has_more_is_false_when_the_page_ends_exactly_at_the_last_item(
-    store: SQLiteStore, seven_items: list[str]
+    store: SQLStore, seven_items: list[str]
 ) -> None:
     page = await store.list_items("conv_1", after=None, limit=7, order="asc")
     assert len(page.data) == 7
@@ -66,7 +67,7 @@ async def test_has_more_is_false_when_the_page_ends_exactly_at_the_last_item(
 
 
 async def test_after_the_last_item_is_an_empty_page(
-    store: SQLiteStore, seven_items: list[str]
+    store: SQLStore, seven_items: list[str]
 ) -> None:
     newest = (await store.list_items("conv_1", after=None, limit=1, order="desc")).data[0]
     page = await store.list_items("conv_1", after=newest["id"], limit=5, order="asc")
@@ -74,7 +75,7 @@ async def test_after_the_last_item_is_an_empty_page(
 
 
 async def test_an_unknown_after_cursor_gives_an_empty_page(
-    store: SQLiteStore, seven_items: list[str]
+    store: SQLStore, seven_items: list[str]
 ) -> None:
     assert (await store.list_items("conv_1", after="msg_nope", limit=5, order="asc")).data == []
     assert (
@@ -84,7 +85,7 @@ async def test_an_unknown_after_cursor_gives_an_empty_page(
 
 @pytest.mark.parametrize("limit", [0, 101, -1])
 async def test_limits_outside_1_to_100_are_rejected(
-    store: SQLiteStore, seven_items: list[str], limit: int
+    store: SQLStore, seven_items: list[str], limit: int
 ) -> None:
     with pytest.raises(ValueError, match="limit"):
         await store.list_items("conv_1", after=None, limit=limit, order="asc")
@@ -92,7 +93,7 @@ async def test_limits_outside_1_to_100_are_rejected(
         await store.list_input_items("resp_1", after=None, limit=limit, order="asc")
 
 
-async def test_an_unknown_order_is_rejected(store: SQLiteStore, seven_items: list[str]) -> None:
+async def test_an_unknown_order_is_rejected(store: SQLStore, seven_items: list[str]) -> None:
     with pytest.raises(ValueError, match="order"):
         await store.list_items("conv_1", after=None, limit=5, order="sideways")  # type: ignore[arg-type]
 
@@ -109,20 +110,20 @@ async def test_an_unknown_order_is_rejected(store: SQLiteStore, seven_items: lis
     ],
 )
 async def test_stored_items_get_a_typed_id_and_completed_status(
-    store: SQLiteStore, item: dict[str, Any], prefix: str
+    store: SQLStore, item: dict[str, Any], prefix: str
 ) -> None:
     await store.create_conversation("conv_1", metadata={}, items=[], created_at=0)
 
     [added] = await store.add_items("conv_1", [item])
 
     assert added["id"].startswith(prefix)
-    assert len(added["id"]) == len(prefix) + 32
+    assert len(added["id"]) == len(prefix) + 48
     assert added["status"] == "completed"
     assert {k: v for k, v in added.items() if k not in ("id", "status")} == item
     assert await store.get_item("conv_1", added["id"]) == added
 
 
-async def test_given_ids_and_statuses_are_kept(store: SQLiteStore) -> None:
+async def test_given_ids_and_statuses_are_kept(store: SQLStore) -> None:
     await store.create_conversation("conv_1", metadata={}, items=[], created_at=0)
     item = {
         "type": "message",
@@ -137,7 +138,7 @@ async def test_given_ids_and_statuses_are_kept(store: SQLiteStore) -> None:
     assert added == item
 
 
-async def test_assigned_ids_are_unique(store: SQLiteStore) -> None:
+async def test_assigned_ids_are_unique(store: SQLStore) -> None:
     await store.create_conversation("conv_1", metadata={}, items=[], created_at=0)
     added = await store.add_items("conv_1", [user_message(str(i)) for i in range(20)])
     assert len({item["id"] for item in added}) == 20

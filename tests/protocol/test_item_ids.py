@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from turnstream.storage.items import new_item_id, stored_item
+from turnstream.protocol.ids import new_item_id, stored_item
 
 
 def test_stored_item_does_not_modify_its_argument() -> None:

@@ -13,14 +13,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.storage.conftest import FakeClock
-from turnstream.storage import ConversationLockedError, ResponseRecord, SQLiteStore
+from turnstream.storage import ConversationLockedError, ResponseRecord, create_store
+from turnstream.storage.sql import SQLStore
 
 TTL = 10.0
 CONVERSATIONS = 2
@@ -98,7 +98,7 @@ def message(text: str) -> dict[str, Any]:
 
 
 class Runner:
-    def __init__(self, store: SQLiteStore, clock: FakeClock, prefix: str) -> None:
+    def __init__(self, store: SQLStore, clock: FakeClock, prefix: str) -> None:
         self.store = store
         self.clock = clock
         self.ids = [f"{prefix}_c{i}" for i in range(CONVERSATIONS)]
@@ -195,11 +195,11 @@ class Runner:
             assert all(item["id"].startswith("msg_") for item in items)
 
 
-def test_store_agrees_with_a_serial_model_of_turns_and_item_edits(tmp_path: Path) -> None:
+def test_store_agrees_with_a_serial_model_of_turns_and_item_edits(db_url: str) -> None:
     clock = FakeClock()
     examples = itertools.count()
     with asyncio.Runner() as loop:
-        store = SQLiteStore(tmp_path / "model.db", clock=clock, owner_ttl=1e9)
+        store = create_store(db_url, clock=clock, owner_ttl=1e9)
         loop.run(store.open())
 
         @settings(

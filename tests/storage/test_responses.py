@@ -5,9 +5,9 @@ from typing import Any
 
 import pytest
 
-from tests.storage.conftest import FakeClock
-from turnstream.storage import ResponseRecord, SQLiteStore
-from turnstream.storage.sqlite import STALE_RESPONSE_ERROR
+from tests.storage.conftest import FakeClock, OpenStore
+from turnstream.storage import ResponseRecord
+from turnstream.storage.sql import STALE_RESPONSE_ERROR, SQLStore
 
 
 def response(response_id: str, status: str = "in_progress", **extra: Any) -> dict[str, Any]:
@@ -18,7 +18,7 @@ def record(response_id: str, **fields: Any) -> ResponseRecord:
     return ResponseRecord(id=response_id, response=response(response_id), **fields)
 
 
-async def test_inserted_response_reads_back_with_every_field(store: SQLiteStore) -> None:
+async def test_inserted_response_reads_back_with_every_field(store: SQLStore) -> None:
     await store.insert_response(
         ResponseRecord(
             id="resp_1",
@@ -47,7 +47,7 @@ async def test_inserted_response_reads_back_with_every_field(store: SQLiteStore)
 
 
 async def test_insert_response_writes_assigned_input_item_ids_back_to_the_record(
-    store: SQLiteStore,
+    store: SQLStore,
 ) -> None:
     rec = record(
         "resp_1",
@@ -66,14 +66,14 @@ async def test_insert_response_writes_assigned_input_item_ids_back_to_the_record
     assert got.input_items == rec.input_items
 
 
-async def test_inserting_a_response_id_twice_is_refused(store: SQLiteStore) -> None:
+async def test_inserting_a_response_id_twice_is_refused(store: SQLStore) -> None:
     await store.insert_response(record("resp_1"))
     with pytest.raises(ValueError, match="already exists"):
         await store.insert_response(record("resp_1"))
 
 
 async def test_update_response_replaces_the_object_and_takes_status_from_it(
-    store: SQLiteStore,
+    store: SQLStore,
 ) -> None:
     await store.insert_response(record("resp_1"))
 
@@ -85,17 +85,17 @@ async def test_update_response_replaces_the_object_and_takes_status_from_it(
     assert got.response["output"] == [{"id": "msg_1"}]
 
 
-async def test_update_of_a_missing_response_is_a_no_op(store: SQLiteStore) -> None:
+async def test_update_of_a_missing_response_is_a_no_op(store: SQLStore) -> None:
     await store.update_response("resp_missing", response("resp_missing", "completed"))
     assert await store.get_response("resp_missing") is None
 
 
-async def test_unknown_response_reads_as_none(store: SQLiteStore) -> None:
+async def test_unknown_response_reads_as_none(store: SQLStore) -> None:
     assert await store.get_response("resp_nope") is None
 
 
 async def test_deleted_response_is_gone_and_a_second_delete_reports_false(
-    store: SQLiteStore,
+    store: SQLStore,
 ) -> None:
     await store.insert_response(record("resp_1", input_items=[{"role": "user", "content": "x"}]))
 
@@ -106,7 +106,7 @@ async def test_deleted_response_is_gone_and_a_second_delete_reports_false(
     assert page.data == []
 
 
-async def test_response_chain_is_oldest_first_with_input_items(store: SQLiteStore) -> None:
+async def test_response_chain_is_oldest_first_with_input_items(store: SQLStore) -> None:
     await store.insert_response(
         record("resp_1", input_items=[{"id": "msg_a", "role": "user", "content": "a"}])
     )
@@ -130,14 +130,14 @@ async def test_response_chain_is_oldest_first_with_input_items(store: SQLiteStor
     assert [i["id"] for i in chain[2].input_items] == ["fco_c"]
 
 
-async def test_chain_of_a_single_response_is_that_response(store: SQLiteStore) -> None:
+async def test_chain_of_a_single_response_is_that_response(store: SQLStore) -> None:
     await store.insert_response(record("resp_1"))
     chain = await store.response_chain("resp_1")
     assert chain is not None
     assert [r.id for r in chain] == ["resp_1"]
 
 
-async def test_deleting_a_response_breaks_every_chain_through_it(store: SQLiteStore) -> None:
+async def test_deleting_a_response_breaks_every_chain_through_it(store: SQLStore) -> None:
     await store.insert_response(record("resp_1"))
     await store.insert_response(record("resp_2", previous_response_id="resp_1"))
     await store.insert_response(record("resp_3", previous_response_id="resp_2"))
@@ -150,17 +150,16 @@ async def test_deleting_a_response_breaks_every_chain_through_it(store: SQLiteSt
     assert await store.response_chain("resp_1") is not None
 
 
-async def test_chain_to_an_unknown_response_is_none(store: SQLiteStore) -> None:
+async def test_chain_to_an_unknown_response_is_none(store: SQLStore) -> None:
     assert await store.response_chain("resp_nope") is None
     await store.insert_response(record("resp_2", previous_response_id="resp_never_stored"))
     assert await store.response_chain("resp_2") is None
 
 
 async def test_stale_responses_of_a_gone_owner_fail_with_server_error(
-    store: SQLiteStore, db_path: Any, clock: FakeClock
+    store: SQLStore, open_store: OpenStore, clock: FakeClock
 ) -> None:
-    dead = SQLiteStore(db_path, clock=clock, owner="dead-process")
-    await dead.open()
+    dead = await open_store(clock=clock, owner="dead-process")
     await dead.insert_response(record("resp_running"))
     await dead.insert_response(record("resp_queued", status="queued"))
     await dead.insert_response(record("resp_done"))
@@ -181,10 +180,9 @@ async def test_stale_responses_of_a_gone_owner_fail_with_server_error(
 
 
 async def test_stale_sweep_never_fails_responses_of_a_live_owner(
-    store: SQLiteStore, db_path: Any, clock: FakeClock
+    store: SQLStore, open_store: OpenStore, clock: FakeClock
 ) -> None:
-    other = SQLiteStore(db_path, clock=clock, owner="other-live-process")
-    await other.open()
+    other = await open_store(clock=clock, owner="other-live-process")
     try:
         await other.insert_response(record("resp_other"))
         await store.insert_response(record("resp_mine"))
@@ -199,10 +197,9 @@ async def test_stale_sweep_never_fails_responses_of_a_live_owner(
 
 
 async def test_stale_sweep_fails_responses_whose_owner_stopped_heartbeating(
-    store: SQLiteStore, db_path: Any, clock: FakeClock
+    store: SQLStore, open_store: OpenStore, clock: FakeClock
 ) -> None:
-    crashed = SQLiteStore(db_path, clock=clock, owner="crashed", owner_ttl=30)
-    await crashed.open()
+    crashed = await open_store(clock=clock, owner="crashed", owner_ttl=30)
     await crashed.insert_response(record("resp_orphan"))
     clock.advance(31)  # no heartbeat since: the owner row has expired
     await store.open()  # (already open: a no-op) the sweeping store is alive
@@ -214,10 +211,9 @@ async def test_stale_sweep_fails_responses_whose_owner_stopped_heartbeating(
 
 
 async def test_stale_sweep_spares_a_response_whose_conversation_lease_is_live(
-    store: SQLiteStore, db_path: Any, clock: FakeClock
+    store: SQLStore, open_store: OpenStore, clock: FakeClock
 ) -> None:
-    gone = SQLiteStore(db_path, clock=clock, owner="gone")
-    await gone.open()
+    gone = await open_store(clock=clock, owner="gone")
     await gone.create_conversation("conv_1", metadata={}, items=[], created_at=0)
     await gone.acquire_lock("conv_1", "turn-1", ttl=60)
     await gone.insert_response(record("resp_1", conversation_id="conv_1"))
@@ -229,10 +225,9 @@ async def test_stale_sweep_spares_a_response_whose_conversation_lease_is_live(
 
 
 async def test_stale_sweep_for_a_named_owner_fails_only_that_owners_responses(
-    store: SQLiteStore, db_path: Any, clock: FakeClock
+    store: SQLStore, open_store: OpenStore, clock: FakeClock
 ) -> None:
-    other = SQLiteStore(db_path, clock=clock, owner="previous-run")
-    await other.open()
+    other = await open_store(clock=clock, owner="previous-run")
     await other.insert_response(record("resp_old"))
     await other.close()
     await store.insert_response(record("resp_mine"))
@@ -244,24 +239,28 @@ async def test_stale_sweep_for_a_named_owner_fails_only_that_owners_responses(
 
 
 async def test_the_heartbeat_keeps_an_open_stores_responses_alive_past_owner_ttl(
-    db_path: Any,
+    open_store: OpenStore, clock: FakeClock
 ) -> None:
-    runner = SQLiteStore(db_path, owner="runner", owner_ttl=0.3)  # beats every 0.1 s
-    sweeper = SQLiteStore(db_path, owner="sweeper")
-    await runner.open()
-    await sweeper.open()
-    try:
-        await runner.insert_response(record("resp_long"))
-        await asyncio.sleep(0.6)  # twice the owner ttl: alive only thanks to the heartbeat
+    runner = await open_store(owner="runner", owner_ttl=3)  # beats every 1 s (real time)
+    sweeper = await open_store(owner="sweeper")
+    await runner.insert_response(record("resp_long"))
+    beaten = asyncio.Event()
+    beat = runner._beat
 
-        assert await sweeper.fail_stale_responses() == []
-    finally:
-        await runner.close()
+    async def observed_beat() -> None:
+        await beat()
+        beaten.set()
+
+    runner._beat = observed_beat  # type: ignore[method-assign]  # observe the heartbeat task
+    clock.advance(10)  # far past the owner ttl: only a new heartbeat keeps runner alive
+    await asyncio.wait_for(beaten.wait(), timeout=30)
+
+    assert await sweeper.fail_stale_responses() == []
+    await runner.close()
     assert await sweeper.fail_stale_responses() == ["resp_long"]
-    await sweeper.close()
 
 
-async def test_events_append_in_batches_and_list_after_a_cursor(store: SQLiteStore) -> None:
+async def test_events_append_in_batches_and_list_after_a_cursor(store: SQLStore) -> None:
     await store.insert_response(
         ResponseRecord(id="resp_e", response={"id": "resp_e"}, status="queued", background=True)
     )

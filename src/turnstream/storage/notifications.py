@@ -1,0 +1,84 @@
+"""PostgreSQL LISTEN/NOTIFY: wake watchers of a key on a channel, across replicas.
+
+One dedicated connection per store LISTENs (a pooled connection cannot: it would
+stop listening when returned to the pool), on each channel the first time someone
+watches it, and wakes whoever watches the key (a response id) a notification
+carries. Writers send the NOTIFY inside their transaction, so a woken watcher
+finds what was written.
+
+Should the listening connection drop, every watcher is woken (it looks again) and
+the next wait reconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
+
+from turnstream.storage.dialect import Wakeup
+
+__all__ = ["Listener"]
+
+logger = logging.getLogger(__name__)
+
+
+class Listener:
+    """Wakes watchers of `(channel, key)` when any process notifies it."""
+
+    def __init__(self, dsn: str) -> None:
+        self._dsn = dsn
+        self._conn: Any = None
+        self._channels: set[str] = set()
+        self._connecting = asyncio.Lock()
+        self._watchers: dict[tuple[str, str], set[asyncio.Event]] = {}
+
+    async def _listen(self, channel: str) -> None:
+        async with self._connecting:
+            if self._conn is None or self._conn.is_closed():
+                conn = await asyncpg.connect(self._dsn)
+                conn.add_termination_listener(self._terminated)
+                self._conn, self._channels = conn, set()
+            if channel not in self._channels:
+                await self._conn.add_listener(channel, self._notified)
+                self._channels.add(channel)
+
+    def _notified(self, _conn: Any, _pid: int, channel: str, key: str) -> None:
+        for woken in self._watchers.get((channel, key), ()):
+            woken.set()
+
+    def _terminated(self, _conn: Any) -> None:
+        logger.warning("the LISTEN connection closed; reconnecting on the next wait")
+        for watchers in self._watchers.values():
+            for woken in watchers:
+                woken.set()
+
+    @contextlib.asynccontextmanager
+    async def watch(self, channel: str, key: str) -> AsyncIterator[Wakeup]:
+        """See `DialectBase._watch`: listening starts before this yields."""
+        await self._listen(channel)
+        woken = asyncio.Event()
+        self._watchers.setdefault((channel, key), set()).add(woken)
+
+        async def wakeup(seconds: float) -> None:
+            await self._listen(channel)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(woken.wait(), seconds)
+            woken.clear()
+
+        try:
+            yield wakeup
+        finally:
+            watchers = self._watchers[(channel, key)]
+            watchers.discard(woken)
+            if not watchers:
+                del self._watchers[(channel, key)]
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None

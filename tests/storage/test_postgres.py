@@ -1,0 +1,88 @@
+"""What only the PostgreSQL store does: retries, and replicas with pools of their own."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tests.databases import fresh_postgres_url
+from tests.storage.conftest import FakeClock
+from turnstream.storage import create_store
+from turnstream.storage.postgres import PostgresStore
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    with fresh_postgres_url() as url:
+        yield url
+
+
+def raising(sqlstate: str) -> sa.TextClause:
+    return sa.text(f"DO $$ BEGIN RAISE EXCEPTION 'injected' USING ERRCODE = '{sqlstate}'; END $$")
+
+
+@pytest.mark.parametrize("sqlstate", ["40001", "40P01"])  # serialization failure, deadlock
+async def test_a_write_meeting_a_serialization_failure_or_deadlock_is_retried(
+    pg_url: str, sqlstate: str
+) -> None:
+    store = PostgresStore(pg_url)
+    calls = 0
+
+    async def work(conn: AsyncConnection) -> int:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await conn.execute(raising(sqlstate))
+        return int(await conn.scalar(sa.text("SELECT 42")) or 0)
+
+    try:
+        assert await store._write(work) == 42
+    finally:
+        await store.close()
+    assert calls == 2
+
+
+async def test_other_database_errors_are_not_retried(pg_url: str) -> None:
+    store = PostgresStore(pg_url)
+    calls = 0
+
+    async def work(conn: AsyncConnection) -> None:
+        nonlocal calls
+        calls += 1
+        await conn.execute(raising("22012"))  # division_by_zero
+
+    try:
+        with pytest.raises(DBAPIError, match="injected"):
+            await store._write(work)
+    finally:
+        await store.close()
+    assert calls == 1
+
+
+async def test_replicas_racing_for_one_conversation_have_one_winner_per_round(
+    pg_url: str,
+) -> None:
+    clock = FakeClock()
+    replicas = [create_store(pg_url, clock=clock, pool_size=4) for _ in range(3)]
+    await asyncio.gather(*(replica.open() for replica in replicas))
+    try:
+        await replicas[0].create_conversation("conv_1", metadata={}, items=[], created_at=0)
+        for round_ in range(20):
+            holders = [f"r{i}-{round_}-{n}" for i in range(3) for n in range(4)]
+            won = await asyncio.gather(
+                *(
+                    replicas[i % 3].acquire_lock("conv_1", holder, ttl=10)
+                    for i, holder in enumerate(holders)
+                )
+            )
+            assert sum(won) == 1
+            winner = holders[won.index(True)]
+            await replicas[round_ % 3].release_lock("conv_1", winner)
+    finally:
+        for replica in replicas:
+            await replica.close()
