@@ -28,7 +28,7 @@ from .events import (
 from .results import TokenUsage
 from .tools import ToolCall
 
-__all__ = ["TERMINAL_TYPES", "TurnOutcome", "TurnReader"]
+__all__ = ["TERMINAL_TYPES", "EndStatus", "TurnOutcome", "TurnReader"]
 
 TERMINAL_TYPES = frozenset({"response.completed", "response.incomplete", "response.failed"})
 
