@@ -24,7 +24,6 @@ from .fault_proxy import FaultProxy
 from .helpers import assert_paired, conversation_items, make_agent, shape
 from .server_taps import StatusCounter, holding_locks, tap
 
-
 BRISK_RETRY = RetryPolicy(max_attempts=200, base=0.001, cap=0.02, max_retry_after=0.02)
 """Takes the injected faults' 2 ms hints, but not the lock's "about 100 ms" estimate:
 every follow-up is refused at least once here, and waiting that out 2,000 times would
