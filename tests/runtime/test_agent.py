@@ -57,13 +57,13 @@ def calls_script(*names: str) -> list[Any]:
     return [*steps, FinishDelta()]
 
 
-def wait_for(flag: threading.Event) -> Callable[[GenerationRequest], Awaitable[bool]]:
+def wait_for(flag: threading.Event) -> Callable[[GenerationRequest], Awaitable[None]]:
     """A script step that holds the stream until `flag` is set (or 10 s pass)."""
 
     async def wait(_: GenerationRequest) -> None:
         assert await asyncio.to_thread(flag.wait, 10), "the flag was never set"
 
-    return wait  # type: ignore[return-value]  # a step may return None
+    return wait
 
 
 async def test_a_run_without_tools_offers_none_and_counts_the_usage(
