@@ -63,14 +63,19 @@ class StatusCounter:
         if not _is_create(scope):
             await self.app(scope, receive, send)
             return
-        seen: dict[str, Any] = {"status": 0, "headers": {}, "body": b""}
+        seen: dict[str, Any] = {"status": 0, "headers": {}, "body": b"", "counted": False}
 
         async def tee(message: Message) -> None:
             if message["type"] == "http.response.start":
                 seen["status"] = message["status"]
                 seen["headers"] = dict(message.get("headers", []))
-            elif message["type"] == "http.response.body" and seen["status"] >= 400:
-                seen["body"] += message.get("body", b"")
+            elif message["type"] == "http.response.body":
+                if seen["status"] >= 400:
+                    seen["body"] += message.get("body", b"")
+                if not message.get("more_body"):
+                    # counted before the client can see the end of the answer, so a
+                    # test that reads the counts right after its call sees this one
+                    self._count(seen)
             await send(message)
 
         try:
@@ -79,6 +84,9 @@ class StatusCounter:
             self._count(seen)
 
     def _count(self, seen: dict[str, Any]) -> None:
+        if seen["counted"]:
+            return
+        seen["counted"] = True
         keys = [str(seen["status"])]
         if seen["status"] == 400:
             code = _error_code(seen["body"])
@@ -135,6 +143,8 @@ class LockHold:
             elif message["type"] == "http.response.body" and seen["status"] == 400:
                 seen["body"] += message.get("body", b"")
             last = message["type"] == "http.response.body" and not message.get("more_body")
+            if last and seen["status"] == 400:
+                self._refused(conversation, seen["body"])
             if not (last and seen["stream"] and seen["status"] == 200):
                 await send(message)
                 return
@@ -144,7 +154,9 @@ class LockHold:
             await released.wait()
 
         await self.app(scope, receive, hold)
-        if seen["status"] == 400 and _error_code(seen["body"]) == "conversation_locked":
+
+    def _refused(self, conversation: str, body: bytes) -> None:
+        if _error_code(body) == "conversation_locked":
             released = self._held.pop(conversation, None)
             if released is not None:
                 self.released_by_refusal += 1

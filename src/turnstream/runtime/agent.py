@@ -212,8 +212,11 @@ class Agent:
                     error_formatter=self.error_formatter,
                 )
                 reader = TurnReader(request.turn)
-                async for event in self._stream(request, reader, batch, progress):
-                    yield event
+                # each inner generator is closed here, at once, if the run is stopped
+                # mid-way: the connection and the tools must not wait for the GC
+                async with aclosing(self._stream(request, reader, batch, progress)) as events:
+                    async for event in events:
+                        yield event
                 outcome = reader.outcome()
                 decision = loop.on_stream_end(outcome)
                 handle.last_response_id = loop.last_response_id
@@ -224,8 +227,9 @@ class Agent:
                     yield RunCompleted(decision.result)
                     return
                 if isinstance(decision, RunTools):
-                    async for event in self._run_tools(batch, decision.calls, progress):
-                        yield event
+                    async with aclosing(self._run_tools(batch, decision.calls, progress)) as tools:
+                        async for event in tools:
+                            yield event
                 else:
                     await batch.cancel()
                 note = decision.note if isinstance(decision, OweOutputs) else None
