@@ -11,10 +11,11 @@ request, so a wrapper sees every request from then on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from tests.livesrv import LiveServer
@@ -193,17 +194,13 @@ async def _conversation_of(receive: Any) -> tuple[Any, str | None]:
     return replayed, conversation if isinstance(conversation, str) else None
 
 
-class holding_locks:
-    """`with holding_locks(live) as hold:` installs a `LockHold` and lets every held
-    response finish on exit (the server cannot stop while one is held)."""
-
-    def __init__(self, live: LiveServer) -> None:
-        self.live = live
-
-    def __enter__(self) -> LockHold:
-        self.hold = tap(self.live, LockHold)
-        return self.hold
-
-    def __exit__(self, *exc_info: object) -> None:
-        assert self.live.loop is not None
-        self.live.loop.call_soon_threadsafe(self.hold.release_all)
+@contextlib.contextmanager
+def holding_locks(live: LiveServer) -> Iterator[LockHold]:
+    """Installs a `LockHold` and, on exit, lets every held response finish (the server
+    cannot stop while one is held)."""
+    hold = tap(live, LockHold)
+    try:
+        yield hold
+    finally:
+        assert live.loop is not None
+        live.loop.call_soon_threadsafe(hold.release_all)
