@@ -1,37 +1,33 @@
+"""The runtime's behaviour tests run against the real server (`tests/livesrv.py`)."""
+
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import openai
 import pytest
 
-from turnstream.runtime import ConversationRegistry, RetryPolicy
-
-from .fake_responses_server import FakeResponsesServer
-
-
-async def _no_sleep(seconds: float) -> None:
-    """Backoff without wall-clock time; a real await keeps the loop fair."""
-    import asyncio
-
-    await asyncio.sleep(0)
-
-
-FAST_RETRY = RetryPolicy(max_attempts=50, base=0.001, cap=0.01, sleep=_no_sleep)
+from tests.livesrv import LiveServer, running_server
+from turnstream.providers.scripted import ScriptedProvider
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeResponsesServer]:
-    with FakeResponsesServer() as server:
-        yield server
+def live_server(tmp_path: Path) -> Iterator[LiveServer]:
+    """A real turnstream server: `echo`, `echo-slow` (a word per 20 ms), `scripted`."""
+    with running_server(tmp_path / "turnstream.db") as live:
+        yield live
 
 
 @pytest.fixture
-async def client(fake: FakeResponsesServer) -> AsyncIterator[openai.AsyncOpenAI]:
-    async with openai.AsyncOpenAI(base_url=fake.base_url, api_key="test-key", timeout=10) as c:
-        yield c
+def scripted(live_server: LiveServer) -> ScriptedProvider:
+    assert live_server.scripted is not None
+    return live_server.scripted
 
 
 @pytest.fixture
-def registry() -> ConversationRegistry:
-    return ConversationRegistry()
+async def server_client(live_server: LiveServer) -> AsyncIterator[openai.AsyncOpenAI]:
+    async with openai.AsyncOpenAI(
+        base_url=live_server.base_url, api_key="test", timeout=20
+    ) as client:
+        yield client

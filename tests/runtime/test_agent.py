@@ -1,15 +1,26 @@
-"""The agent loop end to end, against the fake Responses server over a real socket."""
+"""The agent loop's behaviours, against the real server (see `conftest.py`).
+
+`test_against_server.py` holds issue 4's acceptance list; this module pins the rest:
+how tools are scheduled, what a failed or incomplete response does to a run, and
+how cancellation leaves the conversation. Races are made with events and gates,
+never with sleeps.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import threading
-import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import openai
 import pytest
 
+from tests.livesrv import LiveServer
+from turnstream.engine.deltas import FinishDelta, ItemEndDelta, ToolCallDelta
+from turnstream.engine.deltas import TextDelta as ModelText
+from turnstream.providers.base import GenerationRequest, ProviderError
+from turnstream.providers.scripted import Raise, ScriptedProvider
 from turnstream.runtime import (
     Agent,
     ConversationRegistry,
@@ -18,8 +29,6 @@ from turnstream.runtime import (
     RunCompleted,
     RunEvent,
     TextDelta,
-    ToolCallReady,
-    ToolCallStarted,
     ToolContext,
     ToolProgress,
     ToolResult,
@@ -28,227 +37,103 @@ from turnstream.runtime import (
     tool,
 )
 
-from .conftest import FAST_RETRY
-from .fake_responses_server import (
-    Call,
-    Fail,
-    FakeResponsesServer,
-    Incomplete,
-    ModelRequest,
-    Output,
-    Reasoning,
-    Text,
-    call_then_answer,
+from .helpers import (
+    add,
+    assert_paired,
+    call_script,
+    collect,
+    conversation_items,
+    input_items,
+    make_agent,
+    shape,
 )
 
 
-@tool
-def add(a: float, b: float) -> float:
-    """Add two numbers.
-
-    Args:
-        a: The first addend.
-        b: The second addend.
-    """
-    return a + b
+def calls_script(*names: str) -> list[Any]:
+    """A scripted response that calls each named tool, with no arguments."""
+    steps: list[Any] = []
+    for index, name in enumerate(names):
+        steps += [ToolCallDelta(index=index, name=name, arguments="{}"), ItemEndDelta()]
+    return [*steps, FinishDelta()]
 
 
-def make_agent(client: openai.AsyncOpenAI, registry: ConversationRegistry, **kw: Any) -> Agent:
-    kw.setdefault("tools", [add])
-    return Agent(
-        client=client,
-        model="echo",
-        instructions="Be brief.",
-        registry=registry,
-        retry=FAST_RETRY,
-        **kw,
-    )
+def wait_for(flag: threading.Event) -> Callable[[GenerationRequest], Awaitable[None]]:
+    """A script step that holds the stream until `flag` is set (or 10 s pass)."""
+
+    async def wait(_: GenerationRequest) -> None:
+        assert await asyncio.to_thread(flag.wait, 10), "the flag was never set"
+
+    return wait
 
 
-async def collect(agent: Agent, text: str, **kw: Any) -> list[RunEvent]:
-    return [event async for event in agent.stream(text, **kw)]
-
-
-def outputs_sent(fake: FakeResponsesServer) -> list[dict[str, Any]]:
-    return [
-        item
-        for body in fake.requests
-        for item in body.get("input", [])
-        if isinstance(item, dict) and item.get("type") == "function_call_output"
-    ]
-
-
-async def test_a_run_without_tools_streams_text_and_completes(
-    fake: FakeResponsesServer, client: openai.AsyncOpenAI, registry: ConversationRegistry
+async def test_a_run_without_tools_offers_none_and_counts_the_usage(
+    server_client: openai.AsyncOpenAI, scripted: ScriptedProvider
 ) -> None:
-    agent = make_agent(client, registry, tools=[])
-    events = await collect(agent, "hello there")
-    deltas = "".join(e.text for e in events if isinstance(e, TextDelta))
-    assert deltas == "echo: hello there"
-    assert isinstance(events[0], TurnStarted)
-    assert isinstance(events[-1], RunCompleted)
-    result = events[-1].result
-    assert result.final_output == "echo: hello there"
-    assert result.turns == 1
-    assert result.usage.total_tokens == 15
-    assert "tools" not in fake.requests[0]
+    result = await make_agent(server_client, model="scripted", tools=[]).run("hello there")
+    assert result.final_output == "hello there"
+    assert result.usage.output_tokens > 0
+    assert result.usage.total_tokens == result.usage.input_tokens + result.usage.output_tokens
+    assert scripted.requests[0].tools == []
 
 
-async def test_one_tool_call_is_answered_and_the_model_sees_the_result(
-    fake: FakeResponsesServer, client: openai.AsyncOpenAI, registry: ConversationRegistry
+async def test_a_follow_up_resends_instructions_and_tools(
+    server_client: openai.AsyncOpenAI, scripted: ScriptedProvider
 ) -> None:
-    fake.model = call_then_answer(Call("add", {"a": 2, "b": 3}))
-    cid = fake.create_conversation()
-    events = await collect(make_agent(client, registry), "What is 2 + 3?", conversation=cid)
-    kinds = [type(e) for e in events]
-    assert kinds.index(ToolCallStarted) < kinds.index(ToolCallReady) < kinds.index(ToolResult)
-    ready = next(e for e in events if isinstance(e, ToolCallReady))
-    assert ready.arguments == {"a": 2, "b": 3}
-    result = next(e for e in events if isinstance(e, RunCompleted)).result
-    assert result.final_output == "Results: 5.0"
-    # the follow-up carried only the output: the server holds the rest
-    assert fake.requests[1]["input"] == [
-        {"type": "function_call_output", "call_id": ready.call_id, "output": "5.0"}
-    ]
-    assert fake.requests[1]["instructions"] == "Be brief."
-    assert fake.requests[1]["tools"][0]["name"] == "add"
-    assert fake.unanswered_calls(cid) == []
-    assert fake.violations == []
-
-
-async def test_three_parallel_tools_run_concurrently_and_go_back_in_one_request(
-    fake: FakeResponsesServer, client: openai.AsyncOpenAI, registry: ConversationRegistry
-) -> None:
-    @tool
-    async def slow(n: int) -> int:
-        """Sleep, then echo n."""
-        await asyncio.sleep(0.2)
-        return n
-
-    fake.model = call_then_answer(*(Call("slow", {"n": n}) for n in range(3)))
-    agent = make_agent(client, registry, tools=[slow])
-    started = time.monotonic()
-    result = await agent.run("go")
-    elapsed = time.monotonic() - started
-    assert elapsed < 0.5
-    assert len(fake.requests) == 2
-    assert [o["output"] for o in fake.requests[1]["input"]] == ["0", "1", "2"]
-    assert result.final_output == "Results: 0; 1; 2"
+    cid = (await server_client.conversations.create()).id
+    await make_agent(server_client, model="scripted").run('add {"a": 2, "b": 3}', conversation=cid)
+    follow_up = scripted.requests[1]
+    assert follow_up.instructions == "Be brief."
+    assert [t["name"] for t in follow_up.tools] == ["add"]
 
 
 async def test_a_sync_tool_runs_in_a_thread_and_does_not_block_the_loop(
-    fake: FakeResponsesServer, client: openai.AsyncOpenAI, registry: ConversationRegistry
+    server_client: openai.AsyncOpenAI,
 ) -> None:
-    threads: list[int] = []
+    tool_running = threading.Event()
+    loop_turned = threading.Event()
 
     @tool
     def blocking() -> str:
-        """Block for a while."""
-        threads.append(threading.get_ident())
-        time.sleep(0.3)
-        return "done"
+        """Blocks until the event loop has shown it is still running."""
+        tool_running.set()
+        return "loop ran" if loop_turned.wait(10) else "loop blocked"
 
-    ticks = 0
+    async def prove_the_loop_runs() -> None:
+        await asyncio.to_thread(tool_running.wait, 10)
+        loop_turned.set()
 
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
-
-    fake.model = call_then_answer(Call("blocking"))
-    task = asyncio.create_task(ticker())
-    try:
-        await make_agent(client, registry, tools=[blocking]).run("go")
-    finally:
-        task.cancel()
-    assert threads
-    assert threads[0] != threading.get_ident()
-    assert ticks >= 10
-
-
-async def test_a_tool_that_raises_still_answers_its_call(
-    fake: FakeResponsesServer, client: openai.AsyncOpenAI, registry: ConversationRegistry
-) -> None:
-    @tool
-    def broken() -> str:
-        """Always fails."""
-        raise RuntimeError("disk on fire")
-
-    fake.model = call_then_answer(Call("broken"))
-    events = await collect(make_agent(client, registry, tools=[broken]), "go")
-    result = next(e for e in events if isinstance(e, ToolResult))
-    assert result.is_error
-    assert "RuntimeError: disk on fire" in result.output
-    assert outputs_sent(fake)[0]["output"] == result.output
-    assert fake.violations == []
+    prover = asyncio.create_task(prove_the_loop_runs())
+    result = await make_agent(server_client, tools=[blocking]).run("blocking")
+    await prover
+    assert result.final_output == "Tool results: loop ran"
 
 
 async def test_error_formatter_redacts_what_the_model_sees(
-    fake: FakeResponsesServer, client: openai.AsyncOpenAI, registry: ConversationRegistry
+    server_client: openai.AsyncOpenAI,
 ) -> None:
     @tool
     def leaky() -> str:
         """Fails with a secret."""
         raise RuntimeError("password=hunter2")
 
-    fake.model = call_then_answer(Call("leaky"))
     agent = make_agent(
-        client, registry, tools=[leaky], error_formatter=lambda exc, call: f"{call.name} failed"
+        server_client, tools=[leaky], error_formatter=lambda exc, call: f"{call.name} failed"
     )
-    await agent.run("go")
-    assert outputs_sent(fake)[0]["output"] == "leaky failed"
+    assert (await agent.run("leaky")).final_output == "Tool results: leaky failed"
 
 
-async def test_an_unknown_tool_gets_an_output_naming_the_available_tools(
-    fake: FakeResponsesServer, client: openai.AsyncOpenAI, registry: ConversationRegistry
+async def test_arguments_that_are_not_json_are_explained_to_the_model(
+    server_client: openai.AsyncOpenAI, scripted: ScriptedProvider
 ) -> None:
-    fake.model = call_then_answer(Call("nope", {}))
-    cid = fake.create_conversation()
-    await make_agent(client, registry).run("go", conversation=cid)
-    output = outputs_sent(fake)[0]["output"]
-    assert "unknown tool 'nope'" in output
-    assert "add" in output
-    assert fake.unanswered_calls(cid) == []
-
-
-async def test_invalid_arguments_are_explained_and_a_corrected_call_succeeds(
-    fake: FakeResponsesServer, client: openai.AsyncOpenAI, registry: ConversationRegistry
-) -> None:
-    def model(request: ModelRequest) -> list[Output]:
-        if not request.tool_outputs:
-            return [Call("add", {"a": "two", "b": 3}), Call("add", "{not json")]
-        if any("invalid arguments" in o for o in request.tool_outputs):
-            return [Call("add", {"a": 2, "b": 3})]
-        return [Text("Results: " + "; ".join(request.tool_outputs))]
-
-    fake.model = model
-    result = await make_agent(client, registry).run("go")
-    first = outputs_sent(fake)[:2]
-    assert "a: Input should be a valid number" in first[0]["output"]
-    assert "not valid JSON" in first[1]["output"]
-    assert result.final_output == "Results: 5.0"
-    assert result.turns == 3
-
-
-async def test_a_tool_timeout_produces_a_timeout_output(
-    fake: FakeResponsesServer, client: openai.AsyncOpenAI, registry: ConversationRegistry
-) -> None:
-    @tool(timeout=0.05)
-    async def sleepy() -> str:
-        """Takes too long."""
-        await asyncio.sleep(5)
-        return "never"
-
-    fake.model = call_then_answer(Call("sleepy"))
-    started = time.monotonic()
-    await make_agent(client, registry, tools=[sleepy]).run("go")
-    assert time.monotonic() - started < 1
-    assert "timed out after 0.05 s" in outputs_sent(fake)[0]["output"]
+    scripted.push(call_script("add", "{not json"))
+    events = await collect(make_agent(server_client, model="scripted"), "go")
+    output = next(e for e in events if isinstance(e, ToolResult)).output
+    assert "invalid arguments for tool 'add'" in output
+    assert "not valid JSON" in output
 
 
 async def test_progress_is_reported_as_events(
-    fake: FakeResponsesServer, client: openai.AsyncOpenAI, registry: ConversationRegistry
+    server_client: openai.AsyncOpenAI, scripted: ScriptedProvider
 ) -> None:
     @tool
     async def worker(ctx: ToolContext) -> str:
@@ -263,65 +148,41 @@ async def test_progress_is_reported_as_events(
         return "ok"
 
     assert "ctx" not in worker.parameters["properties"]
-    fake.model = call_then_answer(Call("worker"), Call("sync_worker"))
-    events = await collect(make_agent(client, registry, tools=[worker, sync_worker]), "go")
-    messages = {e.message for e in events if isinstance(e, ToolProgress)}
-    assert messages == {"half way", "from a thread"}
-
-
-async def test_the_turn_limit_asks_for_a_final_answer_without_tools(
-    fake: FakeResponsesServer, client: openai.AsyncOpenAI, registry: ConversationRegistry
-) -> None:
-    def model(request: ModelRequest) -> list[Output]:
-        if request.tools_allowed:
-            return [Call("add", {"a": 1, "b": 1})]
-        return [Text("final answer")]
-
-    fake.model = model
-    result = await make_agent(client, registry, max_turns=3).run("loop forever")
-    assert result.final_output == "final answer"
-    assert result.turns == 3
-    assert fake.requests[2]["tool_choice"] == "none"
-    assert "tool_choice" not in fake.requests[1]
-    assert fake.violations == []
-
-
-async def test_the_turn_limit_owes_outputs_if_the_model_calls_tools_anyway(
-    fake: FakeResponsesServer, client: openai.AsyncOpenAI, registry: ConversationRegistry
-) -> None:
-    fake.model = lambda request: [Call("add", {"a": 1, "b": 1})]
-    cid = fake.create_conversation()
-    agent = make_agent(client, registry, max_turns=1)
-    result = await agent.run("go", conversation=cid)
-    assert result.status == "incomplete"
-    fake.model = call_then_answer()
-    await agent.run("next", conversation=cid)
-    assert "turn limit" in fake.requests[-1]["input"][0]["output"]
-    assert fake.violations == []
-    assert fake.unanswered_calls(cid) == []
+    scripted.push(calls_script("worker", "sync_worker"))
+    agent = make_agent(server_client, model="scripted", tools=[worker, sync_worker])
+    events = await collect(agent, "go")
+    assert {e.message for e in events if isinstance(e, ToolProgress)} == {
+        "half way",
+        "from a thread",
+    }
 
 
 async def test_an_independent_tool_starts_while_the_response_still_streams(
-    client: openai.AsyncOpenAI, fake: FakeResponsesServer, registry: ConversationRegistry
+    server_client: openai.AsyncOpenAI, scripted: ScriptedProvider
 ) -> None:
-    order: list[str] = []
+    started = threading.Event()
 
     @tool(independent=True)
     async def early() -> str:
         """Starts early."""
-        order.append("tool started")
+        started.set()
         return "ok"
 
-    fake.event_delay = 0.01
-    fake.model = call_then_answer(Call("early"), Call("add", {"a": 1, "b": 2}))
-    async for event in make_agent(client, registry, tools=[early, add]).stream("go"):
-        if isinstance(event, TurnCompleted) and event.status == "completed":
-            order.append("turn completed")
-    assert order[0] == "tool started"
+    # the response cannot end before the tool has started
+    scripted.push(
+        [
+            ToolCallDelta(index=0, name="early", arguments="{}"),
+            ItemEndDelta(),
+            wait_for(started),
+            *call_script("add", '{"a": 1, "b": 2}'),
+        ]
+    )
+    result = await make_agent(server_client, model="scripted", tools=[early, add]).run("go")
+    assert result.final_output == "Tool results: ok; 3.0"
 
 
 async def test_a_sequential_tool_runs_alone(
-    fake: FakeResponsesServer, client: openai.AsyncOpenAI, registry: ConversationRegistry
+    server_client: openai.AsyncOpenAI, scripted: ScriptedProvider
 ) -> None:
     running = 0
     overlaps: list[tuple[str, int]] = []
@@ -331,21 +192,20 @@ async def test_a_sequential_tool_runs_alone(
             nonlocal running
             running += 1
             overlaps.append((name, running))
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0)  # give any other started call its turn
             running -= 1
             return name
 
         return tool(name=name, description=name, sequential=sequential)(fn)
 
     tools = [make("p1", False), make("barrier", True), make("p2", False)]
-    fake.model = call_then_answer(Call("p1"), Call("barrier"), Call("p2"))
-    await make_agent(client, registry, tools=tools).run("go")
-    assert ("barrier", 1) in overlaps
-    assert [name for name, _ in overlaps] == ["p1", "barrier", "p2"]
+    scripted.push(calls_script("p1", "barrier", "p2"))
+    await make_agent(server_client, model="scripted", tools=tools).run("go")
+    assert overlaps == [("p1", 1), ("barrier", 1), ("p2", 1)]
 
 
 async def test_max_concurrent_tools_caps_parallelism(
-    fake: FakeResponsesServer, client: openai.AsyncOpenAI, registry: ConversationRegistry
+    server_client: openai.AsyncOpenAI, scripted: ScriptedProvider
 ) -> None:
     running = peak = 0
 
@@ -355,195 +215,136 @@ async def test_max_concurrent_tools_caps_parallelism(
         nonlocal running, peak
         running += 1
         peak = max(peak, running)
-        await asyncio.sleep(0.02)
+        for _ in range(5):
+            await asyncio.sleep(0)
         running -= 1
         return "ok"
 
-    fake.model = call_then_answer(*(Call("work") for _ in range(6)))
-    await make_agent(client, registry, tools=[work], max_concurrent_tools=2).run("go")
+    scripted.push(calls_script(*["work"] * 6))
+    await make_agent(server_client, model="scripted", tools=[work], max_concurrent_tools=2).run(
+        "go"
+    )
     assert peak == 2
 
 
 async def test_a_failed_response_is_surfaced_as_events_and_an_exception(
-    fake: FakeResponsesServer, client: openai.AsyncOpenAI, registry: ConversationRegistry
+    server_client: openai.AsyncOpenAI, scripted: ScriptedProvider
 ) -> None:
-    fake.model = lambda request: [Text("partial"), Fail("server_error", "boom")]
+    scripted.push([ModelText("partial"), Raise(ProviderError("boom", code="server_error"))])
     seen: list[RunEvent] = []
 
     async def consume() -> None:
-        async for event in make_agent(client, registry).stream("go"):
+        async for event in make_agent(server_client, model="scripted").stream("go"):
             seen.append(event)
 
     with pytest.raises(ResponseFailedError, match="boom") as info:
         await consume()
     assert info.value.code == "server_error"
-    assert any(isinstance(e, ErrorReceived) and e.message == "boom" for e in seen)
     assert any(isinstance(e, TurnCompleted) and e.status == "failed" for e in seen)
+    assert ErrorReceived("server_error", "boom", None) in seen
+
+
+async def test_a_failed_follow_up_leaves_the_outputs_owed(
+    server_client: openai.AsyncOpenAI, scripted: ScriptedProvider
+) -> None:
+    registry = ConversationRegistry()
+    cid = (await server_client.conversations.create()).id
+    scripted.push(
+        call_script("add", '{"a": 1, "b": 2}'), [Raise(ProviderError("down", status=400))]
+    )
+    agent = make_agent(server_client, model="scripted", registry=registry)
+    with pytest.raises(openai.BadRequestError):
+        await agent.run("go", conversation=cid)
+    [owed] = registry.owed(f"conv:{cid}")
+    assert owed["output"] == "3.0"
+    talker = make_agent(server_client, tools=[], registry=registry)
+    result = await talker.run("again", conversation=cid)
+    assert result.final_output == "again"
+    items = await conversation_items(server_client, cid)
+    assert shape(items) == ["user", "call:add", "output", "user", "assistant"]
+    assert_paired(items)
 
 
 async def test_an_incomplete_response_ends_the_run_with_status_incomplete(
-    fake: FakeResponsesServer, client: openai.AsyncOpenAI, registry: ConversationRegistry
+    server_client: openai.AsyncOpenAI, scripted: ScriptedProvider
 ) -> None:
-    fake.model = lambda request: [Text("cut"), Incomplete()]
-    result = await make_agent(client, registry).run("go")
-    assert result.status == "incomplete"
-    assert result.final_output == "cut"
+    scripted.push([ModelText("cut"), FinishDelta("length")])
+    result = await make_agent(server_client, model="scripted").run("go")
+    assert (result.status, result.final_output) == ("incomplete", "cut")
 
 
-async def test_run_sync_works_from_synchronous_code(fake: FakeResponsesServer) -> None:
-    fake.model = call_then_answer(Call("add", {"a": 2, "b": 3}))
-
+async def test_run_sync_works_from_synchronous_code(live_server: LiveServer) -> None:
     def sync_part() -> str:
-        client = openai.AsyncOpenAI(base_url=fake.base_url, api_key="k")
+        client = openai.AsyncOpenAI(base_url=live_server.base_url, api_key="k")
         agent = Agent(client=client, model="echo", tools=[add], registry=ConversationRegistry())
-        return agent.run_sync("What is 2 + 3?").final_output
+        return agent.run_sync('add {"a": 2, "b": 3}').final_output
 
-    assert await asyncio.to_thread(sync_part) == "Results: 5.0"
-
-
-# -- state modes ------------------------------------------------------------------------
+    assert await asyncio.to_thread(sync_part) == "Tool results: 5.0"
 
 
-async def test_previous_response_id_mode_chains_and_resends_instructions_and_tools(
-    fake: FakeResponsesServer, client: openai.AsyncOpenAI, registry: ConversationRegistry
-) -> None:
-    fake.model = call_then_answer(Call("add", {"a": 2, "b": 3}))
-    agent = make_agent(client, registry)
-    first = await agent.run("What is 2 + 3?")
-    assert fake.requests[1]["previous_response_id"] == fake.requests[1].get("previous_response_id")
-    assert "conversation" not in fake.requests[1]
-    assert fake.requests[1]["input"][0]["type"] == "function_call_output"
-    assert len(fake.requests[1]["input"]) == 1
-    assert fake.requests[1]["instructions"] == "Be brief."
-    second = await agent.run("and again?", previous_response_id=first.last_response_id)
-    assert fake.requests[2]["previous_response_id"] == first.last_response_id
-    assert second.final_output
-    assert fake.violations == []
+# -- cancellation -----------------------------------------------------------------------
 
 
-async def test_local_replay_resends_everything_without_server_ids(
-    fake: FakeResponsesServer, client: openai.AsyncOpenAI, registry: ConversationRegistry
-) -> None:
-    def model(request: ModelRequest) -> list[Output]:
-        if request.input[-1].get("type") == "function_call_output":
-            return [Reasoning("thinking"), Text("Results: " + "; ".join(request.tool_outputs))]
-        if request.last_user_text == "What is 2 + 3?":
-            return [Reasoning("plan"), Call("add", {"a": 2, "b": 3})]
-        return [Text(f"{len(request.context)} items seen")]
-
-    fake.model = model
-    agent = make_agent(client, registry, store=False)
-    first = await agent.run("What is 2 + 3?")
-    assert fake.requests[0]["store"] is False
-    replay = fake.requests[1]["input"]
-    assert [i.get("type") or i.get("role") for i in replay] == [
-        "user",
-        "reasoning",
-        "function_call",
-        "function_call_output",
-    ]
-    assert "id" not in replay[2]
-    assert replay[1]["encrypted_content"] == "enc-blob"
-    second = await agent.run("how many?", history=first.history)
-    assert second.final_output == "7 items seen"
-    assert fake.violations == []
-    assert fake.responses == {}
-
-
-# -- concurrency and cancellation -------------------------------------------------------
-
-
-async def test_two_streams_on_one_conversation_run_one_after_the_other(
-    fake: FakeResponsesServer, client: openai.AsyncOpenAI, registry: ConversationRegistry
-) -> None:
-    fake.event_delay = 0.002
-    fake.model = call_then_answer(Call("add", {"a": 2, "b": 3}))
-    cid = fake.create_conversation()
-    agent = make_agent(client, registry)
-    other = make_agent(client, registry)
-    results = await asyncio.gather(
-        agent.run("one", conversation=cid), other.run("two", conversation=cid)
-    )
-    assert all(r.final_output == "Results: 5.0" for r in results)
-    assert fake.max_in_flight == 1
-    assert fake.locked_rejections == 0
-    assert fake.unanswered_calls(cid) == []
-
-
-async def test_cancelling_mid_stream_then_the_next_turn_succeeds(
-    fake: FakeResponsesServer, client: openai.AsyncOpenAI, registry: ConversationRegistry
-) -> None:
-    fake.event_delay = 0.01
-    fake.model = lambda request: [Text("a long answer " * 20)]
-    cid = fake.create_conversation()
-    agent = make_agent(client, registry)
-    stream = agent.stream("talk", conversation=cid)
-    async for event in stream:
-        if isinstance(event, TextDelta):
-            stream.cancel()
-    assert stream.cancelled
-    fake.event_delay = 0
-    fake.model = call_then_answer(Call("add", {"a": 1, "b": 2}))
-    result = await agent.run("again", conversation=cid)
-    assert result.final_output == "Results: 3.0"
-    assert fake.violations == []
-
-
-async def test_cancelling_the_consuming_task_mid_tool_owes_the_outputs(
-    fake: FakeResponsesServer, client: openai.AsyncOpenAI, registry: ConversationRegistry
+async def test_cancelling_the_consuming_task_mid_tool_owes_every_output(
+    server_client: openai.AsyncOpenAI,
 ) -> None:
     started = asyncio.Event()
     cancelled = asyncio.Event()
+    added = asyncio.Event()
 
     @tool
     async def forever() -> str:
         """Never finishes."""
         started.set()
         try:
-            await asyncio.sleep(60)
+            await asyncio.Event().wait()
         except asyncio.CancelledError:
             cancelled.set()
             raise
         return "never"
 
-    fake.model = call_then_answer(Call("forever"), Call("add", {"a": 1, "b": 2}))
-    cid = fake.create_conversation()
-    agent = make_agent(client, registry, tools=[forever, add])
-    task = asyncio.create_task(agent.run("go", conversation=cid))
+    cid = (await server_client.conversations.create()).id
+    registry = ConversationRegistry()
+    agent = make_agent(server_client, tools=[forever, add], registry=registry)
+
+    async def consume() -> None:
+        async for event in agent.stream('forever add {"a": 1, "b": 2}', conversation=cid):
+            if isinstance(event, ToolResult) and event.name == "add":
+                added.set()
+
+    task = asyncio.create_task(consume())
     await started.wait()
-    await asyncio.sleep(0.1)  # let `add` finish; `forever` never does
+    await added.wait()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     assert cancelled.is_set()
-    assert len(fake.requests) == 1
     # the next run first sends the owed outputs, then the new message
-    fake.model = call_then_answer()
-    result = await agent.run("next", conversation=cid)
-    sent = fake.requests[1]["input"]
-    assert [i.get("type") for i in sent] == ["function_call_output", "function_call_output", None]
+    talker = make_agent(server_client, tools=[], registry=registry)
+    result = await talker.run("next", conversation=cid)
+    assert result.final_output == "next"
+    sent = await input_items(server_client, str(result.last_response_id))
+    assert shape(sent) == ["output", "output", "user"]
     assert "cancelled" in sent[0]["output"]
     assert sent[1]["output"] == "3.0"
-    assert result.final_output.startswith("Results:")
-    assert fake.unanswered_calls(cid) == []
-    assert fake.violations == []
+    assert_paired(await conversation_items(server_client, cid))
 
 
 async def test_cancelling_a_chained_run_owes_outputs_to_that_response(
-    fake: FakeResponsesServer, client: openai.AsyncOpenAI, registry: ConversationRegistry
+    server_client: openai.AsyncOpenAI,
 ) -> None:
+    registry = ConversationRegistry()
     gate = asyncio.Event()
 
     @tool
     async def wait() -> str:
         """Waits."""
         gate.set()
-        await asyncio.sleep(60)
+        await asyncio.Event().wait()
         return "never"
 
-    fake.model = call_then_answer(Call("wait"))
-    agent = make_agent(client, registry, tools=[wait])
-    stream = agent.stream("go")
+    agent = make_agent(server_client, tools=[wait], registry=registry)
+    stream = agent.stream("wait")
 
     async def cancel_when_the_tool_runs() -> None:
         await gate.wait()
@@ -555,22 +356,46 @@ async def test_cancelling_a_chained_run_owes_outputs_to_that_response(
     assert stream.cancelled
     assert not any(isinstance(e, RunCompleted) for e in events)
     assert stream.last_response_id is not None
-    fake.model = call_then_answer()
-    await agent.run("next", previous_response_id=stream.last_response_id)
-    assert fake.violations == []
+    assert len(registry.owed(f"resp:{stream.last_response_id}")) == 1
+    talker = make_agent(server_client, tools=[], registry=registry)
+    chained = await talker.run("next", previous_response_id=stream.last_response_id)
+    assert chained.final_output == "next"
+    assert registry.owed(f"resp:{stream.last_response_id}") == []
 
 
-async def test_closing_the_stream_early_closes_the_connection(
-    fake: FakeResponsesServer, client: openai.AsyncOpenAI, registry: ConversationRegistry
+async def test_closing_the_stream_early_cancels_the_response_on_the_server(
+    server_client: openai.AsyncOpenAI,
 ) -> None:
-    fake.event_delay = 0.01
-    fake.model = lambda request: [Text("word " * 100)]
-    async with make_agent(client, registry).stream("go") as events:
+    agent = make_agent(server_client, model="echo-slow", tools=[])
+    async with agent.stream(" ".join(["word"] * 200)) as events:
         async for event in events:
+            if isinstance(event, TurnStarted):
+                response_id = event.response_id
             if isinstance(event, TextDelta):
                 break
-    for _ in range(100):
-        if fake.disconnects:
+    # the server notices the closed connection and records the response cancelled
+    status = None
+    for _ in range(500):
+        status = (await server_client.responses.retrieve(response_id)).status
+        if status == "cancelled":
             break
-        await asyncio.sleep(0.01)
-    assert fake.disconnects == 1
+        await asyncio.sleep(0.02)
+    assert status == "cancelled"
+
+
+async def test_stopping_at_the_end_of_a_turn_with_calls_owes_those_calls(
+    server_client: openai.AsyncOpenAI,
+) -> None:
+    """A caller may stop reading at `TurnCompleted`, before the tools run."""
+    registry = ConversationRegistry()
+    cid = (await server_client.conversations.create()).id
+    agent = make_agent(server_client, registry=registry)
+    async with agent.stream('add {"a": 1, "b": 2}', conversation=cid) as events:
+        async for event in events:
+            if isinstance(event, TurnCompleted):
+                break
+    [owed] = registry.owed(f"conv:{cid}")
+    assert "cancelled" in owed["output"]
+    talker = make_agent(server_client, tools=[], registry=registry)
+    assert (await talker.run("next", conversation=cid)).final_output == "next"
+    assert_paired(await conversation_items(server_client, cid))

@@ -84,7 +84,7 @@ def test_options_override_name_and_description() -> None:
 
 
 def test_a_parameter_without_a_hint_is_rejected() -> None:
-    def f(a):  # type: ignore[no-untyped-def]
+    def f(a):  # type: ignore[no-untyped-def]  # the missing hint is what is tested
         return a
 
     with pytest.raises(ToolDefinitionError, match="needs a type hint"):

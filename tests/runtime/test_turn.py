@@ -69,3 +69,37 @@ def test_a_failed_response_reports_its_error() -> None:
     )
     assert reader.status == "failed"
     assert reader.failure == ("server_error", "boom")
+
+
+def test_the_outcome_hands_the_loop_what_the_response_came_to() -> None:
+    reader = TurnReader(2)
+    reader.feed({"type": "response.created", "response": {"id": "resp_7"}})
+    call = {"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "add"}
+    reader.feed(
+        {
+            "type": "response.output_item.done",
+            "output_index": 0,
+            "item": {**call, "arguments": "{}"},
+        }
+    )
+    usage = {"input_tokens": 3, "output_tokens": 2, "total_tokens": 5}
+    reader.feed(
+        {
+            "type": "response.incomplete",
+            "response": {"id": "resp_7", "status": "incomplete", "usage": usage},
+        }
+    )
+    outcome = reader.outcome()
+    assert (outcome.response_id, outcome.status, outcome.text) == ("resp_7", "incomplete", "")
+    assert [c.call_id for c in outcome.calls] == ["call_1"]
+    assert outcome.usage is not None
+    assert outcome.usage.total_tokens == 5
+    assert (outcome.error_code, outcome.error_message) == (None, "")
+
+
+def test_an_unknown_terminal_status_is_a_failure() -> None:
+    reader = TurnReader(1)
+    reader.feed({"type": "response.failed", "response": {"id": "r", "status": "exploded"}})
+    outcome = reader.outcome()
+    assert outcome.status == "failed"
+    assert outcome.error_message == "the response failed without an error object"

@@ -9,7 +9,7 @@ async for event in agent.stream("What is 2 + 3?", conversation="conv_..."):
 
 from __future__ import annotations
 
-from .agent import Agent, RunStream
+from .agent import Agent
 from .conversations import ConversationRegistry, shared_registry
 from .errors import AgentError, ResponseFailedError, StreamInterruptedError, ToolDefinitionError
 from .events import (
@@ -28,8 +28,9 @@ from .events import (
     TurnStarted,
 )
 from .execution import ErrorFormatter, default_error_formatter
-from .results import RunResult, Usage
+from .results import RunResult, TokenUsage
 from .retry import RetryPolicy
+from .run_stream import RunStream
 from .tools import (
     Tool,
     ToolArgumentsError,
@@ -56,6 +57,7 @@ __all__ = [
     "StreamInterruptedError",
     "TextDelta",
     "TextDone",
+    "TokenUsage",
     "Tool",
     "ToolArgumentsDelta",
     "ToolArgumentsError",
@@ -70,8 +72,20 @@ __all__ = [
     "TurnCompleted",
     "TurnStarted",
     "UnknownToolError",
-    "Usage",
     "default_error_formatter",
     "shared_registry",
     "tool",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # `Usage` was this class's name until it was told apart from the wire's `Usage`
+    # (`turnstream.protocol.Usage`); old imports keep working, with a warning.
+    if name == "Usage":
+        import warnings
+
+        warnings.warn(
+            "turnstream.runtime.Usage is now TokenUsage", DeprecationWarning, stacklevel=2
+        )
+        return TokenUsage
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,6 +1,8 @@
 """The agent loop: stream a response, run its tools, send every output back, repeat.
 
-Correct by construction (DESIGN.md invariants 5 and 6):
+`Agent` holds the configuration and drives a `ToolLoop` (`loop.py`), which makes every
+decision; the Agent does the I/O: the transport, the tools, cancellation. Correct by
+construction (DESIGN.md invariants 5 and 6):
 
 - Each response is read to EOF before anything else is sent on its conversation, and a
   run holds its conversation for its whole length (`ConversationRegistry`), so at
@@ -20,33 +22,25 @@ import contextlib
 import copy
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from contextlib import aclosing
-from types import TracebackType
 from typing import Any
 
 import openai
 
 from .conversations import ConversationRegistry, shared_registry
-from .errors import ResponseFailedError
-from .events import (
-    RunCompleted,
-    RunEvent,
-    ToolCallReady,
-    TurnCompleted,
-)
+from .events import RunCompleted, RunEvent, ToolCallReady, TurnCompleted
 from .execution import ErrorFormatter, ToolBatch, default_error_formatter
-from .results import RunResult, RunStatus, Usage
+from .history import LocalReplay, ResponseChain, ServerConversation, StateMode
+from .loop import Failed, Finish, OweOutputs, RequestTemplate, RunTools, ToolLoop, TurnRequest
+from .results import RunResult
 from .retry import RetryPolicy
-from .state import LocalReplay, ResponseChain, ServerConversation, StateMode
+from .run_stream import RunStream
 from .tools import Tool, ToolCall
-from .transport import stream_response
+from .transport import HTTPTransport, Transport
 from .turn import TurnReader
 
-__all__ = ["Agent", "RunStream"]
+__all__ = ["Agent"]
 
 Item = dict[str, Any]
-
-NOT_RUN_TURN_LIMIT = "Error: the tool was not run: the turn limit was reached."
-NOT_RUN_INCOMPLETE = "Error: the tool was not run: the response was incomplete."
 
 
 class Agent:
@@ -104,7 +98,7 @@ class Agent:
         self.store = store
         self.request_options = dict(request_options or {})
         self.registry = registry or shared_registry()
-        self._transport = client.with_options(max_retries=0)
+        self._transport: Transport = HTTPTransport(client, self.retry)
         self._tool_definitions = [t.definition() for t in self.tools.values()]
 
     def stream(
@@ -179,7 +173,7 @@ class Agent:
             fresh = self.client.copy(http_client=openai.DefaultAsyncHttpxClient())
             agent = copy.copy(self)
             agent.client = fresh
-            agent._transport = fresh.with_options(max_retries=0)
+            agent._transport = HTTPTransport(fresh, self.retry)
             try:
                 return await agent.run(input, **kwargs)
             finally:
@@ -187,254 +181,106 @@ class Agent:
 
         return asyncio.run(main())
 
-    def _body(self, mode: StateMode, new_items: list[Item], final: bool) -> dict[str, Any]:
-        body: dict[str, Any] = {"model": self.model, "input": mode.input(new_items)}
-        if self.instructions is not None:
-            body["instructions"] = self.instructions
-        if self._tool_definitions:
-            body["tools"] = self._tool_definitions
-            if final:
-                body["tool_choice"] = "none"
-        body.update(mode.fields())
-        if self.request_options:
-            body["extra_body"] = self.request_options
-        return body
-
     async def _run(
         self, user_items: list[Item], mode: StateMode, max_turns: int, handle: RunStream
     ) -> AsyncGenerator[RunEvent, None]:
-        hold = (
-            self.registry.hold(mode.lock_key)
-            if mode.lock_key is not None
-            else contextlib.nullcontext()
-        )
-        turns = self._turns(user_items, mode, max_turns, handle)
-        async with hold, aclosing(turns) as events:
-            async for event in events:
-                yield event
+        # Holding the conversation for the whole run keeps one request in flight on it
+        # and lets no other run slip in between a response's calls and their outputs.
+        hold = self.registry.hold(mode.lock_key) if mode.lock_key else contextlib.nullcontext()
+        async with hold:
+            owed = self.registry.take_owed(mode.owed_key) if mode.owed_key else []
+            template = RequestTemplate(
+                self.model, self.instructions, self._tool_definitions, self.request_options
+            )
+            loop = ToolLoop(mode, template, user_items, owed=owed, max_turns=max_turns)
+            async with aclosing(self._drive(loop, handle)) as events:
+                async for event in events:
+                    yield event
 
-    async def _turns(
-        self, user_items: list[Item], mode: StateMode, max_turns: int, handle: RunStream
-    ) -> AsyncGenerator[RunEvent, None]:
-        owed_key = mode.owed_key
-        owed = self.registry.take_owed(owed_key) if owed_key is not None else []
-        # Outputs sent but not yet accepted by a response that completed.
-        undelivered: list[Item] = list(owed)
-        # A batch whose calls the server holds but whose outputs are not computed yet.
-        unanswered: ToolBatch | None = None
-        new_items_in: list[Item] = [*owed, *user_items]
-        run_items: list[Item] = []
-        usage = Usage()
+    async def _drive(self, loop: ToolLoop, handle: RunStream) -> AsyncGenerator[RunEvent, None]:
+        """Does what `loop` decides: the I/O, the tools, and the cleanup on any exit."""
         semaphore = asyncio.Semaphore(self.max_concurrent_tools)
-        queue: asyncio.Queue[RunEvent | None] = asyncio.Queue()
-        emit = queue.put_nowait
+        progress: asyncio.Queue[RunEvent | None] = asyncio.Queue()
         batch: ToolBatch | None = None
         try:
-            for turn in range(1, max_turns + 1):
-                final = turn == max_turns
-                reader = TurnReader(turn)
+            while True:
+                request = loop.next_request()
                 batch = ToolBatch(
-                    self.tools, semaphore=semaphore, emit=emit, error_formatter=self.error_formatter
+                    self.tools,
+                    semaphore=semaphore,
+                    emit=progress.put_nowait,
+                    error_formatter=self.error_formatter,
                 )
-                body = self._body(mode, new_items_in, final)
-                async with aclosing(stream_response(self._transport, body, self.retry)) as wire:
-                    async for data in wire:
-                        event = reader.feed(data)
-                        if event is not None:
-                            if type(event) is ToolCallReady and not final:
-                                batch.submit(
-                                    ToolCall(
-                                        event.call_id,
-                                        event.name,
-                                        event.raw_arguments,
-                                        event.item_id,
-                                    )
-                                )
+                reader = TurnReader(request.turn)
+                # each inner generator is closed here, at once, if the run is stopped
+                # mid-way: the connection and the tools must not wait for the GC
+                async with aclosing(self._stream(request, reader, batch, progress)) as events:
+                    async for event in events:
+                        yield event
+                outcome = reader.outcome()
+                decision = loop.on_stream_end(outcome)
+                handle.last_response_id = loop.last_response_id
+                yield TurnCompleted(outcome.response_id, outcome.usage, outcome.status)
+                if isinstance(decision, Failed):
+                    raise decision.error
+                if isinstance(decision, Finish):
+                    yield RunCompleted(decision.result)
+                    return
+                if isinstance(decision, RunTools):
+                    async with aclosing(self._run_tools(batch, decision.calls, progress)) as tools:
+                        async for event in tools:
                             yield event
-                        while not queue.empty():
-                            progress = queue.get_nowait()
-                            if progress is not None:
-                                yield progress
-                # EOF: the server is done with this request.
-                response_id = reader.response_id or ""
-                status = reader.status or "failed"
-                if reader.usage is not None:
-                    usage = usage + reader.usage
-                yield TurnCompleted(response_id, reader.usage, status)
-                if status == "failed":
-                    # Nothing of a failed response is kept, so its calls are not owed;
-                    # `undelivered` stays owed.
+                else:
                     await batch.cancel()
-                    code, message = reader.failure
-                    raise ResponseFailedError(response_id, code, message)
-                mode.completed(response_id, new_items_in, reader.output_items)
-                handle.last_response_id = response_id
-                run_items.extend(new_items_in if turn > 1 else owed)
-                run_items.extend(reader.output_items)
-                undelivered = []
-                known = {call.call_id for call in batch.calls}
-                for call in reader.calls:
-                    if call.call_id not in known and not final:
-                        batch.submit(call)
-                owed_key = mode.key_for_calls(response_id)
-                if not reader.calls:
-                    yield self._finish(reader, run_items, usage, mode, turn, status)
+                note = decision.note if isinstance(decision, OweOutputs) else None
+                finish = loop.on_outputs(batch.outputs(decision.calls, unfinished=note))
+                if finish is not None:
+                    yield RunCompleted(finish.result)
                     return
-                if final or status == "incomplete":
-                    note = NOT_RUN_TURN_LIMIT if final else NOT_RUN_INCOMPLETE
-                    await batch.cancel()
-                    answered = {o["call_id"]: o for o in batch.outputs(unfinished=note)}
-                    self._owe(
-                        mode,
-                        owed_key,
-                        [
-                            answered.get(call.call_id)
-                            or {
-                                "type": "function_call_output",
-                                "call_id": call.call_id,
-                                "output": note,
-                            }
-                            for call in reader.calls
-                        ],
-                    )
-                    yield self._finish(reader, run_items, usage, mode, turn, "incomplete")
-                    return
-                unanswered = batch
-                runner = asyncio.create_task(batch.run_remaining())
-                runner.add_done_callback(lambda _: emit(None))
-                try:
-                    while (event_or_end := await queue.get()) is not None:
-                        yield event_or_end
-                finally:
-                    if not runner.done():
-                        runner.cancel()
-                        with contextlib.suppress(asyncio.CancelledError):
-                            await runner
-                await runner
-                new_items_in = batch.outputs()
-                undelivered = new_items_in
-                unanswered = None
         finally:
-            if unanswered is not None:
-                await unanswered.cancel()
-                undelivered = unanswered.outputs()
-            elif batch is not None:
+            unanswered: list[Item] = []
+            if batch is not None:
                 await batch.cancel()
-            self._owe(mode, owed_key, undelivered)
+                unanswered = batch.outputs(loop.unanswered_calls)
+            owed = loop.close(unanswered)
+            if owed and loop.mode.owed_key is not None:
+                self.registry.owe(loop.mode.owed_key, owed)
 
-    def _owe(self, mode: StateMode, key: str | None, outputs: list[Item]) -> None:
-        if not outputs:
-            return
-        if isinstance(mode, LocalReplay):
-            mode.history.extend(outputs)
-        elif key is not None:
-            self.registry.owe(key, outputs)
-
-    def _finish(
+    async def _stream(
         self,
+        request: TurnRequest,
         reader: TurnReader,
-        run_items: list[Item],
-        usage: Usage,
-        mode: StateMode,
-        turn: int,
-        status: RunStatus | str,
-    ) -> RunCompleted:
-        result = RunResult(
-            final_output=reader.text,
-            new_items=run_items,
-            usage=usage,
-            status="incomplete" if status == "incomplete" else "completed",
-            last_response_id=reader.response_id,
-            conversation=mode.conversation_id if isinstance(mode, ServerConversation) else None,
-            turns=turn,
-            history=list(mode.history) if isinstance(mode, LocalReplay) else [],
-        )
-        return RunCompleted(result)
+        batch: ToolBatch,
+        progress: asyncio.Queue[RunEvent | None],
+    ) -> AsyncGenerator[RunEvent, None]:
+        """One response's events, read to EOF; independent tools start as calls complete."""
+        async with aclosing(self._transport.stream(request)) as wire:
+            async for data in wire:
+                event = reader.feed(data)
+                if event is not None:
+                    if type(event) is ToolCallReady and not request.final:
+                        batch.start_early(
+                            ToolCall(event.call_id, event.name, event.raw_arguments, event.item_id)
+                        )
+                    yield event
+                while not progress.empty():
+                    early = progress.get_nowait()
+                    if early is not None:
+                        yield early
 
-
-class RunStream:
-    """The events of one run; `async for` it, `cancel()` or `aclose()` to stop it.
-
-    Attributes:
-        result: The `RunResult` once `RunCompleted` has been yielded.
-        last_response_id: The last response that completed, for chaining after a
-            cancellation (its owed outputs are sent first by the next run).
-        cancelled: Whether `cancel()` stopped the run.
-    """
-
-    def __init__(self) -> None:
-        self.result: RunResult | None = None
-        self.last_response_id: str | None = None
-        self.cancelled = False
-        self._events: AsyncGenerator[RunEvent, None] | None = None
-        self._waiter: asyncio.Task[Any] | None = None
-        self._cancel_requested = False
-        self._closed = False
-
-    def _start(self, events: AsyncGenerator[RunEvent, None]) -> None:
-        self._events = events
-
-    def __aiter__(self) -> RunStream:
-        return self
-
-    async def __anext__(self) -> RunEvent:
-        assert self._events is not None
-        if self._closed:
-            raise StopAsyncIteration
-        if self._cancel_requested:
-            await self.aclose()
-            raise StopAsyncIteration
-        task = asyncio.current_task()
-        self._waiter = task
+    @staticmethod
+    async def _run_tools(
+        batch: ToolBatch, calls: Sequence[ToolCall], progress: asyncio.Queue[RunEvent | None]
+    ) -> AsyncGenerator[RunEvent, None]:
+        """Runs `calls`, yielding their progress and results as they happen."""
+        runner = asyncio.create_task(batch.run(calls))
+        runner.add_done_callback(lambda _: progress.put_nowait(None))
         try:
-            event = await self._events.__anext__()
-        except asyncio.CancelledError:
-            if self._cancel_requested and task is not None and task.uncancel() == 0:
-                await self.aclose()
-                raise StopAsyncIteration from None
-            self._closed = True
-            raise
-        except BaseException:
-            self._closed = True
-            raise
+            while (event := await progress.get()) is not None:
+                yield event
         finally:
-            self._waiter = None
-        if type(event) is RunCompleted:
-            self.result = event.result
-            # RunCompleted is always the last event. Finish the generator now, so the
-            # conversation is released even if the caller stops iterating here
-            # (`return event.result` inside `async for`) and never closes the stream.
-            await self.aclose()
-        return event
-
-    def cancel(self) -> None:
-        """Stop the run: close the stream, cancel tools, owe the missing outputs."""
-        if self._closed:
-            return
-        self._cancel_requested = True
-        self.cancelled = True
-        if self._waiter is not None and self._waiter is not asyncio.current_task():
-            self._waiter.cancel()
-
-    async def aclose(self) -> None:
-        """Close the run (as `cancel()` does, but awaited here)."""
-        if self._events is not None and not self._closed:
-            self._closed = True
-            if self.result is None:
-                self.cancelled = True
-            await self._events.aclose()
-
-    async def __aenter__(self) -> RunStream:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    def __repr__(self) -> str:
-        state = "cancelled" if self.cancelled else "done" if self.result else "running"
-        return f"<RunStream {state}>"
+            if not runner.done():
+                runner.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await runner
+        await runner

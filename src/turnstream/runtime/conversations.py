@@ -55,10 +55,6 @@ class ConversationRegistry:
             if entry.users == 0:
                 del self._entries[key]
 
-    def is_held(self, key: str) -> bool:
-        entry = self._entries.get(key)
-        return entry is not None and entry.lock.locked()
-
     def owe(self, key: str, outputs: list[dict[str, Any]]) -> None:
         """Remember outputs that must precede the next input on `key`."""
         if outputs:

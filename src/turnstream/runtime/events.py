@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
-    from .results import RunResult, Usage
+    from .results import RunResult, TokenUsage
 
 __all__ = [
     "ErrorReceived",
@@ -132,7 +132,7 @@ class TurnCompleted:
     """A response reached its terminal event and its body was read to the end."""
 
     response_id: str
-    usage: Usage | None
+    usage: TokenUsage | None
     status: TurnStatus
 
 

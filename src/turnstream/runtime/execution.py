@@ -1,8 +1,8 @@
 """Running one response's function calls: every call gets exactly one output.
 
-`ToolBatch` owns the calls of one response. Calls are submitted as the stream
-completes them; tools marked `independent` start at once, the rest start when
-`run_remaining()` is awaited after the stream's end. A `sequential` tool is a barrier.
+`ToolBatch` runs the calls of one response. Tools marked `independent` start as soon
+as the stream completes their call, the rest when `run(calls)` is awaited after the
+stream's end. A `sequential` tool is a barrier.
 A semaphore caps how many run at a time. Whatever happens to a call (raises, times out,
 is unknown, gets bad arguments, is cancelled) it ends with one output string, so
 `outputs()` always pairs every call (DESIGN.md invariant 5).
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .events import RunEvent, ToolProgress, ToolResult
@@ -48,7 +48,12 @@ def default_error_formatter(exc: BaseException, call: ToolCall) -> str:
 
 
 class ToolBatch:
-    """The function calls of one response and their outputs."""
+    """The function calls of one response and their outputs.
+
+    The loop (`ToolLoop`) decides which calls get run; the batch only runs them. During
+    the stream, `start_early(call)` starts a call whose tool is `independent`; once the
+    stream has ended, `run(calls)` runs the rest of the calls the loop handed over.
+    """
 
     def __init__(
         self,
@@ -62,24 +67,18 @@ class ToolBatch:
         self._semaphore = semaphore
         self._emit = emit
         self._format = error_formatter
-        self._calls: list[ToolCall] = []
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._outputs: dict[str, str] = {}
 
-    @property
-    def calls(self) -> list[ToolCall]:
-        return list(self._calls)
-
-    def submit(self, call: ToolCall) -> None:
-        """Record a completed call; start it now if its tool is independent."""
-        self._calls.append(call)
+    def start_early(self, call: ToolCall) -> None:
+        """A call completed mid-stream: start it now if its tool is independent."""
         found = self._tools.get(call.name)
         if found is not None and found.independent and not found.sequential:
             self._start(call)
 
-    async def run_remaining(self) -> None:
-        """Start every call not yet started, honouring barriers; wait for all."""
-        for call in self._calls:
+    async def run(self, calls: Sequence[ToolCall]) -> None:
+        """Run every call not yet started, in order, honouring barriers; wait for all."""
+        for call in calls:
             if call.call_id in self._tasks:
                 continue
             found = self._tools.get(call.name)
@@ -98,15 +97,18 @@ class ToolBatch:
         if self._tasks:
             await asyncio.gather(*self._tasks.values(), return_exceptions=True)
 
-    def outputs(self, unfinished: str | None = None) -> list[dict[str, Any]]:
+    def outputs(
+        self, calls: Sequence[ToolCall], unfinished: str | None = None
+    ) -> list[dict[str, Any]]:
         """One `function_call_output` per call, in call order.
 
         Args:
+            calls: The calls to answer.
             unfinished: Output for a call that never ran (e.g. the run was cancelled
                 before it started); defaults to the cancellation text.
         """
         items = []
-        for call in self._calls:
+        for call in calls:
             output = self._outputs.get(call.call_id)
             if output is None:
                 output = (

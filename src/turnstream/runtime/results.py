@@ -5,14 +5,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["RunResult", "RunStatus", "Usage"]
+import pydantic
+
+from turnstream.protocol.responses import Usage as WireUsage
+
+__all__ = ["RunResult", "RunStatus", "TokenUsage"]
 
 RunStatus = Literal["completed", "incomplete"]
 
 
 @dataclass(frozen=True, slots=True)
-class Usage:
-    """Token counts of one response, or summed over a run."""
+class TokenUsage:
+    """Token counts of one response, or summed over a run.
+
+    A flat, addable view of the wire's `usage` object (`turnstream.protocol.Usage`),
+    which is what it is read from.
+    """
 
     input_tokens: int = 0
     output_tokens: int = 0
@@ -21,22 +29,26 @@ class Usage:
     reasoning_tokens: int = 0
 
     @classmethod
-    def from_wire(cls, data: Any) -> Usage | None:
+    def from_wire(cls, data: Any) -> TokenUsage | None:
         """Read a Response's `usage` object; `None` when absent or malformed."""
         if not isinstance(data, dict):
             return None
-        input_details = data.get("input_tokens_details") or {}
-        output_details = data.get("output_tokens_details") or {}
+        # some servers send `null` for a breakdown they do not have
+        present = {key: value for key, value in data.items() if value is not None}
+        try:
+            usage = WireUsage.model_validate(present)
+        except pydantic.ValidationError:
+            return None
         return cls(
-            input_tokens=int(data.get("input_tokens") or 0),
-            output_tokens=int(data.get("output_tokens") or 0),
-            total_tokens=int(data.get("total_tokens") or 0),
-            cached_tokens=int(input_details.get("cached_tokens") or 0),
-            reasoning_tokens=int(output_details.get("reasoning_tokens") or 0),
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            total_tokens=usage.total_tokens,
+            cached_tokens=usage.input_tokens_details.cached_tokens,
+            reasoning_tokens=usage.output_tokens_details.reasoning_tokens,
         )
 
-    def __add__(self, other: Usage) -> Usage:
-        return Usage(
+    def __add__(self, other: TokenUsage) -> TokenUsage:
+        return TokenUsage(
             self.input_tokens + other.input_tokens,
             self.output_tokens + other.output_tokens,
             self.total_tokens + other.total_tokens,
@@ -55,7 +67,7 @@ class RunResult:
             `function_call_output`s the runtime sent, as wire dicts.
         usage: Token usage summed over the run's responses.
         status: `"completed"`, or `"incomplete"` when the last response was cut short
-            (`max_output_tokens`, content filter).
+            (`max_output_tokens`, content filter) or the turn limit left calls unrun.
         last_response_id: The id of the last response; pass it as
             `previous_response_id` to continue a chained run.
         conversation: The conversation id, in conversation mode.
@@ -66,7 +78,7 @@ class RunResult:
 
     final_output: str
     new_items: list[dict[str, Any]]
-    usage: Usage
+    usage: TokenUsage
     status: RunStatus
     last_response_id: str | None
     conversation: str | None

@@ -356,6 +356,8 @@ def _build(
             )
             if not _accepts_none(annotation):
                 defaults_for_null.add(param.name)
+            # `annotation | None` needs an annotation that implements `|` (a string
+            # forward reference does not); Optional[...] takes any annotation
             strict_fields[param.name] = (Optional[annotation], pydantic.Field(description=desc))  # noqa: UP045
     config = pydantic.ConfigDict(extra="forbid", arbitrary_types_allowed=False)
     model_name = f"{tool_name}_arguments"

@@ -1,12 +1,20 @@
-"""One streamed `POST /responses`, read to EOF, retried only while nothing was received.
+"""How a request reaches the server and its events come back: the `Transport` seam.
 
-The official `openai.AsyncOpenAI` carries the request (base URL, auth, Azure, custom
-HTTP clients all keep working), but through `with_streaming_response` so the body
-arrives as raw bytes: `turnstream.sse.Decoder` frames it and `json.loads` decodes each
-`data`. No SDK event model is built, which is where the SDK spends most of its
-per-event time. Non-2xx statuses still raise the SDK's exception types.
+A transport takes one logical request (`TurnRequest`) and yields each wire event of
+its response, as a dict, to the end of the body. Retries happen inside, and only
+while nothing of the response was received, so one `stream()` call is one logical
+request however many times it is sent; a transport that sends an idempotency key
+makes one per `stream()` call and reuses it on every retry. The loop never sees a
+retry, so other transports (a WebSocket connection) plug in without touching it.
 
-The client is used with `max_retries=0`: every retry is ours, counted by `RetryPolicy`.
+`HTTPTransport` streams `POST /responses` through the official `openai.AsyncOpenAI`
+(base URL, auth, Azure, custom HTTP clients all keep working), but through
+`with_streaming_response` so the body arrives as raw bytes: `turnstream.sse.Decoder`
+frames it and `json.loads` decodes each `data`. No SDK event model is built, which is
+where the SDK spends most of its per-event time. Non-2xx statuses still raise the
+SDK's exception types. A frame whose `data` is not a JSON object is skipped, as a
+tolerant reader skips what it does not know; if that hides the terminal event, the
+stream counts as interrupted.
 """
 
 from __future__ import annotations
@@ -15,7 +23,7 @@ import json
 import ssl
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import openai
@@ -23,10 +31,41 @@ import openai
 from turnstream.sse import Decoder
 
 from .errors import StreamInterruptedError
+from .loop import TurnRequest
 from .retry import RetryPolicy, is_retryable
 from .turn import TERMINAL_TYPES
 
-__all__ = ["stream_response"]
+__all__ = ["HTTPTransport", "Transport", "stream_response"]
+
+
+class Transport(Protocol):
+    """Carries logical requests to a Responses server."""
+
+    def stream(self, request: TurnRequest) -> AsyncGenerator[dict[str, Any], None]:
+        """Each wire event of `request`'s response, until the body's end.
+
+        Raises as `stream_response` does; callers close the generator (`aclosing`)
+        to abandon the response.
+        """
+        ...
+
+
+class HTTPTransport:
+    """`POST /responses` with `stream: true`, over an `openai.AsyncOpenAI` client.
+
+    The client is used with `max_retries=0`: every retry is ours, counted by `policy`.
+    """
+
+    def __init__(self, client: openai.AsyncOpenAI, policy: RetryPolicy) -> None:
+        self.client = client.with_options(max_retries=0)
+        self.policy = policy
+
+    def stream(self, request: TurnRequest) -> AsyncGenerator[dict[str, Any], None]:
+        body = dict(request.body)
+        if request.options:
+            # the SDK refuses keyword arguments it does not know; extra_body does not
+            body["extra_body"] = dict(request.options)
+        return stream_response(self.client, body, self.policy)
 
 
 def _transport_errors() -> tuple[type[BaseException], ...]:
@@ -60,7 +99,7 @@ async def stream_response(
 
     Args:
         client: A client already configured with `max_retries=0`.
-        body: The request body, without `stream`.
+        body: The `create()` keyword arguments, without `stream`.
         policy: When to resend.
 
     Raises:
@@ -107,28 +146,31 @@ async def _one_attempt(
     terminal = False
     async with client.responses.with_streaming_response.create(**body, stream=True) as response:
         decoder = Decoder()
-        loads = json.loads
         async for chunk in response.iter_bytes():
             for event in decoder.feed(chunk):
-                raw = event.data
-                if not raw or raw == "[DONE]":
-                    continue
-                data = loads(raw)
-                if not isinstance(data, dict):
-                    continue
-                received = True
-                if data.get("type") in TERMINAL_TYPES:
-                    terminal = True
-                yield data
-        for event in decoder.flush():
-            raw = event.data
-            if raw and raw != "[DONE]":
-                data = loads(raw)
-                if isinstance(data, dict):
+                data = _object(event.data)
+                if data is not None:
                     received = True
                     terminal = terminal or data.get("type") in TERMINAL_TYPES
                     yield data
+        for event in decoder.flush():
+            data = _object(event.data)
+            if data is not None:
+                received = True
+                terminal = terminal or data.get("type") in TERMINAL_TYPES
+                yield data
     if not terminal:
         if not received:
             raise _EmptyBody("the response body ended before its first event")
         raise StreamInterruptedError("the response stream ended without a terminal event")
+
+
+def _object(raw: str) -> dict[str, Any] | None:
+    """A frame's data as a JSON object; `None` for `[DONE]`, empty or garbled data."""
+    if not raw or raw == "[DONE]":
+        return None
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None

@@ -1,16 +1,18 @@
 """Reading one response's wire events into runtime events. Pure: no I/O, no loop.
 
 `TurnReader.feed(data)` takes one decoded SSE `data` object and returns the runtime
-event it maps to. It remembers what the rest of the loop needs: the response id, the
-completed function calls (from `output_item.done`, falling back to the terminal
-response's `output`), the output items, the terminal status and usage.
+event it maps to. It remembers what the rest of the loop needs, and `outcome()` hands
+that to the loop once the body has ended: the response id, the completed function
+calls (from `output_item.done`, falling back to the terminal response's `output`), the
+output items, the terminal status and usage.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from .events import (
     ErrorReceived,
@@ -22,14 +24,33 @@ from .events import (
     ToolCallReady,
     ToolCallStarted,
     TurnStarted,
-    TurnStatus,
 )
-from .results import Usage
+from .results import TokenUsage
 from .tools import ToolCall
 
-__all__ = ["TERMINAL_TYPES", "TurnReader"]
+__all__ = ["TERMINAL_TYPES", "EndStatus", "TurnOutcome", "TurnReader"]
 
 TERMINAL_TYPES = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
+EndStatus = Literal["completed", "incomplete", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class TurnOutcome:
+    """What one response came to, read to the end of its body."""
+
+    response_id: str
+    status: EndStatus
+    output: list[dict[str, Any]]
+    """The output items, in `output_index` order."""
+    calls: list[ToolCall]
+    """The function calls among them, in order."""
+    text: str
+    """The text of the message items."""
+    usage: TokenUsage | None = None
+    error_code: str | None = None
+    error_message: str = ""
+    """Why a `failed` response failed."""
 
 
 class TurnReader:
@@ -38,10 +59,10 @@ class TurnReader:
     def __init__(self, turn: int) -> None:
         self.turn = turn
         self.response_id: str | None = None
-        self.status: TurnStatus | None = None
+        self.status: EndStatus | None = None
         """Set by the terminal event; `None` until then."""
         self.response: dict[str, Any] = {}
-        self.usage: Usage | None = None
+        self.usage: TokenUsage | None = None
         self.error: ErrorReceived | None = None
         self.calls: list[ToolCall] = []
         self._items: dict[int, dict[str, Any]] = {}
@@ -140,8 +161,15 @@ class TurnReader:
         if not self.response_id:
             self.response_id = str(response.get("id", ""))
         status = str(response.get("status") or data["type"].removeprefix("response."))
-        self.status = status if status in ("completed", "incomplete", "failed") else "failed"  # type: ignore[assignment]
-        self.usage = Usage.from_wire(response.get("usage"))
+        # anything but a known success is treated as a failure
+        self.status = (
+            "completed"
+            if status == "completed"
+            else "incomplete"
+            if status == "incomplete"
+            else "failed"
+        )
+        self.usage = TokenUsage.from_wire(response.get("usage"))
         # A server that sends no item events still lists the calls in `output`.
         seen = {call.call_id for call in self.calls}
         for item in self.output_items:
@@ -155,6 +183,22 @@ class TurnReader:
             code=data.get("code"), message=str(data.get("message", "")), param=data.get("param")
         )
         return self.error
+
+    def outcome(self) -> TurnOutcome:
+        """The response as the loop needs it; call once the body has ended."""
+        # without a terminal event the transport raises before this is asked
+        status: EndStatus = self.status or "failed"
+        code, message = self.failure if status == "failed" else (None, "")
+        return TurnOutcome(
+            response_id=self.response_id or "",
+            status=status,
+            output=self.output_items,
+            calls=list(self.calls),
+            text=self.text,
+            usage=self.usage,
+            error_code=code,
+            error_message=message,
+        )
 
     @property
     def failure(self) -> tuple[str | None, str]:

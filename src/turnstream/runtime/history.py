@@ -1,0 +1,201 @@
+"""Where a conversation's history lives, and so what each request must carry.
+
+`StateMode` is the one interface the loop uses; three modes implement it:
+
+- `ServerConversation` (`conversation=`): the server holds the history. Each request
+  sends only the new items: the user's input, or the tool outputs.
+- `ResponseChain` (`previous_response_id`): each request names the last response and
+  sends only the new items. `instructions` and `tools` do not carry over, so the
+  Agent resends them every request (it does in every mode).
+- `LocalReplay` (`store=False`): the server keeps nothing. The whole history is resent
+  each request, including reasoning items that carry `encrypted_content`. Ids of
+  messages and function calls are dropped, since the server never stored them.
+
+A mode never resends what the server already holds and never combines
+`conversation` with `previous_response_id`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+__all__ = ["LocalReplay", "ResponseChain", "ServerConversation", "StateMode", "replayable"]
+
+Item = dict[str, Any]
+
+
+class StateMode(Protocol):
+    """What the loop needs to know about where the history lives."""
+
+    @property
+    def lock_key(self) -> str | None:
+        """Runs on the same key are serialised client-side (`ConversationRegistry.hold`);
+        `None` when no two runs can share the server-side history."""
+        ...
+
+    @property
+    def owed_key(self) -> str | None:
+        """Where outputs owed to the calls the server holds *now* are kept between runs
+        (`ConversationRegistry.owe`); changes as responses complete."""
+        ...
+
+    @property
+    def conversation_id(self) -> str | None:
+        """The server-side conversation, reported in `RunResult.conversation`."""
+        ...
+
+    def fields(self) -> dict[str, Any]:
+        """Body fields that name the history (`conversation`, `previous_response_id`,
+        `store`)."""
+        ...
+
+    def input(self, new_items: list[Item]) -> list[Item]:
+        """The request's `input`, given the items new since the last response."""
+        ...
+
+    def completed(self, response_id: str, sent: list[Item], output: list[Item]) -> None:
+        """A response completed: the server accepted `sent` and produced `output`."""
+        ...
+
+    def owe(self, outputs: list[Item]) -> list[Item]:
+        """Take note of outputs this run could not send.
+
+        Returns the ones still owed to the server, which the registry keeps under
+        `owed_key` for the next run; a history held here takes them in and returns
+        nothing.
+        """
+        ...
+
+    def history(self) -> list[Item]:
+        """The context held client-side (`RunResult.history`); empty when the server
+        holds it."""
+        ...
+
+
+class ServerConversation:
+    """History held by the server in conversation `conversation_id`."""
+
+    def __init__(self, conversation_id: str) -> None:
+        self.conversation_id: str | None = conversation_id
+        self.lock_key: str | None = f"conv:{conversation_id}"
+        self.owed_key: str | None = self.lock_key
+
+    def fields(self) -> dict[str, Any]:
+        return {"conversation": self.conversation_id}
+
+    def input(self, new_items: list[Item]) -> list[Item]:
+        return new_items
+
+    def completed(self, response_id: str, sent: list[Item], output: list[Item]) -> None:
+        """The server appended `sent` and `output` to the conversation."""
+
+    def owe(self, outputs: list[Item]) -> list[Item]:
+        return outputs
+
+    def history(self) -> list[Item]:
+        return []
+
+
+class ResponseChain:
+    """History held by the server as a chain of stored responses."""
+
+    def __init__(self, previous_response_id: str | None) -> None:
+        self.previous_response_id = previous_response_id
+        self.lock_key: str | None = None
+        self.conversation_id: str | None = None
+
+    @property
+    def owed_key(self) -> str | None:
+        # outputs answer the calls of the response they must be chained onto
+        if self.previous_response_id is None:
+            return None
+        return f"resp:{self.previous_response_id}"
+
+    def fields(self) -> dict[str, Any]:
+        if self.previous_response_id is None:
+            return {}
+        return {"previous_response_id": self.previous_response_id}
+
+    def input(self, new_items: list[Item]) -> list[Item]:
+        return new_items
+
+    def completed(self, response_id: str, sent: list[Item], output: list[Item]) -> None:
+        self.previous_response_id = response_id
+
+    def owe(self, outputs: list[Item]) -> list[Item]:
+        return outputs
+
+    def history(self) -> list[Item]:
+        return []
+
+
+class LocalReplay:
+    """History held here and resent whole with `store: false`."""
+
+    def __init__(self, history: list[Item] | None = None) -> None:
+        self._history: list[Item] = [replayable(item) for item in history or ()]
+        self.lock_key: str | None = None
+        self.owed_key: str | None = None
+        self.conversation_id: str | None = None
+
+    def fields(self) -> dict[str, Any]:
+        return {"store": False, "include": ["reasoning.encrypted_content"]}
+
+    def input(self, new_items: list[Item]) -> list[Item]:
+        return [*self._history, *new_items]
+
+    def completed(self, response_id: str, sent: list[Item], output: list[Item]) -> None:
+        self._history.extend(sent)
+        self._history.extend(replayable(item) for item in output if _worth_replaying(item))
+
+    def owe(self, outputs: list[Item]) -> list[Item]:
+        # the caller carries this history into its next run (`history=`), so the
+        # calls' outputs go straight into it and nothing is left to owe
+        self._history.extend(outputs)
+        return []
+
+    def history(self) -> list[Item]:
+        return list(self._history)
+
+
+def _worth_replaying(item: Item) -> bool:
+    # Without its encrypted content a reasoning item can only be resolved by id,
+    # which a store=false server does not have.
+    return item.get("type") != "reasoning" or bool(item.get("encrypted_content"))
+
+
+def replayable(item: Item) -> Item:
+    """An output item as input for a server that stored nothing."""
+    kind = item.get("type")
+    if kind == "reasoning":
+        # The SDK types require `id` here; the server resolves it from encrypted_content.
+        keep = ("type", "id", "summary", "encrypted_content", "content")
+        return {k: item[k] for k in keep if k in item and item[k] is not None}
+    if kind == "message":
+        return {
+            "type": "message",
+            "role": item.get("role", "assistant"),
+            "content": [
+                _replayable_part(part)
+                for part in item.get("content") or ()
+                if isinstance(part, dict)
+            ],
+        }
+    if kind == "function_call":
+        return {
+            "type": "function_call",
+            "call_id": item.get("call_id"),
+            "name": item.get("name"),
+            "arguments": item.get("arguments", ""),
+        }
+    return {k: v for k, v in item.items() if k not in ("id", "status")}
+
+
+def _replayable_part(part: Item) -> Item:
+    if part.get("type") == "output_text":
+        return {
+            "type": "output_text",
+            "text": part.get("text", ""),
+            "annotations": part.get("annotations") or [],
+        }
+    return part

@@ -1,0 +1,242 @@
+"""`ToolLoop`, the tool loop's decisions, without a server, a network or an event loop."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from turnstream.runtime.history import LocalReplay, ResponseChain, ServerConversation
+from turnstream.runtime.loop import (
+    NOT_RUN_CANCELLED,
+    NOT_RUN_INCOMPLETE,
+    NOT_RUN_TURN_LIMIT,
+    Failed,
+    Finish,
+    OweOutputs,
+    RequestTemplate,
+    RunTools,
+    ToolLoop,
+)
+from turnstream.runtime.results import TokenUsage
+from turnstream.runtime.tools import ToolCall
+from turnstream.runtime.turn import EndStatus, TurnOutcome
+
+ADD = {"type": "function", "name": "add", "parameters": {"type": "object"}}
+TEMPLATE = RequestTemplate("m", "Be brief.", [ADD], {"temperature": 0})
+USER = {"role": "user", "content": "hi"}
+
+
+def call(call_id: str) -> ToolCall:
+    return ToolCall(call_id, "add", "{}", f"fc_{call_id}")
+
+
+def output(call_id: str, text: str = "ok") -> dict[str, Any]:
+    return {"type": "function_call_output", "call_id": call_id, "output": text}
+
+
+def outcome(
+    response_id: str,
+    *call_ids: str,
+    status: EndStatus = "completed",
+    text: str = "",
+    usage: TokenUsage | None = None,
+) -> TurnOutcome:
+    calls = [call(c) for c in call_ids]
+    items = [
+        {"type": "function_call", "id": c.item_id, "call_id": c.call_id, "name": "add"}
+        for c in calls
+    ]
+    if text:
+        items.append({"type": "message", "role": "assistant", "content": []})
+    return TurnOutcome(
+        response_id=response_id,
+        status=status,
+        output=items,
+        calls=calls,
+        text=text,
+        usage=usage,
+        error_code="server_error" if status == "failed" else None,
+        error_message="boom" if status == "failed" else "",
+    )
+
+
+def test_the_first_request_carries_the_template_the_mode_and_the_input() -> None:
+    loop = ToolLoop(ServerConversation("conv_1"), TEMPLATE, [USER], max_turns=3)
+    request = loop.next_request()
+    assert request.turn == 1
+    assert not request.final
+    assert request.body == {
+        "model": "m",
+        "input": [USER],
+        "instructions": "Be brief.",
+        "tools": [ADD],
+        "conversation": "conv_1",
+    }
+    assert request.options == {"temperature": 0}
+
+
+def test_the_last_turn_asks_for_an_answer_without_tools() -> None:
+    loop = ToolLoop(ResponseChain(None), TEMPLATE, [USER], max_turns=1)
+    request = loop.next_request()
+    assert request.final
+    assert request.body["tool_choice"] == "none"
+
+
+def test_a_response_without_calls_finishes_the_run() -> None:
+    loop = ToolLoop(ServerConversation("conv_1"), TEMPLATE, [USER], max_turns=3)
+    loop.next_request()
+    usage = TokenUsage(10, 5, 15)
+    decision = loop.on_stream_end(outcome("resp_1", text="hello", usage=usage))
+    assert isinstance(decision, Finish)
+    result = decision.result
+    assert (result.final_output, result.status, result.turns) == ("hello", "completed", 1)
+    assert (result.conversation, result.last_response_id) == ("conv_1", "resp_1")
+    assert result.usage == usage
+    assert result.new_items == [{"type": "message", "role": "assistant", "content": []}]
+    assert loop.close() == []
+
+
+def test_calls_are_run_and_their_outputs_are_the_next_request_in_call_order() -> None:
+    mode = ResponseChain("resp_0")
+    loop = ToolLoop(mode, TEMPLATE, [USER], max_turns=3)
+    loop.next_request()
+    decision = loop.on_stream_end(outcome("resp_1", "a", "b"))
+    assert decision == RunTools((call("a"), call("b")))
+    assert loop.unanswered_calls == (call("a"), call("b"))
+    assert loop.on_outputs([output("b", "2"), output("a", "1")]) is None
+    request = loop.next_request()
+    assert request.body["input"] == [output("a", "1"), output("b", "2")]
+    assert request.body["previous_response_id"] == "resp_1"
+    final = loop.on_stream_end(outcome("resp_2", text="done", usage=TokenUsage(1, 1, 2)))
+    assert isinstance(final, Finish)
+    assert final.result.turns == 2
+    assert [item.get("type") for item in final.result.new_items] == [
+        "function_call",
+        "function_call",
+        "function_call_output",
+        "function_call_output",
+        "message",
+    ]
+
+
+def test_each_call_keeps_exactly_one_output_whatever_the_driver_hands_over() -> None:
+    loop = ToolLoop(ServerConversation("c"), TEMPLATE, [USER], max_turns=3)
+    loop.next_request()
+    loop.on_stream_end(outcome("resp_1", "a", "b"))
+    loop.on_outputs([output("a", "first"), output("a", "second"), output("stray")])
+    sent = loop.next_request().body["input"]
+    assert sent == [output("a", "first"), output("b", NOT_RUN_CANCELLED)]
+
+
+def test_a_failed_response_is_raised_and_the_outputs_it_carried_stay_owed() -> None:
+    mode = ResponseChain("resp_0")
+    loop = ToolLoop(mode, TEMPLATE, [USER], max_turns=3)
+    loop.next_request()
+    loop.on_stream_end(outcome("resp_1", "a"))
+    loop.on_outputs([output("a")])
+    loop.next_request()
+    decision = loop.on_stream_end(outcome("resp_2", status="failed"))
+    assert isinstance(decision, Failed)
+    assert (decision.error.code, decision.error.message) == ("server_error", "boom")
+    # owed to the response that holds the call, not to the failed one
+    assert mode.owed_key == "resp:resp_1"
+    assert loop.close() == [output("a")]
+
+
+def test_outputs_owed_by_an_earlier_run_go_first_and_count_as_the_runs_items() -> None:
+    owed = [output("old")]
+    loop = ToolLoop(ServerConversation("c"), TEMPLATE, [USER], owed=owed, max_turns=2)
+    assert loop.next_request().body["input"] == [output("old"), USER]
+    decision = loop.on_stream_end(outcome("resp_1", text="hi"))
+    assert isinstance(decision, Finish)
+    assert decision.result.new_items[0] == output("old")
+    assert loop.close() == []
+
+
+def test_owed_outputs_are_owed_again_when_the_response_carrying_them_fails() -> None:
+    loop = ToolLoop(ServerConversation("c"), TEMPLATE, [USER], owed=[output("old")], max_turns=2)
+    loop.next_request()
+    assert isinstance(loop.on_stream_end(outcome("r", status="failed")), Failed)
+    assert loop.close() == [output("old")]
+
+
+def test_calls_at_the_turn_limit_are_not_run_and_are_owed() -> None:
+    loop = ToolLoop(ServerConversation("c"), TEMPLATE, [USER], max_turns=1)
+    loop.next_request()
+    decision = loop.on_stream_end(outcome("resp_1", "a", text="still calling"))
+    assert decision == OweOutputs((call("a"),), NOT_RUN_TURN_LIMIT)
+    finish = loop.on_outputs([])
+    assert finish is not None
+    assert finish.result.status == "incomplete"
+    assert finish.result.final_output == "still calling"
+    assert loop.close() == [output("a", NOT_RUN_TURN_LIMIT)]
+
+
+def test_calls_of_an_incomplete_response_keep_outputs_of_tools_that_ran_early() -> None:
+    loop = ToolLoop(ServerConversation("c"), TEMPLATE, [USER], max_turns=3)
+    loop.next_request()
+    decision = loop.on_stream_end(outcome("resp_1", "a", "b", status="incomplete"))
+    assert decision == OweOutputs((call("a"), call("b")), NOT_RUN_INCOMPLETE)
+    loop.on_outputs([output("a", "ran early")])
+    assert loop.close() == [output("a", "ran early"), output("b", NOT_RUN_INCOMPLETE)]
+
+
+def test_local_replay_takes_owed_outputs_into_the_history_it_returns() -> None:
+    mode = LocalReplay()
+    loop = ToolLoop(mode, TEMPLATE, [USER], max_turns=1)
+    loop.next_request()
+    loop.on_stream_end(outcome("resp_1", "a"))
+    finish = loop.on_outputs([])
+    assert finish is not None
+    assert [item.get("type", "user") for item in finish.result.history] == [
+        "user",
+        "function_call",
+        "function_call_output",
+    ]
+    assert loop.close() == []
+
+
+def test_a_run_cancelled_while_tools_run_owes_one_output_per_held_call() -> None:
+    loop = ToolLoop(ServerConversation("c"), TEMPLATE, [USER], max_turns=3)
+    loop.next_request()
+    loop.on_stream_end(outcome("resp_1", "a", "b"))
+    assert loop.close([output("a", "cancelled by the user")]) == [
+        output("a", "cancelled by the user"),
+        output("b", NOT_RUN_CANCELLED),
+    ]
+    assert loop.close() == []
+
+
+def test_a_run_stopped_right_after_a_response_with_calls_owes_those_calls() -> None:
+    """Stopping between the end of the body and the tools (the caller closes the stream at
+    `TurnCompleted`) owes the new calls; the outputs that response accepted are delivered."""
+    loop = ToolLoop(ServerConversation("c"), TEMPLATE, [USER], owed=[output("old")], max_turns=3)
+    loop.next_request()
+    loop.on_stream_end(outcome("resp_1", "a"))
+    assert loop.close() == [output("a", NOT_RUN_CANCELLED)]
+
+
+def test_a_run_cancelled_mid_stream_owes_what_it_was_sending() -> None:
+    loop = ToolLoop(ServerConversation("c"), TEMPLATE, [USER], max_turns=3)
+    loop.next_request()
+    loop.on_stream_end(outcome("resp_1", "a"))
+    loop.on_outputs([output("a")])
+    loop.next_request()
+    assert loop.close() == [output("a")]
+
+
+def test_the_driver_must_follow_the_phases() -> None:
+    loop = ToolLoop(ServerConversation("c"), TEMPLATE, [USER], max_turns=3)
+    with pytest.raises(RuntimeError, match="'ready', not 'streaming'"):
+        loop.on_stream_end(outcome("r"))
+    loop.next_request()
+    with pytest.raises(RuntimeError, match="'streaming', not 'ready'"):
+        loop.next_request()
+    with pytest.raises(RuntimeError, match="not 'answering'"):
+        loop.on_outputs([])
+
+
+def test_max_turns_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="max_turns"):
+        ToolLoop(ServerConversation("c"), TEMPLATE, [USER], max_turns=0)
