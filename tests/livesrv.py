@@ -9,16 +9,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import uvicorn
 from fastapi import FastAPI
+from openai import OpenAI
 
+from turnstream.cli._server_thread import ServerThread
 from turnstream.providers.base import Provider
 from turnstream.providers.echo import EchoProvider
 from turnstream.providers.scripted import ScriptedProvider
@@ -87,33 +87,43 @@ class WireRecorder:
 class LiveServer:
     app: FastAPI
     recorder: WireRecorder
-    server: uvicorn.Server
-    thread: threading.Thread
-    port: int
+    thread: ServerThread
+    """The uvicorn server and its event loop, in a daemon thread."""
     scripted: ScriptedProvider | None = None
-    loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
     clients: list[Any] = field(default_factory=list, repr=False)
     """Sync clients the tests made; closed with the server so no socket leaks."""
 
     @property
+    def port(self) -> int:
+        return self.thread.port
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        return self.thread.loop
+
+    @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
+        return f"{self.thread.base_url}/v1"
 
     @property
     def state(self) -> ServerState:
         state: ServerState = self.app.state.turnstream
         return state
 
+    def openai(self) -> OpenAI:
+        """A sync `openai` client on this server (no retries), closed with the server."""
+        client = OpenAI(base_url=self.base_url, api_key="test", max_retries=0)
+        self.clients.append(client)
+        return client
+
     def call(self, coro: Any, timeout: float = 10.0) -> Any:
         """Run a coroutine on the server's own event loop (for store inspection)."""
-        assert self.loop is not None
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+        return self.thread.call(coro, timeout)
 
     def stop(self) -> None:
         for client in self.clients:
             client.close()
-        self.server.should_exit = True
-        self.thread.join(15)
+        self.thread.stop(15)
 
 
 def start_server(
@@ -130,35 +140,8 @@ def start_server(
         Settings(db_path=db_path, enable_local_model=False, **settings), providers=providers
     )
     recorder = WireRecorder(app)
-    config = uvicorn.Config(recorder, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    holder: dict[str, asyncio.AbstractEventLoop] = {}
-
-    def run() -> None:
-        loop = asyncio.new_event_loop()
-        holder["loop"] = loop
-        asyncio.set_event_loop(loop)
-        with contextlib.suppress(Exception):
-            loop.run_until_complete(server.serve())
-        loop.close()
-
-    thread = threading.Thread(target=run, daemon=True, name="turnstream-test-server")
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    return LiveServer(
-        app=app,
-        recorder=recorder,
-        server=server,
-        thread=thread,
-        port=port,
-        scripted=scripted,
-        loop=holder["loop"],
-    )
+    thread = ServerThread(recorder, name="turnstream-test-server").start(timeout=15)
+    return LiveServer(app=app, recorder=recorder, thread=thread, scripted=scripted)
 
 
 @contextlib.contextmanager

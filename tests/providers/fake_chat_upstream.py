@@ -8,8 +8,8 @@ Reusable by any test or benchmark that needs an upstream for `OpenAIChatProvider
         ...
         assert upstream.requests[0].body["stream"] is True
 
-It runs uvicorn in a daemon thread with its own event loop, so a stalled client cannot
-stall the server. Each `POST .../chat/completions` takes the next queued `FakeReply`
+It runs in a `ServerThread` (uvicorn in a daemon thread with its own event loop), so a
+stalled client cannot stall the server. Each `POST .../chat/completions` takes the next queued `FakeReply`
 (or, with the queue empty, `default_reply(body)`, which echoes the last message) and
 records the request. A streaming reply watches for the client going away: the
 `time.monotonic()` of every disconnect seen before the stream finished is appended to
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import threading
 import time
 from collections import deque
@@ -28,7 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
+from turnstream.cli._server_thread import ServerThread
 
 __all__ = [
     "FakeChatUpstream",
@@ -196,8 +195,7 @@ class FakeChatUpstream:
         self.completed = 0
         """Streams written to their end."""
         self._replies: deque[FakeReply] = deque()
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+        self._server: ServerThread | None = None
         self.port = 0
 
     @property
@@ -227,35 +225,20 @@ class FakeChatUpstream:
         return self.disconnects[0]
 
     def start(self) -> FakeChatUpstream:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        config = uvicorn.Config(
+        self._server = ServerThread(
             self._app,
-            interface="asgi3",
+            name="fake-chat-upstream",
             lifespan="off",
-            log_level="warning",
-            access_log=False,
+            interface="asgi3",
             ws="none",
             timeout_graceful_shutdown=1,
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [sock]}, daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("the fake upstream did not start")
-            time.sleep(0.005)
+        ).start(timeout=10)
+        self.port = self._server.port
         return self
 
     def stop(self) -> None:
-        if self._server is not None and self._thread is not None:
-            self._server.should_exit = True
-            self._thread.join(timeout=5)
+        if self._server is not None:
+            self._server.stop(timeout=5)
 
     def __enter__(self) -> FakeChatUpstream:
         return self.start()

@@ -14,12 +14,6 @@ from tests.livesrv import LiveServer
 TERMINAL = {"response.completed", "response.incomplete", "response.failed"}
 
 
-def sync_client(live: LiveServer) -> OpenAI:
-    client = OpenAI(base_url=live.base_url, api_key="test", max_retries=0)
-    live.clients.append(client)
-    return client
-
-
 def wait_until_over(client: OpenAI, response_id: str, timeout: float = 15.0) -> Any:
     deadline = time.monotonic() + timeout
     while True:
@@ -40,9 +34,8 @@ def stored_events(live: LiveServer, response_id: str) -> list[dict[str, Any]]:
 
 
 def test_background_without_stream_answers_at_once_and_polling_completes(
-    live_server: LiveServer,
+    live_server: LiveServer, client: OpenAI
 ) -> None:
-    client = sync_client(live_server)
     created = client.responses.create(model="echo-slow", input=words(10), background=True)
     assert created.status in ("queued", "in_progress")
     assert created.background is True
@@ -61,9 +54,8 @@ def test_background_without_stream_answers_at_once_and_polling_completes(
 
 
 def test_a_disconnected_background_stream_keeps_running_and_resumes_exactly(
-    live_server: LiveServer,
+    live_server: LiveServer, client: OpenAI
 ) -> None:
-    client = sync_client(live_server)
     conversation = client.conversations.create()
     received: list[Any] = []
     with client.responses.create(
@@ -98,8 +90,9 @@ def test_a_disconnected_background_stream_keeps_running_and_resumes_exactly(
     assert [e.sequence_number for e in full] == list(range(len(everything)))
 
 
-def test_resuming_a_running_background_stream_follows_it_live(live_server: LiveServer) -> None:
-    client = sync_client(live_server)
+def test_resuming_a_running_background_stream_follows_it_live(
+    live_server: LiveServer, client: OpenAI
+) -> None:
     created = client.responses.create(model="echo-slow", input=words(40), background=True)
     time.sleep(0.2)
     resumed = list(client.responses.retrieve(created.id, stream=True, starting_after=2))
@@ -112,8 +105,7 @@ def test_resuming_a_running_background_stream_follows_it_live(live_server: LiveS
     )[3:]
 
 
-def test_the_stream_helper_resumes_and_gives_the_final_response(live_server: LiveServer) -> None:
-    client = sync_client(live_server)
+def test_the_stream_helper_resumes_and_gives_the_final_response(client: OpenAI) -> None:
     created = client.responses.create(model="echo-slow", input=words(20), background=True)
     seen: list[int] = []
     with client.responses.stream(response_id=created.id, starting_after=4) as stream:
@@ -126,10 +118,7 @@ def test_the_stream_helper_resumes_and_gives_the_final_response(live_server: Liv
     assert final.output_text == words(20)
 
 
-def test_cancel_ends_the_run_idempotently_and_releases_the_conversation(
-    live_server: LiveServer,
-) -> None:
-    client = sync_client(live_server)
+def test_cancel_ends_the_run_idempotently_and_releases_the_conversation(client: OpenAI) -> None:
     conversation = client.conversations.create()
     created = client.responses.create(
         model="echo-slow", input=words(500), background=True, conversation=conversation.id
@@ -152,17 +141,15 @@ def test_cancel_ends_the_run_idempotently_and_releases_the_conversation(
     assert follow.status == "completed"
 
 
-def test_cancel_of_a_finished_background_response_returns_its_final_state(
-    live_server: LiveServer,
-) -> None:
-    client = sync_client(live_server)
+def test_cancel_of_a_finished_background_response_returns_its_final_state(client: OpenAI) -> None:
     created = client.responses.create(model="echo", input="short one", background=True)
     final = wait_until_over(client, created.id)
     assert client.responses.cancel(created.id).status == final.status == "completed"
 
 
-def test_cancel_refuses_non_background_and_unknown_responses(live_server: LiveServer) -> None:
-    client = sync_client(live_server)
+def test_cancel_refuses_non_background_and_unknown_responses(
+    live_server: LiveServer, client: OpenAI
+) -> None:
     created = client.responses.create(model="echo", input="hi")
     resp = httpx.post(f"{live_server.base_url}/responses/{created.id}/cancel")
     assert resp.status_code == 400
@@ -190,8 +177,8 @@ def _foreign_run(live: LiveServer, response_id: str) -> None:
     """A background response 'running in another process': a record, no run here."""
     from turnstream.storage import ResponseRecord
 
-    created = sync_client(live).responses.create(model="echo", input="template", background=True)
-    body = {**wait_until_over(sync_client(live), created.id).model_dump(mode="json")}
+    created = live.openai().responses.create(model="echo", input="template", background=True)
+    body = {**wait_until_over(live.openai(), created.id).model_dump(mode="json")}
     body.update(id=response_id, status="in_progress", output=[], completed_at=None, usage=None)
     live.call(
         live.state.store.insert_response(
@@ -209,11 +196,10 @@ def test_cancel_of_a_run_in_another_process_is_a_409(live_server: LiveServer) ->
 
 
 def test_a_run_in_another_process_is_followed_through_the_event_log(
-    live_server: LiveServer,
+    live_server: LiveServer, client: OpenAI
 ) -> None:
     import threading
 
-    client = sync_client(live_server)
     source = client.responses.create(model="echo", input="from the log", background=True)
     wait_until_over(client, source.id)
     log = live_server.call(live_server.state.store.list_events(source.id, after=None))

@@ -13,6 +13,7 @@ import openai
 import pytest
 from openai import OpenAI
 
+from tests.builders import WEATHER
 from tests.livesrv import LiveServer, running_server
 from tests.providers.fake_chat_upstream import (
     FakeChatUpstream,
@@ -26,8 +27,6 @@ from tests.providers.fake_chat_upstream import (
 )
 from turnstream.providers.echo import EchoProvider
 from turnstream.providers.openai_chat import OpenAIChatProvider
-
-from .test_responses_sdk import WEATHER
 
 
 @pytest.fixture(scope="module")

@@ -13,12 +13,11 @@ import httpx
 import pytest
 from openai import OpenAI
 
+from tests.builders import WEATHER
 from tests.livesrv import LiveServer, free_port, running_server
 from turnstream.providers.echo import EchoProvider
 from turnstream.providers.local import local_model_available, xllamacpp_engine_factory
 from turnstream.providers.openai_chat import OpenAIChatProvider
-
-from .test_responses_sdk import WEATHER
 
 pytestmark = pytest.mark.skipif(
     not local_model_available("0.5b"),

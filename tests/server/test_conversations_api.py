@@ -7,17 +7,15 @@ import openai
 import pytest
 from openai import OpenAI
 
+from tests.builders import WEATHER
 from tests.livesrv import LiveServer
-
-from .test_responses_sdk import WEATHER, sync_client
 
 
 def user(text: str) -> dict[str, str]:
     return {"role": "user", "content": text}
 
 
-def test_conversation_crud_round_trips_through_the_sdk(live_server: LiveServer) -> None:
-    client = sync_client(live_server)
+def test_conversation_crud_round_trips_through_the_sdk(client: OpenAI) -> None:
     conv = client.conversations.create(
         items=[user("first"), user("second")], metadata={"topic": "demo"}
     )
@@ -37,10 +35,7 @@ def test_conversation_crud_round_trips_through_the_sdk(live_server: LiveServer) 
         client.conversations.items.list(conv.id)
 
 
-def test_conversation_items_are_created_listed_retrieved_and_deleted(
-    live_server: LiveServer,
-) -> None:
-    client = sync_client(live_server)
+def test_conversation_items_are_created_listed_retrieved_and_deleted(client: OpenAI) -> None:
     conv = client.conversations.create()
     created = client.conversations.items.create(conv.id, items=[user(f"m{i}") for i in range(5)])
     ids = [item.id for item in created.data]
@@ -96,7 +91,7 @@ def test_unknown_conversation_ids_are_404_everywhere(live_server: LiveServer) ->
 def test_a_response_on_a_conversation_sees_its_items_and_appends_its_turn(
     live_server: LiveServer, form: str
 ) -> None:
-    client: OpenAI = sync_client(live_server)
+    client: OpenAI = live_server.openai()
     conv = client.conversations.create(items=[user("earlier")])
     conversation = conv.id if form == "string" else {"id": conv.id}
     assert live_server.scripted is not None
@@ -120,9 +115,8 @@ def test_a_response_on_a_conversation_sees_its_items_and_appends_its_turn(
 
 
 def test_a_tool_loop_on_a_conversation_stores_call_output_and_answer_in_order(
-    live_server: LiveServer,
+    client: OpenAI,
 ) -> None:
-    client = sync_client(live_server)
     conv = client.conversations.create()
     first = client.responses.create(
         model="echo", input='get_weather {"city": "Oslo"}', tools=[WEATHER], conversation=conv.id
@@ -140,10 +134,7 @@ def test_a_tool_loop_on_a_conversation_stores_call_output_and_answer_in_order(
     assert kinds == ["message", "function_call", "function_call_output", "message"]
 
 
-def test_a_conversation_with_an_unanswered_call_rejects_a_new_message(
-    live_server: LiveServer,
-) -> None:
-    client = sync_client(live_server)
+def test_a_conversation_with_an_unanswered_call_rejects_a_new_message(client: OpenAI) -> None:
     conv = client.conversations.create()
     first = client.responses.create(
         model="echo", input="get_weather", tools=[WEATHER], conversation=conv.id
@@ -155,12 +146,13 @@ def test_a_conversation_with_an_unanswered_call_rejects_a_new_message(
     )  # type: ignore[union-attr]
 
 
-def test_a_failed_response_appends_nothing_to_the_conversation(live_server: LiveServer) -> None:
+def test_a_failed_response_appends_nothing_to_the_conversation(
+    live_server: LiveServer, client: OpenAI
+) -> None:
     from turnstream.engine.deltas import TextDelta
     from turnstream.providers.base import ProviderError
     from turnstream.providers.scripted import Raise
 
-    client = sync_client(live_server)
     conv = client.conversations.create(items=[user("keep me")])
     assert live_server.scripted is not None
     live_server.scripted.push([TextDelta("half"), Raise(ProviderError("boom"))])
@@ -193,9 +185,8 @@ def test_invalid_conversation_bodies_are_400s_and_store_nothing(
 
 
 def test_invalid_items_are_refused_without_touching_the_conversation(
-    live_server: LiveServer,
+    live_server: LiveServer, client: OpenAI
 ) -> None:
-    client = sync_client(live_server)
     conv = client.conversations.create(items=[user("keep")])
     resp = httpx.post(
         f"{live_server.base_url}/conversations/{conv.id}/items", json={"items": [{"role": "user"}]}
