@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from referencing.jsonschema import DRAFT202012
 __all__ = [
     "EVENT_SCHEMAS",
     "FLAT_ERROR_EVENT_SCHEMA",
+    "SPEC_ENV",
     "SPEC_PATH",
     "validate_event",
     "validate_response",
@@ -38,13 +40,24 @@ __all__ = [
 ]
 
 
+SPEC_ENV = "TURNSTREAM_SPEC"
+"""Set to the spec file's path to use a copy that is not beside the checkout."""
+_SPEC_IN_SHARED = Path("shared") / "spec" / "openresponses-openapi.json"
+_CHECKOUT = Path(__file__).resolve().parents[1]
+
+
 def _find_spec() -> Path:
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        candidate = parent / "shared" / "spec" / "openresponses-openapi.json"
-        if candidate.exists():
-            return candidate
-    return Path("/work/shared/spec/openresponses-openapi.json")
+    """`$TURNSTREAM_SPEC`, else `shared/spec/` beside the checkout or beside a folder above it.
+
+    CI clones the repository into a fresh folder with `shared/` beside it; a git
+    worktree sits deeper (`<root>/wt/<name>`) with `shared/` beside the folders above.
+    """
+    if os.environ.get(SPEC_ENV):
+        return Path(os.environ[SPEC_ENV])
+    for folder in _CHECKOUT.parents:
+        if (folder / _SPEC_IN_SHARED).is_file():
+            return folder / _SPEC_IN_SHARED
+    return _CHECKOUT.parent / _SPEC_IN_SHARED
 
 
 SPEC_PATH = _find_spec()
@@ -96,6 +109,11 @@ FLAT_ERROR_EVENT_SCHEMA: dict[str, Any] = {
 
 @functools.cache
 def _spec() -> dict[str, Any]:
+    if not SPEC_PATH.is_file():
+        raise FileNotFoundError(
+            f"the Open Responses spec is not at {SPEC_PATH}: put the project's shared/ folder "
+            f"beside the checkout, or set {SPEC_ENV} to the path of openresponses-openapi.json"
+        )
     spec: dict[str, Any] = json.loads(SPEC_PATH.read_text(encoding="utf-8"))
     return spec
 

@@ -7,9 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.cli.chat_process import ROOT, chat_args, chat_env
 from tests.livesrv import running_server
-
-from .conftest import ROOT, chat_args, chat_env
 
 
 def run_chat(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
