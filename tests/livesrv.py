@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -130,8 +130,14 @@ def start_server(
     db_path: Path,
     *,
     providers: Sequence[Provider] | None = None,
+    wrap: Callable[[Any], Any] | None = None,
     **settings: Any,
 ) -> LiveServer:
+    """Serve `create_app` with the echo, echo-slow and scripted models (or `providers`).
+
+    `wrap(app)` returns an ASGI app around the server's own, between it and the wire
+    recorder: a test's deliberate fault at the wire (e.g. holding back a frame).
+    """
     scripted = None
     if providers is None:
         scripted = ScriptedProvider()
@@ -139,7 +145,7 @@ def start_server(
     app = create_app(
         Settings(db_path=db_path, enable_local_model=False, **settings), providers=providers
     )
-    recorder = WireRecorder(app)
+    recorder = WireRecorder(app if wrap is None else wrap(app))
     thread = ServerThread(recorder, name="turnstream-test-server").start(timeout=15)
     return LiveServer(app=app, recorder=recorder, thread=thread, scripted=scripted)
 

@@ -43,7 +43,7 @@ class Terminal:
     def ask(self, text: str) -> None:
         self.child.sendline(text)
 
-    def expect(self, pattern: str, timeout: float = -1) -> None:
+    def expect(self, pattern: str | list[str], timeout: float = -1) -> None:
         self.child.expect(pattern, timeout=timeout)
 
     def exit(self) -> int:
