@@ -83,6 +83,28 @@ class WireRecorder:
             validate_response(response)
 
 
+class Gate:
+    """A scripted-model step that holds its stream until the test opens the gate.
+
+    Push it inside a script (`live.scripted.push([TextDelta("a"), gate, ...])`): the
+    response then holds its conversation for exactly as long as the test needs, on
+    any machine, instead of for a stream long enough that a loaded machine usually
+    keeps up. `open()` may be called from the test's thread.
+    """
+
+    def __init__(self, live: LiveServer) -> None:
+        self._live = live
+        self._event = asyncio.Event()
+
+    async def __call__(self, request: Any) -> None:
+        await self._event.wait()
+
+    def open(self) -> None:
+        loop = self._live.loop
+        assert loop is not None, "the server is not running"
+        loop.call_soon_threadsafe(self._event.set)
+
+
 @dataclass
 class LiveServer:
     app: FastAPI
@@ -109,6 +131,10 @@ class LiveServer:
     def state(self) -> ServerState:
         state: ServerState = self.app.state.turnstream
         return state
+
+    def gate(self) -> Gate:
+        """A new closed `Gate` for this server's scripted model."""
+        return Gate(self)
 
     def openai(self) -> OpenAI:
         """A sync `openai` client on this server (no retries), closed with the server."""
