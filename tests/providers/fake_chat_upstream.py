@@ -58,6 +58,9 @@ class FakeReply:
             of a stream.
         headers: Extra response headers (e.g. `retry-after`).
         body: JSON body (a dict) or raw bytes for a non-stream reply.
+        hold_open: After the chunks, keep the stream open (no `[DONE]`, no end) until
+            the client goes away: a reply that only the client can end, for tests of
+            how a client stops a stream, without racing a stream that ends on its own.
     """
 
     chunks: Sequence[Frame] = ()
@@ -67,6 +70,7 @@ class FakeReply:
     status: int = 200
     headers: Mapping[str, str] = field(default_factory=dict)
     body: Mapping[str, Any] | bytes | None = None
+    hold_open: bool = False
 
     @classmethod
     def error(
@@ -285,8 +289,11 @@ class FakeChatUpstream:
         headers += [(k.encode(), v.encode()) for k, v in reply.headers.items()]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         watcher = asyncio.ensure_future(self._watch_disconnect(receive))
+        frames = reply.frames()
+        if reply.hold_open and reply.done:
+            frames = frames[:-1]
         try:
-            for frame in reply.frames():
+            for frame in frames:
                 if reply.delay:
                     await asyncio.wait([watcher], timeout=reply.delay)
                 if watcher.done():
@@ -297,6 +304,9 @@ class FakeChatUpstream:
                     await send({"type": "http.response.body", "body": piece, "more_body": True})
                     if reply.write_size:
                         await asyncio.sleep(0)  # let each piece leave as its own write
+            if reply.hold_open:
+                await watcher  # only the client going away ends this reply
+                return
             watcher.cancel()
             await send({"type": "http.response.body", "body": b""})
             self.completed += 1

@@ -10,6 +10,7 @@ import httpx
 from openai import OpenAI
 
 from tests.livesrv import LiveServer
+from turnstream.engine.deltas import FinishDelta, TextDelta
 
 TERMINAL = {"response.completed", "response.incomplete", "response.failed"}
 
@@ -93,12 +94,20 @@ def test_a_disconnected_background_stream_keeps_running_and_resumes_exactly(
 def test_resuming_a_running_background_stream_follows_it_live(
     live_server: LiveServer, client: OpenAI
 ) -> None:
-    created = client.responses.create(model="echo-slow", input=words(40), background=True)
-    time.sleep(0.2)
-    resumed = list(client.responses.retrieve(created.id, stream=True, starting_after=2))
+    # the run is held after its first delta until the follower has seen that delta, so
+    # what comes after can only have reached the follower live
+    assert live_server.scripted is not None
+    gate = live_server.gate()
+    live_server.scripted.push([TextDelta("before "), gate, TextDelta("after"), FinishDelta()])
+    created = client.responses.create(model="scripted", input="hi", background=True)
+    resumed: list[Any] = []
+    for event in client.responses.retrieve(created.id, stream=True, starting_after=2):
+        resumed.append(event)
+        if event.type == "response.output_text.delta" and event.delta == "before ":
+            gate.open()
     assert [e.sequence_number for e in resumed] == list(range(3, 3 + len(resumed)))
     assert resumed[-1].type == "response.completed"
-    assert resumed[-1].response.output_text == words(40)
+    assert resumed[-1].response.output_text == "before after"
     # the log has the same events, the terminal one included
     assert [e.model_dump(mode="json", exclude_unset=True) for e in resumed] == stored_events(
         live_server, created.id
@@ -118,12 +127,22 @@ def test_the_stream_helper_resumes_and_gives_the_final_response(client: OpenAI) 
     assert final.output_text == words(20)
 
 
-def test_cancel_ends_the_run_idempotently_and_releases_the_conversation(client: OpenAI) -> None:
+def test_cancel_ends_the_run_idempotently_and_releases_the_conversation(
+    live_server: LiveServer, client: OpenAI
+) -> None:
+    assert live_server.scripted is not None
+    never = live_server.gate()  # the run is mid-answer until the cancel ends it
+    live_server.scripted.push([TextDelta("partial"), never])
     conversation = client.conversations.create()
     created = client.responses.create(
-        model="echo-slow", input=words(500), background=True, conversation=conversation.id
+        model="scripted", input="go", background=True, conversation=conversation.id
     )
-    time.sleep(0.2)
+    deadline = time.monotonic() + 15
+    while not any(
+        e["type"] == "response.output_text.delta" for e in stored_events(live_server, created.id)
+    ):
+        assert time.monotonic() < deadline, "the run never started"
+        time.sleep(0.02)
     cancelled = client.responses.cancel(created.id)
     assert cancelled.status == "cancelled"
     again = client.responses.cancel(created.id)
@@ -198,8 +217,6 @@ def test_cancel_of_a_run_in_another_process_is_a_409(live_server: LiveServer) ->
 def test_a_run_in_another_process_is_followed_through_the_event_log(
     live_server: LiveServer, client: OpenAI
 ) -> None:
-    import threading
-
     source = client.responses.create(model="echo", input="from the log", background=True)
     wait_until_over(client, source.id)
     log = live_server.call(live_server.state.store.list_events(source.id, after=None))
@@ -207,15 +224,12 @@ def test_a_run_in_another_process_is_followed_through_the_event_log(
     store = live_server.state.store
     live_server.call(store.append_events("resp_far", log[:4]))
 
-    def later() -> None:
-        time.sleep(0.3)
-        live_server.call(store.append_events("resp_far", log[4:]))
-
-    writer = threading.Thread(target=later)
-    writer.start()
-    try:
-        resumed = list(client.responses.retrieve("resp_far", stream=True, starting_after=1))
-    finally:
-        writer.join()
+    resumed: list[Any] = []
+    for event in client.responses.retrieve("resp_far", stream=True, starting_after=1):
+        resumed.append(event)
+        if event.sequence_number == log[3][0]:
+            # the follower has everything logged so far: the rest can only reach it
+            # by following the log as "the other process" appends to it
+            live_server.call(store.append_events("resp_far", log[4:]))
     assert [e.sequence_number for e in resumed] == [seq for seq, _ in log[2:]]
     assert resumed[-1].type == "response.completed"
