@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -229,43 +230,58 @@ class ServerProcess:
         self._close_log()
 
 
+_LISTENING = re.compile(rb"Uvicorn running on http://127\.0\.0\.1:(\d+)")
+
+
 def spawn_server(db_path: Path, config: Path | None = None, *extra: str) -> ServerProcess:
+    """Start `turnstream serve` on a port the OS picks, and wait until it answers.
+
+    The server binds port 0 and the port is read from its own start-up line, so two
+    servers started at once (e.g. by two xdist workers) can never pick the same port,
+    and the health check can never reach another test's server.
+    """
     import subprocess
     import sys
+    import tempfile
 
     import httpx
 
-    port = free_port()
     args = [
         sys.executable,
         "-m",
         "turnstream.cli.main",
         "serve",
         "--port",
-        str(port),
+        "0",
         "--db",
         str(db_path),
         "--no-local",
     ]
     if config is not None:
         args += ["--config", str(config)]
-    args += ["--log-level", "warning", *extra]
-    log = (db_path.parent / f"server-{port}.log").open("wb")
+    # info: uvicorn names the port it bound at that level
+    args += ["--log-level", "info", *extra]
+    log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - the ServerProcess closes it
+        dir=db_path.parent, prefix="server-", suffix=".log", delete=False
+    )
+    log_path = Path(log.name)
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log)
     deadline = time.monotonic() + 30
+    port = None
     while True:
         if process.poll() is not None:
             log.close()
-            raise RuntimeError(
-                f"server exited: {(db_path.parent / f'server-{port}.log').read_text()}"
-            )
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1).status_code == 200:
-                return ServerProcess(process, port, log)
-        except httpx.TransportError:
-            pass
+            raise RuntimeError(f"server exited: {log_path.read_text(errors='replace')}")
+        if port is None and (found := _LISTENING.search(log_path.read_bytes())):
+            port = int(found.group(1))
+        if port is not None:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1).status_code == 200:
+                    return ServerProcess(process, port, log)
+            except httpx.TransportError:
+                pass
         if time.monotonic() > deadline:
             process.kill()
             log.close()
-            raise RuntimeError("server did not come up")
+            raise RuntimeError(f"server did not come up: {log_path.read_text(errors='replace')}")
         time.sleep(0.05)

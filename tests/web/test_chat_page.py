@@ -6,9 +6,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pytest
 from playwright.sync_api import expect
 
 from tests.livesrv import ServerProcess
+
+# one xdist worker runs the page tests: they share one browser and one server process
+pytestmark = pytest.mark.xdist_group("browser")
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
