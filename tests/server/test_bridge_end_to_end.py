@@ -181,12 +181,12 @@ def test_invalid_upstream_arguments_are_stored_verbatim_and_do_not_poison_the_ne
     first = client.responses.create(
         model="bridged", input="weather?", tools=[WEATHER], conversation=conv.id
     )
-    assert first.output[0].arguments == '{"city": Par'  # type: ignore[union-attr]
+    assert first.output[0].arguments == '{"city": Par'  # type: ignore[union-attr]  # the SDK's item union; the test knows which member this is
     output = {
         "type": "function_call_output",
         "call_id": first.output[0].call_id,
         "output": "error: invalid JSON",
-    }  # type: ignore[union-attr]
+    }  # type: ignore[union-attr]  # the SDK's item union; the test knows which member this is
     second = client.responses.create(
         model="bridged", input=[output], tools=[WEATHER], conversation=conv.id
     )
@@ -209,7 +209,7 @@ def test_reasoning_then_text_becomes_a_reasoning_item_then_a_message(
     )
     final = client_for(live).responses.create(model="bridged", input="the answer?")
     assert [item.type for item in final.output] == ["reasoning", "message"]
-    assert final.output[0].summary[0].text == "Think hard."  # type: ignore[union-attr]
+    assert final.output[0].summary[0].text == "Think hard."  # type: ignore[union-attr]  # the SDK's item union; the test knows which member this is
     assert final.output_text == "42"
 
 
@@ -242,7 +242,7 @@ def test_an_upstream_error_mid_stream_ends_failed(
     with client_for(live).responses.stream(model="bridged", input="hi") as stream:
         events = list(stream)
     assert [e.type for e in events[-2:]] == ["error", "response.failed"]
-    assert events[-1].response.error.message == "upstream exploded"  # type: ignore[union-attr]
+    assert events[-1].response.error.message == "upstream exploded"  # type: ignore[union-attr]  # the SDK's item union; the test knows which member this is
 
 
 def test_an_upstream_429_before_the_stream_is_a_429_with_its_retry_after(

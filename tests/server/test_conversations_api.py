@@ -40,7 +40,7 @@ def test_conversation_items_are_created_listed_retrieved_and_deleted(client: Ope
     created = client.conversations.items.create(conv.id, items=[user(f"m{i}") for i in range(5)])
     ids = [item.id for item in created.data]
     assert len(set(ids)) == 5
-    assert all(item.status == "completed" for item in created.data)  # type: ignore[union-attr]
+    assert all(item.status == "completed" for item in created.data)  # type: ignore[union-attr]  # the SDK's item union; the test knows which member this is
 
     newest_first = list(client.conversations.items.list(conv.id, limit=2))
     assert [item.id for item in newest_first] == ids[::-1]
@@ -49,7 +49,7 @@ def test_conversation_items_are_created_listed_retrieved_and_deleted(client: Ope
     assert oldest_first.has_more is True
 
     item = client.conversations.items.retrieve(ids[2], conversation_id=conv.id)
-    assert item.content[0].text == "m2"  # type: ignore[union-attr]
+    assert item.content[0].text == "m2"  # type: ignore[union-attr]  # the SDK's item union; the test knows which member this is
 
     after_delete = client.conversations.items.delete(ids[2], conversation_id=conv.id)
     assert after_delete.id == conv.id
@@ -143,7 +143,7 @@ def test_a_conversation_with_an_unanswered_call_rejects_a_new_message(client: Op
         client.responses.create(model="echo", input="hello?", conversation=conv.id)
     assert info.value.message.endswith(
         f"No tool output found for function call {first.output[0].call_id}."
-    )  # type: ignore[union-attr]
+    )  # type: ignore[union-attr]  # the SDK's item union; the test knows which member this is
 
 
 def test_a_failed_response_appends_nothing_to_the_conversation(
@@ -158,7 +158,7 @@ def test_a_failed_response_appends_nothing_to_the_conversation(
     live_server.scripted.push([TextDelta("half"), Raise(ProviderError("boom"))])
     failed = client.responses.create(model="scripted", input="doomed", conversation=conv.id)
     assert failed.status == "failed"
-    assert [i.content[0].text for i in client.conversations.items.list(conv.id)] == ["keep me"]  # type: ignore[union-attr]
+    assert [i.content[0].text for i in client.conversations.items.list(conv.id)] == ["keep me"]  # type: ignore[union-attr]  # the SDK's item union; the test knows which member this is
     # and the lock was released: the next turn goes through
     assert (
         client.responses.create(model="echo", input="next", conversation=conv.id).output_text
@@ -192,7 +192,7 @@ def test_invalid_items_are_refused_without_touching_the_conversation(
         f"{live_server.base_url}/conversations/{conv.id}/items", json={"items": [{"role": "user"}]}
     )
     assert resp.status_code == 400
-    assert [i.content[0].text for i in client.conversations.items.list(conv.id)] == ["keep"]  # type: ignore[union-attr]
+    assert [i.content[0].text for i in client.conversations.items.list(conv.id)] == ["keep"]  # type: ignore[union-attr]  # the SDK's item union; the test knows which member this is
     malformed = httpx.post(
         f"{live_server.base_url}/conversations/{conv.id}/items",
         content=b"{nope",

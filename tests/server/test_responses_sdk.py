@@ -232,11 +232,11 @@ def test_input_items_paginate_with_cursor_and_order(client: OpenAI) -> None:
     )
     page = client.responses.input_items.list(created.id, limit=2, order="asc")
     assert page.has_more is True
-    assert [item.content[0].text for item in page.data] == texts[:2]  # type: ignore[union-attr]
+    assert [item.content[0].text for item in page.data] == texts[:2]  # type: ignore[union-attr]  # the SDK's item union; the test knows which member this is
     everything = list(client.responses.input_items.list(created.id, limit=2, order="asc"))
-    assert [item.content[0].text for item in everything] == texts  # type: ignore[union-attr]
+    assert [item.content[0].text for item in everything] == texts  # type: ignore[union-attr]  # the SDK's item union; the test knows which member this is
     newest_first = list(client.responses.input_items.list(created.id))
-    assert [item.content[0].text for item in newest_first] == texts[::-1]  # type: ignore[union-attr]
+    assert [item.content[0].text for item in newest_first] == texts[::-1]  # type: ignore[union-attr]  # the SDK's item union; the test knows which member this is
 
 
 def test_models_endpoint_lists_the_served_models(live_server: LiveServer) -> None:
