@@ -73,3 +73,13 @@ def test_a_missing_spec_fails_with_a_message_saying_where_to_put_it(
     monkeypatch.setattr(spec, "SPEC_PATH", tmp_path / "missing.json")
     with pytest.raises(FileNotFoundError, match=f"shared/ folder.*{spec.SPEC_ENV}"):
         spec._spec.__wrapped__()
+
+
+def test_a_shape_validated_once_still_rejects_a_value_the_spec_forbids() -> None:
+    data = Response(id="resp_1", created_at=1, model="m").model_dump(mode="json")
+    validate_response(data)
+    validate_response({**data, "id": "resp_2", "created_at": 99})  # same shape: cached
+    with pytest.raises(jsonschema.ValidationError):
+        validate_response({**data, "object": "responses"})  # not in the enum
+    with pytest.raises(jsonschema.ValidationError):
+        validate_response({**data, "created_at": "1"})  # a string where an integer goes
