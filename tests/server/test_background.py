@@ -37,10 +37,15 @@ def stored_events(live: LiveServer, response_id: str) -> list[dict[str, Any]]:
 def test_background_without_stream_answers_at_once_and_polling_completes(
     live_server: LiveServer, client: OpenAI
 ) -> None:
-    created = client.responses.create(model="echo-slow", input=words(10), background=True)
+    # the run cannot finish before the test has the answer to the create
+    assert live_server.scripted is not None
+    gate = live_server.gate()
+    live_server.scripted.push([gate, TextDelta(words(10)), FinishDelta()])
+    created = client.responses.create(model="scripted", input="go", background=True)
     assert created.status in ("queued", "in_progress")
     assert created.background is True
     assert created.output == []
+    gate.open()
     final = wait_until_over(client, created.id)
     assert final.status == "completed"
     assert final.output_text == words(10)
