@@ -25,7 +25,8 @@ from turnstream.providers.base import GenerationRequest
 from turnstream.providers.local import LocalProvider
 
 # one xdist worker runs every real-model test: each model loads once, not once per worker
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("real-model")]
+# model inference is CPU-bound: the timeout is a ceiling for a hang on a loaded machine
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("real-model"), pytest.mark.timeout(300)]
 
 
 def _missing(size: str) -> str | None:

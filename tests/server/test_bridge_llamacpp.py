@@ -27,6 +27,9 @@ pytestmark = [
     ),
     pytest.mark.slow,
     pytest.mark.xdist_group("real-model"),
+    # model inference is CPU-bound: on a loaded 2-core machine the load and the round
+    # trip take minutes; this is a ceiling for a hang, not a race's margin
+    pytest.mark.timeout(300),
 ]
 
 
