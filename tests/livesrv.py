@@ -9,16 +9,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import threading
+import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import uvicorn
 from fastapi import FastAPI
+from openai import OpenAI
 
+from turnstream.cli._server_thread import ServerThread
 from turnstream.providers.base import Provider
 from turnstream.providers.echo import EchoProvider
 from turnstream.providers.scripted import ScriptedProvider
@@ -83,45 +84,87 @@ class WireRecorder:
             validate_response(response)
 
 
+class Gate:
+    """A scripted-model step that holds its stream until the test opens the gate.
+
+    Push it inside a script (`live.scripted.push([TextDelta("a"), gate, ...])`): the
+    response then holds its conversation for exactly as long as the test needs, on
+    any machine, instead of for a stream long enough that a loaded machine usually
+    keeps up. `open()` may be called from the test's thread.
+    """
+
+    def __init__(self, live: LiveServer) -> None:
+        self._live = live
+        self._event = asyncio.Event()
+
+    async def __call__(self, request: Any) -> None:
+        await self._event.wait()
+
+    def open(self) -> None:
+        loop = self._live.loop
+        assert loop is not None, "the server is not running"
+        loop.call_soon_threadsafe(self._event.set)
+
+
 @dataclass
 class LiveServer:
     app: FastAPI
     recorder: WireRecorder
-    server: uvicorn.Server
-    thread: threading.Thread
-    port: int
+    thread: ServerThread
+    """The uvicorn server and its event loop, in a daemon thread."""
     scripted: ScriptedProvider | None = None
-    loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
     clients: list[Any] = field(default_factory=list, repr=False)
     """Sync clients the tests made; closed with the server so no socket leaks."""
 
     @property
+    def port(self) -> int:
+        return self.thread.port
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        return self.thread.loop
+
+    @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
+        return f"{self.thread.base_url}/v1"
 
     @property
     def state(self) -> ServerState:
         state: ServerState = self.app.state.turnstream
         return state
 
+    def gate(self) -> Gate:
+        """A new closed `Gate` for this server's scripted model."""
+        return Gate(self)
+
+    def openai(self) -> OpenAI:
+        """A sync `openai` client on this server (no retries), closed with the server."""
+        client = OpenAI(base_url=self.base_url, api_key="test", max_retries=0)
+        self.clients.append(client)
+        return client
+
     def call(self, coro: Any, timeout: float = 10.0) -> Any:
         """Run a coroutine on the server's own event loop (for store inspection)."""
-        assert self.loop is not None
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+        return self.thread.call(coro, timeout)
 
     def stop(self) -> None:
         for client in self.clients:
             client.close()
-        self.server.should_exit = True
-        self.thread.join(15)
+        self.thread.stop(15)
 
 
 def start_server(
     db_path: Path,
     *,
     providers: Sequence[Provider] | None = None,
+    wrap: Callable[[Any], Any] | None = None,
     **settings: Any,
 ) -> LiveServer:
+    """Serve `create_app` with the echo, echo-slow and scripted models (or `providers`).
+
+    `wrap(app)` returns an ASGI app around the server's own, between it and the wire
+    recorder: a test's deliberate fault at the wire (e.g. holding back a frame).
+    """
     scripted = None
     if providers is None:
         scripted = ScriptedProvider()
@@ -129,36 +172,9 @@ def start_server(
     app = create_app(
         Settings(db_path=db_path, enable_local_model=False, **settings), providers=providers
     )
-    recorder = WireRecorder(app)
-    config = uvicorn.Config(recorder, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    holder: dict[str, asyncio.AbstractEventLoop] = {}
-
-    def run() -> None:
-        loop = asyncio.new_event_loop()
-        holder["loop"] = loop
-        asyncio.set_event_loop(loop)
-        with contextlib.suppress(Exception):
-            loop.run_until_complete(server.serve())
-        loop.close()
-
-    thread = threading.Thread(target=run, daemon=True, name="turnstream-test-server")
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    return LiveServer(
-        app=app,
-        recorder=recorder,
-        server=server,
-        thread=thread,
-        port=port,
-        scripted=scripted,
-        loop=holder["loop"],
-    )
+    recorder = WireRecorder(app if wrap is None else wrap(app))
+    thread = ServerThread(recorder, name="turnstream-test-server").start(timeout=15)
+    return LiveServer(app=app, recorder=recorder, thread=thread, scripted=scripted)
 
 
 @contextlib.contextmanager
@@ -214,43 +230,58 @@ class ServerProcess:
         self._close_log()
 
 
+_LISTENING = re.compile(rb"Uvicorn running on http://127\.0\.0\.1:(\d+)")
+
+
 def spawn_server(db_path: Path, config: Path | None = None, *extra: str) -> ServerProcess:
+    """Start `turnstream serve` on a port the OS picks, and wait until it answers.
+
+    The server binds port 0 and the port is read from its own start-up line, so two
+    servers started at once (e.g. by two xdist workers) can never pick the same port,
+    and the health check can never reach another test's server.
+    """
     import subprocess
     import sys
+    import tempfile
 
     import httpx
 
-    port = free_port()
     args = [
         sys.executable,
         "-m",
         "turnstream.cli.main",
         "serve",
         "--port",
-        str(port),
+        "0",
         "--db",
         str(db_path),
         "--no-local",
     ]
     if config is not None:
         args += ["--config", str(config)]
-    args += ["--log-level", "warning", *extra]
-    log = (db_path.parent / f"server-{port}.log").open("wb")
+    # info: uvicorn names the port it bound at that level
+    args += ["--log-level", "info", *extra]
+    log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - the ServerProcess closes it
+        dir=db_path.parent, prefix="server-", suffix=".log", delete=False
+    )
+    log_path = Path(log.name)
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log)
     deadline = time.monotonic() + 30
+    port = None
     while True:
         if process.poll() is not None:
             log.close()
-            raise RuntimeError(
-                f"server exited: {(db_path.parent / f'server-{port}.log').read_text()}"
-            )
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1).status_code == 200:
-                return ServerProcess(process, port, log)
-        except httpx.TransportError:
-            pass
+            raise RuntimeError(f"server exited: {log_path.read_text(errors='replace')}")
+        if port is None and (found := _LISTENING.search(log_path.read_bytes())):
+            port = int(found.group(1))
+        if port is not None:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1).status_code == 200:
+                    return ServerProcess(process, port, log)
+            except httpx.TransportError:
+                pass
         if time.monotonic() > deadline:
             process.kill()
             log.close()
-            raise RuntimeError("server did not come up")
+            raise RuntimeError(f"server did not come up: {log_path.read_text(errors='replace')}")
         time.sleep(0.05)

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,7 @@ from referencing.jsonschema import DRAFT202012
 __all__ = [
     "EVENT_SCHEMAS",
     "FLAT_ERROR_EVENT_SCHEMA",
+    "SPEC_ENV",
     "SPEC_PATH",
     "validate_event",
     "validate_response",
@@ -38,13 +41,24 @@ __all__ = [
 ]
 
 
+SPEC_ENV = "TURNSTREAM_SPEC"
+"""Set to the spec file's path to use a copy that is not beside the checkout."""
+_SPEC_IN_SHARED = Path("shared") / "spec" / "openresponses-openapi.json"
+_CHECKOUT = Path(__file__).resolve().parents[1]
+
+
 def _find_spec() -> Path:
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        candidate = parent / "shared" / "spec" / "openresponses-openapi.json"
-        if candidate.exists():
-            return candidate
-    return Path("/work/shared/spec/openresponses-openapi.json")
+    """`$TURNSTREAM_SPEC`, else `shared/spec/` beside the checkout or beside a folder above it.
+
+    CI clones the repository into a fresh folder with `shared/` beside it; a git
+    worktree sits deeper (`<root>/wt/<name>`) with `shared/` beside the folders above.
+    """
+    if os.environ.get(SPEC_ENV):
+        return Path(os.environ[SPEC_ENV])
+    for folder in _CHECKOUT.parents:
+        if (folder / _SPEC_IN_SHARED).is_file():
+            return folder / _SPEC_IN_SHARED
+    return _CHECKOUT.parent / _SPEC_IN_SHARED
 
 
 SPEC_PATH = _find_spec()
@@ -96,6 +110,11 @@ FLAT_ERROR_EVENT_SCHEMA: dict[str, Any] = {
 
 @functools.cache
 def _spec() -> dict[str, Any]:
+    if not SPEC_PATH.is_file():
+        raise FileNotFoundError(
+            f"the Open Responses spec is not at {SPEC_PATH}: put the project's shared/ folder "
+            f"beside the checkout, or set {SPEC_ENV} to the path of openresponses-openapi.json"
+        )
     spec: dict[str, Any] = json.loads(SPEC_PATH.read_text(encoding="utf-8"))
     return spec
 
@@ -114,13 +133,74 @@ def _validator(schema_name: str) -> Draft202012Validator:
     return Draft202012Validator(schema, registry=_registry())
 
 
+@functools.cache
+def _enum_strings() -> frozenset[str]:
+    """Every string the spec names in an `enum` (the spec has no other enum values)."""
+    found: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            found.update(value for value in node.get("enum", ()) if isinstance(value, str))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(_spec()["components"]["schemas"])
+    return frozenset(found)
+
+
+_NAME = re.compile(r"^[a-zA-Z0-9_-]+$")
+_STRING_LENGTHS = (0, 64, 512, 10485760)
+"""The spec's `minLength`/`maxLength` bounds: strings in one bucket pass or fail alike."""
+
+
+def _shape(value: Any) -> Any:
+    """What the spec's keywords can tell apart in `value`, and nothing else.
+
+    The spec constrains strings only by `enum`, the lengths in `_STRING_LENGTHS` and
+    the one name pattern; integers by bounds no larger than 20; arrays by their items
+    and a length of at most 128; it has no `uniqueItems`, `prefixItems` or `format`.
+    So two instances with one shape are both valid or both invalid, and the suite's
+    thousands of events validate once per shape instead of once each.
+    """
+    if isinstance(value, dict):
+        return {key: _shape(item) for key, item in value.items()}
+    if isinstance(value, list):
+        shapes: list[Any] = []
+        for item in value:
+            if (shape := _shape(item)) not in shapes:
+                shapes.append(shape)
+        return ["len", min(len(value), 129), *shapes]
+    if isinstance(value, str):
+        if value in _enum_strings():
+            return value
+        bucket = sum(len(value) > limit for limit in _STRING_LENGTHS)
+        return f"\0str:{bucket}:{bool(_NAME.match(value))}"
+    if isinstance(value, bool) or value is None or isinstance(value, float):
+        return value
+    if isinstance(value, int):
+        return max(-1, min(value, 21))
+    return repr(value)
+
+
+_VALID_SHAPES: set[tuple[str, str]] = set()
+
+
 def validate_schema(instance: Any, schema_name: str) -> None:
     """Validate `instance` against `components.schemas[schema_name]`.
+
+    An instance of a shape already found valid passes at once (see `_shape`).
 
     Raises:
         jsonschema.ValidationError: The best-matching error, with its path.
     """
+    key = (schema_name, json.dumps(_shape(instance), sort_keys=True))
+    if key in _VALID_SHAPES:
+        return
     _validator(schema_name).validate(instance)
+    _VALID_SHAPES.add(key)
 
 
 def validate_response(response: Mapping[str, Any]) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,31 +9,7 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-SLOW_TOML = """
-[[models]]
-name = "echo-slow"
-provider = "echo"
-delay = 0.15
-"""
-
-
-def chat_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    """The environment without the user's OpenAI settings, with its data in `tmp_path`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
-    env.update(
-        TURNSTREAM_DB=str(tmp_path / "chat.db"),
-        XDG_DATA_HOME=str(tmp_path / "data"),
-        PYTHONPATH=str(ROOT),
-        TERM="xterm-256color",
-        COLUMNS="100",
-        **extra,
-    )
-    return env
-
-
-def chat_args(*args: str) -> list[str]:
-    return ["-m", "turnstream.cli.main", "chat", *args]
+from tests.cli.chat_process import ROOT, SLOW_TOML, chat_args, chat_env
 
 
 @pytest.fixture
@@ -68,7 +43,7 @@ class Terminal:
     def ask(self, text: str) -> None:
         self.child.sendline(text)
 
-    def expect(self, pattern: str, timeout: float = -1) -> None:
+    def expect(self, pattern: str | list[str], timeout: float = -1) -> None:
         self.child.expect(pattern, timeout=timeout)
 
     def exit(self) -> int:

@@ -7,9 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.cli.chat_process import ROOT, chat_args, chat_env
 from tests.livesrv import running_server
-
-from .conftest import ROOT, chat_args, chat_env
 
 
 def run_chat(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -67,7 +66,6 @@ def test_json_mode_failure_is_an_error_line_and_a_non_zero_exit(tmp_path: Path) 
             tmp_path, "--base-url", live.base_url, "--model", "echo", "--json", "-m", "hi"
         )
         assert done.returncode == 0, done.stderr
-        live.server.should_exit = True
     failed = run_chat(tmp_path, "--base-url", live.base_url, "--model", "echo", "--json", "-m", "x")
     assert failed.returncode == 1
     assert "cannot reach" in failed.stderr

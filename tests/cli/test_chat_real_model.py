@@ -5,14 +5,13 @@ One short exchange: loading plus a tool call and an answer take about 45 s on 2 
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, chat_args, chat_env
+from tests.cli.chat_process import ROOT, chat_args, chat_env
 
 
 def _missing() -> str | None:
@@ -26,6 +25,7 @@ def _missing() -> str | None:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("real-model")  # with the other real-model tests, on one worker
 @pytest.mark.timeout(240)
 def test_a_question_needing_a_tool_gets_a_tool_card_and_an_answer_from_the_local_model(
     tmp_path: Path,
@@ -36,7 +36,8 @@ def test_a_question_needing_a_tool_gets_a_tool_card_and_an_answer_from_the_local
     pexpect = pytest.importorskip("pexpect")
     env = chat_env(tmp_path)
     env.pop("XDG_DATA_HOME")  # the assembled model lives in the user's cache
-    env["HOME"] = os.environ.get("HOME", "/root")
+    # the model is assembled under the user's cache: the real home, even if HOME is unset
+    env.setdefault("HOME", str(Path.home()))
     child = pexpect.spawn(
         sys.executable,
         chat_args("--max-output-tokens", "120"),  # no --model: the default is `local`

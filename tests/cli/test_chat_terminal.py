@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from tests.livesrv import running_server
+
 ECHO = ["--no-local", "--model", "echo"]
+SAMPLE_TOOLS = "tests.cli.sample_tools:TOOLS"
 
 
 def test_a_question_that_needs_a_tool_shows_the_tool_card_and_the_answer(terminal: Any) -> None:
@@ -44,7 +51,7 @@ def test_ctrl_c_mid_answer_stops_it_and_the_next_question_works(
 def test_ctrl_c_while_a_tool_runs_keeps_the_conversation_usable(
     terminal: Any, slow_config: Path
 ) -> None:
-    term = terminal("--no-local", "--model", "echo", "--tools", "tests.cli.sample_tools:TOOLS")
+    term = terminal("--no-local", "--model", "echo", "--tools", SAMPLE_TOOLS)
     term.prompt()
     term.ask('slow_lookup {"key": "k"}')
     term.expect("running")
@@ -53,7 +60,8 @@ def test_ctrl_c_while_a_tool_runs_keeps_the_conversation_usable(
     term.prompt()
     # the cancelled call's output is owed and sent first; the server accepts the turn
     term.ask('shout {"text": "still here"}')
-    term.expect("STILL HERE")
+    term.expect(["STILL HERE", r"error: [^\r\n]*"])  # an error fails now, not at the timeout
+    assert term.child.after == "STILL HERE", term.child.after
     term.prompt()
     term.ask("/history")
     term.expect("slow_lookup")
@@ -106,3 +114,59 @@ def test_the_slash_commands_answer(terminal: Any) -> None:
     term.expect("new conversation")
     term.prompt()
     assert term.exit() == 0
+
+
+class HoldFirstTerminalEvent:
+    """Holds back the first `response.completed` frame until `release` is set.
+
+    The server has then stored the turn (persist, release, then announce) but the
+    client has not read its end: exactly the state a Ctrl-C lands in when the
+    server's write of the turn is slow, which made the test above fail now and then.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.release = threading.Event()
+        self.held = False
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        async def hold(message: Any) -> None:
+            body = message.get("body", b"") if message["type"] == "http.response.body" else b""
+            if not self.held and b'"response.completed"' in body:
+                self.held = True
+                await asyncio.to_thread(self.release.wait, 30)
+            await send(message)
+
+        await self.app(scope, receive, hold)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="runtime bug: a cancel between a call's output_item.done and the terminal "
+    "event owes no output for a call the server stored, so the next turn gets 400 "
+    "'No tool output found for function call' (see the harness report)",
+)
+def test_ctrl_c_after_the_server_stored_a_call_but_before_its_end_was_read_keeps_it_usable(
+    terminal: Any, tmp_path: Path
+) -> None:
+    holder: list[HoldFirstTerminalEvent] = []
+
+    def wrap(app: Any) -> HoldFirstTerminalEvent:
+        holder.append(HoldFirstTerminalEvent(app))
+        return holder[0]
+
+    with running_server(tmp_path / "server.db", wrap=wrap) as live:
+        try:
+            term = terminal("--base-url", live.base_url, "--model", "echo", "--tools", SAMPLE_TOOLS)
+            term.prompt()
+            term.ask('slow_lookup {"key": "k"}')
+            term.expect("running")
+            term.child.sendintr()
+            term.expect("stopped")
+            holder[0].release.set()
+            term.prompt()
+            term.ask('shout {"text": "still here"}')
+            term.expect(["STILL HERE", r"error: [^\r\n]*"])
+            assert term.child.after == "STILL HERE", term.child.after
+        finally:
+            holder[0].release.set()

@@ -76,7 +76,7 @@ def test_unknown_or_malformed_events_pass_through_as_generic_events(data: dict[s
 
 
 def test_parse_event_never_raises_for_a_non_mapping() -> None:
-    assert isinstance(parse_event([1, 2]), GenericEvent)  # type: ignore[arg-type]
+    assert isinstance(parse_event([1, 2]), GenericEvent)  # type: ignore[arg-type]  # deliberately not a mapping
 
 
 def test_the_error_event_is_flat_and_validates_as_our_flat_shape() -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import jsonschema
 import pytest
 
+from tests import spec
 from tests.spec import validate_event, validate_response
 from turnstream.protocol import Response
 
@@ -62,3 +65,21 @@ def test_a_delta_event_missing_its_item_id_is_rejected() -> None:
                 "delta": "x",
             }
         )
+
+
+def test_a_missing_spec_fails_with_a_message_saying_where_to_put_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(spec, "SPEC_PATH", tmp_path / "missing.json")
+    with pytest.raises(FileNotFoundError, match=f"shared/ folder.*{spec.SPEC_ENV}"):
+        spec._spec.__wrapped__()
+
+
+def test_a_shape_validated_once_still_rejects_a_value_the_spec_forbids() -> None:
+    data = Response(id="resp_1", created_at=1, model="m").model_dump(mode="json")
+    validate_response(data)
+    validate_response({**data, "id": "resp_2", "created_at": 99})  # same shape: cached
+    with pytest.raises(jsonschema.ValidationError):
+        validate_response({**data, "object": "responses"})  # not in the enum
+    with pytest.raises(jsonschema.ValidationError):
+        validate_response({**data, "created_at": "1"})  # a string where an integer goes

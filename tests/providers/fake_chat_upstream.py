@@ -8,8 +8,8 @@ Reusable by any test or benchmark that needs an upstream for `OpenAIChatProvider
         ...
         assert upstream.requests[0].body["stream"] is True
 
-It runs uvicorn in a daemon thread with its own event loop, so a stalled client cannot
-stall the server. Each `POST .../chat/completions` takes the next queued `FakeReply`
+It runs in a `ServerThread` (uvicorn in a daemon thread with its own event loop), so a
+stalled client cannot stall the server. Each `POST .../chat/completions` takes the next queued `FakeReply`
 (or, with the queue empty, `default_reply(body)`, which echoes the last message) and
 records the request. A streaming reply watches for the client going away: the
 `time.monotonic()` of every disconnect seen before the stream finished is appended to
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import threading
 import time
 from collections import deque
@@ -28,7 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
+from turnstream.cli._server_thread import ServerThread
 
 __all__ = [
     "FakeChatUpstream",
@@ -59,6 +58,9 @@ class FakeReply:
             of a stream.
         headers: Extra response headers (e.g. `retry-after`).
         body: JSON body (a dict) or raw bytes for a non-stream reply.
+        hold_open: After the chunks, keep the stream open (no `[DONE]`, no end) until
+            the client goes away: a reply that only the client can end, for tests of
+            how a client stops a stream, without racing a stream that ends on its own.
     """
 
     chunks: Sequence[Frame] = ()
@@ -68,6 +70,7 @@ class FakeReply:
     status: int = 200
     headers: Mapping[str, str] = field(default_factory=dict)
     body: Mapping[str, Any] | bytes | None = None
+    hold_open: bool = False
 
     @classmethod
     def error(
@@ -196,8 +199,7 @@ class FakeChatUpstream:
         self.completed = 0
         """Streams written to their end."""
         self._replies: deque[FakeReply] = deque()
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+        self._server: ServerThread | None = None
         self.port = 0
 
     @property
@@ -227,35 +229,20 @@ class FakeChatUpstream:
         return self.disconnects[0]
 
     def start(self) -> FakeChatUpstream:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        config = uvicorn.Config(
+        self._server = ServerThread(
             self._app,
-            interface="asgi3",
+            name="fake-chat-upstream",
             lifespan="off",
-            log_level="warning",
-            access_log=False,
+            interface="asgi3",
             ws="none",
             timeout_graceful_shutdown=1,
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [sock]}, daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("the fake upstream did not start")
-            time.sleep(0.005)
+        ).start(timeout=10)
+        self.port = self._server.port
         return self
 
     def stop(self) -> None:
-        if self._server is not None and self._thread is not None:
-            self._server.should_exit = True
-            self._thread.join(timeout=5)
+        if self._server is not None:
+            self._server.stop(timeout=5)
 
     def __enter__(self) -> FakeChatUpstream:
         return self.start()
@@ -302,8 +289,11 @@ class FakeChatUpstream:
         headers += [(k.encode(), v.encode()) for k, v in reply.headers.items()]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         watcher = asyncio.ensure_future(self._watch_disconnect(receive))
+        frames = reply.frames()
+        if reply.hold_open and reply.done:
+            frames = frames[:-1]
         try:
-            for frame in reply.frames():
+            for frame in frames:
                 if reply.delay:
                     await asyncio.wait([watcher], timeout=reply.delay)
                 if watcher.done():
@@ -314,6 +304,9 @@ class FakeChatUpstream:
                     await send({"type": "http.response.body", "body": piece, "more_body": True})
                     if reply.write_size:
                         await asyncio.sleep(0)  # let each piece leave as its own write
+            if reply.hold_open:
+                await watcher  # only the client going away ends this reply
+                return
             watcher.cancel()
             await send({"type": "http.response.body", "body": b""})
             self.completed += 1

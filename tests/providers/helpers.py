@@ -1,44 +1,29 @@
-"""Small helpers for provider tests: build requests, collect and fold deltas."""
+"""Small helpers for provider tests: build requests, collect and fold deltas.
+
+The item and tool builders come from `tests/builders.py` and are re-exported here.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+__all__ = [
+    "assistant",
+    "calls_of",
+    "collect",
+    "function_call",
+    "function_output",
+    "reasoning_of",
+    "request",
+    "text_of",
+    "tool",
+    "user",
+]
+
+from tests.builders import assistant, function_call, function_output, tool, user
 from turnstream.engine.deltas import Delta, ReasoningDelta, TextDelta, ToolCallDelta
 from turnstream.providers.base import GenerationRequest
-
-
-def user(text: str) -> dict[str, Any]:
-    return {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
-
-
-def assistant(text: str) -> dict[str, Any]:
-    return {
-        "type": "message",
-        "role": "assistant",
-        "content": [{"type": "output_text", "text": text, "annotations": []}],
-    }
-
-
-def function_call(call_id: str, name: str, arguments: str) -> dict[str, Any]:
-    return {"type": "function_call", "call_id": call_id, "name": name, "arguments": arguments}
-
-
-def function_output(call_id: str, output: Any) -> dict[str, Any]:
-    return {"type": "function_call_output", "call_id": call_id, "output": output}
-
-
-def tool(name: str, parameters: Mapping[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
-    return {
-        "type": "function",
-        "name": name,
-        "description": f"the {name} tool",
-        "parameters": parameters
-        if parameters is not None
-        else {"type": "object", "properties": {}},
-        **extra,
-    }
 
 
 def request(

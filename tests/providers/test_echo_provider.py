@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from typing import Any
 
 import pytest
@@ -301,14 +300,23 @@ async def test_max_output_tokens_truncates_tool_arguments_with_length() -> None:
     assert deltas[-1] == FinishDelta("length")
 
 
-async def test_delay_spaces_out_deltas_so_a_consumer_can_stop_midway() -> None:
+async def test_delay_spaces_out_deltas_so_a_consumer_can_stop_midway(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # record the pauses instead of timing them: a busy machine stretches wall time
+    pauses: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def recorded_sleep(seconds: float) -> None:
+        pauses.append(seconds)
+        await real_sleep(0)
+
+    monkeypatch.setattr(asyncio, "sleep", recorded_sleep)
     stream = EchoProvider(delay=0.05).stream(request("a b c d e f g h"))
-    started = time.monotonic()
-    first = await anext(stream)
-    assert first == TextDelta("a ")
-    assert time.monotonic() - started < 0.04
-    await anext(stream)
-    assert time.monotonic() - started >= 0.045
+    assert await anext(stream) == TextDelta("a ")
+    assert pauses == []  # the first delta is not held back
+    assert await anext(stream) == TextDelta("b ")
+    assert pauses == [0.05]
     await stream.aclose()
 
 

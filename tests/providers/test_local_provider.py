@@ -111,12 +111,14 @@ async def test_cancelling_the_consuming_task_cancels_generation() -> None:
     engine = FakeEngine(endless(), delay=0.01)
     provider = provider_for(engine)
 
+    generating = asyncio.Event()
+
     async def consume() -> None:
         async for _ in provider.stream(request()):
-            pass
+            generating.set()
 
     task = asyncio.create_task(consume())
-    await asyncio.sleep(0.05)
+    await asyncio.wait_for(generating.wait(), 10)  # cancel mid-generation, not before it
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

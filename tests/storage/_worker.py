@@ -4,7 +4,7 @@ python _worker.py open DB_URL
     open (creating/migrating) the store, then close it.
 python _worker.py race DB_URL CONV NAME ROUNDS GO_FILE
     open the store, touch ready-NAME next to GO_FILE, wait for GO_FILE, then
-    ROUNDS times: spin on acquire_lock, append a "<NAME> start" item
+    ROUNDS times: spin on acquire_lock (touching refused-NAME when turned away), append a "<NAME> start" item
     (finish_turn, keeping the lease), yield, append "<NAME> end" and release
     (finish_turn). Prints the number of acquire attempts.
 """
@@ -39,6 +39,8 @@ async def race(db: str, conv: str, name: str, rounds: int, go_file: Path) -> int
                 attempts += 1
                 if await store.acquire_lock(conv, name, ttl=30):
                     break
+                # tell the test this process has met a held lease (its barrier)
+                go_file.with_name(f"refused-{name}").touch()
                 await asyncio.sleep(0.001)  # a client backing off, not a hot spin
             for what, release in (("start", False), ("end", True)):
                 await store.finish_turn(

@@ -32,7 +32,7 @@ delay = 0.15
 
 def _missing_browser() -> str | None:
     try:
-        import playwright.sync_api  # noqa: F401
+        import playwright.sync_api  # noqa: F401  # imported only to learn whether it is installed
     except ImportError:
         return "playwright is not installed (pip install playwright)"
     if not Path(CHROMIUM).exists():
