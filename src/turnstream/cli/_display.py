@@ -148,7 +148,22 @@ class TurnDisplay:
         elif isinstance(event, TextDone):
             self.text = event.text
             self.flush_text()
-        elif isinstance(event, ToolCallStarted):
+        elif isinstance(
+            event, ToolCallStarted | ToolArgumentsDelta | ToolCallReady | ToolProgress | ToolResult
+        ):
+            self._feed_tool(event)
+        elif isinstance(event, ErrorReceived):
+            self.notes.append(f"error from the server: {event.message}")
+        elif isinstance(event, TurnCompleted):
+            if event.status == "incomplete":
+                self.notes.append("(the answer was cut short: incomplete)")
+            self.waiting = True
+
+    def _feed_tool(
+        self,
+        event: ToolCallStarted | ToolArgumentsDelta | ToolCallReady | ToolProgress | ToolResult,
+    ) -> None:
+        if isinstance(event, ToolCallStarted):
             self.waiting = False
             self.flush_text()
             self.calls[event.call_id] = _Call(event.name)
@@ -163,16 +178,10 @@ class TurnDisplay:
             call = self.calls.get(event.call_id)
             if call is not None:
                 call.progress = event.message
-        elif isinstance(event, ToolResult):
+        else:
             call = self.calls.pop(event.call_id, None) or _Call(event.name)
             status = (
                 f"{'failed' if event.is_error else 'done'} in {format_duration(event.duration)}"
             )
             self._print(tool_card(call.name, call.raw, status, event.output, error=event.is_error))
             self.waiting = not self.calls
-        elif isinstance(event, ErrorReceived):
-            self.notes.append(f"error from the server: {event.message}")
-        elif isinstance(event, TurnCompleted):
-            if event.status == "incomplete":
-                self.notes.append("(the answer was cut short: incomplete)")
-            self.waiting = True
