@@ -11,8 +11,11 @@ The mapping, item by item:
 - consecutive `function_call` items -> one assistant message's `tool_calls`, attached to
   the assistant text message right before them, if any;
 - `function_call_output` -> a `tool` message (text parts joined);
-- `reasoning` items are dropped (Chat Completions cannot take them back), and so is
-  any other item type Chat Completions has no place for.
+- `reasoning` items are dropped (standard Chat Completions cannot take them back),
+  unless the dialect says the upstream takes `reasoning_content` on assistant
+  messages (vLLM, llama.cpp): then their text goes on the next assistant message;
+- any other item type Chat Completions has no place for is dropped;
+- `text.format` (`json_schema`, `json_object`) -> `response_format`.
 
 This is the one Responses-to-Chat translator: the Chat Completions bridge uses
 `build_chat_body`, and the embedded model (`_local_chat`) builds its messages with
@@ -56,6 +59,8 @@ class ChatDialect:
     """Replay function calls as assistant text in this form (else `tool_calls`)."""
     result_message: ResultMessage | None = None
     """Replay function outputs as this message (else a `tool` message)."""
+    reasoning_content: bool = False
+    """Send reasoning back as `reasoning_content` on the assistant message after it."""
 
 
 def build_chat_body(
@@ -65,6 +70,7 @@ def build_chat_body(
     developer_role: Literal["system", "developer"] = "system",
     max_tokens_field: MaxTokensField = "max_tokens",
     extra_body: Mapping[str, Any] | None = None,
+    reasoning_content: bool = False,
 ) -> dict[str, Any]:
     """The JSON body of a streaming `POST /chat/completions` for `request`.
 
@@ -75,7 +81,9 @@ def build_chat_body(
     body: dict[str, Any] = {
         "model": upstream_model,
         "messages": chat_messages(
-            request.items, request.instructions, ChatDialect(developer_role=developer_role)
+            request.items,
+            request.instructions,
+            ChatDialect(developer_role=developer_role, reasoning_content=reasoning_content),
         ),
         "stream": True,
         "stream_options": {"include_usage": True},
@@ -91,8 +99,21 @@ def build_chat_body(
         body["temperature"] = request.temperature
     if request.top_p is not None:
         body["top_p"] = request.top_p
+    if request.text_format is not None:
+        body["response_format"] = response_format(request.text_format)
     body.update(extra_body or {})
     return body
+
+
+def response_format(text_format: Mapping[str, Any]) -> dict[str, Any]:
+    """Chat Completions' `response_format` for a Responses `text.format`."""
+    if text_format.get("type") != "json_schema":
+        return {"type": str(text_format.get("type", "json_object"))}
+    schema: dict[str, Any] = {"name": text_format.get("name") or "response"}
+    for key in ("description", "schema", "strict"):
+        if text_format.get(key) is not None:
+            schema[key] = text_format[key]
+    return {"type": "json_schema", "json_schema": schema}
 
 
 def chat_messages(
@@ -114,8 +135,12 @@ def chat_messages(
     }
     # True while the last message may still take the function calls that follow it.
     open_for_calls = False
+    reasoning: list[str] = []  # reasoning text waiting for its assistant message
     for item in items:
         kind = item.get("type", "message")
+        if kind == "reasoning" and dialect.reasoning_content:
+            reasoning.append(_reasoning_text(item))
+            continue
         if kind == "message":
             role = item.get("role")
             content = item.get("content")
@@ -143,7 +168,20 @@ def chat_messages(
             open_for_calls = False
         # Reasoning items (and unknown kinds) are invisible to Chat Completions; they do
         # not break the adjacency of the function calls around them.
+        if reasoning and open_for_calls:
+            # the reasoning led to this assistant turn (its text or its calls)
+            messages[-1].setdefault("reasoning_content", "".join(reasoning))
+            reasoning = []
     return messages
+
+
+def _reasoning_text(item: Mapping[str, Any]) -> str:
+    """A reasoning item's text: its raw `content`, else its summary."""
+    for key in ("content", "summary"):
+        parts = item.get(key)
+        if isinstance(parts, list) and parts:
+            return text_of(parts)
+    return ""
 
 
 def _append_call(

@@ -37,7 +37,12 @@ from turnstream.engine.deltas import (
     TextDelta,
     ToolCallDelta,
 )
-from turnstream.providers._chat_request import ChatDialect, chat_messages, text_of
+from turnstream.providers._chat_request import (
+    ChatDialect,
+    chat_messages,
+    response_format,
+    text_of,
+)
 from turnstream.providers._chat_stream import ChatChunkTranslator
 from turnstream.providers._text_calls import ReplySniffer
 from turnstream.providers.base import GenerationRequest, ProviderError
@@ -199,6 +204,14 @@ def build_chat_request(
     if send_tools:
         body["tools"] = chat_tools(tools)
         body["parallel_tool_calls"] = request.parallel_tool_calls
+    # llama.cpp turns the schema into a grammar and decodes under it. A grammar
+    # leaves no room for a call, so while tools are on offer it applies only to the
+    # answer turn (right after tool outputs).
+    sniff_text_calls = True
+    if request.text_format is not None and (not tools or answer_turn):
+        body["response_format"] = response_format(request.text_format)
+        body.pop("tools", None)
+        sniff_text_calls = False
     schema = _forced_call_schema(tools, request.tool_choice)
     if schema is not None:
         body["response_format"] = {
@@ -206,7 +219,7 @@ def build_chat_request(
             "json_schema": {"name": "function_call", "schema": schema},
         }
         body.pop("tools", None)
-    sniff = bool(tools) and (not native or not answer_turn)
+    sniff = bool(tools) and (not native or not answer_turn) and sniff_text_calls
     return ChatPlan(
         body=body,
         tool_names=frozenset(t["name"] for t in tools),
