@@ -16,10 +16,12 @@ from turnstream.storage import create_store
 from turnstream.storage.base import Store
 from turnstream.web import chat_index_path, create_chat_router
 
-from . import conversations, responses
+from . import conversations, responses, websocket_fallback
 from .errors import install_error_handlers
 from .middleware import RequestIdMiddleware
+from .model_catalog import codex_models
 from .models import ModelRegistry
+from .request_body import DecompressedBodyMiddleware
 from .settings import Settings
 from .state import ServerState, get_state
 
@@ -112,10 +114,12 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.turnstream = state
+    app.add_middleware(DecompressedBodyMiddleware)
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
     app.include_router(responses.router)
     app.include_router(conversations.router)
+    app.include_router(websocket_fallback.router)
     app.include_router(create_chat_router(chat_index_path(settings.db_path)))
 
     @app.get("/v1/models", tags=["models"], summary="List models")
@@ -125,7 +129,10 @@ def create_app(
             {"id": name, "object": "model", "created": models.created_at, "owned_by": "turnstream"}
             for name in models.names()
         ]
-        return JSONResponse({"object": "list", "data": data})
+        # `models` is what Codex CLI reads about each model (`model_catalog`)
+        return JSONResponse(
+            {"object": "list", "data": data, "models": codex_models(models.names())}
+        )
 
     @app.get("/v1/models/{model_id}", tags=["models"], summary="Retrieve a model")
     async def retrieve_model(request: Request, model_id: str) -> JSONResponse:

@@ -20,6 +20,7 @@ from starlette.background import BackgroundTask
 from turnstream import sse
 from turnstream.engine.context import assemble_chain, assemble_conversation, resolve_references
 from turnstream.engine.pairing import validate_context
+from turnstream.engine.toolset import Toolset
 from turnstream.protocol import Response as ResponseObject
 from turnstream.protocol import ResponseCreateParams, new_id, normalize_input, parse_create_params
 from turnstream.protocol import errors as E
@@ -28,7 +29,9 @@ from turnstream.storage.base import ConversationNotFoundError, ResponseRecord, S
 
 from .errors import conversation_locked, from_provider_error
 from .faults import inject_faults
+from .hosted_tools import dropped_tools_headers, offer_tools
 from .lists import list_body
+from .reasoning_seal import ENCRYPTED_REASONING, ReasoningSeal
 from .runs import ResponseRun, drain
 from .state import ServerState, get_state
 from .streaming import EventStreamResponse, ReplayStreamResponse
@@ -80,8 +83,9 @@ async def create_response(request: Request) -> Response:
     state = get_state(request)
     body = await _read_json(request)
     params = parse_create_params(body)
+    toolset = offer_tools(params, state.settings)
     inject_faults(state)
-    run = await _admit(state, params)
+    run = await _admit(state, params, toolset)
     # the server's own share of the latency: everything before the model was asked
     # (parsing, context assembly, the lock, the insert) and, without streaming, the
     # bookkeeping after it answered; the model's own time is not included
@@ -89,13 +93,18 @@ async def create_response(request: Request) -> Response:
     if params.background and not params.stream:
         # the run goes on without us; the client polls GET /v1/responses/{id}
         run.keep(asyncio.create_task(run.release_after_body()))
-        return JSONResponse(run.final_response, headers={ADDED_TIME_HEADER: _ms(admitted)})
+        return JSONResponse(
+            run.final_response,
+            headers={ADDED_TIME_HEADER: _ms(admitted), **dropped_tools_headers(toolset)},
+        )
     if params.stream:
         error = await run.wait_for_first_delta()
         if error is not None:
             run.keep(asyncio.create_task(run.release_after_body()))
             raise from_provider_error(error)
-        return EventStreamResponse(run, headers={ADDED_TIME_HEADER: _ms(admitted)})
+        return EventStreamResponse(
+            run, headers={ADDED_TIME_HEADER: _ms(admitted), **dropped_tools_headers(toolset)}
+        )
     try:
         final = await run.result()
     except asyncio.CancelledError:
@@ -107,7 +116,10 @@ async def create_response(request: Request) -> Response:
         raise from_provider_error(error)
     return JSONResponse(
         final,
-        headers={ADDED_TIME_HEADER: _ms(admitted + run.persist_seconds)},
+        headers={
+            ADDED_TIME_HEADER: _ms(admitted + run.persist_seconds),
+            **dropped_tools_headers(toolset),
+        },
         background=BackgroundTask(run.release_after_body),
     )
 
@@ -119,7 +131,7 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.2f}"
 
 
-async def _admit(state: ServerState, params: ResponseCreateParams) -> ResponseRun:
+async def _admit(state: ServerState, params: ResponseCreateParams, toolset: Toolset) -> ResponseRun:
     """Validate everything, take the conversation lock, and start the run."""
     settings = state.settings
     # parse_create_params already refused the invalid combinations of protocol.md §1.2
@@ -158,10 +170,13 @@ async def _admit(state: ServerState, params: ResponseCreateParams) -> ResponseRu
             response_id=response_id,
             created_at=int(time.time()),
             conversation_id=conversation_id,
+            tools=toolset.functions,
+            tool_choice=toolset.model_choice(params.model_dump(mode="json")["tool_choice"]),
         ).model_dump(mode="json")
+        seal = ReasoningSeal(settings.reasoning_secret)
         generation = GenerationRequest(
             model=params.model or "",
-            items=context,
+            items=toolset.model_items(seal.reveal(context)),
             instructions=params.instructions,
             tools=response["tools"],
             tool_choice=response["tool_choice"],
@@ -170,6 +185,7 @@ async def _admit(state: ServerState, params: ResponseCreateParams) -> ResponseRu
             temperature=params.temperature,
             top_p=params.top_p,
             metadata=params.metadata or {},
+            text_format=params.text_format,
         )
         store_response = response["store"]
         if store_response:
@@ -201,6 +217,8 @@ async def _admit(state: ServerState, params: ResponseCreateParams) -> ResponseRu
         conversation_id=conversation_id,
         on_settled=state.on_run_settled,
         background=bool(response["background"]),
+        toolset=toolset,
+        seal_reasoning=seal.seal if ENCRYPTED_REASONING in (params.include or ()) else None,
     )
     state.runs[response_id] = run
     run.start()

@@ -36,6 +36,7 @@ from typing import Any
 from turnstream import sse
 from turnstream.engine.deltas import Delta
 from turnstream.engine.state import ResponseStateMachine
+from turnstream.engine.toolset import Toolset
 from turnstream.protocol import Response, ResponseError, ResponseFailedEvent
 from turnstream.providers.base import GenerationRequest, Provider, ProviderError
 from turnstream.storage.base import ConversationLockedError, Store
@@ -68,6 +69,8 @@ class ResponseRun:
         conversation_id: str | None,
         on_settled: Callable[[ResponseRun], None] | None = None,
         background: bool = False,
+        toolset: Toolset | None = None,
+        seal_reasoning: Callable[[str], str] | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -77,7 +80,7 @@ class ResponseRun:
         self.input_items = list(input_items)
         self.store_response = store_response
         self.conversation_id = conversation_id
-        self.machine = ResponseStateMachine(response)
+        self.machine = ResponseStateMachine(response, tools=toolset, seal_reasoning=seal_reasoning)
         self.holds_lock = conversation_id is not None
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()  # None ends the body
         self._first = asyncio.Event()

@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import os
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import platformdirs
 
-__all__ = ["FaultSettings", "LockRelease", "Settings", "default_db_path"]
+__all__ = ["FaultSettings", "HostedTools", "LockRelease", "Settings", "default_db_path"]
 
 LockRelease = Literal["before_terminal", "after_body"]
+HostedTools = Literal["drop", "reject"]
 
 DB_ENV = "TURNSTREAM_DB"
+REASONING_SECRET_ENV = "TURNSTREAM_REASONING_SECRET"
+
+
+def _reasoning_secret() -> str:
+    # Without a configured secret only this process can open what it sealed; replicas
+    # behind one load balancer must share TURNSTREAM_REASONING_SECRET.
+    return os.environ.get(REASONING_SECRET_ENV) or secrets.token_urlsafe(32)
 
 
 def default_db_path() -> Path:
@@ -66,3 +75,9 @@ class Settings:
     """A TOML model configuration (see `turnstream.server.models`)."""
     enable_local_model: bool = True
     instance_id: str | None = None
+    hosted_tools: HostedTools = "drop"
+    """What to do with hosted tools (`web_search`, ...) this server cannot run:
+    `drop` leaves them out and names them in a response header; `reject` is a 400."""
+    reasoning_secret: str = field(default_factory=_reasoning_secret, repr=False)
+    """Seals reasoning into `encrypted_content` for `store: false` clients; every
+    replica must have the same one (`$TURNSTREAM_REASONING_SECRET`)."""
