@@ -92,6 +92,9 @@ def _text_settings(requested: dict[str, Any] | None) -> dict[str, Any]:
     # The echo must always name a format; a null `verbosity` is left out (not nullable).
     text = {k: v for k, v in (requested or {}).items() if v is not None}
     text.setdefault("format", {"type": "text"})
+    if isinstance(text["format"], dict) and text["format"].get("type") == "json_schema":
+        # OpenAI's echo names every field of a JSON schema format, defaults included
+        text["format"] = {"description": None, "strict": False, **text["format"]}
     return text
 
 
