@@ -20,7 +20,7 @@ import zstandard
 from fastapi.testclient import TestClient
 from openai.types.responses import ResponseCustomToolCall
 
-from tests.livesrv import LiveServer, running_server
+from tests.livesrv import LiveServer, running_server, spawn_server
 from turnstream.engine.deltas import ReasoningDelta, TextDelta, ToolCallDelta
 from turnstream.providers.scripted import ScriptedProvider
 from turnstream.server.app import create_app
@@ -255,3 +255,18 @@ def test_custom_tool_calls_round_trip_as_custom_items(tmp_path: Path) -> None:
     assert call_seen["type"] == "function_call"
     assert json.loads(call_seen["arguments"]) == {"input": "*** Begin Patch"}
     assert output_seen == {"type": "function_call_output", "call_id": "call_p", "output": "ok"}
+
+
+def test_serve_reject_hosted_tools_flag_refuses_them(tmp_path: Path) -> None:
+    server = spawn_server(tmp_path / "turnstream.db", None, "--reject-hosted-tools")
+    try:
+        body = {"model": "echo", "input": "hi", "tools": [WEB_SEARCH]}
+        refused = httpx.post(f"{server.base_url}/responses", json=body, timeout=10)
+        body["tools"] = [EXEC]
+        accepted = httpx.post(f"{server.base_url}/responses", json=body, timeout=10)
+    finally:
+        server.stop()
+    assert refused.status_code == 400
+    assert refused.json()["error"]["code"] == "unsupported_tool"
+    assert accepted.status_code == 200
+    assert DROPPED_TOOLS_HEADER not in accepted.headers
