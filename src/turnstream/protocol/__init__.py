@@ -49,17 +49,21 @@ from turnstream.protocol.events import (
 )
 from turnstream.protocol.ids import new_id
 from turnstream.protocol.items import (
+    CustomToolCallItem,
+    CustomToolCallOutputItem,
     FunctionCallItem,
     FunctionCallOutputItem,
     InputItem,
     ItemReferenceItem,
     MessageItem,
+    PassiveItem,
     ReasoningItem,
     normalize_input,
 )
 from turnstream.protocol.outputs import (
     GenericOutputItem,
     ItemStatus,
+    OutputCustomToolCallItem,
     OutputFunctionCallItem,
     OutputItem,
     OutputMessageItem,
@@ -87,8 +91,13 @@ from turnstream.protocol.responses import (
 )
 from turnstream.protocol.tools import (
     AllowedToolsChoice,
+    CustomTool,
+    CustomToolChoice,
     FunctionTool,
     FunctionToolChoice,
+    HostedTool,
+    NamespaceTool,
+    RequestTool,
     ToolChoice,
 )
 
@@ -101,6 +110,10 @@ __all__ = [
     "ContentPartDoneEvent",
     "ConversationParam",
     "ConversationRef",
+    "CustomTool",
+    "CustomToolCallItem",
+    "CustomToolCallOutputItem",
+    "CustomToolChoice",
     "ErrorEvent",
     "Event",
     "FunctionCallArgumentsDeltaEvent",
@@ -111,6 +124,7 @@ __all__ = [
     "FunctionToolChoice",
     "GenericEvent",
     "GenericOutputItem",
+    "HostedTool",
     "IncompleteDetails",
     "InputContentPart",
     "InputFilePart",
@@ -123,6 +137,8 @@ __all__ = [
     "MessageContentPart",
     "MessageItem",
     "Metadata",
+    "NamespaceTool",
+    "OutputCustomToolCallItem",
     "OutputFunctionCallItem",
     "OutputItem",
     "OutputItemAddedEvent",
@@ -133,6 +149,7 @@ __all__ = [
     "OutputTextDoneEvent",
     "OutputTextPart",
     "OutputTokensDetails",
+    "PassiveItem",
     "ReasoningConfig",
     "ReasoningItem",
     "ReasoningParams",
@@ -146,6 +163,7 @@ __all__ = [
     "RefusalDeltaEvent",
     "RefusalDoneEvent",
     "RefusalPart",
+    "RequestTool",
     "Response",
     "ResponseCompletedEvent",
     "ResponseCreateParams",
