@@ -21,6 +21,7 @@ import pytest
 from tests.livesrv import running_server
 from turnstream.engine.deltas import FinishDelta, TextDelta, ToolCallDelta
 from turnstream.providers.base import GenerationRequest
+from turnstream.server.model_catalog import BASE_INSTRUCTIONS
 
 JS_DIR = Path(__file__).parent / "js"
 CODEX = JS_DIR / "node_modules" / ".bin" / "codex"
@@ -77,9 +78,11 @@ def test_codex_exec_creates_a_file_and_runs_a_command_through_turnstream(tmp_pat
             [ToolCallDelta(0, "exec_command", "call_read", json.dumps({"cmd": "cat notes.txt"}))],
             [_answer_with_last_output("notes.txt says: ")],
         )
+        # Command auth (rather than env_key) makes Codex read the server's model
+        # catalogue, as the README configures it.
         provider = (
             f'model_providers.ts={{name="turnstream",base_url="{live.base_url}",'
-            'wire_api="responses",env_key="TS_KEY"}'
+            'wire_api="responses",auth={command="echo",args=["unused"]}}'
         )
         completed = subprocess.run(
             [
@@ -101,7 +104,7 @@ def test_codex_exec_creates_a_file_and_runs_a_command_through_turnstream(tmp_pat
                 "Create notes.txt containing 'turnstream was here', then print it.",
             ],
             cwd=work,
-            env={**os.environ, "CODEX_HOME": str(home), "TS_KEY": "unused"},
+            env={**os.environ, "CODEX_HOME": str(home)},
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
@@ -112,6 +115,9 @@ def test_codex_exec_creates_a_file_and_runs_a_command_through_turnstream(tmp_pat
     assert (work / "notes.txt").read_text() == "turnstream was here\n"
     assert last_message.read_text().strip() == "notes.txt says: turnstream was here"
     assert len(requests) == 3
+    # Codex decoded GET /v1/models and used what it says about the model
+    assert "Model metadata" not in completed.stderr
+    assert BASE_INSTRUCTIONS in json.dumps(requests[0].items)
     # Codex's own sub-agent tools arrive as a namespace; the model sees them flat.
     offered = {str(tool["name"]) for tool in requests[0].tools}
     assert "exec_command" in offered

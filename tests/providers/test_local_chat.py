@@ -295,3 +295,17 @@ def test_prompted_and_native_histories_come_from_the_bridge_translator() -> None
     )
     bridge = build_chat_body(GenerationRequest("local", items, tools=[WEATHER]), "m")
     assert native.body["messages"][1:] == bridge["messages"]
+
+
+def test_a_prompt_over_the_context_size_is_openai_s_context_length_exceeded() -> None:
+    translator = ChunkTranslator(build_chat_request(GenerationRequest("local", [user("x")])))
+    overflow = {
+        "error": {
+            "code": 400,
+            "message": "request (8678 tokens) exceeds the available context size (8192 tokens)",
+            "type": "exceed_context_size_error",
+        }
+    }
+    with pytest.raises(ProviderError) as raised:
+        translator.feed(overflow)
+    assert (raised.value.code, raised.value.status) == ("context_length_exceeded", 400)

@@ -276,9 +276,14 @@ class ChunkTranslator:
             code = detail.get("code")
             # llama.cpp uses HTTP statuses (400 for a prompt over the context size).
             status = code if isinstance(code, int) and 400 <= code < 600 else 500
+            message = str(detail.get("message", detail))
+            # OpenAI's code for it, which agents such as Codex CLI act on (they compact)
+            overflow = (
+                "context size" in message or detail.get("type") == "exceed_context_size_error"
+            )
             raise ProviderError(
-                f"local model failed: {detail.get('message', detail)}",
-                code="model_error",
+                f"local model failed: {message}",
+                code="context_length_exceeded" if overflow else "model_error",
                 status=status,
             )
         out: list[Delta] = []

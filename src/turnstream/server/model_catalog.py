@@ -1,15 +1,17 @@
 """What Codex CLI reads about a model, served beside OpenAI's `data` in `GET /v1/models`.
 
 Codex asks `GET /models` for a top-level `models` array of model descriptions
-(`codex-rs/protocol/src/openai_models.rs`, `ModelInfo`). Without an entry for the
+(`codex-rs/protocol/src/openai_models.rs`, `ModelInfo`). It asks only for
+providers configured with command auth (`auth = {command = ...}`), not `env_key`. Without an entry for the
 model in use it warns "Model metadata for ... not found" and falls back to defaults
 meant for OpenAI's own models: its long base instructions and an `apply_patch`
 freeform tool. The entries here describe the models this server has:
 
 - `shell_type: "shell_command"`: one tool that takes a command string, the simplest
   for small models to call well;
-- `apply_patch_tool_type: "function"`: `apply_patch` as an ordinary function, which
-  every Chat model can call;
+- no `apply_patch_tool_type`: files are written with shell commands, which small
+  models do better than Codex's patch grammar (Codex 0.171 knows only `freeform`,
+  a custom tool, besides none);
 - short `base_instructions`, so a small context window is left for the work;
 - no reasoning levels or summaries, no verbosity control.
 """
@@ -49,7 +51,7 @@ def _model_info(name: str, priority: int) -> dict[str, Any]:
         "supports_reasoning_summaries": False,
         "support_verbosity": False,
         "default_verbosity": None,
-        "apply_patch_tool_type": "function",
+        "apply_patch_tool_type": None,
         "truncation_policy": {"mode": "bytes", "limit": 10_000},
         "supports_parallel_tool_calls": True,
         "experimental_supported_tools": [],
