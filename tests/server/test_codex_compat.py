@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -82,8 +83,9 @@ def live(tmp_path: Path) -> Iterator[LiveServer]:
 
 
 def test_a_codex_turn_compressed_with_zstd_streams_a_namespaced_call_and_sealed_reasoning(
-    live: LiveServer,
+    live: LiveServer, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="turnstream.server")
     assert live.scripted is not None
     live.scripted.push(
         [
@@ -96,6 +98,7 @@ def test_a_codex_turn_compressed_with_zstd_streams_a_namespaced_call_and_sealed_
     first = post(live, zstandard.ZstdCompressor().compress(raw), **{"content-encoding": "zstd"})
     assert first.status_code == 200, first.text
     assert first.headers[DROPPED_TOOLS_HEADER] == "web_search"
+    assert "left out hosted tools this server cannot run: web_search" in caplog.text
     completed = events_of(first.content)[-1]
     assert completed["type"] == "response.completed"
     reasoning, call = completed["response"]["output"]
@@ -105,6 +108,8 @@ def test_a_codex_turn_compressed_with_zstd_streams_a_namespaced_call_and_sealed_
     # the model was offered the namespace's function under its flat name, no web search
     offered = [tool["name"] for tool in live.scripted.requests[0].tools]
     assert offered == ["exec_command", "multi_agent_v1__spawn_agent"]
+    echoed = [tool["name"] for tool in completed["response"]["tools"]]
+    assert echoed == offered
 
     # Codex's next turn: the whole history, store=false, the sealed reasoning included
     history = [
