@@ -214,3 +214,10 @@ def _sdk_snapshot(wire: list[dict[str, Any]]) -> Any:
     """The Response the official SDK's stream accumulator built from these events."""
     state = feed_sdk(wire)
     return state._ResponseStreamState__current_snapshot  # type: ignore[attr-defined]  # the SDK keeps it private
+
+
+def test_allowed_tools_entries_without_a_name_are_ignored_not_a_crash() -> None:
+    choice = expand_tools(TOOLS).model_choice(
+        {"type": "allowed_tools", "tools": [{"type": "function"}, {"type": "web_search"}]}
+    )
+    assert choice == {"type": "allowed_tools", "mode": "auto", "tools": []}

@@ -130,8 +130,9 @@ class Toolset:
                         for f in self.functions
                         if str(f["name"]).startswith(prefix)
                     ]
-                elif tool.get("type") in ("function", "custom"):
-                    allowed.append({"type": "function", "name": self.model_name(tool["name"])})
+                elif tool.get("type") in ("function", "custom") and tool.get("name"):
+                    name = self.model_name(str(tool["name"]))
+                    allowed.append({"type": "function", "name": name})
             return {"type": "allowed_tools", "mode": choice.get("mode", "auto"), "tools": allowed}
         return dict(choice)
 
