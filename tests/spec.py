@@ -10,6 +10,11 @@ The one documented exception is the `error` event: we send OpenAI's flat shape
 (`type`, `code`, `message`, `param`, `sequence_number`), not the spec's nested
 `error` object, because the SDK raises on a top-level `error` key (protocol.md §2.5).
 
+One correction is applied to the spec as loaded: `JsonSchemaResponseFormat.schema`
+is typed as null only, which makes every echo of a `text.format` JSON schema (as
+OpenAI sends it, and as the SDK types it: an object) invalid; it is read as an
+object or null.
+
 Usage from any test:
 
     from tests.spec import validate_event, validate_response
@@ -116,6 +121,8 @@ def _spec() -> dict[str, Any]:
             f"beside the checkout, or set {SPEC_ENV} to the path of openresponses-openapi.json"
         )
     spec: dict[str, Any] = json.loads(SPEC_PATH.read_text(encoding="utf-8"))
+    json_schema_format = spec["components"]["schemas"]["JsonSchemaResponseFormat"]
+    json_schema_format["properties"]["schema"] = {"anyOf": [{"type": "object"}, {"type": "null"}]}
     return spec
 
 

@@ -114,7 +114,7 @@ def test_null_for_a_defaulted_field_means_the_default() -> None:
             "input[0].content[0].text",
         ),
         ({"tools": [{"type": "function", "name": "bad name"}]}, "tools[0].name"),
-        ({"max_output_tokens": 5}, "max_output_tokens"),
+        ({"max_output_tokens": 0}, "max_output_tokens"),
     ],
 )
 def test_a_field_error_names_the_failing_path(body: dict[str, Any], param: str) -> None:

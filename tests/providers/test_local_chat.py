@@ -262,3 +262,50 @@ def test_error_chunks_raise_provider_error(bad: dict[str, Any]) -> None:
     with pytest.raises(ProviderError) as raised:
         translator.feed(bad)
     assert raised.value.code == "model_error"
+
+
+def test_native_calls_without_index_and_with_repeated_names_read_as_the_bridge_reads_them() -> None:
+    def piece(call: dict[str, Any]) -> dict[str, Any]:
+        return {"choices": [{"index": 0, "delta": {"tool_calls": [call]}, "finish_reason": None}]}
+
+    fn = {"name": "get_weather", "arguments": ""}
+    deltas = _translate(
+        [
+            piece({"id": "a", "function": fn}),
+            piece({"id": "a", "function": {"name": "get_weather", "arguments": '{"city":'}}),
+            piece({"id": "b", "function": fn}),
+            piece({"id": "b", "function": {"name": "get_weather", "arguments": "{}"}}),
+            chunk(finish="tool_calls"),
+        ]
+    )
+    calls = [d for d in deltas if isinstance(d, ToolCallDelta)]
+    assert [(c.index, c.name, c.call_id) for c in calls if c.name] == [
+        (0, "get_weather", "a"),
+        (1, "get_weather", "b"),
+    ]
+    assert "".join(c.arguments for c in calls if c.index == 0) == '{"city":'
+
+
+def test_prompted_and_native_histories_come_from_the_bridge_translator() -> None:
+    from turnstream.providers._chat_request import build_chat_body
+
+    items = [user("Weather?"), call_item(), output_item()]
+    native = build_chat_request(
+        GenerationRequest("local", items, tools=[WEATHER]), strategy="native"
+    )
+    bridge = build_chat_body(GenerationRequest("local", items, tools=[WEATHER]), "m")
+    assert native.body["messages"][1:] == bridge["messages"]
+
+
+def test_a_prompt_over_the_context_size_is_openai_s_context_length_exceeded() -> None:
+    translator = ChunkTranslator(build_chat_request(GenerationRequest("local", [user("x")])))
+    overflow = {
+        "error": {
+            "code": 400,
+            "message": "request (8678 tokens) exceeds the available context size (8192 tokens)",
+            "type": "exceed_context_size_error",
+        }
+    }
+    with pytest.raises(ProviderError) as raised:
+        translator.feed(overflow)
+    assert (raised.value.code, raised.value.status) == ("context_length_exceeded", 400)

@@ -131,3 +131,29 @@ async def test_closing_the_stream_stops_generation_promptly(small: LocalProvider
         await asyncio.to_thread(worker.join, 2.0)
     assert not any(t.is_alive() for t in workers), "generation went on after the consumer left"
     assert time.perf_counter() - stopped_at < 1.0
+
+
+CITY_SCHEMA = {
+    "type": "object",
+    "properties": {"city": {"type": "string"}, "country": {"type": "string"}},
+    "required": ["city", "country"],
+    "additionalProperties": False,
+}
+
+
+@pytest.mark.slow
+async def test_text_format_json_schema_makes_the_model_answer_json_that_validates(
+    small: LocalProvider,
+) -> None:
+    import jsonschema
+
+    text_format = {"type": "json_schema", "name": "city", "schema": CITY_SCHEMA, "strict": True}
+    request = GenerationRequest(
+        "local",
+        [user("Name the capital of Italy.")],
+        max_output_tokens=60,
+        text_format=text_format,
+    )
+    deltas = [d async for d in small.stream(request)]
+    answer = "".join(d.text for d in deltas if isinstance(d, TextDelta))
+    jsonschema.validate(json.loads(answer), CITY_SCHEMA)

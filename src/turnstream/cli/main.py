@@ -57,6 +57,14 @@ def serve(
     no_local: Annotated[
         bool, typer.Option("--no-local", help="Do not load the embedded local model.")
     ] = False,
+    reject_hosted_tools: Annotated[
+        bool,
+        typer.Option(
+            "--reject-hosted-tools",
+            help="Answer 400 to requests offering hosted tools (web_search, ...) instead of "
+            "leaving them out.",
+        ),
+    ] = False,
     fault_rate_limit: Annotated[
         float, typer.Option(help="Share of requests answered 429 (testing).")
     ] = 0.0,
@@ -101,6 +109,7 @@ def serve(
         lock_release_delay=lock_release_delay,
         config_path=config,
         enable_local_model=not no_local,
+        hosted_tools="reject" if reject_hosted_tools else "drop",
         faults=FaultSettings(
             rate_limit=fault_rate_limit,
             unavailable=fault_unavailable,

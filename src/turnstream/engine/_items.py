@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
+from turnstream.engine.toolset import Toolset
 from turnstream.protocol.content import OutputTextPart, SummaryTextPart
 from turnstream.protocol.outputs import (
     ItemStatus,
+    OutputCustomToolCallItem,
     OutputFunctionCallItem,
     OutputItem,
     OutputMessageItem,
@@ -53,14 +56,37 @@ class PendingCall:
         self.pieces: list[str] = []
 
 
-def output_item(item: OpenItem, status: ItemStatus, text: str | None = None) -> OutputItem:
-    """The wire item for an open item, with the given status."""
+def output_item(
+    item: OpenItem,
+    status: ItemStatus,
+    text: str | None = None,
+    *,
+    tools: Toolset | None = None,
+    seal: Callable[[str], str] | None = None,
+) -> OutputItem:
+    """The wire item for an open item, with the given status.
+
+    `tools` maps a call's model-facing name back to the request's tool (a namespaced
+    function, a custom tool); `seal` makes a closed reasoning item's
+    `encrypted_content` from its text.
+    """
     if text is None:
         text = "".join(item.pieces)
     if item.kind == "text":
         return OutputMessageItem(id=item.id, status=status, content=[OutputTextPart(text=text)])
     if item.kind == "reasoning":
-        return OutputReasoningItem(id=item.id, summary=[SummaryTextPart(text=text)], status=status)
-    return OutputFunctionCallItem(
-        id=item.id, call_id=item.call_id, name=item.name, arguments=text, status=status
-    )
+        encrypted = seal(text) if seal is not None and status != "in_progress" else None
+        return OutputReasoningItem(
+            id=item.id,
+            summary=[SummaryTextPart(text=text)],
+            status=status,
+            encrypted_content=encrypted,
+        )
+    if tools is None:
+        return OutputFunctionCallItem(
+            id=item.id, call_id=item.call_id, name=item.name, arguments=text, status=status
+        )
+    fields = tools.call_item(item.name, text)
+    if fields.pop("type") == "custom_tool_call":
+        return OutputCustomToolCallItem(id=item.id, call_id=item.call_id, status=status, **fields)
+    return OutputFunctionCallItem(id=item.id, call_id=item.call_id, status=status, **fields)

@@ -1,7 +1,8 @@
 """Checks over an assembled context before it reaches a model (`protocol.md` §5.3-5.4).
 
-- Every `function_call_output` answers a `function_call` earlier in the context.
-- Every `function_call` has an output somewhere in the context.
+- Every `function_call_output` answers a `function_call` earlier in the context
+  (and every `custom_tool_call_output` a `custom_tool_call`).
+- Every call has an output somewhere in the context.
 - No item id appears twice (re-sending an item already in the chain).
 """
 
@@ -13,6 +14,11 @@ from typing import Any
 from turnstream.protocol.errors import duplicate_item, missing_tool_output, orphan_tool_output
 
 __all__ = ["check_duplicate_ids", "check_tool_pairing", "validate_context"]
+
+# A custom tool's call is answered by a `custom_tool_call_output`; namespaced
+# functions are ordinary `function_call`s, so they pair by `call_id` like any other.
+_CALLS = frozenset({"function_call", "custom_tool_call"})
+_OUTPUTS = frozenset({"function_call_output", "custom_tool_call_output"})
 
 
 def check_tool_pairing(context: Sequence[Mapping[str, Any]]) -> None:
@@ -26,9 +32,9 @@ def check_tool_pairing(context: Sequence[Mapping[str, Any]]) -> None:
     calls: dict[str, bool] = {}  # call_id -> answered, in order of appearance
     for item in context:
         kind = item.get("type")
-        if kind == "function_call":
+        if kind in _CALLS:
             calls.setdefault(str(item.get("call_id")), False)
-        elif kind == "function_call_output":
+        elif kind in _OUTPUTS:
             call_id = str(item.get("call_id"))
             if call_id not in calls:
                 raise orphan_tool_output(call_id)

@@ -8,6 +8,8 @@ events it emits are: `response.created`, (`response.queued` in background mode),
   `output_text.done`, `content_part.done`, `output_item.done`;
 - function call: `output_item.added`, `function_call_arguments.delta`*,
   `function_call_arguments.done` (with `name`), `output_item.done`;
+- custom tool call: `output_item.added`, `output_item.done` (its `input` is known
+  only once the model's arguments are complete; the spec has no input-delta event);
 - reasoning: `output_item.added`, `reasoning_summary_part.added`,
   `reasoning_summary_text.delta`*, `reasoning_summary_text.done`,
   `reasoning_summary_part.done`, `output_item.done`. Reasoning text is streamed as a
@@ -22,6 +24,11 @@ may interleave: the current call streams live, the others are buffered and strea
 one after another, when the current one closes. A call goes live once its name is
 known. Each call gets a unique `call_id` (the provider's, or a fresh `call_…` when
 it gave none or repeated one).
+
+Given the request's `Toolset`, a call to a namespace's function comes out as a
+`function_call` with `namespace`, and a call to a custom tool as a
+`custom_tool_call`. Given `seal_reasoning`, each finished reasoning item carries
+`encrypted_content` made from its text (for stateless clients, `store: false`).
 
 Terminal events: `finish()` gives `response.completed`, or `response.incomplete`
 (`incomplete_details.reason` = `max_output_tokens` / `content_filter`) after a
@@ -49,6 +56,7 @@ from turnstream.engine.deltas import (
     ToolCallDelta,
     UsageDelta,
 )
+from turnstream.engine.toolset import Toolset
 from turnstream.protocol.content import OutputTextPart, SummaryTextPart
 from turnstream.protocol.events import (
     ContentPartAddedEvent,
@@ -110,6 +118,8 @@ class ResponseStateMachine:
             `queued`) and empty `output`; its settings are echoed in every snapshot.
         clock: Returns Unix time in seconds, for `completed_at`.
         id_factory: Makes ids from a prefix (`new_id` by default).
+        tools: The request's tools as offered to the model, to shape its calls.
+        seal_reasoning: Makes a reasoning item's `encrypted_content` from its text.
     """
 
     def __init__(
@@ -118,6 +128,8 @@ class ResponseStateMachine:
         *,
         clock: Callable[[], float] = time.time,
         id_factory: Callable[[str], str] = new_id,
+        tools: Toolset | None = None,
+        seal_reasoning: Callable[[str], str] | None = None,
     ) -> None:
         base = response if isinstance(response, Response) else Response.model_validate(response)
         if base.output:
@@ -125,6 +137,8 @@ class ResponseStateMachine:
         self._base = base
         self._clock = clock
         self._new_id = id_factory
+        self._tools = tools
+        self._seal = seal_reasoning
         self._seq = 0
         self._started = False
         self._final: Response | None = None
@@ -144,7 +158,7 @@ class ResponseStateMachine:
             return self._final
         output = list(self._output)
         if self._current is not None:
-            output.append(output_item(self._current, "in_progress"))
+            output.append(self._item(self._current, "in_progress"))
         return self._base.model_copy(update={"output": output, "usage": self._usage})
 
     @property
@@ -297,6 +311,8 @@ class ResponseStateMachine:
             if not delta.arguments:
                 return []
             current.pieces.append(delta.arguments)
+            if self._is_custom(current):
+                return []
             return [
                 FunctionCallArgumentsDeltaEvent(
                     sequence_number=self._next(),
@@ -387,24 +403,19 @@ class ResponseStateMachine:
             OutputItemAddedEvent(
                 sequence_number=self._next(),
                 output_index=item.output_index,
-                item=OutputFunctionCallItem(
-                    id=item.id,
-                    call_id=call_id,
-                    name=item.name,
-                    arguments="",
-                    status="in_progress",
-                ),
+                item=self._item(item, "in_progress", ""),
             )
         ]
         if pending.pieces:
             buffered = "".join(pending.pieces)
             item.pieces.append(buffered)
+        if pending.pieces and not self._is_custom(item):
             events.append(
                 FunctionCallArgumentsDeltaEvent(
                     sequence_number=self._next(),
                     item_id=item.id,
                     output_index=item.output_index,
-                    delta=buffered,
+                    delta="".join(item.pieces),
                 )
             )
         return events
@@ -415,7 +426,7 @@ class ResponseStateMachine:
             return []
         self._current = None
         text = "".join(item.pieces)
-        final = output_item(item, status, text)
+        final = self._item(item, status, text)
         self._output.append(final)
         events: list[Event]
         if item.kind == "text":
@@ -453,16 +464,18 @@ class ResponseStateMachine:
                     part=SummaryTextPart(text=text),
                 ),
             ]
-        else:
+        elif isinstance(final, OutputFunctionCallItem):
             events = [
                 FunctionCallArgumentsDoneEvent(
                     sequence_number=self._next(),
                     item_id=item.id,
                     output_index=item.output_index,
                     arguments=text,
-                    name=item.name,
+                    name=final.name,
                 )
             ]
+        else:
+            events = []
         events.append(
             OutputItemDoneEvent(
                 sequence_number=self._next(), output_index=item.output_index, item=final
@@ -479,6 +492,12 @@ class ResponseStateMachine:
             events += self._open_call(pending)
             events += self._close_current(status)
         return events
+
+    def _item(self, item: OpenItem, status: ItemStatus, text: str | None = None) -> OutputItem:
+        return output_item(item, status, text, tools=self._tools, seal=self._seal)
+
+    def _is_custom(self, item: OpenItem) -> bool:
+        return self._tools is not None and self._tools.target(item.name).kind == "custom"
 
     # -- lifecycle ----------------------------------------------------------------------
 

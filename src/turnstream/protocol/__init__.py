@@ -49,17 +49,21 @@ from turnstream.protocol.events import (
 )
 from turnstream.protocol.ids import new_id, stored_item, stored_items
 from turnstream.protocol.items import (
+    CustomToolCallItem,
+    CustomToolCallOutputItem,
     FunctionCallItem,
     FunctionCallOutputItem,
     InputItem,
     ItemReferenceItem,
     MessageItem,
+    PassiveItem,
     ReasoningItem,
     normalize_input,
 )
 from turnstream.protocol.outputs import (
     GenericOutputItem,
     ItemStatus,
+    OutputCustomToolCallItem,
     OutputFunctionCallItem,
     OutputItem,
     OutputMessageItem,
@@ -88,8 +92,13 @@ from turnstream.protocol.responses import (
 )
 from turnstream.protocol.tools import (
     AllowedToolsChoice,
+    CustomTool,
+    CustomToolChoice,
     FunctionTool,
     FunctionToolChoice,
+    HostedTool,
+    NamespaceTool,
+    RequestTool,
     ToolChoice,
 )
 
@@ -103,6 +112,10 @@ __all__ = [
     "ContentPartDoneEvent",
     "ConversationParam",
     "ConversationRef",
+    "CustomTool",
+    "CustomToolCallItem",
+    "CustomToolCallOutputItem",
+    "CustomToolChoice",
     "ErrorEvent",
     "Event",
     "FunctionCallArgumentsDeltaEvent",
@@ -113,6 +126,7 @@ __all__ = [
     "FunctionToolChoice",
     "GenericEvent",
     "GenericOutputItem",
+    "HostedTool",
     "IncompleteDetails",
     "InputContentPart",
     "InputFilePart",
@@ -125,6 +139,8 @@ __all__ = [
     "MessageContentPart",
     "MessageItem",
     "Metadata",
+    "NamespaceTool",
+    "OutputCustomToolCallItem",
     "OutputFunctionCallItem",
     "OutputItem",
     "OutputItemAddedEvent",
@@ -135,6 +151,7 @@ __all__ = [
     "OutputTextDoneEvent",
     "OutputTextPart",
     "OutputTokensDetails",
+    "PassiveItem",
     "ReasoningConfig",
     "ReasoningItem",
     "ReasoningParams",
@@ -148,6 +165,7 @@ __all__ = [
     "RefusalDeltaEvent",
     "RefusalDoneEvent",
     "RefusalPart",
+    "RequestTool",
     "Response",
     "ResponseCompletedEvent",
     "ResponseCreateParams",

@@ -9,7 +9,7 @@ dicts, the form the engine, storage and providers work with.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, Discriminator, Field, Tag, model_validator
 
@@ -17,11 +17,15 @@ from turnstream.protocol._base import WireModel
 from turnstream.protocol.content import InputContentPart, MessageContentPart, SummaryTextPart
 
 __all__ = [
+    "PASSIVE_ITEM_TYPES",
+    "CustomToolCallItem",
+    "CustomToolCallOutputItem",
     "FunctionCallItem",
     "FunctionCallOutputItem",
     "InputItem",
     "ItemReferenceItem",
     "MessageItem",
+    "PassiveItem",
     "ReasoningItem",
     "normalize_input",
 ]
@@ -64,8 +68,56 @@ class FunctionCallItem(WireModel):
     name: str
     arguments: str
     """The arguments as a JSON string."""
+    namespace: str | None = None
+    """The `namespace` tool the function belongs to, if any."""
     id: str | None = None
     status: str | None = None
+
+
+class CustomToolCallItem(WireModel):
+    """A call to a custom (freeform) tool, replayed as input."""
+
+    type: Literal["custom_tool_call"] = "custom_tool_call"
+    call_id: str = Field(min_length=1)
+    name: str
+    input: str
+    """The tool's whole input, as the model wrote it."""
+    namespace: str | None = None
+    id: str | None = None
+    status: str | None = None
+
+
+class CustomToolCallOutputItem(WireModel):
+    """The result of running a custom tool call."""
+
+    type: Literal["custom_tool_call_output"] = "custom_tool_call_output"
+    call_id: str = Field(min_length=1)
+    output: str | list[InputContentPart]
+    id: str | None = None
+    status: str | None = None
+
+
+PassiveItemType = Literal[
+    "web_search_call",
+    "file_search_call",
+    "image_generation_call",
+    "code_interpreter_call",
+    "tool_search_call",
+    "tool_search_output",
+    "local_shell_call",
+    "local_shell_call_output",
+    "compaction",
+]
+PASSIVE_ITEM_TYPES: tuple[str, ...] = get_args(PassiveItemType)
+"""Item kinds OpenAI's hosted tools produce, which clients such as Codex CLI send
+back in their history. They are accepted and kept, but no model here can use them."""
+
+
+class PassiveItem(WireModel):
+    """An item of one of `PASSIVE_ITEM_TYPES`, kept as sent."""
+
+    type: PassiveItemType
+    id: str | None = None
 
 
 class FunctionCallOutputItem(WireModel):
@@ -104,8 +156,12 @@ def _input_item_tag(value: Any) -> str | None:
         if tag is None:
             # The two wire shortcuts: a bare message, or a bare {"id": ...} reference.
             return "message" if "role" in value else "item_reference"
+        if tag in PASSIVE_ITEM_TYPES:
+            return "passive"
         return tag if isinstance(tag, str) else None
     tag = getattr(value, "type", None)
+    if tag in PASSIVE_ITEM_TYPES:
+        return "passive"
     return "item_reference" if tag is None and isinstance(value, ItemReferenceItem) else tag
 
 
@@ -113,14 +169,18 @@ InputItem = Annotated[
     Annotated[MessageItem, Tag("message")]
     | Annotated[FunctionCallItem, Tag("function_call")]
     | Annotated[FunctionCallOutputItem, Tag("function_call_output")]
+    | Annotated[CustomToolCallItem, Tag("custom_tool_call")]
+    | Annotated[CustomToolCallOutputItem, Tag("custom_tool_call_output")]
     | Annotated[ReasoningItem, Tag("reasoning")]
-    | Annotated[ItemReferenceItem, Tag("item_reference")],
+    | Annotated[ItemReferenceItem, Tag("item_reference")]
+    | Annotated[PassiveItem, Tag("passive")],
     Discriminator(
         _input_item_tag,
         custom_error_type="invalid_value",
         custom_error_message=(
             "Invalid value for 'type': expected one of 'message', 'function_call', "
-            "'function_call_output', 'reasoning' or 'item_reference'."
+            "'function_call_output', 'custom_tool_call', 'custom_tool_call_output', "
+            "'reasoning', 'item_reference' or an item of a hosted tool."
         ),
     ),
 ]

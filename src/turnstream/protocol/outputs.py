@@ -21,6 +21,7 @@ from turnstream.protocol.content import AssistantContentPart, ReasoningTextPart,
 __all__ = [
     "GenericOutputItem",
     "ItemStatus",
+    "OutputCustomToolCallItem",
     "OutputFunctionCallItem",
     "OutputItem",
     "OutputMessageItem",
@@ -52,6 +53,36 @@ class OutputFunctionCallItem(WireModel):
     arguments: str
     """The arguments as a JSON string."""
     status: ItemStatus = "completed"
+    namespace: str | None = None
+    """The `namespace` tool the function belongs to; left out of the JSON when absent."""
+
+    @model_serializer(mode="wrap")
+    def _omit_absent_namespace(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if data.get("namespace", ...) is None:
+            del data["namespace"]
+        return data
+
+
+class OutputCustomToolCallItem(WireModel):
+    """A call to a custom (freeform) tool; the client runs it and answers with a
+    `custom_tool_call_output`."""
+
+    type: Literal["custom_tool_call"] = "custom_tool_call"
+    id: str
+    call_id: str
+    name: str
+    input: str
+    """The tool's whole input, as the model wrote it."""
+    status: ItemStatus = "completed"
+    namespace: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_absent_namespace(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if data.get("namespace", ...) is None:
+            del data["namespace"]
+        return data
 
 
 class OutputReasoningItem(WireModel):
@@ -83,7 +114,7 @@ class GenericOutputItem(WireModel):
     id: str | None = None
 
 
-_KNOWN_OUTPUT_TYPES = frozenset({"message", "function_call", "reasoning"})
+_KNOWN_OUTPUT_TYPES = frozenset({"message", "function_call", "custom_tool_call", "reasoning"})
 
 
 def _output_item_tag(value: Any) -> str:
@@ -96,6 +127,7 @@ def _output_item_tag(value: Any) -> str:
 OutputItem = Annotated[
     Annotated[OutputMessageItem, Tag("message")]
     | Annotated[OutputFunctionCallItem, Tag("function_call")]
+    | Annotated[OutputCustomToolCallItem, Tag("custom_tool_call")]
     | Annotated[OutputReasoningItem, Tag("reasoning")]
     | Annotated[GenericOutputItem, Tag("other")],
     Discriminator(_output_item_tag),

@@ -30,7 +30,7 @@ from turnstream.protocol.errors import (
     unknown_parameter,
 )
 from turnstream.protocol.items import InputItem
-from turnstream.protocol.tools import FunctionTool, ToolChoice
+from turnstream.protocol.tools import RequestTool, ToolChoice
 
 __all__ = [
     "ConversationParam",
@@ -115,7 +115,8 @@ class ResponseCreateParams(BaseModel):
     """A string (one user message) or a list of input items."""
     instructions: str | None = None
     """A system/developer message for this request only; never carried over."""
-    tools: list[FunctionTool] | None = None
+    tools: list[RequestTool] | None = None
+    """Functions, namespaces, custom tools and hosted tools (`protocol.tools`)."""
     tool_choice: ToolChoice = "auto"
     parallel_tool_calls: bool = True
     max_tool_calls: int | None = Field(default=None, ge=1)
@@ -127,8 +128,9 @@ class ResponseCreateParams(BaseModel):
     background: bool = False
     include: list[str] | None = None
     truncation: Literal["auto", "disabled"] = "disabled"
-    max_output_tokens: int | None = Field(default=None, ge=16)
-    """Cap on visible plus reasoning tokens (the API's minimum is 16)."""
+    max_output_tokens: int | None = Field(default=None, ge=1)
+    """Cap on visible plus reasoning tokens. OpenAI's minimum is 16; clients probe
+    with 1 (Codex CLI does), which is no reason to refuse them."""
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
     presence_penalty: float | None = None
@@ -145,6 +147,18 @@ class ResponseCreateParams(BaseModel):
     service_tier: Literal["auto", "default", "flex", "scale", "priority"] | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
     user: str | None = None
+    # Accepted, as OpenAI accepts them, but without effect here: they tune OpenAI's
+    # own infrastructure (caching, moderation, programmatic tool callers, context
+    # management) or label the request for the client's own bookkeeping.
+    client_metadata: dict[str, Any] | None = None
+    """Free-form labels from the client (Codex CLI sends its thread and turn ids)."""
+    prompt_cache_retention: str | None = None
+    prompt_cache_options: dict[str, Any] | None = None
+    context_management: list[dict[str, Any]] | dict[str, Any] | None = None
+    background_options: dict[str, Any] | None = None
+    moderation: Any = None
+    access_programs: Any = None
+    image: Any = None
 
     @model_validator(mode="before")
     @classmethod
@@ -152,6 +166,17 @@ class ResponseCreateParams(BaseModel):
         if isinstance(data, Mapping) and any(data.get(k, ...) is None for k in _NULL_MEANS_DEFAULT):
             return {k: v for k, v in data.items() if not (v is None and k in _NULL_MEANS_DEFAULT)}
         return data
+
+    @property
+    def text_format(self) -> dict[str, Any] | None:
+        """`text.format` when it asks for JSON (`json_schema` or `json_object`)."""
+        text_format = (self.text or {}).get("format")
+        if isinstance(text_format, dict) and text_format.get("type") in (
+            "json_schema",
+            "json_object",
+        ):
+            return text_format
+        return None
 
     @property
     def conversation_id(self) -> str | None:

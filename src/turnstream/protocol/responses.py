@@ -7,6 +7,7 @@ is tolerant: only `id`, `created_at` and `model` are needed.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from pydantic import Field
@@ -94,6 +95,9 @@ def _text_settings(requested: dict[str, Any] | None) -> dict[str, Any]:
     # The echo must always name a format; a null `verbosity` is left out (not nullable).
     text = {k: v for k, v in (requested or {}).items() if v is not None}
     text.setdefault("format", {"type": "text"})
+    if isinstance(text["format"], dict) and text["format"].get("type") == "json_schema":
+        # OpenAI's echo names every field of a JSON schema format, defaults included
+        text["format"] = {"description": None, "strict": False, **text["format"]}
     return text
 
 
@@ -157,6 +161,8 @@ class Response(WireModel):
         created_at: int,
         model: str | None = None,
         conversation_id: str | None = None,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        tool_choice: str | Mapping[str, Any] | None = None,
     ) -> Response:
         """The initial `in_progress` Response echoing a create request's settings.
 
@@ -166,6 +172,9 @@ class Response(WireModel):
             created_at: Unix seconds.
             model: The model name to report (defaults to `params.model`).
             conversation_id: The conversation, when the request used one.
+            tools: The tools to echo, as the model was offered them
+                (`engine.toolset`); by default the request's function tools.
+            tool_choice: The `tool_choice` to echo, in the same terms as `tools`.
         """
         reasoning = params.reasoning
         return cls(
@@ -187,8 +196,15 @@ class Response(WireModel):
             store=params.store,
             temperature=1.0 if params.temperature is None else params.temperature,
             text=_text_settings(params.text),
-            tool_choice=params.tool_choice,
-            tools=list(params.tools or ()),
+            tool_choice=params.tool_choice if tool_choice is None else tool_choice,
+            tools=[
+                FunctionTool.model_validate(tool)
+                for tool in (
+                    [t for t in params.tools or () if isinstance(t, FunctionTool)]
+                    if tools is None
+                    else tools
+                )
+            ],
             top_p=1.0 if params.top_p is None else params.top_p,
             presence_penalty=params.presence_penalty or 0.0,
             frequency_penalty=params.frequency_penalty or 0.0,

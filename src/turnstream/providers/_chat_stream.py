@@ -52,19 +52,25 @@ class ChatChunkTranslator:
         usage = chunk.get("usage")
         if isinstance(usage, Mapping):
             self._usage = _usage(usage)
+        delta = self._first_choice_delta(chunk)
+        return self._deltas(delta) if delta is not None else []
+
+    def _first_choice_delta(self, chunk: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        """The `delta` of choice 0 (recording its finish reason), if the chunk has one."""
         choices = chunk.get("choices")
         if not isinstance(choices, list) or not choices:
-            return []
+            return None
         choice = next(
             (c for c in choices if isinstance(c, Mapping) and c.get("index", 0) == 0), None
         )
         if choice is None:
-            return []
+            return None
         if choice.get("finish_reason"):
             self.finish_reason = str(choice["finish_reason"])
         delta = choice.get("delta")
-        if not isinstance(delta, Mapping):
-            return []
+        return delta if isinstance(delta, Mapping) else None
+
+    def _deltas(self, delta: Mapping[str, Any]) -> list[Delta]:
         deltas: list[Delta] = []
         reasoning = delta.get("reasoning_content") or delta.get("reasoning")
         if isinstance(reasoning, str) and reasoning:

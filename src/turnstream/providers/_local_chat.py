@@ -2,7 +2,11 @@
 
 Pure: `build_chat_request` turns a `GenerationRequest` into the request dict that
 xllamacpp's `handle_chat_completions` takes, and `ChunkTranslator` turns the chunks
-it streams back into engine deltas. Both are unit-tested without the model.
+it streams back into engine deltas. Both are unit-tested without the model. Neither
+translates on its own: messages come from the bridge's `_chat_request.chat_messages`
+(with this model's `ChatDialect`) and chunks are read by the bridge's
+`_chat_stream.ChatChunkTranslator`; this module adds only what the small model needs
+on top (our system prompt, calls replayed as text, calls recognised in text).
 
 Two ways of offering tools, compared by bench/local_model.py on 32 cases (two runs,
 1.5B): prompted 31 and 30 of 32 decisions right, native 29 and 30; every answer turn
@@ -29,13 +33,17 @@ from typing import Any, Literal
 
 from turnstream.engine.deltas import (
     Delta,
-    FinishDelta,
     ItemEndDelta,
-    ReasoningDelta,
     TextDelta,
     ToolCallDelta,
-    UsageDelta,
 )
+from turnstream.providers._chat_request import (
+    ChatDialect,
+    chat_messages,
+    response_format,
+    text_of,
+)
+from turnstream.providers._chat_stream import ChatChunkTranslator
 from turnstream.providers._text_calls import ReplySniffer
 from turnstream.providers.base import GenerationRequest, ProviderError
 
@@ -106,22 +114,6 @@ def system_prompt(
     return "".join(parts)
 
 
-def _text_of(content: Any) -> str:
-    """The text of a message's content (a string or a list of parts)."""
-    if isinstance(content, str):
-        return content
-    texts: list[str] = []
-    for part in content or ():
-        kind = part.get("type")
-        if kind in ("input_text", "output_text", "text"):
-            texts.append(part.get("text", ""))
-        elif kind == "refusal":
-            texts.append(part.get("refusal", ""))
-        elif kind in ("input_image", "input_file"):
-            texts.append(_IMAGE_PLACEHOLDER)
-    return "".join(texts)
-
-
 def _call_text(item: Mapping[str, Any]) -> str:
     # The arguments are replayed verbatim, even if invalid JSON: they are what was said.
     return f'{{"name": {json.dumps(item["name"])}, "arguments": {item.get("arguments") or "{}"}}}'
@@ -190,7 +182,7 @@ def build_chat_request(
     while items and items[0].get("type", "message") == "message":
         if items[0].get("role") not in ("system", "developer"):
             break
-        instructions.append(_text_of(items.pop(0).get("content")))
+        instructions.append(text_of(items.pop(0).get("content"), _IMAGE_PLACEHOLDER))
     joined = "\n\n".join(i for i in instructions if i) or None
 
     send_tools = native and tools and not answer_turn
@@ -198,16 +190,7 @@ def build_chat_request(
     messages: list[dict[str, Any]] = [
         {"role": "system", "content": system_prompt(joined, prompt_tools)}
     ]
-    previous_kind = None
-    call_names = {
-        i.get("call_id"): i.get("name") for i in items if i.get("type") == "function_call"
-    }
-    for item in items:
-        if item.get("type") == "function_call_output" and not native:
-            messages.append(_result_message(item, call_names.get(item.get("call_id"))))
-        else:
-            _append_item(messages, item, native=native, after_call=previous_kind == "function_call")
-        previous_kind = item.get("type", "message")
+    messages += chat_messages(items, dialect=_NATIVE if native else _PROMPTED)
 
     body: dict[str, Any] = {
         "messages": messages,
@@ -221,6 +204,14 @@ def build_chat_request(
     if send_tools:
         body["tools"] = chat_tools(tools)
         body["parallel_tool_calls"] = request.parallel_tool_calls
+    # llama.cpp turns the schema into a grammar and decodes under it. A grammar
+    # leaves no room for a call, so while tools are on offer it applies only to the
+    # answer turn (right after tool outputs).
+    sniff_text_calls = True
+    if request.text_format is not None and (not tools or answer_turn):
+        body["response_format"] = response_format(request.text_format)
+        body.pop("tools", None)
+        sniff_text_calls = False
     schema = _forced_call_schema(tools, request.tool_choice)
     if schema is not None:
         body["response_format"] = {
@@ -228,7 +219,7 @@ def build_chat_request(
             "json_schema": {"name": "function_call", "schema": schema},
         }
         body.pop("tools", None)
-    sniff = bool(tools) and (not native or not answer_turn)
+    sniff = bool(tools) and (not native or not answer_turn) and sniff_text_calls
     return ChatPlan(
         body=body,
         tool_names=frozenset(t["name"] for t in tools),
@@ -240,7 +231,7 @@ def build_chat_request(
 
 def _output_text(item: Mapping[str, Any]) -> str:
     output = item.get("output", "")
-    return output if isinstance(output, str) else _text_of(output)
+    return output if isinstance(output, str) else text_of(output, _IMAGE_PLACEHOLDER)
 
 
 def _result_message(item: Mapping[str, Any], name: str | None) -> dict[str, Any]:
@@ -256,47 +247,25 @@ def _result_message(item: Mapping[str, Any], name: str | None) -> dict[str, Any]
     }
 
 
-def _append_item(
-    messages: list[dict[str, Any]], item: Mapping[str, Any], *, native: bool, after_call: bool
-) -> None:
-    kind = item.get("type", "message")
-    last = messages[-1] if messages else None
-    if kind == "message":
-        role = item.get("role", "user")
-        role = "system" if role == "developer" else role
-        messages.append({"role": role, "content": _text_of(item.get("content"))})
-    elif kind == "function_call" and native:
-        call = {
-            "id": item.get("call_id", ""),
-            "type": "function",
-            "function": {"name": item["name"], "arguments": item.get("arguments") or "{}"},
-        }
-        if after_call and last is not None and "tool_calls" in last:
-            last["tool_calls"].append(call)
-        else:
-            messages.append({"role": "assistant", "content": "", "tool_calls": [call]})
-    elif kind == "function_call":
-        # Replayed as the model itself writes calls, so the history teaches the format.
-        if after_call and last is not None:
-            last["content"] += "\n" + _call_text(item)
-        else:
-            messages.append({"role": "assistant", "content": _call_text(item)})
-    elif kind == "function_call_output":
-        messages.append(
-            {"role": "tool", "tool_call_id": item.get("call_id", ""), "content": _output_text(item)}
-        )
-    # reasoning and other item kinds carry nothing this model can use
+_PROMPTED = ChatDialect(
+    image_placeholder=_IMAGE_PLACEHOLDER, call_text=_call_text, result_message=_result_message
+)
+_NATIVE = ChatDialect(image_placeholder=_IMAGE_PLACEHOLDER)
 
 
 class ChunkTranslator:
-    """llama.cpp chat chunks -> engine deltas, with the text-call fallback."""
+    """llama.cpp chat chunks -> engine deltas, with the text-call fallback.
+
+    The chunks are read by the bridge's `ChatChunkTranslator` (so calls without an
+    `index` and names repeated on every chunk are handled the same way); reply text
+    goes through the `ReplySniffer`, which holds back a call written as text.
+    """
 
     def __init__(self, plan: ChatPlan) -> None:
+        self._chunks = ChatChunkTranslator()
         self._sniffer = ReplySniffer(plan.tool_names, enabled=plan.sniff_calls)
         self._parallel = plan.parallel_tool_calls
         self._native_calls: set[int] = set()
-        self._finish: str | None = None
-        self._usage: UsageDelta | None = None
         self.text_released = False
 
     def feed(self, chunk: Mapping[str, Any]) -> list[Delta]:
@@ -307,45 +276,30 @@ class ChunkTranslator:
             code = detail.get("code")
             # llama.cpp uses HTTP statuses (400 for a prompt over the context size).
             status = code if isinstance(code, int) and 400 <= code < 600 else 500
+            message = str(detail.get("message", detail))
+            # OpenAI's code for it, which agents such as Codex CLI act on (they compact)
+            overflow = (
+                "context size" in message or detail.get("type") == "exceed_context_size_error"
+            )
             raise ProviderError(
-                f"local model failed: {detail.get('message', detail)}",
-                code="model_error",
+                f"local model failed: {message}",
+                code="context_length_exceeded" if overflow else "model_error",
                 status=status,
             )
         out: list[Delta] = []
-        usage = chunk.get("usage")
-        if usage:
-            details = usage.get("prompt_tokens_details") or {}
-            self._usage = UsageDelta(
-                input_tokens=int(usage.get("prompt_tokens", 0)),
-                output_tokens=int(usage.get("completion_tokens", 0)),
-                cached_tokens=int(details.get("cached_tokens", 0) or 0),
-            )
-        for choice in chunk.get("choices") or ():
-            delta = choice.get("delta") or {}
-            if delta.get("reasoning_content"):
-                out.append(ReasoningDelta(delta["reasoning_content"]))
-            if delta.get("content"):
-                released = self._sniffer.feed(delta["content"])
+        for delta in self._chunks.feed(chunk):
+            if isinstance(delta, TextDelta):
+                released = self._sniffer.feed(delta.text)
                 if released:
                     self.text_released = True
                     out.append(TextDelta(released))
-            for call in delta.get("tool_calls") or ():
-                index = int(call.get("index", 0))
-                if not self._parallel and index > 0:
+            elif isinstance(delta, ToolCallDelta):
+                if not self._parallel and delta.index > 0:
                     continue
-                self._native_calls.add(index)
-                function = call.get("function") or {}
-                out.append(
-                    ToolCallDelta(
-                        index=index,
-                        name=function.get("name") or None,
-                        call_id=call.get("id") or None,
-                        arguments=function.get("arguments") or "",
-                    )
-                )
-            if choice.get("finish_reason"):
-                self._finish = choice["finish_reason"]
+                self._native_calls.add(delta.index)
+                out.append(delta)
+            else:
+                out.append(delta)
         return out
 
     def finish(self) -> list[Delta]:
@@ -366,9 +320,7 @@ class ChunkTranslator:
                 out.append(ItemEndDelta())
         elif self.text_released or self._native_calls:
             out.append(ItemEndDelta())
-        if self._usage is not None:
-            out.append(self._usage)
-        out.append(FinishDelta("length" if self._finish == "length" else "stop"))
+        out += self._chunks.finish()
         return out
 
     @property

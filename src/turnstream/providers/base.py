@@ -30,7 +30,13 @@ class GenerationRequest:
     `type: "message"`, a `role` and `content` as a list of parts (`input_text`,
     `input_image`, `output_text`, `refusal`, ...); function calls and their outputs are
     `function_call` / `function_call_output` dicts; reasoning items are `reasoning`.
-    `tools` are flat Responses function tools (`{"type": "function", "name", ...}`).
+    `tools` are flat Responses function tools (`{"type": "function", "name", ...}`):
+    the server has already expanded namespaces and custom tools into functions
+    (`engine.toolset`), and rewritten the calls in `items` to match. Reasoning
+    items may carry their text in `content` (`reasoning_text` parts).
+    `text_format` is the request's `text.format` when it asks for JSON
+    (`{"type": "json_schema", "name", "schema", "strict"}` or
+    `{"type": "json_object"}`); a provider that cannot honour it raises a 400.
     """
 
     model: str
@@ -43,6 +49,7 @@ class GenerationRequest:
     temperature: float | None = None
     top_p: float | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
+    text_format: Mapping[str, Any] | None = None
 
 
 class ProviderError(Exception):

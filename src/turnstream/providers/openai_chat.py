@@ -10,6 +10,13 @@ Choices worth knowing:
 - `max_output_tokens` is sent as `max_tokens`, which llama.cpp, vLLM, Ollama and
   OpenAI's non-reasoning models accept; pass `max_tokens_field="max_completion_tokens"`
   for OpenAI's reasoning models.
+- `text.format` (`json_schema`, `json_object`) is sent as `response_format`; for an
+  upstream known not to support it (`structured_output=False`) such a request is a
+  400 rather than an answer that silently ignores the format.
+- Reasoning that comes back in the input (stateless clients send it as sealed
+  `encrypted_content`, which the server opens) is sent as `reasoning_content` on the
+  assistant message it led to, when `reasoning_content=True` (vLLM, llama.cpp take
+  it); other upstreams never see it.
 - Upstream HTTP errors become `ProviderError`s with the status our client should see:
   a 400/413/422 is the request's fault and stays 400 with the upstream message; a 429
   stays 429 and keeps `retry-after`/`retry-after-ms`; a rejected upstream key (401/403)
@@ -82,6 +89,9 @@ class OpenAIChatProvider(Provider):
         extra_body: Extra top-level fields merged into every request body
             (e.g. `{"chat_template_kwargs": {...}}` for vLLM).
         headers: Extra headers sent with every request.
+        text_tool_calls: Also recognise calls a small model writes as reply text.
+        reasoning_content: The upstream takes reasoning back as `reasoning_content`.
+        structured_output: The upstream honours `response_format`.
     """
 
     def __init__(
@@ -97,6 +107,8 @@ class OpenAIChatProvider(Provider):
         extra_body: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
         text_tool_calls: bool = False,
+        reasoning_content: bool = False,
+        structured_output: bool = True,
     ) -> None:
         if not models:
             raise ValueError("OpenAIChatProvider needs at least one model mapping")
@@ -114,6 +126,8 @@ class OpenAIChatProvider(Provider):
             self._headers["authorization"] = f"Bearer {api_key}"
         self.stats = ChatProviderStats()
         self._text_tool_calls = text_tool_calls
+        self._reasoning_content = reasoning_content
+        self._structured_output = structured_output
 
     def models(self) -> Sequence[str]:
         return list(self._models)
@@ -134,6 +148,14 @@ class OpenAIChatProvider(Provider):
             raise ProviderError(
                 "This model provider has been shut down.", code="server_error", status=503
             )
+        if request.text_format is not None and not self._structured_output:
+            raise ProviderError(
+                f"The model '{request.model}' cannot produce structured output: its "
+                f"upstream does not support 'text.format' of type "
+                f"'{request.text_format.get('type')}'.",
+                code="unsupported_parameter",
+                status=400,
+            )
         started = time.perf_counter()
         body = build_chat_body(
             request,
@@ -141,6 +163,7 @@ class OpenAIChatProvider(Provider):
             developer_role=self._developer_role,
             max_tokens_field=self._max_tokens_field,
             extra_body=self._extra_body,
+            reasoning_content=self._reasoning_content,
         )
         content = json.dumps(body, ensure_ascii=False).encode()
         self.stats.streams += 1

@@ -16,7 +16,7 @@ fails after the lease was taken, the lease is released before the error leaves.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +24,7 @@ from pydantic import TypeAdapter
 
 from turnstream.engine.context import assemble_chain, assemble_conversation, resolve_references
 from turnstream.engine.pairing import validate_context
+from turnstream.engine.toolset import Toolset
 from turnstream.protocol import Response, ResponseCreateParams, ToolChoice, new_id, normalize_input
 from turnstream.protocol import errors as E
 from turnstream.protocol.ids import stored_items
@@ -33,6 +34,7 @@ from turnstream.storage.base import ConversationNotFoundError, ResponseRecord
 from .appstate import ServerState
 from .errors import conversation_locked
 from .lease import ConversationLease
+from .reasoning_seal import ENCRYPTED_REASONING, ReasoningSeal
 
 __all__ = ["Admission", "admit"]
 
@@ -54,14 +56,20 @@ class Admission:
     provider: Provider
     lease: ConversationLease | None
     """The conversation's lease, held; `None` without a conversation."""
+    toolset: Toolset
+    """The request's tools as the model is offered them, to map its calls back."""
+    seal_reasoning: Callable[[str], str] | None = None
+    """Seals reasoning into `encrypted_content` when the request includes it."""
 
     @property
     def response_id(self) -> str:
         return self.response.id
 
 
-async def admit(state: ServerState, params: ResponseCreateParams) -> Admission:
+async def admit(state: ServerState, params: ResponseCreateParams, toolset: Toolset) -> Admission:
     """Validate `params` against the server's state and prepare the run.
+
+    `toolset` is the request's tools as offered to the model (`hosted_tools.offer_tools`).
 
     Raises:
         APIError: `model_not_found`, `previous_response_not_found`,
@@ -105,8 +113,13 @@ async def admit(state: ServerState, params: ResponseCreateParams) -> Admission:
             response_id=response_id,
             created_at=int(time.time()),
             conversation_id=conversation_id,
+            tools=toolset.functions,
+            tool_choice=toolset.model_choice(params.model_dump(mode="json")["tool_choice"]),
         )
-        generation = _generation_request(params, response, context)
+        seal = ReasoningSeal(state.settings.reasoning_secret)
+        generation = _generation_request(
+            params, response, toolset.model_items(seal.reveal(context))
+        )
         if response.store:
             await store.insert_response(_record(response, new_items))
     except BaseException:
@@ -119,6 +132,8 @@ async def admit(state: ServerState, params: ResponseCreateParams) -> Admission:
         generation=generation,
         provider=provider,
         lease=lease,
+        toolset=toolset,
+        seal_reasoning=seal.seal if ENCRYPTED_REASONING in (params.include or ()) else None,
     )
 
 
@@ -138,6 +153,7 @@ def _generation_request(
         temperature=params.temperature,
         top_p=params.top_p,
         metadata=params.metadata or {},
+        text_format=params.text_format,
     )
 
 

@@ -18,11 +18,12 @@ from turnstream.providers.base import Provider
 from turnstream.storage import create_store
 from turnstream.storage.base import Store
 
-from . import conversations, models, responses
+from . import conversations, models, responses, websocket_fallback
 from .appstate import ServerState
 from .errors import install_error_handlers
 from .middleware import RequestIdMiddleware
 from .registry import ModelRegistry
+from .request_body import DecompressedBodyMiddleware
 from .settings import Settings
 
 __all__ = ["create_app", "default_providers"]
@@ -116,9 +117,11 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.turnstream = state
+    app.add_middleware(DecompressedBodyMiddleware)
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
     app.include_router(responses.router)
     app.include_router(conversations.router)
     app.include_router(models.router)
+    app.include_router(websocket_fallback.router)
     return app

@@ -11,6 +11,9 @@ upstream_model = "gpt-4o-mini"        # defaults to `name`
 api_key_env = "OPENAI_API_KEY"        # the environment variable holding the key
 text_tool_calls = false               # true: also recognise calls a small model writes
                                       # as reply text (llama.cpp misses many)
+reasoning_content = false             # true: send reasoning back as `reasoning_content`
+                                      # (vLLM, llama.cpp)
+structured_output = true              # false: refuse `text.format` JSON with a 400
 
 [[models]]
 name = "echo-slow"                    # the echo test double, with a delay per delta
@@ -95,22 +98,35 @@ def load_providers(settings: Settings, environ: Mapping[str, str] | None = None)
     environ = os.environ if environ is None else environ
     entries = read_model_config(settings.config_path, environ)
     providers: list[Provider] = []
-    upstreams: dict[tuple[str, str], dict[str, str]] = {}
+    upstreams: dict[tuple[str, str, bool, bool], dict[str, str]] = {}
     for entry in entries:
         kind = entry.get("provider", "openai_chat")
         if kind == "openai_chat":
-            key = (str(entry["base_url"]), str(entry.get("api_key_env") or ""))
+            key = (
+                str(entry["base_url"]),
+                str(entry.get("api_key_env") or ""),
+                bool(entry.get("reasoning_content", False)),
+                bool(entry.get("structured_output", True)),
+            )
             upstreams.setdefault(key, {})[entry["name"]] = str(
                 entry.get("upstream_model") or entry["name"]
             )
     if upstreams:
         from turnstream.providers.openai_chat import OpenAIChatProvider
 
-        for (base_url, key_env), models in upstreams.items():
+        for (base_url, key_env, reasoning, structured), models in upstreams.items():
             api_key = environ.get(key_env) if key_env else None
             if key_env and not api_key:
                 log.warning("%s is not set; requests to %s go without a key", key_env, base_url)
-            providers.append(OpenAIChatProvider(base_url, api_key=api_key, models=models))
+            providers.append(
+                OpenAIChatProvider(
+                    base_url,
+                    api_key=api_key,
+                    models=models,
+                    reasoning_content=reasoning,
+                    structured_output=structured,
+                )
+            )
     for entry in entries:
         if entry.get("provider") == "echo":
             providers.append(

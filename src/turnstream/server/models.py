@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from .appstate import get_state
+from .model_catalog import codex_models
 
 __all__ = ["router"]
 
@@ -19,7 +20,8 @@ async def list_models(request: Request) -> JSONResponse:
         {"id": name, "object": "model", "created": models.created_at, "owned_by": "turnstream"}
         for name in models.names()
     ]
-    return JSONResponse({"object": "list", "data": data})
+    # `models` is what Codex CLI reads about each model (`model_catalog`)
+    return JSONResponse({"object": "list", "data": data, "models": codex_models(models.names())})
 
 
 @router.get("/models/{model_id}", summary="Retrieve a model")

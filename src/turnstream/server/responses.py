@@ -22,6 +22,7 @@ from .admission import admit
 from .appstate import get_state
 from .errors import from_provider_error
 from .faults import inject_faults
+from .hosted_tools import dropped_tools_headers, offer_tools
 from .lists import list_body
 from .replay import follow, replay_stored
 from .runs import ResponseRun, launch
@@ -53,14 +54,15 @@ async def create_response(request: Request) -> Response:
     started = time.perf_counter()
     state = get_state(request)
     params = parse_create_params(await _read_json(request))
+    toolset = offer_tools(params, state.settings)
     inject_faults(state)
-    run = launch(state, await admit(state, params))
+    run = launch(state, await admit(state, params, toolset))
     # the server's own share of the latency: everything before the model was asked
     # (parsing, context assembly, the lock, the insert) and, without streaming, the
     # bookkeeping after it answered; the model's own time is not included
     admitted = time.perf_counter() - started
     try:
-        answer = await _answer(run, params, admitted)
+        answer = await _answer(run, params, admitted, dropped_tools_headers(toolset))
     except BaseException:
         # no body of this run will be sent (an error body is not the run's)
         run.body_closed()
@@ -68,10 +70,12 @@ async def create_response(request: Request) -> Response:
     return BodyClosedResponse(answer, on_closed=run.body_closed)
 
 
-async def _answer(run: ResponseRun, params: ResponseCreateParams, admitted: float) -> Response:
+async def _answer(
+    run: ResponseRun, params: ResponseCreateParams, admitted: float, headers: dict[str, str]
+) -> Response:
     """The response type the request asked for: the background's initial Response,
     a stream, or the final Response."""
-    headers = {ADDED_TIME_HEADER: _ms(admitted)}
+    headers = {**headers, ADDED_TIME_HEADER: _ms(admitted)}
     if params.background and not params.stream:
         # the run goes on without us; the client polls GET /v1/responses/{id}
         return JSONResponse(run.final_response, headers=headers)

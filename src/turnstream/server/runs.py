@@ -71,7 +71,9 @@ class ResponseRun:
         self.store_response = admission.response.store
         self.background = admission.response.background
         self.lease = admission.lease
-        self.machine = ResponseStateMachine(admission.response)
+        self.machine = ResponseStateMachine(
+            admission.response, tools=admission.toolset, seal_reasoning=admission.seal_reasoning
+        )
         self.events: EventLog | None = (
             EventLog(store, self.response_id) if self.background else None
         )

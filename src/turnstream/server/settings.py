@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +13,7 @@ import platformdirs
 
 __all__ = [
     "FaultSettings",
+    "HostedTools",
     "LockRelease",
     "PromptWarmup",
     "Settings",
@@ -20,8 +22,16 @@ __all__ = [
 ]
 
 LockRelease = Literal["before_terminal", "after_body"]
+HostedTools = Literal["drop", "reject"]
 
 DB_ENV = "TURNSTREAM_DB"
+REASONING_SECRET_ENV = "TURNSTREAM_REASONING_SECRET"
+
+
+def _reasoning_secret() -> str:
+    # Without a configured secret only this process can open what it sealed; replicas
+    # behind one load balancer must share TURNSTREAM_REASONING_SECRET.
+    return os.environ.get(REASONING_SECRET_ENV) or secrets.token_urlsafe(32)
 
 
 def default_db_path() -> Path:
@@ -97,6 +107,12 @@ class Settings:
     """What the embedded model warms its prompt cache with; the CLI sets the chat
     apps' instructions and tools here (the server does not know its clients)."""
     instance_id: str | None = None
+    hosted_tools: HostedTools = "drop"
+    """What to do with hosted tools (`web_search`, ...) this server cannot run:
+    `drop` leaves them out and names them in a response header; `reject` is a 400."""
+    reasoning_secret: str = field(default_factory=_reasoning_secret, repr=False)
+    """Seals reasoning into `encrypted_content` for `store: false` clients; every
+    replica must have the same one (`$TURNSTREAM_REASONING_SECRET`)."""
 
     @property
     def database(self) -> str | Path:
