@@ -97,6 +97,9 @@ class Settings:
     """What the embedded model warms its prompt cache with; the CLI sets the chat
     apps' instructions and tools here (the server does not know its clients)."""
     instance_id: str | None = None
+    log_content: bool = False
+    """Put prompt and output text in the per-request log line (off: ids, sizes and
+    timings only, so logs hold no user content)."""
 
     @property
     def database(self) -> str | Path:
