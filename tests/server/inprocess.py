@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,3 +61,49 @@ async def serving(
         httpx.AsyncClient(transport=transport, base_url="http://ops") as client,
     ):
         yield InProcess(app=app, client=client, scripted=scripted)
+
+
+async def stream_request(
+    app: Any, path: str, body: Any, on_chunk: Callable[[bytes], Awaitable[None]]
+) -> tuple[int, bytes]:
+    """POST `body` through the app's raw ASGI interface; `on_chunk` sees each body
+    write the moment the app makes it (httpx's ASGI transport only returns once the
+    body has ended)."""
+    raw = json.dumps(body).encode()
+    sent = False
+    never = asyncio.Event()
+    status = 0
+    chunks: list[bytes] = []
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": raw, "more_body": False}
+        await never.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+        elif message.get("body"):
+            chunks.append(message["body"])
+            await on_chunk(message["body"])
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 80),
+    }
+    await app(scope, receive, send)
+    return status, b"".join(chunks)

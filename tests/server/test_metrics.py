@@ -1,8 +1,9 @@
 """`GET /metrics`: the counters and histograms move as requests run.
 
-The scripted model holds a stream open on an `asyncio.Event`, so what the gauge
-shows mid-stream is read while the stream is certainly open; every wait is for a
-state the code under test reaches (the bound only turns a hang into a failure).
+The scripted model holds a stream open on an `asyncio.Event`, and the gauge is read
+once the first body bytes have been written, so the stream is certainly open; every
+wait is for an event the code under test sets (the bound only turns a hang into a
+failure).
 """
 
 from __future__ import annotations
@@ -17,24 +18,22 @@ from turnstream.engine.deltas import TextDelta, UsageDelta
 from turnstream.providers.base import GenerationRequest, ProviderError
 from turnstream.providers.scripted import Raise
 
-from .inprocess import InProcess, serving
+from .inprocess import InProcess, serving, stream_request
 
 WAIT = 10.0
 
 
-def held_open(hold: asyncio.Event) -> Callable[[GenerationRequest], Awaitable[None]]:
+def held_open(
+    hold: asyncio.Event, reached: asyncio.Event | None = None
+) -> Callable[[GenerationRequest], Awaitable[None]]:
+    """A script step that keeps the stream open until `hold` is set."""
+
     async def step(request: GenerationRequest) -> None:
+        if reached is not None:
+            reached.set()
         await hold.wait()
 
     return step
-
-
-async def until(condition: Callable[[], Awaitable[bool]]) -> None:
-    async def poll() -> None:
-        while not await condition():
-            await asyncio.sleep(0.01)
-
-    await asyncio.wait_for(poll(), WAIT)
 
 
 async def new_conversation(served: InProcess) -> str:
@@ -77,12 +76,14 @@ async def test_the_metrics_move_as_a_streamed_request_runs(tmp_path: Path) -> No
             ]
         )
         body = {"model": "scripted", "input": "hi", "conversation": conv, "stream": True}
-        streaming = asyncio.create_task(served.client.post("/v1/responses", json=body))
+        first_chunk = asyncio.Event()
 
-        async def stream_is_open() -> bool:
-            return await served.metric("turnstream_open_streams") == 1
+        async def on_chunk(chunk: bytes) -> None:
+            first_chunk.set()
 
-        await until(stream_is_open)
+        streaming = asyncio.create_task(stream_request(served.app, "/v1/responses", body, on_chunk))
+        await asyncio.wait_for(first_chunk.wait(), WAIT)
+        assert await served.metric("turnstream_open_streams") == 1
         # a second turn on the held conversation is refused and counted
         locked = await served.client.post(
             "/v1/responses", json={"model": "scripted", "input": "too", "conversation": conv}
@@ -92,9 +93,9 @@ async def test_the_metrics_move_as_a_streamed_request_runs(tmp_path: Path) -> No
         assert await served.metric("turnstream_input_tokens_total", model="scripted") == 0
 
         hold.set()
-        reply = await asyncio.wait_for(streaming, WAIT)
-        assert reply.status_code == 200
-        assert "response.completed" in reply.text
+        status, streamed = await asyncio.wait_for(streaming, WAIT)
+        assert status == 200
+        assert b"response.completed" in streamed
 
         m = served.metric
         assert await m("turnstream_open_streams") == 0
@@ -157,14 +158,11 @@ async def test_a_lease_taken_over_mid_turn_is_counted(tmp_path: Path) -> None:
     async with serving(tmp_path) as served:
         conv = await new_conversation(served)
         hold = asyncio.Event()
-        served.scripted.push([TextDelta(text="slow "), held_open(hold)])
+        reached = asyncio.Event()
+        served.scripted.push([TextDelta(text="slow "), held_open(hold, reached)])
         body = {"model": "scripted", "input": "hi", "conversation": conv}
         running = asyncio.create_task(served.client.post("/v1/responses", json=body))
-
-        async def run_started() -> bool:
-            return bool(served.state.runs)
-
-        await until(run_started)
+        await asyncio.wait_for(reached.wait(), WAIT)
         (response_id,) = served.state.runs
         store = served.state.store
         # what an expired lease looks like to its holder: someone else has the row
