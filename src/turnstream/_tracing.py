@@ -73,33 +73,38 @@ class Tracing:
         *,
         kind: SpanKind = "internal",
         attributes: Mapping[str, Any] | None = None,
+        parent: Any = None,
     ) -> contextlib.AbstractContextManager[Any]:
         """A span made current for the `with` block; yields the span (or `None`).
 
-        An exception leaving the block marks the span as failed (`error.type`).
+        Its parent is the current span, or `parent` when given. An exception leaving
+        the block marks the span as failed (`error.type`).
         """
         tracer = self._tracer
         if tracer is None:
             return _NO_SPAN
-        return self._current(tracer, name, kind, attributes)
+        return self._current(tracer, name, kind, attributes, parent)
 
     @contextlib.contextmanager
     def _current(
-        self, tracer: Any, name: str, kind: SpanKind, attributes: Mapping[str, Any] | None
+        self,
+        tracer: Any,
+        name: str,
+        kind: SpanKind,
+        attributes: Mapping[str, Any] | None,
+        parent: Any,
     ) -> Iterator[Any]:
         assert _otel_trace is not None
-        otel_kind = {
-            "internal": _otel_trace.SpanKind.INTERNAL,
-            "server": _otel_trace.SpanKind.SERVER,
-            "client": _otel_trace.SpanKind.CLIENT,
-        }[kind]
+        context = _otel_trace.set_span_in_context(parent) if parent is not None else None
         with tracer.start_as_current_span(
-            name, kind=otel_kind, attributes=_clean(attributes)
+            name, context=context, kind=_kind(kind), attributes=_clean(attributes)
         ) as span:
             try:
                 yield span
             except BaseException as exc:
-                span.set_attribute("error.type", type(exc).__qualname__)
+                # a more telling kind (a provider's error code) may be set already
+                if "error.type" not in (getattr(span, "attributes", None) or {}):
+                    span.set_attribute("error.type", type(exc).__qualname__)
                 raise
 
     def start(
@@ -117,11 +122,8 @@ class Tracing:
             return None
         assert _otel_trace is not None
         context = _otel_trace.set_span_in_context(parent) if parent is not None else None
-        otel_kind = (
-            _otel_trace.SpanKind.CLIENT if kind == "client" else _otel_trace.SpanKind.INTERNAL
-        )
         return tracer.start_span(
-            name, context=context, kind=otel_kind, attributes=_clean(attributes)
+            name, context=context, kind=_kind(kind), attributes=_clean(attributes)
         )
 
 
@@ -142,6 +144,15 @@ def fail(span: Any, error_type: str, message: str = "") -> None:
 def end(span: Any) -> None:
     if span is not None:
         span.end()
+
+
+def _kind(kind: SpanKind) -> Any:
+    assert _otel_trace is not None
+    return {
+        "internal": _otel_trace.SpanKind.INTERNAL,
+        "server": _otel_trace.SpanKind.SERVER,
+        "client": _otel_trace.SpanKind.CLIENT,
+    }[kind]
 
 
 def _unconfigured(provider: Any) -> bool:

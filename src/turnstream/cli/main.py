@@ -109,7 +109,7 @@ def serve(
         db_url=db_url,
         db_pool_size=db_pool_size,
         lease_ttl=lease_ttl,
-        lock_release=lock_release,
+        lock_release=lock_release,  # type: ignore[arg-type]  # checked above
         lock_release_delay=lock_release_delay,
         config_path=config,
         enable_local_model=not no_local,
