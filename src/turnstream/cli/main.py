@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -129,7 +130,11 @@ def serve(
     except ConfigError as exc:
         typer.echo(f"turnstream: {exc}", err=True)
         raise typer.Exit(2) from None
-    typer.echo(f"turnstream: database {display_database(settings.database)}", err=True)
+    if log_format == "json":
+        # every line a machine reads must parse, this one included
+        logging.getLogger("turnstream.cli").info("database %s", display_database(settings.database))
+    else:
+        typer.echo(f"turnstream: database {display_database(settings.database)}", err=True)
     # on shutdown, streams get a grace period to finish; then they are cancelled, and
     # every run still holding a conversation records itself cancelled and lets go
     uvicorn.run(
