@@ -214,6 +214,8 @@ class Agent:
                 async with aclosing(self._drive(loop, handle, run_span)) as events:
                     async for event in events:
                         yield event
+            except GeneratorExit:
+                raise  # the caller stopped reading: not the run's failure
             except BaseException as exc:
                 fail(run_span, type(exc).__qualname__)
                 raise
@@ -241,7 +243,7 @@ class Agent:
                 reader = TurnReader(request.turn)
                 # each inner generator is closed here, at once, if the run is stopped
                 # mid-way: the connection and the tools must not wait for the GC
-                turn = self._turn(request, reader, batch, progress, run_span)
+                turn = self._stream(request, reader, batch, progress, run_span)
                 async with aclosing(turn) as events:
                     async for event in events:
                         yield event
@@ -274,15 +276,19 @@ class Agent:
             if owed and loop.mode.owed_key is not None:
                 self.registry.owe(loop.mode.owed_key, owed)
 
-    async def _turn(
+    async def _stream(
         self,
         request: TurnRequest,
         reader: TurnReader,
         batch: ToolBatch,
         progress: asyncio.Queue[RunEvent | None],
-        run_span: Any,
+        run_span: Any = None,
     ) -> AsyncGenerator[RunEvent, None]:
-        """`_stream` as one span (GenAI conventions: `chat {model}`), when tracing."""
+        """One response's events, read to EOF; independent tools start as calls complete.
+
+        The turn is one span (GenAI conventions: `chat {model}`) when tracing; it is
+        kept here rather than in a wrapping generator, which would cost a hop per event.
+        """
         span = self._tracing.start(
             f"chat {self.model}",
             kind="client",
@@ -290,49 +296,29 @@ class Agent:
             attributes={"gen_ai.operation.name": "chat", "gen_ai.request.model": self.model},
         )
         try:
-            async with aclosing(self._stream(request, reader, batch, progress)) as events:
-                async for event in events:
-                    yield event
+            async with aclosing(self._transport.stream(request)) as wire:
+                async for data in wire:
+                    event = reader.feed(data)
+                    if event is not None:
+                        if type(event) is ToolCallReady and not request.final:
+                            batch.start_early(
+                                ToolCall(
+                                    event.call_id, event.name, event.raw_arguments, event.item_id
+                                )
+                            )
+                        yield event
+                    while not progress.empty():
+                        early = progress.get_nowait()
+                        if early is not None:
+                            yield early
+        except GeneratorExit:
+            raise  # the caller stopped reading: not the turn's failure
         except BaseException as exc:
             fail(span, type(exc).__qualname__)
             raise
         finally:
             if span is not None:
-                usage = reader.usage
-                set_attributes(
-                    span,
-                    {
-                        "gen_ai.response.id": reader.response_id,
-                        "gen_ai.response.finish_reasons": [reader.status]
-                        if reader.status
-                        else None,
-                        "gen_ai.usage.input_tokens": usage.input_tokens if usage else None,
-                        "gen_ai.usage.output_tokens": usage.output_tokens if usage else None,
-                    },
-                )
-                end(span)
-
-    async def _stream(
-        self,
-        request: TurnRequest,
-        reader: TurnReader,
-        batch: ToolBatch,
-        progress: asyncio.Queue[RunEvent | None],
-    ) -> AsyncGenerator[RunEvent, None]:
-        """One response's events, read to EOF; independent tools start as calls complete."""
-        async with aclosing(self._transport.stream(request)) as wire:
-            async for data in wire:
-                event = reader.feed(data)
-                if event is not None:
-                    if type(event) is ToolCallReady and not request.final:
-                        batch.start_early(
-                            ToolCall(event.call_id, event.name, event.raw_arguments, event.item_id)
-                        )
-                    yield event
-                while not progress.empty():
-                    early = progress.get_nowait()
-                    if early is not None:
-                        yield early
+                _end_turn_span(span, reader)
 
     @staticmethod
     async def _run_tools(
@@ -350,3 +336,17 @@ class Agent:
                 with contextlib.suppress(asyncio.CancelledError):
                     await runner
         await runner
+
+
+def _end_turn_span(span: Any, reader: TurnReader) -> None:
+    usage = reader.usage
+    set_attributes(
+        span,
+        {
+            "gen_ai.response.id": reader.response_id,
+            "gen_ai.response.finish_reasons": [reader.status] if reader.status else None,
+            "gen_ai.usage.input_tokens": usage.input_tokens if usage else None,
+            "gen_ai.usage.output_tokens": usage.output_tokens if usage else None,
+        },
+    )
+    end(span)
