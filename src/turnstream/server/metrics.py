@@ -17,7 +17,6 @@ Hot path: a histogram observation per response (first event, end), never per del
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -29,6 +28,8 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+
+from turnstream.protocol.responses import Usage
 
 __all__ = ["MULTIPROC_ENV", "ServerMetrics", "require_metrics_access", "router"]
 
@@ -111,9 +112,9 @@ class ServerMetrics:
         *,
         first_event: float | None,
         duration: float,
-        usage: Any,
+        usage: Usage | None,
     ) -> None:
-        """One finished response: latencies and tokens (`usage` is the wire `Usage`)."""
+        """One finished response: latencies and tokens."""
         if first_event is not None:
             self.first_event.labels(model).observe(first_event)
         self.duration.labels(model).observe(duration)
