@@ -78,6 +78,15 @@ def serve(
         int, typer.Option(help="Seconds running responses get to finish when the server stops.")
     ] = 10,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
+    log_format: Annotated[
+        str, typer.Option(help="text (for people) or json (one object per line, for machines).")
+    ] = "text",
+    log_content: Annotated[
+        bool,
+        typer.Option(
+            "--log-content", help="Put prompt and output text in the per-request log line."
+        ),
+    ] = False,
 ) -> None:
     """Run the Responses + Conversations server."""
     import uvicorn
@@ -93,7 +102,11 @@ def serve(
         raise typer.BadParameter(
             "must be before_terminal or after_body", param_hint="--lock-release"
         )
-    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    from turnstream.server.logs import LOG_FORMATS, configure_logging, uvicorn_log_config
+
+    if log_format not in LOG_FORMATS:
+        raise typer.BadParameter("must be text or json", param_hint="--log-format")
+    configure_logging(log_level, log_format)
     if db is None:
         db_path, db_url = default_db_path(), default_db_url()
     elif "://" in db:
@@ -110,6 +123,7 @@ def serve(
         config_path=config,
         enable_local_model=not no_local,
         hosted_tools="reject" if reject_hosted_tools else "drop",
+        log_content=log_content,
         faults=FaultSettings(
             rate_limit=fault_rate_limit,
             unavailable=fault_unavailable,
@@ -125,7 +139,11 @@ def serve(
     except ConfigError as exc:
         typer.echo(f"turnstream: {exc}", err=True)
         raise typer.Exit(2) from None
-    typer.echo(f"turnstream: database {display_database(settings.database)}", err=True)
+    if log_format == "json":
+        # every line a machine reads must parse, this one included
+        logging.getLogger("turnstream.cli").info("database %s", display_database(settings.database))
+    else:
+        typer.echo(f"turnstream: database {display_database(settings.database)}", err=True)
     # on shutdown, streams get a grace period to finish; then they are cancelled, and
     # every run still holding a conversation records itself cancelled and lets go
     uvicorn.run(
@@ -134,6 +152,10 @@ def serve(
         port=port,
         log_level=log_level.lower(),
         timeout_graceful_shutdown=shutdown_grace,
+        # json: uvicorn's loggers go through the root's JSON handler, and the
+        # per-request line (turnstream.requests) replaces its access line
+        log_config=uvicorn_log_config(log_format),
+        access_log=log_format == "text",
     )
 
 

@@ -26,6 +26,8 @@ from typing import Any
 
 import openai
 
+from turnstream._tracing import Tracing, end, fail, set_attributes
+
 from .conversations import ConversationRegistry, shared_registry
 from .events import RunCompleted, RunEvent, ToolCallReady, TurnCompleted
 from .execution import ErrorFormatter, ToolBatch, default_error_formatter
@@ -63,6 +65,9 @@ class Agent:
             `reasoning`, `max_output_tokens`, ...).
         registry: Per-conversation locks and owed outputs; defaults to one registry
             shared by every Agent in the process.
+        tracer_provider: An OpenTelemetry `TracerProvider` for the run's spans (the
+            run, each turn, each tool call); default: the global one. Without
+            OpenTelemetry, or with no provider configured, there are no spans.
     """
 
     def __init__(
@@ -79,6 +84,7 @@ class Agent:
         store: bool = True,
         request_options: Mapping[str, Any] | None = None,
         registry: ConversationRegistry | None = None,
+        tracer_provider: Any = None,
     ) -> None:
         if max_turns < 1:
             raise ValueError("max_turns must be at least 1")
@@ -100,6 +106,7 @@ class Agent:
         self.registry = registry or shared_registry()
         self._transport: Transport = HTTPTransport(client, self.retry)
         self._tool_definitions = [t.definition() for t in self.tools.values()]
+        self._tracing = Tracing(tracer_provider, name="turnstream.runtime")
 
     def stream(
         self,
@@ -193,11 +200,31 @@ class Agent:
                 self.model, self.instructions, self._tool_definitions, self.request_options
             )
             loop = ToolLoop(mode, template, user_items, owed=owed, max_turns=max_turns)
-            async with aclosing(self._drive(loop, handle)) as events:
-                async for event in events:
-                    yield event
+            # spans of a generator are not made current (a generator may be resumed
+            # from another context); turns and tool calls name their parent instead
+            run_span = self._tracing.start(
+                "invoke_agent",
+                attributes={
+                    "gen_ai.operation.name": "invoke_agent",
+                    "gen_ai.request.model": self.model,
+                    "gen_ai.conversation.id": getattr(mode, "conversation_id", None),
+                },
+            )
+            try:
+                async with aclosing(self._drive(loop, handle, run_span)) as events:
+                    async for event in events:
+                        yield event
+            except GeneratorExit:
+                raise  # the caller stopped reading: not the run's failure
+            except BaseException as exc:
+                fail(run_span, type(exc).__qualname__)
+                raise
+            finally:
+                end(run_span)
 
-    async def _drive(self, loop: ToolLoop, handle: RunStream) -> AsyncGenerator[RunEvent, None]:
+    async def _drive(
+        self, loop: ToolLoop, handle: RunStream, run_span: Any = None
+    ) -> AsyncGenerator[RunEvent, None]:
         """Does what `loop` decides: the I/O, the tools, and the cleanup on any exit."""
         semaphore = asyncio.Semaphore(self.max_concurrent_tools)
         progress: asyncio.Queue[RunEvent | None] = asyncio.Queue()
@@ -210,11 +237,14 @@ class Agent:
                     semaphore=semaphore,
                     emit=progress.put_nowait,
                     error_formatter=self.error_formatter,
+                    tracing=self._tracing,
+                    parent_span=run_span,
                 )
                 reader = TurnReader(request.turn)
                 # each inner generator is closed here, at once, if the run is stopped
                 # mid-way: the connection and the tools must not wait for the GC
-                async with aclosing(self._stream(request, reader, batch, progress)) as events:
+                turn = self._stream(request, reader, batch, progress, run_span)
+                async with aclosing(turn) as events:
                     async for event in events:
                         yield event
                 outcome = reader.outcome()
@@ -252,21 +282,43 @@ class Agent:
         reader: TurnReader,
         batch: ToolBatch,
         progress: asyncio.Queue[RunEvent | None],
+        run_span: Any = None,
     ) -> AsyncGenerator[RunEvent, None]:
-        """One response's events, read to EOF; independent tools start as calls complete."""
-        async with aclosing(self._transport.stream(request)) as wire:
-            async for data in wire:
-                event = reader.feed(data)
-                if event is not None:
-                    if type(event) is ToolCallReady and not request.final:
-                        batch.start_early(
-                            ToolCall(event.call_id, event.name, event.raw_arguments, event.item_id)
-                        )
-                    yield event
-                while not progress.empty():
-                    early = progress.get_nowait()
-                    if early is not None:
-                        yield early
+        """One response's events, read to EOF; independent tools start as calls complete.
+
+        The turn is one span (GenAI conventions: `chat {model}`) when tracing; it is
+        kept here rather than in a wrapping generator, which would cost a hop per event.
+        """
+        span = self._tracing.start(
+            f"chat {self.model}",
+            kind="client",
+            parent=run_span,
+            attributes={"gen_ai.operation.name": "chat", "gen_ai.request.model": self.model},
+        )
+        try:
+            async with aclosing(self._transport.stream(request)) as wire:
+                async for data in wire:
+                    event = reader.feed(data)
+                    if event is not None:
+                        if type(event) is ToolCallReady and not request.final:
+                            batch.start_early(
+                                ToolCall(
+                                    event.call_id, event.name, event.raw_arguments, event.item_id
+                                )
+                            )
+                        yield event
+                    while not progress.empty():
+                        early = progress.get_nowait()
+                        if early is not None:
+                            yield early
+        except GeneratorExit:
+            raise  # the caller stopped reading: not the turn's failure
+        except BaseException as exc:
+            fail(span, type(exc).__qualname__)
+            raise
+        finally:
+            if span is not None:
+                _end_turn_span(span, reader)
 
     @staticmethod
     async def _run_tools(
@@ -284,3 +336,17 @@ class Agent:
                 with contextlib.suppress(asyncio.CancelledError):
                     await runner
         await runner
+
+
+def _end_turn_span(span: Any, reader: TurnReader) -> None:
+    usage = reader.usage
+    set_attributes(
+        span,
+        {
+            "gen_ai.response.id": reader.response_id,
+            "gen_ai.response.finish_reasons": [reader.status] if reader.status else None,
+            "gen_ai.usage.input_tokens": usage.input_tokens if usage else None,
+            "gen_ai.usage.output_tokens": usage.output_tokens if usage else None,
+        },
+    )
+    end(span)

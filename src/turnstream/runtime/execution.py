@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from turnstream._tracing import Tracing, fail
+
 from .events import RunEvent, ToolProgress, ToolResult
 from .tools import (
     Tool,
@@ -62,13 +64,19 @@ class ToolBatch:
         semaphore: asyncio.Semaphore,
         emit: Callable[[RunEvent], None],
         error_formatter: ErrorFormatter,
+        tracing: Tracing | None = None,
+        parent_span: Any = None,
     ) -> None:
         self._tools = tools
+        self._tracing = tracing
+        self._parent_span = parent_span
         self._semaphore = semaphore
         self._emit = emit
         self._format = error_formatter
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._outputs: dict[str, str] = {}
+        self._errors: dict[str, str] = {}
+        """The exception type of each call that failed, for its span."""
 
     def start_early(self, call: ToolCall) -> None:
         """A call completed mid-stream: start it now if its tool is independent."""
@@ -130,6 +138,25 @@ class ToolBatch:
         self._tasks[call.call_id] = asyncio.create_task(self._run(call), name=f"tool:{call.name}")
 
     async def _run(self, call: ToolCall) -> None:
+        if self._tracing is None:
+            await self._run_call(call)
+            return
+        attributes = {
+            "gen_ai.operation.name": "execute_tool",
+            "gen_ai.tool.name": call.name,
+            "gen_ai.tool.call.id": call.call_id,
+            "gen_ai.tool.type": "function",
+        }
+        # current for the tool's own code, so spans it makes nest under this one
+        with self._tracing.span(
+            f"execute_tool {call.name}", attributes=attributes, parent=self._parent_span
+        ) as span:
+            await self._run_call(call)
+            error = self._errors.get(call.call_id)
+            if error is not None:
+                fail(span, error)
+
+    async def _run_call(self, call: ToolCall) -> None:
         async with self._semaphore:
             started = time.monotonic()
             found = self._tools.get(call.name)
@@ -146,6 +173,7 @@ class ToolBatch:
                 self._finish(call, self._format(exc, call), started, is_error=True)
                 raise
             except Exception as exc:
+                self._errors[call.call_id] = type(exc).__qualname__
                 output = self._format(exc, call)
             self._finish(call, output, started, is_error=is_error)
 

@@ -76,6 +76,15 @@ async def admit(state: ServerState, params: ResponseCreateParams, toolset: Tools
             `conversation_not_found`, `conversation_locked`, or a context that does
             not pair calls with outputs.
     """
+    attributes = {
+        "gen_ai.request.model": params.model,
+        "gen_ai.conversation.id": params.conversation_id,
+    }
+    with state.tracing.span("admit", attributes=attributes):
+        return await _admit(state, params, toolset)
+
+
+async def _admit(state: ServerState, params: ResponseCreateParams, toolset: Toolset) -> Admission:
     # parse_create_params already refused the invalid combinations (background
     # without store among them)
     provider = state.models.get(params.model or "")
@@ -94,7 +103,11 @@ async def admit(state: ServerState, params: ResponseCreateParams, toolset: Tools
     elif conversation_id is not None:
         try:
             lease = await ConversationLease.acquire(
-                store, conversation_id, response_id, state.settings
+                store,
+                conversation_id,
+                response_id,
+                state.settings,
+                on_lost=lambda stage: state.metrics.lease_takeovers.labels(stage).inc(),
             )
         except ConversationNotFoundError:
             raise E.conversation_not_found(conversation_id) from None

@@ -11,17 +11,22 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
+from typing import Any, cast
 
 from fastapi import FastAPI
 
+from turnstream._tracing import Tracing
 from turnstream.providers.base import Provider
 from turnstream.storage import create_store
 from turnstream.storage.base import Store
 
-from . import conversations, models, responses, websocket_fallback
+from . import conversations, health, metrics, models, responses, websocket_fallback
+from .access import AccessMiddleware
 from .appstate import ServerState
 from .errors import install_error_handlers
+from .metrics import ServerMetrics
 from .middleware import RequestIdMiddleware
+from .observed_store import ObservedStore
 from .registry import ModelRegistry
 from .request_body import DecompressedBodyMiddleware
 from .settings import Settings
@@ -62,6 +67,7 @@ def create_app(
     *,
     store: Store | None = None,
     providers: Sequence[Provider] | None = None,
+    tracer_provider: Any = None,
 ) -> FastAPI:
     """Build the server.
 
@@ -70,6 +76,8 @@ def create_app(
             `TURNSTREAM_DB`.
         store: A store to use instead of the database named in `settings`.
         providers: Model providers to serve instead of the configured ones.
+        tracer_provider: An OpenTelemetry `TracerProvider` for this app's spans;
+            default: the global one (spans are a no-op without OpenTelemetry).
     """
     settings = settings or Settings()
     the_store = (
@@ -83,7 +91,16 @@ def create_app(
         providers if providers is not None else default_providers(settings),
         created_at=int(time.time()),
     )
-    state = ServerState(settings=settings, store=the_store, models=registry)
+    server_metrics = ServerMetrics()
+    tracing = Tracing(tracer_provider, name="turnstream.server")
+    observed = ObservedStore(the_store, server_metrics, tracing, system=_db_system(the_store))
+    state = ServerState(
+        settings=settings,
+        store=cast(Store, observed),
+        models=registry,
+        metrics=server_metrics,
+        tracing=tracing,
+    )
     if settings.faults.seed is not None:
         state.rng.seed(settings.faults.seed)
 
@@ -115,13 +132,28 @@ def create_app(
         summary="A self-hosted OpenAI Responses + Conversations API server.",
         version="0.1.0",
         lifespan=lifespan,
+        # FastAPI's native OpenTelemetry makes the HTTP request's span, which ours
+        # (admission, the provider call, store writes) nest under
+        telemetry={"tracer_provider": tracer_provider},
     )
     app.state.turnstream = state
     app.add_middleware(DecompressedBodyMiddleware)
+    # the last added is the outermost: the request id exists before the access record
+    app.add_middleware(AccessMiddleware, state=state)
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
     app.include_router(responses.router)
     app.include_router(conversations.router)
     app.include_router(models.router)
     app.include_router(websocket_fallback.router)
+    app.include_router(health.router)
+    app.include_router(metrics.router)
     return app
+
+
+def _db_system(store: Store) -> str:
+    """The OpenTelemetry `db.system.name` of a store, by its class."""
+    name = type(store).__name__.lower()
+    if "postgres" in name:
+        return "postgresql"
+    return "sqlite" if "sqlite" in name else "other_sql"

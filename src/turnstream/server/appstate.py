@@ -11,8 +11,10 @@ from typing import TYPE_CHECKING
 
 from fastapi import Request
 
+from turnstream._tracing import Tracing
 from turnstream.storage.base import Store
 
+from .metrics import ServerMetrics
 from .registry import ModelRegistry
 from .replay import EventWakeup, PollingWakeup
 from .settings import Settings
@@ -35,10 +37,26 @@ class ServerState:
     rng: random.Random = field(default_factory=random.Random)
     wakeup: EventWakeup = field(default_factory=PollingWakeup)
     """How a resumed stream waits for new events in the store (see `replay`)."""
+    metrics: ServerMetrics = field(default_factory=ServerMetrics)
+    """This app's Prometheus metrics (`GET /metrics`)."""
+    tracing: Tracing = field(default_factory=lambda: Tracing(name="turnstream.server"))
+    """Spans for requests, admission, provider calls and store writes (a no-op
+    without OpenTelemetry)."""
 
     def on_run_settled(self, run: ResponseRun) -> None:
         self.runs.pop(run.response_id, None)
-        self.recent_turns.append(time.monotonic() - run.started_at)
+        duration = time.monotonic() - run.started_at
+        self.recent_turns.append(duration)
+        model = run.request.model
+        first = run.first_event_at
+        self.metrics.observe_response(
+            model,
+            first_event=None if first is None else first - run.started_at,
+            duration=duration,
+            usage=run.response.usage,
+        )
+        if run.upstream_error is not None:
+            self.metrics.upstream_errors.labels(model, run.upstream_error).inc()
 
     def typical_turn_seconds(self) -> float:
         if not self.recent_turns:

@@ -92,6 +92,7 @@ def locked_error(retry_after: float, *, should_retry: bool) -> APIError:
 
 async def conversation_locked(state: ServerState, conversation_id: str) -> APIError:
     """The locked error with a `retry-after-ms` estimate from recent turn durations."""
+    state.metrics.conversation_locked.inc()
     estimate = min(max(state.typical_turn_seconds() / 2, 0.1), 2.0)
     expires = await state.store.lock_expires_in(conversation_id)
     if expires is not None:

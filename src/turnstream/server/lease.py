@@ -54,6 +54,7 @@ class ConversationLease:
         release_mode: LockRelease = "before_terminal",
         release_delay: float = 0.0,
         sleep: Sleep = asyncio.sleep,
+        on_lost: Callable[[str], None] | None = None,
     ) -> None:
         self.store = store
         self.conversation_id = conversation_id
@@ -67,6 +68,7 @@ class ConversationLease:
         self._settled = asyncio.Event()
         self._body_closed = False
         self._after_body: asyncio.Task[None] | None = None
+        self._on_lost = on_lost
 
     @classmethod
     async def acquire(
@@ -77,11 +79,14 @@ class ConversationLease:
         settings: Settings,
         *,
         sleep: Sleep = asyncio.sleep,
+        on_lost: Callable[[str], None] | None = None,
     ) -> ConversationLease | None:
         """Claim the conversation for `holder` and start the heartbeat.
 
         Returns `None` when another response holds it. Raises the store's
-        `ConversationNotFoundError` for an unknown conversation.
+        `ConversationNotFoundError` for an unknown conversation. `on_lost(stage)` is
+        called once if the lease turns out to have been taken over (`"renewal"` or
+        `"commit"`: where this holder noticed), for the takeover metric.
         """
         if not await store.acquire_lock(conversation_id, holder, ttl=settings.lease_ttl):
             return None
@@ -93,6 +98,7 @@ class ConversationLease:
             release_mode=settings.lock_release,
             release_delay=settings.lock_release_delay,
             sleep=sleep,
+            on_lost=on_lost,
         )
         lease._heartbeat = asyncio.create_task(
             lease._renew(), name=f"lease {conversation_id} for {holder}"
@@ -128,6 +134,7 @@ class ConversationLease:
                 release=release,
             )
         except ConversationLockedError:
+            self._lost("commit")
             self._let_go()
             raise
         if release:
@@ -196,4 +203,11 @@ class ConversationLease:
                 continue
             if not ok:
                 log.error("lease on %s lost by %s", self.conversation_id, self.holder)
+                self._lost("renewal")
                 return
+
+    def _lost(self, stage: str) -> None:
+        # reported once: a lost renewal is usually followed by a refused commit
+        if self._on_lost is not None:
+            on_lost, self._on_lost = self._on_lost, None
+            on_lost(stage)

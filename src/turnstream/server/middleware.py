@@ -6,7 +6,10 @@ import secrets
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["RequestIdMiddleware"]
+__all__ = ["REQUEST_ID_KEY", "RequestIdMiddleware"]
+
+REQUEST_ID_KEY = "turnstream.request_id"
+"""Where the request id waits in the ASGI scope, for the request's log line."""
 
 
 class RequestIdMiddleware:
@@ -20,6 +23,7 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         request_id = f"req_{secrets.token_hex(16)}".encode()
+        scope[REQUEST_ID_KEY] = request_id.decode()
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":

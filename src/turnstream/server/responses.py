@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from turnstream.protocol import TERMINAL_STATUSES, ResponseCreateParams, parse_create_params
 from turnstream.protocol import errors as E
 
+from .access import attach_run
 from .admission import admit
 from .appstate import get_state
 from .errors import from_provider_error
@@ -57,6 +58,7 @@ async def create_response(request: Request) -> Response:
     toolset = offer_tools(params, state.settings)
     inject_faults(state)
     run = launch(state, await admit(state, params, toolset))
+    attach_run(request, run)
     # the server's own share of the latency: everything before the model was asked
     # (parsing, context assembly, the lock, the insert) and, without streaming, the
     # bookkeeping after it answered; the model's own time is not included

@@ -33,6 +33,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
 
 from turnstream import sse
+from turnstream._tracing import Tracing, fail, set_attributes
 from turnstream.engine.deltas import Delta
 from turnstream.engine.state import ResponseStateMachine
 from turnstream.protocol import Response, ResponseError, ResponseFailedEvent
@@ -61,8 +62,10 @@ class ResponseRun:
         store: Store,
         settings: Settings,
         on_settled: Callable[[ResponseRun], None] | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.store = store
+        self.tracing = tracing if tracing is not None else Tracing(name="turnstream.server")
         self.settings = settings
         self.provider = admission.provider
         self.request = admission.generation
@@ -87,6 +90,10 @@ class ResponseRun:
         self._settled = asyncio.Event()
         self._on_settled = on_settled
         self.started_at = time.monotonic()
+        self.first_event_at: float | None = None
+        """When the provider's first delta arrived (`time.monotonic()`)."""
+        self.upstream_error: str | None = None
+        """The kind of the provider's failure (its error code), if it failed."""
         self.persist_seconds = 0.0
         self._override: Response | None = None
         self._live: Response | None = None
@@ -174,23 +181,19 @@ class ResponseRun:
     async def _produce(self) -> None:
         machine = self.machine
         closing: list[Any]
-        stream = self.provider.stream(self.request)
         try:
-            try:
-                async for delta in stream:
-                    self._on_delta(delta)
-                closing = self._close(machine.finish)
-            finally:
-                await _aclose(stream)
+            closing = await self._call_provider()
         except asyncio.CancelledError:
             closing = self._close(machine.cancel)
             await asyncio.shield(self._finish(closing))
             raise
         except ProviderError as exc:
+            self.upstream_error = exc.code or "provider_error"
             if not self._first.is_set():
                 self._early_error = exc
             closing = self._close(functools.partial(machine.fail, exc.code, exc.message))
         except Exception:
+            self.upstream_error = "exception"
             log.exception("provider failed on %s", self.response_id)
             closing = self._close(
                 functools.partial(
@@ -200,6 +203,38 @@ class ResponseRun:
                 )
             )
         await asyncio.shield(self._finish(closing))
+
+    async def _call_provider(self) -> list[Any]:
+        """Stream the provider's deltas through the state machine; the closing events.
+
+        The provider call is one span (GenAI conventions: `chat {model}`); the store
+        writes that follow are its siblings, not its children.
+        """
+        model = self.request.model
+        attributes = {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": type(self.provider).__name__,
+            "gen_ai.request.model": model,
+            "gen_ai.request.max_tokens": self.request.max_output_tokens,
+            "gen_ai.request.temperature": self.request.temperature,
+            "gen_ai.request.top_p": self.request.top_p,
+            "gen_ai.response.id": self.response_id,
+            "gen_ai.conversation.id": self.lease.conversation_id if self.lease else None,
+        }
+        with self.tracing.span(f"chat {model}", kind="client", attributes=attributes) as span:
+            stream = self.provider.stream(self.request)
+            try:
+                async for delta in stream:
+                    self._on_delta(delta)
+            except ProviderError as exc:
+                fail(span, exc.code or "provider_error", exc.message)
+                raise
+            finally:
+                await _aclose(stream)
+            closing = self._close(self.machine.finish)
+            if span is not None:
+                set_attributes(span, _response_attributes(self.machine.response))
+        return closing
 
     def _close(self, close: Callable[[], Iterable[Any]]) -> list[Any]:
         """Close the state machine, keeping what the Response looked like before."""
@@ -211,6 +246,7 @@ class ResponseRun:
         if events:
             self._emit(events)
         if not self._first.is_set():
+            self.first_event_at = time.monotonic()
             self._first.set()
 
     async def _finish(self, closing: list[Any]) -> None:
@@ -293,11 +329,25 @@ class ResponseRun:
 def launch(state: ServerState, admission: Admission) -> ResponseRun:
     """Start the run of an admitted request and register it with the app."""
     run = ResponseRun(
-        admission, store=state.store, settings=state.settings, on_settled=state.on_run_settled
+        admission,
+        store=state.store,
+        settings=state.settings,
+        on_settled=state.on_run_settled,
+        tracing=state.tracing,
     )
     state.runs[run.response_id] = run
     run.start()
     return run
+
+
+def _response_attributes(response: Response) -> dict[str, Any]:
+    usage = response.usage
+    return {
+        "gen_ai.response.model": response.model,
+        "gen_ai.response.finish_reasons": [response.status],
+        "gen_ai.usage.input_tokens": usage.input_tokens if usage else None,
+        "gen_ai.usage.output_tokens": usage.output_tokens if usage else None,
+    }
 
 
 async def _aclose(stream: AsyncIterator[Delta]) -> None:

@@ -113,6 +113,9 @@ class Settings:
     reasoning_secret: str = field(default_factory=_reasoning_secret, repr=False)
     """Seals reasoning into `encrypted_content` for `store: false` clients; every
     replica must have the same one (`$TURNSTREAM_REASONING_SECRET`)."""
+    log_content: bool = False
+    """Put prompt and output text in the per-request log line (off: ids, sizes and
+    timings only, so logs hold no user content)."""
 
     @property
     def database(self) -> str | Path:

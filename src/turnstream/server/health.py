@@ -1,0 +1,65 @@
+"""`/healthz` (the process is alive) and `/readyz` (it can answer requests).
+
+Ready means the database answers and every configured model is loaded
+(`Provider.is_ready`). A load balancer sends traffic by `/readyz` and restarts by
+`/healthz`, so `/healthz` checks nothing that a restart would not fix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from .appstate import ServerState, get_state
+
+__all__ = ["DATABASE_TIMEOUT", "router"]
+
+DATABASE_TIMEOUT = 2.0
+"""Seconds the database gets to answer a readiness probe."""
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz", summary="Liveness", include_in_schema=False)
+async def healthz() -> JSONResponse:
+    return JSONResponse({"status": "ok"})
+
+
+@router.get("/readyz", summary="Readiness", include_in_schema=False)
+async def readyz(request: Request) -> JSONResponse:
+    state = get_state(request)
+    checks: dict[str, Any] = {"database": await _database(state), "models": _models(state)}
+    ready = checks["database"] == "ok" and all(v == "ready" for v in checks["models"].values())
+    if ready:
+        return JSONResponse({"status": "ready", "checks": checks})
+    error = {
+        "message": "The server is not ready to answer requests.",
+        "type": "server_error",
+        "param": None,
+        "code": "not_ready",
+    }
+    return JSONResponse({"status": "not_ready", "checks": checks, "error": error}, 503)
+
+
+async def _database(state: ServerState) -> str:
+    try:
+        # a read by primary key of an id that cannot exist: the cheapest query every
+        # Store has, and it goes all the way to the database
+        await asyncio.wait_for(state.store.get_response("resp_readyz"), DATABASE_TIMEOUT)
+    except TimeoutError:
+        return "timeout"
+    except Exception as exc:
+        return f"error: {type(exc).__name__}"
+    return "ok"
+
+
+def _models(state: ServerState) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for provider in state.models.providers:
+        for name in provider.models():
+            if name not in found:
+                found[name] = "ready" if provider.is_ready(name) else "loading"
+    return found
