@@ -203,6 +203,8 @@ class ServerProcess:
     process: Any
     port: int
     log: Any = None
+    log_path: Path | None = None
+    """The file the server's stderr goes to (kept after `stop()`)."""
 
     @property
     def base_url(self) -> str:
@@ -277,7 +279,7 @@ def spawn_server(db_path: Path, config: Path | None = None, *extra: str) -> Serv
         if port is not None:
             try:
                 if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1).status_code == 200:
-                    return ServerProcess(process, port, log)
+                    return ServerProcess(process, port, log, log_path)
             except httpx.TransportError:
                 pass
         if time.monotonic() > deadline:

@@ -24,7 +24,8 @@ def test_json_logs_are_one_object_per_line_with_the_request_fields(tmp_path: Pat
         assert reply.status_code == 200
     finally:
         server.stop()
-    text = Path(server.log.name).read_text()
+    assert server.log_path is not None
+    text = server.log_path.read_text()
     lines = [json.loads(line) for line in text.splitlines() if line.strip()]
     (create,) = [
         line
