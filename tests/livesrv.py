@@ -171,6 +171,18 @@ def running_server(db_path: Path, **kwargs: Any) -> Iterator[LiveServer]:
     live.recorder.validate()
 
 
+@contextlib.contextmanager
+def backend_server(backend: str, tmp_path: Path, **kwargs: Any) -> Iterator[LiveServer]:
+    """A live server on a fresh, empty database of `backend` (`tests/databases.py`)."""
+    from .databases import fresh_database_url
+
+    with (
+        fresh_database_url(backend, tmp_path) as url,
+        running_server(tmp_path / "turnstream.db", db_url=url, **kwargs) as live,
+    ):
+        yield live
+
+
 def free_port() -> int:
     import socket
 
@@ -214,7 +226,11 @@ class ServerProcess:
         self._close_log()
 
 
-def spawn_server(db_path: Path, config: Path | None = None, *extra: str) -> ServerProcess:
+def spawn_server(
+    db_path: Path, config: Path | None = None, *extra: str, db_url: str | None = None
+) -> ServerProcess:
+    """`turnstream serve` on a free port, on the SQLite file `db_path` or on `db_url`
+    (its log goes beside `db_path` either way)."""
     import subprocess
     import sys
 
@@ -229,7 +245,7 @@ def spawn_server(db_path: Path, config: Path | None = None, *extra: str) -> Serv
         "--port",
         str(port),
         "--db",
-        str(db_path),
+        db_url or str(db_path),
         "--no-local",
     ]
     if config is not None:

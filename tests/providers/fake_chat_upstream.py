@@ -59,6 +59,8 @@ class FakeReply:
             of a stream.
         headers: Extra response headers (e.g. `retry-after`).
         body: JSON body (a dict) or raw bytes for a non-stream reply.
+        hold: An event the stream waits for (at most 60 s) before its first frame,
+            so a test decides when the upstream answers (no timing luck).
     """
 
     chunks: Sequence[Frame] = ()
@@ -68,6 +70,7 @@ class FakeReply:
     status: int = 200
     headers: Mapping[str, str] = field(default_factory=dict)
     body: Mapping[str, Any] | bytes | None = None
+    hold: threading.Event | None = None
 
     @classmethod
     def error(
@@ -302,6 +305,8 @@ class FakeChatUpstream:
         headers += [(k.encode(), v.encode()) for k, v in reply.headers.items()]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         watcher = asyncio.ensure_future(self._watch_disconnect(receive))
+        if reply.hold is not None:
+            await asyncio.to_thread(reply.hold.wait, 60)
         try:
             for frame in reply.frames():
                 if reply.delay:

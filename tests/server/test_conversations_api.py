@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import httpx
 import openai
 import pytest
 from openai import OpenAI
 
-from tests.livesrv import LiveServer
+from tests.databases import BACKENDS
+from tests.livesrv import LiveServer, backend_server
 
 from .test_responses_sdk import WEATHER, sync_client
+
+
+@pytest.fixture(params=BACKENDS)
+def live_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LiveServer]:
+    """These endpoint tests run against both stores, SQLite and PostgreSQL."""
+    with backend_server(request.param, tmp_path) as live:
+        yield live
 
 
 def user(text: str) -> dict[str, str]:

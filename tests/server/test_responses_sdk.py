@@ -4,16 +4,27 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import openai
 import pytest
 from openai import AsyncOpenAI, OpenAI
 
-from tests.livesrv import LiveServer
+from tests.databases import BACKENDS
+from tests.livesrv import LiveServer, backend_server
 from turnstream.engine.deltas import FinishDelta, ItemEndDelta, TextDelta, ToolCallDelta, UsageDelta
 from turnstream.providers.base import ProviderError
 from turnstream.providers.scripted import Raise
+
+
+@pytest.fixture(params=BACKENDS)
+def live_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LiveServer]:
+    """These endpoint tests run against both stores, SQLite and PostgreSQL."""
+    with backend_server(request.param, tmp_path) as live:
+        yield live
+
 
 WEATHER = {
     "type": "function",

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from .chat import chat
 from .db import db_app, display_database
+
+if TYPE_CHECKING:
+    from turnstream.server.settings import Settings
 
 app = typer.Typer(
     name="turnstream",
@@ -69,6 +72,16 @@ def serve(
     shutdown_grace: Annotated[
         int, typer.Option(help="Seconds running responses get to finish when the server stops.")
     ] = 10,
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="Worker processes sharing the port (replicas on one machine; each has its own store connections)."
+        ),
+    ] = 1,
+    event_ttl: Annotated[
+        float,
+        typer.Option(help="Seconds a background response's events stay resumable after it ends."),
+    ] = 600.0,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
 ) -> None:
     """Run the Responses + Conversations server."""
@@ -97,6 +110,7 @@ def serve(
         db_url=db_url,
         db_pool_size=db_pool_size,
         lease_ttl=lease_ttl,
+        event_ttl=event_ttl,
         lock_release=lock_release,  # type: ignore[arg-type]  # checked above
         lock_release_delay=lock_release_delay,
         config_path=config,
@@ -107,20 +121,72 @@ def serve(
             conversation_locked=fault_locked,
         ),
     )
+    if workers < 1:
+        raise typer.BadParameter("must be at least 1", param_hint="--workers")
+    server_app = _serving_app(settings) if workers == 1 else None
+    typer.echo(f"turnstream: database {display_database(settings.database)}", err=True)
+    # on shutdown, streams get a grace period to finish; then they are cancelled, and
+    # every run still holding a conversation records itself cancelled and lets go
+    if server_app is None:
+        _serve_workers(
+            settings,
+            workers,
+            host=host,
+            port=port,
+            log_level=log_level,
+            shutdown_grace=shutdown_grace,
+        )
+        return
+    uvicorn.run(
+        server_app,
+        host=host,
+        port=port,
+        log_level=log_level.lower(),
+        timeout_graceful_shutdown=shutdown_grace,
+    )
+
+
+def _serving_app(settings: Settings) -> Any:
     from turnstream.server.config import ConfigError
 
     from ._apps import create_serving_app
 
     try:
-        server_app = create_serving_app(settings)
+        return create_serving_app(settings)
     except ConfigError as exc:
         typer.echo(f"turnstream: {exc}", err=True)
         raise typer.Exit(2) from None
-    typer.echo(f"turnstream: database {display_database(settings.database)}", err=True)
-    # on shutdown, streams get a grace period to finish; then they are cancelled, and
-    # every run still holding a conversation records itself cancelled and lets go
+
+
+def _serve_workers(
+    settings: Settings,
+    workers: int,
+    *,
+    host: str,
+    port: int,
+    log_level: str,
+    shutdown_grace: int,
+) -> None:
+    """N processes on one port: uvicorn forks workers that each import the app
+    factory, which rebuilds the app from the settings passed in the environment."""
+    import os
+
+    import uvicorn
+
+    from turnstream.server.config import ConfigError, read_model_config
+
+    from ._apps import SETTINGS_ENV, settings_to_json
+
+    try:  # refuse a bad configuration once, here, not in every worker
+        read_model_config(settings.config_path, os.environ)
+    except ConfigError as exc:
+        typer.echo(f"turnstream: {exc}", err=True)
+        raise typer.Exit(2) from None
+    os.environ[SETTINGS_ENV] = settings_to_json(settings)
     uvicorn.run(
-        server_app,
+        "turnstream.cli._apps:create_serving_app_from_environment",
+        factory=True,
+        workers=workers,
         host=host,
         port=port,
         log_level=log_level.lower(),

@@ -23,6 +23,7 @@ from .appstate import ServerState
 from .errors import install_error_handlers
 from .middleware import RequestIdMiddleware
 from .registry import ModelRegistry
+from .replay import StoreWakeup
 from .settings import Settings
 
 __all__ = ["create_app", "default_providers"]
@@ -40,8 +41,9 @@ def default_providers(settings: Settings) -> list[Provider]:
 async def _sweep_stale_responses(store: Store, lease_ttl: float) -> None:
     """Fail responses whose server died, at start-up and then periodically.
 
-    A crashed process's heartbeat lapses after `lease_ttl`; a restart alone cannot
-    tell a dead peer from a live one sooner, so the sweep keeps looking.
+    A crashed replica's heartbeat lapses after `lease_ttl`; a restart alone cannot
+    tell a dead peer from a live one sooner, so the sweep keeps looking, often
+    enough that a dead replica's responses fail soon after its lease time.
     """
     while True:
         try:
@@ -53,7 +55,17 @@ async def _sweep_stale_responses(store: Store, lease_ttl: float) -> None:
                 log.warning(
                     "marked %d responses left running by a stopped server as failed", len(stale)
                 )
-        await asyncio.sleep(max(lease_ttl / 2, 0.25))
+        await asyncio.sleep(min(max(lease_ttl / 8, 0.1), 5.0))
+
+
+async def _expire_events(store: Store, event_ttl: float) -> None:
+    """Delete the event logs of responses that ended more than `event_ttl` ago."""
+    while True:
+        try:
+            await store.expire_events(ended_before=time.time() - event_ttl)
+        except Exception:
+            log.exception("the event expiry sweep failed")
+        await asyncio.sleep(min(max(event_ttl / 4, 0.1), 60.0))
 
 
 def create_app(
@@ -82,14 +94,19 @@ def create_app(
         providers if providers is not None else default_providers(settings),
         created_at=int(time.time()),
     )
-    state = ServerState(settings=settings, store=the_store, models=registry)
+    state = ServerState(
+        settings=settings, store=the_store, models=registry, wakeup=StoreWakeup(the_store)
+    )
     if settings.faults.seed is not None:
         state.rng.seed(settings.faults.seed)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await the_store.open()
-        sweeper = asyncio.create_task(_sweep_stale_responses(the_store, settings.lease_ttl))
+        sweepers = [
+            asyncio.create_task(_sweep_stale_responses(the_store, settings.lease_ttl)),
+            asyncio.create_task(_expire_events(the_store, settings.event_ttl)),
+        ]
         for provider in registry.providers:
             provider.start()
         try:
@@ -103,9 +120,10 @@ def create_app(
             if pending:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(asyncio.gather(*pending, return_exceptions=True), 10)
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+            for sweeper in sweepers:
+                sweeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweeper
             await registry.aclose()
             await the_store.close()
 
