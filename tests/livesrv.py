@@ -253,7 +253,8 @@ def spawn_server(
     args += ["--log-level", "warning", *extra]
     log = (db_path.parent / f"server-{port}.log").open("wb")
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log)
-    deadline = time.monotonic() + 30
+    # generous: on a loaded 2-core machine `--workers` servers take 20 s to start
+    deadline = time.monotonic() + 60
     while True:
         if process.poll() is not None:
             log.close()

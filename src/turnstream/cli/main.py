@@ -187,6 +187,10 @@ def _serve_workers(
         "turnstream.cli._apps:create_serving_app_from_environment",
         factory=True,
         workers=workers,
+        # a worker imports and builds the whole app before it answers the
+        # supervisor's health check; uvicorn's 5 s default kills slow starters on a
+        # busy machine, over and over
+        timeout_worker_healthcheck=60,
         host=host,
         port=port,
         log_level=log_level.lower(),
