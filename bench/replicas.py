@@ -68,6 +68,9 @@ class Tally:
     lock_waits: int = 0
     lock_wait_s: float = 0.0
     errors: int = 0
+    reconnects: int = 0
+    """Requests retried because a pooled keep-alive connection was gone (the server
+    closes idle ones after 5 s, and a loaded machine leaves some idle that long)."""
 
 
 async def stream_once(
@@ -77,32 +80,45 @@ async def stream_once(
     returns the final Response."""
     while True:
         began = time.perf_counter()
-        async with http.stream("POST", f"{base_url}/responses", json=body) as resp:
-            if resp.status_code == 400:
-                error = json.loads(await resp.aread())["error"]
-                if error.get("code") == "conversation_locked":
-                    wait = int(resp.headers.get("retry-after-ms", "50")) / 1000
-                    tally.lock_waits += 1
-                    tally.lock_wait_s += wait
-                    await asyncio.sleep(wait)
-                    continue
-            resp.raise_for_status()
-            decoder = Decoder()
-            final: dict[str, Any] | None = None
-            first = True
-            async for chunk in resp.aiter_raw():
-                for event in decoder.feed(chunk):
-                    if first:
-                        tally.first_event.append(time.perf_counter() - began)
-                        first = False
-                    data = json.loads(event.data)
-                    if data["type"] in ("response.completed", "response.failed"):
-                        final = data["response"]
-        tally.requests += 1
-        if final is None or final["status"] != "completed":
-            tally.errors += 1
-            return final or {}
-        return final
+        try:
+            result = await _stream(http, base_url, body, tally, began)
+        except httpx.TransportError:
+            tally.reconnects += 1
+            continue
+        if result is None:
+            continue  # conversation_locked: waited, try again
+        return result
+
+
+async def _stream(
+    http: httpx.AsyncClient, base_url: str, body: dict[str, Any], tally: Tally, began: float
+) -> dict[str, Any] | None:
+    async with http.stream("POST", f"{base_url}/responses", json=body) as resp:
+        if resp.status_code == 400:
+            error = json.loads(await resp.aread())["error"]
+            if error.get("code") == "conversation_locked":
+                wait = int(resp.headers.get("retry-after-ms", "50")) / 1000
+                tally.lock_waits += 1
+                tally.lock_wait_s += wait
+                await asyncio.sleep(wait)
+                return None
+        resp.raise_for_status()
+        decoder = Decoder()
+        final: dict[str, Any] | None = None
+        first = True
+        async for chunk in resp.aiter_raw():
+            for event in decoder.feed(chunk):
+                if first:
+                    tally.first_event.append(time.perf_counter() - began)
+                    first = False
+                data = json.loads(event.data)
+                if data["type"] in ("response.completed", "response.failed"):
+                    final = data["response"]
+    tally.requests += 1
+    if final is None or final["status"] != "completed":
+        tally.errors += 1
+        return final or {}
+    return final
 
 
 async def conversation(
@@ -160,6 +176,7 @@ async def measure(replicas: list[str], conversations: int, rounds: int) -> dict[
         "ttfe_ms_p99": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000,
         "lock_waits": tally.lock_waits,
         "lock_wait_s": tally.lock_wait_s,
+        "reconnects": tally.reconnects,
         "wall_s": wall,
     }
 
@@ -195,6 +212,7 @@ def main() -> None:
             with servers(kind, count, Path(tmp)) as replicas:
                 row = asyncio.run(measure(replicas, args.conversations, args.rounds))
             rows.append({"setup": name, **row})
+            print(name, "done", flush=True)
     print(
         f"{'setup':>11} {'requests':>9} {'req/s':>8} {'TTFE p50 ms':>12} "
         f"{'TTFE p99 ms':>12} {'lock waits':>11} {'errors':>7}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import secrets
 import threading
 import time
 from collections.abc import Iterator
@@ -22,8 +23,8 @@ import openai
 import pytest
 from openai import OpenAI
 
-from tests.databases import fresh_postgres_url
-from tests.livesrv import ServerProcess, spawn_server
+from tests.databases import fresh_postgres_url, postgres_url
+from tests.livesrv import ServerProcess, running_server, spawn_server
 from tests.providers.fake_chat_upstream import FakeChatUpstream, echo_reply
 from tests.tcpproxy import TCPProxy
 
@@ -399,3 +400,60 @@ def test_the_database_going_away_mid_stream_is_a_clean_error_then_it_serves_agai
     finally:
         server.stop()
         proxy.close()
+
+
+def test_a_replica_whose_connections_are_terminated_mid_stream_finishes_and_serves_on(
+    database: str, tmp_path: Path
+) -> None:
+    name = f"turnstream_{secrets.token_hex(4)}"
+    # the connections of this server only, by name: the machine's PostgreSQL is shared
+    url = f"{database}&application_name={name}"
+    with running_server(tmp_path / "t.db", db_url=url) as live:
+        conversation_id = new_conversation_on(live.base_url)
+        reader = StreamReader(
+            "POST",
+            f"{live.base_url}/responses",
+            json={
+                "model": "echo-slow",
+                "input": words(60),
+                "conversation": conversation_id,
+                "stream": True,
+            },
+        )
+        reader.wait_for(5)
+        assert terminate_backends(name) > 0
+        reader.join()
+        # the turn is written on a fresh connection (the pool checks before lending)
+        assert reader.events[-1]["type"] == "response.completed"
+        answer = httpx.post(
+            f"{live.base_url}/responses",
+            json={"model": "echo", "input": "next", "conversation": conversation_id},
+        )
+        assert answer.status_code == 200
+        listed = httpx.get(f"{live.base_url}/conversations/{conversation_id}/items").json()
+        assert len(listed["data"]) == 4
+
+
+def new_conversation_on(base_url: str) -> str:
+    conversation_id: str = httpx.post(f"{base_url}/conversations", json={}).json()["id"]
+    return conversation_id
+
+
+def terminate_backends(application_name: str) -> int:
+    import asyncio
+
+    import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
+
+    async def terminate() -> int:
+        conn = await asyncpg.connect(postgres_url())
+        try:
+            rows = await conn.fetch(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name = $1",
+                application_name,
+            )
+        finally:
+            await conn.close()
+        return len(rows)
+
+    return asyncio.run(terminate())
