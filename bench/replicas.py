@@ -154,7 +154,9 @@ async def conversation(
 
 
 async def measure(replicas: list[str], conversations: int, rounds: int) -> dict[str, Any]:
-    limits = httpx.Limits(max_connections=conversations + 10, max_keepalive_connections=None)
+    # a new connection per request: a kept-alive one that the server closes as idle
+    # (after 5 s, which a loaded machine reaches) fails a non-idempotent POST
+    limits = httpx.Limits(max_connections=conversations + 10, max_keepalive_connections=0)
     async with httpx.AsyncClient(timeout=120, limits=limits) as http:
         warm = Tally()
         await asyncio.gather(*(conversation(http, replicas, 1, i, warm) for i in range(4)))
