@@ -145,3 +145,8 @@ def test_resuming_a_stream_after_its_events_expired_is_a_400(tmp_path: Path) -> 
         assert error["param"] == "stream"
         # the response itself stays retrievable
         assert client(live).responses.retrieve(created.id).status == "completed"
+        # and the server's sweep deletes the expired log
+        deadline = time.monotonic() + 10
+        while live.call(live.state.store.list_events(created.id, after=None)):
+            assert time.monotonic() < deadline, "the expiry sweep never ran"
+            time.sleep(0.05)
