@@ -150,3 +150,38 @@ def test_resuming_a_stream_after_its_events_expired_is_a_400(tmp_path: Path) -> 
         while live.call(live.state.store.list_events(created.id, after=None)):
             assert time.monotonic() < deadline, "the expiry sweep never ran"
             time.sleep(0.05)
+
+
+def test_a_run_that_lost_its_lease_is_failed_not_announced_completed(tmp_path: Path) -> None:
+    import sqlalchemy as sa
+
+    from tests.databases import run_sync_on
+    from turnstream.engine.deltas import FinishDelta, ItemEndDelta, TextDelta
+    from turnstream.storage.schema import conversation_locks
+
+    db_url = f"sqlite:///{tmp_path / 't.db'}"
+
+    def lapse(conn: Any) -> None:
+        conn.execute(sa.delete(conversation_locks))
+
+    async def lose_the_lease(request: Any) -> None:
+        # what a heartbeat stalled past the lease time looks like from the database:
+        # the row is gone (expired, maybe taken over) while the turn still runs
+        await run_sync_on(db_url, lapse)
+
+    with running_server(tmp_path / "t.db") as live:
+        assert live.scripted is not None
+        live.scripted.push(
+            [TextDelta(text="half "), lose_the_lease, ItemEndDelta(), FinishDelta("stop")]
+        )
+        conversation = client(live).conversations.create()
+        with client(live).responses.create(
+            model="scripted", input="hi", conversation=conversation.id, stream=True
+        ) as stream:
+            events = list(stream)
+        assert events[-1].type == "response.failed"
+        assert events[-1].response.status == "failed"
+        stored = client(live).responses.retrieve(events[-1].response.id)
+        assert stored.status == "failed"
+        # the turn was not added: nothing to build on that the conversation lacks
+        assert client(live).conversations.items.list(conversation.id).data == []

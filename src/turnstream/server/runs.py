@@ -309,15 +309,15 @@ class ResponseRun:
                 response=response, items=items, store_response=self.store_response
             )
         except ConversationLockedError:
-            # the lease expired and someone else took the conversation: our items
-            # must not be interleaved with theirs
+            # the lease expired (its heartbeat stalled longer than the lease time),
+            # so the turn was not added: announcing it done would have the client
+            # build on items the conversation does not have. `_finish` fails it.
             log.error(
                 "lost the lease on %s before %s finished",
                 self.lease.conversation_id,
                 self.response_id,
             )
-            if self.store_response:
-                await self.store.update_response(self.response_id, response)
+            raise
 
 
 def launch(state: ServerState, admission: Admission) -> ResponseRun:
