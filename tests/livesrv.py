@@ -187,6 +187,18 @@ def running_server(db_path: Path, **kwargs: Any) -> Iterator[LiveServer]:
     live.recorder.validate()
 
 
+@contextlib.contextmanager
+def backend_server(backend: str, tmp_path: Path, **kwargs: Any) -> Iterator[LiveServer]:
+    """A live server on a fresh, empty database of `backend` (`tests/databases.py`)."""
+    from .databases import fresh_database_url
+
+    with (
+        fresh_database_url(backend, tmp_path) as url,
+        running_server(tmp_path / "turnstream.db", db_url=url, **kwargs) as live,
+    ):
+        yield live
+
+
 def free_port() -> int:
     import socket
 
@@ -235,8 +247,11 @@ class ServerProcess:
 _LISTENING = re.compile(rb"Uvicorn running on http://127\.0\.0\.1:(\d+)")
 
 
-def spawn_server(db_path: Path, config: Path | None = None, *extra: str) -> ServerProcess:
-    """Start `turnstream serve` on a port the OS picks, and wait until it answers.
+def spawn_server(
+    db_path: Path, config: Path | None = None, *extra: str, db_url: str | None = None
+) -> ServerProcess:
+    """Start `turnstream serve` on a port the OS picks, on the SQLite file `db_path` or
+    on `db_url` (its log goes beside `db_path` either way), and wait until it answers.
 
     The server binds port 0 and the port is read from its own start-up line, so two
     servers started at once (e.g. by two xdist workers) can never pick the same port,
@@ -256,7 +271,7 @@ def spawn_server(db_path: Path, config: Path | None = None, *extra: str) -> Serv
         "--port",
         "0",
         "--db",
-        str(db_path),
+        db_url or str(db_path),
         "--no-local",
     ]
     if config is not None:
@@ -268,7 +283,8 @@ def spawn_server(db_path: Path, config: Path | None = None, *extra: str) -> Serv
     )
     log_path = Path(log.name)
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log)
-    deadline = time.monotonic() + 30
+    # generous: on a loaded 2-core machine `--workers` servers take 20 s to start
+    deadline = time.monotonic() + 60
     port = None
     while True:
         if process.poll() is not None:

@@ -61,6 +61,8 @@ class FakeReply:
         hold_open: After the chunks, keep the stream open (no `[DONE]`, no end) until
             the client goes away: a reply that only the client can end, for tests of
             how a client stops a stream, without racing a stream that ends on its own.
+        hold: An event the stream waits for (at most 60 s) before its first frame,
+            so a test decides when the upstream answers (no timing luck).
     """
 
     chunks: Sequence[Frame] = ()
@@ -71,6 +73,7 @@ class FakeReply:
     headers: Mapping[str, str] = field(default_factory=dict)
     body: Mapping[str, Any] | bytes | None = None
     hold_open: bool = False
+    hold: threading.Event | None = None
 
     @classmethod
     def error(
@@ -292,6 +295,8 @@ class FakeChatUpstream:
         frames = reply.frames()
         if reply.hold_open and reply.done:
             frames = frames[:-1]
+        if reply.hold is not None:
+            await asyncio.to_thread(reply.hold.wait, 60)
         try:
             for frame in frames:
                 if reply.delay:

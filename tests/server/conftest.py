@@ -6,12 +6,22 @@ module and take clients as fixtures; no test module imports another.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 from openai import AsyncOpenAI, OpenAI
 
-from tests.livesrv import LiveServer
+from tests.databases import BACKENDS
+from tests.livesrv import LiveServer, backend_server
+
+
+@pytest.fixture(params=BACKENDS)
+def each_backend_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LiveServer]:
+    """A live server on each store in turn, SQLite and PostgreSQL: a module that wants
+    its endpoint tests run on both overrides `live_server` with this one."""
+    with backend_server(request.param, tmp_path) as live:
+        yield live
 
 
 @pytest.fixture

@@ -7,10 +7,18 @@ import time
 from typing import Any
 
 import httpx
+import pytest
 from openai import OpenAI
 
 from tests.livesrv import LiveServer
 from turnstream.engine.deltas import FinishDelta, TextDelta
+
+
+@pytest.fixture
+def live_server(each_backend_server: LiveServer) -> LiveServer:
+    """These endpoint tests run against both stores, SQLite and PostgreSQL."""
+    return each_backend_server
+
 
 TERMINAL = {"response.completed", "response.incomplete", "response.failed"}
 
@@ -209,14 +217,6 @@ def _foreign_run(live: LiveServer, response_id: str) -> None:
             ResponseRecord(id=response_id, response=body, status="in_progress", background=True)
         )
     )
-
-
-def test_cancel_of_a_run_in_another_process_is_a_409(live_server: LiveServer) -> None:
-    _foreign_run(live_server, "resp_elsewhere")
-    resp = httpx.post(f"{live_server.base_url}/responses/resp_elsewhere/cancel")
-    assert resp.status_code == 409
-    assert resp.json()["error"]["type"] == "invalid_request_error"
-    assert "another server process" in resp.json()["error"]["message"]
 
 
 def test_a_run_in_another_process_is_followed_through_the_event_log(

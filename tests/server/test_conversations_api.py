@@ -11,6 +11,12 @@ from tests.builders import WEATHER
 from tests.livesrv import LiveServer
 
 
+@pytest.fixture
+def live_server(each_backend_server: LiveServer) -> LiveServer:
+    """These endpoint tests run against both stores, SQLite and PostgreSQL."""
+    return each_backend_server
+
+
 def user(text: str) -> dict[str, str]:
     return {"role": "user", "content": text}
 

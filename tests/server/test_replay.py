@@ -14,7 +14,7 @@ from turnstream import sse
 from turnstream.engine.deltas import TextDelta
 from turnstream.engine.state import ResponseStateMachine
 from turnstream.protocol import Response
-from turnstream.server.replay import EventLog, drain, follow, replay_stored
+from turnstream.server.replay import EventLog, StoreWakeup, drain, follow, replay_stored
 from turnstream.storage.base import ResponseRecord
 
 RESPONSE_ID = "resp_1"
@@ -23,9 +23,10 @@ RESPONSE_ID = "resp_1"
 class EventStore:
     """The event log half of a Store, in memory."""
 
-    def __init__(self, status: str = "in_progress") -> None:
+    def __init__(self, status: str = "in_progress", response: dict[str, Any] | None = None) -> None:
         self.events: dict[int, str] = {}
         self.status = status
+        self.response = response or {}
         self.appends: list[list[int]] = []
 
     async def append_events(self, response_id: str, events: list[tuple[int, str]]) -> None:
@@ -36,7 +37,9 @@ class EventStore:
         return sorted((s, d) for s, d in self.events.items() if after is None or s > after)
 
     async def get_response(self, response_id: str) -> ResponseRecord | None:
-        return ResponseRecord(id=response_id, response={}, status=self.status, background=True)
+        return ResponseRecord(
+            id=response_id, response=self.response, status=self.status, background=True
+        )
 
 
 def run_events(text: str = "one two three") -> tuple[list[Any], Any]:
@@ -118,7 +121,7 @@ class StoreFedByWakeup:
         self.batches = batches
         self.waits = 0
 
-    async def wait(self, response_id: str) -> None:
+    async def wait(self, response_id: str, after: int | None) -> None:
         self.waits += 1
         if self.batches:
             batch = self.batches.pop(0)
@@ -150,10 +153,16 @@ async def test_a_stored_replay_starts_after_its_cursor_and_stops_at_the_terminal
     assert wakeup.waits == 0
 
 
-async def test_a_response_over_without_its_terminal_event_ends_the_replay() -> None:
-    # its server crashed between the final status and the terminal event
-    store = EventStore(status="failed")
-    events, _ = run_events()
+async def test_a_response_failed_without_its_terminal_event_ends_with_a_response_failed() -> None:
+    # its replica died mid-run and the stale-response sweep marked it failed: the
+    # log has no terminal event, and a follower must not hang for one
+    events, terminal = run_events()
+    failed = {
+        **terminal.response.model_dump(mode="json"),
+        "status": "failed",
+        "error": {"code": "server_error", "message": "gone"},
+    }
+    store = EventStore(status="failed", response=failed)
     await store.append_events(
         RESPONSE_ID, [(e.sequence_number, e.model_dump_json()) for e in events]
     )
@@ -166,4 +175,20 @@ async def test_a_response_over_without_its_terminal_event_ends_the_replay() -> N
         grace=0.0,
     )
     received = decode(await asyncio.wait_for(collect(frames), 5))
-    assert [e["sequence_number"] for e in received] == list(range(len(events)))
+    assert [e["sequence_number"] for e in received] == list(range(len(events) + 1))
+    assert received[-1]["type"] == "response.failed"
+    assert received[-1]["response"] == failed
+
+
+async def test_a_store_wakeup_waits_for_events_after_the_followers_cursor() -> None:
+    calls: list[tuple[str, int | None, float]] = []
+
+    class WaitingStore:
+        async def wait_for_events(
+            self, response_id: str, *, after: int | None, within: float
+        ) -> list[tuple[int, str]]:
+            calls.append((response_id, after, within))
+            return []
+
+    await StoreWakeup(WaitingStore(), within=0.5).wait(RESPONSE_ID, 7)  # type: ignore[arg-type]  # fake store
+    assert calls == [(RESPONSE_ID, 7, 0.5)]

@@ -17,6 +17,12 @@ from turnstream.providers.base import ProviderError
 from turnstream.providers.scripted import Raise
 
 
+@pytest.fixture
+def live_server(each_backend_server: LiveServer) -> LiveServer:
+    """These endpoint tests run against both stores, SQLite and PostgreSQL."""
+    return each_backend_server
+
+
 def test_sync_sdk_creates_retrieves_lists_and_deletes_a_response(client: OpenAI) -> None:
     created = client.responses.create(model="echo", input="hello there world")
     assert created.status == "completed"

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from tests.storage.conftest import OpenStore
+from tests.storage.conftest import FakeClock, OpenStore
 from turnstream.storage import ResponseRecord
 from turnstream.storage.sql import SQLStore
 
@@ -90,3 +90,30 @@ async def test_on_postgresql_a_follower_waits_for_the_notification_instead_of_po
 
     assert await asyncio.wait_for(waiting, PATIENCE) == [(0, "a")]
     assert looks == 2  # once before waiting, once when notified: no poll in between
+
+
+async def test_expiry_drops_the_events_of_responses_that_ended_before_the_cutoff_only(
+    store: SQLStore, clock: FakeClock
+) -> None:
+    ended = await background_response(store, "resp_ended")
+    later = await background_response(store, "resp_later")
+    running = await background_response(store, "resp_running")
+    for rid in (ended, later, running):
+        await store.append_events(rid, [(0, "a"), (1, "b")])
+    await store.update_response(ended, {"id": ended, "status": "completed"})
+    clock.advance(100)
+    await store.update_response(later, {"id": later, "status": "cancelled"})
+    clock.advance(100)
+
+    # the cutoff lies between the two ends; the running response never expires
+    assert await store.expire_events(ended_before=clock.now - 150) == 1
+    assert await store.list_events(ended, after=None) == []
+    assert await store.list_events(later, after=None) == [(0, "a"), (1, "b")]
+    assert await store.list_events(running, after=None) == [(0, "a"), (1, "b")]
+    record = await store.get_response(later)
+    assert record is not None
+    assert record.updated_at == clock.now - 100  # when it ended, for the resume check
+
+    assert await store.expire_events(ended_before=clock.now + 1) == 1
+    assert await store.list_events(later, after=None) == []
+    assert await store.list_events(running, after=None) == [(0, "a"), (1, "b")]

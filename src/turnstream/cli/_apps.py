@@ -8,14 +8,28 @@ side in one ASGI app, so neither half imports the other.
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 
 from turnstream.server.app import create_app
-from turnstream.server.settings import PromptWarmup, Settings
+from turnstream.server.settings import FaultSettings, PromptWarmup, Settings
 from turnstream.web import chat_index_path, chat_warmup, create_chat_router
 
-__all__ = ["create_serving_app"]
+__all__ = [
+    "SETTINGS_ENV",
+    "create_serving_app",
+    "create_serving_app_from_environment",
+    "settings_from_json",
+    "settings_to_json",
+]
+
+SETTINGS_ENV = "TURNSTREAM_SERVE_SETTINGS"
+"""How `turnstream serve --workers N` hands its settings to each worker process:
+uvicorn starts workers from an import string, so the settings travel as JSON."""
 
 
 def create_serving_app(settings: Settings) -> FastAPI:
@@ -32,3 +46,26 @@ def create_serving_app(settings: Settings) -> FastAPI:
     app = create_app(settings)
     app.include_router(create_chat_router(chat_index_path(settings.db_path)))
     return app
+
+
+def settings_to_json(settings: Settings) -> str:
+    """`settings` as JSON for `settings_from_json` (paths as strings)."""
+    return json.dumps(dataclasses.asdict(settings), default=str)
+
+
+def settings_from_json(text: str) -> Settings:
+    """The inverse of `settings_to_json`."""
+    data: dict[str, Any] = json.loads(text)
+    data["db_path"] = Path(data["db_path"])
+    if data.get("config_path") is not None:
+        data["config_path"] = Path(data["config_path"])
+    data["faults"] = FaultSettings(**data["faults"])
+    if data.get("local_warmup") is not None:
+        data["local_warmup"] = PromptWarmup(**data["local_warmup"])
+    return Settings(**data)
+
+
+def create_serving_app_from_environment() -> FastAPI:
+    """What each worker of `turnstream serve --workers N` serves: the app built from
+    the settings the parent put in `$TURNSTREAM_SERVE_SETTINGS` (a uvicorn factory)."""
+    return create_serving_app(settings_from_json(os.environ[SETTINGS_ENV]))

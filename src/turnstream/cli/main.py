@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from .chat import chat
 from .db import db_app, display_database
+
+if TYPE_CHECKING:
+    from turnstream.server.settings import Settings
 
 app = typer.Typer(
     name="turnstream",
@@ -77,6 +80,16 @@ def serve(
     shutdown_grace: Annotated[
         int, typer.Option(help="Seconds running responses get to finish when the server stops.")
     ] = 10,
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="Worker processes sharing the port (replicas on one machine; each has its own store connections)."
+        ),
+    ] = 1,
+    event_ttl: Annotated[
+        float,
+        typer.Option(help="Seconds a background response's events stay resumable after it ends."),
+    ] = 600.0,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
     log_format: Annotated[
         str, typer.Option(help="text (for people) or json (one object per line, for machines).")
@@ -118,6 +131,7 @@ def serve(
         db_url=db_url,
         db_pool_size=db_pool_size,
         lease_ttl=lease_ttl,
+        event_ttl=event_ttl,
         lock_release=lock_release,  # type: ignore[arg-type]  # checked above
         lock_release_delay=lock_release_delay,
         config_path=config,
@@ -130,15 +144,9 @@ def serve(
             conversation_locked=fault_locked,
         ),
     )
-    from turnstream.server.config import ConfigError
-
-    from ._apps import create_serving_app
-
-    try:
-        server_app = create_serving_app(settings)
-    except ConfigError as exc:
-        typer.echo(f"turnstream: {exc}", err=True)
-        raise typer.Exit(2) from None
+    if workers < 1:
+        raise typer.BadParameter("must be at least 1", param_hint="--workers")
+    server_app = _serving_app(settings) if workers == 1 else None
     if log_format == "json":
         # every line a machine reads must parse, this one included
         logging.getLogger("turnstream.cli").info("database %s", display_database(settings.database))
@@ -146,16 +154,60 @@ def serve(
         typer.echo(f"turnstream: database {display_database(settings.database)}", err=True)
     # on shutdown, streams get a grace period to finish; then they are cancelled, and
     # every run still holding a conversation records itself cancelled and lets go
-    uvicorn.run(
-        server_app,
-        host=host,
-        port=port,
-        log_level=log_level.lower(),
-        timeout_graceful_shutdown=shutdown_grace,
+    uvicorn_options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_level": log_level.lower(),
+        "timeout_graceful_shutdown": shutdown_grace,
         # json: uvicorn's loggers go through the root's JSON handler, and the
         # per-request line (turnstream.requests) replaces its access line
-        log_config=uvicorn_log_config(log_format),
-        access_log=log_format == "text",
+        "log_config": uvicorn_log_config(log_format),
+        "access_log": log_format == "text",
+    }
+    if server_app is None:
+        _serve_workers(settings, workers, uvicorn_options)
+        return
+    uvicorn.run(server_app, **uvicorn_options)
+
+
+def _serving_app(settings: Settings) -> Any:
+    from turnstream.server.config import ConfigError
+
+    from ._apps import create_serving_app
+
+    try:
+        return create_serving_app(settings)
+    except ConfigError as exc:
+        typer.echo(f"turnstream: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _serve_workers(settings: Settings, workers: int, uvicorn_options: dict[str, Any]) -> None:
+    """N processes on one port: uvicorn forks workers that each import the app
+    factory, which rebuilds the app from the settings passed in the environment."""
+    import os
+
+    import uvicorn
+
+    from turnstream.server.config import ConfigError, read_model_config
+
+    from ._apps import SETTINGS_ENV, settings_to_json
+
+    try:  # refuse a bad configuration once, here, not in every worker
+        read_model_config(settings.config_path, os.environ)
+    except ConfigError as exc:
+        typer.echo(f"turnstream: {exc}", err=True)
+        raise typer.Exit(2) from None
+    os.environ[SETTINGS_ENV] = settings_to_json(settings)
+    uvicorn.run(
+        "turnstream.cli._apps:create_serving_app_from_environment",
+        factory=True,
+        workers=workers,
+        # a worker imports and builds the whole app before it answers the
+        # supervisor's health check; uvicorn's 5 s default kills slow starters on a
+        # busy machine, over and over
+        timeout_worker_healthcheck=60,
+        **uvicorn_options,
     )
 
 

@@ -28,6 +28,7 @@ from .metrics import ServerMetrics
 from .middleware import RequestIdMiddleware
 from .observed_store import ObservedStore
 from .registry import ModelRegistry
+from .replay import StoreWakeup
 from .request_body import DecompressedBodyMiddleware
 from .settings import Settings
 
@@ -46,8 +47,9 @@ def default_providers(settings: Settings) -> list[Provider]:
 async def _sweep_stale_responses(store: Store, lease_ttl: float) -> None:
     """Fail responses whose server died, at start-up and then periodically.
 
-    A crashed process's heartbeat lapses after `lease_ttl`; a restart alone cannot
-    tell a dead peer from a live one sooner, so the sweep keeps looking.
+    A crashed replica's heartbeat lapses after `lease_ttl`; a restart alone cannot
+    tell a dead peer from a live one sooner, so the sweep keeps looking, often
+    enough that a dead replica's responses fail soon after its lease time.
     """
     while True:
         try:
@@ -59,7 +61,17 @@ async def _sweep_stale_responses(store: Store, lease_ttl: float) -> None:
                 log.warning(
                     "marked %d responses left running by a stopped server as failed", len(stale)
                 )
-        await asyncio.sleep(max(lease_ttl / 2, 0.25))
+        await asyncio.sleep(min(max(lease_ttl / 8, 0.1), 5.0))
+
+
+async def _expire_events(store: Store, event_ttl: float) -> None:
+    """Delete the event logs of responses that ended more than `event_ttl` ago."""
+    while True:
+        try:
+            await store.expire_events(ended_before=time.time() - event_ttl)
+        except Exception:
+            log.exception("the event expiry sweep failed")
+        await asyncio.sleep(min(max(event_ttl / 4, 0.1), 60.0))
 
 
 def create_app(
@@ -100,6 +112,7 @@ def create_app(
         models=registry,
         metrics=server_metrics,
         tracing=tracing,
+        wakeup=StoreWakeup(the_store),
     )
     if settings.faults.seed is not None:
         state.rng.seed(settings.faults.seed)
@@ -107,7 +120,10 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await the_store.open()
-        sweeper = asyncio.create_task(_sweep_stale_responses(the_store, settings.lease_ttl))
+        sweepers = [
+            asyncio.create_task(_sweep_stale_responses(the_store, settings.lease_ttl)),
+            asyncio.create_task(_expire_events(the_store, settings.event_ttl)),
+        ]
         for provider in registry.providers:
             provider.start()
         try:
@@ -121,9 +137,10 @@ def create_app(
             if pending:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(asyncio.gather(*pending, return_exceptions=True), 10)
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+            for sweeper in sweepers:
+                sweeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweeper
             await registry.aclose()
             await the_store.close()
 

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from turnstream.protocol import errors as protocol_errors
 from turnstream.protocol.errors import APIError
 from turnstream.providers.base import ProviderError
+from turnstream.storage import is_unavailable
 
 from .appstate import ServerState
 
@@ -65,6 +66,17 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    if is_unavailable(exc):
+        # the database went away (a restart, dropped connections): the pool
+        # reconnects, so the same request can succeed shortly
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+        return _render(
+            protocol_errors.server_error(
+                "The database is unavailable right now; please retry.",
+                status=503,
+                headers={"retry-after": "1"},
+            )
+        )
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return _render(protocol_errors.server_error())
 

@@ -9,8 +9,11 @@ A background run (`background: true`) keeps every event it emits so that
   before the run announces it, so a resumed stream never misses the end.
 - `follow()` replays a live run of this process: its backlog, then live frames.
 - `replay_stored()` replays from the store: a finished run, or one running in
-  another process. It waits for new events through an `EventWakeup`, the one seam
-  a store with notifications (PostgreSQL's LISTEN/NOTIFY) replaces; SQLite polls.
+  another process (replica). It waits for new events through an `EventWakeup`;
+  `StoreWakeup` waits with `Store.wait_for_events`, which PostgreSQL wakes with
+  LISTEN/NOTIFY and SQLite by polling. A run whose replica died has no terminal
+  event; once the stale-response sweep marks it failed, the replay ends with a
+  `response.failed` built from the stored response, so a follower never hangs.
 - `drain()` turns a frame queue into the batched writes of an SSE body.
 """
 
@@ -25,8 +28,16 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any, Protocol
 
 from turnstream import sse
-from turnstream.protocol import TERMINAL_EVENT_TYPES, TERMINAL_STATUSES
-from turnstream.storage.base import Store
+from turnstream.protocol import (
+    TERMINAL_EVENT_TYPES,
+    TERMINAL_STATUSES,
+    Response,
+    ResponseCompletedEvent,
+    ResponseFailedEvent,
+    ResponseIncompleteEvent,
+)
+from turnstream.storage.base import ResponseRecord, Store
+from turnstream.storage.responses import STALE_RESPONSE_ERROR
 
 __all__ = [
     "EVENT_FLUSH_INTERVAL",
@@ -35,6 +46,7 @@ __all__ = [
     "EventWakeup",
     "FrameQueue",
     "PollingWakeup",
+    "StoreWakeup",
     "drain",
     "follow",
     "replay_stored",
@@ -51,12 +63,15 @@ EVENT_POLL_INTERVAL = 0.1
 """Seconds between two reads of the event log when following a run of another process."""
 REPLAY_GRACE = 1.0
 """How long a finished response may go without its terminal event in the log."""
+STORE_WAKEUP_WITHIN = 1.0
+"""The longest a `StoreWakeup` waits, so a follower still looks at the response's
+status (a replica that died writes no more events) about once a second."""
 
 
 class EventWakeup(Protocol):
-    """Waits until response `response_id` may have new events in the store."""
+    """Waits until response `response_id` may have events after `after` in the store."""
 
-    async def wait(self, response_id: str) -> None:
+    async def wait(self, response_id: str, after: int | None) -> None:
         """Return when new events may exist; returning early is always allowed."""
         ...
 
@@ -67,8 +82,20 @@ class PollingWakeup:
     def __init__(self, interval: float = EVENT_POLL_INTERVAL) -> None:
         self.interval = interval
 
-    async def wait(self, response_id: str) -> None:
+    async def wait(self, response_id: str, after: int | None) -> None:
         await asyncio.sleep(self.interval)
+
+
+class StoreWakeup:
+    """Waits with `Store.wait_for_events`: woken by the appending transaction's
+    NOTIFY on PostgreSQL (no busy poll across replicas), by polling on SQLite."""
+
+    def __init__(self, store: Store, within: float = STORE_WAKEUP_WITHIN) -> None:
+        self.store = store
+        self.within = within
+
+    async def wait(self, response_id: str, after: int | None) -> None:
+        await self.store.wait_for_events(response_id, after=after, within=self.within)
 
 
 class EventLog:
@@ -223,7 +250,8 @@ async def replay_stored(
     grace: float = REPLAY_GRACE,
 ) -> AsyncIterator[bytes]:
     """A finished run, or one in another process: read the event log until its
-    terminal event (or until the response is over without one, after a crash)."""
+    terminal event. A response that is over without one (its replica died and the
+    sweep failed it) ends with a terminal event made from the stored response."""
     last = after
     quiet_since = time.monotonic()
     over_since: float | None = None
@@ -249,9 +277,31 @@ async def replay_stored(
             # the terminal event is stored just after the final status; a response
             # that stays over without one (its server crashed) ends the stream here
             over_since = time.monotonic() if over_since is None else over_since
-            if time.monotonic() - over_since > grace:
+            if time.monotonic() - over_since > grace or _failed_by_sweep(record):
+                if record is not None:
+                    yield _stored_terminal(record, 0 if last is None else last + 1)
                 return
-        await wakeup.wait(response_id)
+        await wakeup.wait(response_id, last)
         if time.monotonic() - quiet_since >= keepalive_interval:
             quiet_since = time.monotonic()
             yield sse.KEEPALIVE
+
+
+def _failed_by_sweep(record: ResponseRecord | None) -> bool:
+    """Whether the stale-response sweep failed it: its replica died, and no terminal
+    event will ever be logged, so waiting out the grace period is pointless."""
+    return record is not None and record.response.get("error") == STALE_RESPONSE_ERROR
+
+
+def _stored_terminal(record: ResponseRecord, sequence_number: int) -> bytes:
+    """The terminal event the log lacks, made from the stored (final) response."""
+    response = Response.model_validate(record.response)
+    event: ResponseCompletedEvent | ResponseFailedEvent | ResponseIncompleteEvent
+    if response.status == "completed":
+        event = ResponseCompletedEvent(sequence_number=sequence_number, response=response)
+    elif response.status == "failed":
+        event = ResponseFailedEvent(sequence_number=sequence_number, response=response)
+    else:
+        event = ResponseIncompleteEvent(sequence_number=sequence_number, response=response)
+    data: bytes = event.__pydantic_serializer__.to_json(event)
+    return sse.encode_data(event.type, data)

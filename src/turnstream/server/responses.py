@@ -17,10 +17,11 @@ from fastapi.responses import JSONResponse, Response
 
 from turnstream.protocol import TERMINAL_STATUSES, ResponseCreateParams, parse_create_params
 from turnstream.protocol import errors as E
+from turnstream.storage.base import ResponseRecord
 
 from .access import attach_run
 from .admission import admit
-from .appstate import get_state
+from .appstate import ServerState, get_state
 from .errors import from_provider_error
 from .faults import inject_faults
 from .hosted_tools import dropped_tools_headers, offer_tools
@@ -118,6 +119,7 @@ async def retrieve_response(
         # only background responses keep their events for replay
         if not record.background:
             raise E.response_not_found(response_id)
+        _check_not_expired(record, state.settings.event_ttl)
         keepalive = state.settings.keepalive_interval
         if run is not None and run.events is not None:
             return ReplayStreamResponse(follow(run.events, starting_after, keepalive))
@@ -136,6 +138,19 @@ async def retrieve_response(
     return JSONResponse(body)
 
 
+def _check_not_expired(record: ResponseRecord, event_ttl: float) -> None:
+    """Refuse to resume a stream whose events have expired (or soon will, by the
+    sweep): the same answer whether or not the sweep has run yet."""
+    if record.status in TERMINAL_STATUSES and time.time() - record.updated_at > event_ttl:
+        raise E.invalid_request(
+            f"The stream of response '{record.id}' has expired: its events are kept "
+            f"for {event_ttl:g} seconds after the response ends. "
+            "Retrieve the response without stream=true.",
+            param="stream",
+            code="stream_expired",
+        )
+
+
 @router.post("/responses/{response_id}/cancel", summary="Cancel a background response")
 async def cancel_response(request: Request, response_id: str) -> JSONResponse:
     state = get_state(request)
@@ -150,12 +165,27 @@ async def cancel_response(request: Request, response_id: str) -> JSONResponse:
         return JSONResponse(await asyncio.shield(run.result()))
     if record.status in TERMINAL_STATUSES:
         return JSONResponse(record.response)
-    raise E.APIError(
-        409,
-        E.INVALID_REQUEST,
-        "This response is running in another server process; "
-        "send the cancel request to that process.",
-    )
+    # running on another replica: it watches for the request and cancels itself
+    await state.store.request_cancel(response_id)
+    return JSONResponse(await _settled_elsewhere(state, record))
+
+
+async def _settled_elsewhere(state: ServerState, record: ResponseRecord) -> JSON:
+    """The response once the replica running it has settled it, or as it stands
+    after the lease time (a dead replica's response is failed by the sweep later)."""
+    store = state.store
+    events = await store.list_events(record.id, after=None)
+    last = events[-1][0] if events else None
+    deadline = time.monotonic() + state.settings.lease_ttl
+    while time.monotonic() < deadline:
+        current = await store.get_response(record.id)
+        if current is None or current.status in TERMINAL_STATUSES:
+            return (current or record).response
+        record = current
+        # the final status is written before the terminal event: wake on events
+        new = await store.wait_for_events(record.id, after=last, within=0.5)
+        last = new[-1][0] if new else last
+    return record.response
 
 
 @router.delete("/responses/{response_id}", summary="Delete a model response")

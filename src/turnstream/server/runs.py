@@ -19,7 +19,9 @@ A *background* run (`background: true`) is not tied to any HTTP connection: a
 disconnect does not cancel it (only `cancel()` does, for the cancel endpoint). Its
 events go through an `EventLog` (`turnstream.server.replay`), which the creating
 request's stream follows like any resumed stream does, and which is sealed (stored,
-terminal event included) in step 2.
+terminal event included) in step 2. A cancel may come from any replica: the run
+watches for it (`Store.wait_for_cancel`, woken by NOTIFY on PostgreSQL) while it
+goes, and cancels itself where it runs.
 """
 
 from __future__ import annotations
@@ -48,6 +50,9 @@ from .settings import Settings
 __all__ = ["ResponseRun", "launch"]
 
 log = logging.getLogger("turnstream.server")
+
+CANCEL_WATCH_PERIOD = 30.0
+"""Seconds one `wait_for_cancel` call waits before the watcher asks again."""
 
 JSON = dict[str, Any]
 
@@ -87,6 +92,7 @@ class ResponseRun:
         self._first = asyncio.Event()
         self._early_error: ProviderError | None = None
         self._task: asyncio.Task[None] | None = None
+        self._cancel_watch: asyncio.Task[None] | None = None
         self._settled = asyncio.Event()
         self._on_settled = on_settled
         self.started_at = time.monotonic()
@@ -105,6 +111,22 @@ class ResponseRun:
         if self.events is not None:
             self.events.start()
         self._task = asyncio.create_task(self._produce(), name=f"run {self.response_id}")
+        if self.background:
+            self._cancel_watch = asyncio.create_task(
+                self._watch_for_cancel(), name=f"cancel watch {self.response_id}"
+            )
+
+    async def _watch_for_cancel(self) -> None:
+        """Cancel this run when any replica asks (`Store.request_cancel`)."""
+        while True:
+            try:
+                if await self.store.wait_for_cancel(self.response_id, within=CANCEL_WATCH_PERIOD):
+                    self.cancel()
+                    return
+            except Exception:
+                # the database may be away for a while; the run goes on regardless
+                log.warning("could not watch %s for a cancel", self.response_id, exc_info=True)
+                await asyncio.sleep(1.0)
 
     async def wait_for_first_delta(self) -> ProviderError | None:
         """Wait until the provider produced something (or failed, or
@@ -252,6 +274,8 @@ class ResponseRun:
     async def _finish(self, closing: list[Any]) -> None:
         """Persist, release, then announce (invariant 2)."""
         self._first.set()
+        if self._cancel_watch is not None:
+            self._cancel_watch.cancel()
         self._emit(closing[:-1])
         terminal = closing[-1]
         began = time.perf_counter()
@@ -294,8 +318,16 @@ class ResponseRun:
         )
         self._override = failed
         if self.store_response:
-            with contextlib.suppress(Exception):
+            try:
                 await self.store.update_response(self.response_id, self.final_response)
+            except Exception:
+                # the database is away: store it once it is back, or the response
+                # stays `in_progress` (the sweep spares a live replica's responses)
+                task = asyncio.create_task(
+                    _store_when_back(self.store, self.response_id, self.final_response)
+                )
+                _PENDING_WRITES.add(task)
+                task.add_done_callback(_PENDING_WRITES.discard)
         if self.lease is not None:
             with contextlib.suppress(Exception):
                 await self.lease.release()
@@ -315,15 +347,15 @@ class ResponseRun:
                 response=response, items=items, store_response=self.store_response
             )
         except ConversationLockedError:
-            # the lease expired and someone else took the conversation: our items
-            # must not be interleaved with theirs
+            # the lease expired (its heartbeat stalled longer than the lease time),
+            # so the turn was not added: announcing it done would have the client
+            # build on items the conversation does not have. `_finish` fails it.
             log.error(
                 "lost the lease on %s before %s finished",
                 self.lease.conversation_id,
                 self.response_id,
             )
-            if self.store_response:
-                await self.store.update_response(self.response_id, response)
+            raise
 
 
 def launch(state: ServerState, admission: Admission) -> ResponseRun:
@@ -348,6 +380,25 @@ def _response_attributes(response: Response) -> dict[str, Any]:
         "gen_ai.usage.input_tokens": usage.input_tokens if usage else None,
         "gen_ai.usage.output_tokens": usage.output_tokens if usage else None,
     }
+
+
+_PENDING_WRITES: set[asyncio.Task[None]] = set()
+"""Strong references to `_store_when_back` tasks (the loop keeps only weak ones)."""
+STORE_RETRY_FOR = 300.0
+"""How long a run's final response is retried while the database is away."""
+
+
+async def _store_when_back(store: Store, response_id: str, response: JSON) -> None:
+    deadline = time.monotonic() + STORE_RETRY_FOR
+    while time.monotonic() < deadline:
+        await asyncio.sleep(1.0)
+        try:
+            await store.update_response(response_id, response)
+        except Exception:
+            continue
+        log.info("stored %s once the database was back", response_id)
+        return
+    log.error("gave up storing the final state of %s", response_id)
 
 
 async def _aclose(stream: AsyncIterator[Delta]) -> None:

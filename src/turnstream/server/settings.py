@@ -89,6 +89,9 @@ class Settings:
     lease_ttl: float = 30.0
     """Seconds a conversation lease lives without a heartbeat (a crashed holder's
     conversation frees itself after this)."""
+    event_ttl: float = 600.0
+    """Seconds a background response's stored events stay resumable after it ends
+    (ten minutes, as on OpenAI); a sweep then deletes them."""
     lock_release: LockRelease = "before_terminal"
     """`before_terminal`: persist, release the lock, then write the terminal event (the
     race-free default). `after_body`: OpenAI's hosted behaviour, release only after the

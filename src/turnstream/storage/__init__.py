@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from turnstream.storage.availability import is_unavailable
 from turnstream.storage.base import (
     ConversationLockedError,
     ConversationNotFoundError,
@@ -34,6 +35,7 @@ __all__ = [
     "Store",
     "create_store",
     "is_postgres_url",
+    "is_unavailable",
     "sqlite_path",
 ]
 

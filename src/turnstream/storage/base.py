@@ -61,6 +61,9 @@ class ResponseRecord:
     background: bool = False
     created_at: int = 0
     owner: str | None = None
+    updated_at: float = 0.0
+    """When the store last wrote it (the store's clock): for a finished response,
+    when it ended. Set by the store; a value passed in is ignored."""
 
 
 @dataclass(slots=True)
@@ -135,6 +138,12 @@ class Store(Protocol):
     async def list_events(self, response_id: str, *, after: int | None) -> list[tuple[int, str]]:
         """The stored events with `sequence_number > after` (all when None), in order;
         empty for an unknown response."""
+        ...
+
+    async def expire_events(self, *, ended_before: float) -> int:
+        """Delete the stored events of every finished response that ended (was last
+        written) before `ended_before` (the store's clock). Returns how many
+        responses lost their events."""
         ...
 
     async def wait_for_events(

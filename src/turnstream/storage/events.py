@@ -17,9 +17,11 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from turnstream.storage.dialect import DialectBase
-from turnstream.storage.schema import response_events
+from turnstream.storage.schema import response_events, responses
 
 __all__ = ["EVENTS_CHANNEL", "EventStatements"]
+
+_UNFINISHED = ("in_progress", "queued")
 
 EVENTS_CHANNEL = "turnstream_events"
 """The notification channel; the payload is the response id."""
@@ -55,6 +57,26 @@ class EventStatements(DialectBase):
         async with self._read() as conn:
             rows = (await conn.execute(stmt.order_by(t.c.sequence_number))).all()
         return [(row.sequence_number, row.data) for row in rows]
+
+    async def expire_events(self, *, ended_before: float) -> int:
+        """Drop the event logs of responses that finished before `ended_before`:
+        a resumable stream lives a while after its end (OpenAI keeps ten minutes)."""
+        r = responses
+        ended = (
+            sa.select(r.c.id)
+            .where(r.c.status.not_in(_UNFINISHED), r.c.updated_at < ended_before)
+            .scalar_subquery()
+        )
+
+        async def work(conn: AsyncConnection) -> int:
+            result = await conn.execute(
+                sa.delete(response_events)
+                .where(response_events.c.response_id.in_(ended))
+                .returning(response_events.c.response_id)
+            )
+            return len({row.response_id for row in result})
+
+        return await self._write(work)
 
     async def wait_for_events(
         self, response_id: str, *, after: int | None, within: float

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from turnstream.protocol.ids import stored_items
 from turnstream.storage.base import JSON, ItemPage, Order, ResponseRecord
 from turnstream.storage.dialect import DialectBase, check_page
+from turnstream.storage.events import EVENTS_CHANNEL
 from turnstream.storage.schema import (
     conversation_locks,
     response_input_items,
@@ -47,6 +48,7 @@ def _record(row: Any, input_items: list[JSON]) -> ResponseRecord:
         background=row.background,
         created_at=row.created_at,
         owner=row.owner,
+        updated_at=row.updated_at,
     )
 
 
@@ -230,6 +232,8 @@ class ResponseStatements(DialectBase):
             for row in rows:
                 failed = {**row.response, "status": "failed", "error": dict(STALE_RESPONSE_ERROR)}
                 await self._update_response(conn, row.id, failed)
+                # followers of its events wait for an end that will never be logged
+                await self._notify(conn, EVENTS_CHANNEL, row.id)
             await conn.execute(sa.delete(store_owners).where(store_owners.c.expires_at <= now))
             return [row.id for row in rows]
 
