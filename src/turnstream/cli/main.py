@@ -10,6 +10,7 @@ import typer
 
 from .chat import chat
 from .db import db_app, display_database
+from .keys import keys_app
 
 app = typer.Typer(
     name="turnstream",
@@ -130,6 +131,7 @@ def serve(
 
 app.command()(chat)
 app.add_typer(db_app, name="db")
+app.add_typer(keys_app, name="keys")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -28,7 +28,8 @@ from turnstream.protocol import Response, ResponseCreateParams, ToolChoice, new_
 from turnstream.protocol import errors as E
 from turnstream.protocol.ids import stored_items
 from turnstream.providers.base import GenerationRequest, Provider
-from turnstream.storage.base import ConversationNotFoundError, ResponseRecord
+from turnstream.storage.base import ConversationNotFoundError, ResponseRecord, Store
+from turnstream.storage.schema import DEFAULT_PROJECT
 
 from .appstate import ServerState
 from .errors import conversation_locked
@@ -54,14 +55,21 @@ class Admission:
     provider: Provider
     lease: ConversationLease | None
     """The conversation's lease, held; `None` without a conversation."""
+    store: Store
+    """The store scoped to the caller's project, which the run writes through."""
 
     @property
     def response_id(self) -> str:
         return self.response.id
 
 
-async def admit(state: ServerState, params: ResponseCreateParams) -> Admission:
+async def admit(
+    state: ServerState, params: ResponseCreateParams, *, project: str = DEFAULT_PROJECT
+) -> Admission:
     """Validate `params` against the server's state and prepare the run.
+
+    Everything is read and written in `project` (the caller's, see `auth`): another
+    project's response or conversation is not found.
 
     Raises:
         APIError: `model_not_found`, `previous_response_not_found`,
@@ -71,7 +79,7 @@ async def admit(state: ServerState, params: ResponseCreateParams) -> Admission:
     # parse_create_params already refused the invalid combinations (background
     # without store among them)
     provider = state.models.get(params.model or "")
-    store = state.store
+    store = state.store.scoped(project)
     new_items = stored_items(normalize_input(params.input if params.input is not None else []))
     response_id = new_id("resp")
     conversation_id = params.conversation_id
@@ -119,6 +127,7 @@ async def admit(state: ServerState, params: ResponseCreateParams) -> Admission:
         generation=generation,
         provider=provider,
         lease=lease,
+        store=store,
     )
 
 

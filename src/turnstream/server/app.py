@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from turnstream.providers.base import Provider
 from turnstream.storage import create_store
@@ -20,7 +21,9 @@ from turnstream.storage.base import Store
 
 from . import conversations, models, responses
 from .appstate import ServerState
+from .auth import KeyCache
 from .errors import install_error_handlers
+from .gate import RequestGate
 from .middleware import RequestIdMiddleware
 from .registry import ModelRegistry
 from .settings import Settings
@@ -82,7 +85,12 @@ def create_app(
         providers if providers is not None else default_providers(settings),
         created_at=int(time.time()),
     )
-    state = ServerState(settings=settings, store=the_store, models=registry)
+    state = ServerState(
+        settings=settings,
+        store=the_store,
+        models=registry,
+        key_cache=KeyCache(settings.auth_cache_ttl),
+    )
     if settings.faults.seed is not None:
         state.rng.seed(settings.faults.seed)
 
@@ -116,7 +124,18 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.turnstream = state
+    # the last added runs first: CORS answers preflights, request ids go on every
+    # answer (refusals included), then the gate checks keys, rates and bodies
+    app.add_middleware(RequestGate, state=state)
     app.add_middleware(RequestIdMiddleware)
+    if settings.cors_origin:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=[settings.cors_origin],
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["authorization", "content-type", "idempotency-key"],
+            expose_headers=["x-request-id", "retry-after"],
+        )
     install_error_handlers(app)
     app.include_router(responses.router)
     app.include_router(conversations.router)

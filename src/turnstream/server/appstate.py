@@ -13,6 +13,7 @@ from fastapi import Request
 
 from turnstream.storage.base import Store
 
+from .auth import KeyCache
 from .registry import ModelRegistry
 from .replay import EventWakeup, PollingWakeup
 from .settings import Settings
@@ -35,6 +36,8 @@ class ServerState:
     rng: random.Random = field(default_factory=random.Random)
     wakeup: EventWakeup = field(default_factory=PollingWakeup)
     """How a resumed stream waits for new events in the store (see `replay`)."""
+    key_cache: KeyCache = field(default_factory=lambda: KeyCache(2.0))
+    """What the database said about API keys lately (see `auth`)."""
 
     def on_run_settled(self, run: ResponseRun) -> None:
         self.runs.pop(run.response_id, None)

@@ -8,7 +8,6 @@ has gone out, errors can only travel inside the stream.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from typing import Annotated, Any, Literal
 
@@ -20,8 +19,10 @@ from turnstream.protocol import errors as E
 
 from .admission import admit
 from .appstate import get_state
+from .auth import principal_of, project_store
 from .errors import from_provider_error
 from .faults import inject_faults
+from .limits import check_create_body, parse_json
 from .lists import list_body
 from .replay import follow, replay_stored
 from .runs import ResponseRun, launch
@@ -38,11 +39,7 @@ ADDED_TIME_HEADER = "x-turnstream-added-ms"
 
 
 async def _read_json(request: Request) -> JSON:
-    raw = await request.body()
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise E.malformed_json() from None
+    body = parse_json(await request.body())
     if not isinstance(body, dict):
         raise E.malformed_json()
     return body
@@ -52,9 +49,11 @@ async def _read_json(request: Request) -> JSON:
 async def create_response(request: Request) -> Response:
     started = time.perf_counter()
     state = get_state(request)
-    params = parse_create_params(await _read_json(request))
+    body = await _read_json(request)
+    check_create_body(body, state.settings.limits)
+    params = parse_create_params(body)
     inject_faults(state)
-    run = launch(state, await admit(state, params))
+    run = launch(state, await admit(state, params, project=principal_of(request).project))
     # the server's own share of the latency: everything before the model was asked
     # (parsing, context assembly, the lock, the insert) and, without streaming, the
     # bookkeeping after it answered; the model's own time is not included
@@ -104,7 +103,8 @@ async def retrieve_response(
     starting_after: int | None = None,
 ) -> Response:
     state = get_state(request)
-    record = await state.store.get_response(response_id)
+    store = project_store(request, state)
+    record = await store.get_response(response_id)
     if record is None:
         raise E.response_not_found(response_id)
     run = state.runs.get(response_id)
@@ -117,7 +117,7 @@ async def retrieve_response(
             return ReplayStreamResponse(follow(run.events, starting_after, keepalive))
         return ReplayStreamResponse(
             replay_stored(
-                state.store,
+                store,
                 response_id,
                 starting_after,
                 wakeup=state.wakeup,
@@ -133,7 +133,7 @@ async def retrieve_response(
 @router.post("/responses/{response_id}/cancel", summary="Cancel a background response")
 async def cancel_response(request: Request, response_id: str) -> JSONResponse:
     state = get_state(request)
-    record = await state.store.get_response(response_id)
+    record = await project_store(request, state).get_response(response_id)
     if record is None:
         raise E.response_not_found(response_id)
     if not record.background:
@@ -155,7 +155,7 @@ async def cancel_response(request: Request, response_id: str) -> JSONResponse:
 @router.delete("/responses/{response_id}", summary="Delete a model response")
 async def delete_response(request: Request, response_id: str) -> JSONResponse:
     state = get_state(request)
-    if not await state.store.delete_response(response_id):
+    if not await project_store(request, state).delete_response(response_id):
         raise E.response_not_found(response_id)
     return JSONResponse({"id": response_id, "object": "response", "deleted": True})
 
@@ -169,8 +169,8 @@ async def list_input_items(
     order: Literal["asc", "desc"] = "desc",
     include: Annotated[list[str] | None, Query(alias="include[]")] = None,
 ) -> JSONResponse:
-    state = get_state(request)
-    if await state.store.get_response(response_id) is None:
+    store = project_store(request, get_state(request))
+    if await store.get_response(response_id) is None:
         raise E.response_not_found(response_id)
-    page = await state.store.list_input_items(response_id, after=after, limit=limit, order=order)
+    page = await store.list_input_items(response_id, after=after, limit=limit, order=order)
     return JSONResponse(list_body(page.data, page.has_more))

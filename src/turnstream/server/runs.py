@@ -291,7 +291,7 @@ class ResponseRun:
 def launch(state: ServerState, admission: Admission) -> ResponseRun:
     """Start the run of an admitted request and register it with the app."""
     run = ResponseRun(
-        admission, store=state.store, settings=state.settings, on_settled=state.on_run_settled
+        admission, store=admission.store, settings=state.settings, on_settled=state.on_run_settled
     )
     state.runs[run.response_id] = run
     run.start()

@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 import platformdirs
 
+from .limits import Limits
+
 __all__ = [
     "FaultSettings",
     "LockRelease",
@@ -97,6 +99,14 @@ class Settings:
     """What the embedded model warms its prompt cache with; the CLI sets the chat
     apps' instructions and tools here (the server does not know its clients)."""
     instance_id: str | None = None
+    require_auth: bool = False
+    """Refuse every request without a valid key even while no key exists (set when
+    serving beyond loopback, so revoking the last key cannot open the server)."""
+    auth_cache_ttl: float = 2.0
+    """Seconds a key check is reused: a revoked key works at most this long after."""
+    limits: Limits = field(default_factory=Limits)
+    cors_origin: str | None = None
+    """The one origin whose browsers may call the API cross-site (CORS is off without)."""
 
     @property
     def database(self) -> str | Path:
