@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import ipaddress
 from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
@@ -17,7 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from .db import database_option, display_database, open_database
 
-__all__ = ["keys_app"]
+__all__ = ["is_loopback", "keys_app", "require_keys_beyond_loopback"]
 
 T = TypeVar("T")
 
@@ -42,6 +43,36 @@ def _run(db: str | None, work: Callable[..., Awaitable[T]]) -> T:
     except (SchemaTooNewError, SQLAlchemyError, OSError) as exc:
         typer.echo(f"turnstream: {display_database(db or '')}: {exc}", err=True)
         raise typer.Exit(1) from None
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name other than localhost may resolve anywhere
+
+
+def require_keys_beyond_loopback(host: str, db: str | None, *, insecure_no_auth: bool) -> bool:
+    """Whether the server must demand keys; exits when it would be open to a network.
+
+    On loopback with no keys the server is open (one person's machine). Anywhere
+    else it needs a key to exist, and keeps demanding one even if every key is
+    revoked later, unless `--insecure-no-auth`.
+    """
+    if is_loopback(host) or insecure_no_auth:
+        return False
+    if not _run(db, lambda store: store.has_keys()):
+        typer.echo(
+            f"turnstream: refusing to listen on {host} with no API keys: anyone who can "
+            "reach it could read and delete every conversation.\n"
+            "  Create a key first:  turnstream keys create --name NAME\n"
+            "  (or pass --insecure-no-auth to serve without keys anyway)",
+            err=True,
+        )
+        raise typer.Exit(2)
+    return True
 
 
 def _when(seconds: int | None) -> str:
