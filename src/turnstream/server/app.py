@@ -24,6 +24,7 @@ from .appstate import ServerState
 from .auth import KeyCache
 from .errors import install_error_handlers
 from .gate import RequestGate
+from .limits import RateLimiter
 from .middleware import RequestIdMiddleware
 from .registry import ModelRegistry
 from .settings import Settings
@@ -90,6 +91,11 @@ def create_app(
         store=the_store,
         models=registry,
         key_cache=KeyCache(settings.auth_cache_ttl),
+        rates=(
+            RateLimiter(settings.limits.requests_per_minute)
+            if settings.limits.requests_per_minute
+            else None
+        ),
     )
     if settings.faults.seed is not None:
         state.rng.seed(settings.faults.seed)

@@ -14,6 +14,7 @@ from fastapi import Request
 from turnstream.storage.base import Store
 
 from .auth import KeyCache
+from .limits import RateLimiter
 from .registry import ModelRegistry
 from .replay import EventWakeup, PollingWakeup
 from .settings import Settings
@@ -38,6 +39,8 @@ class ServerState:
     """How a resumed stream waits for new events in the store (see `replay`)."""
     key_cache: KeyCache = field(default_factory=lambda: KeyCache(2.0))
     """What the database said about API keys lately (see `auth`)."""
+    rates: RateLimiter | None = None
+    """Each key's request rate in this process (None: unlimited)."""
 
     def on_run_settled(self, run: ResponseRun) -> None:
         self.runs.pop(run.response_id, None)

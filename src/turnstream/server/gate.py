@@ -23,7 +23,7 @@ from turnstream.protocol.errors import INVALID_REQUEST, APIError
 
 from .appstate import ServerState
 from .auth import Principal, authenticate, set_principal
-from .limits import RateLimiter, rate_limited, too_large
+from .limits import rate_limited, too_large
 
 __all__ = ["PROTECTED_PREFIXES", "RequestGate"]
 
@@ -46,8 +46,6 @@ class RequestGate:
     def __init__(self, app: ASGIApp, *, state: ServerState) -> None:
         self.app = app
         self.state = state
-        rpm = state.settings.limits.requests_per_minute
-        self.rates = RateLimiter(rpm) if rpm else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket" and _protected(scope["path"]):
@@ -73,8 +71,9 @@ class RequestGate:
         principal = await authenticate(
             self.state, headers, allow_cookie=scope["path"].startswith(_COOKIE_PREFIXES)
         )
-        if self.rates is not None and principal.key_id is not None:
-            decision = self.rates.take(principal.key_id)
+        rates = self.state.rates
+        if rates is not None and principal.key_id is not None:
+            decision = rates.take(principal.key_id)
             extra_headers.update(decision.headers())
             if not decision.allowed:
                 raise rate_limited(decision)

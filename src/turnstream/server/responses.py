@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -26,6 +27,7 @@ from .limits import check_create_body, parse_json
 from .lists import list_body
 from .replay import follow, replay_stored
 from .runs import ResponseRun, launch
+from .stream_slots import StreamSlot
 from .streaming import BodyClosedResponse, EventStreamResponse, ReplayStreamResponse
 
 __all__ = ["ADDED_TIME_HEADER", "router"]
@@ -53,7 +55,19 @@ async def create_response(request: Request) -> Response:
     check_create_body(body, state.settings.limits)
     params = parse_create_params(body)
     inject_faults(state)
-    run = launch(state, await admit(state, params, project=principal_of(request).project))
+    principal = principal_of(request)
+    slot = (
+        await StreamSlot.take(state.store, principal, state.settings.limits)
+        if params.stream
+        else None
+    )
+    try:
+        run = launch(state, await admit(state, params, project=principal.project))
+    except BaseException:
+        if slot is not None:
+            slot.release()
+        raise
+    on_closed = run.body_closed if slot is None else _both(run.body_closed, slot.release)
     # the server's own share of the latency: everything before the model was asked
     # (parsing, context assembly, the lock, the insert) and, without streaming, the
     # bookkeeping after it answered; the model's own time is not included
@@ -62,9 +76,19 @@ async def create_response(request: Request) -> Response:
         answer = await _answer(run, params, admitted)
     except BaseException:
         # no body of this run will be sent (an error body is not the run's)
-        run.body_closed()
+        on_closed()
         raise
-    return BodyClosedResponse(answer, on_closed=run.body_closed)
+    return BodyClosedResponse(answer, on_closed=on_closed)
+
+
+def _both(first: Callable[[], None], second: Callable[[], None]) -> Callable[[], None]:
+    def both() -> None:
+        try:
+            first()
+        finally:
+            second()
+
+    return both
 
 
 async def _answer(run: ResponseRun, params: ResponseCreateParams, admitted: float) -> Response:
