@@ -68,9 +68,13 @@ class RequestGate:
 
     async def _admit(self, scope: Scope, extra_headers: dict[str, str]) -> Principal:
         headers = Headers(scope=scope)
-        principal = await authenticate(
-            self.state, headers, allow_cookie=scope["path"].startswith(_COOKIE_PREFIXES)
+        # the chat page's cookie (SameSite=Strict) is good for its own API and for
+        # reading /v1; a /v1 write always needs the Authorization header
+        allow_cookie = scope["path"].startswith(_COOKIE_PREFIXES) or scope["method"] in (
+            "GET",
+            "HEAD",
         )
+        principal = await authenticate(self.state, headers, allow_cookie=allow_cookie)
         rates = self.state.rates
         if rates is not None and principal.key_id is not None:
             decision = rates.take(principal.key_id)
