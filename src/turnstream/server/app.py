@@ -27,6 +27,7 @@ from .gate import RequestGate
 from .limits import RateLimiter
 from .middleware import RequestIdMiddleware
 from .registry import ModelRegistry
+from .schemas import publish_request_schemas
 from .settings import Settings
 
 __all__ = ["create_app", "default_providers"]
@@ -146,4 +147,5 @@ def create_app(
     app.include_router(responses.router)
     app.include_router(conversations.router)
     app.include_router(models.router)
+    publish_request_schemas(app)
     return app

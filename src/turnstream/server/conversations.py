@@ -23,6 +23,7 @@ from .auth import project_store
 from .errors import conversation_locked
 from .limits import parse_json
 from .lists import list_body
+from .schemas import request_body
 
 __all__ = ["router"]
 
@@ -55,7 +56,11 @@ async def _parse(request: Request, model: type[ModelT]) -> ModelT:
     return parse_body(model, parse_json(raw) if raw else {})
 
 
-@router.post("/conversations", summary="Create a conversation")
+@router.post(
+    "/conversations",
+    summary="Create a conversation",
+    openapi_extra=request_body(ConversationCreateParams, required=False),
+)
 async def create_conversation(request: Request) -> JSONResponse:
     store = _store(request)
     params = await _parse(request, ConversationCreateParams)
@@ -76,7 +81,11 @@ async def retrieve_conversation(request: Request, conversation_id: str) -> JSONR
     return JSONResponse(conversation)
 
 
-@router.post("/conversations/{conversation_id}", summary="Update a conversation's metadata")
+@router.post(
+    "/conversations/{conversation_id}",
+    summary="Update a conversation's metadata",
+    openapi_extra=request_body(ConversationUpdateParams),
+)
 async def update_conversation(request: Request, conversation_id: str) -> JSONResponse:
     params = await _parse(request, ConversationUpdateParams)
     conversation = await _store(request).update_conversation(
@@ -94,7 +103,11 @@ async def delete_conversation(request: Request, conversation_id: str) -> JSONRes
     return JSONResponse({"id": conversation_id, "object": "conversation.deleted", "deleted": True})
 
 
-@router.post("/conversations/{conversation_id}/items", summary="Add items to a conversation")
+@router.post(
+    "/conversations/{conversation_id}/items",
+    summary="Add items to a conversation",
+    openapi_extra=request_body(ItemsCreateParams),
+)
 async def create_items(
     request: Request,
     conversation_id: str,

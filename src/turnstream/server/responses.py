@@ -27,6 +27,7 @@ from .limits import check_create_body, parse_json
 from .lists import list_body
 from .replay import follow, replay_stored
 from .runs import ResponseRun, launch
+from .schemas import request_body
 from .stream_slots import StreamSlot
 from .streaming import BodyClosedResponse, EventStreamResponse, ReplayStreamResponse
 
@@ -47,7 +48,11 @@ async def _read_json(request: Request) -> JSON:
     return body
 
 
-@router.post("/responses", summary="Create a model response")
+@router.post(
+    "/responses",
+    summary="Create a model response",
+    openapi_extra=request_body(ResponseCreateParams),
+)
 async def create_response(request: Request) -> Response:
     started = time.perf_counter()
     state = get_state(request)
