@@ -15,7 +15,8 @@ async def test_a_created_key_authenticates_and_only_its_hash_is_stored(store: SQ
     assert secret.startswith(KEY_PREFIX)
     assert len(secret) - len(KEY_PREFIX) >= 32  # 32 urlsafe chars: >= 192 bits
     found = await store.authenticate_key(secret)
-    assert found is not None and (found.id, found.project) == (key.id, "alpha")
+    assert found is not None
+    assert (found.id, found.project) == (key.id, "alpha")
     async with store._read() as conn:
         rows = (await conn.execute(api_keys.select())).all()
     assert all(secret not in repr(tuple(row)) for row in rows)
@@ -38,7 +39,8 @@ async def test_listing_shows_the_prefix_and_never_the_secret(store: SQLStore) ->
     key, secret = await store.create_key("ci", project="alpha")
     [listed] = await store.list_keys()
     assert listed == key
-    assert secret.startswith(listed.prefix) and listed.prefix != secret
+    assert secret.startswith(listed.prefix)
+    assert listed.prefix != secret
 
 
 @pytest.mark.parametrize("by", ["name", "prefix"])

@@ -26,7 +26,8 @@ async def test_responses_of_another_project_look_missing(store: SQLStore) -> Non
     assert await beta.get_response("resp_a") is None
     assert await beta.response_chain("resp_a") is None
     page = await beta.list_input_items("resp_a", after=None, limit=10, order="asc")
-    assert page.data == [] and not page.has_more
+    assert page.data == []
+    assert not page.has_more
     assert await beta.list_events("resp_a", after=None) == []
     assert not await beta.request_cancel("resp_a")
     assert not await beta.wait_for_cancel("resp_a", within=0)
@@ -34,7 +35,8 @@ async def test_responses_of_another_project_look_missing(store: SQLStore) -> Non
     assert not await beta.delete_response("resp_a")
     # untouched for its own project
     record = await alpha.get_response("resp_a")
-    assert record is not None and record.status == "in_progress"
+    assert record is not None
+    assert record.status == "in_progress"
     assert await alpha.list_events("resp_a", after=None) == [(0, "{}")]
     assert await alpha.response_chain("resp_a") is not None
 
@@ -88,4 +90,5 @@ async def test_the_stale_sweep_covers_every_project(store: SQLStore) -> None:
     await alpha.insert_response(_record("resp_a"))
     assert await store.fail_stale_responses(owner=store.owner) == ["resp_a"]
     record = await alpha.get_response("resp_a")
-    assert record is not None and record.status == "failed"
+    assert record is not None
+    assert record.status == "failed"
