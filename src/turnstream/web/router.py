@@ -9,7 +9,6 @@ and cancels a turn with `POST /chat/api/turn/{turn_id}/cancel`.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 from collections.abc import AsyncIterator, Sequence
@@ -17,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx
 import openai
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
@@ -29,6 +27,7 @@ from turnstream.sse import encode
 
 from .chats import CHAT_INSTRUCTIONS, ChatIndex
 from .events import event_to_dict
+from .login import Caller, add_login_routes, api_key_of, same_site_only, self_base_url
 
 __all__ = ["create_chat_router"]
 
@@ -47,48 +46,11 @@ _CSP = (
 )
 
 
-KEY_COOKIE = "turnstream_key"
-"""Holds the page's API key: HttpOnly (no script reads it), SameSite=Strict (no other
-site's request carries it). The server accepts it for `/chat/api` and for `GET /v1`."""
-_SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
-
-
-class LoginParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    key: str = Field(min_length=1, max_length=500)
-
-
-def _same_site_only(request: Request) -> None:
-    """Refuse a state-changing request that another site's page made.
-
-    Browsers send `Sec-Fetch-Site` (and `Origin` on POST/DELETE); a request from
-    this page says `same-origin`. Clients that are not browsers send neither.
-    """
-    if request.method in _SAFE_METHODS:
-        return
-    site = request.headers.get("sec-fetch-site")
-    if site is not None and site not in ("same-origin", "none"):
-        raise HTTPException(403, "cross-site request refused")
-    origin = request.headers.get("origin")
-    if origin is not None and origin.split("://", 1)[-1] != request.headers.get("host"):
-        raise HTTPException(403, "cross-site request refused")
-
-
 class TurnParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     message: str = Field(min_length=1, max_length=100_000)
     model: str = Field(min_length=1)
     conversation: str | None = None
-
-
-def _self_base_url(request: Request) -> str:
-    """The `/v1` URL of the socket this request came in on: this very server."""
-    server = request.scope.get("server")
-    if server and server[1]:
-        host = str(server[0])
-        host = f"[{host}]" if ":" in host else host
-        return f"http://{host}:{server[1]}/v1"
-    return str(request.base_url).rstrip("/") + "/v1"
 
 
 def create_chat_router(
@@ -109,7 +71,8 @@ def create_chat_router(
             reached through the socket the page's request came in on.
         api_key: Sent as the bearer token to that API.
     """
-    router = APIRouter(include_in_schema=False, dependencies=[Depends(_same_site_only)])
+    router = APIRouter(include_in_schema=False, dependencies=[Depends(same_site_only)])
+    add_login_routes(router, api_base_url)
     index = ChatIndex(index_path)
     running: dict[str, RunStream] = {}
 
@@ -124,52 +87,13 @@ def create_chat_router(
             raise HTTPException(404)
         return FileResponse(STATIC / name, media_type=_ASSETS[name])
 
-    @router.post("/chat/login")
-    async def login(params: LoginParams, request: Request) -> JSONResponse:
-        """Check the key against the API, then keep it in the page's cookie."""
-        base_url = api_base_url or _self_base_url(request)
-        async with httpx.AsyncClient(timeout=10) as http:
-            answer = await http.get(
-                base_url + "/models", headers={"authorization": f"Bearer {params.key}"}
-            )
-        if answer.status_code != 200:
-            return JSONResponse({"ok": False}, status_code=401)
-        response = JSONResponse({"ok": True})
-        response.set_cookie(
-            KEY_COOKIE,
-            params.key,
-            httponly=True,
-            samesite="strict",
-            secure=request.url.scheme == "https",
-            path="/",
-        )
-        return response
-
-    @router.post("/chat/logout")
-    async def logout() -> JSONResponse:
-        response = JSONResponse({"ok": True})
-        response.delete_cookie(KEY_COOKIE, path="/", httponly=True, samesite="strict")
-        return response
-
-    async def _visible(request: Request, ids: list[str]) -> set[str]:
-        """The conversations the caller's key may read: the index is shared by every
-        project, so each entry is checked with the API (another project's is a 404)."""
-        base_url = api_base_url or _self_base_url(request)
-        key = request.cookies.get(KEY_COOKIE) or _bearer(request) or api_key
-        headers = {"authorization": f"Bearer {key}"}
-        async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=10) as http:
-
-            async def check(conversation_id: str) -> str | None:
-                answer = await http.get(f"/conversations/{conversation_id}")
-                return conversation_id if answer.status_code == 200 else None
-
-            found = await asyncio.gather(*(check(i) for i in ids))
-        return {i for i in found if i is not None}
+    def _caller(request: Request) -> Caller:
+        return Caller(api_base_url or self_base_url(request), api_key_of(request, api_key))
 
     @router.get("/chat/api/conversations")
     async def conversations(request: Request) -> JSONResponse:
         entries = index.list()
-        visible = await _visible(request, [e.id for e in entries])
+        visible = await _caller(request).visible([e.id for e in entries])
         data = [
             {"id": e.id, "title": e.title, "created_at": e.created_at, "updated_at": e.updated_at}
             for e in entries
@@ -179,7 +103,7 @@ def create_chat_router(
 
     @router.delete("/chat/api/conversations/{conversation_id}")
     async def forget(conversation_id: str, request: Request) -> JSONResponse:
-        if await _visible(request, [conversation_id]):
+        if await _caller(request).visible([conversation_id]):
             index.forget(conversation_id)
         return JSONResponse({"id": conversation_id, "deleted": True})
 
@@ -190,11 +114,10 @@ def create_chat_router(
 
     @router.post("/chat/api/turn")
     async def turn(params: TurnParams, request: Request) -> StreamingResponse:
-        base_url = api_base_url or _self_base_url(request)
+        base_url = api_base_url or self_base_url(request)
         turn_id = secrets.token_hex(8)
-        key = request.cookies.get(KEY_COOKIE) or _bearer(request) or api_key
         return StreamingResponse(
-            _turn_events(params, turn_id, base_url, key),
+            _turn_events(params, turn_id, base_url, api_key_of(request, api_key)),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
@@ -244,11 +167,6 @@ def create_chat_router(
                 await client.close()
 
     return router
-
-
-def _bearer(request: Request) -> str | None:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    return token if scheme.lower() == "bearer" and token else None
 
 
 def _describe(exc: BaseException) -> str:
