@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.databases import BACKENDS
+from turnstream.server.auth import KeyCache
 
 from .gated import Gated, gated_app
 
@@ -99,3 +100,17 @@ async def test_require_auth_refuses_even_with_no_keys(tmp_path: Path) -> None:
         reply = await served.client.get("/v1/models")
         assert reply.status_code == 401
         assert _is_invalid_api_key(reply.json())
+
+
+async def test_a_key_check_is_reused_only_for_the_cache_ttl(tmp_path: Path) -> None:
+    now = [0.0]
+    async with gated_app("sqlite", tmp_path) as served:
+        served.state.key_cache = KeyCache(2.0, clock=lambda: now[0])
+        headers = await served.key("ci")
+        await served.key("other")
+        assert (await served.client.get("/v1/models", headers=headers)).status_code == 200
+        await served.store.revoke_key("ci")
+        now[0] += 1.9  # still within the TTL on this replica
+        assert (await served.client.get("/v1/models", headers=headers)).status_code == 200
+        now[0] += 0.2  # past it: the revocation has reached this replica
+        assert (await served.client.get("/v1/models", headers=headers)).status_code == 401

@@ -165,6 +165,18 @@ async def test_the_concurrent_stream_limit_counts_streams_of_every_replica(
         reply = await gated.client.post("/v1/responses", json=body, headers=headers)
         assert reply.status_code == 200
         assert b"response.completed" in reply.content
+        # a resumed stream counts too
+        background = await gated.client.post(
+            "/v1/responses",
+            json={"model": "echo", "input": "hi", "background": True},
+            headers=headers,
+        )
+        assert await gated.store.acquire_stream_slot(key.id, "elsewhere", limit=2, ttl=60)
+        resumed = await gated.client.get(
+            f"/v1/responses/{background.json()['id']}?stream=true", headers=headers
+        )
+        assert resumed.status_code == 429
+        await gated.store.release_stream_slot("elsewhere")
         # the finished stream gave its slot back
         for _ in range(100):
             if await gated.store.acquire_stream_slot(key.id, "probe", limit=1, ttl=60):

@@ -142,17 +142,21 @@ async def retrieve_response(
         if not record.background:
             raise E.response_not_found(response_id)
         keepalive = state.settings.keepalive_interval
+        # a resumed stream is a stream: it counts against the key's limit too
+        slot = await StreamSlot.take(state.store, principal_of(request), state.settings.limits)
         if run is not None and run.events is not None:
-            return ReplayStreamResponse(follow(run.events, starting_after, keepalive))
-        return ReplayStreamResponse(
-            replay_stored(
-                store,
-                response_id,
-                starting_after,
-                wakeup=state.wakeup,
-                keepalive_interval=keepalive,
+            replay = ReplayStreamResponse(follow(run.events, starting_after, keepalive))
+        else:
+            replay = ReplayStreamResponse(
+                replay_stored(
+                    store,
+                    response_id,
+                    starting_after,
+                    wakeup=state.wakeup,
+                    keepalive_interval=keepalive,
+                )
             )
-        )
+        return replay if slot is None else BodyClosedResponse(replay, on_closed=slot.release)
     # a run of this process shows its closing state until it has settled (persisted,
     # released, its terminal event stored); then it is gone and the record is final
     body = run.visible_response if run is not None else record.response
