@@ -114,3 +114,21 @@ async def test_a_key_check_is_reused_only_for_the_cache_ttl(tmp_path: Path) -> N
         assert (await served.client.get("/v1/models", headers=headers)).status_code == 200
         now[0] += 0.2  # past it: the revocation has reached this replica
         assert (await served.client.get("/v1/models", headers=headers)).status_code == 401
+
+
+@pytest.mark.parametrize("allowed", [None, "https://app.example"])
+async def test_cors_is_off_unless_one_origin_is_allowed(
+    tmp_path: Path, allowed: str | None
+) -> None:
+    async with gated_app("sqlite", tmp_path, cors_origin=allowed) as served:
+        for origin in ("https://app.example", "https://evil.example"):
+            preflight = await served.client.options(
+                "/v1/responses",
+                headers={
+                    "origin": origin,
+                    "access-control-request-method": "POST",
+                    "access-control-request-headers": "authorization",
+                },
+            )
+            granted = preflight.headers.get("access-control-allow-origin")
+            assert granted == (origin if allowed == origin else None), (allowed, origin)
