@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+from fastapi import FastAPI
 
 from turnstream.cli._apps import create_serving_app
 from turnstream.server.app import create_app
@@ -16,9 +17,13 @@ def settings(tmp_path: Path) -> Settings:
     return Settings(db_path=tmp_path / "t.db", enable_local_model=False)
 
 
-async def get(app: object, path: str) -> httpx.Response:
-    transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]  # a FastAPI app is ASGI
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+async def get(app: FastAPI, path: str) -> httpx.Response:
+    transport = httpx.ASGITransport(app=app)
+    # the lifespan opens the store, which the key check at the edge reads
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://test") as client,
+    ):
         return await client.get(path)
 
 

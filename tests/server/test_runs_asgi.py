@@ -46,6 +46,12 @@ class RecordingStore:
     def called(self, name: str) -> asyncio.Event:
         return self.events.setdefault(name, asyncio.Event())
 
+    def scoped(self, project: str) -> RecordingStore:
+        # the requests' project views record into the same log
+        view = RecordingStore(self.inner.scoped(project), self.log)
+        view.events = self.events
+        return view
+
     def __getattr__(self, name: str) -> Any:
         target = getattr(self.inner, name)
         if not callable(target):

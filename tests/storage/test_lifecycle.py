@@ -32,6 +32,8 @@ TABLES = {
     "conversation_items",
     "conversation_locks",
     "store_owners",
+    "api_keys",
+    "stream_slots",
 }
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from turnstream.server.app import create_app
+from turnstream.server.limits import Limits
 from turnstream.server.settings import FaultSettings, PromptWarmup, Settings
 from turnstream.web import chat_index_path, chat_warmup, create_chat_router
 
@@ -60,6 +61,7 @@ def settings_from_json(text: str) -> Settings:
     if data.get("config_path") is not None:
         data["config_path"] = Path(data["config_path"])
     data["faults"] = FaultSettings(**data["faults"])
+    data["limits"] = Limits(**data["limits"])
     if data.get("local_warmup") is not None:
         data["local_warmup"] = PromptWarmup(**data["local_warmup"])
     return Settings(**data)

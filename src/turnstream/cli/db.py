@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-__all__ = ["db_app", "display_database"]
+if TYPE_CHECKING:
+    from turnstream.storage.sql import SQLStore
+
+__all__ = ["database_option", "db_app", "display_database", "open_database"]
 
 db_app = typer.Typer(
     help="The server's database: migrate it, or copy a SQLite file to PostgreSQL.",
@@ -36,6 +39,23 @@ def _database(db: str | None) -> str | Path:
     if db:
         return db if "://" in db else Path(db)
     return default_db_url() or default_db_path()
+
+
+database_option = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        help="SQLite file or postgresql://USER@HOST:PORT/DB (default: $TURNSTREAM_DB or a file in the user data dir).",
+    ),
+]
+"""The `--db` every command that opens the server's database takes, like `serve`."""
+
+
+def open_database(db: str | None) -> SQLStore:
+    """The store `--db` (or its default) names; not opened yet."""
+    from turnstream.storage import create_store
+
+    return create_store(_database(db))
 
 
 def _fail(message: str) -> typer.Exit:

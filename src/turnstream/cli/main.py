@@ -10,6 +10,7 @@ import typer
 
 from .chat import chat
 from .db import db_app, display_database
+from .keys import keys_app, require_keys_beyond_loopback
 
 if TYPE_CHECKING:
     from turnstream.server.settings import Settings
@@ -100,10 +101,34 @@ def serve(
             "--log-content", help="Put prompt and output text in the per-request log line."
         ),
     ] = False,
+    insecure_no_auth: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-no-auth",
+            help="Serve a non-loopback address with no API keys (anyone reaching it has full access).",
+        ),
+    ] = False,
+    cors_origin: Annotated[
+        str | None, typer.Option(help="The one browser origin allowed to call the API (CORS).")
+    ] = None,
+    max_body_mib: Annotated[float, typer.Option(help="Largest request body, in MiB.")] = 16.0,
+    requests_per_minute: Annotated[
+        int | None, typer.Option(help="Per API key, per server process.")
+    ] = None,
+    concurrent_streams: Annotated[
+        int | None, typer.Option(help="Open streams per API key, across all replicas.")
+    ] = None,
+    body_timeout: Annotated[
+        float, typer.Option(help="Seconds a client gets to send a request body.")
+    ] = 30.0,
+    keep_alive_timeout: Annotated[
+        float, typer.Option(help="Seconds an idle keep-alive connection stays open.")
+    ] = 5.0,
 ) -> None:
     """Run the Responses + Conversations server."""
     import uvicorn
 
+    from turnstream.server.limits import Limits
     from turnstream.server.settings import (
         FaultSettings,
         Settings,
@@ -126,6 +151,7 @@ def serve(
         db_path, db_url = default_db_path(), db
     else:
         db_path, db_url = Path(db), None  # a --db file wins over a URL in $TURNSTREAM_DB
+    require_auth = require_keys_beyond_loopback(host, db, insecure_no_auth=insecure_no_auth)
     settings = Settings(
         db_path=db_path,
         db_url=db_url,
@@ -142,6 +168,15 @@ def serve(
             rate_limit=fault_rate_limit,
             unavailable=fault_unavailable,
             conversation_locked=fault_locked,
+        ),
+        require_auth=require_auth,
+        cors_origin=cors_origin,
+        limits=Limits(
+            max_body_bytes=int(max_body_mib * 1024 * 1024),
+            body_timeout=body_timeout,
+            keep_alive_timeout=keep_alive_timeout,
+            requests_per_minute=requests_per_minute,
+            concurrent_streams=concurrent_streams,
         ),
     )
     if workers < 1:
@@ -163,6 +198,9 @@ def serve(
         # per-request line (turnstream.requests) replaces its access line
         "log_config": uvicorn_log_config(log_format),
         "access_log": log_format == "text",
+        # an idle or silent connection is closed after this (slow-drip bodies are
+        # cut off by the body deadline in the server itself)
+        "timeout_keep_alive": max(int(keep_alive_timeout), 1),
     }
     if server_app is None:
         _serve_workers(settings, workers, uvicorn_options)
@@ -213,6 +251,7 @@ def _serve_workers(settings: Settings, workers: int, uvicorn_options: dict[str, 
 
 app.command()(chat)
 app.add_typer(db_app, name="db")
+app.add_typer(keys_app, name="keys")
 
 
 if __name__ == "__main__":  # pragma: no cover

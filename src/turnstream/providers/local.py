@@ -22,6 +22,8 @@ import contextlib
 import importlib
 import importlib.util
 import logging
+import secrets
+import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
@@ -123,10 +125,37 @@ def xllamacpp_engine_factory(
         params.verbosity = -1
         if port is not None:
             params.port = port
-        engine: ChatEngine = xllamacpp.Server(params)
-        return engine
+            engine: ChatEngine = xllamacpp.Server(params)
+            return engine
+        return _server_without_network(xllamacpp, params)
 
     return create
+
+
+def _server_without_network(xllamacpp: Any, params: Any) -> ChatEngine:
+    """A llama.cpp server that nobody else can reach.
+
+    xllamacpp always starts llama.cpp's HTTP server beside the in-process calls we
+    use, by default on a random loopback TCP port that any local user could drive
+    (`/v1/chat/completions`, `/props`, `/slots`) with no key. Given a `.sock` path
+    as its host it listens on a Unix socket instead: we put that in a private
+    (0700) directory, demand a random key on it, and remove the path as soon as
+    the server is up, so no process can connect to it at all. No TCP port is opened.
+    """
+    private = Path(tempfile.mkdtemp(prefix="turnstream-llama-"))
+    private.chmod(0o700)
+    socket_path = private / "llama.sock"
+    params.hostnames = [str(socket_path)]
+    params.api_keys = [secrets.token_urlsafe(32)]
+    try:
+        engine: ChatEngine = xllamacpp.Server(params)
+    finally:
+        # once unlinked, a Unix socket cannot be connected to by path
+        with contextlib.suppress(OSError):
+            socket_path.unlink()
+        with contextlib.suppress(OSError):
+            private.rmdir()
+    return engine
 
 
 @dataclass(slots=True)

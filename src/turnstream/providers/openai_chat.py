@@ -124,6 +124,7 @@ class OpenAIChatProvider(Provider):
         self._headers.update(headers or {})
         if api_key:
             self._headers["authorization"] = f"Bearer {api_key}"
+        self._api_key = api_key
         self.stats = ChatProviderStats()
         self._text_tool_calls = text_tool_calls
         self._reasoning_content = reasoning_content
@@ -137,6 +138,23 @@ class OpenAIChatProvider(Provider):
             await self._client.aclose()
 
     async def stream(self, request: GenerationRequest) -> AsyncGenerator[Delta, None]:
+        """The upstream's answer as deltas; its errors never carry our API key (an
+        upstream's 401 text often quotes it, and the message reaches clients, logs
+        and stored responses)."""
+        try:
+            async for delta in self._stream(request):
+                yield delta
+        except ProviderError as exc:
+            if self._api_key and self._api_key in exc.message:
+                raise ProviderError(
+                    exc.message.replace(self._api_key, "[redacted]"),
+                    code=exc.code,
+                    status=exc.status,
+                    retry_after=exc.retry_after,
+                ) from None
+            raise
+
+    async def _stream(self, request: GenerationRequest) -> AsyncGenerator[Delta, None]:
         upstream_model = self._models.get(request.model)
         if upstream_model is None:
             raise ProviderError(

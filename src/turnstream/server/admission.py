@@ -29,7 +29,8 @@ from turnstream.protocol import Response, ResponseCreateParams, ToolChoice, new_
 from turnstream.protocol import errors as E
 from turnstream.protocol.ids import stored_items
 from turnstream.providers.base import GenerationRequest, Provider
-from turnstream.storage.base import ConversationNotFoundError, ResponseRecord
+from turnstream.storage.base import ConversationNotFoundError, ResponseRecord, Store
+from turnstream.storage.schema import DEFAULT_PROJECT
 
 from .appstate import ServerState
 from .errors import conversation_locked
@@ -58,6 +59,8 @@ class Admission:
     """The conversation's lease, held; `None` without a conversation."""
     toolset: Toolset
     """The request's tools as the model is offered them, to map its calls back."""
+    store: Store
+    """The store scoped to the caller's project, which the run writes through."""
     seal_reasoning: Callable[[str], str] | None = None
     """Seals reasoning into `encrypted_content` when the request includes it."""
 
@@ -66,10 +69,18 @@ class Admission:
         return self.response.id
 
 
-async def admit(state: ServerState, params: ResponseCreateParams, toolset: Toolset) -> Admission:
+async def admit(
+    state: ServerState,
+    params: ResponseCreateParams,
+    toolset: Toolset,
+    *,
+    project: str = DEFAULT_PROJECT,
+) -> Admission:
     """Validate `params` against the server's state and prepare the run.
 
     `toolset` is the request's tools as offered to the model (`hosted_tools.offer_tools`).
+    Everything is read and written in `project` (the caller's, see `auth`): another
+    project's response or conversation is not found.
 
     Raises:
         APIError: `model_not_found`, `previous_response_not_found`,
@@ -81,14 +92,16 @@ async def admit(state: ServerState, params: ResponseCreateParams, toolset: Tools
         "gen_ai.conversation.id": params.conversation_id,
     }
     with state.tracing.span("admit", attributes=attributes):
-        return await _admit(state, params, toolset)
+        return await _admit(state, params, toolset, project)
 
 
-async def _admit(state: ServerState, params: ResponseCreateParams, toolset: Toolset) -> Admission:
+async def _admit(
+    state: ServerState, params: ResponseCreateParams, toolset: Toolset, project: str
+) -> Admission:
     # parse_create_params already refused the invalid combinations (background
     # without store among them)
     provider = state.models.get(params.model or "")
-    store = state.store
+    store = state.store.scoped(project)
     new_items = stored_items(normalize_input(params.input if params.input is not None else []))
     response_id = new_id("resp")
     conversation_id = params.conversation_id
@@ -147,6 +160,7 @@ async def _admit(state: ServerState, params: ResponseCreateParams, toolset: Tool
         lease=lease,
         toolset=toolset,
         seal_reasoning=seal.seal if ENCRYPTED_REASONING in (params.include or ()) else None,
+        store=store,
     )
 
 

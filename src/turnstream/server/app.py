@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any, cast
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from turnstream._tracing import Tracing
 from turnstream.providers.base import Provider
@@ -23,13 +24,17 @@ from turnstream.storage.base import Store
 from . import conversations, health, metrics, models, responses, websocket_fallback
 from .access import AccessMiddleware
 from .appstate import ServerState
+from .auth import KeyCache
 from .errors import install_error_handlers
+from .gate import RequestGate
+from .limits import RateLimiter
 from .metrics import ServerMetrics
 from .middleware import RequestIdMiddleware
 from .observed_store import ObservedStore
 from .registry import ModelRegistry
 from .replay import StoreWakeup
 from .request_body import DecompressedBodyMiddleware
+from .schemas import publish_request_schemas
 from .settings import Settings
 
 __all__ = ["create_app", "default_providers"]
@@ -113,6 +118,12 @@ def create_app(
         metrics=server_metrics,
         tracing=tracing,
         wakeup=StoreWakeup(the_store),
+        key_cache=KeyCache(settings.auth_cache_ttl),
+        rates=(
+            RateLimiter(settings.limits.requests_per_minute)
+            if settings.limits.requests_per_minute
+            else None
+        ),
     )
     if settings.faults.seed is not None:
         state.rng.seed(settings.faults.seed)
@@ -154,10 +165,21 @@ def create_app(
         telemetry={"tracer_provider": tracer_provider},
     )
     app.state.turnstream = state
+    # the last added runs first: CORS answers preflights, request ids go on every
+    # answer (refusals included), the access record counts refusals too, then the
+    # gate checks keys, rates and body sizes before a compressed body is inflated
     app.add_middleware(DecompressedBodyMiddleware)
-    # the last added is the outermost: the request id exists before the access record
+    app.add_middleware(RequestGate, state=state)
     app.add_middleware(AccessMiddleware, state=state)
     app.add_middleware(RequestIdMiddleware)
+    if settings.cors_origin:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=[settings.cors_origin],
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["authorization", "content-type", "idempotency-key"],
+            expose_headers=["x-request-id", "retry-after"],
+        )
     install_error_handlers(app)
     app.include_router(responses.router)
     app.include_router(conversations.router)
@@ -165,6 +187,7 @@ def create_app(
     app.include_router(websocket_fallback.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
+    publish_request_schemas(app)
     return app
 
 

@@ -14,6 +14,8 @@ from fastapi import Request
 from turnstream._tracing import Tracing
 from turnstream.storage.base import Store
 
+from .auth import KeyCache
+from .limits import RateLimiter
 from .metrics import ServerMetrics
 from .registry import ModelRegistry
 from .replay import EventWakeup, PollingWakeup
@@ -42,6 +44,10 @@ class ServerState:
     tracing: Tracing = field(default_factory=lambda: Tracing(name="turnstream.server"))
     """Spans for requests, admission, provider calls and store writes (a no-op
     without OpenTelemetry)."""
+    key_cache: KeyCache = field(default_factory=lambda: KeyCache(2.0))
+    """What the database said about API keys lately (see `auth`)."""
+    rates: RateLimiter | None = None
+    """Each key's request rate in this process (None: unlimited)."""
 
     def on_run_settled(self, run: ResponseRun) -> None:
         self.runs.pop(run.response_id, None)

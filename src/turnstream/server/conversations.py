@@ -7,7 +7,6 @@ conversation's lease, so a running turn never sees its context change under it
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -17,11 +16,14 @@ from pydantic import BaseModel, Field
 
 from turnstream.protocol import InputItem, Metadata, new_id, normalize_input, parse_body
 from turnstream.protocol import errors as E
-from turnstream.storage.base import ConversationLockedError, ConversationNotFoundError
+from turnstream.storage.base import ConversationLockedError, ConversationNotFoundError, Store
 
 from .appstate import get_state
+from .auth import project_store
 from .errors import conversation_locked
+from .limits import parse_json
 from .lists import list_body
+from .schemas import request_body
 
 __all__ = ["router"]
 
@@ -44,20 +46,25 @@ class ItemsCreateParams(BaseModel):
     items: list[InputItem] = Field(min_length=1, max_length=20)
 
 
+def _store(request: Request) -> Store:
+    """The caller's project's store: another project's conversation looks missing."""
+    return project_store(request, get_state(request))
+
+
 async def _parse(request: Request, model: type[ModelT]) -> ModelT:
     raw = await request.body()
-    try:
-        body = json.loads(raw) if raw else {}
-    except ValueError:
-        raise E.malformed_json() from None
-    return parse_body(model, body)
+    return parse_body(model, parse_json(raw) if raw else {})
 
 
-@router.post("/conversations", summary="Create a conversation")
+@router.post(
+    "/conversations",
+    summary="Create a conversation",
+    openapi_extra=request_body(ConversationCreateParams, required=False),
+)
 async def create_conversation(request: Request) -> JSONResponse:
-    state = get_state(request)
+    store = _store(request)
     params = await _parse(request, ConversationCreateParams)
-    conversation = await state.store.create_conversation(
+    conversation = await store.create_conversation(
         new_id("conv"),
         metadata=params.metadata or {},
         items=normalize_input(params.items or []),
@@ -68,16 +75,20 @@ async def create_conversation(request: Request) -> JSONResponse:
 
 @router.get("/conversations/{conversation_id}", summary="Retrieve a conversation")
 async def retrieve_conversation(request: Request, conversation_id: str) -> JSONResponse:
-    conversation = await get_state(request).store.get_conversation(conversation_id)
+    conversation = await _store(request).get_conversation(conversation_id)
     if conversation is None:
         raise E.conversation_not_found(conversation_id)
     return JSONResponse(conversation)
 
 
-@router.post("/conversations/{conversation_id}", summary="Update a conversation's metadata")
+@router.post(
+    "/conversations/{conversation_id}",
+    summary="Update a conversation's metadata",
+    openapi_extra=request_body(ConversationUpdateParams),
+)
 async def update_conversation(request: Request, conversation_id: str) -> JSONResponse:
     params = await _parse(request, ConversationUpdateParams)
-    conversation = await get_state(request).store.update_conversation(
+    conversation = await _store(request).update_conversation(
         conversation_id, metadata=params.metadata or {}
     )
     if conversation is None:
@@ -87,12 +98,16 @@ async def update_conversation(request: Request, conversation_id: str) -> JSONRes
 
 @router.delete("/conversations/{conversation_id}", summary="Delete a conversation")
 async def delete_conversation(request: Request, conversation_id: str) -> JSONResponse:
-    if not await get_state(request).store.delete_conversation(conversation_id):
+    if not await _store(request).delete_conversation(conversation_id):
         raise E.conversation_not_found(conversation_id)
     return JSONResponse({"id": conversation_id, "object": "conversation.deleted", "deleted": True})
 
 
-@router.post("/conversations/{conversation_id}/items", summary="Add items to a conversation")
+@router.post(
+    "/conversations/{conversation_id}/items",
+    summary="Add items to a conversation",
+    openapi_extra=request_body(ItemsCreateParams),
+)
 async def create_items(
     request: Request,
     conversation_id: str,
@@ -101,7 +116,7 @@ async def create_items(
     state = get_state(request)
     params = await _parse(request, ItemsCreateParams)
     try:
-        created = await state.store.add_items(conversation_id, normalize_input(params.items))
+        created = await _store(request).add_items(conversation_id, normalize_input(params.items))
     except ConversationNotFoundError:
         raise E.conversation_not_found(conversation_id) from None
     except ConversationLockedError:
@@ -118,7 +133,7 @@ async def list_items(
     order: Literal["asc", "desc"] = "desc",
     include: Annotated[list[str] | None, Query(alias="include[]")] = None,
 ) -> JSONResponse:
-    store = get_state(request).store
+    store = _store(request)
     if await store.get_conversation(conversation_id) is None:
         raise E.conversation_not_found(conversation_id)
     page = await store.list_items(conversation_id, after=after, limit=limit, order=order)
@@ -134,7 +149,7 @@ async def retrieve_item(
     item_id: str,
     include: Annotated[list[str] | None, Query(alias="include[]")] = None,
 ) -> JSONResponse:
-    store = get_state(request).store
+    store = _store(request)
     if await store.get_conversation(conversation_id) is None:
         raise E.conversation_not_found(conversation_id)
     item = await store.get_item(conversation_id, item_id)
@@ -148,7 +163,7 @@ async def retrieve_item(
 )
 async def delete_item(request: Request, conversation_id: str, item_id: str) -> JSONResponse:
     state = get_state(request)
-    store = state.store
+    store = _store(request)
     try:
         deleted = await store.delete_item(conversation_id, item_id)
     except ConversationNotFoundError:

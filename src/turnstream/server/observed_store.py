@@ -65,6 +65,12 @@ class ObservedStore:
     def inner(self) -> Any:
         return self._inner
 
+    def scoped(self, project: str) -> ObservedStore:
+        """The inner store's view of one project, measured the same way."""
+        return ObservedStore(
+            self._inner.scoped(project), self._metrics, self._tracing, system=self._system
+        )
+
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._inner, name)
         if name in _UNTIMED or name.startswith("_") or not inspect.iscoroutinefunction(attr):

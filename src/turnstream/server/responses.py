@@ -8,8 +8,8 @@ has gone out, errors can only travel inside the stream.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -22,12 +22,16 @@ from turnstream.storage.base import ResponseRecord
 from .access import attach_run
 from .admission import admit
 from .appstate import ServerState, get_state
+from .auth import principal_of, project_store
 from .errors import from_provider_error
 from .faults import inject_faults
 from .hosted_tools import dropped_tools_headers, offer_tools
+from .limits import check_create_body, parse_json
 from .lists import list_body
 from .replay import follow, replay_stored
 from .runs import ResponseRun, launch
+from .schemas import request_body
+from .stream_slots import StreamSlot
 from .streaming import BodyClosedResponse, EventStreamResponse, ReplayStreamResponse
 
 __all__ = ["ADDED_TIME_HEADER", "router"]
@@ -41,25 +45,39 @@ ADDED_TIME_HEADER = "x-turnstream-added-ms"
 
 
 async def _read_json(request: Request) -> JSON:
-    raw = await request.body()
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise E.malformed_json() from None
+    body = parse_json(await request.body())
     if not isinstance(body, dict):
         raise E.malformed_json()
     return body
 
 
-@router.post("/responses", summary="Create a model response")
+@router.post(
+    "/responses",
+    summary="Create a model response",
+    openapi_extra=request_body(ResponseCreateParams),
+)
 async def create_response(request: Request) -> Response:
     started = time.perf_counter()
     state = get_state(request)
-    params = parse_create_params(await _read_json(request))
+    body = await _read_json(request)
+    check_create_body(body, state.settings.limits)
+    params = parse_create_params(body)
     toolset = offer_tools(params, state.settings)
     inject_faults(state)
-    run = launch(state, await admit(state, params, toolset))
+    principal = principal_of(request)
+    slot = (
+        await StreamSlot.take(state.store, principal, state.settings.limits)
+        if params.stream
+        else None
+    )
+    try:
+        run = launch(state, await admit(state, params, toolset, project=principal.project))
+    except BaseException:
+        if slot is not None:
+            slot.release()
+        raise
     attach_run(request, run)
+    on_closed = run.body_closed if slot is None else _both(run.body_closed, slot.release)
     # the server's own share of the latency: everything before the model was asked
     # (parsing, context assembly, the lock, the insert) and, without streaming, the
     # bookkeeping after it answered; the model's own time is not included
@@ -68,9 +86,19 @@ async def create_response(request: Request) -> Response:
         answer = await _answer(run, params, admitted, dropped_tools_headers(toolset))
     except BaseException:
         # no body of this run will be sent (an error body is not the run's)
-        run.body_closed()
+        on_closed()
         raise
-    return BodyClosedResponse(answer, on_closed=run.body_closed)
+    return BodyClosedResponse(answer, on_closed=on_closed)
+
+
+def _both(first: Callable[[], None], second: Callable[[], None]) -> Callable[[], None]:
+    def both() -> None:
+        try:
+            first()
+        finally:
+            second()
+
+    return both
 
 
 async def _answer(
@@ -111,7 +139,8 @@ async def retrieve_response(
     starting_after: int | None = None,
 ) -> Response:
     state = get_state(request)
-    record = await state.store.get_response(response_id)
+    store = project_store(request, state)
+    record = await store.get_response(response_id)
     if record is None:
         raise E.response_not_found(response_id)
     run = state.runs.get(response_id)
@@ -121,17 +150,21 @@ async def retrieve_response(
             raise E.response_not_found(response_id)
         _check_not_expired(record, state.settings.event_ttl)
         keepalive = state.settings.keepalive_interval
+        # a resumed stream is a stream: it counts against the key's limit too
+        slot = await StreamSlot.take(state.store, principal_of(request), state.settings.limits)
         if run is not None and run.events is not None:
-            return ReplayStreamResponse(follow(run.events, starting_after, keepalive))
-        return ReplayStreamResponse(
-            replay_stored(
-                state.store,
-                response_id,
-                starting_after,
-                wakeup=state.wakeup,
-                keepalive_interval=keepalive,
+            replay = ReplayStreamResponse(follow(run.events, starting_after, keepalive))
+        else:
+            replay = ReplayStreamResponse(
+                replay_stored(
+                    store,
+                    response_id,
+                    starting_after,
+                    wakeup=state.wakeup,
+                    keepalive_interval=keepalive,
+                )
             )
-        )
+        return replay if slot is None else BodyClosedResponse(replay, on_closed=slot.release)
     # a run of this process shows its closing state until it has settled (persisted,
     # released, its terminal event stored); then it is gone and the record is final
     body = run.visible_response if run is not None else record.response
@@ -154,7 +187,7 @@ def _check_not_expired(record: ResponseRecord, event_ttl: float) -> None:
 @router.post("/responses/{response_id}/cancel", summary="Cancel a background response")
 async def cancel_response(request: Request, response_id: str) -> JSONResponse:
     state = get_state(request)
-    record = await state.store.get_response(response_id)
+    record = await project_store(request, state).get_response(response_id)
     if record is None:
         raise E.response_not_found(response_id)
     if not record.background:
@@ -191,7 +224,7 @@ async def _settled_elsewhere(state: ServerState, record: ResponseRecord) -> JSON
 @router.delete("/responses/{response_id}", summary="Delete a model response")
 async def delete_response(request: Request, response_id: str) -> JSONResponse:
     state = get_state(request)
-    if not await state.store.delete_response(response_id):
+    if not await project_store(request, state).delete_response(response_id):
         raise E.response_not_found(response_id)
     return JSONResponse({"id": response_id, "object": "response", "deleted": True})
 
@@ -205,8 +238,8 @@ async def list_input_items(
     order: Literal["asc", "desc"] = "desc",
     include: Annotated[list[str] | None, Query(alias="include[]")] = None,
 ) -> JSONResponse:
-    state = get_state(request)
-    if await state.store.get_response(response_id) is None:
+    store = project_store(request, get_state(request))
+    if await store.get_response(response_id) is None:
         raise E.response_not_found(response_id)
-    page = await state.store.list_input_items(response_id, after=after, limit=limit, order=order)
+    page = await store.list_input_items(response_id, after=after, limit=limit, order=order)
     return JSONResponse(list_body(page.data, page.has_more))

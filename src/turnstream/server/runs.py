@@ -362,7 +362,7 @@ def launch(state: ServerState, admission: Admission) -> ResponseRun:
     """Start the run of an admitted request and register it with the app."""
     run = ResponseRun(
         admission,
-        store=state.store,
+        store=admission.store,
         settings=state.settings,
         on_settled=state.on_run_settled,
         tracing=state.tracing,

@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 import platformdirs
 
+from .limits import Limits
+
 __all__ = [
     "FaultSettings",
     "HostedTools",
@@ -119,6 +121,14 @@ class Settings:
     log_content: bool = False
     """Put prompt and output text in the per-request log line (off: ids, sizes and
     timings only, so logs hold no user content)."""
+    require_auth: bool = False
+    """Refuse every request without a valid key even while no key exists (set when
+    serving beyond loopback, so revoking the last key cannot open the server)."""
+    auth_cache_ttl: float = 2.0
+    """Seconds a key check is reused: a revoked key works at most this long after."""
+    limits: Limits = field(default_factory=Limits)
+    cors_origin: str | None = None
+    """The one origin whose browsers may call the API cross-site (CORS is off without)."""
 
     @property
     def database(self) -> str | Path:

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+if TYPE_CHECKING:
+    from turnstream.storage.keys import ApiKey
 
 __all__ = [
     "ConversationLockedError",
@@ -79,6 +82,42 @@ class Store(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+    # tenants and keys -----------------------------------------------------------------
+    def scoped(self, project: str) -> Store:
+        """A view that reads and writes only `project`'s responses, conversations,
+        their items and events; another project's ids look like missing ones. It
+        shares this store's connections (open and close only the store itself).
+        A store not made by `scoped` is project `default`'s."""
+        ...
+
+    async def create_key(self, name: str, *, project: str = ...) -> tuple[ApiKey, str]:
+        """A new API key and its secret (stored only as a hash: show it once).
+        Raises ValueError if the name is taken."""
+        ...
+
+    async def list_keys(self) -> list[ApiKey]: ...
+
+    async def revoke_key(self, name_or_prefix: str) -> list[ApiKey]:
+        """Revoke the key of that name, or those whose secret starts with that prefix."""
+        ...
+
+    async def has_keys(self) -> bool:
+        """True when any unrevoked key exists."""
+        ...
+
+    async def authenticate_key(self, secret: str) -> ApiKey | None:
+        """The live key with that secret (compared in constant time), else None."""
+        ...
+
+    async def acquire_stream_slot(self, key_id: str, slot: str, *, limit: int, ttl: float) -> bool:
+        """Count one more open stream of the key, across every process sharing the
+        database, unless it already has `limit`; a slot lapses after `ttl` unrenewed."""
+        ...
+
+    async def renew_stream_slot(self, slot: str, *, ttl: float) -> None: ...
+
+    async def release_stream_slot(self, slot: str) -> None: ...
 
     # responses ----------------------------------------------------------------------
     async def insert_response(self, record: ResponseRecord) -> None:

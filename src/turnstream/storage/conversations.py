@@ -40,6 +40,10 @@ def _conversation(row: Any) -> JSON:
 class ConversationStatements(DialectBase):
     """The Store protocol's conversation and item methods, for any dialect."""
 
+    def _our_conversation(self, conversation_id: str) -> sa.ColumnElement[bool]:
+        """The conversation `conversation_id`, if it is this store's project's."""
+        return (conversations.c.id == conversation_id) & (conversations.c.project == self.project)
+
     # conversations -------------------------------------------------------------------
 
     async def create_conversation(
@@ -55,7 +59,10 @@ class ConversationStatements(DialectBase):
                 raise ValueError(f"conversation {conversation_id!r} already exists")
             await conn.execute(
                 conversations.insert().values(
-                    id=conversation_id, created_at=created_at, metadata=dict(metadata)
+                    id=conversation_id,
+                    created_at=created_at,
+                    metadata=dict(metadata),
+                    project=self.project,
                 )
             )
             await self._append(conn, conversation_id, items)
@@ -75,7 +82,7 @@ class ConversationStatements(DialectBase):
         async with self._read() as conn:
             row = (
                 await conn.execute(
-                    sa.select(conversations).where(conversations.c.id == conversation_id)
+                    sa.select(conversations).where(self._our_conversation(conversation_id))
                 )
             ).first()
         return None if row is None else _conversation(row)
@@ -87,7 +94,7 @@ class ConversationStatements(DialectBase):
             return (
                 await conn.execute(
                     sa.update(conversations)
-                    .where(conversations.c.id == conversation_id)
+                    .where(self._our_conversation(conversation_id))
                     .values(metadata=dict(metadata))
                     .returning(conversations)
                 )
@@ -100,7 +107,7 @@ class ConversationStatements(DialectBase):
         async def work(conn: AsyncConnection) -> bool:
             # Items and the lease go with it (ON DELETE CASCADE).
             result = await conn.execute(
-                sa.delete(conversations).where(conversations.c.id == conversation_id)
+                sa.delete(conversations).where(self._our_conversation(conversation_id))
             )
             return result.rowcount > 0
 
@@ -146,6 +153,8 @@ class ConversationStatements(DialectBase):
     async def get_item(self, conversation_id: str, item_id: str) -> JSON | None:
         t = conversation_items
         async with self._read() as conn:
+            if not await self._conversation_exists(conn, conversation_id):
+                return None
             item: JSON | None = await conn.scalar(
                 sa.select(t.c.item).where(
                     t.c.conversation_id == conversation_id, t.c.item_id == item_id
@@ -168,7 +177,7 @@ class ConversationStatements(DialectBase):
 
     async def _conversation_exists(self, conn: AsyncConnection, conversation_id: str) -> bool:
         found = await conn.scalar(
-            sa.select(conversations.c.id).where(conversations.c.id == conversation_id)
+            sa.select(conversations.c.id).where(self._our_conversation(conversation_id))
         )
         return found is not None
 
@@ -184,7 +193,7 @@ class ConversationStatements(DialectBase):
         """
         found = await conn.scalar(
             sa.select(conversations.c.id)
-            .where(conversations.c.id == conversation_id)
+            .where(self._our_conversation(conversation_id))
             .with_for_update()
         )
         if found is None:

@@ -22,6 +22,8 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from turnstream.storage.schema import DEFAULT_PROJECT
+
 __all__ = ["DialectBase", "T", "Wakeup", "Work", "check_page", "check_ttl", "default_owner_id"]
 
 T = TypeVar("T")
@@ -75,6 +77,8 @@ class DialectBase(abc.ABC):
     ) -> None:
         check_ttl(owner_ttl)
         self.owner = owner or default_owner_id()
+        self.project = DEFAULT_PROJECT
+        """The tenant this store reads and writes (see `SQLStore.scoped`)."""
         self._clock = clock
         self._owner_ttl = owner_ttl
 

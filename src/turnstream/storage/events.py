@@ -51,7 +51,13 @@ class EventStatements(DialectBase):
 
     async def list_events(self, response_id: str, *, after: int | None) -> list[tuple[int, str]]:
         t = response_events
-        stmt = sa.select(t.c.sequence_number, t.c.data).where(t.c.response_id == response_id)
+        stmt = sa.select(t.c.sequence_number, t.c.data).where(
+            t.c.response_id == response_id,
+            # only this store's project's responses (see SQLStore.scoped)
+            sa.select(responses.c.id)
+            .where(responses.c.id == response_id, responses.c.project == self.project)
+            .exists(),
+        )
         if after is not None:
             stmt = stmt.where(t.c.sequence_number > after)
         async with self._read() as conn:

@@ -55,6 +55,18 @@ def _record(row: Any, input_items: list[JSON]) -> ResponseRecord:
 class ResponseStatements(DialectBase):
     """The Store protocol's response methods, for any dialect."""
 
+    def _our_response(self, response_id: str) -> sa.ColumnElement[bool]:
+        """The response `response_id`, if it is this store's project's."""
+        return (responses.c.id == response_id) & (responses.c.project == self.project)
+
+    def _response_is_ours(self, response_id: sa.ColumnElement[str]) -> sa.ColumnElement[bool]:
+        """A child row's response belongs to this store's project."""
+        return (
+            sa.select(responses.c.id)
+            .where(responses.c.id == response_id, responses.c.project == self.project)
+            .exists()
+        )
+
     # responses ----------------------------------------------------------------------
 
     async def insert_response(self, record: ResponseRecord) -> None:
@@ -75,6 +87,7 @@ class ResponseStatements(DialectBase):
                     response=record.response,
                     owner=record.owner,
                     updated_at=self._clock(),
+                    project=self.project,
                 )
             )
             if record.input_items:
@@ -101,19 +114,19 @@ class ResponseStatements(DialectBase):
         await self._write(lambda conn: self._update_response(conn, response_id, response))
 
     async def _update_response(
-        self, conn: AsyncConnection, response_id: str, response: JSON
+        self, conn: AsyncConnection, response_id: str, response: JSON, *, any_project: bool = False
     ) -> None:
         values: dict[str, Any] = {"response": response, "updated_at": self._clock()}
         if isinstance(response.get("status"), str):
             values["status"] = response["status"]
-        await conn.execute(
-            sa.update(responses).where(responses.c.id == response_id).values(**values)
-        )
+        # the stale sweep is the store's own housekeeping, across every project
+        where = responses.c.id == response_id if any_project else self._our_response(response_id)
+        await conn.execute(sa.update(responses).where(where).values(**values))
 
     async def get_response(self, response_id: str) -> ResponseRecord | None:
         async with self._read() as conn:
             row = (
-                await conn.execute(sa.select(responses).where(responses.c.id == response_id))
+                await conn.execute(sa.select(responses).where(self._our_response(response_id)))
             ).first()
             if row is None:
                 return None
@@ -136,7 +149,7 @@ class ResponseStatements(DialectBase):
 
     async def delete_response(self, response_id: str) -> bool:
         async def work(conn: AsyncConnection) -> bool:
-            result = await conn.execute(sa.delete(responses).where(responses.c.id == response_id))
+            result = await conn.execute(sa.delete(responses).where(self._our_response(response_id)))
             return result.rowcount > 0
 
         return await self._write(work)
@@ -144,20 +157,23 @@ class ResponseStatements(DialectBase):
     async def response_chain(self, response_id: str) -> list[ResponseRecord] | None:
         links = (
             sa.select(responses.c.id, responses.c.previous_response_id)
-            .where(responses.c.id == response_id)
+            .where(self._our_response(response_id))
             .cte("chain", recursive=True)
         )
         # UNION (not UNION ALL) also ends the walk should ids ever form a cycle.
         links = links.union(
-            sa.select(responses.c.id, responses.c.previous_response_id).join(
-                links, responses.c.id == links.c.previous_response_id
-            )
+            sa.select(responses.c.id, responses.c.previous_response_id)
+            .join(links, responses.c.id == links.c.previous_response_id)
+            .where(responses.c.project == self.project)
         )
         async with self._read() as conn:
             rows = {
                 row.id: row
                 for row in await conn.execute(
-                    sa.select(responses).where(responses.c.id.in_(sa.select(links.c.id)))
+                    sa.select(responses).where(
+                        responses.c.id.in_(sa.select(links.c.id)),
+                        responses.c.project == self.project,
+                    )
                 )
             }
             chain: list[Any] = []
@@ -176,7 +192,9 @@ class ResponseStatements(DialectBase):
     ) -> ItemPage:
         check_page(limit, order)
         t = response_input_items
-        stmt = sa.select(t.c.item).where(t.c.response_id == response_id)
+        stmt = sa.select(t.c.item).where(
+            t.c.response_id == response_id, self._response_is_ours(t.c.response_id)
+        )
         if after is not None:
             cursor = (
                 sa.select(t.c.position)
@@ -231,7 +249,7 @@ class ResponseStatements(DialectBase):
             rows = (await conn.execute(select_stale)).all()
             for row in rows:
                 failed = {**row.response, "status": "failed", "error": dict(STALE_RESPONSE_ERROR)}
-                await self._update_response(conn, row.id, failed)
+                await self._update_response(conn, row.id, failed, any_project=True)
                 # followers of its events wait for an end that will never be logged
                 await self._notify(conn, EVENTS_CHANNEL, row.id)
             await conn.execute(sa.delete(store_owners).where(store_owners.c.expires_at <= now))
@@ -252,7 +270,7 @@ class ResponseStatements(DialectBase):
             marked = (
                 await conn.execute(
                     sa.update(r)
-                    .where(r.c.id == response_id, r.c.status.in_(_UNFINISHED))
+                    .where(self._our_response(response_id), r.c.status.in_(_UNFINISHED))
                     .values(
                         cancel_requested_at=sa.func.coalesce(r.c.cancel_requested_at, self._clock())
                     )
@@ -269,7 +287,9 @@ class ResponseStatements(DialectBase):
         """True as soon as a cancel of `response_id` has been requested (by any
         process), False if none came within `within` seconds."""
         r = responses
-        requested = sa.select(r.c.cancel_requested_at.is_not(None)).where(r.c.id == response_id)
+        requested = sa.select(r.c.cancel_requested_at.is_not(None)).where(
+            self._our_response(response_id)
+        )
         async with self._watch(CANCEL_CHANNEL, response_id) as wakeup:
             deadline = time.monotonic() + within
             while True:

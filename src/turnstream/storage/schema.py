@@ -15,6 +15,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 __all__ = [
+    "DEFAULT_PROJECT",
+    "api_keys",
     "conversation_items",
     "conversation_locks",
     "conversations",
@@ -23,7 +25,11 @@ __all__ = [
     "response_input_items",
     "responses",
     "store_owners",
+    "stream_slots",
 ]
+
+DEFAULT_PROJECT = "default"
+"""The project of everything made without an API key (no keys configured)."""
 
 # JSONB where PostgreSQL is the backend; JSON text elsewhere.
 JSONDocument = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
@@ -54,6 +60,9 @@ responses = sa.Table(
     # Set by `request_cancel` on any process; the process running the response
     # watches it (`wait_for_cancel`) and cancels the run.
     sa.Column("cancel_requested_at", sa.Float, nullable=True),
+    # The tenant: every read and write of a scoped store filters on it, so another
+    # project's id is indistinguishable from a missing one.
+    sa.Column("project", sa.String, nullable=False, server_default=DEFAULT_PROJECT),
     sa.Index(None, "status"),
 )
 
@@ -93,6 +102,7 @@ conversations = sa.Table(
     sa.Column("id", sa.String, primary_key=True),
     sa.Column("created_at", sa.Integer, nullable=False),
     sa.Column("metadata", JSONDocument, nullable=False),
+    sa.Column("project", sa.String, nullable=False, server_default=DEFAULT_PROJECT),
 )
 
 conversation_items = sa.Table(
@@ -133,4 +143,34 @@ store_owners = sa.Table(
     # heartbeat tells fail_stale_responses which owners are still running responses.
     sa.Column("owner", sa.String, primary_key=True),
     sa.Column("expires_at", sa.Float, nullable=False),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    # Only a SHA-256 of the secret is kept; `prefix` (the secret's first characters,
+    # safe to show) finds the candidate rows, the hash is compared in constant time.
+    sa.Column("id", sa.String, primary_key=True),
+    sa.Column("name", sa.String, nullable=False),
+    sa.Column("project", sa.String, nullable=False),
+    sa.Column("prefix", sa.String, nullable=False),
+    sa.Column("secret_hash", sa.String, nullable=False),
+    sa.Column("created_at", sa.Integer, nullable=False),
+    sa.Column("last_used_at", sa.Integer, nullable=True),
+    sa.Column("revoked_at", sa.Integer, nullable=True),
+    sa.UniqueConstraint("name"),
+    sa.Index(None, "prefix"),
+)
+
+stream_slots = sa.Table(
+    "stream_slots",
+    metadata,
+    # One row per stream a key has open, on any replica: the concurrent-stream
+    # limit counts these. A slot expires on its own if its replica dies.
+    sa.Column("slot", sa.String, primary_key=True),
+    sa.Column(
+        "key_id", sa.String, sa.ForeignKey("api_keys.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("expires_at", sa.Float, nullable=False),
+    sa.Index(None, "key_id"),
 )

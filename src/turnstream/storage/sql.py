@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 
 import sqlalchemy as sa
@@ -31,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from turnstream.storage.dialect import default_owner_id
 from turnstream.storage.events import EventStatements
+from turnstream.storage.keys import KeyStatements
 from turnstream.storage.leases import LeaseStatements
 from turnstream.storage.responses import STALE_RESPONSE_ERROR
 from turnstream.storage.schema import store_owners
@@ -40,13 +42,25 @@ __all__ = ["STALE_RESPONSE_ERROR", "SQLStore", "default_owner_id"]
 logger = logging.getLogger(__name__)
 
 
-class SQLStore(LeaseStatements, EventStatements):
+class SQLStore(LeaseStatements, EventStatements, KeyStatements):
     """The dialect-neutral Store: its statements and the owner's heartbeat.
 
     See `DialectBase` for the constructor's arguments.
     """
 
     _heartbeat: asyncio.Task[None] | None = None
+
+    def scoped(self, project: str) -> SQLStore:
+        """A view of this store that reads and writes only `project`'s responses,
+        conversations, items and events (tenant isolation).
+
+        The view shares this store's connections; open and close only the store
+        itself. Another project's ids look exactly like missing ones through it,
+        because every statement filters on the project in the database.
+        """
+        view = copy.copy(self)
+        view.project = project
+        return view
 
     # lifecycle ----------------------------------------------------------------------
 

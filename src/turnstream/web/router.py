@@ -17,7 +17,7 @@ from typing import Any
 
 import anyio
 import openai
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -27,6 +27,7 @@ from turnstream.sse import encode
 
 from .chats import CHAT_INSTRUCTIONS, ChatIndex
 from .events import event_to_dict
+from .login import Caller, add_login_routes, api_key_of, same_site_only, self_base_url
 
 __all__ = ["create_chat_router"]
 
@@ -52,16 +53,6 @@ class TurnParams(BaseModel):
     conversation: str | None = None
 
 
-def _self_base_url(request: Request) -> str:
-    """The `/v1` URL of the socket this request came in on: this very server."""
-    server = request.scope.get("server")
-    if server and server[1]:
-        host = str(server[0])
-        host = f"[{host}]" if ":" in host else host
-        return f"http://{host}:{server[1]}/v1"
-    return str(request.base_url).rstrip("/") + "/v1"
-
-
 def create_chat_router(  # noqa: C901  # the route closures count towards it; each route is a few lines
     index_path: Path,
     *,
@@ -80,7 +71,8 @@ def create_chat_router(  # noqa: C901  # the route closures count towards it; ea
             reached through the socket the page's request came in on.
         api_key: Sent as the bearer token to that API.
     """
-    router = APIRouter(include_in_schema=False)
+    router = APIRouter(include_in_schema=False, dependencies=[Depends(same_site_only)])
+    add_login_routes(router, api_base_url)
     index = ChatIndex(index_path)
     running: dict[str, RunStream] = {}
 
@@ -95,17 +87,24 @@ def create_chat_router(  # noqa: C901  # the route closures count towards it; ea
             raise HTTPException(404)
         return FileResponse(STATIC / name, media_type=_ASSETS[name])
 
+    def _caller(request: Request) -> Caller:
+        return Caller(api_base_url or self_base_url(request), api_key_of(request, api_key))
+
     @router.get("/chat/api/conversations")
-    async def conversations() -> JSONResponse:
+    async def conversations(request: Request) -> JSONResponse:
+        entries = index.list()
+        visible = await _caller(request).visible([e.id for e in entries])
         data = [
             {"id": e.id, "title": e.title, "created_at": e.created_at, "updated_at": e.updated_at}
-            for e in index.list()
+            for e in entries
+            if e.id in visible
         ]
         return JSONResponse({"object": "list", "data": data})
 
     @router.delete("/chat/api/conversations/{conversation_id}")
-    async def forget(conversation_id: str) -> JSONResponse:
-        index.forget(conversation_id)
+    async def forget(conversation_id: str, request: Request) -> JSONResponse:
+        if await _caller(request).visible([conversation_id]):
+            index.forget(conversation_id)
         return JSONResponse({"id": conversation_id, "deleted": True})
 
     @router.get("/chat/api/tools")
@@ -115,10 +114,10 @@ def create_chat_router(  # noqa: C901  # the route closures count towards it; ea
 
     @router.post("/chat/api/turn")
     async def turn(params: TurnParams, request: Request) -> StreamingResponse:
-        base_url = api_base_url or _self_base_url(request)
+        base_url = api_base_url or self_base_url(request)
         turn_id = secrets.token_hex(8)
         return StreamingResponse(
-            _turn_events(params, turn_id, base_url),
+            _turn_events(params, turn_id, base_url, api_key_of(request, api_key)),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
@@ -131,8 +130,11 @@ def create_chat_router(  # noqa: C901  # the route closures count towards it; ea
         run.cancel()
         return JSONResponse({"id": turn_id, "cancelled": True})
 
-    async def _turn_events(params: TurnParams, turn_id: str, base_url: str) -> AsyncIterator[bytes]:
-        client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=2)
+    async def _turn_events(
+        params: TurnParams, turn_id: str, base_url: str, key: str
+    ) -> AsyncIterator[bytes]:
+        # the turn calls the API as the signed-in page: with its key and its project
+        client = openai.AsyncOpenAI(base_url=base_url, api_key=key, max_retries=2)
         try:
             conversation = params.conversation
             if conversation is None:

@@ -328,8 +328,39 @@
     }
   }
 
+  // ---- login: the key lives in an HttpOnly cookie the page cannot read --------------------
+
+  function askForKey() {
+    const dialog = $("login");
+    if (!dialog.open) dialog.showModal();
+    $("login-key").focus();
+  }
+
+  $("login-form").addEventListener("submit", async function (event) {
+    event.preventDefault();
+    const response = await fetch("/chat/login", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ key: $("login-key").value }),
+    });
+    if (!response.ok) {
+      $("login-error").textContent = "That key was not accepted.";
+      return;
+    }
+    $("login-key").value = "";
+    $("login").close();
+    loadModels();
+    loadTools();
+    refreshChats();
+    loadHistory(state.conversation);
+  });
+
   async function loadModels() {
     const response = await fetch("/v1/models");
+    if (response.status === 401) {
+      askForKey();
+      return;
+    }
     const names = response.ok ? (await response.json()).data.map(function (m) { return m.id; }) : [];
     const saved = localStorage.getItem("turnstream.model");
     const choice = names.includes(saved) ? saved
