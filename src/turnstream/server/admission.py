@@ -16,7 +16,7 @@ fails after the lease was taken, the lease is released before the error leaves.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,8 +60,24 @@ class Admission:
         return self.response.id
 
 
-async def admit(state: ServerState, params: ResponseCreateParams) -> Admission:
+async def admit(
+    state: ServerState,
+    params: ResponseCreateParams,
+    *,
+    prior: Sequence[JSON] | None = None,
+    response_id: str | None = None,
+) -> Admission:
     """Validate `params` against the server's state and prepare the run.
+
+    Args:
+        state: The app's state.
+        params: The parsed create request.
+        prior: The whole context of `params.previous_response_id` (its input and
+            output, and everything before), when the caller holds it already: a
+            WebSocket connection keeps its last response's, which is the only copy
+            of a `store=false` one. The chain is then not loaded from storage.
+        response_id: The new response's id, when the caller had to know it first
+            (an idempotency key is bound to it before admission).
 
     Raises:
         APIError: `model_not_found`, `previous_response_not_found`,
@@ -73,11 +89,14 @@ async def admit(state: ServerState, params: ResponseCreateParams) -> Admission:
     provider = state.models.get(params.model or "")
     store = state.store
     new_items = stored_items(normalize_input(params.input if params.input is not None else []))
-    response_id = new_id("resp")
+    response_id = response_id or new_id("resp")
     conversation_id = params.conversation_id
 
     lease: ConversationLease | None = None
-    if params.previous_response_id:
+    context: list[Mapping[str, Any]]
+    if params.previous_response_id and prior is not None:
+        context = assemble_chain([(list(prior), [])], new_items)
+    elif params.previous_response_id:
         chain = await store.response_chain(params.previous_response_id)
         if not chain:
             raise E.previous_response_not_found(params.previous_response_id)

@@ -18,7 +18,7 @@ from turnstream.providers.base import Provider
 from turnstream.storage import create_store
 from turnstream.storage.base import Store
 
-from . import conversations, models, responses
+from . import conversations, models, responses, websocket
 from .appstate import ServerState
 from .errors import install_error_handlers
 from .middleware import RequestIdMiddleware
@@ -119,6 +119,7 @@ def create_app(
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
     app.include_router(responses.router)
+    app.include_router(websocket.router)
     app.include_router(conversations.router)
     app.include_router(models.router)
     return app
