@@ -32,6 +32,8 @@ TABLES = {
     "conversation_items",
     "conversation_locks",
     "store_owners",
+    "idempotency_keys",
+    "server_secrets",
 }
 
 

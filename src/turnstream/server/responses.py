@@ -22,6 +22,7 @@ from .admission import admit
 from .appstate import get_state
 from .errors import from_provider_error
 from .faults import inject_faults
+from .idempotency import IDEMPOTENCY_HEADER, IdempotencyClaim, claim_or_repeat
 from .lists import list_body
 from .replay import follow, replay_stored
 from .runs import ResponseRun, launch
@@ -52,9 +53,23 @@ async def _read_json(request: Request) -> JSON:
 async def create_response(request: Request) -> Response:
     started = time.perf_counter()
     state = get_state(request)
-    params = parse_create_params(await _read_json(request))
+    body = await _read_json(request)
+    params = parse_create_params(body)
     inject_faults(state)
-    run = launch(state, await admit(state, params))
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    claim: IdempotencyClaim | None = None
+    if key and params.store:
+        outcome = await claim_or_repeat(state, key, body)
+        if not isinstance(outcome, IdempotencyClaim):
+            return outcome
+        claim = outcome
+    try:
+        admission = await admit(state, params, response_id=claim.response_id if claim else None)
+    except BaseException:
+        if claim is not None:
+            await claim.release(state.store)
+        raise
+    run = launch(state, admission)
     # the server's own share of the latency: everything before the model was asked
     # (parsing, context assembly, the lock, the insert) and, without streaming, the
     # bookkeeping after it answered; the model's own time is not included

@@ -97,6 +97,8 @@ class Settings:
     """What the embedded model warms its prompt cache with; the CLI sets the chat
     apps' instructions and tools here (the server does not know its clients)."""
     instance_id: str | None = None
+    idempotency_retention: float = 24 * 3600.0
+    """Seconds an `Idempotency-Key` stays bound to the response it made."""
     websocket_max_seconds: float = 3600.0
     """How long a WebSocket connection on `/v1/responses` may stay open (OpenAI closes
     them after 60 minutes, with `websocket_connection_limit_reached`)."""
