@@ -123,9 +123,7 @@ def key_reused() -> E.APIError:
     )
 
 
-async def _repeat(
-    state: ServerState, record: ResponseRecord, *, stream: bool
-) -> Response | None:
+async def _repeat(state: ServerState, record: ResponseRecord, *, stream: bool) -> Response | None:
     """The first request's answer again; `None` if it was cancelled by its client
     going away (only a background response can be cancelled otherwise)."""
     run = state.runs.get(record.id)
