@@ -22,7 +22,7 @@ import contextlib
 import copy
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from contextlib import aclosing
-from typing import Any
+from typing import Any, Literal
 
 import openai
 
@@ -37,6 +37,7 @@ from .run_stream import RunStream
 from .tools import Tool, ToolCall
 from .transport import HTTPTransport, Transport
 from .turn import TurnReader
+from .websocket import WebSocketTransport
 
 __all__ = ["Agent"]
 
@@ -63,6 +64,10 @@ class Agent:
             `reasoning`, `max_output_tokens`, ...).
         registry: Per-conversation locks and owed outputs; defaults to one registry
             shared by every Agent in the process.
+        transport: `"http"` (a streamed `POST /responses` per request),
+            `"websocket"` (`response.create` frames over kept-open connections to
+            `/responses`, fewer setups per tool round), or any `Transport`. Close a
+            WebSocket Agent with `aclose()` (or `async with agent:`).
     """
 
     def __init__(
@@ -79,6 +84,7 @@ class Agent:
         store: bool = True,
         request_options: Mapping[str, Any] | None = None,
         registry: ConversationRegistry | None = None,
+        transport: Literal["http", "websocket"] | Transport = "http",
     ) -> None:
         if max_turns < 1:
             raise ValueError("max_turns must be at least 1")
@@ -98,7 +104,8 @@ class Agent:
         self.store = store
         self.request_options = dict(request_options or {})
         self.registry = registry or shared_registry()
-        self._transport: Transport = HTTPTransport(client, self.retry)
+        self.transport = transport
+        self._transport: Transport = _make_transport(transport, client, self.retry)
         self._tool_definitions = [t.definition() for t in self.tools.values()]
 
     def stream(
@@ -173,13 +180,26 @@ class Agent:
             fresh = self.client.copy(http_client=openai.DefaultAsyncHttpxClient())
             agent = copy.copy(self)
             agent.client = fresh
-            agent._transport = HTTPTransport(fresh, self.retry)
+            agent._transport = _make_transport(self.transport, fresh, self.retry)
             try:
                 return await agent.run(input, **kwargs)
             finally:
+                await agent.aclose()
                 await fresh.close()
 
         return asyncio.run(main())
+
+    async def aclose(self) -> None:
+        """Close the transport's connections (WebSocket); the client stays open."""
+        aclose = getattr(self._transport, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+    async def __aenter__(self) -> Agent:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
     async def _run(
         self, user_items: list[Item], mode: StateMode, max_turns: int, handle: RunStream
@@ -284,3 +304,17 @@ class Agent:
                 with contextlib.suppress(asyncio.CancelledError):
                     await runner
         await runner
+
+
+def _make_transport(
+    kind: Literal["http", "websocket"] | Transport,
+    client: openai.AsyncOpenAI,
+    retry: RetryPolicy,
+) -> Transport:
+    if kind == "http":
+        return HTTPTransport(client, retry)
+    if kind == "websocket":
+        return WebSocketTransport(client, retry)
+    if isinstance(kind, str):
+        raise ValueError(f"transport must be 'http', 'websocket' or a Transport, not {kind!r}")
+    return kind

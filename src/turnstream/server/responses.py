@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, Response
 
 from turnstream.protocol import TERMINAL_STATUSES, ResponseCreateParams, parse_create_params
 from turnstream.protocol import errors as E
+from turnstream.providers.base import ProviderError
 
 from .admission import admit
 from .appstate import get_state
@@ -75,7 +76,7 @@ async def create_response(request: Request) -> Response:
     # bookkeeping after it answered; the model's own time is not included
     admitted = time.perf_counter() - started
     try:
-        answer = await _answer(run, params, admitted)
+        answer = await _answer(run, params, admitted, request)
     except BaseException:
         # no body of this run will be sent (an error body is not the run's)
         run.body_closed()
@@ -83,7 +84,9 @@ async def create_response(request: Request) -> Response:
     return BodyClosedResponse(answer, on_closed=run.body_closed)
 
 
-async def _answer(run: ResponseRun, params: ResponseCreateParams, admitted: float) -> Response:
+async def _answer(
+    run: ResponseRun, params: ResponseCreateParams, admitted: float, request: Request
+) -> Response:
     """The response type the request asked for: the background's initial Response,
     a stream, or the final Response."""
     headers = {ADDED_TIME_HEADER: _ms(admitted)}
@@ -91,7 +94,7 @@ async def _answer(run: ResponseRun, params: ResponseCreateParams, admitted: floa
         # the run goes on without us; the client polls GET /v1/responses/{id}
         return JSONResponse(run.final_response, headers=headers)
     if params.stream:
-        error = await run.wait_for_first_delta()
+        error = await _first_delta_while_connected(run, request)
         if error is not None:
             raise from_provider_error(error)
         return EventStreamResponse(run, headers=headers)
@@ -104,6 +107,30 @@ async def _answer(run: ResponseRun, params: ResponseCreateParams, admitted: floa
         raise from_provider_error(run.early_error)
     headers[ADDED_TIME_HEADER] = _ms(admitted + run.persist_seconds)
     return JSONResponse(final, headers=headers)
+
+
+async def _first_delta_while_connected(run: ResponseRun, request: Request) -> ProviderError | None:
+    """`run.wait_for_first_delta()`, but a client that leaves meanwhile cancels a
+    non-background run now: a retry of it (same `Idempotency-Key`) waits for this
+    run, and must not wait for a model nobody is listening to."""
+    if run.background:
+        return await run.wait_for_first_delta()
+
+    async def gone() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    first = asyncio.create_task(run.wait_for_first_delta())
+    watcher = asyncio.create_task(gone())
+    try:
+        await asyncio.wait({first, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if not first.done():
+        run.cancel()
+        first.cancel()
+        raise asyncio.CancelledError("the client went away before the first delta")
+    return first.result()
 
 
 def _ms(seconds: float) -> str:
