@@ -91,6 +91,17 @@ class ReasoningItem(WireModel):
     status: str | None = None
 
 
+class CompactionItem(WireModel):
+    """An opaque summary of earlier context, made by `POST /v1/responses/compact`.
+
+    Only the server that sealed `encrypted_content` can read it; it expands the
+    item back into the context it stands for."""
+
+    type: Literal["compaction"] = "compaction"
+    id: str | None = None
+    encrypted_content: str
+
+
 class ItemReferenceItem(WireModel):
     """A reference to a stored item by id, resolved by the server."""
 
@@ -114,13 +125,14 @@ InputItem = Annotated[
     | Annotated[FunctionCallItem, Tag("function_call")]
     | Annotated[FunctionCallOutputItem, Tag("function_call_output")]
     | Annotated[ReasoningItem, Tag("reasoning")]
-    | Annotated[ItemReferenceItem, Tag("item_reference")],
+    | Annotated[ItemReferenceItem, Tag("item_reference")]
+    | Annotated[CompactionItem, Tag("compaction")],
     Discriminator(
         _input_item_tag,
         custom_error_type="invalid_value",
         custom_error_message=(
             "Invalid value for 'type': expected one of 'message', 'function_call', "
-            "'function_call_output', 'reasoning' or 'item_reference'."
+            "'function_call_output', 'reasoning', 'item_reference' or 'compaction'."
         ),
     ),
 ]

@@ -31,6 +31,7 @@ from turnstream.providers.base import GenerationRequest, Provider
 from turnstream.storage.base import ConversationNotFoundError, ResponseRecord
 
 from .appstate import ServerState
+from .compaction import expand_compactions
 from .errors import conversation_locked
 from .lease import ConversationLease
 
@@ -118,6 +119,8 @@ async def admit(
         if conversation_id is not None:
             # read under the lease, so the context cannot change before the turn ends
             context = assemble_conversation(await store.all_items(conversation_id), new_items)
+        # compaction items stay as they are in storage; the model sees what they stand for
+        context = list(await expand_compactions(state, context))
         validate_context(context)
         response = Response.from_params(
             params,

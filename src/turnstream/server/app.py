@@ -18,7 +18,7 @@ from turnstream.providers.base import Provider
 from turnstream.storage import create_store
 from turnstream.storage.base import Store
 
-from . import conversations, models, responses, websocket
+from . import compaction, conversations, models, responses, websocket
 from .appstate import ServerState
 from .errors import install_error_handlers
 from .middleware import RequestIdMiddleware
@@ -118,6 +118,7 @@ def create_app(
     app.state.turnstream = state
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
+    app.include_router(compaction.router)
     app.include_router(responses.router)
     app.include_router(websocket.router)
     app.include_router(conversations.router)

@@ -35,6 +35,8 @@ class ServerState:
     rng: random.Random = field(default_factory=random.Random)
     wakeup: EventWakeup = field(default_factory=PollingWakeup)
     """How a resumed stream waits for new events in the store (see `replay`)."""
+    secrets: dict[str, str] = field(default_factory=dict)
+    """Shared secrets read from the store, by name (see `secrets`)."""
 
     def on_run_settled(self, run: ResponseRun) -> None:
         self.runs.pop(run.response_id, None)
