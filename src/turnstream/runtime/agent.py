@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import json
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from contextlib import aclosing
 from typing import Any, Literal
@@ -31,7 +32,7 @@ from .events import RunCompleted, RunEvent, ToolCallReady, TurnCompleted
 from .execution import ErrorFormatter, ToolBatch, default_error_formatter
 from .history import LocalReplay, ResponseChain, ServerConversation, StateMode
 from .loop import Failed, Finish, OweOutputs, RequestTemplate, RunTools, ToolLoop, TurnRequest
-from .results import RunResult
+from .results import RunResult, TokenUsage
 from .retry import RetryPolicy
 from .run_stream import RunStream
 from .tools import Tool, ToolCall
@@ -64,6 +65,10 @@ class Agent:
             `reasoning`, `max_output_tokens`, ...).
         registry: Per-conversation locks and owed outputs; defaults to one registry
             shared by every Agent in the process.
+        compact_at_tokens: When a response reports more input tokens than this
+            (`usage`), the history is compacted (`POST /responses/compact`) before
+            the next request, which starts a new chain from the compacted window.
+            Chains and `store=False` only; a conversation's history is the server's.
         transport: `"http"` (a streamed `POST /responses` per request),
             `"websocket"` (`response.create` frames over kept-open connections to
             `/responses`, fewer setups per tool round), or any `Transport`. Close a
@@ -85,6 +90,7 @@ class Agent:
         request_options: Mapping[str, Any] | None = None,
         registry: ConversationRegistry | None = None,
         transport: Literal["http", "websocket"] | Transport = "http",
+        compact_at_tokens: int | None = None,
     ) -> None:
         if max_turns < 1:
             raise ValueError("max_turns must be at least 1")
@@ -105,6 +111,7 @@ class Agent:
         self.request_options = dict(request_options or {})
         self.registry = registry or shared_registry()
         self.transport = transport
+        self.compact_at_tokens = compact_at_tokens
         self._transport: Transport = _make_transport(transport, client, self.retry)
         self._tool_definitions = [t.definition() for t in self.tools.values()]
 
@@ -257,6 +264,7 @@ class Agent:
                 if finish is not None:
                     yield RunCompleted(finish.result)
                     return
+                await self._compact_if_due(loop.mode, outcome.usage)
         finally:
             unanswered: list[Item] = []
             if batch is not None:
@@ -287,6 +295,21 @@ class Agent:
                     early = progress.get_nowait()
                     if early is not None:
                         yield early
+
+    async def _compact_if_due(self, mode: StateMode, usage: TokenUsage | None) -> None:
+        """Replace a long history by its compacted window before the next request."""
+        limit = self.compact_at_tokens
+        if limit is None or usage is None or usage.input_tokens <= limit:
+            return
+        if not isinstance(mode, ResponseChain | LocalReplay):
+            return
+        # the raw JSON, as for streamed events: the items go back to the server as they
+        # came, and no SDK model gets to reinterpret them
+        raw = await self.client.with_options(max_retries=3).responses.with_raw_response.compact(
+            model=self.model, **mode.compaction_source()
+        )
+        window = json.loads(raw.content)["output"]
+        mode.rebase([dict(item) for item in window])
 
     @staticmethod
     async def _run_tools(
