@@ -126,8 +126,12 @@ async def tool_rounds(socket: ClientConnection, rounds: int, **mode: Any) -> lis
     return responses
 
 
-async def test_events_match_the_sse_stream_in_order_and_numbering(ws: ClientConnection) -> None:
+async def test_events_match_the_sse_stream_in_order_and_numbering(
+    live: LiveServer, ws: ClientConnection
+) -> None:
     frames = await create(ws, input="hello there")
+    # the wire recorder sees the frames too, so every suite over WebSocket is validated
+    assert live.recorder.events == frames
     kinds = [f["type"] for f in frames]
     assert kinds[:2] == ["response.created", "response.in_progress"]
     assert kinds[-1] == "response.completed"
