@@ -6,6 +6,7 @@ whole of `test_against_server.py`, which runs over both transports.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -123,3 +124,47 @@ async def test_conversation_locked_frames_are_retried_until_the_lock_is_free(
     result = await make_agent(server_client, tools=[], retry=retry).run("hi", conversation=cid)
     assert result.final_output == "hi"
     assert len(waits) == 1
+
+
+class ClientFrames:
+    """Records every `response.create` frame the server receives."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.frames: list[dict[str, Any]] = []
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "websocket":
+            await self.app(scope, receive, send)
+            return
+
+        async def tee() -> Any:
+            message = await receive()
+            if message["type"] == "websocket.receive" and message.get("text"):
+                self.frames.append(json.loads(message["text"]))
+            return message
+
+        await self.app(scope, tee, send)
+
+
+async def test_store_false_sends_only_new_items_on_the_same_connection_and_all_after_a_reconnect(
+    live_server: LiveServer, server_client: openai.AsyncOpenAI
+) -> None:
+    client_frames = tap(live_server, ClientFrames)
+    agent = make_agent(server_client, store=False)
+    first = await agent.run('add {"a": 1, "b": 2}')
+    second = await agent.run('add {"a": 3, "b": 4}', history=first.history)
+    assert second.final_output == "Tool results: 7.0"
+    frames = client_frames.frames
+    assert [len(f["input"]) for f in frames] == [1, 1, 1, 1]
+    assert [("previous_response_id" in f) for f in frames] == [False, True, True, True]
+    assert all(f["store"] is False for f in frames)
+    # after a reconnect the server has nothing of ours: the whole context again
+    for connection in transport_of(agent)._idle:
+        connection.transport.abort()
+    third = await agent.run('add {"a": 5, "b": 6}', history=second.history)
+    assert third.final_output == "Tool results: 11.0"
+    assert "previous_response_id" not in frames[4]
+    assert len(frames[4]["input"]) == len(second.history) + 1
+    assert "previous_response_id" in frames[5]
+    assert_paired(third.history)

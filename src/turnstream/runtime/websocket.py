@@ -15,9 +15,13 @@ terminal event, and the same errors are raised:
   disconnect cancelled the response); one that closes after events were received
   raises `StreamInterruptedError`.
 
-Recovery after a reconnect needs nothing here: the loop's requests always carry
-what the server needs without this connection's memory (a stored id or a
-conversation, or the whole context with `store=false`).
+With `store=false` the loop resends the whole context every request. On the
+connection that carried the previous response, this transport sends only the new
+items and that response's id instead: the server keeps the connection's last
+response, and that is the point of WebSocket mode for such chains. After a
+reconnect (or if the server answers `previous_response_not_found`) it sends the
+whole context again; stored chains and conversations need nothing: their requests
+name what the server holds.
 
 A connection is reused only once its last response was read to the terminal event;
 a caller that abandons a response mid-way closes its connection, which cancels the
@@ -37,6 +41,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from .errors import StreamInterruptedError
+from .history import replayable
 from .loop import TurnRequest
 from .retry import RetryPolicy, is_retryable
 from .turn import TERMINAL_TYPES
@@ -93,6 +98,9 @@ class WebSocketTransport:
         self.policy = policy
         self._idle: list[ClientConnection] = []
         self._open: set[ClientConnection] = set()
+        self._last: dict[ClientConnection, tuple[str, list[JSON]]] = {}
+        """Per connection, its last `store=false` response: id, and the whole context
+        a client resends after it (what the server keeps for the connection)."""
 
     async def aclose(self) -> None:
         """Close every connection (idle or not)."""
@@ -101,12 +109,12 @@ class WebSocketTransport:
         await asyncio.gather(*(c.close() for c in connections), return_exceptions=True)
 
     async def stream(self, request: TurnRequest) -> AsyncGenerator[dict[str, Any], None]:
-        frame = json.dumps({"type": "response.create", **request.body, **request.options})
+        body = {"type": "response.create", **request.body, **request.options}
         retries = 0
         while True:
             received = False
             try:
-                async for event in self._one_attempt(frame):
+                async for event in self._one_attempt(body):
                     received = True
                     yield event
                 return
@@ -127,16 +135,17 @@ class WebSocketTransport:
             await self.policy.sleep(self.policy.delay(retries, None))
             retries += 1
 
-    async def _one_attempt(self, frame: str) -> AsyncGenerator[JSON, None]:
+    async def _one_attempt(self, body: JSON) -> AsyncGenerator[JSON, None]:
         connection = await self._take()
         finished = False
         try:
-            try:
-                await connection.send(frame)
-                first = await connection.recv()
-            except ConnectionClosed as exc:
-                raise _Dropped(f"the WebSocket closed before the response began: {exc}") from exc
-            event = _object(first)
+            frame = self._continuation(connection, body)
+            event = await self._first_event(connection, frame or body)
+            if frame is not None and _code(event) == "previous_response_not_found":
+                # the server no longer holds what this connection sent last: the
+                # whole context, as after a reconnect
+                self._last.pop(connection, None)
+                event = await self._first_event(connection, body)
             while True:
                 if event is not None:
                     if event.get("type") == "error" and "status" in event:
@@ -145,6 +154,7 @@ class WebSocketTransport:
                     yield event
                     if event.get("type") in TERMINAL_TYPES:
                         finished = True
+                        self._remember(connection, body, event)
                         return
                 event = _object(await connection.recv())
         finally:
@@ -152,7 +162,46 @@ class WebSocketTransport:
                 self._idle.append(connection)
             else:
                 self._open.discard(connection)
+                self._last.pop(connection, None)
                 await connection.close()
+
+    @staticmethod
+    async def _first_event(connection: ClientConnection, body: JSON) -> JSON | None:
+        try:
+            await connection.send(json.dumps(body))
+            return _object(await connection.recv())
+        except ConnectionClosed as exc:
+            raise _Dropped(f"the WebSocket closed before the response began: {exc}") from exc
+
+    def _continuation(self, connection: ClientConnection, body: JSON) -> JSON | None:
+        """With `store: false`, the body as a continuation of this connection's last
+        response (its id and only the new items), when the body resends that
+        response's whole context; `None` otherwise."""
+        last = self._last.get(connection)
+        if last is None or body.get("store") is not False or "previous_response_id" in body:
+            return None
+        response_id, context = last
+        items = body.get("input")
+        if not isinstance(items, list) or items[: len(context)] != context:
+            return None
+        return {**body, "input": items[len(context) :], "previous_response_id": response_id}
+
+    def _remember(self, connection: ClientConnection, body: JSON, terminal: JSON) -> None:
+        response = terminal.get("response") or {}
+        items = body.get("input")
+        if (
+            body.get("store") is not False
+            or terminal.get("type") != "response.completed"
+            or not isinstance(items, list)
+        ):
+            self._last.pop(connection, None)
+            return
+        output = [
+            replayable(item)
+            for item in response.get("output") or []
+            if item.get("type") != "reasoning" or item.get("encrypted_content")
+        ]
+        self._last[connection] = (str(response.get("id")), [*items, *output])
 
     async def _take(self) -> ClientConnection:
         while self._idle:
@@ -179,6 +228,13 @@ class WebSocketTransport:
             kind = openai.InternalServerError if status >= 500 else openai.APIStatusError
         message = f"Error code: {status} - {json.dumps({'error': error})}"
         return kind(message, response=response, body=error)
+
+
+def _code(event: JSON | None) -> str | None:
+    if event is None or event.get("type") != "error":
+        return None
+    error = event.get("error")
+    return error.get("code") if isinstance(error, dict) else None
 
 
 def _object(raw: str | bytes) -> JSON | None:
