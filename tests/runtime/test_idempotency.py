@@ -147,3 +147,21 @@ async def test_a_repeated_streaming_create_gets_the_first_responses_events(
     created = [e for e in live.recorder.events if e["type"] == "response.completed"]
     assert len(created) == 2
     assert created[0]["response"] == created[1]["response"]
+
+
+async def test_concurrent_requests_with_one_key_make_one_turn_and_share_it(
+    tmp_path: Path,
+) -> None:
+    words = " ".join(f"w{n}" for n in range(15))
+    body = {"model": "echo-slow", "input": words}
+    headers = {"Idempotency-Key": "k-concurrent"}
+    with running_server(tmp_path / "concurrent.db") as server:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=20) as http:
+            replies = await asyncio.gather(
+                *(http.post("/responses", json=body, headers=headers) for _ in range(3))
+            )
+    # whichever came first made the turn; the others waited for it, live or stored
+    assert {r.status_code for r in replies} == {200}
+    assert len({r.json()["id"] for r in replies}) == 1
+    assert all(r.json()["status"] == "completed" for r in replies)
+    assert replies[0].json()["output"][0]["content"][0]["text"] == words
