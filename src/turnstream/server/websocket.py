@@ -164,6 +164,13 @@ class SocketSession:
             self._evict(referenced)
             await self._send(error_frame(error))
             return
+        except Exception:
+            # over HTTP the app's handler would answer 500; here the connection must
+            # stay usable, so the frame says it
+            log.exception("a WebSocket response.create failed")
+            self._evict(referenced)
+            await self._send(error_frame(E.server_error()))
+            return
         try:
             await self._stream(run, referenced)
         finally:
