@@ -28,7 +28,7 @@ from turnstream.server.appstate import ServerState
 from turnstream.server.settings import Settings
 from turnstream.sse import Decoder
 
-from .spec import validate_event, validate_response
+from .spec import validate_event, validate_response, validate_schema
 
 
 class WireRecorder:
@@ -42,8 +42,13 @@ class WireRecorder:
         self.app = app
         self.events: list[dict[str, Any]] = []
         self.responses: list[dict[str, Any]] = []
+        self.socket_errors: list[dict[str, Any]] = []
+        """WebSocket error frames (the nested shape, unlike SSE's flat one)."""
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket" and scope["path"] == "/v1/responses":
+            await self.app(scope, receive, self._tee_frames(send))
+            return
         if scope["type"] != "http" or not scope["path"].startswith("/v1/responses"):
             await self.app(scope, receive, send)
             return
@@ -65,6 +70,20 @@ class WireRecorder:
         finally:
             self._record(kind["value"], b"".join(body))
 
+    def _tee_frames(self, send: Any) -> Any:
+        """WebSocket mode: every text frame the server sends is an event or an error."""
+
+        async def tee(message: Any) -> None:
+            if message["type"] == "websocket.send" and message.get("text"):
+                frame = json.loads(message["text"])
+                if frame.get("type") == "error":
+                    self.socket_errors.append(frame)
+                else:
+                    self.events.append(frame)
+            await send(message)
+
+        return tee
+
     def _record(self, content_type: bytes, data: bytes) -> None:
         if content_type.startswith(b"text/event-stream"):
             decoder = Decoder()
@@ -82,6 +101,8 @@ class WireRecorder:
                 validate_response(event["response"])
         for response in self.responses:
             validate_response(response)
+        for frame in self.socket_errors:
+            validate_schema(frame, "WebSocketErrorEvent")
 
 
 class Gate:

@@ -11,6 +11,8 @@ import pytest
 from tests.livesrv import LiveServer, running_server
 from turnstream.providers.scripted import ScriptedProvider
 
+from . import helpers
+
 
 @pytest.fixture
 def live_server(tmp_path: Path) -> Iterator[LiveServer]:
@@ -31,3 +33,10 @@ async def server_client(live_server: LiveServer) -> AsyncIterator[openai.AsyncOp
         base_url=live_server.base_url, api_key="test", timeout=20
     ) as client:
         yield client
+
+
+@pytest.fixture(params=["http", "websocket"])
+async def over_each_transport(request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    """Runs a test once per runtime transport: `make_agent` uses `param`."""
+    async with helpers.agents_over(request.param) as transport:
+        yield transport

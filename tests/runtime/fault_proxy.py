@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Coroutine
+from collections.abc import Container, Coroutine
 from typing import Any, Literal
 
 __all__ = ["FaultProxy"]
@@ -49,10 +49,13 @@ class FaultProxy:
         mode: DropMode = "before_request",
         seed: int | None = None,
         upstream_host: str = "127.0.0.1",
+        drop_requests: Container[int] | None = None,
     ) -> None:
         self.upstream_host = upstream_host
         self.upstream_port = upstream_port
         self.drop_rate = drop_rate
+        self.drop_requests = drop_requests
+        """Request numbers (1-based, in arrival order) to drop, instead of drawing."""
         self.mode: DropMode = mode
         self.rng = random.Random(seed)
         self.requests = 0
@@ -66,6 +69,11 @@ class FaultProxy:
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
+
+    def _draw(self) -> bool:
+        if self.drop_requests is not None:
+            return self.requests in self.drop_requests
+        return self.rng.random() < self.drop_rate
 
     async def __aenter__(self) -> FaultProxy:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
@@ -113,7 +121,7 @@ class FaultProxy:
                 if state["request_start"]:
                     state["request_start"] = False
                     self.requests += 1
-                    if self.rng.random() < self.drop_rate:
+                    if self._draw():
                         if self.mode == "before_request":
                             self.drops += 1
                             return

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import openai
@@ -40,13 +41,36 @@ def add(a: float, b: float) -> float:
     return a + b
 
 
+TRANSPORT: list[str] = ["http"]
+"""The transport `make_agent` gives its agents; `over_each_transport` switches it."""
+
+OPEN_AGENTS: list[Agent] = []
+"""Agents made by `make_agent`, closed by `over_each_transport` after the test."""
+
+
+@contextlib.asynccontextmanager
+async def agents_over(transport: str) -> AsyncIterator[str]:
+    """`make_agent` gives agents on `transport` inside; they are closed on exit."""
+    TRANSPORT[0] = transport
+    try:
+        yield transport
+    finally:
+        TRANSPORT[0] = "http"
+        agents, OPEN_AGENTS[:] = list(OPEN_AGENTS), []
+        for agent in agents:
+            await agent.aclose()
+
+
 def make_agent(client: openai.AsyncOpenAI, **kw: Any) -> Agent:
+    kw.setdefault("transport", TRANSPORT[0])
     kw.setdefault("model", "echo")
     kw.setdefault("tools", [add])
     kw.setdefault("registry", ConversationRegistry())
     kw.setdefault("retry", QUICK_RETRY)
     kw.setdefault("instructions", "Be brief.")
-    return Agent(client=client, **kw)
+    agent = Agent(client=client, **kw)
+    OPEN_AGENTS.append(agent)
+    return agent
 
 
 async def collect(agent: Agent, text: str, **kw: Any) -> list[RunEvent]:

@@ -135,6 +135,18 @@ class LockHold:
             await self.app(scope, receive, send)
             return
         seen: dict[str, Any] = {"status": 0, "stream": False, "body": b""}
+        holding: list[asyncio.Event] = []
+        replayed = receive
+
+        async def patient_receive() -> Message:
+            # The server reports the body's end as a disconnect at once, which would
+            # cancel the held send (and so end the hold) before anyone was refused.
+            message: Message = await replayed()
+            if message["type"] == "http.disconnect" and holding:
+                await holding[0].wait()
+            return message
+
+        receive = patient_receive
 
         async def hold(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -151,6 +163,7 @@ class LockHold:
                 return
             # registered before the last byte leaves, so no refusal can come first
             released = self._held[conversation] = asyncio.Event()
+            holding.append(released)
             await send(message)
             await released.wait()
 

@@ -50,6 +50,9 @@ from .server_taps import StatusCounter, tap
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "minimal_responder.py"
 
+pytestmark = pytest.mark.usefixtures("over_each_transport")
+"""Every test here runs over HTTP and over WebSocket (issue 11's acceptance)."""
+
 
 # -- tools -----------------------------------------------------------------------------
 

@@ -79,7 +79,9 @@ async def test_after_body_lock_release_is_retried_and_never_reaches_the_caller(
         done = await tool_rounds(after_body_server.base_url, conversations=2, rounds=5)
     assert done == 10
     assert counter.unexpected() == {}, counter.counts
-    assert hold.released_by_refusal > 0  # the hold was in place: the race was forced
+    assert hold.released_by_refusal > 0, (
+        counter.counts
+    )  # the hold was in place: the race was forced
 
 
 @pytest.fixture

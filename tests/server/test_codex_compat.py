@@ -154,7 +154,10 @@ def test_hosted_tools_are_a_400_when_the_server_is_set_to_reject_them(tmp_path: 
     assert "'web_search'" in error["message"]
 
 
-def test_a_websocket_upgrade_gets_426_so_codex_falls_back_to_http(live: LiveServer) -> None:
+def test_codex_s_websocket_upgrade_is_accepted_now_that_websocket_mode_exists(
+    live: LiveServer,
+) -> None:
+    # Codex tries WebSocket first (with its beta header); the upgrade is served
     response = httpx.get(
         f"{live.base_url}/responses",
         headers={
@@ -166,8 +169,7 @@ def test_a_websocket_upgrade_gets_426_so_codex_falls_back_to_http(live: LiveServ
         },
         timeout=10,
     )
-    assert response.status_code == 426
-    assert response.json()["error"]["code"] == "websocket_not_supported"
+    assert response.status_code == 101
 
 
 def test_models_list_carries_codex_s_model_metadata_beside_data(live: LiveServer) -> None:

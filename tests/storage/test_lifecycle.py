@@ -34,6 +34,8 @@ TABLES = {
     "store_owners",
     "api_keys",
     "stream_slots",
+    "idempotency_keys",
+    "server_secrets",
 }
 
 

@@ -20,7 +20,7 @@ __all__ = [
     "stored_items",
 ]
 
-ID_PREFIXES: Final = frozenset({"resp", "msg", "fc", "call", "rs", "conv", "fco", "item"})
+ID_PREFIXES: Final = frozenset({"resp", "msg", "fc", "call", "rs", "conv", "fco", "item", "cmp"})
 """The prefixes `new_id` accepts."""
 
 _RANDOM_BYTES: Final = 24
@@ -47,6 +47,7 @@ ITEM_ID_PREFIXES: Final[Mapping[str, str]] = {
     "function_call": "fc",
     "function_call_output": "fco",
     "reasoning": "rs",
+    "compaction": "cmp",
 }
 """The id prefix of each item type; any other type gets `item_`."""
 

@@ -106,11 +106,12 @@ PassiveItemType = Literal[
     "tool_search_output",
     "local_shell_call",
     "local_shell_call_output",
-    "compaction",
 ]
 PASSIVE_ITEM_TYPES: tuple[str, ...] = get_args(PassiveItemType)
 """Item kinds OpenAI's hosted tools produce, which clients such as Codex CLI send
-back in their history. They are accepted and kept, but no model here can use them."""
+back in their history. They are accepted and kept, but no model here can use them.
+(`compaction` is not one of them: this server makes and opens its own, and refuses
+any other; see `server/compaction.py`.)"""
 
 
 class PassiveItem(WireModel):
@@ -143,6 +144,17 @@ class ReasoningItem(WireModel):
     status: str | None = None
 
 
+class CompactionItem(WireModel):
+    """An opaque summary of earlier context, made by `POST /v1/responses/compact`.
+
+    Only the server that sealed `encrypted_content` can read it; it expands the
+    item back into the context it stands for."""
+
+    type: Literal["compaction"] = "compaction"
+    id: str | None = None
+    encrypted_content: str
+
+
 class ItemReferenceItem(WireModel):
     """A reference to a stored item by id, resolved by the server."""
 
@@ -173,14 +185,15 @@ InputItem = Annotated[
     | Annotated[CustomToolCallOutputItem, Tag("custom_tool_call_output")]
     | Annotated[ReasoningItem, Tag("reasoning")]
     | Annotated[ItemReferenceItem, Tag("item_reference")]
-    | Annotated[PassiveItem, Tag("passive")],
+    | Annotated[PassiveItem, Tag("passive")]
+    | Annotated[CompactionItem, Tag("compaction")],
     Discriminator(
         _input_item_tag,
         custom_error_type="invalid_value",
         custom_error_message=(
             "Invalid value for 'type': expected one of 'message', 'function_call', "
             "'function_call_output', 'custom_tool_call', 'custom_tool_call_output', "
-            "'reasoning', 'item_reference' or an item of a hosted tool."
+            "'reasoning', 'item_reference', 'compaction' or an item of a hosted tool."
         ),
     ),
 ]

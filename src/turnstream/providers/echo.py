@@ -55,6 +55,9 @@ class EchoProvider(Provider):
         models: The public model names to answer for.
     """
 
+    writes_summaries = False
+    """It would only echo the request: compaction summarises without it."""
+
     def __init__(self, delay: float = 0.0, *, models: Sequence[str] = ("echo",)) -> None:
         self._delay = delay
         self._models = tuple(models)

@@ -20,9 +20,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import json
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from contextlib import aclosing
-from typing import Any
+from typing import Any, Literal
 
 import openai
 
@@ -33,12 +34,13 @@ from .events import RunCompleted, RunEvent, ToolCallReady, TurnCompleted
 from .execution import ErrorFormatter, ToolBatch, default_error_formatter
 from .history import LocalReplay, ResponseChain, ServerConversation, StateMode
 from .loop import Failed, Finish, OweOutputs, RequestTemplate, RunTools, ToolLoop, TurnRequest
-from .results import RunResult
+from .results import RunResult, TokenUsage
 from .retry import RetryPolicy
 from .run_stream import RunStream
 from .tools import Tool, ToolCall
 from .transport import HTTPTransport, Transport
 from .turn import TurnReader
+from .websocket import WebSocketTransport
 
 __all__ = ["Agent"]
 
@@ -68,6 +70,14 @@ class Agent:
         tracer_provider: An OpenTelemetry `TracerProvider` for the run's spans (the
             run, each turn, each tool call); default: the global one. Without
             OpenTelemetry, or with no provider configured, there are no spans.
+        compact_at_tokens: When a response reports more input tokens than this
+            (`usage`), the history is compacted (`POST /responses/compact`) before
+            the next request, which starts a new chain from the compacted window.
+            Chains and `store=False` only; a conversation's history is the server's.
+        transport: `"http"` (a streamed `POST /responses` per request),
+            `"websocket"` (`response.create` frames over kept-open connections to
+            `/responses`, fewer setups per tool round), or any `Transport`. Close a
+            WebSocket Agent with `aclose()` (or `async with agent:`).
     """
 
     def __init__(
@@ -85,6 +95,8 @@ class Agent:
         request_options: Mapping[str, Any] | None = None,
         registry: ConversationRegistry | None = None,
         tracer_provider: Any = None,
+        transport: Literal["http", "websocket"] | Transport = "http",
+        compact_at_tokens: int | None = None,
     ) -> None:
         if max_turns < 1:
             raise ValueError("max_turns must be at least 1")
@@ -104,7 +116,9 @@ class Agent:
         self.store = store
         self.request_options = dict(request_options or {})
         self.registry = registry or shared_registry()
-        self._transport: Transport = HTTPTransport(client, self.retry)
+        self.transport = transport
+        self.compact_at_tokens = compact_at_tokens
+        self._transport: Transport = _make_transport(transport, client, self.retry)
         self._tool_definitions = [t.definition() for t in self.tools.values()]
         self._tracing = Tracing(tracer_provider, name="turnstream.runtime")
 
@@ -180,13 +194,26 @@ class Agent:
             fresh = self.client.copy(http_client=openai.DefaultAsyncHttpxClient())
             agent = copy.copy(self)
             agent.client = fresh
-            agent._transport = HTTPTransport(fresh, self.retry)
+            agent._transport = _make_transport(self.transport, fresh, self.retry)
             try:
                 return await agent.run(input, **kwargs)
             finally:
+                await agent.aclose()
                 await fresh.close()
 
         return asyncio.run(main())
+
+    async def aclose(self) -> None:
+        """Close the transport's connections (WebSocket); the client stays open."""
+        aclose = getattr(self._transport, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+    async def __aenter__(self) -> Agent:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
     async def _run(
         self, user_items: list[Item], mode: StateMode, max_turns: int, handle: RunStream
@@ -267,6 +294,7 @@ class Agent:
                 if finish is not None:
                     yield RunCompleted(finish.result)
                     return
+                await self._compact_if_due(loop.mode, outcome.usage)
         finally:
             unanswered: list[Item] = []
             if batch is not None:
@@ -320,6 +348,21 @@ class Agent:
             if span is not None:
                 _end_turn_span(span, reader)
 
+    async def _compact_if_due(self, mode: StateMode, usage: TokenUsage | None) -> None:
+        """Replace a long history by its compacted window before the next request."""
+        limit = self.compact_at_tokens
+        if limit is None or usage is None or usage.input_tokens <= limit:
+            return
+        if not isinstance(mode, ResponseChain | LocalReplay):
+            return
+        # the raw JSON, as for streamed events: the items go back to the server as they
+        # came, and no SDK model gets to reinterpret them
+        raw = await self.client.with_options(max_retries=3).responses.with_raw_response.compact(
+            model=self.model, **mode.compaction_source()
+        )
+        window = json.loads(raw.content)["output"]
+        mode.rebase([dict(item) for item in window])
+
     @staticmethod
     async def _run_tools(
         batch: ToolBatch, calls: Sequence[ToolCall], progress: asyncio.Queue[RunEvent | None]
@@ -350,3 +393,17 @@ def _end_turn_span(span: Any, reader: TurnReader) -> None:
         },
     )
     end(span)
+
+
+def _make_transport(
+    kind: Literal["http", "websocket"] | Transport,
+    client: openai.AsyncOpenAI,
+    retry: RetryPolicy,
+) -> Transport:
+    if kind == "http":
+        return HTTPTransport(client, retry)
+    if kind == "websocket":
+        return WebSocketTransport(client, retry)
+    if isinstance(kind, str):
+        raise ValueError(f"transport must be 'http', 'websocket' or a Transport, not {kind!r}")
+    return kind

@@ -19,7 +19,14 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-__all__ = ["LocalReplay", "ResponseChain", "ServerConversation", "StateMode", "replayable"]
+__all__ = [
+    "Compactable",
+    "LocalReplay",
+    "ResponseChain",
+    "ServerConversation",
+    "StateMode",
+    "replayable",
+]
 
 Item = dict[str, Any]
 
@@ -72,6 +79,19 @@ class StateMode(Protocol):
         ...
 
 
+class Compactable(Protocol):
+    """A mode whose history the client may replace by a compacted window (chains and
+    local replay; a conversation's history is the server's)."""
+
+    def compaction_source(self) -> dict[str, Any]:
+        """The `POST /responses/compact` fields that name this history."""
+        ...
+
+    def rebase(self, window: list[Item]) -> None:
+        """Continue from `window` (a `CompactResource`'s output) as a new chain."""
+        ...
+
+
 class ServerConversation:
     """History held by the server in conversation `conversation_id`."""
 
@@ -103,6 +123,7 @@ class ResponseChain:
         self.previous_response_id = previous_response_id
         self.lock_key: str | None = None
         self.conversation_id: str | None = None
+        self._base: list[Item] = []
 
     @property
     def owed_key(self) -> str | None:
@@ -117,10 +138,21 @@ class ResponseChain:
         return {"previous_response_id": self.previous_response_id}
 
     def input(self, new_items: list[Item]) -> list[Item]:
-        return new_items
+        return [*self._base, *new_items]
 
     def completed(self, response_id: str, sent: list[Item], output: list[Item]) -> None:
         self.previous_response_id = response_id
+        self._base = []
+
+    def compaction_source(self) -> dict[str, Any]:
+        """What `POST /responses/compact` needs to compact this history."""
+        return {"previous_response_id": self.previous_response_id}
+
+    def rebase(self, window: list[Item]) -> None:
+        """Start a new chain from a compacted window: the next request sends it as
+        its base input, without `previous_response_id`."""
+        self.previous_response_id = None
+        self._base = [replayable(item) for item in window]
 
     def owe(self, outputs: list[Item]) -> list[Item]:
         return outputs
@@ -147,6 +179,13 @@ class LocalReplay:
     def completed(self, response_id: str, sent: list[Item], output: list[Item]) -> None:
         self._history.extend(sent)
         self._history.extend(replayable(item) for item in output if _worth_replaying(item))
+
+    def compaction_source(self) -> dict[str, Any]:
+        return {"input": list(self._history)}
+
+    def rebase(self, window: list[Item]) -> None:
+        """Continue from a compacted window instead of the whole history."""
+        self._history = [replayable(item) for item in window]
 
     def owe(self, outputs: list[Item]) -> list[Item]:
         # the caller carries this history into its next run (`history=`), so the

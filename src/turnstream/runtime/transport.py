@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import ssl
+import uuid
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Any, Protocol
@@ -35,7 +36,9 @@ from .loop import TurnRequest
 from .retry import RetryPolicy, is_retryable
 from .turn import TERMINAL_TYPES
 
-__all__ = ["HTTPTransport", "Transport", "stream_response"]
+__all__ = ["IDEMPOTENCY_HEADER", "HTTPTransport", "Transport", "stream_response"]
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
 class Transport(Protocol):
@@ -65,7 +68,14 @@ class HTTPTransport:
         if request.options:
             # the SDK refuses keyword arguments it does not know; extra_body does not
             body["extra_body"] = dict(request.options)
+        # one key per logical request, the same on every retry of it: a server that
+        # did the turn before the connection dropped answers the retry with that turn
+        body["extra_headers"] = {IDEMPOTENCY_HEADER: new_idempotency_key()}
         return stream_response(self.client, body, self.policy)
+
+
+def new_idempotency_key() -> str:
+    return f"ts-{uuid.uuid4().hex}"
 
 
 def _transport_errors() -> tuple[type[BaseException], ...]:

@@ -16,7 +16,7 @@ fails after the lease was taken, the lease is released before the error leaves.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +33,7 @@ from turnstream.storage.base import ConversationNotFoundError, ResponseRecord, S
 from turnstream.storage.schema import DEFAULT_PROJECT
 
 from .appstate import ServerState
+from .compaction import expand_compactions
 from .errors import conversation_locked
 from .lease import ConversationLease
 from .reasoning_seal import ENCRYPTED_REASONING, ReasoningSeal
@@ -61,6 +62,10 @@ class Admission:
     """The request's tools as the model is offered them, to map its calls back."""
     store: Store
     """The store scoped to the caller's project, which the run writes through."""
+    context: list[JSON]
+    """The assembled context as the client's items (before the model's view of them:
+    tools mapped to functions, sealed reasoning opened); a WebSocket connection keeps
+    it to continue from."""
     seal_reasoning: Callable[[str], str] | None = None
     """Seals reasoning into `encrypted_content` when the request includes it."""
 
@@ -75,12 +80,25 @@ async def admit(
     toolset: Toolset,
     *,
     project: str = DEFAULT_PROJECT,
+    prior: Sequence[JSON] | None = None,
+    response_id: str | None = None,
 ) -> Admission:
     """Validate `params` against the server's state and prepare the run.
 
-    `toolset` is the request's tools as offered to the model (`hosted_tools.offer_tools`).
     Everything is read and written in `project` (the caller's, see `auth`): another
     project's response or conversation is not found.
+
+    Args:
+        state: The app's state.
+        params: The parsed create request.
+        toolset: The request's tools as offered to the model (`hosted_tools.offer_tools`).
+        project: The caller's project.
+        prior: The whole context of `params.previous_response_id` (its input and
+            output, and everything before), when the caller holds it already: a
+            WebSocket connection keeps its last response's, which is the only copy
+            of a `store=false` one. The chain is then not loaded from storage.
+        response_id: The new response's id, when the caller had to know it first
+            (an idempotency key is bound to it before admission).
 
     Raises:
         APIError: `model_not_found`, `previous_response_not_found`,
@@ -92,22 +110,30 @@ async def admit(
         "gen_ai.conversation.id": params.conversation_id,
     }
     with state.tracing.span("admit", attributes=attributes):
-        return await _admit(state, params, toolset, project)
+        return await _admit(state, params, toolset, project, prior, response_id)
 
 
 async def _admit(
-    state: ServerState, params: ResponseCreateParams, toolset: Toolset, project: str
+    state: ServerState,
+    params: ResponseCreateParams,
+    toolset: Toolset,
+    project: str,
+    prior: Sequence[JSON] | None,
+    response_id: str | None,
 ) -> Admission:
     # parse_create_params already refused the invalid combinations (background
     # without store among them)
     provider = state.models.get(params.model or "")
     store = state.store.scoped(project)
     new_items = stored_items(normalize_input(params.input if params.input is not None else []))
-    response_id = new_id("resp")
+    response_id = response_id or new_id("resp")
     conversation_id = params.conversation_id
 
     lease: ConversationLease | None = None
-    if params.previous_response_id:
+    context: list[Mapping[str, Any]]
+    if params.previous_response_id and prior is not None:
+        context = assemble_chain([(list(prior), [])], new_items)
+    elif params.previous_response_id:
         chain = await store.response_chain(params.previous_response_id)
         if not chain:
             raise E.previous_response_not_found(params.previous_response_id)
@@ -133,6 +159,8 @@ async def _admit(
         if conversation_id is not None:
             # read under the lease, so the context cannot change before the turn ends
             context = assemble_conversation(await store.all_items(conversation_id), new_items)
+        # compaction items stay as they are in storage; the model sees what they stand for
+        context = list(await expand_compactions(state, context))
         validate_context(context)
         response = Response.from_params(
             params,
@@ -161,6 +189,7 @@ async def _admit(
         toolset=toolset,
         seal_reasoning=seal.seal if ENCRYPTED_REASONING in (params.include or ()) else None,
         store=store,
+        context=[dict(item) for item in context],
     )
 
 

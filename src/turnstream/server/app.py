@@ -21,7 +21,7 @@ from turnstream.providers.base import Provider
 from turnstream.storage import create_store
 from turnstream.storage.base import Store
 
-from . import conversations, health, metrics, models, responses, websocket_fallback
+from . import compaction, conversations, health, metrics, models, responses, websocket
 from .access import AccessMiddleware
 from .appstate import ServerState
 from .auth import KeyCache
@@ -181,10 +181,11 @@ def create_app(
             expose_headers=["x-request-id", "retry-after"],
         )
     install_error_handlers(app)
+    app.include_router(compaction.router)
     app.include_router(responses.router)
+    app.include_router(websocket.router)
     app.include_router(conversations.router)
     app.include_router(models.router)
-    app.include_router(websocket_fallback.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
     publish_request_schemas(app)

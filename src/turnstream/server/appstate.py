@@ -48,6 +48,8 @@ class ServerState:
     """What the database said about API keys lately (see `auth`)."""
     rates: RateLimiter | None = None
     """Each key's request rate in this process (None: unlimited)."""
+    secrets: dict[str, str] = field(default_factory=dict)
+    """Shared secrets read from the store, by name (see `secrets`)."""
 
     def on_run_settled(self, run: ResponseRun) -> None:
         self.runs.pop(run.response_id, None)

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, Response
 
 from turnstream.protocol import TERMINAL_STATUSES, ResponseCreateParams, parse_create_params
 from turnstream.protocol import errors as E
+from turnstream.providers.base import ProviderError
 from turnstream.storage.base import ResponseRecord
 
 from .access import attach_run
@@ -26,6 +27,7 @@ from .auth import principal_of, project_store
 from .errors import from_provider_error
 from .faults import inject_faults
 from .hosted_tools import dropped_tools_headers, offer_tools
+from .idempotency import IDEMPOTENCY_HEADER, IdempotencyClaim, claim_or_repeat
 from .limits import check_create_body, parse_json
 from .lists import list_body
 from .replay import follow, replay_stored
@@ -65,16 +67,32 @@ async def create_response(request: Request) -> Response:
     toolset = offer_tools(params, state.settings)
     inject_faults(state)
     principal = principal_of(request)
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    claim: IdempotencyClaim | None = None
+    if key and params.store:
+        outcome = await claim_or_repeat(state, key, body, project=principal.project)
+        if not isinstance(outcome, IdempotencyClaim):
+            return outcome
+        claim = outcome
     slot = (
         await StreamSlot.take(state.store, principal, state.settings.limits)
         if params.stream
         else None
     )
     try:
-        run = launch(state, await admit(state, params, toolset, project=principal.project))
+        admission = await admit(
+            state,
+            params,
+            toolset,
+            project=principal.project,
+            response_id=claim.response_id if claim else None,
+        )
+        run = launch(state, admission)
     except BaseException:
         if slot is not None:
             slot.release()
+        if claim is not None:
+            await claim.release(state.store)
         raise
     attach_run(request, run)
     on_closed = run.body_closed if slot is None else _both(run.body_closed, slot.release)
@@ -83,7 +101,7 @@ async def create_response(request: Request) -> Response:
     # bookkeeping after it answered; the model's own time is not included
     admitted = time.perf_counter() - started
     try:
-        answer = await _answer(run, params, admitted, dropped_tools_headers(toolset))
+        answer = await _answer(run, params, admitted, request, dropped_tools_headers(toolset))
     except BaseException:
         # no body of this run will be sent (an error body is not the run's)
         on_closed()
@@ -102,7 +120,11 @@ def _both(first: Callable[[], None], second: Callable[[], None]) -> Callable[[],
 
 
 async def _answer(
-    run: ResponseRun, params: ResponseCreateParams, admitted: float, headers: dict[str, str]
+    run: ResponseRun,
+    params: ResponseCreateParams,
+    admitted: float,
+    request: Request,
+    headers: dict[str, str],
 ) -> Response:
     """The response type the request asked for: the background's initial Response,
     a stream, or the final Response."""
@@ -111,7 +133,7 @@ async def _answer(
         # the run goes on without us; the client polls GET /v1/responses/{id}
         return JSONResponse(run.final_response, headers=headers)
     if params.stream:
-        error = await run.wait_for_first_delta()
+        error = await _first_delta_while_connected(run, request)
         if error is not None:
             raise from_provider_error(error)
         return EventStreamResponse(run, headers=headers)
@@ -124,6 +146,30 @@ async def _answer(
         raise from_provider_error(run.early_error)
     headers[ADDED_TIME_HEADER] = _ms(admitted + run.persist_seconds)
     return JSONResponse(final, headers=headers)
+
+
+async def _first_delta_while_connected(run: ResponseRun, request: Request) -> ProviderError | None:
+    """`run.wait_for_first_delta()`, but a client that leaves meanwhile cancels a
+    non-background run now: a retry of it (same `Idempotency-Key`) waits for this
+    run, and must not wait for a model nobody is listening to."""
+    if run.background:
+        return await run.wait_for_first_delta()
+
+    async def gone() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    first = asyncio.create_task(run.wait_for_first_delta())
+    watcher = asyncio.create_task(gone())
+    try:
+        await asyncio.wait({first, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if not first.done():
+        run.cancel()
+        first.cancel()
+        raise asyncio.CancelledError("the client went away before the first delta")
+    return first.result()
 
 
 def _ms(seconds: float) -> str:

@@ -74,6 +74,7 @@ class ResponseRun:
         self.settings = settings
         self.provider = admission.provider
         self.request = admission.generation
+        self.context = admission.context
         self.response_id = admission.response_id
         self.input_items = list(admission.input_items)
         self.store_response = admission.response.store

@@ -129,6 +129,14 @@ class Settings:
     limits: Limits = field(default_factory=Limits)
     cors_origin: str | None = None
     """The one origin whose browsers may call the API cross-site (CORS is off without)."""
+    idempotency_retention: float = 24 * 3600.0
+    """Seconds an `Idempotency-Key` stays bound to the response it made."""
+    compaction_secret: str | None = None
+    """The Fernet key that seals compaction items; unset, one is kept in the
+    database (shared by every replica)."""
+    websocket_max_seconds: float = 3600.0
+    """How long a WebSocket connection on `/v1/responses` may stay open (OpenAI closes
+    them after 60 minutes, with `websocket_connection_limit_reached`)."""
 
     @property
     def database(self) -> str | Path:

@@ -8,7 +8,7 @@ the lock holds across processes and replicas sharing one database.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -19,6 +19,7 @@ __all__ = [
     "ConversationLockedError",
     "ConversationNotFoundError",
     "DuplicateItemError",
+    "IdempotencyRecord",
     "ItemPage",
     "ResponseRecord",
     "Store",
@@ -67,6 +68,17 @@ class ResponseRecord:
     updated_at: float = 0.0
     """When the store last wrote it (the store's clock): for a finished response,
     when it ended. Set by the store; a value passed in is ignored."""
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyRecord:
+    """Who holds an idempotency key: the response its first request made."""
+
+    key: str
+    body_hash: str
+    """A digest of the first request's body; a repeat must match it."""
+    response_id: str
+    created_at: float
 
 
 @dataclass(slots=True)
@@ -301,4 +313,23 @@ class Store(Protocol):
         Raises ConversationNotFoundError if the conversation was deleted, and
         DuplicateItemError on an item id already in the conversation.
         """
+        ...
+
+    # idempotency keys and shared secrets -----------------------------------------
+
+    async def claim_idempotency_key(
+        self, scope: str, key: str, *, body_hash: str, response_id: str, retention: float
+    ) -> IdempotencyRecord:
+        """Bind `key` (within `scope`) to `response_id` unless a claim younger than
+        `retention` seconds holds it; return the claim that holds it now (ours when
+        its `response_id` is ours). Atomic across processes."""
+        ...
+
+    async def release_idempotency_key(self, scope: str, key: str, response_id: str) -> None:
+        """Forget our claim on `key` (the request it stood for was refused)."""
+        ...
+
+    async def server_secret(self, name: str, make: Callable[[], str]) -> str:
+        """The secret called `name`, made with `make()` and stored if there is none
+        yet; every process sharing the database gets the same one."""
         ...

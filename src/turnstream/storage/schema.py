@@ -20,10 +20,12 @@ __all__ = [
     "conversation_items",
     "conversation_locks",
     "conversations",
+    "idempotency_keys",
     "metadata",
     "response_events",
     "response_input_items",
     "responses",
+    "server_secrets",
     "store_owners",
     "stream_slots",
 ]
@@ -173,4 +175,26 @@ stream_slots = sa.Table(
     ),
     sa.Column("expires_at", sa.Float, nullable=False),
     sa.Index(None, "key_id"),
+)
+
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    # The first create request sent with a key binds it to the response it made; a
+    # repeat within the retention window gets that response, never a second turn.
+    # `scope` keeps one client's keys apart from another's (the API key's project).
+    sa.Column("scope", sa.String, primary_key=True),
+    sa.Column("key", sa.String, primary_key=True),
+    sa.Column("body_hash", sa.String, nullable=False),
+    sa.Column("response_id", sa.String, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+server_secrets = sa.Table(
+    "server_secrets",
+    metadata,
+    # Secrets every replica sharing the database must agree on (the key that seals
+    # compaction items); made once by whichever process needs one first.
+    sa.Column("name", sa.String, primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
 )

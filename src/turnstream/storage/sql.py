@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from turnstream.storage.dialect import default_owner_id
 from turnstream.storage.events import EventStatements
+from turnstream.storage.idempotency import IdempotencyStatements
 from turnstream.storage.keys import KeyStatements
 from turnstream.storage.leases import LeaseStatements
 from turnstream.storage.responses import STALE_RESPONSE_ERROR
@@ -42,7 +43,7 @@ __all__ = ["STALE_RESPONSE_ERROR", "SQLStore", "default_owner_id"]
 logger = logging.getLogger(__name__)
 
 
-class SQLStore(LeaseStatements, EventStatements, KeyStatements):
+class SQLStore(LeaseStatements, EventStatements, KeyStatements, IdempotencyStatements):
     """The dialect-neutral Store: its statements and the owner's heartbeat.
 
     See `DialectBase` for the constructor's arguments.
