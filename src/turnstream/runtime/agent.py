@@ -33,6 +33,7 @@ from .events import RunCompleted, RunEvent, ToolCallReady, TurnCompleted
 from .execution import ErrorFormatter, ToolBatch, default_error_formatter
 from .history import LocalReplay, ResponseChain, ServerConversation, StateMode
 from .loop import Failed, Finish, OweOutputs, RequestTemplate, RunTools, ToolLoop, TurnRequest
+from .reconcile import ask_server
 from .results import RunResult
 from .retry import RetryPolicy
 from .run_stream import RunStream
@@ -196,10 +197,11 @@ class Agent:
         hold = self.registry.hold(mode.lock_key) if mode.lock_key else contextlib.nullcontext()
         async with hold:
             owed = self.registry.take_owed(mode.owed_key) if mode.owed_key else []
+            doubt = self.registry.take_doubt(mode.owed_key) if mode.owed_key else None
             template = RequestTemplate(
                 self.model, self.instructions, self._tool_definitions, self.request_options
             )
-            loop = ToolLoop(mode, template, user_items, owed=owed, max_turns=max_turns)
+            loop = ToolLoop(mode, template, user_items, owed=owed, doubt=doubt, max_turns=max_turns)
             # spans of a generator are not made current (a generator may be resumed
             # from another context); turns and tool calls name their parent instead
             run_span = self._tracing.start(
@@ -229,7 +231,11 @@ class Agent:
         semaphore = asyncio.Semaphore(self.max_concurrent_tools)
         progress: asyncio.Queue[RunEvent | None] = asyncio.Queue()
         batch: ToolBatch | None = None
+        reader: TurnReader | None = None
+        refused = False
         try:
+            if (question := loop.question) is not None:
+                loop.settle(await ask_server(self.client, question, self.retry))
             while True:
                 request = loop.next_request()
                 batch = ToolBatch(
@@ -267,14 +273,22 @@ class Agent:
                 if finish is not None:
                     yield RunCompleted(finish.result)
                     return
+        except openai.APIStatusError:
+            refused = True  # an error status instead of a stream: nothing was kept
+            raise
         finally:
             unanswered: list[Item] = []
             if batch is not None:
                 await batch.cancel()
                 unanswered = batch.outputs(loop.unanswered_calls)
-            owed = loop.close(unanswered)
-            if owed and loop.mode.owed_key is not None:
-                self.registry.owe(loop.mode.owed_key, owed)
+            owed = loop.close(
+                unanswered, response_id=reader.response_id if reader else None, refused=refused
+            )
+            key = loop.mode.owed_key
+            if key is not None:
+                self.registry.owe(key, owed)
+                if loop.in_doubt is not None:
+                    self.registry.leave_doubt(key, loop.in_doubt)
 
     async def _stream(
         self,
