@@ -31,7 +31,8 @@ async def cancel_once_a_call_is_announced(run: RunStream) -> str:
         if isinstance(event, ToolCallReady):
             run.cancel()
             call_id = event.call_id
-    assert run.cancelled and run.result is None
+    assert run.cancelled
+    assert run.result is None
     return call_id
 
 

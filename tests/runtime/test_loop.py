@@ -319,6 +319,7 @@ def test_a_chain_in_doubt_continues_from_the_kept_response_and_answers_all_its_c
     assert loop.question == ReadResponse("resp_2")
     calls = [{"type": "function_call", "call_id": c} for c in ("b", "c")]
     loop.settle({"id": "resp_2", "status": "completed", "output": calls})
+    assert loop.last_response_id == "resp_2"  # where the caller chains from next
     body = loop.next_request().body
     assert body["previous_response_id"] == "resp_2"
     assert body["input"] == [output("b", NOT_RUN_CANCELLED), output("c", NOT_RUN_CANCELLED), USER]
@@ -337,6 +338,7 @@ def test_a_chain_in_doubt_continues_from_the_previous_response_otherwise(
 ) -> None:
     loop = ToolLoop(ResponseChain("resp_1"), TEMPLATE, [USER], doubt=cancelled_turn(), max_turns=3)
     loop.settle(response)
+    assert loop.last_response_id is None
     body = loop.next_request().body
     assert body["previous_response_id"] == "resp_1"
     assert body["input"] == [output("a"), USER]

@@ -211,7 +211,8 @@ async def test_a_follow_up_that_breaks_leaves_the_outputs_it_carried_in_doubt() 
             await agent.run("add", conversation="conv_1")
     assert registry.owed("conv:conv_1") == []
     doubt = registry.take_doubt("conv:conv_1")
-    assert doubt is not None and doubt.response_id == "resp_2"
+    assert doubt is not None
+    assert doubt.response_id == "resp_2"
     sent = [{"type": "function_call_output", "call_id": "call_1", "output": "3.0"}]
     assert list(doubt.sent) == sent
     assert wire.requests[1]["input"] == sent

@@ -236,6 +236,7 @@ class Agent:
         try:
             if (question := loop.question) is not None:
                 loop.settle(await ask_server(self.client, question, self.retry))
+                handle.last_response_id = loop.last_response_id
             while True:
                 request = loop.next_request()
                 batch = ToolBatch(
@@ -281,14 +282,18 @@ class Agent:
             if batch is not None:
                 await batch.cancel()
                 unanswered = batch.outputs(loop.unanswered_calls)
-            owed = loop.close(
-                unanswered, response_id=reader.response_id if reader else None, refused=refused
+            response_id = reader.response_id if reader else None
+            self._keep_for_next_run(
+                loop, loop.close(unanswered, response_id=response_id, refused=refused)
             )
-            key = loop.mode.owed_key
-            if key is not None:
-                self.registry.owe(key, owed)
-                if loop.in_doubt is not None:
-                    self.registry.leave_doubt(key, loop.in_doubt)
+
+    def _keep_for_next_run(self, loop: ToolLoop, owed: list[Item]) -> None:
+        """What the next run on this history must send, or settle, first."""
+        key = loop.mode.owed_key
+        if key is not None:
+            self.registry.owe(key, owed)
+            if loop.in_doubt is not None:
+                self.registry.leave_doubt(key, loop.in_doubt)
 
     async def _stream(
         self,

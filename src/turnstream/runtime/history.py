@@ -35,6 +35,7 @@ __all__ = [
     "ReadResponse",
     "ResponseChain",
     "ServerConversation",
+    "Settled",
     "StateMode",
     "replayable",
 ]
@@ -80,6 +81,17 @@ class ReadResponse:
 
 
 Question = ReadConversation | ReadResponse
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """What a turn in doubt came to."""
+
+    owed: list[Item]
+    """The outputs the server still lacks: send them first."""
+    continues_from: str | None = None
+    """The turn's response id when the history now continues from it (a chain moved
+    onto it): the run's last completed response until another completes."""
 
 
 class StateMode(Protocol):
@@ -134,7 +146,7 @@ class StateMode(Protocol):
         knows without asking (then `settle(doubt, None)`)."""
         ...
 
-    def settle(self, doubt: InDoubt, truth: Any) -> list[Item]:
+    def settle(self, doubt: InDoubt, truth: Any) -> Settled:
         """The outputs still owed once the server's answer to `question` is known;
         may move the history on to the turn in doubt."""
         ...
@@ -167,7 +179,7 @@ class ServerConversation:
         assert self.conversation_id is not None
         return ReadConversation(self.conversation_id, doubt.response_id)
 
-    def settle(self, doubt: InDoubt, truth: Any) -> list[Item]:
+    def settle(self, doubt: InDoubt, truth: Any) -> Settled:
         """`truth`: the conversation's newest items, newest first. An output is owed
         exactly to each stored call without one: the sent outputs' calls are stored
         (an earlier turn completed with them) and answered only if the server kept the
@@ -182,7 +194,7 @@ class ServerConversation:
             for item in items
             if item.get("type") == "function_call" and item.get("call_id") not in answered
         )
-        return owed
+        return Settled(owed)
 
 
 class ResponseChain:
@@ -221,7 +233,7 @@ class ResponseChain:
         # without its id the turn cannot be chained onto: the previous one always can
         return ReadResponse(doubt.response_id) if doubt.response_id else None
 
-    def settle(self, doubt: InDoubt, truth: Any) -> list[Item]:
+    def settle(self, doubt: InDoubt, truth: Any) -> Settled:
         """`truth`: the response in doubt, or `None`. A stored response never changes,
         so chaining onto the previous one is always valid; the turn in doubt is only
         taken when it completed with calls, which are then owed (all of them, also
@@ -233,9 +245,10 @@ class ResponseChain:
             if isinstance(item, dict) and item.get("type") == "function_call"
         ]
         if response.get("status") != "completed" or not calls or doubt.response_id is None:
-            return list(doubt.sent)
+            return Settled(list(doubt.sent))
         self.previous_response_id = doubt.response_id
-        return [doubt.answer(call.get("call_id")) for call in calls]
+        owed = [doubt.answer(call.get("call_id")) for call in calls]
+        return Settled(owed, continues_from=doubt.response_id)
 
 
 class LocalReplay:
@@ -269,9 +282,9 @@ class LocalReplay:
     def question(self, doubt: InDoubt) -> Question | None:
         return None  # the history held here is the truth
 
-    def settle(self, doubt: InDoubt, truth: Any) -> list[Item]:
+    def settle(self, doubt: InDoubt, truth: Any) -> Settled:
         # the server kept nothing: the calls it announced are dropped with the turn
-        return list(doubt.sent)
+        return Settled(list(doubt.sent))
 
 
 def _worth_replaying(item: Item) -> bool:

@@ -198,8 +198,11 @@ class ToolLoop:
         self._expect("ready")
         if self.in_doubt is None or self.turn > 0:
             raise RuntimeError("nothing is in doubt")
-        owed = self.mode.settle(self.in_doubt, truth)
+        settled = self.mode.settle(self.in_doubt, truth)
+        owed = settled.owed
         self.in_doubt = None
+        if settled.continues_from is not None:
+            self.last_response_id = settled.continues_from
         self._pending[:0] = owed
         self._undelivered[:0] = owed
         self._reported[:0] = owed
@@ -330,7 +333,7 @@ class ToolLoop:
         # off before it reads what the server already sent and persisted.
         doubt = InDoubt(response_id, tuple(self._undelivered), NOT_RUN_CANCELLED)
         if self.mode.owed_key is None or self.mode.question(doubt) is None:
-            self._end(self.mode.settle(doubt, None))  # the truth is known here
+            self._end(self.mode.settle(doubt, None).owed)  # the truth is known here
         else:
             self._end([])
             self.in_doubt = doubt

@@ -16,10 +16,18 @@ from .retry import RetryPolicy
 __all__ = ["ask_server"]
 
 UNSETTLED = frozenset({"queued", "in_progress"})
+POLL_INTERVAL = 0.05
+"""Seconds between looks at a running response: its end (the server noticing the
+disconnect, or finishing its write) is imminent, so no backoff."""
+POLLS = 200
+"""Looks before giving up (about 10 s): the answer read then is the best there is."""
 
 
 async def ask_server(client: openai.AsyncOpenAI, question: Question, policy: RetryPolicy) -> Any:
-    """The answer `question` asks for: the conversation's newest items, or a response."""
+    """The answer `question` asks for: the conversation's newest items, or a response.
+
+    `policy` lends its `sleep` (a fake clock in tests) to the wait for a running one.
+    """
     response = await _settled_response(client, question.response_id, policy)
     if not isinstance(question, ReadConversation):
         return response
@@ -39,12 +47,12 @@ async def _settled_response(
     """
     if not response_id:
         return None
-    for attempt in range(policy.max_attempts):
+    for _ in range(POLLS):
         try:
             response = await client.responses.retrieve(response_id)
         except openai.NotFoundError:
             return None
         if response.status not in UNSETTLED:
             break
-        await policy.sleep(policy.delay(attempt))
+        await policy.sleep(POLL_INTERVAL)
     return response.model_dump(mode="json", exclude_none=True)
