@@ -10,7 +10,8 @@ construction (DESIGN.md invariants 5 and 6):
 - Every function call gets exactly one `function_call_output`, sent together with the
   others in one request. Outputs that could not be delivered (cancellation, a failed
   follow-up, the turn limit) are owed, and the next run on that conversation sends them
-  first.
+  first. A run cut off before it read its response's end leaves that turn in doubt;
+  the next run asks the server what it kept (`reconcile.ask_server`) before it sends.
 - Requests are retried (429, 5xx, `conversation_locked`, connection errors) only while
   nothing of the response was received; see `RetryPolicy` and `transport`.
 """
