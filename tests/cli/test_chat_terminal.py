@@ -8,8 +8,6 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.livesrv import running_server
 
 ECHO = ["--no-local", "--model", "echo"]
@@ -140,12 +138,6 @@ class HoldFirstTerminalEvent:
         await self.app(scope, receive, hold)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runtime bug: a cancel between a call's output_item.done and the terminal "
-    "event owes no output for a call the server stored, so the next turn gets 400 "
-    "'No tool output found for function call' (see the harness report)",
-)
 def test_ctrl_c_after_the_server_stored_a_call_but_before_its_end_was_read_keeps_it_usable(
     terminal: Any, tmp_path: Path
 ) -> None:

@@ -6,6 +6,8 @@ request, so a wrapper sees every request from then on.
 - `StatusCounter` counts how requests were answered.
 - `LockHold` makes the `after_body` lock race happen on every follow-up, by
   construction rather than by timing.
+- `HoldTerminalEvent` holds back the first terminal event: the turn is stored, the
+  client has not read its end.
 """
 
 from __future__ import annotations
@@ -217,3 +219,27 @@ def holding_locks(live: LiveServer) -> Iterator[LockHold]:
     finally:
         assert live.loop is not None
         live.loop.call_soon_threadsafe(hold.release_all)
+
+
+class HoldTerminalEvent:
+    """Holds the first body frame with a terminal event until `release` is set.
+
+    The server then has stored the turn (persist, release, then announce) while the
+    client has read only what came before: the state a cancel lands in when the
+    server's write of a turn is slow, made certain instead of likely.
+    """
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.release = threading.Event()
+        self.held = False
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        async def hold(message: Message) -> None:
+            body = message.get("body", b"") if message["type"] == "http.response.body" else b""
+            if not self.held and b'"response.completed"' in body:
+                self.held = True
+                await asyncio.to_thread(self.release.wait, 30)
+            await send(message)
+
+        await self.app(scope, receive, hold)

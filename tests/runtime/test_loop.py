@@ -6,7 +6,14 @@ from typing import Any
 
 import pytest
 
-from turnstream.runtime.history import LocalReplay, ResponseChain, ServerConversation
+from turnstream.runtime.history import (
+    InDoubt,
+    LocalReplay,
+    ReadConversation,
+    ReadResponse,
+    ResponseChain,
+    ServerConversation,
+)
 from turnstream.runtime.loop import (
     NOT_RUN_CANCELLED,
     NOT_RUN_INCOMPLETE,
@@ -217,13 +224,131 @@ def test_a_run_stopped_right_after_a_response_with_calls_owes_those_calls() -> N
     assert loop.close() == [output("a", NOT_RUN_CANCELLED)]
 
 
-def test_a_run_cancelled_mid_stream_owes_what_it_was_sending() -> None:
+def test_a_run_cancelled_mid_stream_leaves_what_it_was_sending_in_doubt() -> None:
+    """Whether the server kept the cut-off turn is unknown here: nothing is owed yet."""
     loop = ToolLoop(ServerConversation("c"), TEMPLATE, [USER], max_turns=3)
     loop.next_request()
     loop.on_stream_end(outcome("resp_1", "a"))
     loop.on_outputs([output("a")])
     loop.next_request()
+    assert loop.close(response_id="resp_2") == []
+    assert loop.in_doubt == InDoubt("resp_2", (output("a"),), NOT_RUN_CANCELLED)
+
+
+def test_a_run_cancelled_before_reading_any_call_still_leaves_its_turn_in_doubt() -> None:
+    """The server may have stored calls whose announcements were never read."""
+    loop = ToolLoop(ServerConversation("c"), TEMPLATE, [USER], max_turns=3)
+    loop.next_request()
+    assert loop.close() == []
+    assert loop.in_doubt == InDoubt(None, (), NOT_RUN_CANCELLED)
+
+
+def test_a_request_refused_with_an_error_status_owes_what_it_carried() -> None:
+    loop = ToolLoop(ServerConversation("c"), TEMPLATE, [USER], owed=[output("a")], max_turns=3)
+    loop.next_request()
+    assert loop.close(refused=True) == [output("a")]
+    assert loop.in_doubt is None
+
+
+def test_local_replay_cut_off_mid_stream_keeps_the_outputs_and_drops_the_calls() -> None:
+    """With `store=False` the history held here is the truth: nothing is asked."""
+    mode = LocalReplay()
+    loop = ToolLoop(mode, TEMPLATE, [USER], max_turns=3)
+    loop.next_request()
+    loop.on_stream_end(outcome("resp_1", "a"))
+    loop.on_outputs([output("a")])
+    loop.next_request()
+    assert loop.close(response_id="resp_2") == []
+    assert loop.in_doubt is None
+    assert [i.get("call_id") for i in mode.history()] == [None, "a", "a"]
+
+
+def test_a_chain_cut_off_before_its_response_id_owes_what_it_was_sending() -> None:
+    """Chaining onto the previous response is always valid: no need to ask."""
+    loop = ToolLoop(ResponseChain("resp_0"), TEMPLATE, [USER], owed=[output("a")], max_turns=3)
+    loop.next_request()
     assert loop.close() == [output("a")]
+    assert loop.in_doubt is None
+
+
+def cancelled_turn() -> InDoubt:
+    return InDoubt("resp_2", (output("a"),), NOT_RUN_CANCELLED)
+
+
+def conversation_items(*, kept: bool) -> list[dict[str, Any]]:
+    """The conversation's newest items, newest first, as the server lists them."""
+    earlier = [{"type": "function_call", "call_id": "a"}, USER]
+    if not kept:
+        return earlier
+    calls = [{"type": "function_call", "call_id": c} for c in ("c", "b")]
+    return [*calls, output("a"), *earlier]
+
+
+@pytest.mark.parametrize("kept", [True, False])
+def test_a_conversation_in_doubt_owes_exactly_what_the_server_lacks(kept: bool) -> None:
+    loop = ToolLoop(ServerConversation("c"), TEMPLATE, [USER], doubt=cancelled_turn(), max_turns=3)
+    assert loop.question == ReadConversation("c", "resp_2")
+    with pytest.raises(RuntimeError, match="settle"):
+        loop.next_request()
+    loop.settle(conversation_items(kept=kept))
+    assert loop.question is None
+    owed = [output("b", NOT_RUN_CANCELLED), output("c", NOT_RUN_CANCELLED)]
+    owed = owed if kept else [output("a")]
+    assert loop.next_request().body["input"] == [*owed, USER]
+    loop.on_stream_end(outcome("resp_3"))
+    assert loop.in_doubt is None
+
+
+def test_a_settled_doubt_is_owed_again_when_the_run_ends_before_sending_it() -> None:
+    loop = ToolLoop(ServerConversation("c"), TEMPLATE, [USER], doubt=cancelled_turn(), max_turns=3)
+    loop.settle(conversation_items(kept=True))
+    assert loop.close() == [output("b", NOT_RUN_CANCELLED), output("c", NOT_RUN_CANCELLED)]
+    assert loop.in_doubt is None
+
+
+def test_an_unsettled_doubt_outlives_a_run_that_could_not_ask() -> None:
+    doubt = cancelled_turn()
+    loop = ToolLoop(ServerConversation("c"), TEMPLATE, [USER], doubt=doubt, max_turns=3)
+    assert loop.close() == []
+    assert loop.in_doubt == doubt
+
+
+def test_a_chain_in_doubt_continues_from_the_kept_response_and_answers_all_its_calls() -> None:
+    mode = ResponseChain("resp_1")
+    loop = ToolLoop(mode, TEMPLATE, [USER], doubt=cancelled_turn(), max_turns=3)
+    assert loop.question == ReadResponse("resp_2")
+    calls = [{"type": "function_call", "call_id": c} for c in ("b", "c")]
+    loop.settle({"id": "resp_2", "status": "completed", "output": calls})
+    assert loop.last_response_id == "resp_2"  # where the caller chains from next
+    body = loop.next_request().body
+    assert body["previous_response_id"] == "resp_2"
+    assert body["input"] == [output("b", NOT_RUN_CANCELLED), output("c", NOT_RUN_CANCELLED), USER]
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        None,
+        {"id": "resp_2", "status": "cancelled", "output": []},
+        {"id": "resp_2", "status": "completed", "output": [{"type": "message"}]},
+    ],
+)
+def test_a_chain_in_doubt_continues_from_the_previous_response_otherwise(
+    response: dict[str, Any] | None,
+) -> None:
+    loop = ToolLoop(ResponseChain("resp_1"), TEMPLATE, [USER], doubt=cancelled_turn(), max_turns=3)
+    loop.settle(response)
+    assert loop.last_response_id is None
+    body = loop.next_request().body
+    assert body["previous_response_id"] == "resp_1"
+    assert body["input"] == [output("a"), USER]
+
+
+def test_only_a_doubt_can_be_settled() -> None:
+    loop = ToolLoop(ServerConversation("c"), TEMPLATE, [USER], max_turns=3)
+    assert loop.question is None
+    with pytest.raises(RuntimeError, match="nothing is in doubt"):
+        loop.settle([])
 
 
 def test_the_driver_must_follow_the_phases() -> None:

@@ -6,7 +6,10 @@ plus the request's input) must give each function call exactly one output, after
 call, and no output may lack its call. The model calls tools or not, responses
 complete, end incomplete or fail, the driver hands over missing, duplicated or stray
 outputs, and runs are cut off at any point (mid-stream, while tools run, between
-turns). A last run must still be accepted, and leave every call answered once.
+turns). A run cut off mid-stream finds the server in either state a real one can be
+in: it kept the turn (it persists before it announces) or dropped it (the disconnect
+cancelled it); the next run settles that doubt by asking it. A last run must still be
+accepted, and leave every call answered once.
 """
 
 from __future__ import annotations
@@ -19,7 +22,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from turnstream.runtime.conversations import ConversationRegistry
-from turnstream.runtime.history import LocalReplay, ResponseChain, ServerConversation, StateMode
+from turnstream.runtime.history import (
+    LocalReplay,
+    Question,
+    ReadConversation,
+    ResponseChain,
+    ServerConversation,
+    StateMode,
+)
 from turnstream.runtime.loop import Failed, Finish, RequestTemplate, RunTools, ToolLoop
 from turnstream.runtime.results import RunResult
 from turnstream.runtime.tools import ToolCall
@@ -27,7 +37,9 @@ from turnstream.runtime.turn import EndStatus, TurnOutcome
 
 Item = dict[str, Any]
 ModeName = Literal["conversation", "chain", "local"]
-StopAt = Literal["streaming", "answering", "ready"]
+StopAt = Literal["streaming", "kept", "answering", "ready"]
+"""Where a run is cut off: mid-stream with the turn dropped by the server, or `kept`
+(stored, its end never read); after a response with calls; after their outputs."""
 Handover = Literal["once", "twice", "missing"]
 
 TEMPLATE = RequestTemplate("m", tools=[{"type": "function", "name": "f"}])
@@ -54,7 +66,14 @@ class SimServer:
 
     conversation: list[Item] = field(default_factory=list)
     stored: dict[str, list[Item]] = field(default_factory=dict)
+    responses: dict[str, Item] = field(default_factory=dict)
     ids: itertools.count[int] = field(default_factory=itertools.count)
+
+    def answer(self, question: Question) -> Any:
+        """What the driver reads to settle a turn in doubt."""
+        if isinstance(question, ReadConversation):
+            return list(reversed(self.conversation))[: question.limit]
+        return self.responses.get(question.response_id)
 
     def accept(self, body: dict[str, Any]) -> list[Item]:
         if "conversation" in body:
@@ -67,7 +86,9 @@ class SimServer:
         assert paired(context), f"the server would refuse: {context}"
         return context
 
-    def respond(self, body: dict[str, Any], context: list[Item], calls: int) -> list[Item]:
+    def respond(
+        self, body: dict[str, Any], context: list[Item], calls: int, status: EndStatus
+    ) -> list[Item]:
         """A completed (or incomplete) response: the server keeps it."""
         number = next(self.ids)
         response_id = f"resp_{number}"
@@ -79,6 +100,7 @@ class SimServer:
             self.conversation = [*context, *output]
         if body.get("store", True):
             self.stored[response_id] = [*context, *output]
+            self.responses[response_id] = {"id": response_id, "status": status, "output": output}
         return [{"id": response_id}, *output]
 
 
@@ -113,7 +135,7 @@ plans = st.builds(
     max_turns=st.integers(1, 4),
     turns=st.lists(turns, max_size=4).map(tuple),
     stop=st.none()
-    | st.tuples(st.integers(1, 4), st.sampled_from(["streaming", "answering", "ready"])),
+    | st.tuples(st.integers(1, 4), st.sampled_from(["streaming", "kept", "answering", "ready"])),
 )
 
 
@@ -150,17 +172,25 @@ class Client:
     def play(self, plan: RunPlan) -> RunResult | None:
         mode = self.mode()
         owed = self.registry.take_owed(mode.owed_key) if mode.owed_key else []
+        doubt = self.registry.take_doubt(mode.owed_key) if mode.owed_key else None
         user = {"role": "user", "content": "go"}
-        loop = ToolLoop(mode, TEMPLATE, [user], owed=owed, max_turns=plan.max_turns)
+        loop = ToolLoop(mode, TEMPLATE, [user], owed=owed, doubt=doubt, max_turns=plan.max_turns)
         self.turn = QUIET
+        self.cut_off_in: str | None = None
         try:
+            if (question := loop.question) is not None:
+                loop.settle(self.server.answer(question))
             return self._turns(loop, plan)
         finally:
             # what the cancelled tools came to (close ignores it outside `answering`)
-            owed = loop.close(handed_over(loop.unanswered_calls, self.turn))
-            if owed:
-                assert mode.owed_key is not None
-                self.registry.owe(mode.owed_key, owed)
+            outputs = handed_over(loop.unanswered_calls, self.turn)
+            owed = loop.close(outputs, response_id=self.cut_off_in)
+            key = loop.mode.owed_key
+            if owed or loop.in_doubt:
+                assert key is not None
+                self.registry.owe(key, owed)
+                if loop.in_doubt is not None:
+                    self.registry.leave_doubt(key, loop.in_doubt)
             if loop.last_response_id is not None:
                 self.last_response_id = loop.last_response_id
 
@@ -171,12 +201,18 @@ class Client:
             request = loop.next_request()
             context = self.server.accept(request.body)
             if plan.stop == (number, "streaming"):
+                self.cut_off_in = f"resp_dropped_{number}"  # the server kept nothing
+                return None
+            if plan.stop == (number, "kept"):
+                status = "incomplete" if turn.status == "incomplete" else "completed"
+                head, *_ = self.server.respond(request.body, context, turn.calls, status)
+                self.cut_off_in = head["id"]
                 return None
             if turn.status == "failed":
                 outcome = TurnOutcome("failed", "failed", [], [], "")
                 assert isinstance(loop.on_stream_end(outcome), Failed)
                 return None
-            head, *output = self.server.respond(request.body, context, turn.calls)
+            head, *output = self.server.respond(request.body, context, turn.calls, turn.status)
             calls = [ToolCall(i["call_id"], "f", "{}", "x") for i in output]
             outcome = TurnOutcome(head["id"], turn.status, output, calls, "")
             decision = loop.on_stream_end(outcome)
@@ -213,6 +249,7 @@ def test_every_call_gets_exactly_one_output_over_any_calls_failures_and_cancels(
     assert last is not None, "the last run must be accepted and finish"
     if mode.owed_key is not None:
         assert client.registry.owed(mode.owed_key) == []
+        assert client.registry.take_doubt(mode.owed_key) is None
     held = {
         "conversation": client.server.conversation,
         "chain": client.server.stored.get(last.last_response_id or "", []),

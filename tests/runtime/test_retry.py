@@ -200,7 +200,8 @@ async def test_frames_that_are_not_json_objects_are_skipped() -> None:
     assert [e.text for e in events if isinstance(e, TextDelta)] == ["fine"]
 
 
-async def test_a_follow_up_that_breaks_leaves_the_outputs_owed() -> None:
+async def test_a_follow_up_that_breaks_leaves_the_outputs_it_carried_in_doubt() -> None:
+    """The server may have kept the broken turn: the next run asks before it owes them."""
     registry = ConversationRegistry()
     asked = [created("resp_1"), call("call_1"), completed("resp_1")]
     wire = WireFaults(asked, [created("resp_2"), text("Tool"), BREAK])
@@ -208,9 +209,13 @@ async def test_a_follow_up_that_breaks_leaves_the_outputs_owed() -> None:
         agent = make_agent(client, registry=registry)
         with pytest.raises(StreamInterruptedError):
             await agent.run("add", conversation="conv_1")
-    owed = registry.owed("conv:conv_1")
-    assert owed == [{"type": "function_call_output", "call_id": "call_1", "output": "3.0"}]
-    assert wire.requests[1]["input"] == owed
+    assert registry.owed("conv:conv_1") == []
+    doubt = registry.take_doubt("conv:conv_1")
+    assert doubt is not None
+    assert doubt.response_id == "resp_2"
+    sent = [{"type": "function_call_output", "call_id": "call_1", "output": "3.0"}]
+    assert list(doubt.sent) == sent
+    assert wire.requests[1]["input"] == sent
 
 
 # -- the lock race ------------------------------------------------------------------------

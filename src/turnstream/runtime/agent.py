@@ -10,7 +10,8 @@ construction (DESIGN.md invariants 5 and 6):
 - Every function call gets exactly one `function_call_output`, sent together with the
   others in one request. Outputs that could not be delivered (cancellation, a failed
   follow-up, the turn limit) are owed, and the next run on that conversation sends them
-  first.
+  first. A run cut off before it read its response's end leaves that turn in doubt;
+  the next run asks the server what it kept (`reconcile.ask_server`) before it sends.
 - Requests are retried (429, 5xx, `conversation_locked`, connection errors) only while
   nothing of the response was received; see `RetryPolicy` and `transport`.
 """
@@ -34,6 +35,7 @@ from .events import RunCompleted, RunEvent, ToolCallReady, TurnCompleted
 from .execution import ErrorFormatter, ToolBatch, default_error_formatter
 from .history import LocalReplay, ResponseChain, ServerConversation, StateMode
 from .loop import Failed, Finish, OweOutputs, RequestTemplate, RunTools, ToolLoop, TurnRequest
+from .reconcile import ask_server
 from .results import RunResult, TokenUsage
 from .retry import RetryPolicy
 from .run_stream import RunStream
@@ -223,10 +225,11 @@ class Agent:
         hold = self.registry.hold(mode.lock_key) if mode.lock_key else contextlib.nullcontext()
         async with hold:
             owed = self.registry.take_owed(mode.owed_key) if mode.owed_key else []
+            doubt = self.registry.take_doubt(mode.owed_key) if mode.owed_key else None
             template = RequestTemplate(
                 self.model, self.instructions, self._tool_definitions, self.request_options
             )
-            loop = ToolLoop(mode, template, user_items, owed=owed, max_turns=max_turns)
+            loop = ToolLoop(mode, template, user_items, owed=owed, doubt=doubt, max_turns=max_turns)
             # spans of a generator are not made current (a generator may be resumed
             # from another context); turns and tool calls name their parent instead
             run_span = self._tracing.start(
@@ -256,7 +259,12 @@ class Agent:
         semaphore = asyncio.Semaphore(self.max_concurrent_tools)
         progress: asyncio.Queue[RunEvent | None] = asyncio.Queue()
         batch: ToolBatch | None = None
+        reader: TurnReader | None = None
+        refused = False
         try:
+            if (question := loop.question) is not None:
+                loop.settle(await ask_server(self.client, question, self.retry))
+                handle.last_response_id = loop.last_response_id
             while True:
                 request = loop.next_request()
                 batch = ToolBatch(
@@ -295,14 +303,26 @@ class Agent:
                     yield RunCompleted(finish.result)
                     return
                 await self._compact_if_due(loop.mode, outcome.usage)
+        except openai.APIStatusError:
+            refused = True  # an error status instead of a stream: nothing was kept
+            raise
         finally:
             unanswered: list[Item] = []
             if batch is not None:
                 await batch.cancel()
                 unanswered = batch.outputs(loop.unanswered_calls)
-            owed = loop.close(unanswered)
-            if owed and loop.mode.owed_key is not None:
-                self.registry.owe(loop.mode.owed_key, owed)
+            response_id = reader.response_id if reader else None
+            self._keep_for_next_run(
+                loop, loop.close(unanswered, response_id=response_id, refused=refused)
+            )
+
+    def _keep_for_next_run(self, loop: ToolLoop, owed: list[Item]) -> None:
+        """What the next run on this history must send, or settle, first."""
+        key = loop.mode.owed_key
+        if key is not None:
+            self.registry.owe(key, owed)
+            if loop.in_doubt is not None:
+                self.registry.leave_doubt(key, loop.in_doubt)
 
     async def _stream(
         self,

@@ -11,6 +11,9 @@ cancelled, failed, or hit a limit after the model had called tools). The next ru
 that conversation (or chained from that response) sends them first, so the server never
 sees a call without its output.
 
+`leave_doubt`/`take_doubt` keep a turn a run was cut off in before reading its end
+(`InDoubt`): the next run on that key asks the server what it kept before it sends.
+
 Keys: `"conv:<id>"` for a server-side conversation, `"resp:<id>"` for a response to be
 chained with `previous_response_id`.
 """
@@ -21,6 +24,8 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
+
+from .history import InDoubt
 
 __all__ = ["ConversationRegistry", "shared_registry"]
 
@@ -39,6 +44,7 @@ class ConversationRegistry:
     def __init__(self) -> None:
         self._entries: dict[str, _Entry] = {}
         self._owed: dict[str, list[dict[str, Any]]] = {}
+        self._doubts: dict[str, InDoubt] = {}
 
     @asynccontextmanager
     async def hold(self, key: str) -> AsyncIterator[None]:
@@ -67,6 +73,18 @@ class ConversationRegistry:
     def owed(self, key: str) -> list[dict[str, Any]]:
         """What is owed on `key`, without removing it."""
         return list(self._owed.get(key, ()))
+
+    def leave_doubt(self, key: str, doubt: InDoubt) -> None:
+        """Remember the turn in doubt that the next run on `key` must settle first.
+
+        Runs on one key follow each other, each settling the last one's doubt before
+        it sends, so there is at most one.
+        """
+        self._doubts[key] = doubt
+
+    def take_doubt(self, key: str) -> InDoubt | None:
+        """Remove and return the turn in doubt on `key`."""
+        return self._doubts.pop(key, None)
 
 
 _SHARED = ConversationRegistry()

@@ -13,22 +13,86 @@
 
 A mode never resends what the server already holds and never combines
 `conversation` with `previous_response_id`.
+
+A run cut off between sending a request and reading its response's terminal event
+leaves that turn *in doubt* (`InDoubt`): the server may have kept it (it persists
+before it announces, DESIGN.md invariant 2) or dropped it (a disconnect cancelled it).
+Only the server knows, so the mode names what to read (`question`) and decides from
+the answer what is still owed (`settle`); the driver does the reading.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 __all__ = [
     "Compactable",
+    "InDoubt",
     "LocalReplay",
+    "Question",
+    "ReadConversation",
+    "ReadResponse",
     "ResponseChain",
     "ServerConversation",
+    "Settled",
     "StateMode",
     "replayable",
 ]
 
 Item = dict[str, Any]
+
+CONVERSATION_WINDOW = 100
+"""How many of a conversation's newest items settle a doubt (the API's largest page).
+The turn in doubt is the newest one, so its items are among them."""
+
+
+@dataclass(frozen=True, slots=True)
+class InDoubt:
+    """A turn whose end was never read: whether the server kept it is unknown here."""
+
+    response_id: str | None
+    """From `response.created`; `None` if the run was cut off before it."""
+    sent: tuple[Item, ...]
+    """The outputs the request carried: delivered if the server kept the turn."""
+    note: str
+    """The output owed to each call of the turn, if the server kept it: it was not
+    run. Any call: the run may have been cut off before reading an announcement."""
+
+    def answer(self, call_id: Any) -> Item:
+        return {"type": "function_call_output", "call_id": call_id, "output": self.note}
+
+
+@dataclass(frozen=True, slots=True)
+class ReadConversation:
+    """Answer with the conversation's newest `limit` items, newest first, once
+    `response_id` (if known) is no longer queued or in progress."""
+
+    conversation_id: str
+    response_id: str | None
+    limit: int = CONVERSATION_WINDOW
+
+
+@dataclass(frozen=True, slots=True)
+class ReadResponse:
+    """Answer with the stored response `response_id` as a dict; `None` if not found."""
+
+    response_id: str
+
+
+Question = ReadConversation | ReadResponse
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """What a turn in doubt came to."""
+
+    owed: list[Item]
+    """The outputs the server still lacks: send them first."""
+    continues_from: str | None = None
+    """The turn's response id when the history now continues from it (a chain moved
+    onto it): the run's last completed response until another completes."""
 
 
 class StateMode(Protocol):
@@ -78,6 +142,16 @@ class StateMode(Protocol):
         holds it."""
         ...
 
+    def question(self, doubt: InDoubt) -> Question | None:
+        """What to read from the server to settle `doubt`; `None` when this mode
+        knows without asking (then `settle(doubt, None)`)."""
+        ...
+
+    def settle(self, doubt: InDoubt, truth: Any) -> Settled:
+        """The outputs still owed once the server's answer to `question` is known;
+        may move the history on to the turn in doubt."""
+        ...
+
 
 class Compactable(Protocol):
     """A mode whose history the client may replace by a compacted window (chains and
@@ -114,6 +188,27 @@ class ServerConversation:
 
     def history(self) -> list[Item]:
         return []
+
+    def question(self, doubt: InDoubt) -> Question | None:
+        assert self.conversation_id is not None
+        return ReadConversation(self.conversation_id, doubt.response_id)
+
+    def settle(self, doubt: InDoubt, truth: Any) -> Settled:
+        """`truth`: the conversation's newest items, newest first. An output is owed
+        exactly to each stored call without one: the sent outputs' calls are stored
+        (an earlier turn completed with them) and answered only if the server kept the
+        turn in doubt; that turn's calls are stored only if it did. Every call is
+        older than its output, so a call in the window has its output there too."""
+        items: Sequence[Item] = list(reversed(truth or ()))
+        answered = {i.get("call_id") for i in items if i.get("type") == "function_call_output"}
+        owed = [output for output in doubt.sent if output["call_id"] not in answered]
+        answered.update(output["call_id"] for output in owed)
+        owed.extend(
+            doubt.answer(item.get("call_id"))
+            for item in items
+            if item.get("type") == "function_call" and item.get("call_id") not in answered
+        )
+        return Settled(owed)
 
 
 class ResponseChain:
@@ -160,6 +255,27 @@ class ResponseChain:
     def history(self) -> list[Item]:
         return []
 
+    def question(self, doubt: InDoubt) -> Question | None:
+        # without its id the turn cannot be chained onto: the previous one always can
+        return ReadResponse(doubt.response_id) if doubt.response_id else None
+
+    def settle(self, doubt: InDoubt, truth: Any) -> Settled:
+        """`truth`: the response in doubt, or `None`. A stored response never changes,
+        so chaining onto the previous one is always valid; the turn in doubt is only
+        taken when it completed with calls, which are then owed (all of them, also
+        those whose announcement the run never read)."""
+        response: Item = truth or {}
+        calls = [
+            item
+            for item in response.get("output") or ()
+            if isinstance(item, dict) and item.get("type") == "function_call"
+        ]
+        if response.get("status") != "completed" or not calls or doubt.response_id is None:
+            return Settled(list(doubt.sent))
+        self.previous_response_id = doubt.response_id
+        owed = [doubt.answer(call.get("call_id")) for call in calls]
+        return Settled(owed, continues_from=doubt.response_id)
+
 
 class LocalReplay:
     """History held here and resent whole with `store: false`."""
@@ -195,6 +311,13 @@ class LocalReplay:
 
     def history(self) -> list[Item]:
         return list(self._history)
+
+    def question(self, doubt: InDoubt) -> Question | None:
+        return None  # the history held here is the truth
+
+    def settle(self, doubt: InDoubt, truth: Any) -> Settled:
+        # the server kept nothing: the calls it announced are dropped with the turn
+        return Settled(list(doubt.sent))
 
 
 def _worth_replaying(item: Item) -> bool:

@@ -6,8 +6,10 @@ the way httpx drives an auth flow; the driver does the HTTP, runs the tools, han
 cancellation and retries, and reports back:
 
 ```python
-loop = ToolLoop(mode, template, user_items, owed=owed, max_turns=10)
+loop = ToolLoop(mode, template, user_items, owed=owed, doubt=doubt, max_turns=10)
 try:
+    if loop.question is not None:                   # an earlier run left a turn in doubt
+        loop.settle(...)                            # read what the question names
     while True:
         request = loop.next_request()               # a TurnRequest: the body to send
         outcome = ...                               # stream it to EOF, read a TurnOutcome
@@ -15,7 +17,8 @@ try:
         # Failed: raise. Finish: done. RunTools: run the calls. OweOutputs: do not.
         finish = loop.on_outputs(outputs)           # one per call; Finish or None
 finally:
-    owed = loop.close(outputs_so_far)               # what the next run must send first
+    owed = loop.close(outputs_so_far, response_id=...)  # mid-stream: the id if read
+    doubt = loop.in_doubt                           # what the next run must settle first
 ```
 
 It owns DESIGN.md invariant 5, "every function call gets exactly one output": the
@@ -24,6 +27,13 @@ each, whatever the driver hands it. Outputs that were sent but not accepted by a
 completed response stay *undelivered*; a run that ends before they are accepted (a
 failure, a cancellation, a broken stream) owes them, and the calls held by the last
 completed response, to the next run on the same history.
+
+A run cut off mid-stream (after sending, before the terminal event) cannot know
+whether the server kept that turn: it persists before it announces, and a disconnect
+cancels only what was not persisted yet. The loop then owes nothing for it but leaves
+the turn `in_doubt` (its response id, the outputs it carried); the next run
+on that history asks the server (`question`, `settle`, decided by the `StateMode`)
+before its first request, and owes exactly what the server's state still lacks.
 
 Phases: `ready` (next_request) -> `streaming` (on_stream_end) -> `answering`
 (on_outputs) -> `ready` ...; any phase -> `done` (close).
@@ -36,7 +46,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .errors import ResponseFailedError
-from .history import StateMode
+from .history import InDoubt, Question, StateMode
 from .results import RunResult, RunStatus, TokenUsage
 from .tools import ToolCall
 from .turn import TurnOutcome
@@ -132,6 +142,7 @@ class ToolLoop:
         template: The Agent's per-request fields.
         user_items: The run's new input items.
         owed: Outputs an earlier run owes this history; they are sent first.
+        doubt: A turn an earlier run left in doubt; `settle` it before `next_request`.
         max_turns: Model responses in this run; the last is asked for a final answer.
     """
 
@@ -142,6 +153,7 @@ class ToolLoop:
         user_items: Sequence[Item],
         *,
         owed: Sequence[Item] = (),
+        doubt: InDoubt | None = None,
         max_turns: int,
     ) -> None:
         if max_turns < 1:
@@ -165,12 +177,41 @@ class ToolLoop:
         """Calls of the last completed response that still wait for their outputs."""
         self._closing: tuple[TurnOutcome, str] | None = None
         self._owed: list[Item] = []
+        self.in_doubt: InDoubt | None = doubt
+        """A turn whose fate the server knows and this history does not: the one given,
+        until settled, or the one this run was cut off in (after `close`)."""
+        if doubt is not None and mode.question(doubt) is None:
+            self.settle(None)
 
     # -- the driver's questions ---------------------------------------------------------
+
+    @property
+    def question(self) -> Question | None:
+        """What the driver must read from the server and hand to `settle` before the
+        first request; `None` when nothing is in doubt."""
+        if self.in_doubt is None or self.turn > 0 or self.phase != "ready":
+            return None
+        return self.mode.question(self.in_doubt)
+
+    def settle(self, truth: Any) -> None:
+        """The server's answer to `question`: what it lacks is owed, and sent first."""
+        self._expect("ready")
+        if self.in_doubt is None or self.turn > 0:
+            raise RuntimeError("nothing is in doubt")
+        settled = self.mode.settle(self.in_doubt, truth)
+        owed = settled.owed
+        self.in_doubt = None
+        if settled.continues_from is not None:
+            self.last_response_id = settled.continues_from
+        self._pending[:0] = owed
+        self._undelivered[:0] = owed
+        self._reported[:0] = owed
 
     def next_request(self) -> TurnRequest:
         """The next request to send (phase `ready` -> `streaming`)."""
         self._expect("ready")
+        if self.question is not None:
+            raise RuntimeError("settle the turn in doubt first")
         self.turn += 1
         final = self.turn == self.max_turns
         body: dict[str, Any] = {
@@ -237,12 +278,18 @@ class ToolLoop:
         self.phase = "ready"
         return None
 
-    def close(self, outputs: Sequence[Item] = ()) -> list[Item]:
-        """The run ends here, however it ended; returns what it owes.
+    def close(
+        self, outputs: Sequence[Item] = (), *, response_id: str | None = None, refused: bool = False
+    ) -> list[Item]:
+        """The run ends here, however it ended; returns what it owes. A turn it was
+        cut off in, or one it could not settle, is left in `in_doubt`.
 
         Args:
             outputs: What there is for `unanswered_calls` (e.g. the outputs of
                 cancelled tools); calls without one get a note.
+            response_id: Mid-stream: the response's id (`response.created`), if read.
+            refused: Mid-stream: the server answered the request with an error status,
+                so it kept nothing of it and nothing is in doubt.
 
         Returns:
             The outputs the next run on this history must send first; keep them under
@@ -251,6 +298,8 @@ class ToolLoop:
         if self.phase == "answering":
             note = self._closing[1] if self._closing is not None else NOT_RUN_CANCELLED
             self._end(self._answer(outputs, note))
+        elif self.phase == "streaming" and not refused:
+            self._cut_off(response_id)
         elif self.phase != "done":
             self._end(self._undelivered)
         owed, self._owed = self._owed, []
@@ -278,6 +327,16 @@ class ToolLoop:
             or {"type": "function_call_output", "call_id": call.call_id, "output": note}
             for call in self._held
         ]
+
+    def _cut_off(self, response_id: str | None) -> None:
+        # Even with no call announced the server may hold some: the run can be cut
+        # off before it reads what the server already sent and persisted.
+        doubt = InDoubt(response_id, tuple(self._undelivered), NOT_RUN_CANCELLED)
+        if self.mode.owed_key is None or self.mode.question(doubt) is None:
+            self._end(self.mode.settle(doubt, None).owed)  # the truth is known here
+        else:
+            self._end([])
+            self.in_doubt = doubt
 
     def _end(self, unsent: list[Item]) -> None:
         self._owed = self.mode.owe(unsent) if unsent else []
