@@ -97,16 +97,19 @@ def faulty_server(tmp_path: Path) -> Iterator[LiveServer]:
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-async def test_a_thousand_tool_rounds_through_every_fault_surface_no_error(
+async def test_three_hundred_tool_rounds_through_every_fault_surface_no_error(
     faulty_server: LiveServer,
 ) -> None:
     """429 + retry-after-ms, 503, injected and raced `conversation_locked`, and
-    connections dropped before the first byte: 1,000 rounds, nothing surfaces."""
+    connections dropped before the first byte: 300 rounds, nothing surfaces.
+
+    The seeds fix which requests meet which fault, so every surface is met in the
+    first few hundred draws; more rounds only cost the suite time."""
     counter = tap(faulty_server, StatusCounter)
     with holding_locks(faulty_server) as hold:
         async with FaultProxy(faulty_server.port, drop_rate=0.03, seed=7) as proxy:
-            done = await tool_rounds(proxy.base_url, conversations=20, rounds=50)
-    assert done == 1000
+            done = await tool_rounds(proxy.base_url, conversations=20, rounds=15)
+    assert done == 300
     # every fault surface was on the path (fixed by the seeds and the hold, not by luck)
     assert counter.counts["429"]
     assert counter.counts["503"]
