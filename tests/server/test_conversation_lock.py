@@ -300,7 +300,12 @@ def test_two_server_processes_on_one_sqlite_file_let_exactly_one_request_win(
 
     async def answer_when_free(http: httpx.AsyncClient, base_url: str, conversation: str) -> None:
         body = {"model": "echo", "input": "after", "conversation": conversation}
-        for _ in range(200):  # the cut-off winner lets go once its server sees the disconnect
+        # the cut-off winner lets go once its server has seen the disconnect and
+        # recorded the turn cancelled; on a loaded machine that can take seconds, so
+        # the deadline only catches a lock that is never let go (the stream it held
+        # would run for 100 s)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
             response = await http.post(f"{base_url}/responses", json=body)
             if response.status_code == 200:
                 return
