@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
-import threading
 from pathlib import Path
 from typing import Any
 
 from tests.livesrv import running_server
+from tests.runtime.server_taps import HoldTerminalEvent
 
 ECHO = ["--no-local", "--model", "echo"]
 SAMPLE_TOOLS = "tests.cli.sample_tools:TOOLS"
@@ -114,37 +113,13 @@ def test_the_slash_commands_answer(terminal: Any) -> None:
     assert term.exit() == 0
 
 
-class HoldFirstTerminalEvent:
-    """Holds back the first `response.completed` frame until `release` is set.
-
-    The server has then stored the turn (persist, release, then announce) but the
-    client has not read its end: exactly the state a Ctrl-C lands in when the
-    server's write of the turn is slow, which made the test above fail now and then.
-    """
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self.release = threading.Event()
-        self.held = False
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        async def hold(message: Any) -> None:
-            body = message.get("body", b"") if message["type"] == "http.response.body" else b""
-            if not self.held and b'"response.completed"' in body:
-                self.held = True
-                await asyncio.to_thread(self.release.wait, 30)
-            await send(message)
-
-        await self.app(scope, receive, hold)
-
-
 def test_ctrl_c_after_the_server_stored_a_call_but_before_its_end_was_read_keeps_it_usable(
     terminal: Any, tmp_path: Path
 ) -> None:
-    holder: list[HoldFirstTerminalEvent] = []
+    holder: list[HoldTerminalEvent] = []
 
-    def wrap(app: Any) -> HoldFirstTerminalEvent:
-        holder.append(HoldFirstTerminalEvent(app))
+    def wrap(app: Any) -> HoldTerminalEvent:
+        holder.append(HoldTerminalEvent(app))
         return holder[0]
 
     with running_server(tmp_path / "server.db", wrap=wrap) as live:

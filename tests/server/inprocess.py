@@ -63,39 +63,65 @@ async def serving(
         yield InProcess(app=app, client=client, scripted=scripted)
 
 
-async def stream_request(
-    app: Any, path: str, body: Any, on_chunk: Callable[[bytes], Awaitable[None]]
-) -> tuple[int, bytes]:
-    """POST `body` through the app's raw ASGI interface; `on_chunk` sees each body
-    write the moment the app makes it (httpx's ASGI transport only returns once the
-    body has ended)."""
-    raw = json.dumps(body).encode()
-    sent = False
-    never = asyncio.Event()
+@dataclass
+class Reply:
+    status: int
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    def events(self) -> list[dict[str, Any]]:
+        return [
+            json.loads(line[len(b"data: ") :])
+            for line in self.body.splitlines()
+            if line.startswith(b"data: ")
+        ]
+
+
+async def asgi_request(
+    app: Any,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    on_message: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
+    disconnect: asyncio.Event | None = None,
+) -> Reply:
+    """One HTTP request through the app's raw ASGI interface.
+
+    `on_message` sees each message the app sends the moment it sends it (httpx's
+    ASGI transport only returns once the body has ended); setting `disconnect` makes
+    the client go away (the next `receive()` answers `http.disconnect`).
+    """
+    raw = json.dumps(body).encode() if body is not None else b""
+    gone = disconnect or asyncio.Event()
+    sent_request = False
     status = 0
     chunks: list[bytes] = []
 
     async def receive() -> dict[str, Any]:
-        nonlocal sent
-        if not sent:
-            sent = True
+        nonlocal sent_request
+        if not sent_request:
+            sent_request = True
             return {"type": "http.request", "body": raw, "more_body": False}
-        await never.wait()
+        await gone.wait()
         return {"type": "http.disconnect"}
 
     async def send(message: dict[str, Any]) -> None:
         nonlocal status
         if message["type"] == "http.response.start":
             status = message["status"]
-        elif message.get("body"):
+        elif message["type"] == "http.response.body" and message.get("body"):
             chunks.append(message["body"])
-            await on_chunk(message["body"])
+        if on_message is not None:
+            await on_message(message)
 
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
         "http_version": "1.1",
-        "method": "POST",
+        "method": method,
         "scheme": "http",
         "path": path,
         "raw_path": path.encode(),
@@ -106,4 +132,4 @@ async def stream_request(
         "server": ("127.0.0.1", 80),
     }
     await app(scope, receive, send)
-    return status, b"".join(chunks)
+    return Reply(status, b"".join(chunks))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -18,7 +19,7 @@ from turnstream.engine.deltas import TextDelta, UsageDelta
 from turnstream.providers.base import GenerationRequest, ProviderError
 from turnstream.providers.scripted import Raise
 
-from .inprocess import InProcess, serving, stream_request
+from .inprocess import InProcess, asgi_request, serving
 
 WAIT = 10.0
 
@@ -78,10 +79,13 @@ async def test_the_metrics_move_as_a_streamed_request_runs(tmp_path: Path) -> No
         body = {"model": "scripted", "input": "hi", "conversation": conv, "stream": True}
         first_chunk = asyncio.Event()
 
-        async def on_chunk(chunk: bytes) -> None:
-            first_chunk.set()
+        async def on_message(message: dict[str, Any]) -> None:
+            if message.get("body"):
+                first_chunk.set()
 
-        streaming = asyncio.create_task(stream_request(served.app, "/v1/responses", body, on_chunk))
+        streaming = asyncio.create_task(
+            asgi_request(served.app, "POST", "/v1/responses", body, on_message=on_message)
+        )
         await asyncio.wait_for(first_chunk.wait(), WAIT)
         assert await served.metric("turnstream_open_streams") == 1
         # a second turn on the held conversation is refused and counted
@@ -93,9 +97,9 @@ async def test_the_metrics_move_as_a_streamed_request_runs(tmp_path: Path) -> No
         assert await served.metric("turnstream_input_tokens_total", model="scripted") == 0
 
         hold.set()
-        status, streamed = await asyncio.wait_for(streaming, WAIT)
-        assert status == 200
-        assert b"response.completed" in streamed
+        reply = await asyncio.wait_for(streaming, WAIT)
+        assert reply.status == 200
+        assert b"response.completed" in reply.body
 
         m = served.metric
         assert await m("turnstream_open_streams") == 0

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,8 @@ from turnstream.server.appstate import ServerState
 from turnstream.server.settings import Settings
 from turnstream.storage import create_store
 from turnstream.storage.base import Store
+
+from .inprocess import Reply, asgi_request
 
 WAIT = 10.0
 """Upper bound on any wait below; reaching it means the behaviour is missing."""
@@ -95,22 +96,6 @@ async def serving(tmp_path: Path, **settings: Any) -> AsyncIterator[Served]:
         yield Served(app=app, store=store, real=real, scripted=scripted, log=log)
 
 
-@dataclass
-class Reply:
-    status: int
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-    def events(self) -> list[dict[str, Any]]:
-        return [
-            json.loads(line[len(b"data: ") :])
-            for line in self.body.splitlines()
-            if line.startswith(b"data: ")
-        ]
-
-
 async def call(
     served: Served,
     method: str,
@@ -120,56 +105,28 @@ async def call(
     on_body: Callable[[bytes], Awaitable[None]] | None = None,
     disconnect: asyncio.Event | None = None,
 ) -> Reply:
-    """One HTTP request through the app's ASGI interface.
+    """One HTTP request through the app's ASGI interface, its announcement and the
+    end of its body written to the served log beside the store's calls.
 
     `on_body` sees each body write as it is made; setting `disconnect` makes the
-    client go away (the next `receive()` answers `http.disconnect`).
+    client go away.
     """
-    raw = json.dumps(body).encode() if body is not None else b""
-    gone = disconnect or asyncio.Event()
-    sent_request = False
-    status = 0
-    chunks: list[bytes] = []
 
-    async def receive() -> dict[str, Any]:
-        nonlocal sent_request
-        if not sent_request:
-            sent_request = True
-            return {"type": "http.request", "body": raw, "more_body": False}
-        await gone.wait()
-        return {"type": "http.disconnect"}
+    async def watch(message: dict[str, Any]) -> None:
+        if message["type"] != "http.response.body":
+            return
+        chunk = message.get("body", b"")
+        if chunk:
+            if b"response.completed" in chunk:
+                served.log.append(("announce", None))
+            if on_body is not None:
+                await on_body(chunk)
+        if not message.get("more_body", False):
+            served.log.append(("body_end", None))
 
-    async def send(message: dict[str, Any]) -> None:
-        nonlocal status
-        if message["type"] == "http.response.start":
-            status = message["status"]
-        elif message["type"] == "http.response.body":
-            chunk = message.get("body", b"")
-            if chunk:
-                chunks.append(chunk)
-                if b"response.completed" in chunk:
-                    served.log.append(("announce", None))
-                if on_body is not None:
-                    await on_body(chunk)
-            if not message.get("more_body", False):
-                served.log.append(("body_end", None))
-
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"content-type", b"application/json")],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 80),
-    }
-    await served.app(scope, receive, send)
-    return Reply(status, b"".join(chunks))
+    return await asgi_request(
+        served.app, method, path, body, on_message=watch, disconnect=disconnect
+    )
 
 
 async def conversation(served: Served) -> str:
