@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 from typing import Any, Literal
 
@@ -65,13 +66,29 @@ def create_formatter(log_format: LogFormat) -> logging.Formatter:
     return JSONFormatter() if log_format == "json" else TextFormatter()
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]  # generic only in typeshed
+    """Writes to whatever `sys.stderr` is at the time of each record, not the one of
+    its creation: a process that swaps stderr (a test runner, an embedding app)
+    never leaves the root logger writing to a closed stream."""
+
+    @property  # read-only: always the current stderr
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def configure_logging(level: str, log_format: LogFormat) -> None:
-    """Configure the root logger: one stderr handler in the chosen format."""
-    handler = logging.StreamHandler()
+    """Configure the root logger: one stderr handler in the chosen format (replacing
+    one an earlier call installed; other handlers are left alone)."""
+    handler = _StderrHandler()
     handler.setFormatter(create_formatter(log_format))
     root = logging.getLogger()
     for old in list(root.handlers):
-        root.removeHandler(old)
+        if isinstance(old, _StderrHandler):
+            root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
 
