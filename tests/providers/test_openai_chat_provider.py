@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -450,9 +451,12 @@ async def test_aclose_closes_the_owned_client(fake_upstream: FakeChatUpstream) -
 async def test_stats_count_streams_and_the_providers_own_time(
     provider: OpenAIChatProvider, fake_upstream: FakeChatUpstream
 ) -> None:
+    began = time.perf_counter()
     await run(provider, "a b c")
+    wall = time.perf_counter() - began
     assert provider.stats.streams == 1
-    assert 0 < provider.stats.overhead_seconds < 0.5
+    # the provider's own share is counted, and is a share: never more than the call
+    assert 0 < provider.stats.overhead_seconds <= wall
 
 
 def test_fake_upstream_records_bodies_as_json(fake_upstream: FakeChatUpstream) -> None:
