@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from turnstream.engine.deltas import Delta, TextDelta, ToolCallDelta, UsageDelta
+from turnstream.engine.deltas import Delta, OutputTextDelta, ToolCallDelta, UsageDelta
 from turnstream.providers._local_chat import system_prompt
 from turnstream.providers._local_model import ensure_model
 from turnstream.providers.base import GenerationRequest
@@ -88,7 +88,7 @@ async def collect(
     stream = provider.stream(request)
     try:
         async for delta in stream:
-            if first is None and isinstance(delta, TextDelta | ToolCallDelta):
+            if first is None and isinstance(delta, OutputTextDelta | ToolCallDelta):
                 first = time.perf_counter() - started
             _absorb(delta, text, calls)
             if isinstance(delta, UsageDelta):
@@ -107,7 +107,7 @@ async def collect(
 
 
 def _absorb(delta: Delta, text: list[str], calls: dict[int, dict[str, str]]) -> None:
-    if isinstance(delta, TextDelta):
+    if isinstance(delta, OutputTextDelta):
         text.append(delta.text)
     elif isinstance(delta, ToolCallDelta):
         call = calls.setdefault(delta.index, {"name": "", "arguments": "", "call_id": ""})
@@ -208,7 +208,7 @@ async def throughput(provider: LocalProvider, path: Path) -> dict[str, Any]:
         stamps: list[float] = []
         usage: UsageDelta | None = None
         async for delta in provider.stream(request):
-            if isinstance(delta, TextDelta):
+            if isinstance(delta, OutputTextDelta):
                 stamps.append(time.perf_counter())
             elif isinstance(delta, UsageDelta):
                 usage = delta

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.livesrv import running_server
-from turnstream.engine.deltas import FinishDelta, TextDelta, ToolCallDelta
+from turnstream.engine.deltas import FinishDelta, OutputTextDelta, ToolCallDelta
 from turnstream.providers.base import GenerationRequest
 from turnstream.server.model_catalog import BASE_INSTRUCTIONS
 
@@ -50,7 +50,7 @@ def _last_output(request: GenerationRequest) -> str:
 
 def _answer_with_last_output(prefix: str) -> object:
     def answer(request: GenerationRequest) -> list[object]:
-        return [TextDelta(f"{prefix}{_last_output(request).strip().splitlines()[-1]}")]
+        return [OutputTextDelta(f"{prefix}{_last_output(request).strip().splitlines()[-1]}")]
 
     return answer
 
@@ -66,7 +66,7 @@ def test_codex_exec_creates_a_file_and_runs_a_command_through_turnstream(tmp_pat
         assert live.scripted is not None
         live.scripted.push(
             [
-                TextDelta("I'll write the file first."),
+                OutputTextDelta("I'll write the file first."),
                 ToolCallDelta(
                     0,
                     "exec_command",

@@ -13,10 +13,10 @@ from turnstream.engine import (
     Delta,
     FinishDelta,
     ItemEndDelta,
+    OutputTextDelta,
     ReasoningDelta,
     ResponseStateError,
     ResponseStateMachine,
-    TextDelta,
     ToolCallDelta,
     UsageDelta,
 )
@@ -51,7 +51,7 @@ def _types(events: list[dict[str, Any]]) -> list[str]:
 
 
 def test_a_text_answer_has_the_exact_documented_order() -> None:
-    events = _run([TextDelta("Hel"), TextDelta("lo"), UsageDelta(12, 5)])
+    events = _run([OutputTextDelta("Hel"), OutputTextDelta("lo"), UsageDelta(12, 5)])
     assert _types(events) == [
         "created",
         "in_progress",
@@ -79,7 +79,7 @@ def test_created_and_in_progress_carry_an_empty_in_progress_response() -> None:
 
 
 def test_background_mode_adds_queued_between_created_and_in_progress() -> None:
-    events = _run([TextDelta("x")], background=True)
+    events = _run([OutputTextDelta("x")], background=True)
     assert _types(events)[:3] == ["created", "queued", "in_progress"]
     assert [e["response"]["status"] for e in events[:3]] == ["queued", "queued", "in_progress"]
     check_stream(events)
@@ -173,13 +173,13 @@ def test_a_call_waits_for_its_name_before_it_is_announced() -> None:
 
 
 def test_text_after_a_call_closes_the_call_first() -> None:
-    events = _run([ToolCallDelta(0, name="f", arguments="{}"), TextDelta("done")])
+    events = _run([ToolCallDelta(0, name="f", arguments="{}"), OutputTextDelta("done")])
     final = check_stream(events)
     assert [item["type"] for item in final["output"]] == ["function_call", "message"]
 
 
 def test_reasoning_streams_as_a_summary_part_before_the_message() -> None:
-    events = _run([ReasoningDelta("think "), ReasoningDelta("hard"), TextDelta("answer")])
+    events = _run([ReasoningDelta("think "), ReasoningDelta("hard"), OutputTextDelta("answer")])
     assert _types(events)[2:8] == [
         "output_item.added",
         "reasoning_summary_part.added",
@@ -194,7 +194,7 @@ def test_reasoning_streams_as_a_summary_part_before_the_message() -> None:
 
 
 def test_empty_text_deltas_open_no_item() -> None:
-    events = _run([TextDelta(""), ReasoningDelta("")])
+    events = _run([OutputTextDelta(""), ReasoningDelta("")])
     assert _types(events) == ["created", "in_progress", "completed"]
 
 
@@ -204,7 +204,7 @@ def test_empty_text_deltas_open_no_item() -> None:
 def test_a_length_or_filter_finish_ends_incomplete_with_the_open_item_incomplete(
     reason: str, detail: str
 ) -> None:
-    events = _run([TextDelta("cut"), FinishDelta(reason)])  # type: ignore[arg-type]  # a parametrized str that is one of the Literal's values
+    events = _run([OutputTextDelta("cut"), FinishDelta(reason)])  # type: ignore[arg-type]  # a parametrized str that is one of the Literal's values
     final = check_stream(events)
     assert events[-1]["type"] == "response.incomplete"
     assert final["status"] == "incomplete"
@@ -214,13 +214,13 @@ def test_a_length_or_filter_finish_ends_incomplete_with_the_open_item_incomplete
 
 
 def test_items_closed_before_a_length_finish_stay_completed() -> None:
-    events = _run([ToolCallDelta(0, name="f"), TextDelta("cut"), FinishDelta("length")])
+    events = _run([ToolCallDelta(0, name="f"), OutputTextDelta("cut"), FinishDelta("length")])
     statuses = [item["status"] for item in check_stream(events)["output"]]
     assert statuses == ["completed", "incomplete"]
 
 
 def test_fail_sends_a_flat_error_then_response_failed() -> None:
-    events = _run([TextDelta("partial")], end="fail")
+    events = _run([OutputTextDelta("partial")], end="fail")
     assert _types(events)[-2:] == ["error", "failed"]
     assert events[-2] == {
         "type": "error",
@@ -265,7 +265,7 @@ def test_nothing_may_follow_the_terminal_event(end: str) -> None:
     ) if end == "fail" else machine.cancel()
     assert machine.done
     with pytest.raises(ResponseStateError):
-        machine.feed(TextDelta("late"))
+        machine.feed(OutputTextDelta("late"))
     with pytest.raises(ResponseStateError):
         machine.finish()
     with pytest.raises(ResponseStateError):
@@ -275,7 +275,7 @@ def test_nothing_may_follow_the_terminal_event(end: str) -> None:
 def test_the_response_property_shows_open_items_then_the_final_response() -> None:
     machine = _machine()
     machine.start()
-    machine.feed(TextDelta("so far"))
+    machine.feed(OutputTextDelta("so far"))
     snapshot = machine.response
     assert snapshot.status == "in_progress"
     assert snapshot.output_text == "so far"
@@ -286,9 +286,9 @@ def test_the_response_property_shows_open_items_then_the_final_response() -> Non
 
 def test_events_hold_snapshots_not_live_state() -> None:
     machine = _machine()
-    added = machine.start() + machine.feed(TextDelta("a"))
+    added = machine.start() + machine.feed(OutputTextDelta("a"))
     before = json.dumps([e.model_dump(mode="json") for e in added])
-    machine.feed(TextDelta("b"))
+    machine.feed(OutputTextDelta("b"))
     machine.finish()
     assert json.dumps([e.model_dump(mode="json") for e in added]) == before
 
@@ -310,7 +310,7 @@ def test_a_non_delta_is_a_type_error() -> None:
 def test_the_sdk_accumulates_a_two_call_stream_into_the_same_final_output() -> None:
     events = _run(
         [
-            TextDelta("Let me check."),
+            OutputTextDelta("Let me check."),
             ToolCallDelta(0, name="a", call_id="call_a", arguments='{"x":1}'),
             ToolCallDelta(1, name="b", call_id="call_b", arguments='{"y":2}'),
         ]

@@ -22,9 +22,9 @@ from turnstream.engine import (
     Delta,
     FinishDelta,
     ItemEndDelta,
+    OutputTextDelta,
     ReasoningDelta,
     ResponseStateMachine,
-    TextDelta,
     ToolCallDelta,
     UsageDelta,
 )
@@ -57,7 +57,7 @@ def _deltas(ops: list[tuple[Any, ...]]) -> tuple[list[Delta], dict[int, list[int
     for op in ops:
         kind = op[0]
         if kind == "text":
-            deltas.append(TextDelta(op[1]))
+            deltas.append(OutputTextDelta(op[1]))
         elif kind == "reasoning":
             deltas.append(ReasoningDelta(op[1]))
         elif kind == "call":
@@ -110,7 +110,7 @@ def test_any_delta_sequence_yields_a_valid_stream_that_keeps_every_delta(
     # Text and reasoning: every piece, in order, nothing else.
     output = final["output"]
     texts = [p["text"] for i in output if i["type"] == "message" for p in i["content"]]
-    assert "".join(texts) == "".join(d.text for d in deltas if isinstance(d, TextDelta))
+    assert "".join(texts) == "".join(d.text for d in deltas if isinstance(d, OutputTextDelta))
     summaries = [p["text"] for i in output if i["type"] == "reasoning" for p in i["summary"]]
     assert "".join(summaries) == "".join(d.text for d in deltas if isinstance(d, ReasoningDelta))
 

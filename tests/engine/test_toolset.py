@@ -10,7 +10,7 @@ import pytest
 
 from tests.engine.checks import check_stream, feed_sdk, wire_round_trip
 from tests.spec import validate_response
-from turnstream.engine import ReasoningDelta, ResponseStateMachine, TextDelta, ToolCallDelta
+from turnstream.engine import OutputTextDelta, ReasoningDelta, ResponseStateMachine, ToolCallDelta
 from turnstream.engine.pairing import check_tool_pairing
 from turnstream.engine.toolset import Toolset, expand_tools
 from turnstream.protocol import APIError
@@ -167,7 +167,7 @@ def test_a_namespaced_call_streams_as_a_function_call_with_its_namespace() -> No
 def test_a_custom_tool_call_comes_out_whole_as_custom_tool_call() -> None:
     machine = _machine(expand_tools(TOOLS))
     events = list(machine.start())
-    events += machine.feed(TextDelta("Patching."))
+    events += machine.feed(OutputTextDelta("Patching."))
     events += machine.feed(ToolCallDelta(0, "apply_patch", "call_9", '{"input": "*** Be'))
     events += machine.feed(ToolCallDelta(0, arguments='gin Patch"}'))
     events += machine.finish()
@@ -192,7 +192,7 @@ def test_sealed_reasoning_carries_encrypted_content_and_still_validates() -> Non
     machine = _machine(seal_reasoning=lambda text: f"sealed:{text}")
     events = list(machine.start())
     events += machine.feed(ReasoningDelta("think"))
-    events += machine.feed(TextDelta("answer"))
+    events += machine.feed(OutputTextDelta("answer"))
     events += machine.finish()
     wire = wire_round_trip(events)
     check_stream(wire)

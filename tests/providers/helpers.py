@@ -22,7 +22,7 @@ __all__ = [
 ]
 
 from tests.builders import assistant, function_call, function_output, tool, user
-from turnstream.engine.deltas import Delta, ReasoningDelta, TextDelta, ToolCallDelta
+from turnstream.engine.deltas import Delta, OutputTextDelta, ReasoningDelta, ToolCallDelta
 from turnstream.providers.base import GenerationRequest
 
 
@@ -38,7 +38,7 @@ async def collect(stream: AsyncIterator[Delta]) -> list[Delta]:
 
 
 def text_of(deltas: list[Delta]) -> str:
-    return "".join(d.text for d in deltas if isinstance(d, TextDelta))
+    return "".join(d.text for d in deltas if isinstance(d, OutputTextDelta))
 
 
 def reasoning_of(deltas: list[Delta]) -> str:

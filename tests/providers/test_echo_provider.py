@@ -19,7 +19,7 @@ from tests.providers.helpers import (
 from turnstream.engine.deltas import (
     FinishDelta,
     ItemEndDelta,
-    TextDelta,
+    OutputTextDelta,
     ToolCallDelta,
     UsageDelta,
 )
@@ -58,7 +58,7 @@ def test_echo_provider_satisfies_the_provider_protocol_and_serves_echo() -> None
 async def test_echoes_the_last_user_message_a_word_at_a_time_keeping_whitespace() -> None:
     text = "  Hello,   wide\nworld!\t "
     deltas = await run("ignored earlier message", assistant("ok"), text)
-    texts = [d.text for d in deltas if isinstance(d, TextDelta)]
+    texts = [d.text for d in deltas if isinstance(d, OutputTextDelta)]
     assert "".join(texts) == text
     assert texts[1:4] == ["Hello,   ", "wide\n", "world!\t "]
     assert deltas[-3:] == [
@@ -313,9 +313,9 @@ async def test_delay_spaces_out_deltas_so_a_consumer_can_stop_midway(
 
     monkeypatch.setattr(asyncio, "sleep", recorded_sleep)
     stream = EchoProvider(delay=0.05).stream(request("a b c d e f g h"))
-    assert await anext(stream) == TextDelta("a ")
+    assert await anext(stream) == OutputTextDelta("a ")
     assert pauses == []  # the first delta is not held back
-    assert await anext(stream) == TextDelta("b ")
+    assert await anext(stream) == OutputTextDelta("b ")
     assert pauses == [0.05]
     await stream.aclose()
 

@@ -9,7 +9,7 @@ import pytest
 from turnstream.engine.deltas import (
     FinishDelta,
     ItemEndDelta,
-    TextDelta,
+    OutputTextDelta,
     ToolCallDelta,
     UsageDelta,
 )
@@ -197,8 +197,8 @@ def test_text_reply_streams_with_usage_and_stop() -> None:
     }
     deltas = _translate([chunk("Hi"), chunk(" there", "stop"), {"choices": [], "usage": usage}])
     assert deltas == [
-        TextDelta("Hi"),
-        TextDelta(" there"),
+        OutputTextDelta("Hi"),
+        OutputTextDelta(" there"),
         ItemEndDelta(),
         UsageDelta(input_tokens=10, output_tokens=2, cached_tokens=8),
         FinishDelta("stop"),
@@ -244,13 +244,13 @@ def test_length_finish_makes_the_response_incomplete_and_keeps_a_truncated_call_
     deltas = _translate(
         [chunk('{"name": "get_weather", "arguments": {"ci'), chunk(finish="length")]
     )
-    assert deltas[0] == TextDelta('{"name": "get_weather", "arguments": {"ci')
+    assert deltas[0] == OutputTextDelta('{"name": "get_weather", "arguments": {"ci')
     assert deltas[-1] == FinishDelta("length")
 
 
 def test_without_tools_json_looking_text_is_just_text() -> None:
     deltas = _translate([chunk('{"name": "x"}'), chunk(finish="stop")], tools=False)
-    assert deltas[0] == TextDelta('{"name": "x"}')
+    assert deltas[0] == OutputTextDelta('{"name": "x"}')
 
 
 @pytest.mark.parametrize(

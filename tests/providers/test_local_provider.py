@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from turnstream.engine.deltas import FinishDelta, TextDelta, ToolCallDelta
+from turnstream.engine.deltas import FinishDelta, OutputTextDelta, ToolCallDelta
 from turnstream.providers._local_model import LocalModelError
 from turnstream.providers.base import GenerationRequest, Provider, ProviderError
 from turnstream.providers.local import LocalProvider
@@ -76,7 +76,10 @@ def test_local_provider_satisfies_the_provider_protocol() -> None:
 async def test_stream_turns_worker_thread_chunks_into_deltas() -> None:
     provider = provider_for(FakeEngine([chunk("Hel"), chunk("lo"), chunk(finish="stop")]))
     deltas = [d async for d in provider.stream(request())]
-    assert [d for d in deltas if isinstance(d, TextDelta)] == [TextDelta("Hel"), TextDelta("lo")]
+    assert [d for d in deltas if isinstance(d, OutputTextDelta)] == [
+        OutputTextDelta("Hel"),
+        OutputTextDelta("lo"),
+    ]
     assert deltas[-1] == FinishDelta("stop")
     await provider.aclose()
 
@@ -87,7 +90,7 @@ async def test_a_call_written_as_text_arrives_as_one_tool_call() -> None:
     deltas = [d async for d in provider.stream(request(tools=[WEATHER]))]
     calls = [d for d in deltas if isinstance(d, ToolCallDelta)]
     assert [(c.name, c.arguments) for c in calls] == [("get_weather", "{}")]
-    assert not any(isinstance(d, TextDelta) for d in deltas)
+    assert not any(isinstance(d, OutputTextDelta) for d in deltas)
     await provider.aclose()
 
 
@@ -96,7 +99,7 @@ async def test_closing_the_stream_cancels_generation_at_the_next_token() -> None
     provider = provider_for(engine)
     stream = provider.stream(request())
     async for delta in stream:
-        assert delta == TextDelta("word ")
+        assert delta == OutputTextDelta("word ")
         break
     await stream.aclose()  # type: ignore[attr-defined]
     # the endless engine only stops when cancelled: the waits catch a hang, not speed
@@ -173,7 +176,7 @@ async def test_a_request_during_a_slow_load_gets_503_with_retry_after() -> None:
     await provider.ready()
     assert not provider.loading
     assert provider.is_ready("local")
-    assert TextDelta("ok") in [d async for d in provider.stream(request())]
+    assert OutputTextDelta("ok") in [d async for d in provider.stream(request())]
     await provider.aclose()
 
 
@@ -218,5 +221,5 @@ async def test_an_engine_failure_mid_stream_raises_provider_error() -> None:
 
     with pytest.raises(ProviderError, match="exploded"):
         await consume()
-    assert seen == [TextDelta("partial")]
+    assert seen == [OutputTextDelta("partial")]
     await provider.aclose()

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from turnstream.engine.deltas import FinishDelta, TextDelta, ToolCallDelta
+from turnstream.engine.deltas import FinishDelta, OutputTextDelta, ToolCallDelta
 from turnstream.providers._local_model import (
     MODEL_SPECS,
     LocalModelError,
@@ -83,7 +83,7 @@ def user(text: str) -> dict[str, Any]:
 async def test_small_model_answers_briefly_and_reports_length(small: LocalProvider) -> None:
     request = GenerationRequest("local", [user("Who are you?")], max_output_tokens=6)
     deltas = [d async for d in small.stream(request)]
-    text = "".join(d.text for d in deltas if isinstance(d, TextDelta))
+    text = "".join(d.text for d in deltas if isinstance(d, OutputTextDelta))
     assert text.strip()
     assert deltas[-1] == FinishDelta("length")
 
@@ -113,7 +113,7 @@ async def test_default_model_does_a_tool_round_trip_and_answers_in_prose(
     request = GenerationRequest("local", items, tools=[WEATHER], max_output_tokens=40)
     second = [d async for d in default.stream(request)]
     assert not any(isinstance(d, ToolCallDelta) for d in second)
-    answer = "".join(d.text for d in second if isinstance(d, TextDelta))
+    answer = "".join(d.text for d in second if isinstance(d, OutputTextDelta))
     assert "18" in answer
     assert not answer.lstrip().startswith(("{", "<", "`"))
 
@@ -154,5 +154,5 @@ async def test_text_format_json_schema_makes_the_model_answer_json_that_validate
         text_format=text_format,
     )
     deltas = [d async for d in small.stream(request)]
-    answer = "".join(d.text for d in deltas if isinstance(d, TextDelta))
+    answer = "".join(d.text for d in deltas if isinstance(d, OutputTextDelta))
     jsonschema.validate(json.loads(answer), CITY_SCHEMA)

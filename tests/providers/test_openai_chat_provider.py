@@ -36,8 +36,8 @@ from tests.providers.helpers import (
 from turnstream.engine.deltas import (
     Delta,
     FinishDelta,
+    OutputTextDelta,
     ReasoningDelta,
-    TextDelta,
     ToolCallDelta,
     UsageDelta,
 )
@@ -81,9 +81,9 @@ async def test_plain_text_streams_as_text_deltas_then_usage_then_finish(
     )
     deltas = await run(provider, "hi")
     assert deltas == [
-        TextDelta("Hello"),
-        TextDelta(", wörld"),
-        TextDelta("!"),
+        OutputTextDelta("Hello"),
+        OutputTextDelta(", wörld"),
+        OutputTextDelta("!"),
         UsageDelta(input_tokens=9, output_tokens=3, cached_tokens=4),
         FinishDelta("stop"),
     ]
@@ -210,7 +210,7 @@ async def test_reasoning_then_text_yields_reasoning_deltas_before_text(
     assert [type(d) for d in deltas] == [
         ReasoningDelta,
         ReasoningDelta,
-        TextDelta,
+        OutputTextDelta,
         UsageDelta,
         FinishDelta,
     ]
@@ -264,7 +264,7 @@ async def test_an_error_object_mid_stream_raises_after_the_earlier_deltas(
 
     with pytest.raises(ProviderError) as caught:
         await consume()
-    assert seen == [TextDelta("partial")]
+    assert seen == [OutputTextDelta("partial")]
     assert (caught.value.message, caught.value.code) == ("model crashed", "server_error")
 
 
@@ -381,7 +381,7 @@ async def test_a_non_streaming_json_completion_is_still_translated(
     }
     fake_upstream.queue(FakeReply(body=completion))
     assert await run(provider, "q") == [
-        TextDelta("whole"),
+        OutputTextDelta("whole"),
         UsageDelta(input_tokens=2, output_tokens=1),
         FinishDelta("length"),
     ]
@@ -402,8 +402,8 @@ async def test_closing_the_stream_midway_closes_the_upstream_response(
     # the upstream never ends this reply itself: only the provider closing it can
     fake_upstream.queue(FakeReply(chunks=[text_chunk("w0 "), text_chunk("w1 ")], hold_open=True))
     stream = provider.stream(request("q", model=MODEL))
-    assert await anext(stream) == TextDelta("w0 ")
-    assert await anext(stream) == TextDelta("w1 ")
+    assert await anext(stream) == OutputTextDelta("w0 ")
+    assert await anext(stream) == OutputTextDelta("w1 ")
     await stream.aclose()
     await fake_upstream.wait_for_disconnect(within=10)
     assert fake_upstream.completed == 0
@@ -512,4 +512,4 @@ async def test_prose_streams_through_the_text_call_recogniser_as_it_arrives(
         deltas = await collect(chat.stream(request("hi", model=MODEL, tools=[tool("get_weather")])))
     finally:
         await chat.aclose()
-    assert [d.text for d in deltas if isinstance(d, TextDelta)] == ["It is ", "sunny."]
+    assert [d.text for d in deltas if isinstance(d, OutputTextDelta)] == ["It is ", "sunny."]

@@ -9,8 +9,8 @@ from tests.providers.helpers import collect, request, text_of
 from turnstream.engine.deltas import (
     Delta,
     FinishDelta,
+    OutputTextDelta,
     ReasoningDelta,
-    TextDelta,
     ToolCallDelta,
     UsageDelta,
 )
@@ -28,8 +28,8 @@ def test_scripted_provider_satisfies_the_provider_protocol() -> None:
 async def test_a_script_of_deltas_is_yielded_exactly_in_order() -> None:
     script: list[Delta] = [
         ReasoningDelta("thinking"),
-        TextDelta("He"),
-        TextDelta("llo"),
+        OutputTextDelta("He"),
+        OutputTextDelta("llo"),
         ToolCallDelta(index=0, name="f", call_id="call_x", arguments='{"a'),
         ToolCallDelta(index=0, arguments='":1}'),
         UsageDelta(input_tokens=3, output_tokens=4),
@@ -42,7 +42,7 @@ async def test_a_script_of_deltas_is_yielded_exactly_in_order() -> None:
 
 async def test_scripts_are_consumed_one_per_stream_in_push_order() -> None:
     provider = ScriptedProvider()
-    provider.push([TextDelta("first")], [TextDelta("second")])
+    provider.push([OutputTextDelta("first")], [OutputTextDelta("second")])
     assert provider.pending == 2
     assert text_of(await collect(provider.stream(request("x")))) == "first"
     assert text_of(await collect(provider.stream(request("x")))) == "second"
@@ -68,17 +68,17 @@ async def test_every_request_is_recorded_in_call_order_even_before_iteration() -
 
 async def test_sleep_steps_pause_the_stream() -> None:
     provider = ScriptedProvider()
-    provider.push([TextDelta("a"), Sleep(0.05), TextDelta("b")])
+    provider.push([OutputTextDelta("a"), Sleep(0.05), OutputTextDelta("b")])
     stream = provider.stream(request("x"))
-    assert await anext(stream) == TextDelta("a")
+    assert await anext(stream) == OutputTextDelta("a")
     started = time.monotonic()
-    assert await anext(stream) == TextDelta("b")
+    assert await anext(stream) == OutputTextDelta("b")
     assert time.monotonic() - started >= 0.045
 
 
 async def test_a_raise_step_fails_the_stream_midway_after_earlier_deltas() -> None:
     provider = ScriptedProvider()
-    provider.push([TextDelta("partial"), Raise(ProviderError("boom", code="server_error"))])
+    provider.push([OutputTextDelta("partial"), Raise(ProviderError("boom", code="server_error"))])
     seen: list[Delta] = []
 
     async def consume() -> None:
@@ -87,7 +87,7 @@ async def test_a_raise_step_fails_the_stream_midway_after_earlier_deltas() -> No
 
     with pytest.raises(ProviderError, match="boom") as caught:
         await consume()
-    assert seen == [TextDelta("partial")]
+    assert seen == [OutputTextDelta("partial")]
     assert caught.value.code == "server_error"
 
 
@@ -111,14 +111,14 @@ async def test_callable_steps_get_the_request_and_may_return_deltas_or_await() -
 
     async def hold(req: GenerationRequest) -> Delta:
         await gate.wait()
-        return TextDelta(" released")
+        return OutputTextDelta(" released")
 
     provider = ScriptedProvider()
     provider.push(
         [
             remember,
-            lambda req: TextDelta(f"model={req.model}"),
-            lambda req: [TextDelta(" a"), TextDelta(" b")],
+            lambda req: OutputTextDelta(f"model={req.model}"),
+            lambda req: [OutputTextDelta(" a"), OutputTextDelta(" b")],
             hold,
             FinishDelta(),
         ]
@@ -135,6 +135,6 @@ async def test_callable_steps_get_the_request_and_may_return_deltas_or_await() -
 
 async def test_aclose_drops_queued_scripts() -> None:
     provider = ScriptedProvider()
-    provider.push([TextDelta("never")])
+    provider.push([OutputTextDelta("never")])
     await provider.aclose()
     assert provider.pending == 0

@@ -21,7 +21,7 @@ import openai
 import pytest
 
 from tests.livesrv import LiveServer, spawn_server
-from turnstream.engine.deltas import FinishDelta, ItemEndDelta, TextDelta, ToolCallDelta
+from turnstream.engine.deltas import FinishDelta, ItemEndDelta, OutputTextDelta, ToolCallDelta
 from turnstream.providers.base import GenerationRequest
 from turnstream.runtime import (
     ConversationRegistry,
@@ -501,7 +501,7 @@ async def test_events_reach_the_caller_while_the_model_is_still_streaming(
 
     scripted.push(
         [
-            TextDelta("thinking "),
+            OutputTextDelta("thinking "),
             gate(text_seen),
             ItemEndDelta(),
             ToolCallDelta(index=1, name="add"),

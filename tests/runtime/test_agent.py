@@ -18,17 +18,17 @@ import pytest
 
 from tests.livesrv import LiveServer
 from turnstream.engine.deltas import FinishDelta, ItemEndDelta, ToolCallDelta
-from turnstream.engine.deltas import TextDelta as ModelText
+from turnstream.engine.deltas import OutputTextDelta as ModelText
 from turnstream.providers.base import GenerationRequest, ProviderError
 from turnstream.providers.scripted import Raise, ScriptedProvider
 from turnstream.runtime import (
     Agent,
     ConversationRegistry,
     ErrorReceived,
+    TextDelta,
     ResponseFailedError,
     RunCompleted,
     RunEvent,
-    TextDelta,
     ToolContext,
     ToolProgress,
     ToolResult,

@@ -9,7 +9,7 @@ import openai
 import pytest
 
 from tests.livesrv import LiveServer
-from turnstream.engine.deltas import FinishDelta, ItemEndDelta, TextDelta, UsageDelta
+from turnstream.engine.deltas import FinishDelta, ItemEndDelta, OutputTextDelta, UsageDelta
 
 from .helpers import assert_paired, call_script, make_agent
 
@@ -20,7 +20,7 @@ def a_call_then_a_summary(live: LiveServer) -> None:
     live.scripted.push(
         # a scripted turn reports the usage the limit is checked against
         [*call_script("add", '{"a": 1, "b": 2}')[:-1], UsageDelta(50, 5), FinishDelta()],
-        [TextDelta("They talked about the weather in Paris."), ItemEndDelta(), FinishDelta()],
+        [OutputTextDelta("They talked about the weather in Paris."), ItemEndDelta(), FinishDelta()],
     )
 
 

@@ -19,9 +19,9 @@ from tests.livesrv import LiveServer, running_server
 from turnstream.providers.base import GenerationRequest
 from turnstream.runtime import (
     ConversationRegistry,
+    TextDelta,
     RetryPolicy,
     StreamInterruptedError,
-    TextDelta,
 )
 from turnstream.runtime.retry import retry_after
 from turnstream.server.settings import FaultSettings
@@ -152,7 +152,7 @@ async def test_a_timeout_before_the_first_byte_is_retried(tmp_path: Path) -> Non
 
 def call_free_echo() -> list[Any]:
     from turnstream.engine.deltas import FinishDelta, ItemEndDelta
-    from turnstream.engine.deltas import TextDelta as ModelText
+    from turnstream.engine.deltas import OutputTextDelta as ModelText
 
     return [ModelText("hi"), ItemEndDelta(), FinishDelta()]
 

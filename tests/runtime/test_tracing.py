@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from turnstream.engine.deltas import TextDelta, UsageDelta
+from turnstream.engine.deltas import OutputTextDelta, UsageDelta
 from turnstream.providers.scripted import ScriptedProvider
 from turnstream.runtime import tool
 
@@ -40,7 +40,7 @@ async def test_a_run_with_a_tool_round_exports_run_turn_and_tool_spans(
     conversation = await server_client.conversations.create()
     scripted.push(
         call_script("add", '{"a": 2, "b": 3}'),
-        [TextDelta(text="5"), UsageDelta(input_tokens=9, output_tokens=1)],
+        [OutputTextDelta(text="5"), UsageDelta(input_tokens=9, output_tokens=1)],
     )
     agent = make_agent(server_client, model="scripted", tracer_provider=provider)
     result = await agent.run("add 2 and 3", conversation=conversation.id)
@@ -75,7 +75,7 @@ async def test_a_tool_that_raises_is_an_error_span(
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    scripted.push(call_script("explode", "{}"), [TextDelta(text="sorry")])
+    scripted.push(call_script("explode", "{}"), [OutputTextDelta(text="sorry")])
     agent = make_agent(server_client, model="scripted", tools=[explode], tracer_provider=provider)
     await agent.run("go")
     (span,) = [s for s in exporter.get_finished_spans() if s.name == "execute_tool explode"]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from turnstream.engine.deltas import TextDelta, UsageDelta
+from turnstream.engine.deltas import OutputTextDelta, UsageDelta
 from turnstream.server.logs import REQUEST_LOGGER, JSONFormatter, TextFormatter
 
 from .inprocess import serving
@@ -41,7 +41,7 @@ async def test_a_json_request_line_parses_and_has_every_field(
     async with serving(tmp_path) as served:
         conv = (await served.client.post("/v1/conversations", json={})).json()["id"]
         served.scripted.push(
-            [TextDelta(text="the secret answer"), UsageDelta(input_tokens=5, output_tokens=2)]
+            [OutputTextDelta(text="the secret answer"), UsageDelta(input_tokens=5, output_tokens=2)]
         )
         reply = await served.client.post(
             "/v1/responses",
@@ -80,7 +80,7 @@ async def test_log_content_adds_the_prompt_and_the_output(
 ) -> None:
     caplog.set_level(logging.INFO, logger=REQUEST_LOGGER)
     async with serving(tmp_path, log_content=True) as served:
-        served.scripted.push([TextDelta(text="the answer")])
+        served.scripted.push([OutputTextDelta(text="the answer")])
         await served.client.post("/v1/responses", json={"model": "scripted", "input": "the prompt"})
     parsed = json.loads(JSONFormatter().format(request_lines(caplog)[-1]))
     assert parsed["output"] == "the answer"

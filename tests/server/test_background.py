@@ -11,7 +11,7 @@ import pytest
 from openai import OpenAI
 
 from tests.livesrv import LiveServer
-from turnstream.engine.deltas import FinishDelta, TextDelta
+from turnstream.engine.deltas import FinishDelta, OutputTextDelta
 
 
 @pytest.fixture
@@ -48,7 +48,7 @@ def test_background_without_stream_answers_at_once_and_polling_completes(
     # the run cannot finish before the test has the answer to the create
     assert live_server.scripted is not None
     gate = live_server.gate()
-    live_server.scripted.push([gate, TextDelta(words(10)), FinishDelta()])
+    live_server.scripted.push([gate, OutputTextDelta(words(10)), FinishDelta()])
     created = client.responses.create(model="scripted", input="go", background=True)
     assert created.status in ("queued", "in_progress")
     assert created.background is True
@@ -111,7 +111,9 @@ def test_resuming_a_running_background_stream_follows_it_live(
     # what comes after can only have reached the follower live
     assert live_server.scripted is not None
     gate = live_server.gate()
-    live_server.scripted.push([TextDelta("before "), gate, TextDelta("after"), FinishDelta()])
+    live_server.scripted.push(
+        [OutputTextDelta("before "), gate, OutputTextDelta("after"), FinishDelta()]
+    )
     created = client.responses.create(model="scripted", input="hi", background=True)
     resumed: list[Any] = []
     for event in client.responses.retrieve(created.id, stream=True, starting_after=2):
@@ -145,7 +147,7 @@ def test_cancel_ends_the_run_idempotently_and_releases_the_conversation(
 ) -> None:
     assert live_server.scripted is not None
     never = live_server.gate()  # the run is mid-answer until the cancel ends it
-    live_server.scripted.push([TextDelta("partial"), never])
+    live_server.scripted.push([OutputTextDelta("partial"), never])
     conversation = client.conversations.create()
     created = client.responses.create(
         model="scripted", input="go", background=True, conversation=conversation.id

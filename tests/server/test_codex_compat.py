@@ -22,7 +22,7 @@ from fastapi.testclient import TestClient
 from openai.types.responses import ResponseCustomToolCall
 
 from tests.livesrv import LiveServer, running_server, spawn_server
-from turnstream.engine.deltas import ReasoningDelta, TextDelta, ToolCallDelta
+from turnstream.engine.deltas import OutputTextDelta, ReasoningDelta, ToolCallDelta
 from turnstream.providers.scripted import ScriptedProvider
 from turnstream.server.app import create_app
 from turnstream.server.hosted_tools import DROPPED_TOOLS_HEADER
@@ -92,7 +92,7 @@ def test_a_codex_turn_compressed_with_zstd_streams_a_namespaced_call_and_sealed_
             ReasoningDelta("I should spawn a helper."),
             ToolCallDelta(0, "multi_agent_v1__spawn_agent", "call_1", '{"task": "x"}'),
         ],
-        [TextDelta("Done.")],
+        [OutputTextDelta("Done.")],
     )
     raw = json.dumps(codex_body([user("Go")])).encode()
     first = post(live, zstandard.ZstdCompressor().compress(raw), **{"content-encoding": "zstd"})
@@ -217,7 +217,7 @@ def test_custom_tool_calls_round_trip_as_custom_items(tmp_path: Path) -> None:
     scripted = ScriptedProvider()
     scripted.push(
         [ToolCallDelta(0, "apply_patch", "call_p", json.dumps({"input": "*** Begin Patch"}))],
-        [TextDelta("Patched.")],
+        [OutputTextDelta("Patched.")],
     )
     app = create_app(
         Settings(db_path=tmp_path / "t.db", enable_local_model=False), providers=[scripted]

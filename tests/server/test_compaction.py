@@ -11,7 +11,7 @@ import pytest
 
 from tests.livesrv import LiveServer, running_server
 from tests.spec import validate_schema
-from turnstream.engine.deltas import FinishDelta, ItemEndDelta, TextDelta
+from turnstream.engine.deltas import FinishDelta, ItemEndDelta, OutputTextDelta
 from turnstream.server.compaction import _split
 
 JSON = dict[str, Any]
@@ -133,7 +133,9 @@ async def test_an_item_from_another_server_is_refused_and_a_replica_accepts_its_
 
 async def test_the_summary_comes_from_a_model_that_can_write_one(live: LiveServer) -> None:
     assert live.scripted is not None
-    live.scripted.push([TextDelta("They talked about the weather."), ItemEndDelta(), FinishDelta()])
+    live.scripted.push(
+        [OutputTextDelta("They talked about the weather."), ItemEndDelta(), FinishDelta()]
+    )
     async with httpx.AsyncClient(base_url=live.base_url) as http:
         reply = await http.post(
             "/responses/compact",

@@ -16,7 +16,7 @@ import pytest
 from openai import AsyncOpenAI
 
 from tests.livesrv import LiveServer, running_server, spawn_server
-from turnstream.engine.deltas import FinishDelta, TextDelta
+from turnstream.engine.deltas import FinishDelta, OutputTextDelta
 from turnstream.providers.base import GenerationRequest
 
 ADD = {
@@ -121,7 +121,7 @@ def test_twenty_concurrent_requests_one_wins_and_only_its_items_are_stored(
     assert live_server.scripted is not None
     gate = live_server.gate()
     live_server.scripted.push(
-        [lambda request: TextDelta(_last_user_text(request).split()[0]), gate, FinishDelta()]
+        [lambda request: OutputTextDelta(_last_user_text(request).split()[0]), gate, FinishDelta()]
     )
 
     async def main() -> tuple[list[httpx.Response], list[dict[str, Any]]]:
@@ -173,7 +173,7 @@ def test_items_cannot_be_added_or_deleted_while_a_response_holds_the_conversatio
 ) -> None:
     assert live_server.scripted is not None
     gate = live_server.gate()  # the response holds the conversation until the test is done
-    live_server.scripted.push([TextDelta("holding"), gate, FinishDelta()])
+    live_server.scripted.push([OutputTextDelta("holding"), gate, FinishDelta()])
     with httpx.Client(base_url=live_server.base_url, timeout=30) as http:
         conversation = http.post(
             "/conversations", json={"items": [{"role": "user", "content": "old"}]}

@@ -155,13 +155,13 @@ def test_a_conversation_with_an_unanswered_call_rejects_a_new_message(client: Op
 def test_a_failed_response_appends_nothing_to_the_conversation(
     live_server: LiveServer, client: OpenAI
 ) -> None:
-    from turnstream.engine.deltas import TextDelta
+    from turnstream.engine.deltas import OutputTextDelta
     from turnstream.providers.base import ProviderError
     from turnstream.providers.scripted import Raise
 
     conv = client.conversations.create(items=[user("keep me")])
     assert live_server.scripted is not None
-    live_server.scripted.push([TextDelta("half"), Raise(ProviderError("boom"))])
+    live_server.scripted.push([OutputTextDelta("half"), Raise(ProviderError("boom"))])
     failed = client.responses.create(model="scripted", input="doomed", conversation=conv.id)
     assert failed.status == "failed"
     assert [i.content[0].text for i in client.conversations.items.list(conv.id)] == ["keep me"]  # type: ignore[union-attr]  # the SDK's item union; the test knows which member this is

@@ -15,7 +15,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from turnstream.engine.deltas import TextDelta, UsageDelta
+from turnstream.engine.deltas import OutputTextDelta, UsageDelta
 from turnstream.providers.base import GenerationRequest, ProviderError
 from turnstream.providers.scripted import Raise
 
@@ -70,9 +70,9 @@ async def test_the_metrics_move_as_a_streamed_request_runs(tmp_path: Path) -> No
         hold = asyncio.Event()
         served.scripted.push(
             [
-                TextDelta(text="hello "),
+                OutputTextDelta(text="hello "),
                 held_open(hold),
-                TextDelta(text="world"),
+                OutputTextDelta(text="world"),
                 UsageDelta(input_tokens=7, output_tokens=3),
             ]
         )
@@ -140,7 +140,7 @@ async def test_upstream_errors_are_counted_by_kind(tmp_path: Path) -> None:
     async with serving(tmp_path) as served:
         served.scripted.push(ProviderError("slow down", code="rate_limit_exceeded", status=429))
         served.scripted.push(
-            [TextDelta(text="part"), Raise(ProviderError("gone", code="upstream_gone"))]
+            [OutputTextDelta(text="part"), Raise(ProviderError("gone", code="upstream_gone"))]
         )
         first = await served.client.post("/v1/responses", json={"model": "scripted", "input": "a"})
         second = await served.client.post("/v1/responses", json={"model": "scripted", "input": "b"})
@@ -163,7 +163,7 @@ async def test_a_lease_taken_over_mid_turn_is_counted(tmp_path: Path) -> None:
         conv = await new_conversation(served)
         hold = asyncio.Event()
         reached = asyncio.Event()
-        served.scripted.push([TextDelta(text="slow "), held_open(hold, reached)])
+        served.scripted.push([OutputTextDelta(text="slow "), held_open(hold, reached)])
         body = {"model": "scripted", "input": "hi", "conversation": conv}
         running = asyncio.create_task(served.client.post("/v1/responses", json=body))
         await asyncio.wait_for(reached.wait(), WAIT)

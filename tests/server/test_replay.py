@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from turnstream import sse
-from turnstream.engine.deltas import TextDelta
+from turnstream.engine.deltas import OutputTextDelta
 from turnstream.engine.state import ResponseStateMachine
 from turnstream.protocol import Response
 from turnstream.server.replay import EventLog, StoreWakeup, drain, follow, replay_stored
@@ -49,7 +49,7 @@ def run_events(text: str = "one two three") -> tuple[list[Any], Any]:
     )
     events = [*machine.start()]
     for word in text.split():
-        events.extend(machine.feed(TextDelta(text=word + " ")))
+        events.extend(machine.feed(OutputTextDelta(text=word + " ")))
     closing = machine.finish()
     return [*events, *closing[:-1]], closing[-1]
 

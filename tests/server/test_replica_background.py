@@ -156,7 +156,7 @@ def test_a_run_that_lost_its_lease_is_failed_not_announced_completed(tmp_path: P
     import sqlalchemy as sa
 
     from tests.databases import run_sync_on
-    from turnstream.engine.deltas import FinishDelta, ItemEndDelta, TextDelta
+    from turnstream.engine.deltas import FinishDelta, ItemEndDelta, OutputTextDelta
     from turnstream.storage.schema import conversation_locks
 
     db_url = f"sqlite:///{tmp_path / 't.db'}"
@@ -172,7 +172,7 @@ def test_a_run_that_lost_its_lease_is_failed_not_announced_completed(tmp_path: P
     with running_server(tmp_path / "t.db") as live:
         assert live.scripted is not None
         live.scripted.push(
-            [TextDelta(text="half "), lose_the_lease, ItemEndDelta(), FinishDelta("stop")]
+            [OutputTextDelta(text="half "), lose_the_lease, ItemEndDelta(), FinishDelta("stop")]
         )
         conversation = client(live).conversations.create()
         with client(live).responses.create(

@@ -12,7 +12,13 @@ from openai import AsyncOpenAI, OpenAI
 
 from tests.builders import TIME, WEATHER
 from tests.livesrv import LiveServer
-from turnstream.engine.deltas import FinishDelta, ItemEndDelta, TextDelta, ToolCallDelta, UsageDelta
+from turnstream.engine.deltas import (
+    FinishDelta,
+    ItemEndDelta,
+    OutputTextDelta,
+    ToolCallDelta,
+    UsageDelta,
+)
 from turnstream.providers.base import ProviderError
 from turnstream.providers.scripted import Raise
 
@@ -103,8 +109,8 @@ def test_stream_helper_returns_text_then_a_call(live_server: LiveServer, client:
     assert live_server.scripted is not None
     live_server.scripted.push(
         [
-            TextDelta("Let me "),
-            TextDelta("check."),
+            OutputTextDelta("Let me "),
+            OutputTextDelta("check."),
             ItemEndDelta(),
             ToolCallDelta(0, name="get_weather", arguments='{"ci'),
             ToolCallDelta(0, arguments='ty": "Rome"}'),
@@ -152,7 +158,10 @@ def test_a_provider_failure_mid_stream_ends_with_error_then_failed(
 ) -> None:
     assert live_server.scripted is not None
     live_server.scripted.push(
-        [TextDelta("partial "), Raise(ProviderError("the model crashed", code="server_error"))]
+        [
+            OutputTextDelta("partial "),
+            Raise(ProviderError("the model crashed", code="server_error")),
+        ]
     )
     with client.responses.stream(model="scripted", input="hi") as stream:
         events = list(stream)
@@ -170,7 +179,9 @@ def test_a_provider_failure_after_output_returns_a_failed_response_without_strea
     live_server: LiveServer,
 ) -> None:
     assert live_server.scripted is not None
-    live_server.scripted.push([TextDelta("partial"), Raise(ProviderError("lost the upstream"))])
+    live_server.scripted.push(
+        [OutputTextDelta("partial"), Raise(ProviderError("lost the upstream"))]
+    )
     created = live_server.openai().responses.create(model="scripted", input="hi")
     assert created.status == "failed"
     assert created.error is not None
@@ -264,7 +275,7 @@ def test_a_client_disconnect_mid_stream_cancels_generation_and_records_cancelled
 ) -> None:
     # the model never finishes on its own: only the disconnect can end this response
     assert live_server.scripted is not None
-    live_server.scripted.push([TextDelta("partial"), live_server.gate()])
+    live_server.scripted.push([OutputTextDelta("partial"), live_server.gate()])
     response_id = None
     with (
         httpx.Client(timeout=10) as http,

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from turnstream.engine.deltas import TextDelta
+from turnstream.engine.deltas import OutputTextDelta
 from turnstream.providers.base import GenerationRequest, ProviderError
 from turnstream.providers.scripted import ScriptedProvider
 from turnstream.server.app import create_app
@@ -203,7 +203,7 @@ async def test_a_disconnect_cancels_a_streamed_run_and_frees_the_conversation(
     async with serving(tmp_path) as served:
         conv = await conversation(served)
         hold, gone = asyncio.Event(), asyncio.Event()
-        served.scripted.push([TextDelta(text="partial "), held_open(hold)])
+        served.scripted.push([OutputTextDelta(text="partial "), held_open(hold)])
 
         async def on_body(chunk: bytes) -> None:
             if b"output_text.delta" in chunk:
@@ -237,7 +237,9 @@ async def test_a_disconnect_leaves_a_background_run_running_to_completion(
 ) -> None:
     async with serving(tmp_path) as served:
         hold, gone = asyncio.Event(), asyncio.Event()
-        served.scripted.push([TextDelta(text="partial "), held_open(hold), TextDelta(text="end")])
+        served.scripted.push(
+            [OutputTextDelta(text="partial "), held_open(hold), OutputTextDelta(text="end")]
+        )
 
         async def on_body(chunk: bytes) -> None:
             if b"output_text.delta" in chunk:

@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from turnstream._tracing import Tracing
-from turnstream.engine.deltas import TextDelta, UsageDelta
+from turnstream.engine.deltas import OutputTextDelta, UsageDelta
 from turnstream.providers.base import ProviderError
 from turnstream.providers.scripted import Raise
 
@@ -58,7 +58,9 @@ async def test_a_conversation_turn_exports_the_expected_span_tree(
     async with serving(tmp_path, tracer_provider=provider) as served:
         conv = (await served.client.post("/v1/conversations", json={})).json()["id"]
         exporter.clear()
-        served.scripted.push([TextDelta(text="hi"), UsageDelta(input_tokens=4, output_tokens=1)])
+        served.scripted.push(
+            [OutputTextDelta(text="hi"), UsageDelta(input_tokens=4, output_tokens=1)]
+        )
         reply = await served.client.post(
             "/v1/responses", json={"model": "scripted", "input": "hello", "conversation": conv}
         )
@@ -100,7 +102,7 @@ async def test_a_failed_provider_call_is_an_error_span_with_its_kind(
 ) -> None:
     async with serving(tmp_path, tracer_provider=provider) as served:
         served.scripted.push(
-            [TextDelta(text="x"), Raise(ProviderError("gone", code="upstream_gone"))]
+            [OutputTextDelta(text="x"), Raise(ProviderError("gone", code="upstream_gone"))]
         )
         reply = await served.client.post("/v1/responses", json={"model": "scripted", "input": "a"})
     assert reply.json()["status"] == "failed"

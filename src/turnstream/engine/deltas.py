@@ -15,15 +15,15 @@ __all__ = [
     "Delta",
     "FinishDelta",
     "ItemEndDelta",
+    "OutputTextDelta",
     "ReasoningDelta",
-    "TextDelta",
     "ToolCallDelta",
     "UsageDelta",
 ]
 
 
 @dataclass(frozen=True, slots=True)
-class TextDelta:
+class OutputTextDelta:
     """A piece of assistant text, appended to the current message item."""
 
     text: str
@@ -78,4 +78,4 @@ class FinishDelta:
     reason: Literal["stop", "length", "content_filter"] = "stop"
 
 
-Delta = TextDelta | ReasoningDelta | ToolCallDelta | ItemEndDelta | UsageDelta | FinishDelta
+Delta = OutputTextDelta | ReasoningDelta | ToolCallDelta | ItemEndDelta | UsageDelta | FinishDelta

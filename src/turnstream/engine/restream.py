@@ -20,8 +20,8 @@ from .deltas import (
     Delta,
     FinishDelta,
     ItemEndDelta,
+    OutputTextDelta,
     ReasoningDelta,
-    TextDelta,
     ToolCallDelta,
     UsageDelta,
 )
@@ -64,7 +64,7 @@ def _deltas(final: Mapping[str, Any], output: list[JSON]) -> Iterator[Delta]:
     for index, item in enumerate(output):
         kind = item.get("type")
         if kind == "message":
-            yield TextDelta("".join(part.get("text", "") for part in item.get("content", [])))
+            yield OutputTextDelta("".join(part.get("text", "") for part in item.get("content", [])))
         elif kind == "function_call":
             yield ToolCallDelta(index, item["name"], item["call_id"], item.get("arguments", ""))
         elif kind == "reasoning":

@@ -51,8 +51,8 @@ from turnstream.engine.deltas import (
     Delta,
     FinishDelta,
     ItemEndDelta,
+    OutputTextDelta,
     ReasoningDelta,
-    TextDelta,
     ToolCallDelta,
     UsageDelta,
 )
@@ -196,7 +196,7 @@ class ResponseStateMachine:
         """The events one provider delta causes (often one, sometimes none)."""
         if self._final is not None or not self._started:
             return self._ensure_started() + self.feed(delta)
-        if isinstance(delta, TextDelta):
+        if isinstance(delta, OutputTextDelta):
             return self._text(delta.text)
         if isinstance(delta, ToolCallDelta):
             return self._tool_call(delta)

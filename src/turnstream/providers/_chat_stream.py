@@ -14,8 +14,8 @@ from typing import Any, Literal
 from turnstream.engine.deltas import (
     Delta,
     FinishDelta,
+    OutputTextDelta,
     ReasoningDelta,
-    TextDelta,
     ToolCallDelta,
     UsageDelta,
 )
@@ -78,7 +78,7 @@ class ChatChunkTranslator:
         for key in ("content", "refusal"):
             text = delta.get(key)
             if isinstance(text, str) and text:
-                deltas.append(TextDelta(text))
+                deltas.append(OutputTextDelta(text))
         tool_calls = delta.get("tool_calls")
         if isinstance(tool_calls, list):
             for call in tool_calls:

@@ -34,7 +34,7 @@ from typing import Any, Literal
 from turnstream.engine.deltas import (
     Delta,
     ItemEndDelta,
-    TextDelta,
+    OutputTextDelta,
     ToolCallDelta,
 )
 from turnstream.providers._chat_request import (
@@ -288,11 +288,11 @@ class ChunkTranslator:
             )
         out: list[Delta] = []
         for delta in self._chunks.feed(chunk):
-            if isinstance(delta, TextDelta):
+            if isinstance(delta, OutputTextDelta):
                 released = self._sniffer.feed(delta.text)
                 if released:
                     self.text_released = True
-                    out.append(TextDelta(released))
+                    out.append(OutputTextDelta(released))
             elif isinstance(delta, ToolCallDelta):
                 if not self._parallel and delta.index > 0:
                     continue
@@ -308,7 +308,7 @@ class ChunkTranslator:
         text, calls = self._sniffer.finish()
         if text:
             self.text_released = True
-            out.append(TextDelta(text))
+            out.append(OutputTextDelta(text))
         if calls and not self._native_calls:
             if self.text_released:
                 out.append(ItemEndDelta())

@@ -33,7 +33,7 @@ from turnstream.engine.deltas import (
     Delta,
     FinishDelta,
     ItemEndDelta,
-    TextDelta,
+    OutputTextDelta,
     ToolCallDelta,
     UsageDelta,
 )
@@ -118,7 +118,7 @@ def _text_deltas(text: str, budget: _Budget) -> Iterator[Delta]:
     for word in words:
         if not word.isspace() and not budget.take():
             return  # truncated: the item stays open, the engine marks it incomplete
-        yield TextDelta(word)
+        yield OutputTextDelta(word)
     yield ItemEndDelta()
 
 

@@ -45,7 +45,7 @@ from turnstream.engine.deltas import (
     Delta,
     FinishDelta,
     ItemEndDelta,
-    TextDelta,
+    OutputTextDelta,
     ToolCallDelta,
     UsageDelta,
 )
@@ -385,17 +385,17 @@ async def _calls_written_as_text(
     held: list[Delta] = []
     async with contextlib.aclosing(deltas):
         async for delta in deltas:
-            if isinstance(delta, TextDelta):
+            if isinstance(delta, OutputTextDelta):
                 released = sniffer.feed(delta.text)
                 if released:
-                    yield TextDelta(released)
+                    yield OutputTextDelta(released)
             elif isinstance(delta, UsageDelta | FinishDelta):
                 held.append(delta)  # after the calls, which are only known at the end
             else:
                 yield delta
     text, calls = sniffer.finish()
     if text:
-        yield TextDelta(text)
+        yield OutputTextDelta(text)
     for offset, call in enumerate(calls):
         yield ToolCallDelta(_TEXT_CALL_INDEX + offset, name=call.name, arguments=call.arguments)
         yield ItemEndDelta()

@@ -28,8 +28,8 @@ from turnstream.engine.deltas import (
     Delta,
     FinishDelta,
     ItemEndDelta,
+    OutputTextDelta,
     ReasoningDelta,
-    TextDelta,
     ToolCallDelta,
     UsageDelta,
 )
@@ -38,7 +38,14 @@ from turnstream.providers.echo import echo_deltas
 
 __all__ = ["Raise", "Script", "ScriptStep", "ScriptedProvider", "Sleep"]
 
-_DELTA_TYPES = (TextDelta, ReasoningDelta, ToolCallDelta, ItemEndDelta, UsageDelta, FinishDelta)
+_DELTA_TYPES = (
+    OutputTextDelta,
+    ReasoningDelta,
+    ToolCallDelta,
+    ItemEndDelta,
+    UsageDelta,
+    FinishDelta,
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,7 +32,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from turnstream.engine.context import assemble_chain
-from turnstream.engine.deltas import TextDelta
+from turnstream.engine.deltas import OutputTextDelta
 from turnstream.protocol import errors as E
 from turnstream.protocol import new_id, normalize_input
 from turnstream.protocol.ids import stored_items
@@ -176,7 +176,7 @@ async def _summary(
         pieces: list[str] = []
         try:
             async for delta in provider.stream(request):
-                if isinstance(delta, TextDelta):
+                if isinstance(delta, OutputTextDelta):
                     pieces.append(delta.text)
         except ProviderError:
             pieces = []
