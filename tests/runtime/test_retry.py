@@ -19,9 +19,9 @@ from tests.livesrv import LiveServer, running_server
 from turnstream.providers.base import GenerationRequest
 from turnstream.runtime import (
     ConversationRegistry,
-    TextDelta,
     RetryPolicy,
     StreamInterruptedError,
+    TextDelta,
 )
 from turnstream.runtime.retry import retry_after
 from turnstream.server.settings import FaultSettings
