@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from turnstream.runtime import tool
+from turnstream.runtime import ToolContext, tool
 
 
 @tool
@@ -14,8 +14,11 @@ def shout(text: str) -> str:
 
 
 @tool
-async def slow_lookup(key: str) -> str:
+async def slow_lookup(key: str, context: ToolContext) -> str:
     """Look something up, slowly (30 s), so a test can press Ctrl-C while it runs."""
+    # the card shows this once the tool is really running: a test waits for it
+    # before pressing Ctrl-C, instead of hoping the tool has started
+    await context.progress("looking it up")
     await asyncio.sleep(30)
     return f"value of {key}"
 

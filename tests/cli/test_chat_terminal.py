@@ -51,7 +51,7 @@ def test_ctrl_c_while_a_tool_runs_keeps_the_conversation_usable(
     term = terminal("--no-local", "--model", "echo", "--tools", SAMPLE_TOOLS)
     term.prompt()
     term.ask('slow_lookup {"key": "k"}')
-    term.expect("running")
+    term.expect("looking it up")  # the tool itself has started
     term.child.sendintr()
     term.expect("stopped")
     term.prompt()
