@@ -144,7 +144,6 @@ def serve(
 
     if log_format not in LOG_FORMATS:
         raise typer.BadParameter("must be text or json", param_hint="--log-format")
-    configure_logging(log_level, log_format)
     if db is None:
         db_path, db_url = default_db_path(), default_db_url()
     elif "://" in db:
@@ -181,6 +180,9 @@ def serve(
     )
     if workers < 1:
         raise typer.BadParameter("must be at least 1", param_hint="--workers")
+    # only once every refusal above is behind us: a serve that does not start leaves
+    # the process's logging as it found it
+    configure_logging(log_level, log_format)
     server_app = _serving_app(settings) if workers == 1 else None
     if log_format == "json":
         # every line a machine reads must parse, this one included
