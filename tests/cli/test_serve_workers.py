@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection
 from tests.databases import BACKENDS, fresh_database_url, run_sync_on
 from tests.livesrv import spawn_server
 from turnstream.cli._apps import settings_from_json, settings_to_json
+from turnstream.server.limits import Limits
 from turnstream.server.settings import FaultSettings, PromptWarmup, Settings
 from turnstream.storage.schema import store_owners
 
@@ -57,16 +58,19 @@ def test_two_workers_serve_one_port_each_with_its_own_store(db_url: str, tmp_pat
         server.stop()
 
 
-def test_settings_survive_the_trip_to_the_workers_through_the_environment() -> None:
+def test_settings_survive_the_trip_to_the_workers_through_the_environment(
+    tmp_path: Path,
+) -> None:
     settings = Settings(
-        db_path=Path("/tmp/x.db"),
+        db_path=tmp_path / "x.db",
         db_url="postgresql://u@h:1/d",
         lease_ttl=2.5,
         event_ttl=7.0,
         lock_release="after_body",
-        config_path=Path("/etc/models.toml"),
+        config_path=tmp_path / "models.toml",
         enable_local_model=False,
         faults=FaultSettings(rate_limit=0.5, seed=3),
+        limits=Limits(max_body_bytes=1024, requests_per_minute=60),
         local_warmup=PromptWarmup(instructions="hi", tools=[{"type": "function", "name": "f"}]),
     )
     assert settings_from_json(settings_to_json(settings)) == settings
