@@ -126,17 +126,37 @@ def test_a_follower_of_a_response_failed_by_the_sweep_gets_response_failed(
 
 
 def test_resuming_a_stream_after_its_events_expired_is_a_400(tmp_path: Path) -> None:
-    with running_server(tmp_path / "t.db", event_ttl=0.3) as live:
+    import asyncio
+
+    import sqlalchemy as sa
+
+    from tests.databases import run_sync_on
+    from turnstream.storage.schema import responses
+
+    def ended_at(response_id: str, when: float) -> Any:
+        # the response's age is set in the database, not waited for: no test here
+        # depends on how fast a loaded machine gets from one line to the next
+        def change(conn: Any) -> None:
+            conn.execute(
+                sa.update(responses).where(responses.c.id == response_id).values(updated_at=when)
+            )
+
+        return asyncio.run(run_sync_on(f"sqlite:///{tmp_path / 't.db'}", change))
+
+    # a short time to live, so the server's sweep runs every half second
+    with running_server(tmp_path / "t.db", event_ttl=2) as live:
         created = client(live).responses.create(model="echo", input="soon gone", background=True)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while client(live).responses.retrieve(created.id).status != "completed":
             assert time.monotonic() < deadline
             time.sleep(0.02)
+        # younger than its time to live however long the steps below take
+        ended_at(created.id, time.time() + 3600)
         fresh = list(client(live).responses.retrieve(created.id, stream=True, starting_after=0))
         assert fresh[-1].type == "response.completed"
-        time.sleep(0.4)
+        ended_at(created.id, time.time() - 3600)
         resp = httpx.get(
-            f"{live.base_url}/responses/{created.id}", params={"stream": "true"}, timeout=5
+            f"{live.base_url}/responses/{created.id}", params={"stream": "true"}, timeout=30
         )
         assert resp.status_code == 400
         error = resp.json()["error"]
@@ -146,7 +166,7 @@ def test_resuming_a_stream_after_its_events_expired_is_a_400(tmp_path: Path) -> 
         # the response itself stays retrievable
         assert client(live).responses.retrieve(created.id).status == "completed"
         # and the server's sweep deletes the expired log
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while live.call(live.state.store.list_events(created.id, after=None)):
             assert time.monotonic() < deadline, "the expiry sweep never ran"
             time.sleep(0.05)
