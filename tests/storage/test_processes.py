@@ -7,10 +7,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.storage.conftest import OpenStore
 
 WORKER = Path(__file__).with_name("_worker.py")
 ROUNDS = 200
+# several processes doing hundreds of committed rounds: the default ceiling (120 s)
+# catches hangs, and a loaded machine needs longer than that without hanging
+pytestmark = pytest.mark.timeout(400)
 
 
 def start(*args: str) -> subprocess.Popen[str]:
@@ -23,7 +28,8 @@ def start(*args: str) -> subprocess.Popen[str]:
 
 
 def wait(process: subprocess.Popen[str]) -> str:
-    out, err = process.communicate(timeout=60)
+    # a ceiling for a hung worker, not a speed claim: a loaded machine is slow here
+    out, err = process.communicate(timeout=240)
     assert process.returncode == 0, err
     return out
 

@@ -68,6 +68,10 @@ def page(browser: Any, web_server: ServerProcess) -> Iterator[Any]:
     context = browser.new_context(viewport={"width": 1100, "height": 720})
     page = context.new_page()
     page.set_default_timeout(15_000)
+    # `expect` keeps its own ceiling (5 s by default): the same 15 s, for a busy machine
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=15_000)
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.goto(f"http://127.0.0.1:{web_server.port}/")
