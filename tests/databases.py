@@ -96,12 +96,17 @@ def _postgres_missing() -> str | None:
     return None
 
 
+def under_ci() -> bool:
+    """Whether `CI` says this run is CI's (`1`, `true` or `yes`, in any case)."""
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
 def require_postgres() -> None:
     """Skip the calling test when PostgreSQL is unavailable; fail it under CI."""
     reason = _postgres_missing()
     if reason is None:
         return
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+    if under_ci():
         pytest.fail(f"CI must run the PostgreSQL tests: {reason}")
     pytest.skip(reason)
 

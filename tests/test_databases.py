@@ -48,9 +48,21 @@ def test_without_postgresql_its_cases_skip_with_the_reason() -> None:
     assert "PostgreSQL is not reachable at postgresql://root@127.0.0.1:1/test" in result.stdout
 
 
-@pytest.mark.parametrize("ci", ["true", "1"])
-def test_under_ci_a_missing_postgresql_fails_instead(ci: str) -> None:
-    result = run_without_postgres(ci=ci)
+def test_under_ci_a_missing_postgresql_fails_instead() -> None:
+    result = run_without_postgres(ci="true")
     assert result.returncode == 1, result.stdout
     assert "1 passed, 1 error" in result.stdout  # failed in its fixture: an error
     assert "CI must run the PostgreSQL tests" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("true", True), ("1", True), ("YES", True), ("", False), ("0", False), ("false", False)],
+)
+def test_the_ci_variable_is_read_the_way_ci_services_set_it(
+    value: str, expected: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.databases import under_ci
+
+    monkeypatch.setenv("CI", value)
+    assert under_ci() is expected
