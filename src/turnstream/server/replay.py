@@ -206,12 +206,18 @@ class EventLog:
 async def drain(queue: FrameQueue, keepalive_interval: float) -> AsyncIterator[bytes]:
     """Frames from `queue` until `None`, batched (everything waiting goes out in one
     write), with an SSE keepalive comment whenever the queue stays quiet too long."""
+    # Once per frame at a model's pace, so no `asyncio.wait_for` here: on 3.11 it wraps
+    # the get in a task of its own, which costs more loop hops than the frame's work.
     while True:
-        try:
-            chunk = await asyncio.wait_for(queue.get(), keepalive_interval)
-        except TimeoutError:
-            yield sse.KEEPALIVE
-            continue
+        if queue.empty():
+            try:
+                async with asyncio.timeout(keepalive_interval):
+                    chunk = await queue.get()
+            except TimeoutError:
+                yield sse.KEEPALIVE
+                continue
+        else:
+            chunk = queue.get_nowait()
         parts: list[bytes] = []
         done = chunk is None
         while chunk is not None:
