@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import time
@@ -245,7 +246,9 @@ class ResponseRun:
             "gen_ai.conversation.id": self.lease.conversation_id if self.lease else None,
         }
         with self.tracing.span(f"chat {model}", kind="client", attributes=attributes) as span:
-            stream = self.provider.stream(self.request)
+            stream = self.provider.stream(
+                dataclasses.replace(self.request, on_started=self._on_started)
+            )
             try:
                 async for delta in stream:
                     self._on_delta(delta)
@@ -264,11 +267,16 @@ class ResponseRun:
         self._live = self.machine.response
         return list(close())
 
+    def _on_started(self) -> None:
+        """The upstream accepted the request: the stream's head need not wait for the
+        first delta (a failure from now on is reported in the stream)."""
+        self._first.set()
+
     def _on_delta(self, delta: Delta) -> None:
         events = self.machine.feed(delta)
         if events:
             self._emit(events)
-        if not self._first.is_set():
+        if self.first_event_at is None:
             self.first_event_at = time.monotonic()
             self._first.set()
 
