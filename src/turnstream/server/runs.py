@@ -131,8 +131,9 @@ class ResponseRun:
                 await asyncio.sleep(1.0)
 
     async def wait_for_first_delta(self) -> ProviderError | None:
-        """Wait until the provider produced something (or failed, or
-        `settings.first_delta_wait` passed).
+        """Wait until the provider produced something or reported its upstream
+        started (`GenerationRequest.on_started`), or failed, or
+        `settings.first_delta_wait` passed.
 
         Returns the provider's error if it failed before producing anything, so the
         caller can answer with a plain HTTP error instead of a stream.
