@@ -10,7 +10,7 @@ Per target and level it reports the medians of time to first event (TTFE), time 
 first text delta (TTFT) and total, and the server's CPU per request and per chunk (from
 `/proc/<pid>/stat`, turnstream's process during its blocks only). It prints a table,
 writes `bench/results/bridge_paced.json` and renders `bench/results/bridge_paced.png`
-(TTFE and total against concurrency, direct and turnstream).
+(TTFE and total against concurrency, direct and turnstream, and any `--compare`).
 
     PYTHONPATH=src .venv/bin/python bench/bridge_paced.py [--concurrency 1 10 25 50]
         [--rounds 4] [--c1-streams 8] [--profile py-spy.txt]
@@ -209,7 +209,9 @@ def plot(rows: list[dict[str, Any]], out: Path, title: str) -> None:
         (axes[0], "ttfe_ms", "time to first event (ms, median)"),
         (axes[1], "total_ms", "total (ms, median)"),
     ):
-        for name, style in (("direct", "o--"), ("turnstream", "s-")):
+        names = [name for name in rows[0] if name != "concurrency"]
+        for name in names:
+            style = {"direct": "o--", "turnstream": "s-"}.get(name, "^:")
             ax.plot(levels, [row[name][key] for row in rows], style, label=name)
         ax.set_xlabel("concurrent streams")
         ax.set_ylabel(label)
