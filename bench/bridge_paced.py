@@ -51,9 +51,14 @@ _LISTENING = re.compile(rb"Uvicorn running on http://[0-9.]+:(\d+)")
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU of one process so far."""
+    """User + system CPU so far of a process and its live children (serve's workers)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK
+    total = (int(fields[11]) + int(fields[12])) / _TICK
+    with contextlib.suppress(OSError):
+        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+            with contextlib.suppress(OSError):
+                total += cpu_seconds(int(child))
+    return total
 
 
 @dataclass
@@ -72,6 +77,7 @@ class Target:
     pid: int
     samples: dict[int, list[Sample]] = field(default_factory=dict)
     cpu: dict[int, float] = field(default_factory=dict)
+    errors: int = 0
 
 
 def _is_text(event_name: str | None, data: str) -> bool:
@@ -84,6 +90,16 @@ def _is_text(event_name: str | None, data: str) -> bool:
 
 
 async def one(http: httpx.AsyncClient, target: Target) -> Sample:
+    """One stream; a connection that fails before its first byte is retried once (the
+    stream's times start again) and counted in `target.errors`."""
+    try:
+        return await _one(http, target)
+    except httpx.TransportError:
+        target.errors += 1
+        return await _one(http, target)
+
+
+async def _one(http: httpx.AsyncClient, target: Target) -> Sample:
     start = time.perf_counter()
     first = text = 0.0
     events = 0
@@ -113,7 +129,9 @@ async def block(http: httpx.AsyncClient, target: Target, concurrency: int, strea
 
 
 async def measure(targets: list[Target], levels: list[int], rounds: int, c1_streams: int) -> None:
-    limits = httpx.Limits(max_connections=max(levels) + 5, max_keepalive_connections=max(levels) + 5)
+    limits = httpx.Limits(
+        max_connections=max(levels) + 5, max_keepalive_connections=max(levels) + 5
+    )
     async with httpx.AsyncClient(timeout=120, limits=limits) as http:
         for target in targets:  # warm-up: connections, imports, the first SQLite writes
             await asyncio.gather(*(one(http, target) for _ in range(min(max(levels), 10))))
@@ -142,8 +160,14 @@ def summarise(target: Target, level: int, chunks: int) -> dict[str, Any]:
 
 def spawn_upstream(chunks: int, delay_ms: float) -> tuple[subprocess.Popen[str], str]:
     process = subprocess.Popen(
-        [sys.executable, str(ROOT / "bench" / "paced_upstream.py"), "--chunks", str(chunks),
-         "--delay-ms", str(delay_ms)],
+        [
+            sys.executable,
+            str(ROOT / "bench" / "paced_upstream.py"),
+            "--chunks",
+            str(chunks),
+            "--delay-ms",
+            str(delay_ms),
+        ],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -153,7 +177,12 @@ def spawn_upstream(chunks: int, delay_ms: float) -> tuple[subprocess.Popen[str],
 
 @contextlib.contextmanager
 def spawn_turnstream(
-    tmp: Path, upstream: str, db_url: str | None, profile: Path | None, src: Path = ROOT / "src"
+    tmp: Path,
+    upstream: str,
+    db_url: str | None,
+    profile: Path | None,
+    src: Path = ROOT / "src",
+    workers: int = 1,
 ) -> Any:
     """`turnstream serve` (from the sources in `src`) on a free port; yields (base URL,
     pid of the server process)."""
@@ -161,7 +190,8 @@ def spawn_turnstream(
     config = tmp / "models.toml"
     config.write_text(f'[[models]]\nname = "bridged"\nbase_url = "{upstream}"\n', encoding="utf-8")
     serve = [sys.executable, "-m", "turnstream.cli.main", "serve", "--port", "0", "--no-local",
-             "--config", str(config), "--db", db_url or str(tmp / "bench.db")]  # fmt: skip
+             "--config", str(config), "--db", db_url or str(tmp / "bench.db"),
+             "--workers", str(workers)]  # fmt: skip
     # default log level (info): the per-request lines are part of what a server costs
     env = {**os.environ, "PYTHONPATH": str(src)}
     args = serve
@@ -171,9 +201,7 @@ def spawn_turnstream(
                 "-o", str(profile), "--", *serve]  # fmt: skip
     log_path = tmp / "server.log"
     with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            args, stdout=subprocess.DEVNULL, stderr=log, env=env
-        )
+        process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log, env=env)
     try:
         port = None
         deadline = time.monotonic() + 60
@@ -244,13 +272,16 @@ def main() -> None:
         help="also measure a turnstream from another source tree (e.g. main=/work/main/src)",
     )
     parser.add_argument("--src", type=Path, default=ROOT / "src", help="turnstream's sources")
+    parser.add_argument("--workers", type=int, default=1, help="turnstream serve --workers")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     upstream_process, upstream = spawn_upstream(args.chunks, args.delay_ms)
     try:
         with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
             server, pid = stack.enter_context(
-                spawn_turnstream(Path(tmp), upstream, args.db_url, args.profile, args.src)
+                spawn_turnstream(
+                    Path(tmp), upstream, args.db_url, args.profile, args.src, args.workers
+                )
             )
             chat = {"model": "bench", "stream": True, "messages": [{"role": "user", "content": "go"}],
                     "stream_options": {"include_usage": True}}  # fmt: skip
@@ -311,7 +342,9 @@ def main() -> None:
         "rounds": args.rounds,
         "machine": platform.machine(),
         "cpus": os.cpu_count(),
+        "retried_after_transport_errors": {t.name: t.errors for t in targets},
         "store": "postgresql" if args.db_url else "sqlite",
+        "workers": args.workers,
         "note": "direct's cpu is the fake upstream's; turnstream's is the server process's",
         "rows": rows,
     }

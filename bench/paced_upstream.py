@@ -36,15 +36,14 @@ class Upstream:
             while True:
                 try:
                     head = await reader.readuntil(b"\r\n\r\n")
+                    headers = {}
+                    for line in head.decode("latin-1").split("\r\n")[1:]:
+                        name, _, value = line.partition(":")
+                        headers[name.strip().lower()] = value.strip()
+                    length = int(headers.get("content-length", "0"))
+                    body = await reader.readexactly(length) if length else b"{}"
                 except (asyncio.IncompleteReadError, ConnectionError):
-                    return
-                lines = head.decode("latin-1").split("\r\n")
-                headers = {}
-                for line in lines[1:]:
-                    name, _, value = line.partition(":")
-                    headers[name.strip().lower()] = value.strip()
-                length = int(headers.get("content-length", "0"))
-                body = await reader.readexactly(length) if length else b"{}"
+                    return  # the client went away
                 await self.chat(json.loads(body), writer)
         except (ConnectionError, asyncio.CancelledError):
             pass
@@ -78,7 +77,10 @@ class Upstream:
             usage = {"prompt_tokens": 1, "completion_tokens": self.chunks}
             end += _frame(
                 b'data: {"id":"chatcmpl-paced","object":"chat.completion.chunk","created":0,'
-                b'"model":' + model + b',"choices":[],"usage":' + json.dumps(usage).encode()
+                b'"model":'
+                + model
+                + b',"choices":[],"usage":'
+                + json.dumps(usage).encode()
                 + b"}\n\n"
             )
         writer.write(end + _frame(b"data: [DONE]\n\n") + b"0\r\n\r\n")
