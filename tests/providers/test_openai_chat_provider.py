@@ -273,7 +273,9 @@ async def test_on_started_is_called_once_at_the_role_chunk_before_any_delta(
     provider: OpenAIChatProvider, fake_upstream: FakeChatUpstream
 ) -> None:
     fake_upstream.queue(
-        FakeReply(chunks=[chunk({"role": "assistant", "content": ""}), text_chunk("hi"), finish_chunk()])
+        FakeReply(
+            chunks=[chunk({"role": "assistant", "content": ""}), text_chunk("hi"), finish_chunk()]
+        )
     )
     seen: list[object] = []
     started = request("q", model=MODEL)

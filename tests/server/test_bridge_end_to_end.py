@@ -321,9 +321,7 @@ def test_the_stream_head_is_sent_once_the_upstream_started_not_at_its_first_toke
     upstream.reset()
     provider = OpenAIChatProvider(upstream.base_url, models={"bridged": "upstream-model"})
     # the upstream sends its role chunk, then never a token until the client leaves
-    upstream.queue(
-        FakeReply(chunks=[chunk({"role": "assistant", "content": ""})], hold_open=True)
-    )
+    upstream.queue(FakeReply(chunks=[chunk({"role": "assistant", "content": ""})], hold_open=True))
     with (
         running_server(tmp_path / "b.db", providers=[provider], first_delta_wait=600) as live,
         httpx.Client(timeout=30) as http,
