@@ -57,8 +57,8 @@ def freeze_startup_heap() -> None:
 
     The server imports ~175k long-lived objects (FastAPI, pydantic models, the
     OpenAI types), and CPython's full collections walk all of them: at 50 paced
-    streams one took 330 ms (every stream stalls for it) and the collector used ~8 %
-    of the CPU (docs/performance.md, `bench/gc_pauses.py`). `gc.freeze()` moves them
+    streams one took 330 ms, and every stream stalls for it (docs/performance.md,
+    `bench/gc_pauses.py`). `gc.freeze()` moves them
     to the permanent generation; a collection first so that no garbage is frozen
     with them.
     """
