@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import socket
 import time
@@ -266,6 +267,33 @@ async def test_an_error_object_mid_stream_raises_after_the_earlier_deltas(
         await consume()
     assert seen == [OutputTextDelta("partial")]
     assert (caught.value.message, caught.value.code) == ("model crashed", "server_error")
+
+
+async def test_on_started_is_called_once_at_the_role_chunk_before_any_delta(
+    provider: OpenAIChatProvider, fake_upstream: FakeChatUpstream
+) -> None:
+    fake_upstream.queue(
+        FakeReply(
+            chunks=[chunk({"role": "assistant", "content": ""}), text_chunk("hi"), finish_chunk()]
+        )
+    )
+    seen: list[object] = []
+    started = request("q", model=MODEL)
+    started = dataclasses.replace(started, on_started=lambda: seen.append("started"))
+    async for delta in provider.stream(started):
+        seen.append(delta)
+    assert seen == ["started", OutputTextDelta("hi"), FinishDelta("stop")]
+
+
+async def test_on_started_is_not_called_when_the_first_chunk_is_an_error(
+    provider: OpenAIChatProvider, fake_upstream: FakeChatUpstream
+) -> None:
+    fake_upstream.queue(FakeReply(chunks=[{"error": {"message": "no", "code": "bad"}}]))
+    seen: list[str] = []
+    started = dataclasses.replace(request("q", model=MODEL), on_started=lambda: seen.append("x"))
+    with pytest.raises(ProviderError):
+        await collect(provider.stream(started))
+    assert seen == []
 
 
 async def test_a_stream_that_ends_without_finish_or_done_is_an_upstream_error(

@@ -311,3 +311,29 @@ def test_a_client_disconnect_closes_the_upstream_request(
                 break
     assert upstream.disconnected.wait(10), "the upstream request was never closed"
     assert upstream.completed == 0
+
+
+def test_the_stream_head_is_sent_once_the_upstream_started_not_at_its_first_token(
+    upstream: FakeChatUpstream, tmp_path: Path
+) -> None:
+    """A model's role chunk comes at once, its first token after a prefill: the client
+    gets `response.created` at the role chunk, however long the first-delta wait."""
+    upstream.reset()
+    provider = OpenAIChatProvider(upstream.base_url, models={"bridged": "upstream-model"})
+    # the upstream sends its role chunk, then never a token until the client leaves
+    upstream.queue(FakeReply(chunks=[chunk({"role": "assistant", "content": ""})], hold_open=True))
+    with (
+        running_server(tmp_path / "b.db", providers=[provider], first_delta_wait=600) as live,
+        httpx.Client(timeout=30) as http,
+        http.stream(
+            "POST",
+            f"{live.base_url}/responses",
+            json={"model": "bridged", "input": "go", "stream": True},
+        ) as resp,
+    ):
+        assert resp.status_code == 200
+        for line in resp.iter_lines():
+            if line.startswith("event: "):
+                assert line == "event: response.created"
+                break
+    assert upstream.disconnected.wait(10), "the upstream request was never closed"

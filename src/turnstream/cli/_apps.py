@@ -8,6 +8,7 @@ side in one ASGI app, so neither half imports the other.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import os
 from pathlib import Path
@@ -24,6 +25,7 @@ __all__ = [
     "SETTINGS_ENV",
     "create_serving_app",
     "create_serving_app_from_environment",
+    "freeze_startup_heap",
     "settings_from_json",
     "settings_to_json",
 ]
@@ -49,6 +51,21 @@ def create_serving_app(settings: Settings) -> FastAPI:
     return app
 
 
+def freeze_startup_heap() -> None:
+    """Keep what exists at start-up (modules, schemas, the app) out of every later
+    garbage collection.
+
+    The server imports ~175k long-lived objects (FastAPI, pydantic models, the
+    OpenAI types), and CPython's full collections walk all of them: at 50 paced
+    streams one took 330 ms, and every stream stalls for it (docs/performance.md,
+    `bench/gc_pauses.py`). `gc.freeze()` moves them
+    to the permanent generation; a collection first so that no garbage is frozen
+    with them.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def settings_to_json(settings: Settings) -> str:
     """`settings` as JSON for `settings_from_json` (paths as strings)."""
     return json.dumps(dataclasses.asdict(settings), default=str)
@@ -70,4 +87,6 @@ def settings_from_json(text: str) -> Settings:
 def create_serving_app_from_environment() -> FastAPI:
     """What each worker of `turnstream serve --workers N` serves: the app built from
     the settings the parent put in `$TURNSTREAM_SERVE_SETTINGS` (a uvicorn factory)."""
-    return create_serving_app(settings_from_json(os.environ[SETTINGS_ENV]))
+    app = create_serving_app(settings_from_json(os.environ[SETTINGS_ENV]))
+    freeze_startup_heap()
+    return app

@@ -235,13 +235,15 @@ def _migrate_or_refuse(settings: Settings) -> None:
 def _serving_app(settings: Settings) -> Any:
     from turnstream.server.config import ConfigError
 
-    from ._apps import create_serving_app
+    from ._apps import create_serving_app, freeze_startup_heap
 
     try:
-        return create_serving_app(settings)
+        app = create_serving_app(settings)
     except ConfigError as exc:
         typer.echo(f"turnstream: {exc}", err=True)
         raise typer.Exit(2) from None
+    freeze_startup_heap()
+    return app
 
 
 def _serve_workers(settings: Settings, workers: int, uvicorn_options: dict[str, Any]) -> None:

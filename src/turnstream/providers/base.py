@@ -13,7 +13,7 @@ embedded model) overrides them. Providers subclass `Provider` to get the default
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -50,14 +50,20 @@ class GenerationRequest:
     top_p: float | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
     text_format: Mapping[str, Any] | None = None
+    on_started: Callable[[], None] | None = field(default=None, compare=False, repr=False)
+    """Called (once) when the upstream has accepted the request and its stream has
+    begun, which can be well before the first delta (a role-only chunk, a long
+    prefill). The server then sends the stream's head at once; a provider that never
+    calls it makes the server wait for the first delta instead."""
 
 
 class ProviderError(Exception):
     """Generation failed.
 
-    Raised before the first delta with an HTTP-ish `status` (for example an upstream
-    429), the server answers with that status as a JSON error; raised later, the
-    response ends `failed` with `code` and `message`.
+    Raised before the first delta (and before `GenerationRequest.on_started`) with an
+    HTTP-ish `status` (for example an upstream 429), the server answers with that
+    status as a JSON error; raised later, the response ends `failed` with `code` and
+    `message`.
     """
 
     def __init__(

@@ -34,7 +34,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, Literal, cast
@@ -200,7 +200,7 @@ class OpenAIChatProvider(Provider):
                     return
                 # aclosing: a consumer that stops early closes the inner generator now,
                 # not whenever the garbage collector gets to it.
-                source = self._deltas(response)
+                source = self._deltas(response, request.on_started)
                 if self._text_tool_calls and request.tools and request.tool_choice != "none":
                     names = [str(tool.get("name")) for tool in request.tools]
                     source = _calls_written_as_text(source, names)
@@ -214,7 +214,9 @@ class OpenAIChatProvider(Provider):
         except httpx.HTTPError as exc:
             raise _transport_error(exc, "upstream_error", 502) from exc
 
-    async def _deltas(self, response: httpx.Response) -> AsyncGenerator[Delta, None]:
+    async def _deltas(
+        self, response: httpx.Response, on_started: Callable[[], None] | None = None
+    ) -> AsyncGenerator[Delta, None]:
         # httpx's aiter_bytes is an async generator; close it with us, not at GC time.
         chunks = cast(AsyncGenerator[bytes, None], response.aiter_bytes())
         async with contextlib.aclosing(chunks):
@@ -223,8 +225,14 @@ class OpenAIChatProvider(Provider):
             done = False
             async for raw in chunks:
                 started = time.perf_counter()
-                deltas, done = _translate(decoder.feed(raw), translator)
+                events = decoder.feed(raw)
+                deltas, done = _translate(events, translator)
                 self.stats.overhead_seconds += time.perf_counter() - started
+                if on_started is not None and events:
+                    # a first chunk that is not an error (often a role-only one, sent
+                    # before the model's first token): the upstream has started
+                    on_started()
+                    on_started = None
                 for delta in deltas:
                     yield delta
                 if done:

@@ -206,16 +206,20 @@ class EventLog:
 async def drain(queue: FrameQueue, keepalive_interval: float) -> AsyncIterator[bytes]:
     """Frames from `queue` until `None`, batched (everything waiting goes out in one
     write), with an SSE keepalive comment whenever the queue stays quiet too long."""
+    # not `asyncio.wait_for`: on Python 3.11 it returns a frame that arrives as the
+    # reader is cancelled and drops the cancel (CPython gh-86296), and the HTTP side
+    # cancels this reader when the client goes away; it also wraps the get in a task
+    # of its own, more loop hops than the frame's work at a model's pace
     while True:
-        try:
-            # not `asyncio.wait_for`: on Python 3.11 it returns a frame that arrives
-            # as the reader is cancelled and drops the cancel (CPython gh-86296), and
-            # the HTTP side cancels this reader when the client goes away
-            async with asyncio.timeout(keepalive_interval):
-                chunk = await queue.get()
-        except TimeoutError:
-            yield sse.KEEPALIVE
-            continue
+        if queue.empty():
+            try:
+                async with asyncio.timeout(keepalive_interval):
+                    chunk = await queue.get()
+            except TimeoutError:
+                yield sse.KEEPALIVE
+                continue
+        else:
+            chunk = queue.get_nowait()
         parts: list[bytes] = []
         done = chunk is None
         while chunk is not None:

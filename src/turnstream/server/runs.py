@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import time
@@ -130,8 +131,9 @@ class ResponseRun:
                 await asyncio.sleep(1.0)
 
     async def wait_for_first_delta(self) -> ProviderError | None:
-        """Wait until the provider produced something (or failed, or
-        `settings.first_delta_wait` passed).
+        """Wait until the provider produced something or reported its upstream
+        started (`GenerationRequest.on_started`), or failed, or
+        `settings.first_delta_wait` passed.
 
         Returns the provider's error if it failed before producing anything, so the
         caller can answer with a plain HTTP error instead of a stream.
@@ -246,7 +248,9 @@ class ResponseRun:
             "gen_ai.conversation.id": self.lease.conversation_id if self.lease else None,
         }
         with self.tracing.span(f"chat {model}", kind="client", attributes=attributes) as span:
-            stream = self.provider.stream(self.request)
+            stream = self.provider.stream(
+                dataclasses.replace(self.request, on_started=self._on_started)
+            )
             try:
                 async for delta in stream:
                     self._on_delta(delta)
@@ -265,11 +269,16 @@ class ResponseRun:
         self._live = self.machine.response
         return list(close())
 
+    def _on_started(self) -> None:
+        """The upstream accepted the request: the stream's head need not wait for the
+        first delta (a failure from now on is reported in the stream)."""
+        self._first.set()
+
     def _on_delta(self, delta: Delta) -> None:
         events = self.machine.feed(delta)
         if events:
             self._emit(events)
-        if not self._first.is_set():
+        if self.first_event_at is None:
             self.first_event_at = time.monotonic()
             self._first.set()
 

@@ -103,7 +103,8 @@ class Settings:
     first_delta_wait: float = 2.0
     """How long a stream waits for the model's first delta before sending headers, so
     that a provider failure in that window (an upstream 429) is still a plain HTTP
-    error the client can retry."""
+    error the client can retry. A provider that reports its upstream started (the
+    Chat Completions bridge, at the upstream's first chunk) ends the wait sooner."""
     faults: FaultSettings = field(default_factory=FaultSettings)
     config_path: Path | None = None
     """A TOML model configuration (the format is in `turnstream.server.config`)."""
