@@ -22,6 +22,7 @@ from tests.providers.fake_chat_upstream import (
     tool_call_chunk,
     usage_chunk,
 )
+from tests.providers.held_upstream import HeldUpstream
 from tests.providers.helpers import (
     assistant,
     calls_of,
@@ -513,3 +514,43 @@ async def test_prose_streams_through_the_text_call_recogniser_as_it_arrives(
     finally:
         await chat.aclose()
     assert [d.text for d in deltas if isinstance(d, OutputTextDelta)] == ["It is ", "sunny."]
+
+
+async def test_more_streams_than_httpxs_default_pool_are_open_upstream_at_once() -> None:
+    # httpx caps a client at 100 connections; a stream holds one for its whole length,
+    # so stream 101 used to wait, unseen, for one to end (and failed after 30 s)
+    async with HeldUpstream(hold=101) as upstream:
+        chat = OpenAIChatProvider(upstream.base_url, models={MODEL: "m"}, timeout=20.0)
+        try:
+            answers = await asyncio.gather(
+                *(collect(chat.stream(request("hi", model=MODEL))) for _ in range(101))
+            )
+        finally:
+            await chat.aclose()
+    assert upstream.peak == 101
+    assert [text_of(deltas) for deltas in answers] == ["held"] * 101
+
+
+async def test_streams_beyond_max_connections_fail_upstream_timeout_instead_of_hanging() -> None:
+    async with HeldUpstream(hold=3) as upstream:
+        chat = OpenAIChatProvider(
+            upstream.base_url,
+            models={MODEL: "m"},
+            max_connections=2,
+            timeout=httpx.Timeout(20.0, pool=0.2),
+        )
+        try:
+            # the two admitted streams wait for a third that the cap keeps out
+            held = [
+                asyncio.create_task(collect(chat.stream(request("hi", model=MODEL))))
+                for _ in range(2)
+            ]
+            await upstream.until_open(2)
+            with pytest.raises(ProviderError) as refused:
+                await collect(chat.stream(request("hi", model=MODEL)))
+            assert refused.value.code == "upstream_timeout"
+            assert upstream.peak == 2
+            upstream.released.set()
+            assert [text_of(deltas) for deltas in await asyncio.gather(*held)] == ["held"] * 2
+        finally:
+            await chat.aclose()

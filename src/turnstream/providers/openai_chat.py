@@ -83,6 +83,10 @@ class OpenAIChatProvider(Provider):
         timeout: Applied to every upstream request.
         http_client: A client to share; this provider then never closes it. By default
             the provider owns one pooled client and `aclose()` closes it.
+        max_connections: The most connections the owned client opens to the upstream
+            at once. A stream holds one from start to end, so streams beyond it wait
+            for one and fail `upstream_timeout` after the pool timeout. `None` (the
+            default): no cap, one connection per open stream.
         developer_role: Role for `developer` messages; most open servers only know
             `system`.
         max_tokens_field: Which Chat Completions field carries `max_output_tokens`.
@@ -102,6 +106,7 @@ class OpenAIChatProvider(Provider):
         *,
         timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
         http_client: httpx.AsyncClient | None = None,
+        max_connections: int | None = None,
         developer_role: Literal["system", "developer"] = "system",
         max_tokens_field: MaxTokensField = "max_tokens",
         extra_body: Mapping[str, Any] | None = None,
@@ -116,7 +121,10 @@ class OpenAIChatProvider(Provider):
         self._models = dict(models)
         self._timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
         self._owns_client = http_client is None
-        self._client = http_client or httpx.AsyncClient(timeout=self._timeout)
+        # not httpx's default cap of 100: stream 101 would wait for a slot, unseen
+        self._client = http_client or httpx.AsyncClient(
+            timeout=self._timeout, limits=httpx.Limits(max_connections=max_connections)
+        )
         self._developer_role = developer_role
         self._max_tokens_field = max_tokens_field
         self._extra_body = dict(extra_body or {})
