@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import platform
@@ -171,6 +172,7 @@ async def serve_upstream(chunks: int, interval: float) -> None:
 
 _CONTENT = re.compile(rb'"(?:content|delta)":"@(\d+);')
 _TERMINAL = (b"data: [DONE]", b'"type":"response.completed"')
+_CODE = re.compile(rb'"code":"([^"]*)"')
 _FAILED = (b'"type":"response.failed"', b'"type":"response.incomplete"', b'"type":"error"')
 
 
@@ -211,8 +213,25 @@ class ClientStream(asyncio.Protocol):
             self.chunked = b"transfer-encoding: chunked" in head
             self.raw = self.raw[end + 4 :]
             self.head_done = True
+        self.sse += self.body()
+        while (end := self.sse.find(b"\n\n")) >= 0:
+            event = self.sse[:end]
+            self.sse = self.sse[end + 2 :]
+            if self.first_event is None:
+                self.first_event = now
+            if found := _CONTENT.search(event):
+                self.arrivals.append(now)
+                self.lateness.append(now - int(found.group(1)) / 1e6)
+            elif any(marker in event for marker in _TERMINAL):
+                self.terminal = True
+            elif any(marker in event for marker in _FAILED):
+                code = _CODE.search(event)
+                self.error = f"failed: {code.group(1).decode() if code else event[:200]!r}"
+
+    def body(self) -> bytes:
+        """Takes what `raw` holds of the body, without the chunked framing."""
         if self.chunked:
-            body = []
+            parts = []
             while self.raw:
                 if self.chunk_left == 0:
                     end = self.raw.find(b"\r\n")
@@ -227,23 +246,10 @@ class ClientStream(asyncio.Protocol):
                 take = self.raw[:before]
                 self.raw = self.raw[len(take) :]
                 self.chunk_left = before - len(take)
-                body.append(take[: max(0, before - 2)])  # not the chunk's closing CRLF
-            self.sse += b"".join(body)
-        else:
-            self.sse += self.raw
-            self.raw = b""
-        while (end := self.sse.find(b"\n\n")) >= 0:
-            event = self.sse[:end]
-            self.sse = self.sse[end + 2 :]
-            if self.first_event is None:
-                self.first_event = now
-            if found := _CONTENT.search(event):
-                self.arrivals.append(now)
-                self.lateness.append(now - int(found.group(1)) / 1e6)
-            elif any(marker in event for marker in _TERMINAL):
-                self.terminal = True
-            elif any(marker in event for marker in _FAILED):
-                self.error = event[:200].decode(errors="replace")
+                parts.append(take[: max(0, before - 2)])  # not the chunk's closing CRLF
+            return b"".join(parts)
+        body, self.raw = self.raw, b""
+        return body
 
     def connection_lost(self, exc: Exception | None) -> None:
         if exc is not None and self.error is None:
@@ -268,9 +274,7 @@ class ClientStream(asyncio.Protocol):
         )
 
 
-async def generate(
-    port: int, path: str, body: bytes, n: int, ramp: float, timeout: float
-) -> None:
+async def generate(port: int, path: str, body: bytes, n: int, ramp: float, limit_s: float) -> None:
     """Opens `n` streams (spread over `ramp` seconds), waits for all, prints the
     records as JSON."""
     loop = asyncio.get_running_loop()
@@ -280,7 +284,7 @@ async def generate(
         % (path.encode(), len(body), body)
     )
     begin = time.monotonic()
-    deadline = begin + ramp + timeout
+    deadline = begin + ramp + limit_s
 
     async def one(i: int) -> dict[str, Any]:
         await asyncio.sleep(begin + ramp * i / n - time.monotonic())
@@ -290,8 +294,15 @@ async def generate(
                 lambda: ClientStream(request, done), "127.0.0.1", port
             )
         except OSError as exc:
-            return {"status": 0, "error": f"connect: {exc!r}", "terminal": False,
-                    "first_event": None, "arrivals": [], "lateness": [], "total": 0.0}
+            return {
+                "status": 0,
+                "error": f"connect: {exc!r}",
+                "terminal": False,
+                "first_event": None,
+                "arrivals": [],
+                "lateness": [],
+                "total": 0.0,
+            }
         try:
             return await asyncio.wait_for(asyncio.shield(done), deadline - time.monotonic())
         except TimeoutError:
@@ -368,8 +379,13 @@ def _pct(values: list[float], q: float) -> float:
 
 
 def run_once(
-    port: int, path: str, body: dict[str, Any], n: int, args: argparse.Namespace,
-    server_pids: list[int], upstream_pid: int,
+    port: int,
+    path: str,
+    body: dict[str, Any],
+    n: int,
+    args: argparse.Namespace,
+    server_pids: list[int],
+    upstream_pid: int,
 ) -> dict[str, Any]:
     interval = args.interval_ms / 1000
     # a stream that takes 5x its nominal time plus 30 s is counted as an error
@@ -382,7 +398,9 @@ def run_once(
     with sampler:
         client = subprocess.run(
             [sys.executable, __file__, "--role", "client", "--role-config", config],
-            capture_output=True, check=True, timeout=300,
+            capture_output=True,
+            check=True,
+            timeout=300,
         )
     server_cpu = sampler.cpu() - server_cpu
     out = json.loads(client.stdout)
@@ -400,7 +418,7 @@ def run_once(
         elif len(r["arrivals"]) != args.chunks:
             errors.append(f"{len(r['arrivals'])} content events of {args.chunks}")
         arrivals = r["arrivals"]
-        gaps += [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
+        gaps += [b - a for a, b in itertools.pairwise(arrivals)]
         lateness += r["lateness"]
     firsts = [r["first_event"] for r in records if r["first_event"] is not None]
     first_content = [r["arrivals"][0] for r in records if r["arrivals"]]
@@ -433,11 +451,26 @@ def run_once(
 
 
 _MEDIAN_KEYS = (
-    "errors", "ttfe_p50_ms", "ttfe_p99_ms", "first_content_p50_ms", "first_content_p99_ms",
-    "gap_p50_ms", "gap_p99_ms", "gap_max_ms", "gap_excess_p99_ms", "lateness_p50_ms",
-    "lateness_p99_ms", "total_p50_s", "total_p99_s", "client_cpu_s", "upstream_cpu_s",
-    "server_cpu_s", "server_cpu_per_chunk_ms", "server_rss_before_mib",
-    "server_rss_peak_mib", "server_rss_per_stream_kib",
+    "errors",
+    "ttfe_p50_ms",
+    "ttfe_p99_ms",
+    "first_content_p50_ms",
+    "first_content_p99_ms",
+    "gap_p50_ms",
+    "gap_p99_ms",
+    "gap_max_ms",
+    "gap_excess_p99_ms",
+    "lateness_p50_ms",
+    "lateness_p99_ms",
+    "total_p50_s",
+    "total_p99_s",
+    "client_cpu_s",
+    "upstream_cpu_s",
+    "server_cpu_s",
+    "server_cpu_per_chunk_ms",
+    "server_rss_before_mib",
+    "server_rss_peak_mib",
+    "server_rss_per_stream_kib",
 )
 
 
@@ -460,7 +493,9 @@ def database(backend: str, tmp: Path) -> Iterator[tuple[Path, str | None]]:
             yield tmp / "bench.db", url
 
 
-def bench_backend(backend: str, upstream: int, upstream_pid: int, args: argparse.Namespace) -> dict[str, Any]:
+def bench_backend(
+    backend: str, upstream: int, upstream_pid: int, args: argparse.Namespace
+) -> dict[str, Any]:
     from tests.livesrv import spawn_server
 
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -473,13 +508,25 @@ def bench_backend(backend: str, upstream: int, upstream_pid: int, args: argparse
         with database(backend, tmp) as (db_path, db_url):
             server = spawn_server(db_path, config, "--workers", str(args.workers), db_url=db_url)
             try:
-                pids = _workers(server.process.pid)
+                # --workers 1 serves from the process itself
+                pids = _workers(server.process.pid) or [server.process.pid]
                 variants = {
-                    "direct": (upstream, "/v1/chat/completions", {
-                        "model": "fake", "stream": True,
-                        "messages": [{"role": "user", "content": "go"}]}, []),
-                    "turnstream": (server.port, "/v1/responses", {
-                        "model": "bridged", "input": "go", "stream": True, "store": True}, pids),
+                    "direct": (
+                        upstream,
+                        "/v1/chat/completions",
+                        {
+                            "model": "fake",
+                            "stream": True,
+                            "messages": [{"role": "user", "content": "go"}],
+                        },
+                        [],
+                    ),
+                    "turnstream": (
+                        server.port,
+                        "/v1/responses",
+                        {"model": "bridged", "input": "go", "stream": True, "store": True},
+                        pids,
+                    ),
                 }
                 # warm-up: every worker imports its lazy modules and opens its pools
                 for port, path, body, server_pids in variants.values():
@@ -516,7 +563,8 @@ def print_table(result: dict[str, Any]) -> None:
             v = row[name]
             rss = (
                 f"{v['server_rss_before_mib']:.0f}->{v['server_rss_peak_mib']:.0f}"
-                if name == "turnstream" else "-"
+                if name == "turnstream"
+                else "-"
             )
             per = f"{v['server_rss_per_stream_kib']:.0f}" if name == "turnstream" else "-"
             cpu = f"{v['server_cpu_per_chunk_ms']:.3f}" if name == "turnstream" else "-"
@@ -540,11 +588,33 @@ def plot(results: list[dict[str, Any]], interval_ms: float) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
     for result in results:
         for name, style in (("direct", "--"), ("turnstream", "-")):
-            label = f"{name} ({result['backend']})" if name == "turnstream" else f"direct ({result['backend']} run)"
+            label = (
+                f"{name} ({result['backend']})"
+                if name == "turnstream"
+                else f"direct ({result['backend']} run)"
+            )
             ns = [row["streams"] for row in result["rows"]]
-            axes[0].plot(ns, [row[name]["gap_excess_p99_ms"] for row in result["rows"]], style, marker="o", label=label)
-            axes[1].plot(ns, [row[name]["first_content_p99_ms"] for row in result["rows"]], style, marker="o", label=label)
-            axes[2].plot(ns, [row[name]["ttfe_p50_ms"] for row in result["rows"]], style, marker="o", label=label)
+            axes[0].plot(
+                ns,
+                [row[name]["gap_excess_p99_ms"] for row in result["rows"]],
+                style,
+                marker="o",
+                label=label,
+            )
+            axes[1].plot(
+                ns,
+                [row[name]["first_content_p99_ms"] for row in result["rows"]],
+                style,
+                marker="o",
+                label=label,
+            )
+            axes[2].plot(
+                ns,
+                [row[name]["ttfe_p50_ms"] for row in result["rows"]],
+                style,
+                marker="o",
+                label=label,
+            )
     axes[0].axhline(50, color="grey", linewidth=0.8)
     axes[0].set_title(f"p99 gap beyond the {interval_ms:.0f} ms pace (goal < 50 ms)")
     axes[1].set_title("p99 time to first content chunk")
@@ -568,7 +638,9 @@ def main() -> None:
     parser.add_argument("--interval-ms", type=float, default=100.0)
     parser.add_argument("--ramp", type=float, default=0.0, help="seconds over which streams open")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--backend", nargs="+", default=["sqlite"], choices=["sqlite", "postgresql"])
+    parser.add_argument(
+        "--backend", nargs="+", default=["sqlite"], choices=["sqlite", "postgresql"]
+    )
     parser.add_argument("--role", choices=["bench", "upstream", "client"], default="bench")
     parser.add_argument("--role-config", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -588,9 +660,18 @@ def main() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     sys.path.insert(0, str(ROOT))
     upstream = subprocess.Popen(
-        [sys.executable, __file__, "--role", "upstream", "--chunks", str(args.chunks),
-         "--interval-ms", str(args.interval_ms)],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            __file__,
+            "--role",
+            "upstream",
+            "--chunks",
+            str(args.chunks),
+            "--interval-ms",
+            str(args.interval_ms),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert upstream.stdout is not None
