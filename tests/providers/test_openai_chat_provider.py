@@ -42,6 +42,7 @@ from turnstream.engine.deltas import (
     ToolCallDelta,
     UsageDelta,
 )
+from turnstream.providers._sharded_transport import SHARD_SIZE
 from turnstream.providers.base import Provider, ProviderError
 from turnstream.providers.openai_chat import OpenAIChatProvider
 
@@ -531,26 +532,37 @@ async def test_more_streams_than_httpxs_default_pool_are_open_upstream_at_once()
     assert [text_of(deltas) for deltas in answers] == ["held"] * 101
 
 
-async def test_streams_beyond_max_connections_fail_upstream_timeout_instead_of_hanging() -> None:
-    async with HeldUpstream(hold=3) as upstream:
+@pytest.mark.parametrize("cap", [2, SHARD_SIZE + 3], ids=["one-pool", "over-two-pools"])
+async def test_streams_beyond_max_connections_fail_upstream_timeout_instead_of_hanging(
+    cap: int,
+) -> None:
+    async with HeldUpstream(hold=cap + 1) as upstream:
         chat = OpenAIChatProvider(
             upstream.base_url,
             models={MODEL: "m"},
-            max_connections=2,
+            max_connections=cap,
             timeout=httpx.Timeout(20.0, pool=0.2),
         )
         try:
-            # the two admitted streams wait for a third that the cap keeps out
+            # the admitted streams wait for one more, which the cap keeps out
             held = [
                 asyncio.create_task(collect(chat.stream(request("hi", model=MODEL))))
-                for _ in range(2)
+                for _ in range(cap)
             ]
-            await upstream.until_open(2)
+            await upstream.until_open(cap)
             with pytest.raises(ProviderError) as refused:
                 await collect(chat.stream(request("hi", model=MODEL)))
             assert refused.value.code == "upstream_timeout"
-            assert upstream.peak == 2
+            assert upstream.peak == cap
             upstream.released.set()
-            assert [text_of(deltas) for deltas in await asyncio.gather(*held)] == ["held"] * 2
+            answers = await asyncio.gather(*held)
+            assert [text_of(deltas) for deltas in answers] == ["held"] * cap
+            # every slot came back: as many streams again go through at once
+            upstream.released.clear()
+            upstream.hold = cap
+            again = await asyncio.gather(
+                *(collect(chat.stream(request("hi", model=MODEL))) for _ in range(cap))
+            )
+            assert [text_of(deltas) for deltas in again] == ["held"] * cap
         finally:
             await chat.aclose()

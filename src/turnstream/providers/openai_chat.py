@@ -51,6 +51,7 @@ from turnstream.engine.deltas import (
 )
 from turnstream.providers._chat_request import MaxTokensField, build_chat_body
 from turnstream.providers._chat_stream import ChatChunkTranslator
+from turnstream.providers._sharded_transport import ShardedTransport
 from turnstream.providers._text_calls import ReplySniffer
 from turnstream.providers.base import GenerationRequest, Provider, ProviderError
 from turnstream.sse import Decoder, ServerSentEvent
@@ -121,9 +122,10 @@ class OpenAIChatProvider(Provider):
         self._models = dict(models)
         self._timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
         self._owns_client = http_client is None
-        # not httpx's default cap of 100: stream 101 would wait for a slot, unseen
+        # not httpx's default pool: it caps at 100 connections (stream 101 would wait,
+        # unseen) and its upkeep grows with the square of the open streams
         self._client = http_client or httpx.AsyncClient(
-            timeout=self._timeout, limits=httpx.Limits(max_connections=max_connections)
+            timeout=self._timeout, transport=ShardedTransport(max_connections)
         )
         self._developer_role = developer_role
         self._max_tokens_field = max_tokens_field
