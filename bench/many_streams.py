@@ -23,7 +23,8 @@ two in every round so machine noise hits them alike. Prints, per N and variant
 - the CPU the load generator and the upstream used, to show what the server competed
   with.
 
-Writes `bench/results/many_streams.json` and `bench/results/many_streams.png`.
+Writes `bench/results/many_streams.json` and `bench/results/many_streams.png`
+(`--output` for another name; `--plot-only` re-renders the PNG from a JSON).
 
     .venv/bin/python bench/many_streams.py [--streams 100 250 500 1000] [--rounds 3]
         [--backend sqlite postgresql]
@@ -57,7 +58,6 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "many_streams.json"
-PLOT = RESULTS.with_suffix(".png")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -489,8 +489,15 @@ def database(backend: str, tmp: Path) -> Iterator[tuple[Path, str | None]]:
     else:
         from tests.databases import fresh_postgres_url
 
-        with fresh_postgres_url() as url:
+        schema = fresh_postgres_url()
+        url = schema.__enter__()
+        try:
             yield tmp / "bench.db", url
+        finally:
+            try:
+                schema.__exit__(None, None, None)
+            except Exception as exc:  # the figures matter more than the cleanup
+                print(f"  could not drop the bench schema ({exc!r}); drop it by hand", flush=True)
 
 
 def bench_backend(
@@ -506,10 +513,12 @@ def bench_backend(
             encoding="utf-8",
         )
         with database(backend, tmp) as (db_path, db_url):
-            server = spawn_server(db_path, config, "--workers", str(args.workers), db_url=db_url)
+            server = spawn_server(
+                db_path, config, "--workers", str(args.workers), *args.server_arg, db_url=db_url
+            )
+            # --workers 1 serves from the process itself
+            pids = _workers(server.process.pid) or [server.process.pid]
             try:
-                # --workers 1 serves from the process itself
-                pids = _workers(server.process.pid) or [server.process.pid]
                 variants = {
                     "direct": (
                         upstream,
@@ -548,7 +557,13 @@ def bench_backend(
                     rows.append({"streams": n, **{k: summarise(v) for k, v in runs.items()}})
             finally:
                 server.stop()
-    return {"backend": backend, "rows": rows}
+                # the workers may outlive the supervisor a moment, holding database locks
+                deadline = time.monotonic() + 15
+                while any(Path(f"/proc/{pid}").exists() for pid in pids):
+                    if time.monotonic() > deadline:
+                        break
+                    time.sleep(0.1)
+    return {"backend": backend, "rows": rows, "server_args": args.server_arg}
 
 
 def print_table(result: dict[str, Any]) -> None:
@@ -579,7 +594,7 @@ def print_table(result: dict[str, Any]) -> None:
                 print(f"{'':>17} error: {sample}")
 
 
-def plot(results: list[dict[str, Any]], interval_ms: float) -> None:
+def plot(results: list[dict[str, Any]], interval_ms: float, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -619,13 +634,15 @@ def plot(results: list[dict[str, Any]], interval_ms: float) -> None:
     axes[0].set_title(f"p99 gap beyond the {interval_ms:.0f} ms pace (goal < 50 ms)")
     axes[1].set_title("p99 time to first content chunk")
     axes[2].set_title("median time to first event")
+    for ax in axes[1:]:
+        ax.set_yscale("log")  # direct and turnstream are orders of magnitude apart
     for ax in axes:
         ax.set_xlabel("concurrent streams")
         ax.set_ylabel("ms")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(PLOT, dpi=100)
+    fig.savefig(path, dpi=100)
 
 
 def main() -> None:
@@ -641,6 +658,16 @@ def main() -> None:
     parser.add_argument(
         "--backend", nargs="+", default=["sqlite"], choices=["sqlite", "postgresql"]
     )
+    parser.add_argument(
+        "--output", type=Path, default=RESULTS, help="the JSON; the PNG goes beside it"
+    )
+    parser.add_argument(
+        "--server-arg",
+        action="append",
+        default=[],
+        help="an extra `turnstream serve` argument (repeat; e.g. --server-arg=--db-pool-size=40)",
+    )
+    parser.add_argument("--plot-only", action="store_true", help="re-render the PNG from --output")
     parser.add_argument("--role", choices=["bench", "upstream", "client"], default="bench")
     parser.add_argument("--role-config", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -655,6 +682,10 @@ def main() -> None:
         uvloop.run(generate(port, path, body.encode(), n, ramp, timeout))
         return
 
+    if args.plot_only:
+        saved = json.loads(args.output.read_text(encoding="utf-8"))
+        plot(saved["results"], saved["interval_ms"], args.output.with_suffix(".png"))
+        return
     # every stream holds up to three sockets on this machine; the children inherit this
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -682,8 +713,8 @@ def main() -> None:
         upstream.wait()
     for result in results:
         print_table(result)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(
         json.dumps(
             {
                 "bench": "many_streams",
@@ -701,8 +732,8 @@ def main() -> None:
         + "\n",
         encoding="utf-8",
     )
-    plot(results, args.interval_ms)
-    print(f"wrote {RESULTS} and {PLOT}")
+    plot(results, args.interval_ms, args.output.with_suffix(".png"))
+    print(f"wrote {args.output} and its .png")
 
 
 if __name__ == "__main__":
