@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import itertools
 import json
@@ -563,7 +564,28 @@ def bench_backend(
                     if time.monotonic() > deadline:
                         break
                     time.sleep(0.1)
-    return {"backend": backend, "rows": rows, "server_args": args.server_arg}
+                log_errors = _log_errors(server.log_path)
+    for line in log_errors:
+        print(f"  server log: {line}")
+    return {
+        "backend": backend,
+        "rows": rows,
+        "server_args": args.server_arg,
+        "server_log_errors": log_errors,
+    }
+
+
+def _log_errors(path: Path | None) -> list[str]:
+    """The distinct exception lines of the server's log, most frequent first."""
+    if path is None or not path.exists():
+        return []
+    lines = path.read_text(errors="replace").splitlines()
+    found = collections.Counter(
+        line.strip()[:200]
+        for line in lines
+        if re.match(r"^[\w.]+(Error|Exception|Timeout)\b", line.strip())
+    )
+    return [f"{count}x {line}" for line, count in found.most_common(5)]
 
 
 def print_table(result: dict[str, Any]) -> None:
