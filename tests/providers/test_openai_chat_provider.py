@@ -23,6 +23,7 @@ from tests.providers.fake_chat_upstream import (
     tool_call_chunk,
     usage_chunk,
 )
+from tests.providers.held_upstream import HeldUpstream
 from tests.providers.helpers import (
     assistant,
     calls_of,
@@ -42,6 +43,7 @@ from turnstream.engine.deltas import (
     ToolCallDelta,
     UsageDelta,
 )
+from turnstream.providers._sharded_transport import SHARD_SIZE
 from turnstream.providers.base import Provider, ProviderError
 from turnstream.providers.openai_chat import OpenAIChatProvider
 
@@ -541,3 +543,54 @@ async def test_prose_streams_through_the_text_call_recogniser_as_it_arrives(
     finally:
         await chat.aclose()
     assert [d.text for d in deltas if isinstance(d, OutputTextDelta)] == ["It is ", "sunny."]
+
+
+async def test_more_streams_than_httpxs_default_pool_are_open_upstream_at_once() -> None:
+    # httpx caps a client at 100 connections; a stream holds one for its whole length,
+    # so stream 101 used to wait, unseen, for one to end (and failed after 30 s)
+    async with HeldUpstream(hold=101) as upstream:
+        chat = OpenAIChatProvider(upstream.base_url, models={MODEL: "m"}, timeout=20.0)
+        try:
+            answers = await asyncio.gather(
+                *(collect(chat.stream(request("hi", model=MODEL))) for _ in range(101))
+            )
+        finally:
+            await chat.aclose()
+    assert upstream.peak == 101
+    assert [text_of(deltas) for deltas in answers] == ["held"] * 101
+
+
+@pytest.mark.parametrize("cap", [2, SHARD_SIZE + 3], ids=["one-pool", "over-two-pools"])
+async def test_streams_beyond_max_connections_fail_upstream_timeout_instead_of_hanging(
+    cap: int,
+) -> None:
+    async with HeldUpstream(hold=cap + 1) as upstream:
+        chat = OpenAIChatProvider(
+            upstream.base_url,
+            models={MODEL: "m"},
+            max_connections=cap,
+            timeout=httpx.Timeout(20.0, pool=0.2),
+        )
+        try:
+            # the admitted streams wait for one more, which the cap keeps out
+            held = [
+                asyncio.create_task(collect(chat.stream(request("hi", model=MODEL))))
+                for _ in range(cap)
+            ]
+            await upstream.until_open(cap)
+            with pytest.raises(ProviderError) as refused:
+                await collect(chat.stream(request("hi", model=MODEL)))
+            assert refused.value.code == "upstream_timeout"
+            assert upstream.peak == cap
+            upstream.released.set()
+            answers = await asyncio.gather(*held)
+            assert [text_of(deltas) for deltas in answers] == ["held"] * cap
+            # every slot came back: as many streams again go through at once
+            upstream.released.clear()
+            upstream.hold = cap
+            again = await asyncio.gather(
+                *(collect(chat.stream(request("hi", model=MODEL))) for _ in range(cap))
+            )
+            assert [text_of(deltas) for deltas in again] == ["held"] * cap
+        finally:
+            await chat.aclose()

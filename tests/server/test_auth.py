@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -132,3 +133,48 @@ async def test_cors_is_off_unless_one_origin_is_allowed(
             )
             granted = preflight.headers.get("access-control-allow-origin")
             assert granted == (origin if allowed == origin else None), (allowed, origin)
+
+
+class _SlowKeyStore:
+    """Answers `has_keys` only when `answer` is set; counts the questions."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+        self.answer = asyncio.Event()
+        self.fail = False
+
+    async def has_keys(self) -> bool:
+        self.asked += 1
+        await self.answer.wait()
+        if self.fail:
+            raise OSError("database gone")
+        return True
+
+
+async def test_a_burst_on_an_empty_key_cache_asks_the_database_once() -> None:
+    now = [0.0]
+    cache = KeyCache(2.0, clock=lambda: now[0])
+    store = _SlowKeyStore()
+    burst = [asyncio.create_task(cache.has_keys(store)) for _ in range(50)]  # type: ignore[arg-type]  # only has_keys is asked
+    await asyncio.sleep(0)  # every request is now waiting for the one question
+    burst[0].cancel()  # a caller that goes away does not take the answer with it
+    store.answer.set()
+    assert await asyncio.gather(*burst[1:]) == [True] * 49
+    assert store.asked == 1
+    now[0] += 2.1  # expired: the next burst asks once more
+    assert await asyncio.gather(*(cache.has_keys(store) for _ in range(10))) == [True] * 10  # type: ignore[arg-type]
+    assert store.asked == 2
+
+
+async def test_a_failed_key_question_reaches_every_waiter_and_is_asked_again() -> None:
+    cache = KeyCache(2.0, clock=lambda: 0.0)
+    store = _SlowKeyStore()
+    store.fail = True
+    burst = [asyncio.create_task(cache.has_keys(store)) for _ in range(5)]  # type: ignore[arg-type]
+    await asyncio.sleep(0)
+    store.answer.set()
+    outcomes = await asyncio.gather(*burst, return_exceptions=True)
+    assert all(isinstance(outcome, OSError) for outcome in outcomes)
+    store.fail = False
+    assert await cache.has_keys(store) is True  # type: ignore[arg-type]
+    assert store.asked == 2

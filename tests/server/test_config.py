@@ -79,6 +79,8 @@ async def test_the_environment_configures_one_upstream(tmp_path: Path) -> None:
         ("[[models]]\nname = 'x'\nprovider = 'magic'\n", "unknown provider"),
         ("models = 3\n", "array of tables"),
         ("[[models]\n", "cannot read"),
+        ("[[models]]\nname = 'x'\nbase_url = 'http://h/v1'\nmax_connections = 0\n", "positive"),
+        ("[[models]]\nname = 'x'\nbase_url = 'http://h/v1'\nmax_connections = '9'\n", "positive"),
     ],
 )
 def test_a_broken_configuration_is_refused_with_a_reason(

@@ -51,6 +51,7 @@ from turnstream.engine.deltas import (
 )
 from turnstream.providers._chat_request import MaxTokensField, build_chat_body
 from turnstream.providers._chat_stream import ChatChunkTranslator
+from turnstream.providers._sharded_transport import ShardedTransport
 from turnstream.providers._text_calls import ReplySniffer
 from turnstream.providers.base import GenerationRequest, Provider, ProviderError
 from turnstream.sse import Decoder, ServerSentEvent
@@ -83,6 +84,10 @@ class OpenAIChatProvider(Provider):
         timeout: Applied to every upstream request.
         http_client: A client to share; this provider then never closes it. By default
             the provider owns one pooled client and `aclose()` closes it.
+        max_connections: The most connections the owned client opens to the upstream
+            at once. A stream holds one from start to end, so streams beyond it wait
+            for one and fail `upstream_timeout` after the pool timeout. `None` (the
+            default): no cap, one connection per open stream.
         developer_role: Role for `developer` messages; most open servers only know
             `system`.
         max_tokens_field: Which Chat Completions field carries `max_output_tokens`.
@@ -102,6 +107,7 @@ class OpenAIChatProvider(Provider):
         *,
         timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
         http_client: httpx.AsyncClient | None = None,
+        max_connections: int | None = None,
         developer_role: Literal["system", "developer"] = "system",
         max_tokens_field: MaxTokensField = "max_tokens",
         extra_body: Mapping[str, Any] | None = None,
@@ -116,7 +122,11 @@ class OpenAIChatProvider(Provider):
         self._models = dict(models)
         self._timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
         self._owns_client = http_client is None
-        self._client = http_client or httpx.AsyncClient(timeout=self._timeout)
+        # not httpx's default pool: it caps at 100 connections (stream 101 would wait,
+        # unseen) and its upkeep grows with the square of the open streams
+        self._client = http_client or httpx.AsyncClient(
+            timeout=self._timeout, transport=ShardedTransport(max_connections)
+        )
         self._developer_role = developer_role
         self._max_tokens_field = max_tokens_field
         self._extra_body = dict(extra_body or {})

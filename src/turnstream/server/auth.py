@@ -14,6 +14,7 @@ seconds, so a revoked key stops working on every replica within that time.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from collections.abc import Callable, Mapping, MutableMapping
@@ -79,13 +80,27 @@ class KeyCache:
         self.ttl = ttl
         self._now = clock
         self._has_keys: tuple[bool, float] | None = None
+        self._asking: asyncio.Future[bool] | None = None
         self._principals: dict[str, tuple[Principal, float]] = {}
 
     async def has_keys(self, store: Store) -> bool:
+        if self._has_keys is not None and self._has_keys[1] > self._now():
+            return self._has_keys[0]
+        # one question in flight, however many requests arrive before its answer: a
+        # burst of 1,000 requests on an empty or expired cache used to ask 1,000 times
+        if self._asking is None:
+            self._asking = asyncio.ensure_future(self._ask_has_keys(store))
+        # shielded: a caller that goes away does not cancel the others' answer
+        return await asyncio.shield(self._asking)
+
+    async def _ask_has_keys(self, store: Store) -> bool:
         now = self._now()
-        if self._has_keys is None or self._has_keys[1] <= now:
-            self._has_keys = (await store.has_keys(), now + self.ttl)
-        return self._has_keys[0]
+        try:
+            answer = await store.has_keys()
+        finally:
+            self._asking = None
+        self._has_keys = (answer, now + self.ttl)
+        return answer
 
     async def principal(self, store: Store, secret: str) -> Principal | None:
         now = self._now()

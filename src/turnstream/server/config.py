@@ -14,6 +14,8 @@ text_tool_calls = false               # true: also recognise calls a small model
 reasoning_content = false             # true: send reasoning back as `reasoning_content`
                                       # (vLLM, llama.cpp)
 structured_output = true              # false: refuse `text.format` JSON with a 400
+max_connections = 200                 # the most streams open to this upstream at once,
+                                      # per server process (default: no cap)
 
 [[models]]
 name = "echo-slow"                    # the echo test double, with a delay per delta
@@ -70,6 +72,11 @@ def read_model_config(path: Path | None, environ: Mapping[str, str]) -> list[dic
                 )
             if entry.get("provider", "openai_chat") == "openai_chat" and not entry.get("base_url"):
                 raise ConfigError(f"{path}: model {entry['name']!r} needs a 'base_url'")
+            cap = entry.get("max_connections")
+            if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool) or cap < 1):
+                raise ConfigError(
+                    f"{path}: model {entry['name']!r}: 'max_connections' must be a positive integer"
+                )
             entries.append(dict(entry))
     url = environ.get("TURNSTREAM_UPSTREAM_URL")
     if url:
@@ -98,7 +105,7 @@ def load_providers(settings: Settings, environ: Mapping[str, str] | None = None)
     environ = os.environ if environ is None else environ
     entries = read_model_config(settings.config_path, environ)
     providers: list[Provider] = []
-    upstreams: dict[tuple[str, str, bool, bool], dict[str, str]] = {}
+    upstreams: dict[tuple[str, str, bool, bool, int | None], dict[str, str]] = {}
     for entry in entries:
         kind = entry.get("provider", "openai_chat")
         if kind == "openai_chat":
@@ -107,6 +114,7 @@ def load_providers(settings: Settings, environ: Mapping[str, str] | None = None)
                 str(entry.get("api_key_env") or ""),
                 bool(entry.get("reasoning_content", False)),
                 bool(entry.get("structured_output", True)),
+                entry.get("max_connections"),
             )
             upstreams.setdefault(key, {})[entry["name"]] = str(
                 entry.get("upstream_model") or entry["name"]
@@ -114,7 +122,7 @@ def load_providers(settings: Settings, environ: Mapping[str, str] | None = None)
     if upstreams:
         from turnstream.providers.openai_chat import OpenAIChatProvider
 
-        for (base_url, key_env, reasoning, structured), models in upstreams.items():
+        for (base_url, key_env, reasoning, structured, cap), models in upstreams.items():
             api_key = environ.get(key_env) if key_env else None
             if key_env and not api_key:
                 log.warning("%s is not set; requests to %s go without a key", key_env, base_url)
@@ -125,6 +133,7 @@ def load_providers(settings: Settings, environ: Mapping[str, str] | None = None)
                     models=models,
                     reasoning_content=reasoning,
                     structured_output=structured,
+                    max_connections=cap,
                 )
             )
     for entry in entries:
