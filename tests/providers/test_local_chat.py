@@ -19,6 +19,7 @@ from turnstream.providers._local_chat import (
     ChunkTranslator,
     build_chat_request,
     chat_tools,
+    fit_arguments,
     retry_body,
     system_prompt,
 )
@@ -374,3 +375,26 @@ def test_a_text_call_to_an_unknown_tool_becomes_an_ordinary_call() -> None:
     assert not any(isinstance(d, OutputTextDelta) for d in deltas)
     (call,) = [d for d in deltas if isinstance(d, ToolCallDelta)]
     assert (call.name, call.arguments) == ("write_long_story", '{"topic": "robots"}')
+
+
+def test_keys_a_closed_schema_does_not_declare_are_dropped_from_text_calls() -> None:
+    closed = {
+        "type": "object",
+        "properties": {"expression": {"type": "string"}},
+        "additionalProperties": False,
+    }
+    echoed = '{"expression": "17 + 25", "type": "string", "required": ["expression"]}'
+    assert fit_arguments(echoed, closed) == '{"expression": "17 + 25"}'
+    clean = '{"expression": "17 + 25"}'
+    assert fit_arguments(clean, closed) is clean
+    open_schema = {**closed, "additionalProperties": True}
+    assert fit_arguments(echoed, open_schema) == echoed
+    assert fit_arguments("not json", closed) == "not json"
+    tool = {"type": "function", "name": "calculate", "parameters": closed}
+    translator = ChunkTranslator(
+        build_chat_request(GenerationRequest("local", [user("17 + 25?")], tools=[tool]))
+    )
+    reply = '{"name": "calculate", "arguments": ' + echoed + "}"
+    deltas = translator.feed(chunk(reply)) + translator.finish()
+    (call,) = [d for d in deltas if isinstance(d, ToolCallDelta)]
+    assert call.arguments == '{"expression": "17 + 25"}'

@@ -21,6 +21,18 @@ echo the call), prompted 16 and 18 of 18.
 - `"native"`: tools go to llama.cpp (Qwen's chat template and call parser) and the
   text fallback catches what its parser misses; on the answer turn right after tool
   outputs the tools are left out, since with them the model echoes template markup.
+
+Around the model (bench/decisions.py measures them end to end):
+
+- a request with tools decodes at temperature 0 unless it sets one;
+- in the prompted strategy a tool result is handed back with the tools still on
+  offer, and the model is asked to make the next call of a chain or to answer;
+- a call written as text to a tool that does not exist becomes an ordinary call
+  (the runtime answers it as an unknown tool, listing the real ones), never raw JSON;
+- `ChunkTranslator(review=True)` holds back a text call that copies an example out
+  of a tool description or repeats an answered call (`_call_review`); the provider
+  then re-samples once with the reason. Native `tool_calls` chunks stream through
+  unreviewed.
 """
 
 from __future__ import annotations
@@ -57,6 +69,7 @@ __all__ = [
     "build_chat_request",
     "chat_tools",
     "default_temperature",
+    "fit_arguments",
     "retry_body",
     "system_prompt",
 ]
@@ -249,6 +262,26 @@ def build_chat_request(
     )
 
 
+def fit_arguments(arguments: str, schema: Mapping[str, Any] | None) -> str:
+    """Drop argument keys a closed schema does not declare.
+
+    The small models echo schema words into their calls (`{"expression": "17 + 25",
+    "type": "string"}`); with `additionalProperties: false` such a key can only make
+    the call fail validation, so it goes. Anything else is left as the model wrote it.
+    """
+    if not schema or schema.get("additionalProperties") is not False:
+        return arguments
+    properties = schema.get("properties")
+    try:
+        parsed = json.loads(arguments)
+    except json.JSONDecodeError:
+        return arguments
+    if not isinstance(properties, Mapping) or not isinstance(parsed, dict):
+        return arguments
+    kept = {key: value for key, value in parsed.items() if key in properties}
+    return arguments if kept == parsed else json.dumps(kept, ensure_ascii=False)
+
+
 def default_temperature(tools_offered: bool) -> float:
     """The temperature of a turn whose request sets none."""
     return TOOL_TURN_TEMPERATURE if tools_offered else DEFAULT_TEMPERATURE
@@ -308,6 +341,7 @@ class ChunkTranslator:
         self._parallel = plan.parallel_tool_calls
         self._native_calls: set[int] = set()
         self._review = review
+        self._schemas = {tool["name"]: tool.get("parameters") for tool in plan.tools}
         self.text_released = False
         self.rejected: tuple[list[ParsedCall], str] | None = None
         """After `finish`: calls held back by the review, and why (re-sample once)."""
@@ -367,7 +401,8 @@ class ChunkTranslator:
                 out.append(ItemEndDelta())
             for index, call in enumerate(chosen):
                 call_id = f"call_{uuid.uuid4().hex[:24]}"
-                out.append(ToolCallDelta(index, call.name, call_id, call.arguments))
+                arguments = fit_arguments(call.arguments, self._schemas.get(call.name))
+                out.append(ToolCallDelta(index, call.name, call_id, arguments))
                 out.append(ItemEndDelta())
         elif self.text_released or self._native_calls:
             out.append(ItemEndDelta())
