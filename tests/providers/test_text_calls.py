@@ -134,10 +134,14 @@ def test_a_call_to_a_tool_that_does_not_exist_can_be_read_as_a_call() -> None:
     assert parse_calls(story, TOOLS, unknown_names=True) == [
         ParsedCall("write_long_story", '{"topic": "a robot who learns to cook"}')
     ]
-    # JSON that merely has a "name" (no arguments) is still prose, and so is a name
-    # that cannot be a function's
+    # the 0.5B model's spelling of it, as measured
+    cook = '{"name": "cook robot", "arguments": {"name": "Robot"}}'
+    assert parse_calls(cook, TOOLS, unknown_names=True) == [
+        ParsedCall("cook robot", '{"name": "Robot"}')
+    ]
+    # JSON that merely has a "name" (no arguments) is still prose
     assert parse_calls('{"name": "Bob", "age": 3}', TOOLS, unknown_names=True) == []
-    assert parse_calls('{"name": "two words", "arguments": {}}', TOOLS, unknown_names=True) == []
+    assert parse_calls('{"name": "", "arguments": {}}', TOOLS, unknown_names=True) == []
 
 
 def test_sniffer_with_unknown_names_turns_the_raw_json_into_a_call() -> None:

@@ -111,7 +111,9 @@ def _undouble(text: str) -> str:
     return text.replace("{{", "{").replace("}}", "}")
 
 
-_CALLABLE_NAME = re.compile(r"[A-Za-z_][\w.-]{0,63}")
+# Any short one-line name: the 0.5B model writes names such as "cook robot", and
+# shown raw such a call is worse than an unknown-tool error it can recover from.
+_CALLABLE_NAME = re.compile(r"[^\n]{1,64}")
 
 
 def _as_call(
