@@ -346,6 +346,29 @@ def _norm(text: str) -> str:
     return " ".join(text.lower().split())
 
 
+def _texts(schema: Any) -> Iterable[str]:
+    if isinstance(schema, dict):
+        for key, value in schema.items():
+            if key == "description" and isinstance(value, str):
+                yield value
+            elif key in ("examples", "example"):
+                yield json.dumps(value)
+            else:
+                yield from _texts(value)
+    elif isinstance(schema, list):
+        for item in schema:
+            yield from _texts(item)
+
+
+def description_texts(tools: Iterable[Tool]) -> str:
+    """What the offered tools say in prose (descriptions, examples): not schema keys."""
+    parts: list[str] = []
+    for item in tools:
+        parts.append(item.description)
+        parts += _texts(item.parameters)
+    return _norm(" ".join(parts))
+
+
 def copied_values(call: dict[str, Any], descriptions: str, conversation: str) -> list[str]:
     """Argument values found in the tool descriptions but nowhere in the conversation."""
     try:
@@ -511,7 +534,7 @@ async def run_case(
         final_ok = not calls and bool(final.strip()) and answer_matches(case["answer"], final)
     final_ok = final_ok and not raw and error is None and not first_only
 
-    descriptions = _norm(json.dumps([t.definition() for t in tools], ensure_ascii=False))
+    descriptions = description_texts(tools)
     conversation_parts = [history_text, case["prompt"]]
     copied: list[dict[str, Any]] = []
     for call in calls:
