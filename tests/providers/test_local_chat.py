@@ -15,9 +15,12 @@ from turnstream.engine.deltas import (
 )
 from turnstream.providers._local_chat import (
     ASSISTANT_NAME,
+    DEFAULT_TEMPERATURE,
     ChunkTranslator,
     build_chat_request,
     chat_tools,
+    fit_arguments,
+    retry_body,
     system_prompt,
 )
 from turnstream.providers.base import GenerationRequest, ProviderError
@@ -309,3 +312,89 @@ def test_a_prompt_over_the_context_size_is_openai_s_context_length_exceeded() ->
     with pytest.raises(ProviderError) as raised:
         translator.feed(overflow)
     assert (raised.value.code, raised.value.status) == ("context_length_exceeded", 400)
+
+
+def test_tool_turns_decode_at_temperature_zero_unless_the_request_sets_one() -> None:
+    with_tools = build_chat_request(GenerationRequest("local", [user("Hi")], tools=[WEATHER]))
+    assert with_tools.body["temperature"] == 0.0
+    answer = GenerationRequest(
+        "local", [user("Weather?"), call_item(), output_item()], tools=[WEATHER]
+    )
+    assert build_chat_request(answer).body["temperature"] == 0.0
+    chat = build_chat_request(GenerationRequest("local", [user("Hi")]))
+    assert chat.body["temperature"] == DEFAULT_TEMPERATURE > 0
+    set_by_request = GenerationRequest("local", [user("Hi")], tools=[WEATHER], temperature=0.7)
+    assert build_chat_request(set_by_request).body["temperature"] == 0.7
+
+
+def test_after_a_tool_result_the_tools_stay_on_offer_for_the_next_step_of_a_chain() -> None:
+    request = GenerationRequest(
+        "local", [user("Weather?"), call_item(), output_item()], tools=[WEATHER]
+    )
+    plan = build_chat_request(request)
+    assert plan.sniff_calls
+    assert "get_weather" in plan.body["messages"][0]["content"]
+    result = plan.body["messages"][-1]["content"]
+    assert '{"temp_c": 18}' in result
+    assert "next function call" in result
+
+
+def _review_translator(items: list[dict[str, Any]]) -> ChunkTranslator:
+    tool = {**WEATHER, "description": "Weather for a city, e.g. Lisbon"}
+    return ChunkTranslator(
+        build_chat_request(GenerationRequest("local", items, tools=[tool])), review=True
+    )
+
+
+def test_a_call_copying_a_description_example_is_held_back_with_the_reason() -> None:
+    translator = _review_translator([user("Hello there!")])
+    copied = '{"name": "get_weather", "arguments": {"city": "Lisbon"}}'
+    deltas = translator.feed(chunk(copied)) + translator.finish()
+    assert not any(isinstance(d, ToolCallDelta) for d in deltas)
+    assert translator.rejected is not None
+    calls, reason = translator.rejected
+    assert [c.name for c in calls] == ["get_weather"]
+    assert '"Lisbon"' in reason
+    body = retry_body(translator._plan, calls, reason)
+    assert body["messages"][-2] == {"role": "assistant", "content": copied}
+    assert body["messages"][-1] == {"role": "user", "content": reason}
+    assert body["messages"][:-2] == translator._plan.body["messages"]
+
+
+def test_a_call_with_the_user_s_own_values_goes_out_under_review() -> None:
+    translator = _review_translator([user("Weather in Lisbon?")])
+    deltas = translator.feed(chunk('{"name": "get_weather", "arguments": {"city": "Lisbon"}}'))
+    deltas += translator.finish()
+    assert translator.rejected is None
+    assert [d.name for d in deltas if isinstance(d, ToolCallDelta)] == ["get_weather"]
+
+
+def test_a_text_call_to_an_unknown_tool_becomes_an_ordinary_call() -> None:
+    story = '{"name": "write_long_story", "arguments": {"topic": "robots"}}'
+    deltas = _translate([chunk(story), chunk(finish="stop")])
+    assert not any(isinstance(d, OutputTextDelta) for d in deltas)
+    (call,) = [d for d in deltas if isinstance(d, ToolCallDelta)]
+    assert (call.name, call.arguments) == ("write_long_story", '{"topic": "robots"}')
+
+
+def test_keys_a_closed_schema_does_not_declare_are_dropped_from_text_calls() -> None:
+    closed = {
+        "type": "object",
+        "properties": {"expression": {"type": "string"}},
+        "additionalProperties": False,
+    }
+    echoed = '{"expression": "17 + 25", "type": "string", "required": ["expression"]}'
+    assert fit_arguments(echoed, closed) == '{"expression": "17 + 25"}'
+    clean = '{"expression": "17 + 25"}'
+    assert fit_arguments(clean, closed) is clean
+    open_schema = {**closed, "additionalProperties": True}
+    assert fit_arguments(echoed, open_schema) == echoed
+    assert fit_arguments("not json", closed) == "not json"
+    tool = {"type": "function", "name": "calculate", "parameters": closed}
+    translator = ChunkTranslator(
+        build_chat_request(GenerationRequest("local", [user("17 + 25?")], tools=[tool]))
+    )
+    reply = '{"name": "calculate", "arguments": ' + echoed + "}"
+    deltas = translator.feed(chunk(reply)) + translator.finish()
+    (call,) = [d for d in deltas if isinstance(d, ToolCallDelta)]
+    assert call.arguments == '{"expression": "17 + 25"}'

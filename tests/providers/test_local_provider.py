@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -222,4 +223,68 @@ async def test_an_engine_failure_mid_stream_raises_provider_error() -> None:
     with pytest.raises(ProviderError, match="exploded"):
         await consume()
     assert seen == [OutputTextDelta("partial")]
+    await provider.aclose()
+
+
+class ScriptedReplies(FakeEngine):
+    """Plays one scripted reply per completion, in order."""
+
+    def __init__(self, *replies: Iterable[dict[str, Any]]) -> None:
+        super().__init__()
+        self.replies = list(replies)
+
+    def handle_chat_completions(
+        self, prompt: dict[str, Any], callback: Callable[[dict[str, Any]], bool] | None = None
+    ) -> Any:
+        if callback is not None:
+            self.chunks = self.replies.pop(0)
+        return super().handle_chat_completions(prompt, callback)
+
+    def streamed(self) -> list[dict[str, Any]]:
+        """The bodies of real completions (not the warm-up)."""
+        return [body for body in self.bodies if body.get("stream")]
+
+
+CLOCK = {
+    "type": "function",
+    "name": "get_time",
+    "description": "Current time in an IANA timezone such as Asia/Tokyo.",
+    "parameters": {"type": "object", "properties": {"timezone": {"type": "string"}}},
+}
+
+
+def call_reply(timezone: str) -> list[dict[str, Any]]:
+    text = json.dumps({"name": "get_time", "arguments": {"timezone": timezone}})
+    return [chunk(text), chunk(finish="stop")]
+
+
+async def test_a_copied_example_is_rejected_and_the_model_re_samples_once_with_the_reason() -> None:
+    engine = ScriptedReplies(call_reply("Asia/Tokyo"), [chunk("Hello!"), chunk(finish="stop")])
+    provider = provider_for(engine)
+    deltas = [d async for d in provider.stream(request("Hi! How are you?", tools=[CLOCK]))]
+    assert not any(isinstance(d, ToolCallDelta) for d in deltas)
+    assert [d for d in deltas if isinstance(d, OutputTextDelta)] == [OutputTextDelta("Hello!")]
+    assert deltas[-1] == FinishDelta("stop")
+    first, second = engine.streamed()
+    assert second["messages"][: len(first["messages"])] == first["messages"]
+    assert "Asia/Tokyo" in second["messages"][-1]["content"]
+    await provider.aclose()
+
+
+async def test_the_re_sampled_reply_goes_out_even_if_it_copies_again() -> None:
+    engine = ScriptedReplies(call_reply("Asia/Tokyo"), call_reply("Asia/Tokyo"))
+    provider = provider_for(engine)
+    deltas = [d async for d in provider.stream(request("Hi!", tools=[CLOCK]))]
+    calls = [d for d in deltas if isinstance(d, ToolCallDelta)]
+    assert [(c.name, c.arguments) for c in calls] == [("get_time", '{"timezone": "Asia/Tokyo"}')]
+    assert len(engine.streamed()) == 2  # one re-sample, never a loop
+    await provider.aclose()
+
+
+async def test_a_call_with_the_user_s_values_is_sampled_once() -> None:
+    engine = ScriptedReplies(call_reply("Europe/Paris"))
+    provider = provider_for(engine)
+    deltas = [d async for d in provider.stream(request("Time in Europe/Paris?", tools=[CLOCK]))]
+    assert [d.name for d in deltas if isinstance(d, ToolCallDelta)] == ["get_time"]
+    assert len(engine.streamed()) == 1
     await provider.aclose()

@@ -126,3 +126,27 @@ def test_disabled_sniffer_passes_json_through_as_text() -> None:
     reply = '{"name": "get_weather", "arguments": {}}'
     assert sniffer.feed(reply) == reply
     assert sniffer.finish() == ("", [])
+
+
+def test_a_call_to_a_tool_that_does_not_exist_can_be_read_as_a_call() -> None:
+    story = '{"name": "write_long_story", "arguments": {"topic": "a robot who learns to cook"}}'
+    assert parse_calls(story, TOOLS) == []  # the default: prose, as before
+    assert parse_calls(story, TOOLS, unknown_names=True) == [
+        ParsedCall("write_long_story", '{"topic": "a robot who learns to cook"}')
+    ]
+    # the 0.5B model's spelling of it, as measured
+    cook = '{"name": "cook robot", "arguments": {"name": "Robot"}}'
+    assert parse_calls(cook, TOOLS, unknown_names=True) == [
+        ParsedCall("cook robot", '{"name": "Robot"}')
+    ]
+    # JSON that merely has a "name" (no arguments) is still prose
+    assert parse_calls('{"name": "Bob", "age": 3}', TOOLS, unknown_names=True) == []
+    assert parse_calls('{"name": "", "arguments": {}}', TOOLS, unknown_names=True) == []
+
+
+def test_sniffer_with_unknown_names_turns_the_raw_json_into_a_call() -> None:
+    sniffer = ReplySniffer(TOOLS, unknown_names=True)
+    released = sniffer.feed('{"name": "write_long_story", ') + sniffer.feed('"arguments": {}}')
+    assert released == ""
+    assert sniffer.finish() == ("", [ParsedCall("write_long_story", "{}")])
+    assert sniffer.decision == "call"

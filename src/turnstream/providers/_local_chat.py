@@ -21,6 +21,18 @@ echo the call), prompted 16 and 18 of 18.
 - `"native"`: tools go to llama.cpp (Qwen's chat template and call parser) and the
   text fallback catches what its parser misses; on the answer turn right after tool
   outputs the tools are left out, since with them the model echoes template markup.
+
+Around the model (bench/decisions.py measures them end to end):
+
+- a request with tools decodes at temperature 0 unless it sets one;
+- in the prompted strategy a tool result is handed back with the tools still on
+  offer, and the model is asked to make the next call of a chain or to answer;
+- a call written as text to a tool that does not exist becomes an ordinary call
+  (the runtime answers it as an unknown tool, listing the real ones), never raw JSON;
+- `ChunkTranslator(review=True)` holds back a text call that copies an example out
+  of a tool description or repeats an answered call (`_call_review`); the provider
+  then re-samples once with the reason. Native `tool_calls` chunks stream through
+  unreviewed.
 """
 
 from __future__ import annotations
@@ -37,6 +49,7 @@ from turnstream.engine.deltas import (
     OutputTextDelta,
     ToolCallDelta,
 )
+from turnstream.providers._call_review import review_calls
 from turnstream.providers._chat_request import (
     ChatDialect,
     chat_messages,
@@ -44,7 +57,7 @@ from turnstream.providers._chat_request import (
     text_of,
 )
 from turnstream.providers._chat_stream import ChatChunkTranslator
-from turnstream.providers._text_calls import ReplySniffer
+from turnstream.providers._text_calls import ParsedCall, ReplySniffer
 from turnstream.providers.base import GenerationRequest, ProviderError
 
 __all__ = [
@@ -55,6 +68,9 @@ __all__ = [
     "ToolStrategy",
     "build_chat_request",
     "chat_tools",
+    "default_temperature",
+    "fit_arguments",
+    "retry_body",
     "system_prompt",
 ]
 
@@ -65,6 +81,9 @@ DEFAULT_MAX_OUTPUT_TOKENS = 1024
 # Qwen's recommendation is 0.7; the 1.5B model keeps to the call format more reliably
 # a little cooler, and answers stay varied enough for chat.
 DEFAULT_TEMPERATURE = 0.3
+# With tools on offer the choice of call and its arguments should not be a dice roll:
+# such turns decode greedily unless the request sets a temperature.
+TOOL_TURN_TEMPERATURE = 0.0
 
 _PREAMBLE = (
     f"You are {ASSISTANT_NAME}, a helpful assistant running locally on this computer "
@@ -78,8 +97,12 @@ _TOOLS_FOOTER = (
     "\n</tools>\n\n"
     "When a function can provide what the user asks for, reply with only a JSON object "
     'and nothing else: {"name": <function-name>, "arguments": <arguments-object>}. '
-    "You will then receive the function's result and can answer the user. "
-    "If no function fits, answer the user directly in plain text."
+    "Take the argument values from the user's words, never from the examples in a "
+    "function's description. "
+    "You will then receive the function's result; if the request needs another step, "
+    "call the next function with that result, else answer the user. "
+    "If no function fits, or the user is just chatting, answer the user directly in "
+    "plain text."
 )
 _IMAGE_PLACEHOLDER = "[an image was attached, but this model cannot see images]"
 
@@ -128,6 +151,11 @@ class ChatPlan:
     sniff_calls: bool = False
     parallel_tool_calls: bool = True
     answer_turn: bool = False
+    tools: tuple[Mapping[str, Any], ...] = ()
+    """The function tools offered (to review the calls against)."""
+    items: tuple[Mapping[str, Any], ...] = ()
+    """The conversation the model was shown (to review the calls against)."""
+    instructions: str | None = None
 
 
 def _offered_tools(request: GenerationRequest) -> list[Mapping[str, Any]]:
@@ -197,7 +225,9 @@ def build_chat_request(
         "stream": True,
         "stream_options": {"include_usage": True},
         "max_tokens": request.max_output_tokens or default_max_output_tokens,
-        "temperature": DEFAULT_TEMPERATURE if request.temperature is None else request.temperature,
+        "temperature": default_temperature(bool(tools))
+        if request.temperature is None
+        else request.temperature,
     }
     if request.top_p is not None:
         body["top_p"] = request.top_p
@@ -226,7 +256,46 @@ def build_chat_request(
         sniff_calls=sniff,
         parallel_tool_calls=request.parallel_tool_calls,
         answer_turn=answer_turn,
+        tools=tuple(tools),
+        items=tuple(request.items),
+        instructions=joined,
     )
+
+
+def fit_arguments(arguments: str, schema: Mapping[str, Any] | None) -> str:
+    """Drop argument keys a closed schema does not declare.
+
+    The small models echo schema words into their calls (`{"expression": "17 + 25",
+    "type": "string"}`); with `additionalProperties: false` such a key can only make
+    the call fail validation, so it goes. Anything else is left as the model wrote it.
+    """
+    if not schema or schema.get("additionalProperties") is not False:
+        return arguments
+    properties = schema.get("properties")
+    try:
+        parsed = json.loads(arguments)
+    except json.JSONDecodeError:
+        return arguments
+    if not isinstance(properties, Mapping) or not isinstance(parsed, dict):
+        return arguments
+    kept = {key: value for key, value in parsed.items() if key in properties}
+    return arguments if kept == parsed else json.dumps(kept, ensure_ascii=False)
+
+
+def default_temperature(tools_offered: bool) -> float:
+    """The temperature of a turn whose request sets none."""
+    return TOOL_TURN_TEMPERATURE if tools_offered else DEFAULT_TEMPERATURE
+
+
+def retry_body(plan: ChatPlan, calls: Sequence[ParsedCall], reason: str) -> dict[str, Any]:
+    """The request to re-sample a rejected reply: the rejected calls, then the reason."""
+    said = "\n".join(_call_text({"name": call.name, "arguments": call.arguments}) for call in calls)
+    messages = [
+        *plan.body["messages"],
+        {"role": "assistant", "content": said},
+        {"role": "user", "content": reason},
+    ]
+    return {**plan.body, "messages": messages}
 
 
 def _output_text(item: Mapping[str, Any]) -> str:
@@ -238,12 +307,16 @@ def _result_message(item: Mapping[str, Any], name: str | None) -> dict[str, Any]
     """A tool result as a user turn that asks for the answer.
 
     Given Qwen's `<tool_response>` turn instead, both models often repeat the call
-    they just made; told plainly what came back and what to do, they answer.
+    they just made; told plainly what came back and what to do, they answer, or make
+    the next call of a chain (a repeat of the same call is caught by
+    `_call_review.review_calls`).
     """
     return {
         "role": "user",
         "content": f"The function {name or 'you called'} returned: {_output_text(item)}\n"
-        "Use this result to answer my request in plain sentences.",
+        "If my request needs another step, reply with only the next function call, "
+        "using this result. Otherwise use this result to answer my request in plain "
+        "sentences.",
     }
 
 
@@ -261,12 +334,17 @@ class ChunkTranslator:
     goes through the `ReplySniffer`, which holds back a call written as text.
     """
 
-    def __init__(self, plan: ChatPlan) -> None:
+    def __init__(self, plan: ChatPlan, *, review: bool = False) -> None:
+        self._plan = plan
         self._chunks = ChatChunkTranslator()
-        self._sniffer = ReplySniffer(plan.tool_names, enabled=plan.sniff_calls)
+        self._sniffer = ReplySniffer(plan.tool_names, enabled=plan.sniff_calls, unknown_names=True)
         self._parallel = plan.parallel_tool_calls
         self._native_calls: set[int] = set()
+        self._review = review
+        self._schemas = {tool["name"]: tool.get("parameters") for tool in plan.tools}
         self.text_released = False
+        self.rejected: tuple[list[ParsedCall], str] | None = None
+        """After `finish`: calls held back by the review, and why (re-sample once)."""
 
     def feed(self, chunk: Mapping[str, Any]) -> list[Delta]:
         """One chunk in, zero or more deltas out (text that is clearly prose)."""
@@ -310,18 +388,35 @@ class ChunkTranslator:
             self.text_released = True
             out.append(OutputTextDelta(text))
         if calls and not self._native_calls:
-            if self.text_released:
-                out.append(ItemEndDelta())
             # Small models sometimes repeat a call verbatim; one of each is enough.
             unique = list(dict.fromkeys(calls))
-            for index, call in enumerate(unique if self._parallel else unique[:1]):
+            chosen = unique if self._parallel else unique[:1]
+            reason = self._review_calls(chosen) if self._review else None
+            if reason is not None:
+                self.rejected = (chosen, reason)
+                if self.text_released:
+                    out.append(ItemEndDelta())
+                return out
+            if self.text_released:
+                out.append(ItemEndDelta())
+            for index, call in enumerate(chosen):
                 call_id = f"call_{uuid.uuid4().hex[:24]}"
-                out.append(ToolCallDelta(index, call.name, call_id, call.arguments))
+                arguments = fit_arguments(call.arguments, self._schemas.get(call.name))
+                out.append(ToolCallDelta(index, call.name, call_id, arguments))
                 out.append(ItemEndDelta())
         elif self.text_released or self._native_calls:
             out.append(ItemEndDelta())
         out += self._chunks.finish()
         return out
+
+    def _review_calls(self, calls: Sequence[ParsedCall]) -> str | None:
+        plan = self._plan
+        return review_calls(
+            [(call.name, call.arguments) for call in calls],
+            plan.tools,
+            plan.items,
+            plan.instructions,
+        )
 
     @property
     def decision(self) -> str:

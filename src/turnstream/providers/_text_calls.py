@@ -111,10 +111,18 @@ def _undouble(text: str) -> str:
     return text.replace("{{", "{").replace("}}", "}")
 
 
-def _as_call(value: Any, tool_names: Collection[str]) -> ParsedCall | None:
+# Any short one-line name: the 0.5B model writes names such as "cook robot", and
+# shown raw such a call is worse than an unknown-tool error it can recover from.
+_CALLABLE_NAME = re.compile(r"[^\n]{1,64}")
+
+
+def _as_call(
+    value: Any, tool_names: Collection[str], *, unknown_names: bool = False
+) -> ParsedCall | None:
     if not isinstance(value, dict):
         return None
     name = value.get("name")
+    has_arguments = "arguments" in value or "parameters" in value
     arguments = value.get("arguments", value.get("parameters"))
     function = value.get("function")
     if isinstance(function, dict):  # OpenAI's {"type": "function", "function": {...}}
@@ -122,7 +130,12 @@ def _as_call(value: Any, tool_names: Collection[str]) -> ParsedCall | None:
         arguments = function.get("arguments", arguments)
     elif isinstance(function, str) and name is None:
         name = function
-    if not isinstance(name, str) or (tool_names and name not in tool_names):
+    if not isinstance(name, str):
+        return None
+    # A call to a tool that does not exist is still a call when it is clearly shaped
+    # as one (and `unknown_names` allows it); the runtime answers it as an unknown tool.
+    unknown_ok = unknown_names and has_arguments and _CALLABLE_NAME.fullmatch(name)
+    if tool_names and name not in tool_names and not unknown_ok:
         return None
     if arguments is None:
         arguments = {}
@@ -136,29 +149,35 @@ def _as_call(value: Any, tool_names: Collection[str]) -> ParsedCall | None:
     return ParsedCall(name=name, arguments=json.dumps(arguments, ensure_ascii=False))
 
 
-def parse_calls(text: str, tool_names: Collection[str] = ()) -> list[ParsedCall]:
+def parse_calls(
+    text: str, tool_names: Collection[str] = (), *, unknown_names: bool = False
+) -> list[ParsedCall]:
     """Read the calls a reply opens with; an empty list means the reply is prose.
 
     Recognised: one or more call objects (`{"name": ..., "arguments": {...}}`,
     OpenAI's `{"type": "function", "function": {...}}`, or `parameters` instead of
     `arguments`), bare, in a list, in ```json fences, in `<tool_call>` tags, with
     doubled braces, or in python-dict quoting. With `tool_names`, a call to any
-    other name makes the whole reply prose. Text after the calls is dropped.
+    other name makes the whole reply prose, unless `unknown_names` is set: then a
+    call object that names a function and carries `arguments` (or `parameters`) is
+    a call whatever the name. Text after the calls is dropped.
     """
     body = _unwrap(text)
     candidates = [_undouble(body), body] if body.startswith("{{") else [body]
     for candidate in candidates:
-        calls = _leading_calls(candidate, tool_names)
+        calls = _leading_calls(candidate, tool_names, unknown_names=unknown_names)
         if calls:
             return calls
     return []
 
 
-def _leading_calls(text: str, tool_names: Collection[str]) -> list[ParsedCall]:
+def _leading_calls(
+    text: str, tool_names: Collection[str], *, unknown_names: bool = False
+) -> list[ParsedCall]:
     calls: list[ParsedCall] = []
     for value in _json_values(text):
         items = value if isinstance(value, list) else [value]
-        parsed = [_as_call(item, tool_names) for item in items]
+        parsed = [_as_call(item, tool_names, unknown_names=unknown_names) for item in items]
         if not parsed or None in parsed:
             break
         calls.extend(call for call in parsed if call is not None)
@@ -170,11 +189,19 @@ class ReplySniffer:
 
     `feed` returns the text that may be shown now; `finish` returns what is left:
     either the held-back text (it was not a call after all) or the parsed calls.
-    With `enabled=False` (no tools offered) everything passes straight through.
+    With `enabled=False` (no tools offered) everything passes straight through;
+    `unknown_names` is passed on to `parse_calls`.
     """
 
-    def __init__(self, tool_names: Collection[str] = (), *, enabled: bool = True) -> None:
+    def __init__(
+        self,
+        tool_names: Collection[str] = (),
+        *,
+        enabled: bool = True,
+        unknown_names: bool = False,
+    ) -> None:
         self._tool_names = tool_names
+        self._unknown_names = unknown_names
         self._held: list[str] = []
         self.decision: Decision = "pending" if enabled else "text"
 
@@ -197,7 +224,7 @@ class ReplySniffer:
         self._held.clear()
         if self.decision == "text" or not held:
             return held, []
-        calls = parse_calls(held, self._tool_names)
+        calls = parse_calls(held, self._tool_names, unknown_names=self._unknown_names)
         if calls:
             self.decision = "call"
             return "", calls

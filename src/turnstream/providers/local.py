@@ -26,7 +26,7 @@ import secrets
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -36,6 +36,7 @@ from turnstream.providers._local_chat import (
     ChunkTranslator,
     ToolStrategy,
     build_chat_request,
+    retry_body,
     system_prompt,
 )
 from turnstream.providers._local_model import (
@@ -359,7 +360,26 @@ class LocalProvider(Provider):
             raise ProviderError("the local provider is closed", code="server_error", status=503)
         engine = await self._engine_for(request.model)
         plan = build_chat_request(request, strategy=self._strategy)
-        translator = ChunkTranslator(plan)
+        # A call that copies a description's example, or repeats an answered call, is
+        # held back and the model re-samples once with the reason (`_call_review`).
+        translator = ChunkTranslator(plan, review=True)
+        # aclosing: a consumer that stops early stops the generation at once
+        async with contextlib.aclosing(self._generate(engine, plan.body, translator)) as deltas:
+            async for delta in deltas:
+                yield delta
+        if translator.rejected is not None:
+            calls, reason = translator.rejected
+            logger.info("local model call rejected, re-sampling: %s", reason)
+            retry = ChunkTranslator(plan)
+            body = retry_body(plan, calls, reason)
+            async with contextlib.aclosing(self._generate(engine, body, retry)) as deltas:
+                async for delta in deltas:
+                    yield delta
+
+    async def _generate(
+        self, engine: ChatEngine, body: dict[str, Any], translator: ChunkTranslator
+    ) -> AsyncGenerator[Delta, None]:
+        """Run one chat completion in a worker thread; its chunks through `translator`."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[object] = asyncio.Queue()
         stop = threading.Event()
@@ -377,7 +397,7 @@ class LocalProvider(Provider):
 
         def work() -> None:
             try:
-                engine.handle_chat_completions(plan.body, on_chunk)
+                engine.handle_chat_completions(body, on_chunk)
             except BaseException as exc:
                 deliver(_Failure(exc))
             finally:

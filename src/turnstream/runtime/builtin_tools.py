@@ -81,12 +81,12 @@ def _evaluate(node: ast.AST) -> Any:
 
 @tool
 def calculate(expression: str) -> str:
-    """Evaluate an arithmetic expression exactly, e.g. `(17 * 23) + sqrt(2) / 4`.
+    """Evaluate an arithmetic expression exactly and return its result.
 
     Args:
-        expression: Numbers, + - * / // % ** and parentheses; functions sqrt, abs,
-            round, min, max, sin, cos, tan, log, log10, exp, floor, ceil; constants
-            pi, e, tau.
+        expression: The user's calculation written as one expression with the user's
+            numbers: + - * / // % ** and parentheses; functions sqrt, abs, round, min,
+            max, sin, cos, tan, log, log10, exp, floor, ceil; constants pi, e, tau.
     """
     text = expression.strip().replace("^", "**").replace("×", "*").replace("÷", "/")
     if not text:
@@ -108,7 +108,8 @@ def current_time(timezone: str = "UTC") -> str:
     """Get the current date and time in a time zone.
 
     Args:
-        timezone: An IANA time zone name such as "Europe/Paris" or "America/New_York".
+        timezone: The IANA time zone name (Area/City) of the place the user asks
+            about, or UTC when no place is given.
     """
     try:
         zone = zoneinfo.ZoneInfo(timezone.strip() or "UTC")
@@ -213,7 +214,7 @@ def convert_units(value: float, from_unit: str, to_unit: str) -> str:
 
     Args:
         value: The quantity to convert.
-        from_unit: The unit of `value`, e.g. "km", "lb", "F", "mph", "cups".
+        from_unit: The unit of `value`, as the user names it (a symbol or a name).
         to_unit: The unit to convert to.
     """
     source, target = from_unit.strip().lower(), to_unit.strip().lower()

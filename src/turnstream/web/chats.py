@@ -24,9 +24,12 @@ from turnstream.runtime.builtin_tools import BUILTIN_TOOLS
 __all__ = ["CHAT_INSTRUCTIONS", "ChatEntry", "ChatIndex", "chat_index_path", "chat_warmup"]
 
 CHAT_INSTRUCTIONS = (
-    "You are a helpful assistant in a chat. Answer briefly, in Markdown. "
-    "When a question needs arithmetic, the current time or a unit conversion, call the "
-    "matching tool instead of guessing, then answer using its result."
+    "You are a helpful assistant in a chat. Answer briefly, in Markdown, and write "
+    "math in plain text, never in LaTeX. "
+    "Never state the current time or date, the result of arithmetic, or a unit "
+    "conversion unless a tool gave it to you in this conversation: call the matching "
+    "tool (calculate, current_time, convert_units) instead of working it out, then "
+    "answer using its result. Greetings and small talk need no tool."
 )
 """The instructions both chat apps send with every request."""
 

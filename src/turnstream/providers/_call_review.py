@@ -1,0 +1,169 @@
+"""Checks a small model's function call before it is emitted (pure, no I/O).
+
+The 1.5B model copies example values out of tool descriptions (`calculate` called
+with the docstring's `(17 * 23) + sqrt(2) / 4` when asked for 17 plus 25), and in a
+chain it often repeats the call it has just been answered instead of making the
+next one. Both are visible before the call leaves the provider: `review_calls`
+returns the reason to reject such a call, which the provider hands back to the
+model once so that it re-samples with the reason in front of it.
+
+- A *copied example value* is an argument value (a string, or a number) that occurs
+  in the tool's description texts (its description, its parameters' descriptions
+  and `examples`) but nowhere in the conversation (instructions, messages, earlier
+  calls and their outputs). Values are compared case-insensitively as whole tokens.
+- A *repeated call* has the same name and arguments as a call already in the
+  conversation that has its output.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+__all__ = ["conversation_text", "copied_example_values", "description_text", "review_calls"]
+
+
+def _leaves(value: Any) -> Iterator[Any]:
+    if isinstance(value, Mapping):
+        for item in value.values():
+            yield from _leaves(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _leaves(item)
+    elif value is not None and not isinstance(value, bool):
+        yield value
+
+
+def _spelled(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return " ".join(str(value).lower().split())
+
+
+def _schema_texts(schema: Any) -> Iterator[str]:
+    """Description and example texts of a JSON schema, at any depth (not enums)."""
+    if isinstance(schema, Mapping):
+        for key, value in schema.items():
+            if key == "description" and isinstance(value, str):
+                yield value
+            elif key in ("examples", "example"):
+                yield json.dumps(value, ensure_ascii=False)
+                yield from (str(leaf) for leaf in _leaves(value))
+            elif key != "enum":
+                yield from _schema_texts(value)
+    elif isinstance(schema, list):
+        for item in schema:
+            yield from _schema_texts(item)
+
+
+def description_text(tool: Mapping[str, Any]) -> str:
+    """Everything a tool definition tells the model in prose: where examples live."""
+    parts = [str(tool.get("description") or "")]
+    parts += _schema_texts(tool.get("parameters") or {})
+    return " ".join(" ".join(parts).lower().split())
+
+
+def _occurs(value: str, text: str) -> bool:
+    # whole tokens only: "4" is not in "45", "paris" is in "paris, france"
+    return re.search(r"(?<![\w.])" + re.escape(value) + r"(?![\w])", text) is not None
+
+
+def copied_example_values(arguments: str, tool: Mapping[str, Any], conversation: str) -> list[str]:
+    """Argument values that the tool's description holds and the conversation does not.
+
+    `arguments` is the call's JSON text; `conversation` the text of everything the
+    model was shown apart from the tool definitions (`conversation_text`). Values
+    shorter than two characters are never reported (too common to mean anything).
+    """
+    try:
+        parsed = json.loads(arguments or "{}")
+    except json.JSONDecodeError:
+        return []
+    described = description_text(tool)
+    said = " ".join(conversation.lower().split())
+    copied = []
+    for leaf in _leaves(parsed):
+        value = _spelled(leaf)
+        if len(value) >= 2 and _occurs(value, described) and not _occurs(value, said):
+            copied.append(str(leaf))
+    return copied
+
+
+def conversation_text(instructions: str | None, items: Iterable[Mapping[str, Any]]) -> str:
+    """The text of instructions and every item: messages, call arguments, outputs."""
+    from turnstream.providers._chat_request import text_of
+
+    parts = [instructions or ""]
+    for item in items:
+        kind = item.get("type", "message")
+        if kind == "message":
+            parts.append(text_of(item.get("content")))
+        elif kind == "function_call":
+            parts.append(str(item.get("arguments") or ""))
+        elif kind == "function_call_output":
+            output = item.get("output")
+            parts.append(output if isinstance(output, str) else text_of(output))
+    return "\n".join(parts)
+
+
+def _canonical(arguments: str) -> str:
+    try:
+        return json.dumps(json.loads(arguments or "{}"), sort_keys=True)
+    except json.JSONDecodeError:
+        return arguments.strip()
+
+
+def answered_calls(items: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], str]:
+    """(name, canonical arguments) -> output, for every call in `items` that has one."""
+    calls: dict[str, tuple[str, str]] = {}
+    answered: dict[tuple[str, str], str] = {}
+    for item in items:
+        kind = item.get("type")
+        if kind == "function_call":
+            key = (str(item.get("name")), _canonical(str(item.get("arguments") or "")))
+            calls[str(item.get("call_id"))] = key
+        elif kind == "function_call_output" and str(item.get("call_id")) in calls:
+            output = item.get("output")
+            answered[calls[str(item.get("call_id"))]] = str(output)
+    return answered
+
+
+def review_calls(
+    calls: Sequence[tuple[str, str]],
+    tools: Sequence[Mapping[str, Any]],
+    items: Sequence[Mapping[str, Any]],
+    instructions: str | None = None,
+) -> str | None:
+    """Why the model should try again, or None when its calls may go out.
+
+    Args:
+        calls: The calls the model made, as (name, arguments JSON).
+        tools: The tool definitions it was offered (Responses `function` tools).
+        items: The conversation it was shown.
+        instructions: The request's instructions.
+    """
+    by_name = {tool.get("name"): tool for tool in tools}
+    said = conversation_text(instructions, items)
+    answered = answered_calls(items)
+    for name, arguments in calls:
+        tool = by_name.get(name)
+        if tool is not None:
+            copied = copied_example_values(arguments, tool, said)
+            if copied:
+                values = ", ".join(json.dumps(v, ensure_ascii=False) for v in copied)
+                return (
+                    f"Your call to {name} used {values}, which only appear as an example in "
+                    f"the description of {name}: nobody in this conversation said "
+                    f"{'them' if len(copied) > 1 else 'it'}. Call {name} again with the values "
+                    "from my request, or, if my request does not need it, answer in plain text."
+                )
+        output = answered.get((name, _canonical(arguments)))
+        if output is not None:
+            return (
+                f"You already called {name} with these arguments, and it returned: {output}\n"
+                "Do not call it again. If my request needs another step, call the next "
+                "function with this result; otherwise answer in plain sentences."
+            )
+    return None
