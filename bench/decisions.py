@@ -495,15 +495,12 @@ async def run_case(
     items: list[dict[str, Any]] = []
     final = ""
     try:
-        if first_only:
-            items, final = await asyncio.wait_for(
-                first_response(agent, case["prompt"], history), timeout=CASE_TIMEOUT
-            )
-        else:
-            result = await asyncio.wait_for(
-                agent.run(case["prompt"], history=history), timeout=CASE_TIMEOUT
-            )
-            items, final = result.new_items, result.final_output
+        async with asyncio.timeout(CASE_TIMEOUT):
+            if first_only:
+                items, final = await first_response(agent, case["prompt"], history)
+            else:
+                result = await agent.run(case["prompt"], history=history)
+                items, final = result.new_items, result.final_output
     except Exception as exc:  # a failed case is scored as wrong, and the run goes on
         error = f"{type(exc).__name__}: {exc}"
     seconds = time.perf_counter() - started
