@@ -8,13 +8,17 @@ makes one per `stream()` call and reuses it on every retry. The loop never sees 
 retry, so other transports (a WebSocket connection) plug in without touching it.
 
 `HTTPTransport` streams `POST /responses` through the official `openai.AsyncOpenAI`
-(base URL, auth, Azure, custom HTTP clients all keep working), but through
-`with_streaming_response` so the body arrives as raw bytes: `turnstream.sse.Decoder`
-frames it and `json.loads` decodes each `data`. No SDK event model is built, which is
-where the SDK spends most of its per-event time. Non-2xx statuses still raise the
-SDK's exception types. A frame whose `data` is not a JSON object is skipped, as a
-tolerant reader skips what it does not know; if that hides the terminal event, the
-stream counts as interrupted.
+(base URL, auth, Azure, custom HTTP clients all keep working), with the client's own
+`post` (the SDK's documented way to reach any endpoint) and `cast_to` its HTTP
+response type, so the body arrives as raw bytes: `turnstream.sse.Decoder` frames it
+and `json.loads` decodes each `data`. No SDK event model is built, which is where the
+SDK spends most of its per-event time, and the body is not walked by the SDK's
+`transform` against its TypedDicts, which cost more CPU per request than the rest of
+a tool round (for Responses params it changes nothing: they have no aliases and no
+file formats, and the SDK's JSON encoder dumps pydantic models the way `transform`
+would). Non-2xx statuses still raise the SDK's exception types. A frame whose `data`
+is not a JSON object is skipped, as a tolerant reader skips what it does not know; if
+that hides the terminal event, the stream counts as interrupted.
 """
 
 from __future__ import annotations
@@ -22,12 +26,14 @@ from __future__ import annotations
 import json
 import ssl
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from contextlib import aclosing
 from typing import Any, Protocol
 
 import httpx
 import openai
+from httpx2 import Response as _HTTPResponse  # the SDK's HTTP types (openai>=3 needs httpx2)
+from openai import RequestOptions
 
 from turnstream.sse import Decoder
 
@@ -64,14 +70,12 @@ class HTTPTransport:
         self.policy = policy
 
     def stream(self, request: TurnRequest) -> AsyncGenerator[dict[str, Any], None]:
-        body = dict(request.body)
-        if request.options:
-            # the SDK refuses keyword arguments it does not know; extra_body does not
-            body["extra_body"] = dict(request.options)
+        # options win over the body (`TurnRequest`); the runtime reads streams only
+        body = {**request.body, **request.options, "stream": True}
         # one key per logical request, the same on every retry of it: a server that
         # did the turn before the connection dropped answers the retry with that turn
-        body["extra_headers"] = {IDEMPOTENCY_HEADER: new_idempotency_key()}
-        return stream_response(self.client, body, self.policy)
+        headers = {IDEMPOTENCY_HEADER: new_idempotency_key()}
+        return stream_response(self.client, body, self.policy, headers)
 
 
 def new_idempotency_key() -> str:
@@ -103,14 +107,18 @@ class _EmptyBody(Exception):
 
 
 async def stream_response(
-    client: openai.AsyncOpenAI, body: dict[str, Any], policy: RetryPolicy
+    client: openai.AsyncOpenAI,
+    body: dict[str, Any],
+    policy: RetryPolicy,
+    headers: Mapping[str, str] | None = None,
 ) -> AsyncGenerator[dict[str, Any], None]:
     """Yield each wire event of one response, as a dict, until the body's EOF.
 
     Args:
         client: A client already configured with `max_retries=0`.
-        body: The `create()` keyword arguments, without `stream`.
+        body: The JSON body of `POST /responses`, with `stream: true`.
         policy: When to resend.
+        headers: Extra request headers, the same on every attempt.
 
     Raises:
         openai.APIStatusError: a non-2xx status, once retries are exhausted or the
@@ -123,40 +131,48 @@ async def stream_response(
     while True:
         received = False
         try:
-            async with aclosing(_one_attempt(client, body)) as events:
+            async with aclosing(_one_attempt(client, body, headers)) as events:
                 async for data in events:
                     received = True
                     yield data
             return
         except _EmptyBody as exc:
             error: BaseException = exc
-            headers = None
+            answer = None
         except (openai.APIStatusError, openai.APIConnectionError) as exc:
             if not is_retryable(exc):
                 raise
             error = exc
-            headers = exc.response.headers if isinstance(exc, openai.APIStatusError) else None
+            answer = exc.response.headers if isinstance(exc, openai.APIStatusError) else None
         except TRANSPORT_ERRORS as exc:
             if received:
                 raise StreamInterruptedError(f"the response stream broke off: {exc!r}") from exc
             error = exc
-            headers = None
+            answer = None
         if retries + 1 >= policy.max_attempts:
             if isinstance(error, _EmptyBody):
                 raise StreamInterruptedError(str(error)) from None
             raise error
-        await policy.sleep(policy.delay(retries, headers))
+        await policy.sleep(policy.delay(retries, answer))
         retries += 1
 
 
 async def _one_attempt(
-    client: openai.AsyncOpenAI, body: dict[str, Any]
+    client: openai.AsyncOpenAI, body: dict[str, Any], headers: Mapping[str, str] | None
 ) -> AsyncGenerator[dict[str, Any], None]:
     received = False
     terminal = False
-    async with client.responses.with_streaming_response.create(**body, stream=True) as response:
+    options: RequestOptions = {"security": {"bearer_auth": True}}  # as `responses.create`
+    if headers:
+        options["headers"] = headers
+    # `cast_to` the HTTP response type: the SDK hands the response back unread (raising
+    # its status errors first), and closing it is ours
+    response = await client.post(
+        "/responses", cast_to=_HTTPResponse, body=body, options=options, stream=True
+    )
+    try:
         decoder = Decoder()
-        async for chunk in response.iter_bytes():
+        async for chunk in response.aiter_bytes():
             for event in decoder.feed(chunk):
                 data = _object(event.data)
                 if data is not None:
@@ -169,6 +185,8 @@ async def _one_attempt(
                 received = True
                 terminal = terminal or data.get("type") in TERMINAL_TYPES
                 yield data
+    finally:
+        await response.aclose()
     if not terminal:
         if not received:
             raise _EmptyBody("the response body ended before its first event")
