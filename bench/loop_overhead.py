@@ -542,17 +542,38 @@ def plot(loops: dict[str, Any], args: argparse.Namespace, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     names = ["floor", "runtime", "raw_sdk", "agents_sdk"]
-    labels = ["bare httpx\n(floor)", "turnstream\nruntime", "raw\nOpenAI SDK", "openai-agents"]
-    colors = ["#888888", "#1f77b4", "#ff7f0e", "#2ca02c"]
+    labels = {
+        "floor": "bare httpx\n(floor)",
+        "runtime": "turnstream\nruntime",
+        "runtime_async_tool": "turnstream\n(async tool)",
+        "raw_sdk": "raw\nOpenAI SDK",
+        "agents_sdk": "openai-agents",
+    }
+    colors = {
+        "floor": "#888888",
+        "runtime": "#1f77b4",
+        "runtime_async_tool": "#6baed6",
+        "raw_sdk": "#ff7f0e",
+        "agents_sdk": "#2ca02c",
+    }
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
 
-    def bars(ax: Any, values: list[dict[str, float]], title: str, unit: str) -> None:
+    def bars(
+        ax: Any, keys: list[str], values: list[dict[str, float]], title: str, unit: str
+    ) -> None:
         medians = [v["median"] for v in values]
         errors = [
             [m - v["q1"] for m, v in zip(medians, values, strict=True)],
             [v["q3"] - m for m, v in zip(medians, values, strict=True)],
         ]
-        ax.bar(labels, medians, color=colors, yerr=errors, capsize=4)
+        ax.bar(
+            [labels[k] for k in keys],
+            medians,
+            color=[colors[k] for k in keys],
+            yerr=errors,
+            capsize=4,
+        )
+        ax.tick_params(axis="x", labelsize=8)
         for x, m in enumerate(medians):
             ax.annotate(
                 f"{m:,.0f}" if m > 100 else f"{m:.2f}",
@@ -568,13 +589,16 @@ def plot(loops: dict[str, Any], args: argparse.Namespace, path: Path) -> None:
 
     bars(
         left,
+        names,
         [loops[n]["events_per_second_spread"] for n in names],
         f"{args.words}-word stream: events/s seen by the caller",
         "events per second",
     )
+    round_names = ["floor", "runtime", "runtime_async_tool", "raw_sdk", "agents_sdk"]
     bars(
         right,
-        [{k: v / 2 for k, v in loops[n]["added_ms_per_round"].items()} for n in names],
+        round_names,
+        [{k: v / 2 for k, v in loops[n]["added_ms_per_round"].items()} for n in round_names],
         "tool round: ms added per turn over the floor",
         "ms per turn (response)",
     )
