@@ -92,13 +92,11 @@ async def _one_each(
 class HTTPTransport:
     """`POST /responses` with `stream: true`, over an `openai.AsyncOpenAI` client.
 
-    Each request asks the SDK for no retries (`max_retries: 0` in its options; a copy
-    of the client made with `with_options` would cost a client per Agent): every retry
-    is ours, counted by `policy`.
+    The client is used with `max_retries=0`: every retry is ours, counted by `policy`.
     """
 
     def __init__(self, client: openai.AsyncOpenAI, policy: RetryPolicy) -> None:
-        self.client = client
+        self.client = client.with_options(max_retries=0)
         self.policy = policy
 
     def stream(self, request: TurnRequest) -> AsyncGenerator[dict[str, Any], None]:
@@ -151,7 +149,7 @@ async def stream_response(
     """Yield each wire event of one response, as a dict, until the body's EOF.
 
     Args:
-        client: The SDK client; its own retries are not used.
+        client: A client already configured with `max_retries=0`.
         body: The JSON body of `POST /responses`, with `stream: true`.
         policy: When to resend.
         headers: Extra request headers, the same on every attempt.
@@ -219,10 +217,7 @@ async def _one_attempt(
 ) -> AsyncGenerator[list[dict[str, Any]], None]:
     received = False
     terminal = False
-    options: RequestOptions = {
-        "security": {"bearer_auth": True},  # as `responses.create`
-        "max_retries": 0,  # every retry is the caller's (`stream_batches`)
-    }
+    options: RequestOptions = {"security": {"bearer_auth": True}}  # as `responses.create`
     if headers:
         options["headers"] = headers
     # `cast_to` the HTTP response type: the SDK hands the response back unread (raising
