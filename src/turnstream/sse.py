@@ -132,18 +132,28 @@ class Decoder:
                 return []
             self._buffer.append(chunk)
             chunk = b"".join(self._buffer)
-        lines = chunk.splitlines(keepends=True)
-        last = lines[-1]
-        if last[-1:] not in (b"\n", b"\r"):
+        lines = chunk.splitlines()
+        end = chunk[-1:]
+        if end != b"\n" and end != b"\r":
             self._buffer = [lines.pop()]
         else:
             self._buffer = []
-            self._skip_lf = last[-1:] == b"\r"
+            self._skip_lf = end == b"\r"
         events: list[ServerSentEvent] = []
+        # The lines every Responses frame is made of (`event: `, `data: `, blank) are
+        # handled here, the rest in `_line`: a call per line is a third of the cost.
         for line in lines:
-            event = self._line(line.rstrip(b"\r\n"))
-            if event is not None:
-                events.append(event)
+            if not line:
+                if self._has_fields:
+                    events.append(self._dispatch())
+            elif line.startswith(b"data: "):
+                self._data.append(line[6:].decode("utf-8", "replace"))
+                self._has_fields = True
+            elif line.startswith(b"event: "):
+                self._event = line[7:].decode("utf-8", "replace")
+                self._has_fields = True
+            else:
+                self._line(line)
         return events
 
     def flush(self) -> list[ServerSentEvent]:
@@ -163,7 +173,7 @@ class Decoder:
 
     def _line(self, line: bytes) -> ServerSentEvent | None:
         if not line:
-            return self._dispatch()
+            return self._dispatch() if self._has_fields else None
         if line[:1] == b":":
             return None
         name, colon, raw = line.partition(b":")
@@ -185,9 +195,7 @@ class Decoder:
         self._has_fields = True
         return None
 
-    def _dispatch(self) -> ServerSentEvent | None:
-        if not self._has_fields:
-            return None
+    def _dispatch(self) -> ServerSentEvent:
         data = self._data
         event = ServerSentEvent(
             data[0] if len(data) == 1 else "\n".join(data),

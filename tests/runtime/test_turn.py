@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from turnstream.runtime import RawEvent, TextDelta, ToolCallReady, ToolCallStarted, TurnStarted
+import dataclasses
+
+import pytest
+
+from turnstream.runtime import (
+    RawEvent,
+    TextDelta,
+    ToolArgumentsDelta,
+    ToolCallReady,
+    ToolCallStarted,
+    TurnStarted,
+)
 from turnstream.runtime.turn import TurnReader
 
 
@@ -103,3 +114,31 @@ def test_an_unknown_terminal_status_is_a_failure() -> None:
     outcome = reader.outcome()
     assert outcome.status == "failed"
     assert outcome.error_message == "the response failed without an error object"
+
+
+def test_delta_events_built_past_init_equal_constructed_ones_and_stay_frozen() -> None:
+    # the reader builds its most frequent events without their __init__ (turn.py)
+    reader = TurnReader(1)
+    reader.feed(
+        {
+            "type": "response.output_item.added",
+            "item": {"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "f"},
+        }
+    )
+    text = reader.feed({"type": "response.output_text.delta", "delta": "hi", "item_id": "m_1"})
+    arguments = reader.feed(
+        {"type": "response.function_call_arguments.delta", "delta": "{", "item_id": "fc_1"}
+    )
+    raw = reader.feed({"type": "response.reasoning.delta", "x": 1})
+    built = [text, arguments, raw]
+    expected = [
+        TextDelta("hi", "m_1"),
+        ToolArgumentsDelta("{", "call_1", "fc_1"),
+        RawEvent({"type": "response.reasoning.delta", "x": 1}),
+    ]
+    assert built == expected
+    assert [repr(event) for event in built] == [repr(event) for event in expected]
+    assert [hash(event) for event in built[:2]] == [hash(event) for event in expected[:2]]
+    for event, field in zip(built, ["text", "delta", "data"], strict=True):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(event, field, "changed")

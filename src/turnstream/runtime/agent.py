@@ -40,7 +40,7 @@ from .results import RunResult, TokenUsage
 from .retry import RetryPolicy
 from .run_stream import RunStream
 from .tools import Tool, ToolCall
-from .transport import HTTPTransport, Transport
+from .transport import HTTPTransport, Transport, wire_batches
 from .turn import TurnReader
 from .websocket import WebSocketTransport
 
@@ -280,8 +280,9 @@ class Agent:
                 # mid-way: the connection and the tools must not wait for the GC
                 turn = self._stream(request, reader, batch, progress, run_span)
                 async with aclosing(turn) as events:
-                    async for event in events:
-                        yield event
+                    async for arrived in events:
+                        for event in arrived:
+                            yield event
                 outcome = reader.outcome()
                 decision = loop.on_stream_end(outcome)
                 handle.last_response_id = loop.last_response_id
@@ -331,11 +332,16 @@ class Agent:
         batch: ToolBatch,
         progress: asyncio.Queue[RunEvent | None],
         run_span: Any = None,
-    ) -> AsyncGenerator[RunEvent, None]:
+    ) -> AsyncGenerator[list[RunEvent], None]:
         """One response's events, read to EOF; independent tools start as calls complete.
 
-        The turn is one span (GenAI conventions: `chat {model}`) when tracing; it is
-        kept here rather than in a wrapping generator, which would cost a hop per event.
+        Events come in lists, one per read of the body (`wire_batches`): per event,
+        every generator in the chain would cost a resumption. So the reader (and an
+        independent tool's early start) sees a read's events before the caller sees
+        the first of them; a run stopped in between still gives every started call
+        one output (the cancelled note). The turn is one span
+        (GenAI conventions: `chat {model}`) when tracing; it is kept here rather than
+        in a wrapping generator, which would cost another hop.
         """
         span = self._tracing.start(
             f"chat {self.model}",
@@ -343,22 +349,27 @@ class Agent:
             parent=run_span,
             attributes={"gen_ai.operation.name": "chat", "gen_ai.request.model": self.model},
         )
+        feed = reader.feed
         try:
-            async with aclosing(self._transport.stream(request)) as wire:
-                async for data in wire:
-                    event = reader.feed(data)
-                    if event is not None:
+            async with aclosing(wire_batches(self._transport, request)) as wire:
+                async for frames in wire:
+                    arrived: list[RunEvent] = []
+                    for data in frames:
+                        event = feed(data)
+                        if event is None:
+                            continue
                         if type(event) is ToolCallReady and not request.final:
                             batch.start_early(
                                 ToolCall(
                                     event.call_id, event.name, event.raw_arguments, event.item_id
                                 )
                             )
-                        yield event
+                        arrived.append(event)
                     while not progress.empty():
                         early = progress.get_nowait()
                         if early is not None:
-                            yield early
+                            arrived.append(early)
+                    yield arrived
         except GeneratorExit:
             raise  # the caller stopped reading: not the turn's failure
         except BaseException as exc:

@@ -8,13 +8,17 @@ makes one per `stream()` call and reuses it on every retry. The loop never sees 
 retry, so other transports (a WebSocket connection) plug in without touching it.
 
 `HTTPTransport` streams `POST /responses` through the official `openai.AsyncOpenAI`
-(base URL, auth, Azure, custom HTTP clients all keep working), but through
-`with_streaming_response` so the body arrives as raw bytes: `turnstream.sse.Decoder`
-frames it and `json.loads` decodes each `data`. No SDK event model is built, which is
-where the SDK spends most of its per-event time. Non-2xx statuses still raise the
-SDK's exception types. A frame whose `data` is not a JSON object is skipped, as a
-tolerant reader skips what it does not know; if that hides the terminal event, the
-stream counts as interrupted.
+(base URL, auth, Azure, custom HTTP clients all keep working), with the client's own
+`post` (the SDK's documented way to reach any endpoint) and `cast_to` its HTTP
+response type, so the body arrives as raw bytes: `turnstream.sse.Decoder` frames it
+and `json.loads` decodes each `data`. No SDK event model is built, which is where the
+SDK spends most of its per-event time, and the body is not walked by the SDK's
+`transform` against its TypedDicts, which cost more CPU per request than the rest of
+a tool round (for Responses params it changes nothing: they have no aliases and no
+file formats, and the SDK's JSON encoder dumps pydantic models the way `transform`
+would). Non-2xx statuses still raise the SDK's exception types. A frame whose `data`
+is not a JSON object is skipped, as a tolerant reader skips what it does not know; if
+that hides the terminal event, the stream counts as interrupted.
 """
 
 from __future__ import annotations
@@ -22,21 +26,30 @@ from __future__ import annotations
 import json
 import ssl
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from contextlib import aclosing
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import httpx
 import openai
+from httpx2 import Response as _HTTPResponse  # the SDK's HTTP types (openai>=3 needs httpx2)
+from openai import RequestOptions
 
-from turnstream.sse import Decoder
+from turnstream.sse import Decoder, ServerSentEvent
 
 from .errors import StreamInterruptedError
 from .loop import TurnRequest
 from .retry import RetryPolicy, is_retryable
 from .turn import TERMINAL_TYPES
 
-__all__ = ["IDEMPOTENCY_HEADER", "HTTPTransport", "Transport", "stream_response"]
+__all__ = [
+    "IDEMPOTENCY_HEADER",
+    "HTTPTransport",
+    "Transport",
+    "stream_batches",
+    "stream_response",
+    "wire_batches",
+]
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
@@ -49,8 +62,31 @@ class Transport(Protocol):
 
         Raises as `stream_response` does; callers close the generator (`aclosing`)
         to abandon the response.
+
+        A transport may also offer `stream_batches(request)`: the same events, in
+        lists of those that arrived together (one read of the body). The Agent uses it
+        when present (`wire_batches`), which costs one generator hop per read instead
+        of one per event.
         """
         ...
+
+
+def wire_batches(
+    transport: Transport, request: TurnRequest
+) -> AsyncGenerator[list[dict[str, Any]], None]:
+    """`transport`'s events for `request`, as `stream_batches` lists when it has them."""
+    batches = getattr(transport, "stream_batches", None)
+    if batches is not None:
+        return cast("AsyncGenerator[list[dict[str, Any]], None]", batches(request))
+    return _one_each(transport.stream(request))
+
+
+async def _one_each(
+    events: AsyncGenerator[dict[str, Any], None],
+) -> AsyncGenerator[list[dict[str, Any]], None]:
+    async with aclosing(events):
+        async for event in events:
+            yield [event]
 
 
 class HTTPTransport:
@@ -64,14 +100,16 @@ class HTTPTransport:
         self.policy = policy
 
     def stream(self, request: TurnRequest) -> AsyncGenerator[dict[str, Any], None]:
-        body = dict(request.body)
-        if request.options:
-            # the SDK refuses keyword arguments it does not know; extra_body does not
-            body["extra_body"] = dict(request.options)
+        return _each(self.stream_batches(request))
+
+    def stream_batches(self, request: TurnRequest) -> AsyncGenerator[list[dict[str, Any]], None]:
+        """The events of `request`'s response, a list per read of the body."""
+        # options win over the body (`TurnRequest`); the runtime reads streams only
+        body = {**request.body, **request.options, "stream": True}
         # one key per logical request, the same on every retry of it: a server that
         # did the turn before the connection dropped answers the retry with that turn
-        body["extra_headers"] = {IDEMPOTENCY_HEADER: new_idempotency_key()}
-        return stream_response(self.client, body, self.policy)
+        headers = {IDEMPOTENCY_HEADER: new_idempotency_key()}
+        return stream_batches(self.client, body, self.policy, headers)
 
 
 def new_idempotency_key() -> str:
@@ -103,14 +141,18 @@ class _EmptyBody(Exception):
 
 
 async def stream_response(
-    client: openai.AsyncOpenAI, body: dict[str, Any], policy: RetryPolicy
+    client: openai.AsyncOpenAI,
+    body: dict[str, Any],
+    policy: RetryPolicy,
+    headers: Mapping[str, str] | None = None,
 ) -> AsyncGenerator[dict[str, Any], None]:
     """Yield each wire event of one response, as a dict, until the body's EOF.
 
     Args:
         client: A client already configured with `max_retries=0`.
-        body: The `create()` keyword arguments, without `stream`.
+        body: The JSON body of `POST /responses`, with `stream: true`.
         policy: When to resend.
+        headers: Extra request headers, the same on every attempt.
 
     Raises:
         openai.APIStatusError: a non-2xx status, once retries are exhausted or the
@@ -119,60 +161,95 @@ async def stream_response(
         StreamInterruptedError: the body broke off after events had been received,
             or ended without a terminal event.
     """
+    async with aclosing(_each(stream_batches(client, body, policy, headers))) as events:
+        async for data in events:
+            yield data
+
+
+async def _each(
+    batches: AsyncGenerator[list[dict[str, Any]], None],
+) -> AsyncGenerator[dict[str, Any], None]:
+    async with aclosing(batches):
+        async for batch in batches:
+            for data in batch:
+                yield data
+
+
+async def stream_batches(
+    client: openai.AsyncOpenAI,
+    body: dict[str, Any],
+    policy: RetryPolicy,
+    headers: Mapping[str, str] | None = None,
+) -> AsyncGenerator[list[dict[str, Any]], None]:
+    """`stream_response`, with the events of each read of the body in one list."""
     retries = 0
     while True:
         received = False
         try:
-            async with aclosing(_one_attempt(client, body)) as events:
-                async for data in events:
+            async with aclosing(_one_attempt(client, body, headers)) as attempt:
+                async for batch in attempt:
                     received = True
-                    yield data
+                    yield batch
             return
         except _EmptyBody as exc:
             error: BaseException = exc
-            headers = None
+            answer = None
         except (openai.APIStatusError, openai.APIConnectionError) as exc:
             if not is_retryable(exc):
                 raise
             error = exc
-            headers = exc.response.headers if isinstance(exc, openai.APIStatusError) else None
+            answer = exc.response.headers if isinstance(exc, openai.APIStatusError) else None
         except TRANSPORT_ERRORS as exc:
             if received:
                 raise StreamInterruptedError(f"the response stream broke off: {exc!r}") from exc
             error = exc
-            headers = None
+            answer = None
         if retries + 1 >= policy.max_attempts:
             if isinstance(error, _EmptyBody):
                 raise StreamInterruptedError(str(error)) from None
             raise error
-        await policy.sleep(policy.delay(retries, headers))
+        await policy.sleep(policy.delay(retries, answer))
         retries += 1
 
 
 async def _one_attempt(
-    client: openai.AsyncOpenAI, body: dict[str, Any]
-) -> AsyncGenerator[dict[str, Any], None]:
+    client: openai.AsyncOpenAI, body: dict[str, Any], headers: Mapping[str, str] | None
+) -> AsyncGenerator[list[dict[str, Any]], None]:
     received = False
     terminal = False
-    async with client.responses.with_streaming_response.create(**body, stream=True) as response:
+    options: RequestOptions = {"security": {"bearer_auth": True}}  # as `responses.create`
+    if headers:
+        options["headers"] = headers
+    # `cast_to` the HTTP response type: the SDK hands the response back unread (raising
+    # its status errors first), and closing it is ours
+    response = await client.post(
+        "/responses", cast_to=_HTTPResponse, body=body, options=options, stream=True
+    )
+    try:
         decoder = Decoder()
-        async for chunk in response.iter_bytes():
-            for event in decoder.feed(chunk):
-                data = _object(event.data)
-                if data is not None:
-                    received = True
-                    terminal = terminal or data.get("type") in TERMINAL_TYPES
-                    yield data
-        for event in decoder.flush():
-            data = _object(event.data)
-            if data is not None:
+        async for chunk in response.aiter_bytes():
+            if batch := _objects(decoder.feed(chunk)):
                 received = True
-                terminal = terminal or data.get("type") in TERMINAL_TYPES
-                yield data
+                terminal = terminal or _has_terminal(batch)
+                yield batch
+        if batch := _objects(decoder.flush()):
+            received = True
+            terminal = terminal or _has_terminal(batch)
+            yield batch
+    finally:
+        await response.aclose()
     if not terminal:
         if not received:
             raise _EmptyBody("the response body ended before its first event")
         raise StreamInterruptedError("the response stream ended without a terminal event")
+
+
+def _objects(events: list[ServerSentEvent]) -> list[dict[str, Any]]:
+    return [data for event in events if (data := _object(event.data)) is not None]
+
+
+def _has_terminal(batch: list[dict[str, Any]]) -> bool:
+    return any(data.get("type") in TERMINAL_TYPES for data in batch)
 
 
 def _object(raw: str) -> dict[str, Any] | None:
