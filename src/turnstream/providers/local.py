@@ -75,7 +75,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_MODELS: Mapping[str, ModelSize] = {"local": "1.5b", "local-small": "0.5b"}
 DEFAULT_SLOTS = 2
 """Conversations one model generates for at the same time."""
-DEFAULT_BATCH_SIZE = 64
+DEFAULT_BATCH_SIZE = 32
 """Prompt tokens llama.cpp evaluates between two chances to cancel (`n_batch`)."""
 _RETRY_AFTER_SECONDS = 5.0
 
