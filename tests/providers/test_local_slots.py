@@ -235,3 +235,33 @@ def test_the_engine_gets_a_slot_sized_context_per_slot(monkeypatch: pytest.Monke
     assert (params.n_batch, params.n_ubatch) == (32, 32)
     with pytest.raises(ValueError, match="slots"):
         xllamacpp_engine_factory(slots=0)
+
+
+async def test_each_model_reports_its_own_load_progress() -> None:
+    engine = GatedEngine()
+    building = threading.Event()
+    may_finish = threading.Event()
+
+    def factory(path: Path) -> GatedEngine:
+        building.set()
+        assert may_finish.wait(WAIT)
+        return engine
+
+    provider = LocalProvider(
+        {"local": "1.5b", "local-small": "0.5b"},
+        engine_factory=factory,
+        model_path=lambda size: Path(f"/{size}.gguf"),
+    )
+    provider.start()
+    assert await asyncio.to_thread(building.wait, WAIT)
+    # one model is past its file and inside llama.cpp; the other waits its turn (loads
+    # never overlap; which goes first is up to the thread pool)
+    progress = sorted(provider.model_load_progress(m) for m in ("local", "local-small"))
+    assert progress == [0.0, pytest.approx(0.8)]
+    assert provider.load_progress == 0.0
+    may_finish.set()
+    await asyncio.wait_for(provider.ready(), WAIT)
+    assert (
+        provider.model_load_progress("local") == provider.model_load_progress("local-small") == 1.0
+    )
+    await provider.aclose()

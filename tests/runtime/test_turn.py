@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from turnstream.runtime import RawEvent, TextDelta, ToolCallReady, ToolCallStarted, TurnStarted
+from turnstream.runtime import (
+    RawEvent,
+    TextDelta,
+    ToolCallReady,
+    ToolCallStarted,
+    TurnQueued,
+    TurnStarted,
+)
 from turnstream.runtime.turn import TurnReader
 
 
@@ -103,3 +110,19 @@ def test_an_unknown_terminal_status_is_a_failure() -> None:
     outcome = reader.outcome()
     assert outcome.status == "failed"
     assert outcome.error_message == "the response failed without an error object"
+
+
+def test_a_queued_response_says_when_it_waits_and_when_it_leaves_the_queue() -> None:
+    reader = TurnReader(2)
+    reader.feed({"type": "response.created", "response": {"id": "resp_q"}})
+    queued = {"type": "response.queued", "response": {"id": "resp_q", "status": "queued"}}
+    assert reader.feed(queued) == TurnQueued(2, "resp_q", waiting=True)
+    running = {"type": "response.in_progress", "response": {"id": "resp_q"}}
+    assert reader.feed(running) == TurnQueued(2, "resp_q", waiting=False)
+
+
+def test_in_progress_without_a_queue_stays_a_raw_event() -> None:
+    reader = TurnReader(1)
+    reader.feed({"type": "response.created", "response": {"id": "resp_1"}})
+    running = {"type": "response.in_progress", "response": {"id": "resp_1"}}
+    assert reader.feed(running) == RawEvent(running)

@@ -121,6 +121,10 @@ class Provider(Protocol):
         """Whether `model` can answer without waiting for a load."""
         return True
 
+    def model_load_progress(self, model: str) -> float:
+        """How far `model`'s own load has come, 0.0 to 1.0 (1.0 once it is loaded)."""
+        return 1.0 if self.is_ready(model) else self.load_progress
+
     def may_queue(self, model: str) -> bool:
         """Whether a request for `model` may wait for capacity (see the module docstring)."""
         return False

@@ -298,6 +298,12 @@ class LocalProvider(Provider):
         """Whether `model` can answer without waiting for a load."""
         return self._slot_for(model).engine is not None
 
+    def model_load_progress(self, model: str) -> float:
+        """This model's progress: models load one after another, and one still waiting
+        for its turn is at 0.0 (so `load_progress`, the least of them, says little)."""
+        slot = self._slot_for(model)
+        return 1.0 if slot.engine is not None else slot.progress
+
     def may_queue(self, model: str) -> bool:
         """Always: a request waits while every slot of its model is busy."""
         return True

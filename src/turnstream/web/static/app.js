@@ -136,6 +136,10 @@
           refreshChats();
         }
         break;
+      case "turn_queued":
+        // every slot of the model is busy: the server holds the turn until one frees
+        setStatus(event.waiting ? "Waiting for a free slot…" : "");
+        break;
       case "text_delta": {
         const block = textBlock(turn, event.item_id);
         block.text += event.text;
