@@ -265,3 +265,30 @@ async def test_each_model_reports_its_own_load_progress() -> None:
         provider.model_load_progress("local") == provider.model_load_progress("local-small") == 1.0
     )
     await provider.aclose()
+
+
+def test_a_slot_comes_back_even_when_its_event_loop_has_gone() -> None:
+    engine = GatedEngine()  # never released: request 0 evaluates until cancelled
+    provider = provider_for(engine, slots=1)
+
+    async def start_and_leave() -> None:
+        Consumer(provider.stream(request("a")))
+        await entered(engine)
+        # returning ends the loop with the request still inside llama.cpp
+
+    asyncio.run(start_and_leave())
+    # the loop closed the stream: llama.cpp cancels, and the worker gives the slot back
+    # although nothing can run on that loop any more
+    assert engine.returned.acquire(timeout=WAIT)
+
+    async def next_request() -> list[Delta]:
+        consumer = Consumer(provider.stream(request("b")))
+        await entered(engine)
+        engine.release(1)
+        await asyncio.wait_for(consumer.task, WAIT)
+        await provider.aclose()
+        return consumer.deltas
+
+    deltas = asyncio.run(next_request())
+    assert QueuedDelta() not in deltas
+    assert OutputTextDelta("ok") in deltas

@@ -40,6 +40,7 @@ import secrets
 import tempfile
 import threading
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -192,8 +193,64 @@ class _ModelSlot:
     task: asyncio.Future[ChatEngine] | None = None
     progress: float = 0.0
     load_seconds: float | None = None
-    gate: asyncio.Semaphore = field(default_factory=asyncio.Semaphore)
-    """Free generation slots; FIFO, so the queue is served in arrival order."""
+    gate: _SlotGate = field(default_factory=lambda: _SlotGate(DEFAULT_SLOTS))
+
+
+class _SlotGate:
+    """The free generation slots of one model, handed out in arrival order.
+
+    Released by the worker thread when llama.cpp returns, which may be after the
+    event loop that asked for the slot has gone (a test's loop, a server shutting
+    down): so it is thread-safe and needs no loop to give a slot back, and a waiter
+    whose loop has closed is passed over.
+    """
+
+    def __init__(self, slots: int) -> None:
+        self._free = slots
+        self._lock = threading.Lock()
+        self._waiters: deque[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = deque()
+
+    def busy(self) -> bool:
+        """Whether a request arriving now would have to wait."""
+        with self._lock:
+            return self._free == 0 or bool(self._waiters)
+
+    async def acquire(self) -> None:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if self._free > 0 and not self._waiters:
+                self._free -= 1
+                return
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._waiters.append((loop, waiter))
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            with self._lock:
+                queued = (loop, waiter) in self._waiters
+                if queued:
+                    self._waiters.remove((loop, waiter))
+            if not queued and waiter.done() and not waiter.cancelled():
+                self.release()  # the slot came just as the waiter left: pass it on
+            raise
+
+    def release(self) -> None:
+        """Give a slot back (from any thread): to the longest waiter, else to the pool."""
+        with self._lock:
+            while self._waiters:
+                loop, waiter = self._waiters.popleft()
+                try:
+                    loop.call_soon_threadsafe(self._grant, waiter)
+                except RuntimeError:  # that waiter's loop has closed
+                    continue
+                return
+            self._free += 1
+
+    def _grant(self, waiter: asyncio.Future[None]) -> None:
+        if waiter.cancelled():
+            self.release()  # it left after it was chosen: the next one gets the slot
+        else:
+            waiter.set_result(None)
 
 
 class _Failure:
@@ -246,7 +303,7 @@ class LocalProvider(Provider):
             raise ValueError("slots must be at least 1")
         self._models = dict(models)
         self._slots = {
-            size: _ModelSlot(size, gate=asyncio.Semaphore(slots))
+            size: _ModelSlot(size, gate=_SlotGate(slots))
             for size in dict.fromkeys(self._models.values())
         }
         self.slots = slots
@@ -412,7 +469,7 @@ class LocalProvider(Provider):
         plan = build_chat_request(request, strategy=self._strategy)
         translator = ChunkTranslator(plan)
         gate = self._slot_for(request.model).gate
-        if gate.locked():
+        if gate.busy():
             yield QueuedDelta()
             await gate.acquire()
             try:
@@ -452,7 +509,7 @@ class _Generation:
         self,
         engine: ChatEngine,
         body: dict[str, Any],
-        gate: asyncio.Semaphore,
+        gate: _SlotGate,
         active: set[threading.Thread],
         stops: set[threading.Event],
     ) -> None:
@@ -503,8 +560,7 @@ class _Generation:
             self._deliver(_Failure(exc))
         finally:
             # llama.cpp is done with this request: its slot may take the next one
-            with contextlib.suppress(RuntimeError):  # the loop is gone, and the gate with it
-                self._loop.call_soon_threadsafe(self._gate.release)
+            self._gate.release()
             self._deliver(_DONE)
             self._active.discard(threading.current_thread())
             self._stops.discard(self.stop)
