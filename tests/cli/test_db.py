@@ -93,7 +93,10 @@ def test_db_copy_copies_and_then_refuses_to_copy_into_a_non_empty_target(
     assert "already holds conversations" in again.output
 
 
-def test_serve_refuses_to_start_on_a_database_newer_than_the_code(db_url: str) -> None:
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_serve_refuses_a_database_newer_than_the_code_in_one_line_before_uvicorn_starts(
+    db_url: str, workers: str
+) -> None:
     assert runner.invoke(app, ["db", "upgrade", "--db", db_url]).exit_code == 0
     asyncio.run(
         run_sync_on(
@@ -113,11 +116,16 @@ def test_serve_refuses_to_start_on_a_database_newer_than_the_code(db_url: str) -
             "--no-local",
             "--port",
             str(free_port()),
+            "--workers",
+            workers,
         ],
         capture_output=True,
         text=True,
         timeout=60,
     )
 
-    assert server.returncode != 0
-    assert "revision 9999, newer than this turnstream" in server.stderr
+    assert server.returncode == 1, server.stderr
+    lines = server.stderr.splitlines()
+    assert len(lines) == 1, server.stderr  # no traceback, and uvicorn never started
+    assert lines[0].startswith("turnstream: ")
+    assert "revision 9999, newer than this turnstream" in lines[0]

@@ -58,3 +58,28 @@ def test_metrics_are_summed_over_worker_processes(tmp_path: Path) -> None:
     text = run(SCRAPE, shared)
     assert sample(text, "turnstream_http_requests_total", route="/v1/responses", status="200") == 2
     assert sample(text, "turnstream_output_tokens_total", model="echo") == 10
+
+
+def test_a_worker_that_exited_no_longer_counts_in_the_live_gauges(tmp_path: Path) -> None:
+    shared = tmp_path / "prometheus"
+    shared.mkdir()
+    # a worker that exits with two streams open (killed, say): they closed with it
+    run(
+        "from turnstream.server.metrics import ServerMetrics\n"
+        "metrics = ServerMetrics()\n"
+        "metrics.open_streams.inc(2)\n"
+        "metrics.requests.labels('/v1/responses', 'POST', '200').inc()\n",
+        shared,
+    )
+    # the scraped worker is alive and has one stream open
+    text = run(
+        "import sys\n"
+        "from turnstream.server.metrics import ServerMetrics\n"
+        "metrics = ServerMetrics()\n"
+        "metrics.open_streams.inc()\n"
+        "sys.stdout.write(metrics.exposition().decode())\n",
+        shared,
+    )
+    assert sample(text, "turnstream_open_streams") == 1
+    # what the exited worker counted still counts
+    assert sample(text, "turnstream_http_requests_total", route="/v1/responses", status="200") == 1

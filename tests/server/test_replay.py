@@ -112,6 +112,33 @@ async def test_drain_sends_everything_waiting_in_one_write_and_stops_at_the_end(
     assert [chunk async for chunk in drain(queue, keepalive_interval=60)] == [b"abc"]
 
 
+async def test_a_drain_cancelled_as_a_frame_arrives_stops_instead_of_streaming_on() -> None:
+    # The HTTP side cancels the task reading `drain` when the client goes away. If
+    # the frame it waited for arrives in the same loop step, the cancel must still
+    # win: Python 3.11's `asyncio.wait_for` returned the frame and dropped the
+    # cancel (CPython gh-86296), so the stream went on to a vanished client.
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+    read: list[bytes] = []
+    waiting = asyncio.Event()
+
+    async def reader() -> None:
+        waiting.set()
+        async for chunk in drain(queue, keepalive_interval=60):
+            read.append(chunk)
+
+    task = asyncio.create_task(reader())
+    await waiting.wait()
+    await asyncio.sleep(0)  # the reader is now parked on the empty queue
+    assert not task.done()
+    queue.put_nowait(b"frame")
+    task.cancel()
+    # had the cancel been dropped, the reader would read these and return normally
+    queue.put_nowait(b"more")
+    queue.put_nowait(None)
+    await asyncio.wait({task})
+    assert task.cancelled(), read
+
+
 class StoreFedByWakeup:
     """An `EventWakeup` that stores the next batch of events when waited on, the way
     a NOTIFY would announce a batch another process stored."""

@@ -22,11 +22,17 @@ def msg(text: str) -> dict[str, Any]:
 
 @pytest.fixture
 async def source(tmp_path: Path) -> Path:
-    """A SQLite file with a chain of two responses, events, and two conversations."""
+    """A SQLite file with a chain of two responses, events, two conversations, and
+    two API keys (one revoked); the live key's secret is in `secret.txt` beside it."""
     path = tmp_path / "old" / "turnstream.db"
     store = SQLiteStore(path)
     await store.open()
     try:
+        _, secret = await store.create_key("deploy", project="proj_a")
+        await store.authenticate_key(secret)  # used once: last_used_at is set
+        await store.create_key("old")
+        await store.revoke_key("old")
+        (path.parent / "secret.txt").write_text(secret, encoding="utf-8")
         for conv in ("conv_a", "conv_b"):
             await store.create_conversation(
                 conv,
@@ -82,6 +88,7 @@ async def snapshot(store: Any) -> dict[str, Any]:
         "events": await store.list_events("resp_2", after=None),
         "conversations": [await store.get_conversation(c) for c in ("conv_a", "conv_b")],
         "items": [await store.all_items(c) for c in ("conv_a", "conv_b")],
+        "keys": sorted(await store.list_keys(), key=lambda k: k.name),
     }
 
 
@@ -103,7 +110,34 @@ async def test_everything_is_copied_with_its_ids(
         "response_events": 2,
         "conversations": 2,
         "conversation_items": 5,
+        "api_keys": 2,
     }
+
+
+async def test_a_copied_api_key_lets_its_secret_in_and_a_revoked_one_stays_revoked(
+    source: Path, db_url: str, open_store: OpenStore
+) -> None:
+    await copy_database(source, db_url)
+    store = await open_store()
+
+    key = await store.authenticate_key((source.parent / "secret.txt").read_text("utf-8"))
+
+    assert key is not None
+    assert (key.name, key.project) == ("deploy", "proj_a")
+    assert [k.name for k in await store.list_keys() if k.revoked_at is not None] == ["old"]
+    assert await store.has_keys()
+
+
+async def test_a_target_holding_only_api_keys_is_not_empty(
+    source: Path, db_url: str, open_store: OpenStore
+) -> None:
+    store = await open_store()
+    await store.create_key("theirs")
+
+    with pytest.raises(TargetNotEmptyError, match="already holds api_keys"):
+        await copy_database(source, db_url)
+
+    assert [k.name for k in await store.list_keys()] == ["theirs"]
 
 
 async def test_a_copied_conversation_takes_new_items_after_its_copied_ones(

@@ -98,7 +98,7 @@ def copy(
         ),
     ] = False,
 ) -> None:
-    """Copy every response, item, conversation and stored event, ids unchanged.
+    """Copy every response, item, conversation, stored event and API key, ids unchanged.
 
     The target must be empty unless --into-non-empty is given. One transaction:
     a failed copy leaves the target as it was.

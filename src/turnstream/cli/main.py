@@ -189,6 +189,7 @@ def serve(
         raise typer.BadParameter("must be at least 1", param_hint="--workers")
     if local_slots < 1:
         raise typer.BadParameter("must be at least 1", param_hint="--local-slots")
+    _migrate_or_refuse(settings)
     # only once every refusal above is behind us: a serve that does not start leaves
     # the process's logging as it found it
     configure_logging(log_level, log_format)
@@ -217,6 +218,27 @@ def serve(
         _serve_workers(settings, workers, uvicorn_options)
         return
     uvicorn.run(server_app, **uvicorn_options)
+
+
+def _migrate_or_refuse(settings: Settings) -> None:
+    """Bring the database to this code's schema now, once, before uvicorn starts.
+
+    Every store migrates when it opens, but that happens in the app's startup, where
+    a database this code cannot run on (one a newer turnstream migrated) ends as a
+    uvicorn traceback, once per worker. Here it is one line and exit code 1.
+    """
+    import asyncio
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from turnstream.storage import SchemaTooNewError, create_store
+
+    database = settings.database
+    try:
+        asyncio.run(create_store(database, pool_size=1).upgrade())
+    except (SchemaTooNewError, SQLAlchemyError, OSError, ValueError) as exc:
+        typer.echo(f"turnstream: {display_database(database)}: {exc}", err=True)
+        raise typer.Exit(1) from None
 
 
 def _serving_app(settings: Settings) -> Any:

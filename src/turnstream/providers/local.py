@@ -438,7 +438,8 @@ class LocalProvider(Provider):
             return slot.engine
         task = self._ensure_loading(slot)
         try:
-            return await asyncio.wait_for(asyncio.shield(task), self._load_wait)
+            async with asyncio.timeout(self._load_wait):
+                return await asyncio.shield(task)
         except TimeoutError:
             raise ProviderError(
                 f"the local model {model!r} is still loading; retry shortly",

@@ -147,7 +147,8 @@ def create_app(
             pending = [run.result() for run in list(state.runs.values())]
             if pending:
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(asyncio.gather(*pending, return_exceptions=True), 10)
+                    async with asyncio.timeout(10):
+                        await asyncio.gather(*pending, return_exceptions=True)
             for sweeper in sweepers:
                 sweeper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -107,7 +107,8 @@ class RequestGate:
 
 async def _receive_by(receive: Receive, deadline: float) -> Message:
     try:
-        return await asyncio.wait_for(receive(), max(deadline - time.monotonic(), 0.001))
+        async with asyncio.timeout(max(deadline - time.monotonic(), 0.001)):
+            return await receive()
     except TimeoutError:
         raise APIError(
             408, INVALID_REQUEST, "The request body did not arrive in time.", code="timeout"

@@ -54,7 +54,8 @@ async def _database(state: ServerState) -> str:
     try:
         # a read by primary key of an id that cannot exist: the cheapest query every
         # Store has, and it goes all the way to the database
-        await asyncio.wait_for(state.store.get_response("resp_readyz"), DATABASE_TIMEOUT)
+        async with asyncio.timeout(DATABASE_TIMEOUT):
+            await state.store.get_response("resp_readyz")
     except TimeoutError:
         return "timeout"
     except Exception as exc:

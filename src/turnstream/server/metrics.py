@@ -9,7 +9,12 @@ With several worker processes (`--workers N`) a scrape reaches one worker only. 
 workers start with, prometheus_client keeps every value in files there and
 `/metrics` answers with the sum over all workers (`MultiProcessCollector`); without
 it, each worker reports its own figures. prometheus_client reads the variable when it
-is first imported, so it must be set before the server starts.
+is first imported, so it must be set before the server starts. A worker that exited
+(stopped, crashed or killed) leaves its files behind: its counters and histograms
+still count, as they should, but its live gauges (`turnstream_open_streams`) must
+not, so every scrape first drops those of processes that are gone
+(prometheus_client's `mark_process_dead`, which it leaves to the process manager;
+uvicorn's has no hook for it).
 
 Hot path: a histogram observation per response (first event, end), never per delta.
 """
@@ -17,6 +22,7 @@ Hot path: a histogram observation per response (first event, end), never per del
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -124,13 +130,34 @@ class ServerMetrics:
 
     def exposition(self) -> bytes:
         """The text format, summed over workers in multiprocess mode."""
-        if os.environ.get(MULTIPROC_ENV):
+        if directory := os.environ.get(MULTIPROC_ENV):
             from prometheus_client import multiprocess
 
+            _forget_exited_processes(directory)
             merged = CollectorRegistry()
             multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]  # untyped upstream
             return generate_latest(merged)
         return generate_latest(self.registry)
+
+
+def _forget_exited_processes(directory: str) -> None:
+    """Drop the live gauges of the processes in `directory` that have exited."""
+    from prometheus_client import multiprocess
+
+    pids = {path.stem.rpartition("_")[2] for path in Path(directory).glob("gauge_live*_*.db")}
+    for pid in pids:
+        if pid.isdigit() and not _running(int(pid)):
+            multiprocess.mark_process_dead(int(pid), directory)  # type: ignore[no-untyped-call]  # untyped upstream
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, as another user's process
+    return True
 
 
 def require_metrics_access(request: Request) -> None:

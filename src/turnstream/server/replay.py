@@ -208,7 +208,11 @@ async def drain(queue: FrameQueue, keepalive_interval: float) -> AsyncIterator[b
     write), with an SSE keepalive comment whenever the queue stays quiet too long."""
     while True:
         try:
-            chunk = await asyncio.wait_for(queue.get(), keepalive_interval)
+            # not `asyncio.wait_for`: on Python 3.11 it returns a frame that arrives
+            # as the reader is cancelled and drops the cancel (CPython gh-86296), and
+            # the HTTP side cancels this reader when the client goes away
+            async with asyncio.timeout(keepalive_interval):
+                chunk = await queue.get()
         except TimeoutError:
             yield sse.KEEPALIVE
             continue

@@ -139,7 +139,8 @@ class ResponseRun:
         caller can answer with a plain HTTP error instead of a stream.
         """
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._first.wait(), self.settings.first_delta_wait)
+            async with asyncio.timeout(self.settings.first_delta_wait):
+                await self._first.wait()
         if self._early_error is not None:
             await self._settled.wait()
             return self._early_error

@@ -138,7 +138,8 @@ class SocketSession:
         while True:
             remaining = self.deadline - time.monotonic()
             try:
-                frame = await asyncio.wait_for(self._frames.get(), max(remaining, 0))
+                async with asyncio.timeout(max(remaining, 0)):
+                    frame = await self._frames.get()
             except TimeoutError:
                 limit = self.state.settings.websocket_max_seconds
                 await self._send(error_frame(connection_limit_reached(limit)))

@@ -1,11 +1,12 @@
 """Copy everything a store keeps from one database to another (`turnstream db copy`).
 
 For the user who started on SQLite and outgrew it: every response (with its input
-items and stored events), conversation and item moves with its id unchanged, in one
-transaction on the target, so a failed copy leaves the target as it was. Leases and
-owner heartbeats are not copied: they belong to processes that ran on the source
-(unfinished responses among the copied ones are failed by the target's first
-stale-response sweep, as after a crash).
+items and stored events), conversation and item, and every API key (its hash, so
+the secrets the clients hold keep working, revoked ones stay revoked), moves with
+its id unchanged, in one transaction on the target, so a failed copy leaves the
+target as it was. Leases, stream slots and owner heartbeats are not copied: they
+belong to processes that ran on the source (unfinished responses among the copied
+ones are failed by the target's first stale-response sweep, as after a crash).
 
 The target must be empty unless `into_non_empty` is set; then the copy adds to what
 is there, and an id the target already has aborts it (nothing is changed).
@@ -22,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from turnstream.storage import create_store, sqlite_path
 from turnstream.storage.schema import (
+    api_keys,
     conversation_items,
     conversations,
     response_events,
@@ -38,12 +40,13 @@ COPIED_TABLES: tuple[sa.Table, ...] = (
     response_events,
     conversations,
     conversation_items,
+    api_keys,
 )
 _BATCH = 500
 
 
 class TargetNotEmptyError(RuntimeError):
-    """The target database already holds responses or conversations."""
+    """The target database already holds responses, conversations or API keys."""
 
 
 def _columns(table: sa.Table) -> list[sa.Column[Any]]:

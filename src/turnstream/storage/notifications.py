@@ -67,7 +67,8 @@ class Listener:
         async def wakeup(seconds: float) -> None:
             await self._listen(channel)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(woken.wait(), seconds)
+                async with asyncio.timeout(seconds):
+                    await woken.wait()
             woken.clear()
 
         try:
