@@ -395,10 +395,10 @@ async def cancel_during_prompt(provider: LocalProvider, after: float) -> dict[st
 
 
 async def prompt_rate(provider: LocalProvider) -> float:
-    """Prompt evaluation speed (tokens/s) on the long prompt with an uncached prefix."""
+    """Prompt evaluation speed (tokens/s) on a ~300-token prompt with an uncached prefix."""
     salt = f"[{time.time_ns()}] "
     request = GenerationRequest(
-        model="local", items=[message("user", salt + LONG_PROMPT)], max_output_tokens=1
+        model="local", items=[message("user", salt + LONG_PROMPT[:1000])], max_output_tokens=1
     )
     got = await collect(provider, request)
     usage = got["usage"]
@@ -406,7 +406,9 @@ async def prompt_rate(provider: LocalProvider) -> float:
     return round(evaluated / got["ttft"], 1) if got["ttft"] else 0.0
 
 
-async def serving_engine(size: str, rounds: int) -> dict[str, Any]:
+async def serving_engine(
+    size: str, rounds: int, chat_tokens: int, compare_batch: int
+) -> dict[str, Any]:
     path = ensure_model(size)  # type: ignore[arg-type]
     result: dict[str, Any] = {"size": size, "slots": DEFAULT_SLOTS}
     provider = LocalProvider(
@@ -417,9 +419,16 @@ async def serving_engine(size: str, rounds: int) -> dict[str, Any]:
     provider.start()
     await provider.ready()
     levels: dict[str, list[dict[str, Any]]] = {}
-    for _ in range(rounds):
+    for round_ in range(rounds):
         for chats in (1, 2, 4):
-            levels.setdefault(str(chats), []).append(await concurrency(provider, chats, 96))
+            level = await concurrency(provider, chats, chat_tokens)
+            levels.setdefault(str(chats), []).append(level)
+            print(
+                f"round {round_} chats {chats}: ttft {level['ttft_median_s']} s, "
+                f"{level['per_chat_tokens_per_s_median']} tok/s per chat, "
+                f"{level['aggregate_tokens_per_s']} in all, {level['queued']} queued",
+                flush=True,
+            )
     await provider.aclose()
     result["concurrency"] = {
         chats: {
@@ -435,10 +444,10 @@ async def serving_engine(size: str, rounds: int) -> dict[str, Any]:
         }
         for chats, runs in levels.items()
     }
-    # cancel latency and prompt speed: the default small batch against llama.cpp's
-    # usual 512, two engines side by side, alternated round by round
+    # cancel latency and prompt speed: the default small batch against a larger one
+    # (llama.cpp's usual is 512), two engines side by side, alternated round by round
     engines = {}
-    for batch in (DEFAULT_BATCH_SIZE, 512):
+    for batch in (DEFAULT_BATCH_SIZE, compare_batch):
         engines[batch] = LocalProvider(
             {"local": size},  # type: ignore[dict-item]
             model_path=lambda _: path,
@@ -448,10 +457,15 @@ async def serving_engine(size: str, rounds: int) -> dict[str, Any]:
         await engines[batch].ready()
     cancels: dict[int, list[dict[str, Any]]] = {b: [] for b in engines}
     rates: dict[int, list[float]] = {b: [] for b in engines}
-    for _ in range(rounds):
+    for round_ in range(rounds):
         for batch, engine in engines.items():
             rates[batch].append(await prompt_rate(engine))
             cancels[batch].append(await cancel_during_prompt(engine, after=1.0))
+            print(
+                f"round {round_} batch {batch}: prompt {rates[batch][-1]} tok/s, slot free "
+                f"{cancels[batch][-1]['slot_free_after_s']} s after the cancel",
+                flush=True,
+            )
     for engine in engines.values():
         await engine.aclose()
     result["cancel_during_prompt"] = {
@@ -541,8 +555,10 @@ async def serve_start_up(rounds: int) -> dict[str, Any]:
                     entry["first_turn_ttft_s"] = round(first, 3) if first is not None else None
             finally:
                 process.terminate()
-                await asyncio.wait_for(process.wait(), 30)
+                async with asyncio.timeout(30):
+                    await process.wait()
             results.append(entry)
+            print(f"serve round {round_}: {entry}", flush=True)
     ttfts = [r["first_turn_ttft_s"] for r in results if r.get("first_turn_ttft_s") is not None]
     return {
         "rounds": results,
@@ -552,15 +568,18 @@ async def serve_start_up(rounds: int) -> dict[str, Any]:
     }
 
 
-def run_serving(size: str, rounds: int, output: Path | None) -> None:
+def run_serving(
+    size: str, rounds: int, output: Path | None, chat_tokens: int = 64, compare_batch: int = 512
+) -> None:
     load_before = os.getloadavg()
-    engine = asyncio.run(serving_engine(size, rounds))
+    engine = asyncio.run(serving_engine(size, rounds, chat_tokens, compare_batch))
     start_up = asyncio.run(serve_start_up(rounds))
     report = {
         "machine": {"python": platform.python_version(), "cpu_count": os.cpu_count()},
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "threads": 2,
+        "chat_tokens": chat_tokens,
         "engine": engine,
         "serve_start_up": start_up,
     }
@@ -599,9 +618,19 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=None)
     parser.add_argument("--serving", action="store_true", help="measure serving (see above)")
     parser.add_argument("--rounds", type=int, default=3, help="--serving: repeats per figure")
+    parser.add_argument("--chat-tokens", type=int, default=64, help="--serving: tokens per chat")
+    parser.add_argument(
+        "--compare-batch", type=int, default=512, help="--serving: the batch size to compare"
+    )
     options = parser.parse_args()
     if options.serving:
-        run_serving(options.sizes.split(",")[0], options.rounds, options.output)
+        run_serving(
+            options.sizes.split(",")[0],
+            options.rounds,
+            options.output,
+            options.chat_tokens,
+            options.compare_batch,
+        )
         return
     options.output = options.output or RESULTS
     sizes = options.sizes.split(",")
