@@ -35,6 +35,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -406,11 +407,8 @@ async def prompt_rate(provider: LocalProvider) -> float:
     return round(evaluated / got["ttft"], 1) if got["ttft"] else 0.0
 
 
-async def serving_engine(
-    size: str, rounds: int, chat_tokens: int, compare_batch: int
-) -> dict[str, Any]:
+async def concurrency_part(size: str, rounds: int, chat_tokens: int) -> dict[str, Any]:
     path = ensure_model(size)  # type: ignore[arg-type]
-    result: dict[str, Any] = {"size": size, "slots": DEFAULT_SLOTS}
     provider = LocalProvider(
         {"local": size},  # type: ignore[dict-item]
         model_path=lambda _: path,
@@ -430,7 +428,7 @@ async def serving_engine(
                 flush=True,
             )
     await provider.aclose()
-    result["concurrency"] = {
+    return {
         chats: {
             "ttft_median_s": statistics.median(r["ttft_median_s"] for r in runs),
             "per_chat_tokens_per_s_median": statistics.median(
@@ -444,6 +442,10 @@ async def serving_engine(
         }
         for chats, runs in levels.items()
     }
+
+
+async def cancel_part(size: str, rounds: int, compare_batch: int) -> dict[str, Any]:
+    path = ensure_model(size)  # type: ignore[arg-type]
     # cancel latency and prompt speed: the default small batch against a larger one
     # (llama.cpp's usual is 512), two engines side by side, alternated round by round
     engines = {}
@@ -468,7 +470,7 @@ async def serving_engine(
             )
     for engine in engines.values():
         await engine.aclose()
-    result["cancel_during_prompt"] = {
+    return {
         str(batch): {
             "slot_free_after_s_median": statistics.median(
                 c["slot_free_after_s"] for c in cancels[batch]
@@ -480,7 +482,6 @@ async def serving_engine(
         }
         for batch in engines
     }
-    return result
 
 
 def free_port() -> int:
@@ -569,44 +570,59 @@ async def serve_start_up(rounds: int) -> dict[str, Any]:
 
 
 def run_serving(
-    size: str, rounds: int, output: Path | None, chat_tokens: int = 64, compare_batch: int = 512
+    size: str,
+    rounds: int,
+    output: Path | None,
+    chat_tokens: int = 64,
+    compare_batch: int = 512,
+    parts: Sequence[str] = ("concurrency", "cancel", "serve"),
 ) -> None:
-    load_before = os.getloadavg()
-    engine = asyncio.run(serving_engine(size, rounds, chat_tokens, compare_batch))
-    start_up = asyncio.run(serve_start_up(rounds))
-    report = {
+    """Run the serving parts asked for; the JSON is rewritten after each part, so a
+    part that is cut short on a loaded machine does not lose the ones before it."""
+    target = output or SERVING_RESULTS
+    target.parent.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {
         "machine": {"python": platform.python_version(), "cpu_count": os.cpu_count()},
-        "load_average_before": [round(x, 2) for x in load_before],
-        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        "size": size,
+        "slots": DEFAULT_SLOTS,
+        "batch_size": DEFAULT_BATCH_SIZE,
         "threads": 2,
         "chat_tokens": chat_tokens,
-        "engine": engine,
-        "serve_start_up": start_up,
+        "load_average_before": [round(x, 2) for x in os.getloadavg()],
     }
-    print(f"{'chats':>5} {'queued':>8} {'ttft s':>8} {'tok/s per chat':>15} {'tok/s total':>12}")
-    for chats, level in engine["concurrency"].items():
-        print(
-            f"{chats:>5} {level['queued_per_round']!s:>8} {level['ttft_median_s']:>8} "
-            f"{level['per_chat_tokens_per_s_median']:>15} "
-            f"{level['aggregate_tokens_per_s_median']:>12}"
-        )
-    for batch, figures in engine["cancel_during_prompt"].items():
+    runs = {
+        "concurrency": lambda: concurrency_part(size, rounds, chat_tokens),
+        "cancel": lambda: cancel_part(size, rounds, compare_batch),
+        "serve": lambda: serve_start_up(rounds),
+    }
+    for part in parts:
+        report[part] = asyncio.run(runs[part]())
+        report["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+        target.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    if "concurrency" in report:
+        print("chats  queued  ttft s  tok/s per chat  tok/s total")
+        for chats, level in report["concurrency"].items():
+            print(
+                f"{chats:>5} {level['queued_per_round']!s:>7} {level['ttft_median_s']:>7} "
+                f"{level['per_chat_tokens_per_s_median']:>15} "
+                f"{level['aggregate_tokens_per_s_median']:>12}"
+            )
+    for batch, figures in report.get("cancel", {}).items():
         print(
             f"batch {batch:>4}: slot free {figures['slot_free_after_s_median']} s after a cancel "
             f"(max {figures['slot_free_after_s_max']}), prompt "
             f"{figures['prompt_tokens_per_s_median']} tok/s"
         )
-    print(
-        f"serve: /healthz after {start_up['healthz_s_median']} s, ready after "
-        f"{start_up['ready_s_median']} s, first turn's first token "
-        f"{start_up['first_turn_ttft_s_median']} s"
-    )
+    if "serve" in report:
+        start_up = report["serve"]
+        print(
+            f"serve: /healthz after {start_up['healthz_s_median']} s, ready after "
+            f"{start_up['ready_s_median']} s, first turn's first token "
+            f"{start_up['first_turn_ttft_s_median']} s"
+        )
     print(
         f"load average before {report['load_average_before']}, after {report['load_average_after']}"
     )
-    target = output or SERVING_RESULTS
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(report, indent=2, default=str) + "\n")
     print(f"wrote {target}")
 
 
@@ -622,6 +638,9 @@ def main() -> None:
     parser.add_argument(
         "--compare-batch", type=int, default=512, help="--serving: the batch size to compare"
     )
+    parser.add_argument(
+        "--parts", default="concurrency,cancel,serve", help="--serving: which measurements"
+    )
     options = parser.parse_args()
     if options.serving:
         run_serving(
@@ -630,6 +649,7 @@ def main() -> None:
             options.output,
             options.chat_tokens,
             options.compare_batch,
+            options.parts.split(","),
         )
         return
     options.output = options.output or RESULTS
