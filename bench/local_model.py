@@ -12,26 +12,49 @@ Measures, per model size, in one run:
 Usage: python bench/local_model.py [--sizes 1.5b,0.5b] [--strategies prompted,native]
        [--limit N]
 Writes bench/results/local_model.json and prints a table.
+
+With `--serving` it measures serving instead (`run_serving`, results in
+bench/results/local_serving.json): time to first token and tokens/s at 1, 2 and 4
+concurrent chats on the default slots, how soon a cancel during prompt evaluation
+frees the slot (small against large batches, side by side), and `turnstream serve`'s
+start-up: when /healthz answers, when /readyz says ready, and the first chat turn's
+time to first token after that.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
 import re
+import socket
 import statistics
+import sys
+import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from turnstream.engine.deltas import Delta, OutputTextDelta, ToolCallDelta, UsageDelta
+from turnstream.engine.deltas import (
+    Delta,
+    OutputTextDelta,
+    QueuedDelta,
+    ToolCallDelta,
+    UsageDelta,
+)
 from turnstream.providers._local_chat import system_prompt
 from turnstream.providers._local_model import ensure_model
 from turnstream.providers.base import GenerationRequest
-from turnstream.providers.local import LocalProvider, xllamacpp_engine_factory
+from turnstream.providers.local import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_SLOTS,
+    LocalProvider,
+    xllamacpp_engine_factory,
+)
 
 HERE = Path(__file__).parent
 DATA = HERE / "data" / "tool_decisions.jsonl"
@@ -286,13 +309,358 @@ def print_table(results: list[dict[str, Any]], strategies: list[str]) -> None:
             )
 
 
+# -- serving: slots, queueing, cancelling, start-up (`--serving`) ------------------------
+
+SERVING_RESULTS = HERE / "results" / "local_serving.json"
+CHAT_PROMPTS = [
+    "Write a short story of about 120 words about a lighthouse keeper.",
+    "Explain in about 120 words how a bicycle gear works.",
+    "Describe a walk through a rainy city in about 120 words.",
+    "Write about 120 words on why people keep journals.",
+]
+LONG_PROMPT = "Summarise this list in one line: " + ", ".join(
+    f"item {i} is a {w}" for i, w in enumerate(["red apple", "blue car", "green door"] * 130)
+)
+
+
+async def one_chat(provider: LocalProvider, prompt: str, max_tokens: int) -> dict[str, Any]:
+    """One chat turn: when it was queued, its first token, and its tokens per second."""
+    request = GenerationRequest(
+        model="local", items=[message("user", prompt)], max_output_tokens=max_tokens
+    )
+    started = time.perf_counter()
+    first: float | None = None
+    queued = False
+    usage: UsageDelta | None = None
+    async for delta in provider.stream(request):
+        if isinstance(delta, QueuedDelta):
+            queued = True
+        elif first is None and isinstance(delta, OutputTextDelta | ToolCallDelta):
+            first = time.perf_counter() - started
+        elif isinstance(delta, UsageDelta):
+            usage = delta
+    total = time.perf_counter() - started
+    tokens = usage.output_tokens if usage else 0
+    decode_s = total - (first or total)
+    return {
+        "queued": queued,
+        "ttft_s": round(first, 3) if first is not None else None,
+        "total_s": round(total, 3),
+        "output_tokens": tokens,
+        "tokens_per_s": round((tokens - 1) / decode_s, 2) if tokens > 1 and decode_s > 0 else None,
+    }
+
+
+async def concurrency(provider: LocalProvider, chats: int, max_tokens: int) -> dict[str, Any]:
+    started = time.perf_counter()
+    runs = await asyncio.gather(
+        *(one_chat(provider, CHAT_PROMPTS[i % len(CHAT_PROMPTS)], max_tokens) for i in range(chats))
+    )
+    wall = time.perf_counter() - started
+    ttfts = [r["ttft_s"] for r in runs if r["ttft_s"] is not None]
+    rates = [r["tokens_per_s"] for r in runs if r["tokens_per_s"] is not None]
+    return {
+        "chats": chats,
+        "queued": sum(r["queued"] for r in runs),
+        "ttft_median_s": round(statistics.median(ttfts), 3) if ttfts else None,
+        "ttft_max_s": max(ttfts) if ttfts else None,
+        "per_chat_tokens_per_s_median": round(statistics.median(rates), 2) if rates else None,
+        "aggregate_tokens_per_s": round(sum(r["output_tokens"] for r in runs) / wall, 2),
+        "wall_s": round(wall, 2),
+        "runs": runs,
+    }
+
+
+async def cancel_during_prompt(provider: LocalProvider, after: float) -> dict[str, Any]:
+    """Start a long prompt, close the stream `after` s into its evaluation, and time how
+    long the worker takes to give the slot back (llama.cpp returned)."""
+    request = GenerationRequest(
+        model="local", items=[message("user", LONG_PROMPT)], max_output_tokens=8
+    )
+    stream = provider.stream(request)
+    reader = asyncio.ensure_future(stream.__anext__())
+    await asyncio.sleep(after)
+    first_token_arrived = reader.done()
+    reader.cancel()
+    with contextlib.suppress(BaseException):
+        await reader
+    workers = list(provider._active)  # the thread that gives the slot back when llama.cpp returns
+    closed = time.perf_counter()
+    await stream.aclose()  # type: ignore[attr-defined]
+    for worker in workers:
+        await asyncio.to_thread(worker.join)
+    return {
+        "slot_free_after_s": round(time.perf_counter() - closed, 3),
+        "token_before_cancel": first_token_arrived,
+    }
+
+
+async def prompt_rate(provider: LocalProvider) -> float:
+    """Prompt evaluation speed (tokens/s) on a ~300-token prompt with an uncached prefix."""
+    salt = f"[{time.time_ns()}] "
+    request = GenerationRequest(
+        model="local", items=[message("user", salt + LONG_PROMPT[:1000])], max_output_tokens=1
+    )
+    got = await collect(provider, request)
+    usage = got["usage"]
+    evaluated = usage.input_tokens - usage.cached_tokens if usage else 0
+    return round(evaluated / got["ttft"], 1) if got["ttft"] else 0.0
+
+
+async def concurrency_part(size: str, rounds: int, chat_tokens: int) -> dict[str, Any]:
+    path = ensure_model(size)  # type: ignore[arg-type]
+    provider = LocalProvider(
+        {"local": size},  # type: ignore[dict-item]
+        model_path=lambda _: path,
+        engine_factory=xllamacpp_engine_factory(threads=2, slots=DEFAULT_SLOTS),
+    )
+    provider.start()
+    await provider.ready()
+    levels: dict[str, list[dict[str, Any]]] = {}
+    for round_ in range(rounds):
+        for chats in (1, 2, 4):
+            level = await concurrency(provider, chats, chat_tokens)
+            levels.setdefault(str(chats), []).append(level)
+            print(
+                f"round {round_} chats {chats}: ttft {level['ttft_median_s']} s, "
+                f"{level['per_chat_tokens_per_s_median']} tok/s per chat, "
+                f"{level['aggregate_tokens_per_s']} in all, {level['queued']} queued",
+                flush=True,
+            )
+    await provider.aclose()
+    return {
+        chats: {
+            "ttft_median_s": statistics.median(r["ttft_median_s"] for r in runs),
+            "per_chat_tokens_per_s_median": statistics.median(
+                r["per_chat_tokens_per_s_median"] for r in runs
+            ),
+            "aggregate_tokens_per_s_median": statistics.median(
+                r["aggregate_tokens_per_s"] for r in runs
+            ),
+            "queued_per_round": [r["queued"] for r in runs],
+            "rounds": runs,
+        }
+        for chats, runs in levels.items()
+    }
+
+
+async def cancel_part(size: str, rounds: int, compare_batch: int) -> dict[str, Any]:
+    path = ensure_model(size)  # type: ignore[arg-type]
+    # cancel latency and prompt speed: the default small batch against a larger one
+    # (llama.cpp's usual is 512), two engines side by side, alternated round by round
+    engines = {}
+    for batch in (DEFAULT_BATCH_SIZE, compare_batch):
+        engines[batch] = LocalProvider(
+            {"local": size},  # type: ignore[dict-item]
+            model_path=lambda _: path,
+            engine_factory=xllamacpp_engine_factory(threads=2, slots=1, batch_size=batch),
+        )
+        engines[batch].start()
+        await engines[batch].ready()
+    cancels: dict[int, list[dict[str, Any]]] = {b: [] for b in engines}
+    rates: dict[int, list[float]] = {b: [] for b in engines}
+    for round_ in range(rounds):
+        for batch, engine in engines.items():
+            rates[batch].append(await prompt_rate(engine))
+            cancels[batch].append(await cancel_during_prompt(engine, after=1.0))
+            print(
+                f"round {round_} batch {batch}: prompt {rates[batch][-1]} tok/s, slot free "
+                f"{cancels[batch][-1]['slot_free_after_s']} s after the cancel",
+                flush=True,
+            )
+    for engine in engines.values():
+        await engine.aclose()
+    return {
+        str(batch): {
+            "slot_free_after_s_median": statistics.median(
+                c["slot_free_after_s"] for c in cancels[batch]
+            ),
+            "slot_free_after_s_max": max(c["slot_free_after_s"] for c in cancels[batch]),
+            "prompt_tokens_per_s_median": statistics.median(rates[batch]),
+            "runs": cancels[batch],
+            "prompt_rates": rates[batch],
+        }
+        for batch in engines
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def serve_start_up(rounds: int) -> dict[str, Any]:
+    """`turnstream serve` as a user starts it: /healthz, /readyz, then the chat page's
+    first turn (its instructions and tools, through the runtime) and its first token."""
+    import httpx
+    from openai import AsyncOpenAI
+
+    from turnstream.runtime import Agent, TextDelta, ToolCallStarted
+    from turnstream.runtime.builtin_tools import BUILTIN_TOOLS
+    from turnstream.web.chats import CHAT_INSTRUCTIONS
+
+    results = []
+    for round_ in range(rounds):
+        with tempfile.TemporaryDirectory() as tmp:
+            port = free_port()
+            started = time.perf_counter()
+            process = await asyncio.create_subprocess_exec(
+                *[
+                    sys.executable,
+                    "-m",
+                    "turnstream.cli.main",
+                    "serve",
+                    "--port",
+                    str(port),
+                    "--db",
+                    str(Path(tmp) / "bench.db"),
+                    "--log-level",
+                    "warning",
+                ],
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+            )
+            entry: dict[str, Any] = {}
+            try:
+                async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+                    while "healthz_s" not in entry:
+                        with contextlib.suppress(httpx.TransportError):
+                            if (await http.get("/healthz")).status_code == 200:
+                                entry["healthz_s"] = round(time.perf_counter() - started, 2)
+                        await asyncio.sleep(0.05)
+                    readyz = await http.get("/readyz")
+                    entry["readyz_at_healthz"] = readyz.json()["status"]
+                    # polling is the point: it is what a load balancer (or the page) does;
+                    # the slowest answer shows whether the server stalls while it loads
+                    slowest = 0.0
+                    while True:
+                        asked = time.perf_counter()
+                        status = (await http.get("/readyz", timeout=None)).status_code
+                        slowest = max(slowest, time.perf_counter() - asked)
+                        if status == 200:
+                            break
+                        await asyncio.sleep(0.1)
+                    entry["ready_s"] = round(time.perf_counter() - started, 2)
+                    entry["slowest_readyz_answer_s"] = round(slowest, 2)
+                async with AsyncOpenAI(
+                    base_url=f"http://127.0.0.1:{port}/v1", api_key="bench"
+                ) as client:
+                    agent = Agent(
+                        client=client,
+                        model="local",
+                        instructions=CHAT_INSTRUCTIONS,
+                        tools=BUILTIN_TOOLS,
+                    )
+                    sent = time.perf_counter()
+                    first = None
+                    prompt = ["Hi! Tell me a fun fact about owls.", "What is 17 plus 25?"][
+                        round_ % 2
+                    ]
+                    async for event in agent.stream(prompt):
+                        if first is None and isinstance(event, TextDelta | ToolCallStarted):
+                            first = time.perf_counter() - sent
+                    entry["first_turn_prompt"] = prompt
+                    entry["first_turn_ttft_s"] = round(first, 3) if first is not None else None
+            finally:
+                process.terminate()
+                async with asyncio.timeout(30):
+                    await process.wait()
+            results.append(entry)
+            print(f"serve round {round_}: {entry}", flush=True)
+    ttfts = [r["first_turn_ttft_s"] for r in results if r.get("first_turn_ttft_s") is not None]
+    return {
+        "rounds": results,
+        "healthz_s_median": statistics.median(r["healthz_s"] for r in results),
+        "ready_s_median": statistics.median(r["ready_s"] for r in results),
+        "first_turn_ttft_s_median": statistics.median(ttfts) if ttfts else None,
+    }
+
+
+def run_serving(
+    size: str,
+    rounds: int,
+    output: Path | None,
+    chat_tokens: int = 64,
+    compare_batch: int = 512,
+    parts: Sequence[str] = ("concurrency", "cancel", "serve"),
+) -> None:
+    """Run the serving parts asked for; the JSON is rewritten after each part, so a
+    part that is cut short on a loaded machine does not lose the ones before it."""
+    target = output or SERVING_RESULTS
+    target.parent.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {
+        "machine": {"python": platform.python_version(), "cpu_count": os.cpu_count()},
+        "size": size,
+        "slots": DEFAULT_SLOTS,
+        "batch_size": DEFAULT_BATCH_SIZE,
+        "threads": 2,
+        "chat_tokens": chat_tokens,
+        "load_average_before": [round(x, 2) for x in os.getloadavg()],
+    }
+    runs = {
+        "concurrency": lambda: concurrency_part(size, rounds, chat_tokens),
+        "cancel": lambda: cancel_part(size, rounds, compare_batch),
+        "serve": lambda: serve_start_up(rounds),
+    }
+    for part in parts:
+        report[part] = asyncio.run(runs[part]())
+        report["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+        target.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    if "concurrency" in report:
+        print("chats  queued  ttft s  tok/s per chat  tok/s total")
+        for chats, level in report["concurrency"].items():
+            print(
+                f"{chats:>5} {level['queued_per_round']!s:>7} {level['ttft_median_s']:>7} "
+                f"{level['per_chat_tokens_per_s_median']:>15} "
+                f"{level['aggregate_tokens_per_s_median']:>12}"
+            )
+    for batch, figures in report.get("cancel", {}).items():
+        print(
+            f"batch {batch:>4}: slot free {figures['slot_free_after_s_median']} s after a cancel "
+            f"(max {figures['slot_free_after_s_max']}), prompt "
+            f"{figures['prompt_tokens_per_s_median']} tok/s"
+        )
+    if "serve" in report:
+        start_up = report["serve"]
+        print(
+            f"serve: /healthz after {start_up['healthz_s_median']} s, ready after "
+            f"{start_up['ready_s_median']} s, first turn's first token "
+            f"{start_up['first_turn_ttft_s_median']} s"
+        )
+    print(
+        f"load average before {report['load_average_before']}, after {report['load_average_after']}"
+    )
+    print(f"wrote {target}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1.5b,0.5b")
     parser.add_argument("--strategies", default="prompted,native")
     parser.add_argument("--limit", type=int, default=None, help="only the first N cases")
-    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--output", type=Path, default=None)
+    parser.add_argument("--serving", action="store_true", help="measure serving (see above)")
+    parser.add_argument("--rounds", type=int, default=3, help="--serving: repeats per figure")
+    parser.add_argument("--chat-tokens", type=int, default=64, help="--serving: tokens per chat")
+    parser.add_argument(
+        "--compare-batch", type=int, default=512, help="--serving: the batch size to compare"
+    )
+    parser.add_argument(
+        "--parts", default="concurrency,cancel,serve", help="--serving: which measurements"
+    )
     options = parser.parse_args()
+    if options.serving:
+        run_serving(
+            options.sizes.split(",")[0],
+            options.rounds,
+            options.output,
+            options.chat_tokens,
+            options.compare_batch,
+            options.parts.split(","),
+        )
+        return
+    options.output = options.output or RESULTS
     sizes = options.sizes.split(",")
     strategies = options.strategies.split(",")
     results = [asyncio.run(bench_size(size, strategies, options.limit)) for size in sizes]

@@ -14,9 +14,11 @@ from turnstream.engine import (
     FinishDelta,
     ItemEndDelta,
     OutputTextDelta,
+    QueuedDelta,
     ReasoningDelta,
     ResponseStateError,
     ResponseStateMachine,
+    StartedDelta,
     ToolCallDelta,
     UsageDelta,
 )
@@ -83,6 +85,46 @@ def test_background_mode_adds_queued_between_created_and_in_progress() -> None:
     assert _types(events)[:3] == ["created", "queued", "in_progress"]
     assert [e["response"]["status"] for e in events[:3]] == ["queued", "queued", "in_progress"]
     check_stream(events)
+
+
+def _held(deltas: list[Delta], *, end: str = "finish") -> list[dict[str, Any]]:
+    machine = _machine()
+    events: list[StreamEvent] = list(machine.start(hold=True))
+    for delta in deltas:
+        events += machine.feed(delta)
+    events += machine.finish() if end == "finish" else machine.cancel()
+    return wire_round_trip(events)
+
+
+def test_a_queued_request_shows_queued_between_created_and_in_progress() -> None:
+    machine = _machine()
+    assert _types(wire_round_trip(machine.start(hold=True))) == ["created"]
+    queued = wire_round_trip(machine.feed(QueuedDelta()))
+    assert _types(queued) == ["queued"]
+    assert queued[0]["response"]["status"] == "queued"
+    assert machine.response.status == "queued"
+    started = wire_round_trip(machine.feed(StartedDelta()))
+    assert _types(started) == ["in_progress"]
+    assert machine.response.status == "in_progress"
+    assert machine.feed(OutputTextDelta("x"))[0].type == "response.output_item.added"
+
+
+def test_a_held_in_progress_goes_out_with_the_first_delta_when_nothing_queued() -> None:
+    events = _held([OutputTextDelta("x")])
+    assert _types(events)[:3] == ["created", "in_progress", "output_item.added"]
+    check_stream(events)
+
+
+def test_a_request_cancelled_while_queued_still_ends_in_order() -> None:
+    events = _held([QueuedDelta()], end="cancel")
+    assert _types(events) == ["created", "queued", "in_progress", "incomplete"]
+    assert check_stream(events)["status"] == "cancelled"
+
+
+def test_queued_changes_nothing_once_in_progress_was_sent() -> None:
+    events = _run([OutputTextDelta("x"), QueuedDelta(), StartedDelta(), OutputTextDelta("y")])
+    assert "queued" not in _types(events)
+    assert check_stream(events)["output"][0]["content"][0]["text"] == "xy"
 
 
 def test_two_calls_stream_one_after_the_other_with_name_on_arguments_done() -> None:

@@ -2,7 +2,8 @@
 
 Random mixes of text, reasoning and (interleaved) tool-call deltas, split at random
 points, with ItemEnd hints, usage, finish reasons, and an end by finish, failure or
-cancellation. Every stream must pass `check_stream` (order, sequence numbers, ids,
+cancellation; queued/started signals anywhere, with `in_progress` held for them or
+not. Every stream must pass `check_stream` (order, sequence numbers, ids,
 spec validity, the SDK's accumulator), and the final output must hold exactly the
 text, reasoning and arguments that were fed, in order.
 """
@@ -23,8 +24,10 @@ from turnstream.engine import (
     FinishDelta,
     ItemEndDelta,
     OutputTextDelta,
+    QueuedDelta,
     ReasoningDelta,
     ResponseStateMachine,
+    StartedDelta,
     ToolCallDelta,
     UsageDelta,
 )
@@ -45,6 +48,8 @@ _op = st.one_of(
     st.tuples(st.just("end")),
     st.tuples(st.just("usage"), st.integers(0, 10_000), st.integers(0, 10_000)),
     st.tuples(st.just("finish"), st.sampled_from(["stop", "length", "content_filter"])),
+    st.tuples(st.just("queued")),
+    st.tuples(st.just("started")),
 )
 
 _ARG = re.compile(r"<(\d+):(\d+)>")
@@ -73,6 +78,10 @@ def _deltas(ops: list[tuple[Any, ...]]) -> tuple[list[Delta], dict[int, list[int
             deltas.append(ItemEndDelta())
         elif kind == "usage":
             deltas.append(UsageDelta(op[1], op[2]))
+        elif kind == "queued":
+            deltas.append(QueuedDelta())
+        elif kind == "started":
+            deltas.append(StartedDelta())
         else:
             deltas.append(FinishDelta(op[1]))
     return deltas, pieces
@@ -83,9 +92,10 @@ def _deltas(ops: list[tuple[Any, ...]]) -> tuple[list[Delta], dict[int, list[int
     ops=st.lists(_op, max_size=40),
     end=st.sampled_from(["finish", "finish", "fail", "cancel"]),
     background=st.booleans(),
+    hold=st.booleans(),
 )
 def test_any_delta_sequence_yields_a_valid_stream_that_keeps_every_delta(
-    ops: list[tuple[Any, ...]], end: str, background: bool
+    ops: list[tuple[Any, ...]], end: str, background: bool, hold: bool
 ) -> None:
     deltas, pieces = _deltas(ops)
     counter = count()
@@ -94,7 +104,7 @@ def test_any_delta_sequence_yields_a_valid_stream_that_keeps_every_delta(
         clock=lambda: 5.0,
         id_factory=lambda prefix: f"{prefix}_{next(counter)}",
     )
-    events: list[StreamEvent] = list(machine.start())
+    events: list[StreamEvent] = list(machine.start(hold=hold))
     for delta in deltas:
         events += machine.feed(delta)
     if end == "finish":
@@ -105,6 +115,10 @@ def test_any_delta_sequence_yields_a_valid_stream_that_keeps_every_delta(
         events += machine.cancel()
 
     final = check_stream(wire_round_trip(events))
+    lifecycle = [e.type for e in events if e.type in ("response.queued", "response.in_progress")]
+    queued_first = hold and isinstance(next(iter(deltas), None), QueuedDelta)
+    assert lifecycle.count("response.queued") == int(background or queued_first)
+    assert lifecycle.count("response.in_progress") == 1
     assert machine.response.model_dump(mode="json") == final
 
     # Text and reasoning: every piece, in order, nothing else.

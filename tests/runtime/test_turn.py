@@ -12,6 +12,7 @@ from turnstream.runtime import (
     ToolArgumentsDelta,
     ToolCallReady,
     ToolCallStarted,
+    TurnQueued,
     TurnStarted,
 )
 from turnstream.runtime.turn import TurnReader
@@ -142,3 +143,19 @@ def test_delta_events_built_past_init_equal_constructed_ones_and_stay_frozen() -
     for event, field in zip(built, ["text", "delta", "data"], strict=True):
         with pytest.raises(dataclasses.FrozenInstanceError):
             setattr(event, field, "changed")
+
+
+def test_a_queued_response_says_when_it_waits_and_when_it_leaves_the_queue() -> None:
+    reader = TurnReader(2)
+    reader.feed({"type": "response.created", "response": {"id": "resp_q"}})
+    queued = {"type": "response.queued", "response": {"id": "resp_q", "status": "queued"}}
+    assert reader.feed(queued) == TurnQueued(2, "resp_q", waiting=True)
+    running = {"type": "response.in_progress", "response": {"id": "resp_q"}}
+    assert reader.feed(running) == TurnQueued(2, "resp_q", waiting=False)
+
+
+def test_in_progress_without_a_queue_stays_a_raw_event() -> None:
+    reader = TurnReader(1)
+    reader.feed({"type": "response.created", "response": {"id": "resp_1"}})
+    running = {"type": "response.in_progress", "response": {"id": "resp_1"}}
+    assert reader.feed(running) == RawEvent(running)

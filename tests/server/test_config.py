@@ -9,6 +9,7 @@ import pytest
 
 from tests.livesrv import LiveServer, running_server
 from turnstream.providers.echo import EchoProvider
+from turnstream.providers.local import LocalProvider
 from turnstream.providers.openai_chat import OpenAIChatProvider
 from turnstream.server.config import ConfigError, load_providers
 from turnstream.server.settings import Settings
@@ -124,3 +125,15 @@ async def test_the_local_models_warm_up_prefix_is_byte_identical_to_what_the_cha
     sent = live_server.scripted.requests[0]
     # the prompt cache only helps if the warm-up prompt is the same bytes
     assert system_prompt(sent.instructions, sent.tools) == system_prompt(instructions, tools)
+
+
+def test_the_local_slots_setting_sizes_the_embedded_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from turnstream.providers import local
+
+    monkeypatch.setattr(local, "local_model_available", lambda *args, **kwargs: True)
+    settings = Settings(db_path=tmp_path / "x.db", local_slots=3)
+    (provider,) = [p for p in load_providers(settings, environ={}) if isinstance(p, LocalProvider)]
+    assert provider.slots == 3
+    assert provider.may_queue("local")

@@ -26,6 +26,10 @@ class LoadingProvider(ScriptedProvider):
     def loading(self) -> bool:
         return True
 
+    @property
+    def load_progress(self) -> float:
+        return 0.25
+
     def is_ready(self, model: str) -> bool:
         return False
 
@@ -66,6 +70,7 @@ async def test_readyz_is_503_while_a_model_is_loading(tmp_path: Path) -> None:
     body = reply.json()
     assert body["checks"]["models"] == {"scripted": "ready", "slow-model": "loading"}
     assert body["error"]["code"] == "not_ready"
+    assert body["load_progress"] == {"slow-model": 0.25}  # what the chat page's bar shows
     assert alive.status_code == 200
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -161,3 +163,41 @@ def test_markdown_is_rendered_and_html_in_model_output_is_not(page: Any) -> None
     assert '<a href="https://example.com" rel="noopener noreferrer" target="_blank">ok</a>' in html
     assert 'href="javascript' not in html
     assert "<pre><code>&lt;script&gt;x()&lt;/script&gt;</code></pre>" in html
+
+
+def test_a_progress_bar_shows_while_the_model_loads_then_the_page_says_ready(
+    browser: Any, web_server: ServerProcess
+) -> None:
+    # The echo models load at once, so /readyz answers as a server still loading the
+    # chosen model would (the shape `tests/server/test_health.py` pins), until told not to.
+    loaded = {"now": False}
+
+    def readyz(route: Any) -> None:
+        state = "ready" if loaded["now"] else "loading"
+        body: dict[str, Any] = {
+            "status": "ready" if loaded["now"] else "not_ready",
+            "checks": {"database": "ok", "models": {"echo": state, "echo-slow": state}},
+        }
+        if not loaded["now"]:
+            body["load_progress"] = {"echo": 0.42, "echo-slow": 0.42}
+        route.fulfill(
+            status=200 if loaded["now"] else 503,
+            content_type="application/json",
+            body=json.dumps(body),
+        )
+
+    context = browser.new_context(viewport={"width": 1100, "height": 720})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    try:
+        page.route("**/readyz", readyz)
+        page.goto(f"http://127.0.0.1:{web_server.port}/")
+        bar = page.get_by_role("progressbar", name=re.compile("Loading"))
+        expect(bar).to_be_visible()
+        expect(bar).to_have_attribute("value", "42")
+        expect(page.locator("#load-label")).to_contain_text("42%")
+        loaded["now"] = True
+        expect(bar).to_be_hidden()
+        expect(page.get_by_role("status")).to_contain_text("is ready")
+    finally:
+        context.close()

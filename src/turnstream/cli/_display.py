@@ -30,6 +30,7 @@ from turnstream.runtime import (
     ToolProgress,
     ToolResult,
     TurnCompleted,
+    TurnQueued,
 )
 
 __all__ = ["TurnDisplay", "format_duration", "tool_card"]
@@ -101,6 +102,8 @@ class TurnDisplay:
         self.text = ""
         self.calls: dict[str, _Call] = {}
         self.waiting = True
+        self.queued = False
+        """The server holds the response until the model has a free slot."""
         self.notes: list[str] = []
         self.live = Live(
             console=console,
@@ -133,7 +136,8 @@ class TurnDisplay:
             status = call.progress or ("running…" if call.ready else "calling…")
             parts.append(tool_card(call.name, call.raw, status))
         if self.waiting and not parts:
-            parts.append(Spinner("dots", text=Text("thinking…", style="dim")))
+            note = "waiting for a free slot…" if self.queued else "thinking…"
+            parts.append(Spinner("dots", text=Text(note, style="dim")))
         return Group(*parts)
 
     def flush_text(self) -> None:
@@ -152,6 +156,8 @@ class TurnDisplay:
             event, ToolCallStarted | ToolArgumentsDelta | ToolCallReady | ToolProgress | ToolResult
         ):
             self._feed_tool(event)
+        elif isinstance(event, TurnQueued):
+            self.queued = event.waiting
         elif isinstance(event, ErrorReceived):
             self.notes.append(f"error from the server: {event.message}")
         elif isinstance(event, TurnCompleted):

@@ -168,7 +168,7 @@ def _interactive(runner: asyncio.Runner, session: ChatSession, url: str, server:
             return (True, 1.0)
         if not provider.loading:
             return (False, 1.0)  # not loading and not ready: the load failed
-        return (False, provider.load_progress)
+        return (False, provider.model_load_progress(model))
 
     console = Console(highlight=False)
     run_interactive(runner, InteractiveChat(session, console, url, loading))

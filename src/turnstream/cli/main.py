@@ -61,6 +61,12 @@ def serve(
     no_local: Annotated[
         bool, typer.Option("--no-local", help="Do not load the embedded local model.")
     ] = False,
+    local_slots: Annotated[
+        int,
+        typer.Option(
+            help="Conversations the embedded model answers at once; more wait, shown queued."
+        ),
+    ] = 2,
     reject_hosted_tools: Annotated[
         bool,
         typer.Option(
@@ -161,6 +167,7 @@ def serve(
         lock_release_delay=lock_release_delay,
         config_path=config,
         enable_local_model=not no_local,
+        local_slots=local_slots,
         hosted_tools="reject" if reject_hosted_tools else "drop",
         log_content=log_content,
         faults=FaultSettings(
@@ -180,6 +187,8 @@ def serve(
     )
     if workers < 1:
         raise typer.BadParameter("must be at least 1", param_hint="--workers")
+    if local_slots < 1:
+        raise typer.BadParameter("must be at least 1", param_hint="--local-slots")
     _migrate_or_refuse(settings)
     # only once every refusal above is behind us: a serve that does not start leaves
     # the process's logging as it found it

@@ -16,7 +16,9 @@ __all__ = [
     "FinishDelta",
     "ItemEndDelta",
     "OutputTextDelta",
+    "QueuedDelta",
     "ReasoningDelta",
+    "StartedDelta",
     "ToolCallDelta",
     "UsageDelta",
 ]
@@ -78,4 +80,29 @@ class FinishDelta:
     reason: Literal["stop", "length", "content_filter"] = "stop"
 
 
-Delta = OutputTextDelta | ReasoningDelta | ToolCallDelta | ItemEndDelta | UsageDelta | FinishDelta
+@dataclass(frozen=True, slots=True)
+class QueuedDelta:
+    """The provider must wait for capacity (a free model slot) before it can start.
+
+    Meaningful only before any output, and only when the response's `in_progress` is
+    held back for it (`ResponseStateMachine.start(hold=True)`): the response is then
+    `queued` until the provider's next delta. Anywhere else it changes nothing.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class StartedDelta:
+    """The provider has begun working on the request (after a `QueuedDelta`: it left
+    the queue). Produces no output; it lets a held `in_progress` go out at once."""
+
+
+Delta = (
+    OutputTextDelta
+    | ReasoningDelta
+    | ToolCallDelta
+    | ItemEndDelta
+    | UsageDelta
+    | FinishDelta
+    | QueuedDelta
+    | StartedDelta
+)

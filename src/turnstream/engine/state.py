@@ -30,6 +30,12 @@ Given the request's `Toolset`, a call to a namespace's function comes out as a
 `custom_tool_call`. Given `seal_reasoning`, each finished reasoning item carries
 `encrypted_content` made from its text (for stateless clients, `store: false`).
 
+A provider that may have to wait for capacity (the embedded model's slots) is run
+with `start(hold=True)`: `response.in_progress` is then held back until the
+provider's first delta, and a `QueuedDelta` before it puts `response.queued` first,
+so the order stays `created`, `queued`, `in_progress` as the API documents. Any
+other delta (a `StartedDelta` when it leaves the queue) releases `in_progress`.
+
 Terminal events: `finish()` gives `response.completed`, or `response.incomplete`
 (`incomplete_details.reason` = `max_output_tokens` / `content_filter`) after a
 `FinishDelta` with reason `length` / `content_filter`; `fail()` gives a flat `error`
@@ -52,7 +58,9 @@ from turnstream.engine.deltas import (
     FinishDelta,
     ItemEndDelta,
     OutputTextDelta,
+    QueuedDelta,
     ReasoningDelta,
+    StartedDelta,
     ToolCallDelta,
     UsageDelta,
 )
@@ -141,6 +149,8 @@ class ResponseStateMachine:
         self._seal = seal_reasoning
         self._seq = 0
         self._started = False
+        self._held = False
+        self._queued = False
         self._final: Response | None = None
         self._output: list[OutputItem] = []
         self._current: OpenItem | None = None
@@ -171,8 +181,12 @@ class ResponseStateMachine:
         """Whether the terminal event has been emitted."""
         return self._final is not None
 
-    def start(self) -> list[Event]:
-        """`response.created` (`response.queued` when background), `response.in_progress`."""
+    def start(self, *, hold: bool = False) -> list[Event]:
+        """`response.created` (`response.queued` when background), `response.in_progress`.
+
+        With `hold`, `response.in_progress` waits for the provider's first delta (see
+        the module docstring): use it for a provider that may queue the request.
+        """
         if self._started:
             raise ResponseStateError("start() was already called")
         self._started = True
@@ -182,20 +196,23 @@ class ResponseStateMachine:
             ResponseCreatedEvent(sequence_number=self._next(), response=self._lifecycle(status))
         )
         if self._base.background:
+            self._queued = True
             events.append(
                 ResponseQueuedEvent(sequence_number=self._next(), response=self._lifecycle(status))
             )
-        events.append(
-            ResponseInProgressEvent(
-                sequence_number=self._next(), response=self._lifecycle("in_progress")
-            )
-        )
-        return events
+        if hold:
+            self._held = True
+            return events
+        return events + self._in_progress()
 
     def feed(self, delta: Delta) -> list[Event]:
         """The events one provider delta causes (often one, sometimes none)."""
         if self._final is not None or not self._started:
             return self._ensure_started() + self.feed(delta)
+        if isinstance(delta, QueuedDelta):
+            return self._queue()
+        if self._held:
+            return self._in_progress() + self.feed(delta)
         if isinstance(delta, OutputTextDelta):
             return self._text(delta.text)
         if isinstance(delta, ToolCallDelta):
@@ -216,6 +233,8 @@ class ResponseStateMachine:
             )
         elif isinstance(delta, FinishDelta):
             self._finish_reason = delta.reason
+        elif isinstance(delta, StartedDelta):
+            pass  # it only releases a held `in_progress` (above)
         else:
             raise TypeError(f"not a provider delta: {delta!r}")
         return events
@@ -509,7 +528,29 @@ class ResponseStateMachine:
     def _ensure_started(self) -> list[Event]:
         if self._final is not None:
             raise ResponseStateError("the response already ended with a terminal event")
-        return [] if self._started else self.start()
+        if not self._started:
+            return self.start()
+        return self._in_progress() if self._held else []
+
+    def _queue(self) -> list[Event]:
+        """`response.queued`, once, and only while `in_progress` is held back."""
+        if not self._held or self._queued:
+            return []
+        self._queued = True
+        self._base = self._base.model_copy(update={"status": "queued"})
+        return [
+            ResponseQueuedEvent(sequence_number=self._next(), response=self._lifecycle("queued"))
+        ]
+
+    def _in_progress(self) -> list[Event]:
+        self._held = False
+        if self._base.status == "queued" and not self._base.background:
+            self._base = self._base.model_copy(update={"status": "in_progress"})
+        return [
+            ResponseInProgressEvent(
+                sequence_number=self._next(), response=self._lifecycle("in_progress")
+            )
+        ]
 
     def _lifecycle(self, status: str) -> Response:
         return self._base.model_copy(update={"status": status, "output": []})

@@ -9,6 +9,11 @@ generating and release its upstream resources promptly.
 Start-up hooks (`start`, `ready`, `loading`, `load_progress`, `is_ready`) have
 defaults for a provider that needs no warm-up; one that loads something heavy (the
 embedded model) overrides them. Providers subclass `Provider` to get the defaults.
+
+A provider with limited capacity (the embedded model's slots) answers `may_queue`
+with True; its `stream()` then yields a `QueuedDelta` first when the request has to
+wait, and a `StartedDelta` when it leaves the queue, and the server shows the
+response `queued` meanwhile.
 """
 
 from __future__ import annotations
@@ -121,3 +126,11 @@ class Provider(Protocol):
     def is_ready(self, model: str) -> bool:
         """Whether `model` can answer without waiting for a load."""
         return True
+
+    def model_load_progress(self, model: str) -> float:
+        """How far `model`'s own load has come, 0.0 to 1.0 (1.0 once it is loaded)."""
+        return 1.0 if self.is_ready(model) else self.load_progress
+
+    def may_queue(self, model: str) -> bool:
+        """Whether a request for `model` may wait for capacity (see the module docstring)."""
+        return False

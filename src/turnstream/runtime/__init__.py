@@ -25,6 +25,7 @@ from .events import (
     ToolProgress,
     ToolResult,
     TurnCompleted,
+    TurnQueued,
     TurnStarted,
 )
 from .execution import ErrorFormatter, default_error_formatter
@@ -70,6 +71,7 @@ __all__ = [
     "ToolResult",
     "ToolTimeoutError",
     "TurnCompleted",
+    "TurnQueued",
     "TurnStarted",
     "UnknownToolError",
     "default_error_formatter",

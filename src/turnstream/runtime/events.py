@@ -4,7 +4,8 @@ The runtime never builds the SDK's pydantic event models. Each wire event is rea
 plain `dict` and mapped onto one of these (or passed through as `RawEvent`), which keeps
 the per-event cost to a `json.loads` and one small object.
 
-Order within a turn: `TurnStarted` (at `response.created`), then for each output item
+Order within a turn: `TurnStarted` (at `response.created`), `TurnQueued` twice if the
+server made the response wait for capacity (waiting, then not), then for each output item
 `TextDelta`... `TextDone` or `ToolCallStarted`, `ToolArgumentsDelta`... `ToolCallReady`,
 interleaved with `RawEvent`s for everything else (reasoning, unknown types), then
 `TurnCompleted`. Tool execution then reports `ToolProgress` and `ToolResult` per call,
@@ -32,6 +33,7 @@ __all__ = [
     "ToolProgress",
     "ToolResult",
     "TurnCompleted",
+    "TurnQueued",
     "TurnStarted",
     "TurnStatus",
 ]
@@ -46,6 +48,17 @@ class TurnStarted:
     turn: int
     """1-based index of this model response within the run."""
     response_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class TurnQueued:
+    """The response waits for the model to have room (`response.queued`: every slot of
+    the embedded model is busy); the same event with `waiting=False` says it left the
+    queue (`response.in_progress` after it)."""
+
+    turn: int
+    response_id: str
+    waiting: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +165,7 @@ class RawEvent:
 
 RunEvent = (
     TurnStarted
+    | TurnQueued
     | TextDelta
     | TextDone
     | ToolCallStarted

@@ -23,6 +23,7 @@ from .events import (
     ToolArgumentsDelta,
     ToolCallReady,
     ToolCallStarted,
+    TurnQueued,
     TurnStarted,
 )
 from .results import TokenUsage
@@ -67,6 +68,7 @@ class TurnReader:
         self.calls: list[ToolCall] = []
         self._items: dict[int, dict[str, Any]] = {}
         self._call_ids: dict[str, str] = {}  # item id -> call_id, for argument deltas
+        self._waiting = False
         self._handlers: dict[str, Callable[[dict[str, Any]], RunEvent | None]] = {
             "response.output_text.delta": self._text_delta,
             "response.function_call_arguments.delta": self._arguments_delta,
@@ -74,6 +76,8 @@ class TurnReader:
             "response.output_item.added": self._item_added,
             "response.output_item.done": self._item_done,
             "response.created": self._created,
+            "response.queued": self._queued,
+            "response.in_progress": self._in_progress,
             "response.completed": self._terminal,
             "response.incomplete": self._terminal,
             "response.failed": self._terminal,
@@ -116,6 +120,16 @@ class TurnReader:
         response = data.get("response") or {}
         self.response_id = str(response.get("id", ""))
         return TurnStarted(self.turn, self.response_id)
+
+    def _queued(self, data: dict[str, Any]) -> RunEvent:
+        self._waiting = True
+        return TurnQueued(self.turn, self.response_id or "")
+
+    def _in_progress(self, data: dict[str, Any]) -> RunEvent:
+        if not self._waiting:
+            return RawEvent(data)
+        self._waiting = False
+        return TurnQueued(self.turn, self.response_id or "", waiting=False)
 
     def _text_delta(self, data: dict[str, Any]) -> RunEvent:
         return _text_delta(data.get("delta", ""), data.get("item_id", ""))

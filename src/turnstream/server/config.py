@@ -161,5 +161,9 @@ def _local_provider(settings: Settings) -> Provider | None:
         return None
     warmup = settings.local_warmup
     if warmup is None:
-        return LocalProvider()
-    return LocalProvider(warmup_instructions=warmup.instructions, warmup_tools=warmup.tools)
+        return LocalProvider(slots=settings.local_slots)
+    return LocalProvider(
+        slots=settings.local_slots,
+        warmup_instructions=warmup.instructions,
+        warmup_tools=warmup.tools,
+    )

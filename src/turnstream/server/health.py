@@ -2,7 +2,9 @@
 
 Ready means the database answers and every configured model is loaded
 (`Provider.is_ready`). A load balancer sends traffic by `/readyz` and restarts by
-`/healthz`, so `/healthz` checks nothing that a restart would not fix.
+`/healthz`, so `/healthz` checks nothing that a restart would not fix. While models
+load, `/readyz` also gives each one's progress (`load_progress`, 0.0 to 1.0), which
+the chat page shows as a progress bar.
 """
 
 from __future__ import annotations
@@ -41,7 +43,11 @@ async def readyz(request: Request) -> JSONResponse:
         "param": None,
         "code": "not_ready",
     }
-    return JSONResponse({"status": "not_ready", "checks": checks, "error": error}, 503)
+    body = {"status": "not_ready", "checks": checks, "error": error}
+    progress = _load_progress(state, checks["models"])
+    if progress:
+        body["load_progress"] = progress
+    return JSONResponse(body, 503)
 
 
 async def _database(state: ServerState) -> str:
@@ -55,6 +61,15 @@ async def _database(state: ServerState) -> str:
     except Exception as exc:
         return f"error: {type(exc).__name__}"
     return "ok"
+
+
+def _load_progress(state: ServerState, models: dict[str, str]) -> dict[str, float]:
+    progress: dict[str, float] = {}
+    for provider in state.models.providers:
+        for name in provider.models():
+            if models.get(name) == "loading" and name not in progress:
+                progress[name] = round(provider.model_load_progress(name), 3)
+    return progress
 
 
 def _models(state: ServerState) -> dict[str, str]:

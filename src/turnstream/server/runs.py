@@ -37,7 +37,7 @@ from typing import Any
 
 from turnstream import sse
 from turnstream._tracing import Tracing, fail, set_attributes
-from turnstream.engine.deltas import Delta
+from turnstream.engine.deltas import Delta, StartedDelta
 from turnstream.engine.state import ResponseStateMachine
 from turnstream.protocol import Response, ResponseError, ResponseFailedEvent
 from turnstream.providers.base import ProviderError
@@ -109,7 +109,9 @@ class ResponseRun:
     # -- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> None:
-        self._emit(self.machine.start())
+        # in_progress waits for a provider that may first queue the request, so that
+        # `response.queued` can come before it
+        self._emit(self.machine.start(hold=self.provider.may_queue(self.request.model)))
         if self.events is not None:
             self.events.start()
         self._task = asyncio.create_task(self._produce(), name=f"run {self.response_id}")
@@ -278,6 +280,10 @@ class ResponseRun:
         events = self.machine.feed(delta)
         if events:
             self._emit(events)
+        if isinstance(delta, StartedDelta):
+            # not yet something the client must see: a failure before the first real
+            # delta should still be a plain HTTP error
+            return
         if self.first_event_at is None:
             self.first_event_at = time.monotonic()
             self._first.set()

@@ -109,6 +109,9 @@ class Settings:
     config_path: Path | None = None
     """A TOML model configuration (the format is in `turnstream.server.config`)."""
     enable_local_model: bool = True
+    local_slots: int = 2
+    """Conversations the embedded model generates for at once (llama.cpp's parallel
+    slots, each with the full context); more requests wait, shown `queued`."""
     local_warmup: PromptWarmup | None = None
     """What the embedded model warms its prompt cache with; the CLI sets the chat
     apps' instructions and tools here (the server does not know its clients)."""

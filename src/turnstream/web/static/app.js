@@ -136,6 +136,10 @@
           refreshChats();
         }
         break;
+      case "turn_queued":
+        // every slot of the model is busy: the server holds the turn until one frees
+        setStatus(event.waiting ? "Waiting for a free slot…" : "");
+        break;
       case "text_delta": {
         const block = textBlock(turn, event.item_id);
         block.text += event.text;
@@ -349,7 +353,7 @@
     }
     $("login-key").value = "";
     $("login").close();
-    loadModels();
+    loadModels().then(watchLoading);
     loadTools();
     refreshChats();
     loadHistory(state.conversation);
@@ -395,6 +399,36 @@
     toggle.setAttribute("aria-expanded", "false");
   }
 
+  // ---- the model loading (the server loads it in the background) ----------------------------
+
+  const loading = { timer: null, shown: false };
+
+  async function watchLoading() {
+    clearTimeout(loading.timer);
+    const model = modelSelect.value;
+    let body = null;
+    try {
+      body = await (await fetch("/readyz", { cache: "no-store" })).json();
+    } catch (err) {
+      body = null;
+    }
+    const models = (body && body.checks && body.checks.models) || {};
+    if (model && model === modelSelect.value && models[model] === "loading") {
+      const share = Math.round(100 * (((body.load_progress || {})[model]) || 0));
+      $("load-bar").value = share;
+      $("load-label").textContent = "Loading " + model + "… " + share + "%";
+      $("loading").hidden = false;
+      loading.shown = true;
+      loading.timer = setTimeout(watchLoading, 500);
+      return;
+    }
+    $("loading").hidden = true;
+    if (loading.shown && models[model] === "ready" && !state.busy) {
+      setStatus("The model " + model + " is ready.");
+    }
+    loading.shown = false;
+  }
+
   // ---- wiring -------------------------------------------------------------------------------
 
   form.addEventListener("submit", function (event) {
@@ -417,6 +451,7 @@
   });
   modelSelect.addEventListener("change", function () {
     localStorage.setItem("turnstream.model", modelSelect.value);
+    watchLoading();
   });
   $("new-chat").addEventListener("click", function () {
     if (state.busy) return;
@@ -432,7 +467,7 @@
   window.addEventListener("hashchange", openConversation);
 
   state.conversation = conversationFromHash();
-  loadModels();
+  loadModels().then(watchLoading);
   loadTools();
   refreshChats();
   loadHistory(state.conversation);
