@@ -58,7 +58,11 @@ def test_a_run_on_one_replica_is_in_progress_on_both_and_another_replica_cancels
     a, b = replicas
     conversation = client(a).conversations.create()
     created = client(a).responses.create(
-        model="echo-slow", input=words(2000), background=True, conversation=conversation.id
+        # 6,000 words at 20 ms each: two minutes of run for the cancel to cut short
+        model="echo-slow",
+        input=words(6000),
+        background=True,
+        conversation=conversation.id,
     )
     wait_for_events(a, created.id, 5)
     assert client(a).responses.retrieve(created.id).status == "in_progress"
@@ -68,7 +72,9 @@ def test_a_run_on_one_replica_is_in_progress_on_both_and_another_replica_cancels
 
     began = time.monotonic()
     cancelled = client(b).responses.cancel(created.id)
-    assert time.monotonic() - began < 1.0
+    # the run has minutes of words left: the cancel reached it rather than waiting
+    # for its end (a ceiling far from both, not a speed claim)
+    assert time.monotonic() - began < 30.0
     assert cancelled.status == "cancelled"
     assert client(a).responses.retrieve(created.id).status == "cancelled"
     # the run let go of the conversation where it ran: B can take the next turn

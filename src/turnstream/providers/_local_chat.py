@@ -307,16 +307,16 @@ def _result_message(item: Mapping[str, Any], name: str | None) -> dict[str, Any]
     """A tool result as a user turn that asks for the answer.
 
     Given Qwen's `<tool_response>` turn instead, both models often repeat the call
-    they just made; told plainly what came back and what to do, they answer, or make
-    the next call of a chain (a repeat of the same call is caught by
-    `_call_review.review_calls`).
+    they just made; told plainly what came back and what to do, they answer. (Asked
+    here for "the next call or the answer", the 1.5B answered a time question with
+    advice to call another tool: the chain's next step is left to the system
+    prompt's footer, and a repeat of the same call is caught by
+    `_call_review.review_calls`.)
     """
     return {
         "role": "user",
         "content": f"The function {name or 'you called'} returned: {_output_text(item)}\n"
-        "If my request needs another step, reply with only the next function call, "
-        "using this result. Otherwise use this result to answer my request in plain "
-        "sentences.",
+        "Use this result to answer my request in plain sentences.",
     }
 
 
