@@ -26,7 +26,9 @@ Around the model (bench/decisions.py measures them end to end):
 
 - a request with tools decodes at temperature 0 unless it sets one;
 - in the prompted strategy a tool result is handed back with the tools still on
-  offer, and the model is asked to make the next call of a chain or to answer;
+  offer (the system prompt tells the model to call the next function of a chain with
+  a result; the result message itself asks only for the answer, see
+  `_result_message`);
 - a call written as text to a tool that does not exist becomes an ordinary call
   (the runtime answers it as an unknown tool, listing the real ones), never raw JSON;
 - `ChunkTranslator(review=True)` holds back a text call that copies an example out
