@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli.chat_process import ROOT, chat_args, chat_env
+from tests.providers.real_model import TEST_THREADS
 
 
 def _missing() -> str | None:
@@ -34,7 +35,8 @@ def test_a_question_needing_a_tool_gets_a_tool_card_and_an_answer_from_the_local
     if reason:
         pytest.skip(reason)
     pexpect = pytest.importorskip("pexpect")
-    env = chat_env(tmp_path)
+    # the README's command, with the thread count the suite's shared cores suit
+    env = chat_env(tmp_path, TURNSTREAM_LOCAL_THREADS=str(TEST_THREADS))
     env.pop("XDG_DATA_HOME")  # the assembled model lives in the user's cache
     # the model is assembled under the user's cache: the real home, even if HOME is unset
     env.setdefault("HOME", str(Path.home()))

@@ -72,5 +72,6 @@ def test_settings_survive_the_trip_to_the_workers_through_the_environment(
         faults=FaultSettings(rate_limit=0.5, seed=3),
         limits=Limits(max_body_bytes=1024, requests_per_minute=60),
         local_warmup=PromptWarmup(instructions="hi", tools=[{"type": "function", "name": "f"}]),
+        local_threads=1,
     )
     assert settings_from_json(settings_to_json(settings)) == settings

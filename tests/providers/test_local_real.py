@@ -1,67 +1,24 @@
 """The local provider on the real Qwen2.5-Coder models (skipped without `turnstream[local]`).
 
-Kept short on purpose: one model load per size, small `max_output_tokens`.
+Kept short on purpose: one model load per size (conftest.py), small `max_output_tokens`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from turnstream.engine.deltas import FinishDelta, OutputTextDelta, ToolCallDelta
-from turnstream.providers._local_model import (
-    MODEL_SPECS,
-    LocalModelError,
-    ensure_model,
-    locate_parts,
-)
 from turnstream.providers.base import GenerationRequest
 from turnstream.providers.local import LocalProvider
 
-# one xdist worker runs every real-model test: each model loads once, not once per worker
+# one xdist worker runs every real-model test, and the models (`small`, `default`, in
+# conftest.py) load once per session there.
 # model inference is CPU-bound: the timeout is a ceiling for a hang on a loaded machine
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("real-model"), pytest.mark.timeout(300)]
-
-
-def _missing(size: str) -> str | None:
-    if importlib.util.find_spec("xllamacpp") is None:
-        return "xllamacpp is not installed (pip install 'turnstream[local]')"
-    try:
-        locate_parts(MODEL_SPECS[size])
-    except LocalModelError as exc:
-        return f"model packages for {size} are not installed: {exc}"
-    return None
-
-
-def _provider(size: str) -> Iterator[LocalProvider]:
-    reason = _missing(size)
-    if reason:
-        pytest.skip(reason)
-    ensure_model(size)  # type: ignore[arg-type]
-    provider = LocalProvider({"local": size})  # type: ignore[dict-item]
-    asyncio.run(_start(provider))
-    yield provider
-    asyncio.run(provider.aclose())
-
-
-async def _start(provider: LocalProvider) -> None:
-    provider.start()
-    await provider.ready()
-
-
-@pytest.fixture(scope="module")
-def small() -> Iterator[LocalProvider]:
-    yield from _provider("0.5b")
-
-
-@pytest.fixture(scope="module")
-def default() -> Iterator[LocalProvider]:
-    yield from _provider("1.5b")
 
 
 WEATHER = {

@@ -237,6 +237,38 @@ def test_the_engine_gets_a_slot_sized_context_per_slot(monkeypatch: pytest.Monke
         xllamacpp_engine_factory(slots=0)
 
 
+def test_the_engine_computes_with_the_threads_set_or_the_usable_cpus(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from turnstream.providers import local
+
+    made: list[Any] = []
+
+    def params() -> Any:
+        return types.SimpleNamespace(
+            model=types.SimpleNamespace(path=""),
+            cpuparams=types.SimpleNamespace(n_threads=0),
+            cpuparams_batch=types.SimpleNamespace(n_threads=0),
+        )
+
+    def server(p: Any) -> Any:
+        made.append(p)
+        return types.SimpleNamespace(handle_chat_completions=None)
+
+    monkeypatch.setitem(
+        sys.modules, "xllamacpp", types.SimpleNamespace(CommonParams=params, Server=server)
+    )
+    xllamacpp_engine_factory(threads=1, port=1)(Path("/m.gguf"))
+    monkeypatch.setattr(local.os, "sched_getaffinity", lambda pid: set(range(64)))
+    xllamacpp_engine_factory(port=1)(Path("/m.gguf"))
+    monkeypatch.setattr(local.os, "sched_getaffinity", lambda pid: {3})
+    xllamacpp_engine_factory(port=1)(Path("/m.gguf"))
+    threads = [(p.cpuparams.n_threads, p.cpuparams_batch.n_threads) for p in made]
+    assert threads == [(1, 1), (local.MAX_DEFAULT_THREADS,) * 2, (1, 1)]
+    with pytest.raises(ValueError, match="threads"):
+        xllamacpp_engine_factory(threads=0)
+
+
 async def test_each_model_reports_its_own_load_progress() -> None:
     engine = GatedEngine()
     building = threading.Event()

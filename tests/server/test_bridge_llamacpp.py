@@ -15,6 +15,7 @@ from openai import OpenAI
 
 from tests.builders import WEATHER
 from tests.livesrv import LiveServer, free_port, running_server
+from tests.providers.real_model import TEST_THREADS
 from turnstream.providers.echo import EchoProvider
 from turnstream.providers.local import local_model_available, xllamacpp_engine_factory
 from turnstream.providers.openai_chat import OpenAIChatProvider
@@ -38,7 +39,7 @@ def llama_server() -> Iterator[str]:
     from turnstream.providers._local_model import ensure_model
 
     port = free_port()
-    engine: Any = xllamacpp_engine_factory(threads=2, ctx_size=4096, port=port)(
+    engine: Any = xllamacpp_engine_factory(threads=TEST_THREADS, ctx_size=4096, port=port)(
         ensure_model("0.5b")
     )
     base_url = f"http://127.0.0.1:{port}/v1"

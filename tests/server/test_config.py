@@ -137,3 +137,22 @@ def test_the_local_slots_setting_sizes_the_embedded_model(
     (provider,) = [p for p in load_providers(settings, environ={}) if isinstance(p, LocalProvider)]
     assert provider.slots == 3
     assert provider.may_queue("local")
+
+
+def test_the_local_threads_setting_reaches_the_engine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from turnstream.providers import local
+
+    factories: list[dict[str, object]] = []
+
+    def factory(**kwargs: object) -> object:
+        factories.append(kwargs)
+        return lambda path: None
+
+    monkeypatch.setattr(local, "local_model_available", lambda *args, **kwargs: True)
+    monkeypatch.setattr(local, "xllamacpp_engine_factory", factory)
+    for threads in (None, 1):
+        settings = Settings(db_path=tmp_path / "x.db", local_threads=threads)
+        load_providers(settings, environ={})
+    assert [f["threads"] for f in factories] == [None, 1]

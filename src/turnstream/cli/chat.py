@@ -83,6 +83,15 @@ def chat(
     no_local: Annotated[
         bool, typer.Option("--no-local", help="Embedded server: do not load the local model.")
     ] = False,
+    local_threads: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            envvar="TURNSTREAM_LOCAL_THREADS",
+            help="Embedded server: CPU threads for the local model (default: the usable "
+            "CPUs, at most 8); fewer suit a machine busy with other work.",
+        ),
+    ] = None,
 ) -> None:
     """Chat with a model in the terminal (tools, streaming, durable conversations)."""
     err = Console(stderr=True, highlight=False)
@@ -98,7 +107,9 @@ def chat(
 
     server = None
     if base_url is None:
-        server = _start_embedded(db, config, no_local, quiet=message is not None, console=err)
+        server = _start_embedded(
+            db, config, no_local, local_threads, quiet=message is not None, console=err
+        )
         url = server.base_url
         index = ChatIndex(chat_index_path(server.settings.db_path), scope="embedded")
     else:
@@ -176,7 +187,13 @@ def _interactive(runner: asyncio.Runner, session: ChatSession, url: str, server:
 
 
 def _start_embedded(
-    db: Path | None, config: Path | None, no_local: bool, *, quiet: bool, console: Console
+    db: Path | None,
+    config: Path | None,
+    no_local: bool,
+    local_threads: int | None,
+    *,
+    quiet: bool,
+    console: Console,
 ) -> Any:
     from turnstream.server.settings import Settings, default_db_path
 
@@ -185,7 +202,10 @@ def _start_embedded(
     # The server's own log lines would tear through the chat; keep warnings and worse.
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     settings = Settings(
-        db_path=db or default_db_path(), config_path=config, enable_local_model=not no_local
+        db_path=db or default_db_path(),
+        config_path=config,
+        enable_local_model=not no_local,
+        local_threads=local_threads,
     )
     settings.db_path.parent.mkdir(parents=True, exist_ok=True)
     try:

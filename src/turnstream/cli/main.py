@@ -67,6 +67,14 @@ def serve(
             help="Conversations the embedded model answers at once; more wait, shown queued."
         ),
     ] = 2,
+    local_threads: Annotated[
+        int | None,
+        typer.Option(
+            envvar="TURNSTREAM_LOCAL_THREADS",
+            help="CPU threads for the embedded model (default: the usable CPUs, at most 8); "
+            "fewer suit a machine busy with other work.",
+        ),
+    ] = None,
     reject_hosted_tools: Annotated[
         bool,
         typer.Option(
@@ -168,6 +176,7 @@ def serve(
         config_path=config,
         enable_local_model=not no_local,
         local_slots=local_slots,
+        local_threads=local_threads,
         hosted_tools="reject" if reject_hosted_tools else "drop",
         log_content=log_content,
         faults=FaultSettings(
@@ -189,6 +198,8 @@ def serve(
         raise typer.BadParameter("must be at least 1", param_hint="--workers")
     if local_slots < 1:
         raise typer.BadParameter("must be at least 1", param_hint="--local-slots")
+    if local_threads is not None and local_threads < 1:
+        raise typer.BadParameter("must be at least 1", param_hint="--local-threads")
     _migrate_or_refuse(settings)
     # only once every refusal above is behind us: a serve that does not start leaves
     # the process's logging as it found it

@@ -36,6 +36,7 @@ import contextlib
 import importlib
 import importlib.util
 import logging
+import os
 import secrets
 import tempfile
 import threading
@@ -68,6 +69,7 @@ __all__ = [
     "DEFAULT_MODELS",
     "ChatEngine",
     "LocalProvider",
+    "default_threads",
     "local_model_available",
     "xllamacpp_engine_factory",
 ]
@@ -94,6 +96,20 @@ class ChatEngine(Protocol):
 
 EngineFactory = Callable[[Path], ChatEngine]
 
+MAX_DEFAULT_THREADS = 8
+"""More threads than this rarely speed up a small model; llama.cpp's own advice is
+the physical cores, which on many machines are half the logical ones."""
+
+
+def default_threads() -> int:
+    """Threads for the embedded model when none are set: the CPUs this process may
+    use, at most `MAX_DEFAULT_THREADS`."""
+    try:
+        available = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        available = os.cpu_count() or 1
+    return max(1, min(available, MAX_DEFAULT_THREADS))
+
 
 def local_model_available(size: ModelSize = "1.5b", cache_dir: Path | None = None) -> bool:
     """Whether xllamacpp and the model (cached, or its chunk packages) are installed.
@@ -115,7 +131,7 @@ def local_model_available(size: ModelSize = "1.5b", cache_dir: Path | None = Non
 
 def xllamacpp_engine_factory(
     *,
-    threads: int = 2,
+    threads: int | None = None,
     ctx_size: int = 8192,
     slots: int = DEFAULT_SLOTS,
     batch_size: int = DEFAULT_BATCH_SIZE,
@@ -131,6 +147,9 @@ def xllamacpp_engine_factory(
     """
     if slots < 1:
         raise ValueError("slots must be at least 1")
+    if threads is not None and threads < 1:
+        raise ValueError("threads must be at least 1")
+    n_threads = threads or default_threads()
 
     def create(model_path: Path) -> ChatEngine:
         try:
@@ -145,8 +164,8 @@ def xllamacpp_engine_factory(
         params.n_parallel = slots
         params.n_batch = batch_size
         params.n_ubatch = batch_size
-        params.cpuparams.n_threads = threads
-        params.cpuparams_batch.n_threads = threads
+        params.cpuparams.n_threads = n_threads
+        params.cpuparams_batch.n_threads = n_threads
         # llama.cpp keeps old prompts in RAM for reuse; its 8 GiB default would dwarf
         # the model on a small machine.
         params.cache_ram_mib = prompt_cache_mib
@@ -269,7 +288,10 @@ class LocalProvider(Provider):
 
     Args:
         models: public model name -> model size.
-        threads: CPU threads for generation and prompt evaluation.
+        threads: CPU threads for generation and prompt evaluation (default:
+            `default_threads()`). On a machine busy with other work, fewer threads
+            than cores run faster: llama.cpp's threads wait for each other at every
+            step, and one that is descheduled stalls them all.
         ctx_size: context window in tokens (per conversation slot).
         slots: conversations each model generates for at once; more wait, `queued`.
         batch_size: prompt tokens evaluated between two chances to cancel.
@@ -287,7 +309,7 @@ class LocalProvider(Provider):
         self,
         models: Mapping[str, ModelSize] = DEFAULT_MODELS,
         *,
-        threads: int = 2,
+        threads: int | None = None,
         ctx_size: int = 8192,
         slots: int = DEFAULT_SLOTS,
         batch_size: int = DEFAULT_BATCH_SIZE,

@@ -161,9 +161,10 @@ def _local_provider(settings: Settings) -> Provider | None:
         return None
     warmup = settings.local_warmup
     if warmup is None:
-        return LocalProvider(slots=settings.local_slots)
+        return LocalProvider(slots=settings.local_slots, threads=settings.local_threads)
     return LocalProvider(
         slots=settings.local_slots,
+        threads=settings.local_threads,
         warmup_instructions=warmup.instructions,
         warmup_tools=warmup.tools,
     )

@@ -112,6 +112,9 @@ class Settings:
     local_slots: int = 2
     """Conversations the embedded model generates for at once (llama.cpp's parallel
     slots, each with the full context); more requests wait, shown `queued`."""
+    local_threads: int | None = None
+    """CPU threads the embedded model computes with (None: the usable CPUs, at most 8);
+    fewer than the cores suit a machine that is busy with other work."""
     local_warmup: PromptWarmup | None = None
     """What the embedded model warms its prompt cache with; the CLI sets the chat
     apps' instructions and tools here (the server does not know its clients)."""
