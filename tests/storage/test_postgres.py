@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from tests.databases import fresh_postgres_url
 from tests.storage.conftest import FakeClock
 from turnstream.storage import create_store
+from turnstream.storage.notifications import PAYLOAD_SQL, addressed_key
 from turnstream.storage.postgres import PostgresStore
 
 
@@ -86,3 +87,24 @@ async def test_replicas_racing_for_one_conversation_have_one_winner_per_round(
     finally:
         for replica in replicas:
             await replica.close()
+
+
+async def test_notifications_name_the_writers_schema_and_wake_only_that_schemas_watchers(
+    pg_url: str,
+) -> None:
+    """Stores on two schemas of one database share its channels, and their ids may
+    match: a follower must not be woken by the other schema's events."""
+    store = PostgresStore(pg_url)
+    try:
+        async with store._engine.begin() as conn:
+            schema = (await conn.execute(sa.text("SELECT current_schema()"))).scalar_one()
+            payload = (
+                await conn.execute(sa.text(f"SELECT {PAYLOAD_SQL}"), {"key": "resp_1"})
+            ).scalar_one()
+    finally:
+        await store.close()
+    assert schema.startswith("ts_")  # the test's own schema, from the URL's search_path
+    assert payload == f"resp_1/{schema}"
+    assert addressed_key(payload, schema) == "resp_1"
+    assert addressed_key(payload, "ts_other") is None
+    assert addressed_key("resp_1", schema) == "resp_1"  # a writer from before the rule

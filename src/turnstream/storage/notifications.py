@@ -8,6 +8,12 @@ finds what was written.
 
 Should the listening connection drop, every watcher is woken (it looks again) and
 the next wait reconnects.
+
+Channels are per database, but stores may share a database on different schemas
+(`?search_path=tenant1`), with the same keys. A notification therefore carries the
+writer's schema after the key (`resp_1/tenant1`, see `payload`), and a listener wakes
+only for its own schema's; a bare key (from a writer before this rule) wakes every
+watcher of it, as it did then.
 """
 
 from __future__ import annotations
@@ -22,9 +28,22 @@ import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type informat
 
 from turnstream.storage.dialect import Wakeup
 
-__all__ = ["Listener"]
+__all__ = ["PAYLOAD_SQL", "Listener", "addressed_key"]
 
 logger = logging.getLogger(__name__)
+
+PAYLOAD_SQL = "CAST(:key AS text) || '/' || coalesce(current_schema(), '')"
+"""The payload a writer sends for `:key`, in SQL: the key, then the schema it wrote to.
+Keys are ids this project makes, which never contain `/`."""
+
+
+def addressed_key(payload: str, schema: str | None) -> str | None:
+    """The key a notification wakes for a listener on `schema`: None if it came from
+    another schema's store."""
+    key, scoped, sender = payload.partition("/")
+    if scoped and sender != schema:
+        return None
+    return key
 
 
 class Listener:
@@ -36,19 +55,22 @@ class Listener:
         self._channels: set[str] = set()
         self._connecting = asyncio.Lock()
         self._watchers: dict[tuple[str, str], set[asyncio.Event]] = {}
+        self._schema: str | None = None
 
     async def _listen(self, channel: str) -> None:
         async with self._connecting:
             if self._conn is None or self._conn.is_closed():
                 conn = await asyncpg.connect(self._dsn)
                 conn.add_termination_listener(self._terminated)
+                self._schema = await conn.fetchval("SELECT coalesce(current_schema(), '')")
                 self._conn, self._channels = conn, set()
             if channel not in self._channels:
                 await self._conn.add_listener(channel, self._notified)
                 self._channels.add(channel)
 
-    def _notified(self, _conn: Any, _pid: int, channel: str, key: str) -> None:
-        for woken in self._watchers.get((channel, key), ()):
+    def _notified(self, _conn: Any, _pid: int, channel: str, payload: str) -> None:
+        key = addressed_key(payload, self._schema)
+        for woken in self._watchers.get((channel, key), ()) if key is not None else ():
             woken.set()
 
     def _terminated(self, _conn: Any) -> None:

@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from turnstream.storage import DEFAULT_POOL_SIZE, is_postgres_url
 from turnstream.storage.dialect import T, Wakeup, Work
 from turnstream.storage.migrations import upgrade_to_head
-from turnstream.storage.notifications import Listener
+from turnstream.storage.notifications import PAYLOAD_SQL, Listener
 from turnstream.storage.sql import SQLStore
 
 __all__ = [
@@ -143,7 +143,7 @@ class PostgresStore(SQLStore):
     async def _notify(self, conn: AsyncConnection, channel: str, key: str) -> None:
         # Delivered at commit, so a woken watcher finds what was written.
         await conn.execute(
-            sa.text("SELECT pg_notify(:channel, :key)"), {"channel": channel, "key": key}
+            sa.text(f"SELECT pg_notify(:channel, {PAYLOAD_SQL})"), {"channel": channel, "key": key}
         )
 
     def _watch(self, channel: str, key: str) -> contextlib.AbstractAsyncContextManager[Wakeup]:
