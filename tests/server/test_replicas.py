@@ -34,7 +34,7 @@ loaded, shared 2-core machine never stalls past it."""
 VICTIM_TTL = 2.0
 """The lease time of the replica the kill test kills, so its conversation frees
 itself within the test."""
-ROUNDS = 200
+ROUNDS = 100
 TOOLS: list[Any] = [
     {
         "type": "function",

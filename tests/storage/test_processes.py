@@ -12,7 +12,7 @@ import pytest
 from tests.storage.conftest import OpenStore
 
 WORKER = Path(__file__).with_name("_worker.py")
-ROUNDS = 200
+ROUNDS = 100
 # several processes doing hundreds of committed rounds: the default ceiling (120 s)
 # catches hangs, and a loaded machine needs longer than that without hanging
 pytestmark = pytest.mark.timeout(400)
