@@ -3,19 +3,16 @@ SameSite=Strict cookie, cross-site requests refused, chats kept per project."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from turnstream.cli._apps import create_serving_app
+from turnstream.cli._server_thread import ServerThread
 from turnstream.server.settings import Settings
 from turnstream.storage.sql import SQLStore
 
@@ -25,35 +22,9 @@ def serving(tmp_path: Path) -> Iterator[tuple[str, Any]]:
     app = create_serving_app(
         Settings(db_path=tmp_path / "t.db", enable_local_model=False, auth_cache_ttl=0.0)
     )
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
-    )
-    holder: dict[str, asyncio.AbstractEventLoop] = {}
-
-    def run() -> None:
-        loop = asyncio.new_event_loop()
-        holder["loop"] = loop
-        loop.run_until_complete(server.serve())
-        loop.close()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        assert time.monotonic() < deadline, "the server did not start"
-        assert thread.is_alive(), "the server did not start"
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    store: SQLStore = app.state.turnstream.store
-
-    def call(coro: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, holder["loop"]).result(10)
-
-    try:
-        yield f"http://127.0.0.1:{port}", (store, call)
-    finally:
-        server.should_exit = True
-        thread.join(15)
+    with ServerThread(app, name="chat-login") as server:
+        store: SQLStore = app.state.turnstream.store
+        yield server.base_url, (store, server.call)
 
 
 @pytest.fixture

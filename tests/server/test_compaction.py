@@ -9,18 +9,13 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.builders import WEATHER
 from tests.livesrv import LiveServer, running_server
 from tests.spec import validate_schema
 from turnstream.engine.deltas import FinishDelta, ItemEndDelta, OutputTextDelta
 from turnstream.server.compaction import _split
 
 JSON = dict[str, Any]
-
-WEATHER = {
-    "type": "function",
-    "name": "get_weather",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
-}
 
 
 @pytest.fixture

@@ -13,20 +13,11 @@ import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
+from tests.builders import WEATHER
 from tests.livesrv import LiveServer, running_server
 from tests.spec import validate_event, validate_response, validate_schema
 
 JSON = dict[str, Any]
-
-WEATHER = {
-    "type": "function",
-    "name": "get_weather",
-    "parameters": {
-        "type": "object",
-        "properties": {"city": {"type": "string"}},
-        "required": ["city"],
-    },
-}
 
 
 @pytest.fixture
