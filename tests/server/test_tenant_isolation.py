@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,8 @@ def _user(text: str) -> dict[str, str]:
 
 
 async def _finished(client: httpx.AsyncClient, response_id: str, headers: Any) -> dict[str, Any]:
-    for _ in range(200):
+    deadline = time.monotonic() + 30  # a ceiling for a hang on a loaded machine
+    while time.monotonic() < deadline:
         body: dict[str, Any] = (
             await client.get(f"/v1/responses/{response_id}", headers=headers)
         ).json()

@@ -3,7 +3,9 @@ responses, logs, the schema or /docs, even when the upstream's error quotes it."
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -57,10 +59,13 @@ async def test_an_upstream_error_quoting_the_key_does_not_leak_it(
         seen.append(reply.text)
         if body.get("background"):
             response_id = reply.json()["id"]
-            for _ in range(100):
-                stored = await client.get(f"/v1/responses/{response_id}")
-                if stored.json()["status"] not in ("queued", "in_progress"):
-                    break
+            deadline = time.monotonic() + 30  # a ceiling for a hang on a loaded machine
+            while (stored := await client.get(f"/v1/responses/{response_id}")).json()["status"] in (
+                "queued",
+                "in_progress",
+            ):
+                assert time.monotonic() < deadline, "the background response never ended"
+                await asyncio.sleep(0.01)
             seen.append(stored.text)
             assert stored.json()["status"] == "failed"
             seen.append((await client.get(f"/v1/responses/{response_id}?stream=true")).text)
