@@ -270,7 +270,7 @@ def test_a_background_run_resumed_elsewhere_matches_byte_for_byte_and_a_third_ca
     from_a = StreamReader(
         "POST",
         f"{a.base_url}/responses",
-        json={"model": "echo-slow", "input": words(3000), "background": True, "stream": True},
+        json={"model": "echo-slow", "input": words(6000), "background": True, "stream": True},
     )
     from_a.wait_for(after + 3)
     response_id = from_a.events[0]["response"]["id"]
@@ -282,8 +282,10 @@ def test_a_background_run_resumed_elsewhere_matches_byte_for_byte_and_a_third_ca
     from_b.wait_for(5)
 
     began = time.monotonic()
-    cancelled = httpx.post(f"{c.base_url}/responses/{response_id}/cancel", timeout=10)
-    assert time.monotonic() - began < 1.0
+    cancelled = httpx.post(f"{c.base_url}/responses/{response_id}/cancel", timeout=60)
+    # the run has minutes of words left: the cancel reached it rather than waiting
+    # for its end (a ceiling far from both, not a speed claim)
+    assert time.monotonic() - began < 30.0
     assert cancelled.status_code == 200
     assert cancelled.json()["status"] == "cancelled"
 
