@@ -144,10 +144,15 @@ async def test_a_timeout_before_the_first_byte_is_retried(tmp_path: Path) -> Non
             retried.set()
 
         live.scripted.push([stall], [arrive, *call_free_echo()])
-        async with openai.AsyncOpenAI(base_url=live.base_url, api_key="k", timeout=0.3) as client:
+        async with openai.AsyncOpenAI(base_url=live.base_url, api_key="k", timeout=1.0) as client:
             result = await make_agent(client, model="scripted", tools=[]).run("hi")
     assert result.final_output == "hi"
-    assert len(live.scripted.requests) == 2
+    # the stalled request was retried; on a loaded machine a retry may time out as
+    # well and be retried in turn (the scripted provider echoes any further one)
+    assert len(live.scripted.requests) >= 2
+    assert {str(r.items[-1]["content"]) for r in live.scripted.requests} == {
+        str([{"type": "input_text", "text": "hi"}])
+    }
 
 
 def call_free_echo() -> list[Any]:
