@@ -17,7 +17,7 @@ from turnstream.engine.deltas import Delta, OutputTextDelta, QueuedDelta, Starte
 from turnstream.providers.base import GenerationRequest
 from turnstream.providers.local import LocalProvider, xllamacpp_engine_factory
 
-WAIT = 10.0
+WAIT = 30.0
 """Seconds a test waits for a thread before it calls it a hang (never a speed claim)."""
 
 

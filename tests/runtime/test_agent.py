@@ -97,10 +97,10 @@ async def test_a_sync_tool_runs_in_a_thread_and_does_not_block_the_loop(
     def blocking() -> str:
         """Blocks until the event loop has shown it is still running."""
         tool_running.set()
-        return "loop ran" if loop_turned.wait(10) else "loop blocked"
+        return "loop ran" if loop_turned.wait(60) else "loop blocked"
 
     async def prove_the_loop_runs() -> None:
-        await asyncio.to_thread(tool_running.wait, 10)
+        await asyncio.to_thread(tool_running.wait, 60)
         loop_turned.set()
 
     prover = asyncio.create_task(prove_the_loop_runs())

@@ -21,7 +21,7 @@ from turnstream.providers.scripted import Raise
 
 from .inprocess import InProcess, asgi_request, serving
 
-WAIT = 10.0
+WAIT = 30.0
 
 
 def held_open(

@@ -32,7 +32,7 @@ from turnstream.storage.base import Store
 
 from .inprocess import Reply, asgi_request
 
-WAIT = 10.0
+WAIT = 30.0
 """Upper bound on any wait below; reaching it means the behaviour is missing."""
 
 
