@@ -108,3 +108,52 @@ async def test_notifications_name_the_writers_schema_and_wake_only_that_schemas_
     assert addressed_key(payload, schema) == "resp_1"
     assert addressed_key(payload, "ts_other") is None
     assert addressed_key("resp_1", schema) == "resp_1"  # a writer from before the rule
+
+
+class _HeldConnection:
+    """An asyncpg connection stand-in whose first query waits for the test."""
+
+    def __init__(self, answer: asyncio.Event) -> None:
+        self.answer = answer
+        self.asked = asyncio.Event()
+        self.terminated = False
+
+    async def fetchval(self, query: str) -> str:
+        self.asked.set()
+        await self.answer.wait()
+        return "public"
+
+    def terminate(self) -> None:
+        self.terminated = True
+
+    def add_termination_listener(self, callback: object) -> None:
+        raise AssertionError("a connection that is not kept gets no listener")
+
+
+async def test_a_listen_connection_is_closed_if_its_waiter_goes_away_while_it_opens(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from turnstream.storage import notifications
+
+    connections = [_HeldConnection(asyncio.Event()), _HeldConnection(asyncio.Event())]
+    unused = iter(connections)
+
+    async def connect(dsn: str) -> _HeldConnection:
+        return next(unused)
+
+    monkeypatch.setattr(notifications.asyncpg, "connect", connect)
+    listener = notifications.Listener("postgresql://x/y")
+    # the waiter is cancelled while the new connection answers its first query
+    waiter = asyncio.create_task(listener._listen("c"))
+    await connections[0].asked.wait()
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    # the listener is closed while a second connection opens
+    opening = asyncio.create_task(listener._listen("c"))
+    await connections[1].asked.wait()
+    await listener.close()
+    connections[1].answer.set()
+    with pytest.raises(RuntimeError, match="closed while it connected"):
+        await opening
+    assert [c.terminated for c in connections] == [True, True]

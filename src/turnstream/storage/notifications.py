@@ -56,14 +56,24 @@ class Listener:
         self._connecting = asyncio.Lock()
         self._watchers: dict[tuple[str, str], set[asyncio.Event]] = {}
         self._schema: str | None = None
+        self._closes = 0
 
     async def _listen(self, channel: str) -> None:
         async with self._connecting:
             if self._conn is None or self._conn.is_closed():
+                closes = self._closes
                 conn = await asyncpg.connect(self._dsn)
+                # Ours only once assigned: until then a cancel (the waiter went away)
+                # or a close() meanwhile must not leave it open.
+                try:
+                    schema = await conn.fetchval("SELECT coalesce(current_schema(), '')")
+                    if self._closes != closes:
+                        raise RuntimeError("the listener was closed while it connected")
+                except BaseException:
+                    conn.terminate()
+                    raise
                 conn.add_termination_listener(self._terminated)
-                self._schema = await conn.fetchval("SELECT coalesce(current_schema(), '')")
-                self._conn, self._channels = conn, set()
+                self._conn, self._channels, self._schema = conn, set(), schema
             if channel not in self._channels:
                 await self._conn.add_listener(channel, self._notified)
                 self._channels.add(channel)
@@ -102,6 +112,7 @@ class Listener:
                 del self._watchers[(channel, key)]
 
     async def close(self) -> None:
+        self._closes += 1
         if self._conn is not None:
             await self._conn.close()
             self._conn = None
