@@ -37,8 +37,13 @@ class HeldInsert:
         self.release = asyncio.Event()
         self.error: BaseException | None = None
         self.records: list[ResponseRecord] = []
+        self.model_asked_first: bool | None = None
+        """Whether the model had been asked when the insert began (see `asked`)."""
+        self.asked: asyncio.Event | None = None
 
         async def insert(store: Any, record: ResponseRecord) -> None:
+            if self.asked is not None:
+                self.model_asked_first = self.asked.is_set()
             self.records.append(record)
             self.entered.set()
             await self.release.wait()
@@ -64,6 +69,7 @@ async def test_the_model_is_asked_while_the_insert_commits_but_nothing_is_sent_b
     async with serving(tmp_path) as served:
         held = HeldInsert(served, monkeypatch)
         asked, delivered = asyncio.Event(), asyncio.Event()
+        held.asked = asked
         served.scripted.push([mark(asked), OutputTextDelta(text="hi"), mark(delivered)])
         sent: list[dict[str, Any]] = []
         stored_at_start: list[ResponseRecord | None] = []
@@ -88,6 +94,7 @@ async def test_the_model_is_asked_while_the_insert_commits_but_nothing_is_sent_b
         reply = await request
 
     assert reply.status == 200
+    assert held.model_asked_first, "the upstream request goes out before the insert's work"
     assert len(stored_at_start) == 1
     assert stored_at_start[0] is not None, "the stored row must exist when the headers go out"
     events = reply.events()
