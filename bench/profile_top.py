@@ -19,7 +19,7 @@ from pathlib import Path
 
 STAGES: list[tuple[str, tuple[str, ...]]] = [
     ("store (SQLAlchemy, aiosqlite)", ("aiosqlite/", "sqlalchemy/", "turnstream/storage/", "observed_store")),
-    ("upstream read (httpx, httpcore, h11, anyio)", ("httpx/", "httpcore/", "h11/", "anyio/", "sniffio/")),
+    ("upstream read (httpx, httpcore, h11, anyio; or providers/_http1)", ("httpx/", "httpcore/", "h11/", "anyio/", "sniffio/", "providers/_http1.py")),
     ("SSE decode + chunk translate", ("Decoder.", "_chat_stream.py", "_translate (", "json/")),
     ("state machine (engine, pydantic events)", ("turnstream/engine/",)),
     ("event encoding (sse.encode)", ("encode (turnstream/sse.py", "encode_data")),

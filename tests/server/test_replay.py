@@ -112,6 +112,29 @@ async def test_drain_sends_everything_waiting_in_one_write_and_stops_at_the_end(
     assert [chunk async for chunk in drain(queue, keepalive_interval=60)] == [b"abc"]
 
 
+async def test_a_quiet_drain_sends_keepalives_until_frames_come_and_then_stops() -> None:
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+    frames = drain(queue, keepalive_interval=0.01)
+    # nothing queued: only the keepalive watchdog can answer these
+    assert await anext(frames) == sse.KEEPALIVE
+    assert await anext(frames) == sse.KEEPALIVE
+    queue.put_nowait(b"frame")
+    queue.put_nowait(None)
+    rest = [chunk async for chunk in frames]
+    assert rest[-1] == b"frame"
+    assert set(rest[:-1]) <= {sse.KEEPALIVE}
+
+
+async def test_a_drain_closed_early_leaves_no_keepalive_timer_behind() -> None:
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+    frames = drain(queue, keepalive_interval=0.01)
+    queue.put_nowait(b"frame")
+    assert await anext(frames) == b"frame"
+    await frames.aclose()
+    await asyncio.sleep(0.05)
+    assert queue.empty(), "the watchdog must stop with its drain"
+
+
 async def test_a_drain_cancelled_as_a_frame_arrives_stops_instead_of_streaming_on() -> None:
     # The HTTP side cancels the task reading `drain` when the client goes away. If
     # the frame it waited for arrives in the same loop step, the cancel must still

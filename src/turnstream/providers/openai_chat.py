@@ -23,21 +23,26 @@ Choices worth knowing:
   or a missing upstream model (404) is the server's configuration problem, so 502
   `upstream_error`; a 503 stays 503; other 5xx become 502; timeouts 504
   `upstream_timeout`; a refused connection 503 `upstream_unavailable`.
-- Cancellation: the response is read inside `async with client.stream(...)`, so when
-  the consumer closes the delta iterator (or its task is cancelled) the upstream
-  connection is closed at once, which stops generation on servers that watch for it.
+- Cancellation: when the consumer closes the delta iterator (or its task is
+  cancelled) the upstream connection is closed at once, which stops generation on
+  servers that watch for it.
+- The HTTP client: the provider's own connections go through `_http1.UpstreamPool`,
+  a lean HTTP/1.1 client that costs a fraction of httpx's CPU per streamed chunk; an
+  `http_client` passed in (for proxies, or a test transport) is used instead.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import time
-from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any, Literal, cast
+from typing import Any, Literal, Protocol, cast
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -51,7 +56,12 @@ from turnstream.engine.deltas import (
 )
 from turnstream.providers._chat_request import MaxTokensField, build_chat_body
 from turnstream.providers._chat_stream import ChatChunkTranslator
-from turnstream.providers._sharded_transport import ShardedTransport
+from turnstream.providers._http1 import (
+    UpstreamConnectError,
+    UpstreamHTTPError,
+    UpstreamPool,
+    UpstreamTimeout,
+)
 from turnstream.providers._text_calls import ReplySniffer
 from turnstream.providers.base import GenerationRequest, Provider, ProviderError
 from turnstream.sse import Decoder, ServerSentEvent
@@ -63,6 +73,26 @@ DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=300.0, write=30.0, pool=30.0)
 
 _DRAIN_AFTER_DONE = 1.0
 """How long to wait for EOF after `[DONE]`, so the connection can go back to the pool."""
+
+
+class _Reply(Protocol):
+    """What the provider reads of a response, from httpx or from `UpstreamPool`."""
+
+    @property
+    def status_code(self) -> int: ...
+    @property
+    def reason_phrase(self) -> str: ...
+    @property
+    def headers(self) -> httpx.Headers: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def is_success(self) -> bool: ...
+    async def aread(self) -> bytes: ...
+
+
+_Read = Callable[[], Awaitable[bytes]]
+"""The next body bytes that arrived; `b""` at the end of the body."""
 
 
 @dataclass(slots=True)
@@ -82,9 +112,10 @@ class OpenAIChatProvider(Provider):
         api_key: Sent as `Authorization: Bearer ...` when given.
         models: Public model name -> upstream model name.
         timeout: Applied to every upstream request.
-        http_client: A client to share; this provider then never closes it. By default
-            the provider owns one pooled client and `aclose()` closes it.
-        max_connections: The most connections the owned client opens to the upstream
+        http_client: An httpx client to use (and share; this provider then never closes
+            it), e.g. one with a proxy. By default the provider owns a pool of
+            keep-alive connections (`_http1.UpstreamPool`) and `aclose()` closes it.
+        max_connections: The most connections the owned pool opens to the upstream
             at once. A stream holds one from start to end, so streams beyond it wait
             for one and fail `upstream_timeout` after the pool timeout. `None` (the
             default): no cap, one connection per open stream.
@@ -119,13 +150,17 @@ class OpenAIChatProvider(Provider):
         if not models:
             raise ValueError("OpenAIChatProvider needs at least one model mapping")
         self._url = base_url.rstrip("/") + "/chat/completions"
+        self._path = urlsplit(self._url).path
         self._models = dict(models)
         self._timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
-        self._owns_client = http_client is None
-        # not httpx's default pool: it caps at 100 connections (stream 101 would wait,
-        # unseen) and its upkeep grows with the square of the open streams
-        self._client = http_client or httpx.AsyncClient(
-            timeout=self._timeout, transport=ShardedTransport(max_connections)
+        self._client = http_client
+        # not httpx's pool: per streamed chunk it costs several times our own work,
+        # it caps at 100 connections by default (stream 101 would wait, unseen) and
+        # its upkeep grows with the square of the open streams
+        self._pool = (
+            UpstreamPool(base_url, timeout=self._timeout, max_connections=max_connections)
+            if http_client is None
+            else None
         )
         self._developer_role = developer_role
         self._max_tokens_field = max_tokens_field
@@ -144,8 +179,14 @@ class OpenAIChatProvider(Provider):
         return list(self._models)
 
     async def aclose(self) -> None:
-        if self._owns_client:
-            await self._client.aclose()
+        if self._pool is not None:
+            await self._pool.aclose()
+
+    @property
+    def _closed(self) -> bool:
+        if self._pool is not None:
+            return self._pool.is_closed
+        return self._client is not None and self._client.is_closed
 
     async def stream(self, request: GenerationRequest) -> AsyncGenerator[Delta, None]:
         """The upstream's answer as deltas; its errors never carry our API key (an
@@ -172,7 +213,7 @@ class OpenAIChatProvider(Provider):
                 code="model_not_found",
                 status=400,
             )
-        if self._client.is_closed:
+        if self._closed:
             raise ProviderError(
                 "This model provider has been shut down.", code="server_error", status=503
             )
@@ -197,100 +238,145 @@ class OpenAIChatProvider(Provider):
         self.stats.streams += 1
         self.stats.overhead_seconds += time.perf_counter() - started
         try:
+            if self._pool is not None:
+                reply = await self._pool.post(self._path, self._headers, content)
+                try:
+                    async for delta in self._answer(reply, reply.read_some, request):
+                        yield delta
+                finally:
+                    reply.close()
+                return
+            assert self._client is not None
             async with self._client.stream(
                 "POST", self._url, content=content, headers=self._headers, timeout=self._timeout
             ) as response:
-                if not response.is_success:
-                    await response.aread()
-                    raise _status_error(response)
-                if response.headers.get("content-type", "").startswith("application/json"):
-                    # The upstream ignored `stream: true` and sent a whole completion.
-                    for delta in _whole_completion(await response.aread()):
+                # httpx's aiter_bytes is an async generator; close it with us, not at GC
+                chunks = cast(AsyncGenerator[bytes, None], response.aiter_bytes())
+                async with contextlib.aclosing(chunks):
+                    read = functools.partial(anext, chunks, b"")
+                    async for delta in self._answer(response, read, request):
                         yield delta
-                    return
-                # aclosing: a consumer that stops early closes the inner generator now,
-                # not whenever the garbage collector gets to it.
-                source = self._deltas(response, request.on_started)
-                if self._text_tool_calls and request.tools and request.tool_choice != "none":
-                    names = [str(tool.get("name")) for tool in request.tools]
-                    source = _calls_written_as_text(source, names)
-                async with contextlib.aclosing(source) as deltas:
-                    async for delta in deltas:
-                        yield delta
-        except httpx.ConnectError as exc:
+        except (httpx.ConnectError, UpstreamConnectError) as exc:
             raise _transport_error(exc, "upstream_unavailable", 503) from exc
-        except httpx.TimeoutException as exc:
+        except (httpx.TimeoutException, UpstreamTimeout) as exc:
             raise _transport_error(exc, "upstream_timeout", 504) from exc
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, UpstreamHTTPError) as exc:
             raise _transport_error(exc, "upstream_error", 502) from exc
 
-    async def _deltas(
-        self, response: httpx.Response, on_started: Callable[[], None] | None = None
+    async def _answer(
+        self, response: _Reply, read: _Read, request: GenerationRequest
     ) -> AsyncGenerator[Delta, None]:
-        # httpx's aiter_bytes is an async generator; close it with us, not at GC time.
-        chunks = cast(AsyncGenerator[bytes, None], response.aiter_bytes())
-        async with contextlib.aclosing(chunks):
-            decoder = Decoder()
-            translator = ChatChunkTranslator()
-            done = False
-            async for raw in chunks:
-                started = time.perf_counter()
-                events = decoder.feed(raw)
-                deltas, done = _translate(events, translator)
-                self.stats.overhead_seconds += time.perf_counter() - started
-                if on_started is not None and events:
-                    # a first chunk that is not an error (often a role-only one, sent
-                    # before the model's first token): the upstream has started
-                    on_started()
-                    on_started = None
+        """The deltas of an upstream response whose head has arrived."""
+        if not response.is_success:
+            await response.aread()
+            raise _status_error(response)
+        if response.headers.get("content-type", "").startswith("application/json"):
+            # The upstream ignored `stream: true` and sent a whole completion.
+            for delta in _whole_completion(await response.aread()):
+                yield delta
+            return
+        # aclosing: a consumer that stops early closes the inner generator now,
+        # not whenever the garbage collector gets to it.
+        source = self._deltas(read, request.on_started)
+        if self._text_tool_calls and request.tools and request.tool_choice != "none":
+            names = [str(tool.get("name")) for tool in request.tools]
+            source = _calls_written_as_text(source, names)
+        async with contextlib.aclosing(source) as deltas:
+            async for delta in deltas:
+                yield delta
+
+    async def _deltas(
+        self, read: _Read, on_started: Callable[[], None] | None = None
+    ) -> AsyncGenerator[Delta, None]:
+        decoder = Decoder()
+        translator = ChatChunkTranslator()
+        done = False
+        while raw := await read():
+            started = time.perf_counter()
+            events = decoder.feed(raw)
+            deltas, done, error = _translate(events, translator)
+            self.stats.overhead_seconds += time.perf_counter() - started
+            if error is not None:
+                # what came before the error in the same read is the client's too
                 for delta in deltas:
                     yield delta
-                if done:
-                    break
-            if not done:
-                deltas, done = _translate(decoder.flush(), translator)
-                for delta in deltas:
-                    yield delta
-            if not done and translator.finish_reason is None:
-                raise ProviderError(
-                    "The upstream model server ended the stream early.",
-                    code="upstream_error",
-                    status=502,
-                )
-            for delta in translator.finish():
+                raise error
+            if on_started is not None and events:
+                # a first chunk that is not an error (often a role-only one, sent
+                # before the model's first token): the upstream has started
+                on_started()
+                on_started = None
+            for delta in deltas:
                 yield delta
             if done:
-                # Read the (normally empty) rest of the body so the connection is
-                # reused; a server that keeps it open after [DONE] costs one connection.
-                try:
-                    async with asyncio.timeout(_DRAIN_AFTER_DONE):
-                        async for _ in chunks:
-                            pass
-                except (TimeoutError, httpx.HTTPError):
-                    pass
+                break
+        deltas, error = _ending(decoder, translator, done)
+        for delta in deltas:
+            yield delta
+        if error is not None:
+            raise error
+        if done:
+            await _read_to_end(read)
+
+
+def _ending(
+    decoder: Decoder, translator: ChatChunkTranslator, done: bool
+) -> tuple[list[Delta], ProviderError | None]:
+    """The deltas after the body's last byte (what the decoder still held, then the
+    finish), and the error that ends the stream instead, if any."""
+    deltas: list[Delta] = []
+    if not done:
+        deltas, done, error = _translate(decoder.flush(), translator)
+        if error is not None:
+            return deltas, error
+    if not done and translator.finish_reason is None:
+        return deltas, ProviderError(
+            "The upstream model server ended the stream early.",
+            code="upstream_error",
+            status=502,
+        )
+    return deltas + translator.finish(), None
+
+
+async def _read_to_end(read: _Read) -> None:
+    """Read the (normally empty) rest of a body after `[DONE]`, so the connection is
+    reused; a server that keeps it open after [DONE] costs one connection."""
+    try:
+        async with asyncio.timeout(_DRAIN_AFTER_DONE):
+            while await read():
+                pass
+    except (TimeoutError, httpx.HTTPError, UpstreamHTTPError):
+        pass
 
 
 def _translate(
     events: list[ServerSentEvent], translator: ChatChunkTranslator
-) -> tuple[list[Delta], bool]:
+) -> tuple[list[Delta], bool, ProviderError | None]:
+    """The deltas of `events`, whether `[DONE]` was among them, and the error that
+    stopped them (the deltas before it are kept: one read may hold both)."""
     deltas: list[Delta] = []
     for event in events:
         data = event.data.strip()
         if not data:
             continue  # e.g. a bare `event:` frame; Chat Completions data is never empty
         if data == "[DONE]":
-            return deltas, True
+            return deltas, True, None
         try:
             chunk = json.loads(data)
         except ValueError as exc:
-            raise ProviderError(
+            error = ProviderError(
                 "The upstream model server sent invalid JSON in its stream.",
                 code="upstream_error",
                 status=502,
-            ) from exc
+            )
+            error.__cause__ = exc
+            return deltas, False, error
         if isinstance(chunk, Mapping):
-            deltas += translator.feed(chunk)
-    return deltas, False
+            try:
+                deltas += translator.feed(chunk)
+            except ProviderError as exc:
+                return deltas, False, exc
+    return deltas, False, None
 
 
 def _whole_completion(body: bytes) -> list[Delta]:
@@ -312,7 +398,7 @@ def _whole_completion(body: bytes) -> list[Delta]:
     return deltas + translator.finish()
 
 
-def _status_error(response: httpx.Response) -> ProviderError:
+def _status_error(response: _Reply) -> ProviderError:
     message, code = _error_body(response)
     status = response.status_code
     if status == 429:
@@ -342,7 +428,7 @@ def _status_error(response: httpx.Response) -> ProviderError:
     )
 
 
-def _error_body(response: httpx.Response) -> tuple[str, str | None]:
+def _error_body(response: _Reply) -> tuple[str, str | None]:
     """The upstream's error message and code, from OpenAI's shape or a common variant."""
     text = response.text
     try:
@@ -378,7 +464,7 @@ def _retry_after(headers: httpx.Headers) -> float | None:
     return max(moment.timestamp() - time.time(), 0.0)
 
 
-def _transport_error(exc: httpx.HTTPError, code: str, status: int) -> ProviderError:
+def _transport_error(exc: Exception, code: str, status: int) -> ProviderError:
     detail = str(exc) or type(exc).__name__
     return ProviderError(
         f"Could not reach the upstream model server: {detail}", code=code, status=status

@@ -24,7 +24,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any, Protocol
 
 from turnstream import sse
@@ -203,35 +203,63 @@ class EventLog:
                 self._unsaved[:0] = batch  # try again with the next batch
 
 
-async def drain(queue: FrameQueue, keepalive_interval: float) -> AsyncIterator[bytes]:
+async def drain(queue: FrameQueue, keepalive_interval: float) -> AsyncGenerator[bytes, None]:
     """Frames from `queue` until `None`, batched (everything waiting goes out in one
     write), with an SSE keepalive comment whenever the queue stays quiet too long."""
-    # not `asyncio.wait_for`: on Python 3.11 it returns a frame that arrives as the
-    # reader is cancelled and drops the cancel (CPython gh-86296), and the HTTP side
-    # cancels this reader when the client goes away; it also wraps the get in a task
-    # of its own, more loop hops than the frame's work at a model's pace
-    while True:
-        if queue.empty():
-            try:
-                async with asyncio.timeout(keepalive_interval):
-                    chunk = await queue.get()
-            except TimeoutError:
-                yield sse.KEEPALIVE
-                continue
-        else:
-            chunk = queue.get_nowait()
-        parts: list[bytes] = []
-        done = chunk is None
-        while chunk is not None:
-            parts.append(chunk)
-            if queue.empty():
-                break
-            chunk = queue.get_nowait()
+    # The keepalive is a watchdog timer that puts a comment in the queue, re-armed
+    # only when it fires: a timeout around each wait (`asyncio.timeout`) set up and
+    # cancelled a timer per frame, ~7 % of the server's CPU at a model's pace. Not
+    # `asyncio.wait_for` either: on Python 3.11 it returns a frame that arrives as
+    # the reader is cancelled and drops the cancel (CPython gh-86296), and the HTTP
+    # side cancels this reader when the client goes away.
+    keepalive = _Keepalive(queue, keepalive_interval)
+    try:
+        while True:
+            chunk = queue.get_nowait() if not queue.empty() else await queue.get()
+            parts: list[bytes] = []
             done = chunk is None
-        if parts:
-            yield b"".join(parts)
-        if done:
-            return
+            while chunk is not None:
+                parts.append(chunk)
+                if queue.empty():
+                    break
+                chunk = queue.get_nowait()
+                done = chunk is None
+            keepalive.reset()
+            if parts:
+                yield b"".join(parts)
+            if done:
+                return
+    finally:
+        keepalive.stop()
+
+
+class _Keepalive:
+    """Puts an SSE keepalive comment in `queue` whenever it has stayed empty for
+    `interval` since the reader last took from it (`reset()`)."""
+
+    def __init__(self, queue: FrameQueue, interval: float) -> None:
+        self._queue = queue
+        self._interval = interval
+        self._loop = asyncio.get_running_loop()
+        self._last = self._loop.time()
+        self._timer = self._loop.call_at(self._last + interval, self._watch)
+
+    def reset(self) -> None:
+        self._last = self._loop.time()
+
+    def stop(self) -> None:
+        self._timer.cancel()
+
+    def _watch(self) -> None:
+        now = self._loop.time()
+        due = self._last + self._interval
+        if not self._queue.empty():
+            due = now + self._interval  # the reader is behind: nothing to keep alive
+        elif now >= due:
+            self._queue.put_nowait(sse.KEEPALIVE)
+            self._last = now
+            due = now + self._interval
+        self._timer = self._loop.call_at(due, self._watch)
 
 
 async def follow(
@@ -242,8 +270,10 @@ async def follow(
     try:
         if backlog:
             yield backlog
-        async for frames in drain(queue, keepalive_interval):
-            yield frames
+        # closed with us, so its keepalive timer stops now, not at garbage collection
+        async with contextlib.aclosing(drain(queue, keepalive_interval)) as batches:
+            async for frames in batches:
+                yield frames
     finally:
         event_log.unsubscribe(queue)
 

@@ -79,6 +79,7 @@ async def create_response(request: Request) -> Response:
         if params.stream
         else None
     )
+    run: ResponseRun | None = None
     try:
         admission = await admit(
             state,
@@ -86,9 +87,18 @@ async def create_response(request: Request) -> Response:
             toolset,
             project=principal.project,
             response_id=claim.response_id if claim else None,
+            overlap_insert=True,
         )
+        # the model is asked while the stored response's insert commits; nothing is
+        # announced before the row exists
         run = launch(state, admission)
-    except BaseException:
+        await run.persisted()
+    except BaseException as exc:
+        if run is not None:
+            run.cancel()
+            if not isinstance(exc, asyncio.CancelledError):
+                # the lease is let go before the error leaves, as on any refusal
+                await run.result()
         if slot is not None:
             slot.release()
         if claim is not None:
@@ -96,9 +106,10 @@ async def create_response(request: Request) -> Response:
         raise
     attach_run(request, run)
     on_closed = run.body_closed if slot is None else _both(run.body_closed, slot.release)
-    # the server's own share of the latency: everything before the model was asked
-    # (parsing, context assembly, the lock, the insert) and, without streaming, the
-    # bookkeeping after it answered; the model's own time is not included
+    # the server's own share of the latency: everything the answer waited for apart
+    # from the model (parsing, context assembly, the lock, and the insert, which now
+    # runs while the model starts) and, without streaming, the bookkeeping after it
+    # answered; the model's own time is not included
     admitted = time.perf_counter() - started
     try:
         answer = await _answer(run, params, admitted, request, dropped_tools_headers(toolset))

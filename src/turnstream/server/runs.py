@@ -81,6 +81,7 @@ class ResponseRun:
         self.store_response = admission.response.store
         self.background = admission.response.background
         self.lease = admission.lease
+        self._inserting = admission.inserting
         self.machine = ResponseStateMachine(
             admission.response, tools=admission.toolset, seal_reasoning=admission.seal_reasoning
         )
@@ -131,6 +132,27 @@ class ResponseRun:
                 # the database may be away for a while; the run goes on regardless
                 log.warning("could not watch %s for a cancel", self.response_id, exc_info=True)
                 await asyncio.sleep(1.0)
+
+    async def persisted(self) -> None:
+        """Wait until the stored response's row exists, when it was inserted alongside
+        the run (`admit(overlap_insert=True)`); raises the insert's error.
+
+        Nothing of the run may be announced before this returns: a client that hears
+        of a response must be able to retrieve it. On an error, `cancel()` the run
+        (it then writes nothing and releases its lease).
+        """
+        if self._inserting is not None:
+            # shielded: a client leaving now cancels the run, not the insert the run
+            # still waits for before it settles
+            await asyncio.shield(self._inserting)
+
+    async def _insert_committed(self) -> bool:
+        """Whether the response's row exists (waits for an overlapped insert)."""
+        inserting = self._inserting
+        if inserting is None:
+            return True
+        await asyncio.wait({inserting})
+        return not inserting.cancelled() and inserting.exception() is None
 
     async def wait_for_first_delta(self) -> ProviderError | None:
         """Wait until the provider produced something or reported its upstream
@@ -297,7 +319,14 @@ class ResponseRun:
         terminal = closing[-1]
         began = time.perf_counter()
         try:
-            await self._persist()
+            if not await self._insert_committed():
+                # nothing to update and nothing was announced: the HTTP side answers
+                # the insert's error; only the lease is left to let go
+                if self.lease is not None:
+                    with contextlib.suppress(Exception):
+                        await self.lease.release()
+            else:
+                await self._persist()
         except Exception:
             # A turn that was not saved must not be announced as done: the client
             # would build on items the conversation does not have.

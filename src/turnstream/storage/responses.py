@@ -74,8 +74,8 @@ class ResponseStatements(DialectBase):
         record.owner = self.owner
 
         async def work(conn: AsyncConnection) -> None:
-            if await conn.scalar(sa.select(responses.c.id).where(responses.c.id == record.id)):
-                raise ValueError(f"response {record.id!r} already exists")
+            # no look-up first: the primary key refuses a duplicate, and each statement
+            # is a round trip (on SQLite, thread hand-offs) before the stream can begin
             await conn.execute(
                 responses.insert().values(
                     id=record.id,
@@ -107,7 +107,6 @@ class ResponseStatements(DialectBase):
         try:
             await self._write(work)
         except IntegrityError:
-            # Two replicas inserting one id at once: the check above saw neither.
             raise ValueError(f"response {record.id!r} already exists") from None
 
     async def update_response(self, response_id: str, response: JSON) -> None:
