@@ -22,7 +22,13 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-__all__ = ["conversation_text", "copied_example_values", "description_text", "review_calls"]
+__all__ = [
+    "conversation_text",
+    "copied_example_values",
+    "description_text",
+    "may_reject",
+    "review_calls",
+]
 
 
 def _leaves(value: Any) -> Iterator[Any]:
@@ -167,3 +173,15 @@ def review_calls(
                 "function with this result; otherwise answer in plain sentences."
             )
     return None
+
+
+def may_reject(
+    name: str, tools: Sequence[Mapping[str, Any]], items: Sequence[Mapping[str, Any]]
+) -> bool:
+    """Whether `review_calls` could reject some call to `name`, before its arguments are
+    known: its tool's description holds text a value could be copied from, or a call
+    to it has been answered already."""
+    tool = next((t for t in tools if t.get("name") == name), None)
+    if tool is not None and description_text(tool):
+        return True
+    return any(called == name for called, _ in answered_calls(items))
