@@ -161,12 +161,12 @@ def test_a_shape_the_grammar_does_not_start_arrives_whole() -> None:
 
 
 def test_further_calls_follow_whole_and_a_repeat_of_the_streamed_one_is_dropped() -> None:
-    second = '{"name": "lookup", "arguments": {"q": "rio"}}'
+    second = '{"name": "get_time", "arguments": {"city": "rio"}}'
     reply = f"{REPLY}\n{REPLY}\n{second}"
     during, end = run(translator(), [reply[:60], reply[60:]])
     assert "".join(d.arguments for d in during if isinstance(d, ToolCallDelta)) == ARGUMENTS
     later = [d for d in end if isinstance(d, ToolCallDelta)]
-    assert [(d.index, d.name, d.arguments) for d in later] == [(1, "lookup", '{"q": "rio"}')]
+    assert [(d.index, d.name, d.arguments) for d in later] == [(1, "get_time", '{"city": "rio"}')]
     assert end[0] == ItemEndDelta()  # the streamed call closes first
 
 
@@ -181,7 +181,7 @@ def test_a_further_call_the_review_rejects_is_dropped_not_re_sampled() -> None:
 
 
 def test_one_call_only_when_parallel_calls_are_off() -> None:
-    second = '{"name": "lookup", "arguments": {}}'
+    second = '{"name": "get_time", "arguments": {}}'
     _, end = run(translator(parallel=False), [REPLY + "\n" + second])
     assert not any(isinstance(d, ToolCallDelta) for d in end)
 
@@ -190,3 +190,10 @@ def test_a_call_cut_off_by_the_token_limit_ends_with_what_it_has_never_as_text()
     during, end = run(translator(), ['{"name": "get_weather", "arguments": {"city": "Ri'], "length")
     assert [d.arguments for d in during if isinstance(d, ToolCallDelta)] == ['{"city": "Ri']
     assert end == [ItemEndDelta(), FinishDelta("length")]
+
+
+def test_a_call_to_a_name_no_tool_has_is_reviewed_so_not_streamed() -> None:
+    t = translator([user("Good morning!")])
+    during, end = run(t, ['{"name": "greeting", "arguments": {"text": "Good morning!"}}'])
+    assert not any(isinstance(d, ToolCallDelta) for d in during + end)
+    assert t.rejected is not None

@@ -19,8 +19,8 @@ What the grammar enforces of a schema: `type` (one or several), `properties`,
 enforced: the value is held to its `type` alone (or to any JSON value).
 
 A call to a name no tool has stays possible (the runtime answers it as an unknown
-tool, listing the real ones, so the model can recover); its arguments are any
-JSON object. Known names can only be followed by their own schema's arguments.
+tool, listing the real ones, so the model can recover); its arguments are an empty
+object. Known names can only be followed by their own schema's arguments.
 """
 
 from __future__ import annotations
@@ -233,7 +233,10 @@ def call_grammar(tools: Sequence[Mapping[str, Any]], *, parallel: bool = True) -
         name = _literal(json.dumps(tool["name"], ensure_ascii=False))
         heads.append(f'{name} ws "," ws "\\"arguments\\"" ws ":" ws {arguments}')
     other = _other_name([t["name"] for t in named], rules)
-    heads.append(f'"\\"" {other} ws "," ws "\\"arguments\\"" ws ":" ws object')
+    # An imagined function's arguments mean nothing (the call is answered as unknown),
+    # and written out they can run past the token limit (a whole story as `story`),
+    # leaving a cut-off call that would reach the user as raw JSON: so they are empty.
+    heads.append(f'"\\"" {other} ws "," ws "\\"arguments\\"" ws ":" ws "{{" ws "}}"')
     rules.add("call-head", " | ".join(heads))
     rules.add("call", '"{" ws "\\"name\\"" ws ":" ws call-head ws "}"')
     calls = "call ([ \\t\\n]{1,4} call){0,3}" if parallel else "call"
