@@ -495,6 +495,7 @@ async def run_case(
     sets: dict[str, Any],
     *,
     first_only: bool = False,
+    time_limit: float = CASE_TIMEOUT,
 ) -> dict[str, Any]:
     tools, instructions = sets[case["tools"]]
     by_name = {t.name: t for t in tools}
@@ -515,7 +516,7 @@ async def run_case(
     items: list[dict[str, Any]] = []
     final = ""
     try:
-        async with asyncio.timeout(CASE_TIMEOUT):
+        async with asyncio.timeout(time_limit):
             if first_only:
                 items, final = await first_response(agent, case["prompt"], history)
             else:
@@ -658,6 +659,7 @@ def write_report(
         "category": options.category,
         "first_only": options.first_only,
         "no_grammar": options.no_grammar,
+        "case_timeout": options.case_timeout,
         "machine": {
             "python": platform.python_version(),
             "cpu_count": os.cpu_count(),
@@ -693,7 +695,7 @@ async def main_async(options: argparse.Namespace) -> dict[str, Any]:
                 base_url=f"http://127.0.0.1:{server.port}/v1",
                 api_key="bench",
                 max_retries=0,
-                timeout=CASE_TIMEOUT,
+                timeout=options.case_timeout,
             )
             assert server.loop is not None
             await asyncio.wrap_future(
@@ -702,7 +704,14 @@ async def main_async(options: argparse.Namespace) -> dict[str, Any]:
             rows = []
             started = time.perf_counter()
             for index, case in enumerate(cases, 1):
-                row = await run_case(client, name, case, sets, first_only=options.first_only)
+                row = await run_case(
+                    client,
+                    name,
+                    case,
+                    sets,
+                    first_only=options.first_only,
+                    time_limit=options.case_timeout,
+                )
                 rows.append(row)
                 mark = ("F" if row["first_ok"] else "f") + ("A" if row["final_ok"] else "a")
                 print(
@@ -733,6 +742,12 @@ def main() -> None:
         "--no-grammar",
         action="store_true",
         help="decode text calls without the lazy call grammar (for a before/after)",
+    )
+    parser.add_argument(
+        "--case-timeout",
+        type=float,
+        default=CASE_TIMEOUT,
+        help="seconds before a case counts as failed (raise it on a loaded machine)",
     )
     parser.add_argument("--output", type=Path, default=None)
     options = parser.parse_args()
