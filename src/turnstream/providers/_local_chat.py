@@ -32,9 +32,13 @@ Around the model (bench/decisions.py measures them end to end):
 - a call written as text to a tool that does not exist becomes an ordinary call
   (the runtime answers it as an unknown tool, listing the real ones), never raw JSON;
 - `ChunkTranslator(review=True)` holds back a text call that copies an example out
-  of a tool description or repeats an answered call (`_call_review`); the provider
-  then re-samples once with the reason. Native `tool_calls` chunks stream through
-  unreviewed.
+  of a tool description, repeats an answered call or names a function no tool has
+  (`_call_review`); the provider then re-samples once with the reason. Native
+  `tool_calls` chunks stream through unreviewed;
+- in the prompted strategy a call is decoded under a lazy grammar built from the
+  tools' schemas (`ChatPlan.grammar`, see `_call_grammar`), and
+  `ChunkTranslator(stream_arguments=True)` streams such a call's arguments as they
+  are generated, unless the review could still reject it.
 """
 
 from __future__ import annotations
