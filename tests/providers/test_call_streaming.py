@@ -13,6 +13,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.providers.test_providers_through_state_machine import run_machine
 from turnstream.engine.deltas import FinishDelta, ItemEndDelta, OutputTextDelta, ToolCallDelta
 from turnstream.providers._local_chat import ChunkTranslator, build_chat_request
 from turnstream.providers._text_calls import ArgumentStream
@@ -197,3 +198,28 @@ def test_a_call_to_a_name_no_tool_has_is_reviewed_so_not_streamed() -> None:
     during, end = run(t, ['{"name": "greeting", "arguments": {"text": "Good morning!"}}'])
     assert not any(isinstance(d, ToolCallDelta) for d in during + end)
     assert t.rejected is not None
+
+
+async def test_on_the_wire_the_streamed_arguments_are_deltas_and_their_done_is_the_whole() -> None:
+    t = translator()
+    pieces = [REPLY[:30], REPLY[30:45], REPLY[45:70], REPLY[70:]]
+
+    async def deltas() -> Any:
+        for piece in [*pieces, None]:
+            for delta in t.feed(chunk(piece, "stop" if piece is None else None)):
+                yield delta
+        for delta in t.finish():
+            yield delta
+
+    wire, response = await run_machine("local", deltas())
+    kinds = [e["type"] for e in wire]
+    streamed = [e["delta"] for e in wire if e["type"] == "response.function_call_arguments.delta"]
+    assert len(streamed) > 1
+    assert "".join(streamed) == ARGUMENTS
+    (done,) = [e for e in wire if e["type"] == "response.function_call_arguments.done"]
+    assert (done["name"], done["arguments"]) == ("get_weather", ARGUMENTS)
+    assert kinds.index("response.function_call_arguments.delta") < kinds.index(
+        "response.function_call_arguments.done"
+    )
+    (item,) = response.model_dump(mode="json")["output"]
+    assert json.loads(item["arguments"]) == json.loads(ARGUMENTS)
