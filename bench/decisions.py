@@ -21,7 +21,7 @@ Categories are reported separately, and the `heldout` split (every third case of
 category) separately from `tune`: the held-out cases are not looked at while tuning.
 
 Usage: python bench/decisions.py [--model 1.5b|0.5b] [--split tune|heldout|all]
-       [--category NAME] [--limit N] [--first-only] [--no-grammar] [--label TEXT]
+       [--category NAME] [--limit N] [--offset N] [--first-only] [--no-grammar] [--label TEXT]
        [--output PATH]
 
 `--first-only` scores the first decision alone (one short model turn, the run is
@@ -631,7 +631,9 @@ def print_table(summary: dict[str, Any]) -> None:
         )
 
 
-def load_cases(split: str, category: str | None, limit: int | None) -> list[dict[str, Any]]:
+def load_cases(
+    split: str, category: str | None, limit: int | None, offset: int = 0
+) -> list[dict[str, Any]]:
     cases = [json.loads(line) for line in DATA.read_text().splitlines() if line.strip()]
     if split != "all":
         cases = [c for c in cases if c["split"] == split]
@@ -643,7 +645,7 @@ def load_cases(split: str, category: str | None, limit: int | None) -> list[dict
         by_category[case["category"]].append(case)
     queues = list(by_category.values())
     mixed = [q[i] for i in range(max(map(len, queues), default=0)) for q in queues if i < len(q)]
-    chosen = mixed[:limit] if limit else mixed
+    chosen = mixed[offset : offset + limit] if limit else mixed[offset:]
     # then grouped by tool set (stable), so that llama.cpp's prompt cache keeps the
     # system prompt with the tools from one case to the next
     return sorted(chosen, key=lambda case: case["tools"])
@@ -678,7 +680,7 @@ def write_report(
 
 
 async def main_async(options: argparse.Namespace) -> dict[str, Any]:
-    cases = load_cases(options.split, options.category, options.limit)
+    cases = load_cases(options.split, options.category, options.limit, options.offset)
     size = options.model
     name = MODEL_NAME[size]
     sets = tool_sets()
@@ -731,6 +733,12 @@ def main() -> None:
     parser.add_argument("--split", choices=("tune", "heldout", "all"), default="all")
     parser.add_argument("--category", default=None, help="comma-separated categories")
     parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument(
+        "--offset",
+        type=int,
+        default=0,
+        help="skip this many cases of the round-robin order first (to extend a --limit run)",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--label", default="", help="what this run measures (kept in the JSON)")
     parser.add_argument(
