@@ -10,6 +10,8 @@ arithmetic, unit conversion and word counts really computed). Per case it scores
   or, where no tool fits, no call at all;
 - the final answer: every expected tool was called and the final text states the
   expected values (or, for no-tool cases, plain prose and no call);
+- unfit calls: arguments that do not validate against the tool's JSON schema
+  (or a tool that does not exist);
 - copied example values: call arguments that appear in an offered tool's
   description but nowhere in the conversation (user text, replies, tool outputs);
 - invented facts: a final answer that states a time or number a tool should have
@@ -19,7 +21,8 @@ Categories are reported separately, and the `heldout` split (every third case of
 category) separately from `tune`: the held-out cases are not looked at while tuning.
 
 Usage: python bench/decisions.py [--model 1.5b|0.5b] [--split tune|heldout|all]
-       [--category NAME] [--limit N] [--first-only] [--label TEXT] [--output PATH]
+       [--category NAME] [--limit N] [--offset N] [--first-only] [--no-grammar] [--label TEXT]
+       [--output PATH]
 
 `--first-only` scores the first decision alone (one short model turn, the run is
 cancelled before any tool runs): far cheaper, for a loaded machine.
@@ -45,6 +48,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import openai
 
 from turnstream.cli._server_thread import ServerThread
@@ -402,6 +406,22 @@ def invented_fact(text: str, conversation: str, *, expects_tool: bool, called: b
     return expects_tool and any(m not in seen for m in _NUMBER.findall(text))
 
 
+def unfit(call: dict[str, Any], tools: dict[str, Tool]) -> str | None:
+    """Why a call's arguments do not fit its tool's schema (an unknown tool counts too)."""
+    tool_ = tools.get(str(call.get("name")))
+    if tool_ is None:
+        return "unknown tool"
+    try:
+        args = json.loads(call.get("arguments") or "{}")
+    except json.JSONDecodeError:
+        return "not JSON"
+    try:
+        jsonschema.validate(args, tool_.parameters)
+    except jsonschema.ValidationError as exc:
+        return exc.message
+    return None
+
+
 def answer_matches(groups: list[list[str]], text: str) -> bool:
     low = text.lower()
     return all(any(alt.lower() in low for alt in group) for group in groups)
@@ -475,6 +495,7 @@ async def run_case(
     sets: dict[str, Any],
     *,
     first_only: bool = False,
+    time_limit: float = CASE_TIMEOUT,
 ) -> dict[str, Any]:
     tools, instructions = sets[case["tools"]]
     by_name = {t.name: t for t in tools}
@@ -495,7 +516,7 @@ async def run_case(
     items: list[dict[str, Any]] = []
     final = ""
     try:
-        async with asyncio.timeout(CASE_TIMEOUT):
+        async with asyncio.timeout(time_limit):
             if first_only:
                 items, final = await first_response(agent, case["prompt"], history)
             else:
@@ -539,6 +560,7 @@ async def run_case(
         if values:
             copied.append({"name": call.get("name"), "values": values})
         conversation_parts.append(str(outputs.get(call.get("call_id"), "")))
+    unfit_calls = [{"name": c.get("name"), "why": why} for c in calls if (why := unfit(c, by_name))]
     invented = invented_fact(
         final, history_text + "\n" + case["prompt"], expects_tool=bool(expected), called=bool(calls)
     )
@@ -549,10 +571,19 @@ async def run_case(
         "prompt": case["prompt"],
         "first_ok": first_ok,
         "final_ok": final_ok,
-        "calls": [{"name": c.get("name"), "arguments": c.get("arguments")} for c in calls],
-        "final": final[:300],
+        "calls": [
+            {
+                "name": c.get("name"),
+                "arguments": c.get("arguments"),
+                "output": str(outputs.get(c.get("call_id"), ""))[:200],
+            }
+            for c in calls
+        ],
+        # whole, so that a run can be scored again without the model
+        "final": final,
         "raw_call_text": raw,
         "copied": copied,
+        "unfit": unfit_calls,
         "invented": invented,
         "error": error,
         "seconds": round(seconds, 1),
@@ -577,6 +608,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "first_right": sum(r["first_ok"] for r in g),
             "final_right": sum(r["final_ok"] for r in g),
             "copied_calls": sum(bool(r["copied"]) for r in g),
+            "unfit_calls": sum(bool(r.get("unfit")) for r in g),
             "invented": sum(r["invented"] for r in g),
             "raw_call_text": sum(r["raw_call_text"] for r in g),
             "errors": sum(r["error"] is not None for r in g),
@@ -586,18 +618,22 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def print_table(summary: dict[str, Any]) -> None:
     print(
-        f"{'group':22} {'n':>4} {'first':>11} {'final':>11} {'copied':>6} {'invented':>8} {'raw':>4} {'err':>4}"
+        f"{'group':22} {'n':>4} {'first':>11} {'final':>11} {'copied':>6} {'unfit':>5} "
+        f"{'invented':>8} {'raw':>4} {'err':>4}"
     )
     for key, s in summary.items():
         n = s["cases"]
         print(
             f"{key:22} {n:4} {s['first_right']:4} {s['first_right'] / n:6.0%} "
             f"{s['final_right']:4} {s['final_right'] / n:6.0%} {s['copied_calls']:6} "
+            f"{s.get('unfit_calls', 0):5} "
             f"{s['invented']:8} {s['raw_call_text']:4} {s['errors']:4}"
         )
 
 
-def load_cases(split: str, category: str | None, limit: int | None) -> list[dict[str, Any]]:
+def load_cases(
+    split: str, category: str | None, limit: int | None, offset: int = 0
+) -> list[dict[str, Any]]:
     cases = [json.loads(line) for line in DATA.read_text().splitlines() if line.strip()]
     if split != "all":
         cases = [c for c in cases if c["split"] == split]
@@ -609,7 +645,7 @@ def load_cases(split: str, category: str | None, limit: int | None) -> list[dict
         by_category[case["category"]].append(case)
     queues = list(by_category.values())
     mixed = [q[i] for i in range(max(map(len, queues), default=0)) for q in queues if i < len(q)]
-    chosen = mixed[:limit] if limit else mixed
+    chosen = mixed[offset : offset + limit] if limit else mixed[offset:]
     # then grouped by tool set (stable), so that llama.cpp's prompt cache keeps the
     # system prompt with the tools from one case to the next
     return sorted(chosen, key=lambda case: case["tools"])
@@ -624,7 +660,14 @@ def write_report(
         "split": options.split,
         "category": options.category,
         "first_only": options.first_only,
-        "machine": {"python": platform.python_version(), "cpu_count": os.cpu_count()},
+        "no_grammar": options.no_grammar,
+        "case_timeout": options.case_timeout,
+        "machine": {
+            "python": platform.python_version(),
+            "cpu_count": os.cpu_count(),
+            # the machine is shared: its load when this report was written
+            "load_average": [round(x, 2) for x in os.getloadavg()],
+        },
         "complete": len(rows) == total,
         "seconds": round(elapsed, 1),
         "summary": summarize(rows),
@@ -637,20 +680,24 @@ def write_report(
 
 
 async def main_async(options: argparse.Namespace) -> dict[str, Any]:
-    cases = load_cases(options.split, options.category, options.limit)
+    cases = load_cases(options.split, options.category, options.limit, options.offset)
     size = options.model
     name = MODEL_NAME[size]
     sets = tool_sets()
     with tempfile.TemporaryDirectory(prefix="turnstream-decisions-") as tmp:
         settings = Settings(db_path=Path(tmp) / "bench.db")
-        provider = LocalProvider({name: size}, threads=options.threads)  # type: ignore[dict-item]
+        provider = LocalProvider(
+            {name: size},  # type: ignore[dict-item]
+            threads=options.threads,
+            **({"call_grammar": False} if options.no_grammar else {}),
+        )
         app = create_app(settings, providers=[provider])
         with ServerThread(app, name="bench-decisions") as server:
             client = openai.AsyncOpenAI(
                 base_url=f"http://127.0.0.1:{server.port}/v1",
                 api_key="bench",
                 max_retries=0,
-                timeout=CASE_TIMEOUT,
+                timeout=options.case_timeout,
             )
             assert server.loop is not None
             await asyncio.wrap_future(
@@ -659,7 +706,14 @@ async def main_async(options: argparse.Namespace) -> dict[str, Any]:
             rows = []
             started = time.perf_counter()
             for index, case in enumerate(cases, 1):
-                row = await run_case(client, name, case, sets, first_only=options.first_only)
+                row = await run_case(
+                    client,
+                    name,
+                    case,
+                    sets,
+                    first_only=options.first_only,
+                    time_limit=options.case_timeout,
+                )
                 rows.append(row)
                 mark = ("F" if row["first_ok"] else "f") + ("A" if row["final_ok"] else "a")
                 print(
@@ -679,12 +733,29 @@ def main() -> None:
     parser.add_argument("--split", choices=("tune", "heldout", "all"), default="all")
     parser.add_argument("--category", default=None, help="comma-separated categories")
     parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument(
+        "--offset",
+        type=int,
+        default=0,
+        help="skip this many cases of the round-robin order first (to extend a --limit run)",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--label", default="", help="what this run measures (kept in the JSON)")
     parser.add_argument(
         "--first-only",
         action="store_true",
         help="score only the first decision (one short model turn, no tools run, no answer)",
+    )
+    parser.add_argument(
+        "--no-grammar",
+        action="store_true",
+        help="decode text calls without the lazy call grammar (for a before/after)",
+    )
+    parser.add_argument(
+        "--case-timeout",
+        type=float,
+        default=CASE_TIMEOUT,
+        help="seconds before a case counts as failed (raise it on a loaded machine)",
     )
     parser.add_argument("--output", type=Path, default=None)
     options = parser.parse_args()

@@ -86,8 +86,6 @@ def test_review_gives_the_reason_for_a_copy_and_passes_a_clean_call() -> None:
     assert "plain text" in reason
     fine = [user("What time is it in Paris?")]
     assert review_calls([("get_time", args(timezone="Europe/Paris"))], [GET_TIME], fine) is None
-    # a call to a tool that was not offered is not reviewed here (the runtime answers it)
-    assert review_calls([("write_story", args(topic="robots"))], [GET_TIME], items) is None
 
 
 def test_review_rejects_repeating_a_call_that_already_has_its_output() -> None:
@@ -107,3 +105,15 @@ def test_review_rejects_repeating_a_call_that_already_has_its_output() -> None:
     assert "already called calculate" in reason
     assert "8.045" in reason
     assert review_calls([("calculate", args(expression="8.045 + 3"))], [CALCULATE], items) is None
+
+
+def test_review_names_the_real_functions_when_a_call_names_one_that_does_not_exist() -> None:
+    reason = review_calls(
+        [("write_long_story", args(topic="robots"))], [CALCULATE, GET_TIME], [user("A story?")]
+    )
+    assert reason is not None
+    assert "no function named write_long_story" in reason
+    assert "calculate, get_time" in reason
+    assert "plain text" in reason
+    # with no tools offered there is nothing to point the model to
+    assert review_calls([("write_long_story", "{}")], [], [user("A story?")]) is None

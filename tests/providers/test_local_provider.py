@@ -54,6 +54,27 @@ class FakeEngine:
             time.sleep(self.delay)
         return None
 
+    def handle_completions(
+        self, prompt: dict[str, Any], callback: Callable[[dict[str, Any]], bool] | None = None
+    ) -> Any:
+        """llama.cpp's raw-prompt endpoint: the same script, as completion chunks."""
+        if callback is None:
+            return self.handle_chat_completions(prompt, None)
+        return self.handle_chat_completions(prompt, lambda c: callback(as_completion(c)))
+
+
+def as_completion(chat: dict[str, Any]) -> dict[str, Any]:
+    """A scripted chat chunk as llama.cpp's completion endpoint streams it."""
+    choices = [
+        {
+            "index": c["index"],
+            "text": c["delta"].get("content", ""),
+            "finish_reason": c["finish_reason"],
+        }
+        for c in chat.get("choices", ())
+    ]
+    return {**chat, "choices": choices} if "choices" in chat else chat
+
 
 def endless() -> Iterable[dict[str, Any]]:
     while True:
@@ -266,8 +287,13 @@ async def test_a_copied_example_is_rejected_and_the_model_re_samples_once_with_t
     assert [d for d in deltas if isinstance(d, OutputTextDelta)] == [OutputTextDelta("Hello!")]
     assert deltas[-1] == FinishDelta("stop")
     first, second = engine.streamed()
-    assert second["messages"][: len(first["messages"])] == first["messages"]
-    assert "Asia/Tokyo" in second["messages"][-1]["content"]
+    # the re-sample is the same prompt (under the same call grammar), then the rejected
+    # call and the reason
+    turn = "<|im_start|>assistant\n"
+    assert second["prompt"].startswith(first["prompt"].removesuffix(turn))
+    assert second["grammar"] == first["grammar"]
+    reason = second["prompt"].rsplit("<|im_start|>user\n", 1)[1]
+    assert "Asia/Tokyo" in reason
     await provider.aclose()
 
 

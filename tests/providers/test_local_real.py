@@ -113,3 +113,31 @@ async def test_text_format_json_schema_makes_the_model_answer_json_that_validate
     deltas = [d async for d in small.stream(request)]
     answer = "".join(d.text for d in deltas if isinstance(d, OutputTextDelta))
     jsonschema.validate(json.loads(answer), CITY_SCHEMA)
+
+
+LAMP = {
+    "type": "function",
+    "name": "set_lamp",
+    "description": "Set the lamp's colour.",
+    "parameters": {
+        "type": "object",
+        "properties": {"colour": {"type": "string", "enum": ["red", "green", "blue"]}},
+        "required": ["colour"],
+        "additionalProperties": False,
+    },
+}
+
+
+async def test_a_call_written_as_text_is_decoded_under_its_tool_s_schema(
+    small: LocalProvider,
+) -> None:
+    # Without the call grammar the model passes the user's "purple", which the enum
+    # does not allow; under it, a call can only carry one of the enum's values.
+    request = GenerationRequest(
+        "local", [user("Set the lamp to purple.")], tools=[LAMP], max_output_tokens=30
+    )
+    deltas = [d async for d in small.stream(request)]
+    calls = [d for d in deltas if isinstance(d, ToolCallDelta) and d.name]
+    assert [c.name for c in calls] == ["set_lamp"]
+    arguments = "".join(d.arguments for d in deltas if isinstance(d, ToolCallDelta))
+    assert json.loads(arguments) in ({"colour": c} for c in ("red", "green", "blue"))

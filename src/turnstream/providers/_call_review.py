@@ -13,6 +13,10 @@ model once so that it re-samples with the reason in front of it.
   calls and their outputs). Values are compared case-insensitively as whole tokens.
 - A *repeated call* has the same name and arguments as a call already in the
   conversation that has its output.
+- A call to a *name no tool has*: the model named a function it imagined (asked
+  for a story, it calls `write_long_story`; greeted, it calls `greeting`). Told
+  which functions exist, it mostly answers in text. If the re-sample names one
+  again, that call goes out (the runtime answers it as an unknown tool).
 """
 
 from __future__ import annotations
@@ -22,7 +26,13 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-__all__ = ["conversation_text", "copied_example_values", "description_text", "review_calls"]
+__all__ = [
+    "conversation_text",
+    "copied_example_values",
+    "description_text",
+    "may_reject",
+    "review_calls",
+]
 
 
 def _leaves(value: Any) -> Iterator[Any]:
@@ -149,6 +159,13 @@ def review_calls(
     answered = answered_calls(items)
     for name, arguments in calls:
         tool = by_name.get(name)
+        if tool is None and by_name:
+            names = ", ".join(str(n) for n in by_name)
+            return (
+                f"There is no function named {name}. The functions are: {names}. If one "
+                "of them provides what I asked for, call it; otherwise answer me directly "
+                "in plain text."
+            )
         if tool is not None:
             copied = copied_example_values(arguments, tool, said)
             if copied:
@@ -167,3 +184,15 @@ def review_calls(
                 "function with this result; otherwise answer in plain sentences."
             )
     return None
+
+
+def may_reject(
+    name: str, tools: Sequence[Mapping[str, Any]], items: Sequence[Mapping[str, Any]]
+) -> bool:
+    """Whether `review_calls` could reject some call to `name`, before its arguments are
+    known: its tool's description holds text a value could be copied from, or a call
+    to it has been answered already."""
+    tool = next((t for t in tools if t.get("name") == name), None)
+    if tool is None or description_text(tool):
+        return True
+    return any(called == name for called, _ in answered_calls(items))

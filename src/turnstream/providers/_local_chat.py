@@ -32,14 +32,19 @@ Around the model (bench/decisions.py measures them end to end):
 - a call written as text to a tool that does not exist becomes an ordinary call
   (the runtime answers it as an unknown tool, listing the real ones), never raw JSON;
 - `ChunkTranslator(review=True)` holds back a text call that copies an example out
-  of a tool description or repeats an answered call (`_call_review`); the provider
-  then re-samples once with the reason. Native `tool_calls` chunks stream through
-  unreviewed.
+  of a tool description, repeats an answered call or names a function no tool has
+  (`_call_review`); the provider then re-samples once with the reason. Native
+  `tool_calls` chunks stream through unreviewed;
+- in the prompted strategy a call is decoded under a lazy grammar built from the
+  tools' schemas (`ChatPlan.grammar`, see `_call_grammar`), and
+  `ChunkTranslator(stream_arguments=True)` streams such a call's arguments as they
+  are generated, unless the review could still reject it.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -51,7 +56,8 @@ from turnstream.engine.deltas import (
     OutputTextDelta,
     ToolCallDelta,
 )
-from turnstream.providers._call_review import review_calls
+from turnstream.providers._call_grammar import call_grammar
+from turnstream.providers._call_review import may_reject, review_calls
 from turnstream.providers._chat_request import (
     ChatDialect,
     chat_messages,
@@ -59,7 +65,7 @@ from turnstream.providers._chat_request import (
     text_of,
 )
 from turnstream.providers._chat_stream import ChatChunkTranslator
-from turnstream.providers._text_calls import ParsedCall, ReplySniffer
+from turnstream.providers._text_calls import ArgumentStream, ParsedCall, ReplySniffer
 from turnstream.providers.base import GenerationRequest, ProviderError
 
 __all__ = [
@@ -158,6 +164,8 @@ class ChatPlan:
     items: tuple[Mapping[str, Any], ...] = ()
     """The conversation the model was shown (to review the calls against)."""
     instructions: str | None = None
+    grammar: str | None = None
+    """The lazy call grammar (`_call_grammar`), for a prompted turn that sniffs calls."""
 
 
 def _offered_tools(request: GenerationRequest) -> list[Mapping[str, Any]]:
@@ -252,6 +260,9 @@ def build_chat_request(
         }
         body.pop("tools", None)
     sniff = bool(tools) and (not native or not answer_turn) and sniff_text_calls
+    grammar = None
+    if sniff and not native and "response_format" not in body:
+        grammar = call_grammar(tools, parallel=request.parallel_tool_calls)
     return ChatPlan(
         body=body,
         tool_names=frozenset(t["name"] for t in tools),
@@ -261,6 +272,7 @@ def build_chat_request(
         tools=tuple(tools),
         items=tuple(request.items),
         instructions=joined,
+        grammar=grammar,
     )
 
 
@@ -322,6 +334,9 @@ def _result_message(item: Mapping[str, Any], name: str | None) -> dict[str, Any]
     }
 
 
+# what `_call_grammar.CALL_TRIGGERS` fires on: a reply so opened is decoded under it
+_GRAMMAR_START = re.compile(r'\s*(\{\s*"name"|<tool_call>|```json)')
+
 _PROMPTED = ChatDialect(
     image_placeholder=_IMAGE_PLACEHOLDER, call_text=_call_text, result_message=_result_message
 )
@@ -336,7 +351,9 @@ class ChunkTranslator:
     goes through the `ReplySniffer`, which holds back a call written as text.
     """
 
-    def __init__(self, plan: ChatPlan, *, review: bool = False) -> None:
+    def __init__(
+        self, plan: ChatPlan, *, review: bool = False, stream_arguments: bool = False
+    ) -> None:
         self._plan = plan
         self._chunks = ChatChunkTranslator()
         self._sniffer = ReplySniffer(plan.tool_names, enabled=plan.sniff_calls, unknown_names=True)
@@ -345,6 +362,11 @@ class ChunkTranslator:
         self._review = review
         self._schemas = {tool["name"]: tool.get("parameters") for tool in plan.tools}
         self.text_released = False
+        # Under the call grammar a call's shape is fixed, so its arguments can go out
+        # as they are generated; `_streamed` is the call on the wire (id, name).
+        self._stream = stream_arguments and plan.grammar is not None
+        self._arguments: ArgumentStream | None = None
+        self._streamed: tuple[str, str] | None = None
         self.rejected: tuple[list[ParsedCall], str] | None = None
         """After `finish`: calls held back by the review, and why (re-sample once)."""
 
@@ -373,6 +395,8 @@ class ChunkTranslator:
                 if released:
                     self.text_released = True
                     out.append(OutputTextDelta(released))
+                elif self._stream and self._sniffer.decision == "call":
+                    out += self._stream_arguments()
             elif isinstance(delta, ToolCallDelta):
                 if not self._parallel and delta.index > 0:
                     continue
@@ -382,10 +406,59 @@ class ChunkTranslator:
                 out.append(delta)
         return out
 
+    def _stream_arguments(self) -> list[Delta]:
+        """The first call's name and arguments so far, once no review can reject it.
+
+        A call on the wire cannot be taken back, so a call the review might reject
+        (`may_reject`: its tool's description has text to copy, or it was answered
+        already) is not streamed: it arrives whole after the review, as before.
+        """
+        held = self._sniffer.held
+        if self._arguments is None:
+            if not _GRAMMAR_START.match(held):
+                self._stream = False  # a shape the grammar's trigger does not start
+                return []
+            self._arguments = ArgumentStream()
+        piece = self._arguments.feed(held)
+        name = self._arguments.name
+        if name is None:
+            return []
+        if self._streamed is None:
+            plan = self._plan
+            if self._review and may_reject(name, plan.tools, plan.items):
+                self._stream = False
+                return []
+            self._streamed = (f"call_{uuid.uuid4().hex[:24]}", name)
+            return [ToolCallDelta(0, name, self._streamed[0], piece)]
+        return [ToolCallDelta(0, arguments=piece)] if piece else []
+
+    def _finish_streamed(self, calls: Sequence[ParsedCall]) -> list[Delta]:
+        """After a streamed first call: close it; the reply's further calls go out whole.
+
+        Its arguments on the wire are what the grammar let the model write (they fit
+        the schema, so `fit_arguments` has nothing to drop). A further call the review
+        rejects is dropped: the first one is out already, so no re-sample.
+        """
+        assert self._streamed is not None
+        out: list[Delta] = [ItemEndDelta()]
+        first = (self._streamed[1], calls[0].arguments) if calls else None
+        later = [c for c in dict.fromkeys(calls[1:]) if (c.name, c.arguments) != first]
+        for index, call in enumerate(later if self._parallel else [], start=1):
+            if self._review and self._review_calls([call]) is not None:
+                continue
+            arguments = fit_arguments(call.arguments, self._schemas.get(call.name))
+            call_id = f"call_{uuid.uuid4().hex[:24]}"
+            out += [ToolCallDelta(index, call.name, call_id, arguments), ItemEndDelta()]
+        return out
+
     def finish(self) -> list[Delta]:
         """End of stream: held-back text or recognised calls, usage, finish reason."""
         out: list[Delta] = []
         text, calls = self._sniffer.finish()
+        if self._streamed is not None:
+            # The call is on the wire; held text here means it did not parse (cut off
+            # by the token limit): it ends with the arguments it has.
+            return self._finish_streamed(calls) + self._chunks.finish()
         if text:
             self.text_released = True
             out.append(OutputTextDelta(text))
@@ -423,4 +496,5 @@ class ChunkTranslator:
     @property
     def decision(self) -> str:
         """`"call"` if the reply was a function call, else `"text"` (after `finish`)."""
-        return "call" if self._native_calls or self._sniffer.decision == "call" else "text"
+        called = self._native_calls or self._streamed or self._sniffer.decision == "call"
+        return "call" if called else "text"

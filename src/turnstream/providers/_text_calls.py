@@ -18,7 +18,7 @@ from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["ParsedCall", "ReplySniffer", "parse_calls"]
+__all__ = ["ArgumentStream", "ParsedCall", "ReplySniffer", "parse_calls"]
 
 Decision = Literal["pending", "text", "call"]
 
@@ -218,6 +218,11 @@ class ReplySniffer:
                 return released
         return ""
 
+    @property
+    def held(self) -> str:
+        """The reply held back so far (all of it, while it may be a call)."""
+        return "".join(self._held)
+
     def finish(self) -> tuple[str, list[ParsedCall]]:
         """End of reply: `(text_still_held, calls)`; at most one of them is non-empty."""
         held = "".join(self._held)
@@ -230,3 +235,79 @@ class ReplySniffer:
             return "", calls
         self.decision = "text"
         return held, []
+
+
+# The opening of a call as the lazy call grammar writes it (`_call_grammar`): up to the
+# start of its arguments, with the name's string closed.
+_STREAMED_HEAD = re.compile(
+    r'\s*(?:<tool_call>\s*|```json\s*)?\{\s*"name"\s*:\s*"((?:[^"\\\n]|\\.)*)"'
+    r'\s*,\s*"arguments"\s*:\s*'
+)
+
+
+class ArgumentStream:
+    """The first call of a reply, read as it grows: its name, then its arguments text.
+
+    `feed(reply)` takes the whole reply so far (what `ReplySniffer.held` holds) and
+    returns the arguments text that is new since the last call: from the opening
+    brace of `"arguments"` to its closing one, strings and nesting tracked, whatever
+    comes after left alone. `name` is set once its string has closed and the
+    arguments have begun; `complete` once their closing brace has arrived. Only the
+    shape the call grammar enforces is read (`{"name": ..., "arguments": {...}}`,
+    bare, fenced or tagged); for any other, `name` stays None.
+    """
+
+    def __init__(self) -> None:
+        self.name: str | None = None
+        self.complete = False
+        self._pos = 0
+        self._depth = 0
+        self._in_string = False
+        self._escaped = False
+
+    def feed(self, reply: str) -> str:
+        """The arguments text that `reply` adds to what was returned before."""
+        if self.name is None and not self._read_head(reply):
+            return ""
+        if self.complete:
+            return ""
+        begin = self._pos
+        for i in range(self._pos, len(reply)):
+            ch = reply[i]
+            if self._depth == 0 and ch.isspace() and i == begin:
+                begin += 1  # not part of the arguments yet
+            elif self._step(ch):
+                self.complete = True
+                self._pos = i + 1
+                return reply[begin : i + 1]
+        self._pos = len(reply)
+        return reply[begin:]
+
+    def _read_head(self, reply: str) -> bool:
+        head = _STREAMED_HEAD.match(reply)
+        if head is None:
+            return False
+        try:
+            self.name = json.loads(f'"{head.group(1)}"')
+        except json.JSONDecodeError:
+            return False
+        self._pos = head.end()
+        return True
+
+    def _step(self, ch: str) -> bool:
+        """Track one character of the arguments; True when it closes them."""
+        if self._in_string:
+            if self._escaped:
+                self._escaped = False
+            elif ch == "\\":
+                self._escaped = True
+            elif ch == '"':
+                self._in_string = False
+        elif ch == '"':
+            self._in_string = True
+        elif ch in "{[":
+            self._depth += 1
+        elif ch in "}]":
+            self._depth -= 1
+            return self._depth <= 0
+        return False

@@ -48,7 +48,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from turnstream.engine.deltas import Delta, QueuedDelta, StartedDelta
+from turnstream.providers._call_grammar import chat_chunk, completion_body
 from turnstream.providers._local_chat import (
+    ChatPlan,
     ChunkTranslator,
     ToolStrategy,
     build_chat_request,
@@ -91,6 +93,12 @@ class ChatEngine(Protocol):
         self, prompt: dict[str, Any], callback: Callable[[dict[str, Any]], bool] | None = None
     ) -> Any:
         """Run one chat completion; stream chunks into `callback` (True cancels)."""
+        ...
+
+    def handle_completions(
+        self, prompt: dict[str, Any], callback: Callable[[dict[str, Any]], bool] | None = None
+    ) -> Any:
+        """Run one completion of a raw prompt; stream chunks into `callback`."""
         ...
 
 
@@ -301,6 +309,8 @@ class LocalProvider(Provider):
         load_wait: how long a request waits for a loading model before a 503.
         warmup_tools: tools to warm the prompt cache with (those the server expects).
         warmup_instructions: instructions to warm the prompt cache with.
+        call_grammar: decode a call the model starts writing as text under a grammar
+            built from the tools' schemas (`_call_grammar`; prompted strategy only).
         engine_factory: builds an engine for a GGUF path (tests inject a fake).
         model_path: where to find a size's GGUF instead of assembling it.
     """
@@ -319,6 +329,7 @@ class LocalProvider(Provider):
         load_wait: float = 30.0,
         warmup_tools: Sequence[Mapping[str, Any]] = (),
         warmup_instructions: str | None = None,
+        call_grammar: bool = True,
         engine_factory: EngineFactory | None = None,
         model_path: Callable[[ModelSize], Path] | None = None,
     ) -> None:
@@ -336,6 +347,7 @@ class LocalProvider(Provider):
         self._load_wait = load_wait
         self._warmup_tools = list(warmup_tools)
         self._warmup_instructions = warmup_instructions
+        self._call_grammar = call_grammar
         self._engine_factory = engine_factory or xllamacpp_engine_factory(
             threads=threads, ctx_size=ctx_size, slots=slots, batch_size=batch_size
         )
@@ -504,28 +516,38 @@ class LocalProvider(Provider):
             await gate.acquire()
         # A call that copies a description's example, or repeats an answered call, is
         # held back and the model re-samples once with the reason (`_call_review`).
-        translator = ChunkTranslator(plan, review=True)
+        body = self._body(plan, plan.body)
+        translator = ChunkTranslator(plan, review=True, stream_arguments=body.completion)
         # aclosing: a consumer that stops early stops the generation at once
-        first = self._generate(engine, plan.body, gate, translator)
+        first = self._generate(engine, body, gate, translator)
         async with contextlib.aclosing(first) as deltas:
             async for delta in deltas:
                 yield delta
         if translator.rejected is not None:
             calls, reason = translator.rejected
             logger.info("local model call rejected, re-sampling: %s", reason)
-            retry = ChunkTranslator(plan)
+            body = self._body(plan, retry_body(plan, calls, reason))
+            retry = ChunkTranslator(plan, stream_arguments=body.completion)
             # the first pass gave its slot back when llama.cpp returned: wait for one
             # again (behind whoever queued meanwhile), without a second queued signal
             await gate.acquire()
-            second = self._generate(engine, retry_body(plan, calls, reason), gate, retry)
+            second = self._generate(engine, body, gate, retry)
             async with contextlib.aclosing(second) as deltas:
                 async for delta in deltas:
                     yield delta
 
+    def _body(self, plan: ChatPlan, chat_body: dict[str, Any]) -> _Body:
+        """What to send: the chat request, or its completion twin under the call grammar."""
+        if self._call_grammar and plan.grammar is not None:
+            completion = completion_body(chat_body, plan.grammar)
+            if completion is not None:
+                return _Body(completion, completion=True)
+        return _Body(chat_body)
+
     async def _generate(
         self,
         engine: ChatEngine,
-        body: dict[str, Any],
+        body: _Body,
         gate: _SlotGate,
         translator: ChunkTranslator,
     ) -> AsyncGenerator[Delta, None]:
@@ -533,7 +555,11 @@ class LocalProvider(Provider):
         llama.cpp returns), its chunks through `translator`."""
         # one prompt-progress chunk per evaluated batch: the callback's chance to cancel
         generation = _Generation(
-            engine, {**body, "return_progress": True}, gate, self._active, self._stops
+            engine,
+            _Body({**body.body, "return_progress": True}, completion=body.completion),
+            gate,
+            self._active,
+            self._stops,
         )
         if self._closed:
             gate.release()
@@ -549,6 +575,14 @@ class LocalProvider(Provider):
             generation.stop.set()
 
 
+@dataclass(frozen=True, slots=True)
+class _Body:
+    """A request for llama.cpp: to its chat endpoint, or (`completion`) to its raw one."""
+
+    body: dict[str, Any]
+    completion: bool = False
+
+
 class _Generation:
     """One request running in a worker thread, holding one slot of its model.
 
@@ -561,7 +595,7 @@ class _Generation:
     def __init__(
         self,
         engine: ChatEngine,
-        body: dict[str, Any],
+        body: _Body,
         gate: _SlotGate,
         active: set[threading.Thread],
         stops: set[threading.Event],
@@ -604,11 +638,14 @@ class _Generation:
             return True
         if "prompt_progress" in chunk and not chunk.get("choices"):
             return False
-        return self._deliver(chunk)
+        return self._deliver(chat_chunk(chunk) if self._body.completion else chunk)
 
     def _work(self) -> None:
         try:
-            self._engine.handle_chat_completions(self._body, self._on_chunk)
+            if self._body.completion:
+                self._engine.handle_completions(self._body.body, self._on_chunk)
+            else:
+                self._engine.handle_chat_completions(self._body.body, self._on_chunk)
         except BaseException as exc:
             self._deliver(_Failure(exc))
         finally:
