@@ -63,12 +63,19 @@ class WireRecorder:
                 )
             elif message["type"] == "http.response.body":
                 body.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    # before the last byte leaves: a client that has read the whole
+                    # answer must find it recorded (the test reads on another thread)
+                    recorded["done"] = True
+                    self._record(kind["value"], b"".join(body))
             await send(message)
 
+        recorded = {"done": False}
         try:
             await self.app(scope, receive, tee)
         finally:
-            self._record(kind["value"], b"".join(body))
+            if not recorded["done"]:  # a body cut off: record what was sent
+                self._record(kind["value"], b"".join(body))
 
     def _tee_frames(self, send: Any) -> Any:
         """WebSocket mode: every text frame the server sends is an event or an error."""

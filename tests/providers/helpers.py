@@ -16,13 +16,16 @@ __all__ = [
     "function_output",
     "reasoning_of",
     "request",
+    "run_machine",
     "text_of",
     "tool",
     "user",
 ]
 
 from tests.builders import assistant, function_call, function_output, tool, user
+from tests.spec import validate_event, validate_response
 from turnstream.engine.deltas import Delta, OutputTextDelta, ReasoningDelta, ToolCallDelta
+from turnstream.engine.state import ResponseStateMachine
 from turnstream.providers.base import GenerationRequest
 
 
@@ -55,3 +58,19 @@ def calls_of(deltas: list[Delta]) -> dict[int, dict[str, Any]]:
             call["call_id"] = delta.call_id or call["call_id"]
             call["arguments"] += delta.arguments
     return calls
+
+
+async def run_machine(model: str, deltas: AsyncIterator[Delta]) -> tuple[list[dict[str, Any]], Any]:
+    """Feed `deltas` through the engine's state machine; the events (spec-checked,
+    numbered in order) and the final Response."""
+    machine = ResponseStateMachine({"id": "resp_test", "created_at": 0, "model": model})
+    events = machine.start()
+    async for delta in deltas:
+        events += machine.feed(delta)
+    events += machine.finish()
+    wire = [event.model_dump(mode="json") for event in events]
+    for event in wire:
+        validate_event(event)
+    validate_response(machine.response.model_dump(mode="json"))
+    assert [event["sequence_number"] for event in wire] == list(range(len(wire)))
+    return wire, machine.response

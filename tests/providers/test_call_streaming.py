@@ -13,7 +13,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.providers.test_providers_through_state_machine import run_machine
+from tests.providers.helpers import run_machine
 from turnstream.engine.deltas import FinishDelta, ItemEndDelta, OutputTextDelta, ToolCallDelta
 from turnstream.providers._local_chat import ChunkTranslator, build_chat_request
 from turnstream.providers._text_calls import ArgumentStream

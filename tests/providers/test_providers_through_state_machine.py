@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from typing import Any
 
 from tests.providers.fake_chat_upstream import (
     FakeChatUpstream,
@@ -15,26 +13,9 @@ from tests.providers.fake_chat_upstream import (
     tool_call_chunk,
     usage_chunk,
 )
-from tests.providers.helpers import request, tool
-from tests.spec import validate_event, validate_response
-from turnstream.engine.deltas import Delta
-from turnstream.engine.state import ResponseStateMachine
+from tests.providers.helpers import request, run_machine, tool
 from turnstream.providers.echo import EchoProvider
 from turnstream.providers.openai_chat import OpenAIChatProvider
-
-
-async def run_machine(model: str, deltas: AsyncIterator[Delta]) -> tuple[list[dict[str, Any]], Any]:
-    machine = ResponseStateMachine({"id": "resp_test", "created_at": 0, "model": model})
-    events = machine.start()
-    async for delta in deltas:
-        events += machine.feed(delta)
-    events += machine.finish()
-    wire = [event.model_dump(mode="json") for event in events]
-    for event in wire:
-        validate_event(event)
-    validate_response(machine.response.model_dump(mode="json"))
-    assert [event["sequence_number"] for event in wire] == list(range(len(wire)))
-    return wire, machine.response
 
 
 async def test_echo_parallel_tool_calls_become_two_completed_function_call_items() -> None:
