@@ -239,6 +239,13 @@ class HoldTerminalEvent:
             body = message.get("body", b"") if message["type"] == "http.response.body" else b""
             if not self.held and b'"response.completed"' in body:
                 self.held = True
+                # a busy server batches the frames that are ready into one body
+                # message: what came before the terminal event goes out now, so the
+                # client reads all of it whatever the batching
+                start = body.rfind(b"\n\n", 0, body.index(b'"response.completed"')) + 2
+                if start > 1:
+                    await send({**message, "body": body[:start], "more_body": True})
+                    message = {**message, "body": body[start:]}
                 await asyncio.to_thread(self.release.wait, 30)
             await send(message)
 
