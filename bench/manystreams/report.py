@@ -49,27 +49,11 @@ def plot(results: list[dict[str, Any]], interval_ms: float, path: Path) -> None:
                 else f"direct ({result['backend']} run)"
             )
             ns = [row["streams"] for row in result["rows"]]
-            axes[0].plot(
-                ns,
-                [row[name]["gap_excess_p99_ms"] for row in result["rows"]],
-                style,
-                marker="o",
-                label=label,
-            )
-            axes[1].plot(
-                ns,
-                [row[name]["first_content_p99_ms"] for row in result["rows"]],
-                style,
-                marker="o",
-                label=label,
-            )
-            axes[2].plot(
-                ns,
-                [row[name]["ttfe_p50_ms"] for row in result["rows"]],
-                style,
-                marker="o",
-                label=label,
-            )
+            fields = ("gap_excess_p99_ms", "first_content_p99_ms", "ttfe_p50_ms")
+            for axis, field in zip(axes, fields, strict=True):
+                axis.plot(
+                    ns, [row[name][field] for row in result["rows"]], style, marker="o", label=label
+                )
     axes[0].axhline(50, color="grey", linewidth=0.8)
     axes[0].set_title(f"p99 gap beyond the {interval_ms:.0f} ms pace (goal < 50 ms)")
     axes[1].set_title("p99 time to first content chunk")
