@@ -178,3 +178,64 @@ async def test_a_failed_key_question_reaches_every_waiter_and_is_asked_again() -
     store.fail = False
     assert await cache.has_keys(store) is True  # type: ignore[arg-type]
     assert store.asked == 2
+
+
+async def test_an_ageing_answer_is_used_at_once_and_asked_again_in_the_background() -> None:
+    now = [0.0]
+    cache = KeyCache(2.0, clock=lambda: now[0])
+    store = _SlowKeyStore()
+    store.answer.set()
+    assert await cache.has_keys(store) is True  # type: ignore[arg-type]  # only has_keys is asked
+    store.answer.clear()  # from now on the database does not answer until told
+    now[0] += 0.9  # young: no question
+    assert await cache.has_keys(store) is True  # type: ignore[arg-type]
+    assert store.asked == 1
+    now[0] += 0.3  # past half its life: answered from the cache, asked in the background
+    assert await cache.has_keys(store) is True  # type: ignore[arg-type]
+    await asyncio.sleep(0)
+    assert store.asked == 2
+    assert await cache.has_keys(store) is True  # type: ignore[arg-type]
+    assert store.asked == 2  # one refresh in flight, not one per request
+    store.answer.set()
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    now[0] += 1.5  # past the first answer's life, within the refreshed one's
+    assert await cache.has_keys(store) is True  # type: ignore[arg-type]
+    assert store.asked == 2
+
+
+async def test_a_failed_refresh_ahead_is_dropped_and_the_old_answer_still_expires() -> None:
+    now = [0.0]
+    cache = KeyCache(2.0, clock=lambda: now[0])
+    store = _SlowKeyStore()
+    store.answer.set()
+    assert await cache.has_keys(store) is True  # type: ignore[arg-type]
+    store.fail = True
+    now[0] += 1.5
+    assert await cache.has_keys(store) is True  # type: ignore[arg-type]  # the refresh fails unseen
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert store.asked == 2
+    now[0] += 0.6  # the first answer has expired: the next request waits and sees the error
+    with pytest.raises(OSError, match="database gone"):
+        await cache.has_keys(store)  # type: ignore[arg-type]
+
+
+async def test_a_revoked_key_is_refused_within_the_ttl_when_its_check_was_refreshed_ahead(
+    tmp_path: Path,
+) -> None:
+    now = [0.0]
+    async with gated_app("sqlite", tmp_path) as served:
+        served.state.key_cache = KeyCache(2.0, clock=lambda: now[0])
+        headers = await served.key("ci")
+        await served.key("other")
+        assert (await served.client.get("/v1/models", headers=headers)).status_code == 200
+        await served.store.revoke_key("ci")
+        now[0] += 1.2  # past half the check's life: still answered, re-checked behind it
+        assert (await served.client.get("/v1/models", headers=headers)).status_code == 200
+        for _ in range(50):  # the background look-up reaches the database in a few turns
+            if not served.state.key_cache._refreshing:
+                break
+            await asyncio.sleep(0.01)
+        # well within the first check's TTL, the refreshed answer already refuses
+        assert (await served.client.get("/v1/models", headers=headers)).status_code == 401
