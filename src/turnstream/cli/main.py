@@ -217,10 +217,12 @@ def serve(
         "port": port,
         "log_level": log_level.lower(),
         "timeout_graceful_shutdown": shutdown_grace,
-        # json: uvicorn's loggers go through the root's JSON handler, and the
-        # per-request line (turnstream.requests) replaces its access line
+        # json: uvicorn's loggers go through the root's JSON handler. In both formats
+        # the per-request line (turnstream.requests, written when the request ends)
+        # replaces uvicorn's access line, which said less, twice per request for
+        # people, and was written in front of every response's head
         "log_config": uvicorn_log_config(log_format),
-        "access_log": log_format == "text",
+        "access_log": False,
         # an idle or silent connection is closed after this (slow-drip bodies are
         # cut off by the body deadline in the server itself)
         "timeout_keep_alive": max(int(keep_alive_timeout), 1),

@@ -93,6 +93,7 @@ class AccessMiddleware:
         now = time.monotonic()
         fields: dict[str, Any] = {
             "request_id": scope.get(REQUEST_ID_KEY),
+            "client": _client(scope),
             "method": scope["method"],
             "route": route,
             "status": status,
@@ -103,6 +104,13 @@ class AccessMiddleware:
         log.log(
             level, "%s %s %d", scope["method"], scope.get("path"), status, extra={"fields": fields}
         )
+
+
+def _client(scope: Scope) -> str | None:
+    # the peer as uvicorn's access line showed it (behind --forwarded-allow-ips, the
+    # forwarded client)
+    client = scope.get("client")
+    return None if not client else f"{client[0]}:{client[1]}"
 
 
 def _run_fields(run: ResponseRun, started: float, with_content: bool) -> dict[str, Any]:
