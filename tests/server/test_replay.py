@@ -10,11 +10,21 @@ import asyncio
 import json
 from typing import Any
 
+from starlette.types import Message
+
 from turnstream import sse
 from turnstream.engine.deltas import OutputTextDelta
 from turnstream.engine.state import ResponseStateMachine
 from turnstream.protocol import Response
-from turnstream.server.replay import EventLog, StoreWakeup, drain, follow, replay_stored
+from turnstream.server.replay import (
+    EventLog,
+    FinalBatch,
+    StoreWakeup,
+    drain,
+    follow,
+    replay_stored,
+)
+from turnstream.server.streaming import _stream
 from turnstream.storage.base import ResponseRecord
 
 RESPONSE_ID = "resp_1"
@@ -110,6 +120,28 @@ async def test_drain_sends_everything_waiting_in_one_write_and_stops_at_the_end(
     for frame in (b"a", b"b", b"c", None):
         queue.put_nowait(frame)
     assert [chunk async for chunk in drain(queue, keepalive_interval=60)] == [b"abc"]
+
+
+async def test_the_last_batch_goes_out_with_the_end_of_the_body_in_one_message() -> None:
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+    queue.put_nowait(b"head")
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+        if len(sent) == 2:  # the first batch is out: the run ends
+            queue.put_nowait(b"terminal")
+            queue.put_nowait(None)
+
+    async def receive() -> Message:
+        await asyncio.Event().wait()  # the client stays
+        raise AssertionError
+
+    gone = await _stream(drain(queue, keepalive_interval=60), [], 200, receive, send)
+    assert not gone
+    assert [m.get("body") for m in sent[1:]] == [b"head", b"terminal"]
+    assert [m.get("more_body") for m in sent[1:]] == [True, False]
+    assert isinstance(sent[-1]["body"], FinalBatch)
 
 
 async def test_a_quiet_drain_sends_keepalives_until_frames_come_and_then_stops() -> None:

@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Callable
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from .replay import FinalBatch
 from .runs import ResponseRun
 
 __all__ = ["BodyClosedResponse", "EventStreamResponse", "ReplayStreamResponse"]
@@ -33,6 +34,18 @@ _HEADERS = [
     (b"cache-control", b"no-cache"),
     (b"x-accel-buffering", b"no"),
 ]
+
+
+async def _pump(
+    frames: AsyncIterator[bytes], headers: list[tuple[bytes, bytes]], status_code: int, send: Send
+) -> None:
+    await send({"type": "http.response.start", "status": status_code, "headers": headers})
+    async for chunk in frames:
+        final = isinstance(chunk, FinalBatch)
+        await send({"type": "http.response.body", "body": chunk, "more_body": not final})
+        if final:
+            return
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 async def _stream(
@@ -49,19 +62,13 @@ async def _stream(
     a held-open stream is noticed now, not at the next frame or keepalive.
     """
 
-    async def pump() -> None:
-        await send({"type": "http.response.start", "status": status_code, "headers": headers})
-        async for chunk in frames:
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
-
     async def watch() -> None:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
                 return
 
-    pumping = asyncio.create_task(pump())
+    pumping = asyncio.create_task(_pump(frames, headers, status_code, send))
     watcher = asyncio.create_task(watch())
     try:
         await asyncio.wait({pumping, watcher}, return_when=asyncio.FIRST_COMPLETED)
