@@ -239,3 +239,18 @@ async def test_a_revoked_key_is_refused_within_the_ttl_when_its_check_was_refres
             await asyncio.sleep(0.01)
         # well within the first check's TTL, the refreshed answer already refuses
         assert (await served.client.get("/v1/models", headers=headers)).status_code == 401
+
+
+async def test_closing_the_cache_stops_a_look_up_still_running() -> None:
+    now = [0.0]
+    cache = KeyCache(2.0, clock=lambda: now[0])
+    store = _SlowKeyStore()
+    store.answer.set()
+    assert await cache.has_keys(store) is True  # type: ignore[arg-type]
+    store.answer.clear()
+    now[0] += 1.5
+    assert await cache.has_keys(store) is True  # type: ignore[arg-type]  # refresh starts
+    await asyncio.sleep(0)
+    assert store.asked == 2
+    await cache.aclose()  # the server shuts down before the database answered
+    assert cache._asking is None

@@ -154,6 +154,7 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await sweeper
             await registry.aclose()
+            await state.key_cache.aclose()  # a look-up still running holds a connection
             await the_store.close()
 
     app = FastAPI(

@@ -91,6 +91,15 @@ class KeyCache:
         self._principals: dict[str, tuple[Principal, float]] = {}
         self._refreshing: dict[str, asyncio.Future[Principal | None]] = {}
 
+    async def aclose(self) -> None:
+        """Stop the look-ups still running (before the store closes under them)."""
+        running: list[asyncio.Future[Any]] = [*self._refreshing.values()]
+        if self._asking is not None:
+            running.append(self._asking)
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+
     def _ageing(self, expires: float, now: float) -> bool:
         return expires - now < self.ttl / 2
 
