@@ -17,6 +17,11 @@ writes `bench/results/bridge_paced.json` and renders `bench/results/bridge_paced
 
 `--profile FILE` runs the server under `py-spy record` (raw, collapsed stacks) for the
 whole run; `bench/profile_top.py FILE` summarises it.
+
+`--floor translate` (and/or `--floor relay`) adds `bench/floor_bridge.py` as a target:
+the least a Python bridge can cost on this machine (raw asyncio protocols, one
+`json.loads` and one `json.dumps` per chunk, or none), so that turnstream's CPU per
+chunk can be read against what the machine charges for the wake-ups and the writes.
 """
 
 from __future__ import annotations
@@ -176,6 +181,23 @@ def spawn_upstream(chunks: int, delay_ms: float) -> tuple[subprocess.Popen[str],
 
 
 @contextlib.contextmanager
+def spawn_floor(upstream: str, mode: str) -> Any:
+    """`bench/floor_bridge.py` in `mode` on a free port; yields (base URL, pid)."""
+    script = str(ROOT / "bench" / "floor_bridge.py")
+    process = subprocess.Popen(
+        [sys.executable, script, "--upstream", upstream, "--mode", mode],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    try:
+        yield f"http://127.0.0.1:{process.stdout.readline().strip()}", process.pid
+    finally:
+        process.kill()
+        process.wait()
+
+
+@contextlib.contextmanager
 def spawn_turnstream(
     tmp: Path,
     upstream: str,
@@ -183,6 +205,7 @@ def spawn_turnstream(
     profile: Path | None,
     src: Path = ROOT / "src",
     workers: int = 1,
+    profile_rate: int = 250,
 ) -> Any:
     """`turnstream serve` (from the sources in `src`) on a free port; yields (base URL,
     pid of the server process)."""
@@ -197,7 +220,7 @@ def spawn_turnstream(
     args = serve
     if profile is not None:
         py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-        args = [py_spy, "record", "--format", "raw", "--rate", "250", "--nonblocking", "--gil",
+        args = [py_spy, "record", "--format", "raw", "--rate", str(profile_rate), "--nonblocking", "--gil",
                 "-o", str(profile), "--", *serve]  # fmt: skip
     log_path = tmp / "server.log"
     with log_path.open("wb") as log:
@@ -264,12 +287,20 @@ def main() -> None:
     parser.add_argument("--c1-streams", type=int, default=8, help="streams per c=1 block")
     parser.add_argument("--db-url", help="a database URL instead of a fresh SQLite file")
     parser.add_argument("--profile", type=Path, help="py-spy raw output for the server")
+    parser.add_argument("--profile-rate", type=int, default=250, help="py-spy samples per second")
     parser.add_argument(
         "--compare",
         metavar="NAME=SRC",
         action="append",
         default=[],
         help="also measure a turnstream from another source tree (e.g. main=/work/main/src)",
+    )
+    parser.add_argument(
+        "--floor",
+        choices=("translate", "relay"),
+        action="append",
+        default=[],
+        help="also measure bench/floor_bridge.py in this mode: the least a Python bridge costs",
     )
     parser.add_argument("--src", type=Path, default=ROOT / "src", help="turnstream's sources")
     parser.add_argument("--workers", type=int, default=1, help="turnstream serve --workers")
@@ -280,7 +311,13 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
             server, pid = stack.enter_context(
                 spawn_turnstream(
-                    Path(tmp), upstream, args.db_url, args.profile, args.src, args.workers
+                    Path(tmp),
+                    upstream,
+                    args.db_url,
+                    args.profile,
+                    args.src,
+                    args.workers,
+                    args.profile_rate,
                 )
             )
             chat = {"model": "bench", "stream": True, "messages": [{"role": "user", "content": "go"}],
@@ -301,6 +338,9 @@ def main() -> None:
                 )
                 body = {"model": "bridged", "input": "go", "stream": True, "store": True}
                 targets.append(Target(name, f"{other}/responses", body, other_pid))
+            for mode in args.floor:
+                floor = stack.enter_context(spawn_floor(upstream, mode))
+                targets.append(Target(f"floor-{mode}", f"{floor[0]}/v1/responses", {}, floor[1]))
             runner = asyncio.run
             with contextlib.suppress(ImportError):
                 import uvloop
