@@ -29,6 +29,17 @@ from turnstream.engine.state import ResponseStateMachine
 from turnstream.providers.base import GenerationRequest
 
 
+def is_warm_up(body: Mapping[str, Any]) -> bool:
+    """Whether a body a fake engine got is `LocalProvider`'s warm-up at load (the
+    system prompt and a one-token "Hi"), not a request."""
+    messages = body.get("messages") or []
+    return (
+        body.get("max_tokens") == 1
+        and len(messages) == 2
+        and messages[1] == {"role": "user", "content": "Hi"}
+    )
+
+
 def request(
     *items: Mapping[str, Any] | str, model: str = "echo", **fields: Any
 ) -> GenerationRequest:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from tests.providers.helpers import is_warm_up
 from turnstream.engine.deltas import FinishDelta, OutputTextDelta, ToolCallDelta
 from turnstream.providers._local_model import LocalModelError
 from turnstream.providers.base import GenerationRequest, Provider, ProviderError
@@ -44,7 +45,7 @@ class FakeEngine:
         self, prompt: dict[str, Any], callback: Callable[[dict[str, Any]], bool] | None = None
     ) -> Any:
         self.bodies.append(prompt)
-        if callback is None:
+        if is_warm_up(prompt):
             return {"choices": []}
         self.threads.append(threading.current_thread())
         for item in self.chunks:
@@ -169,7 +170,9 @@ async def test_warm_up_evaluates_the_system_prompt_with_the_expected_tools() -> 
     system = engine.bodies[0]["messages"][0]["content"]
     assert "get_weather" in system
     assert "Be brief." in system
-    assert "stream" not in engine.bodies[0]
+    # streamed with progress chunks: closing the provider can cancel it between batches
+    assert engine.bodies[0]["stream"] is True
+    assert engine.bodies[0]["return_progress"] is True
     await provider.aclose()
 
 
@@ -202,6 +205,62 @@ async def test_a_request_during_a_slow_load_gets_503_with_retry_after() -> None:
     await provider.aclose()
 
 
+async def test_closing_during_a_load_stops_it_and_a_model_waiting_its_turn_never_starts() -> None:
+    # Ctrl-C while `serve` loads used to wait for every model's whole load (70-90 s
+    # on a busy machine): the first one's and then, still, the second one's.
+    building, release = threading.Event(), threading.Event()
+    built: list[Path] = []
+    engine = FakeEngine()
+
+    def slow_factory(path: Path) -> FakeEngine:
+        built.append(path)
+        building.set()
+        release.wait(10)  # llama.cpp's server cannot be interrupted while it builds
+        return engine
+
+    provider = LocalProvider(
+        {"local": "1.5b", "local-small": "0.5b"},
+        engine_factory=slow_factory,
+        model_path=lambda size: Path(f"/{size}.gguf"),
+    )
+    provider.start()
+    assert await asyncio.to_thread(building.wait, 10)
+    closing = asyncio.create_task(provider.aclose())
+    await asyncio.sleep(0.05)
+    assert not closing.done(), "the build in progress is waited for"
+    release.set()
+    await asyncio.wait_for(closing, 10)
+    assert built == [Path("/1.5b.gguf")], "the second model must not start loading"
+    assert engine.bodies == [], "a closed provider skips the warm-up"
+    assert not provider.is_ready("local")
+
+
+async def test_closing_during_the_warm_up_cancels_it_at_the_next_prompt_batch() -> None:
+    warming, cancelled = threading.Event(), threading.Event()
+
+    class SlowWarmUp(FakeEngine):
+        def handle_chat_completions(
+            self, prompt: dict[str, Any], callback: Callable[[dict[str, Any]], bool] | None = None
+        ) -> Any:
+            assert is_warm_up(prompt)
+            assert callback is not None
+            warming.set()
+            for _ in range(1000):  # a long system prompt, one progress chunk per batch
+                if callback({"prompt_progress": {"processed": 32}}):
+                    cancelled.set()
+                    return None
+                time.sleep(0.01)
+            return None
+
+    provider = provider_for(SlowWarmUp())
+    provider.start()
+    assert await asyncio.to_thread(warming.wait, 10)
+    await asyncio.wait_for(provider.aclose(), 10)  # not the warm-up's 10 s
+    assert cancelled.is_set()
+    with pytest.raises(LocalModelError, match="closed"):
+        await provider.ready()
+
+
 async def test_a_failed_load_is_a_503_that_says_what_to_install() -> None:
     def broken(path: Path) -> FakeEngine:
         raise LocalModelError("run: pip install 'turnstream[local]'")
@@ -229,7 +288,7 @@ async def test_an_unknown_model_is_a_400() -> None:
 async def test_an_engine_failure_mid_stream_raises_provider_error() -> None:
     class Exploding(FakeEngine):
         def handle_chat_completions(self, prompt: dict[str, Any], callback: Any = None) -> Any:
-            if callback is None:
+            if is_warm_up(prompt):
                 return {}
             callback(chunk("partial"))
             raise RuntimeError("llama.cpp exploded")
@@ -257,13 +316,13 @@ class ScriptedReplies(FakeEngine):
     def handle_chat_completions(
         self, prompt: dict[str, Any], callback: Callable[[dict[str, Any]], bool] | None = None
     ) -> Any:
-        if callback is not None:
+        if not is_warm_up(prompt):
             self.chunks = self.replies.pop(0)
         return super().handle_chat_completions(prompt, callback)
 
     def streamed(self) -> list[dict[str, Any]]:
         """The bodies of real completions (not the warm-up)."""
-        return [body for body in self.bodies if body.get("stream")]
+        return [body for body in self.bodies if not is_warm_up(body)]
 
 
 CLOCK = {

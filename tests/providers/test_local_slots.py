@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.providers.helpers import is_warm_up
 from turnstream.engine.deltas import Delta, OutputTextDelta, QueuedDelta, StartedDelta
 from turnstream.providers.base import GenerationRequest
 from turnstream.providers.local import LocalProvider, xllamacpp_engine_factory
@@ -61,7 +62,7 @@ class GatedEngine:
     def handle_chat_completions(
         self, prompt: dict[str, Any], callback: Callable[[dict[str, Any]], bool] | None = None
     ) -> Any:
-        if callback is None:  # the warm-up at load: not a request
+        if is_warm_up(prompt):  # the warm-up at load: not a request
             return {"choices": []}
         with self._lock:
             self.bodies.append(prompt)

@@ -355,6 +355,9 @@ class LocalProvider(Provider):
         self._active: set[threading.Thread] = set()
         self._stops: set[threading.Event] = set()
         self._closed = False
+        # set by aclose(): a load in progress stops at its next step instead of
+        # holding the server's shutdown for the whole load (a minute on a busy machine)
+        self._closing = threading.Event()
         self._load_lock = threading.Lock()
 
     # -- lifecycle -------------------------------------------------------------------
@@ -403,6 +406,7 @@ class LocalProvider(Provider):
     async def aclose(self) -> None:
         """Stop every generation, wait for the worker threads, and unload the models."""
         self._closed = True
+        self._closing.set()
         for stop in list(self._stops):
             stop.set()
         threads = list(self._active)
@@ -438,11 +442,20 @@ class LocalProvider(Provider):
                 return slot.engine
             started = time.perf_counter()
             slot.progress = 0.0
+            # Closing stops a load between its steps: assembling the GGUF (at its
+            # next piece), building llama.cpp's server (which cannot be interrupted:
+            # xllamacpp holds the GIL while it maps the weights) and the warm-up (at
+            # its next prompt batch). A model that was still waiting its turn never
+            # starts.
+            self._raise_if_closing()
             path = self._resolve_path(slot)
+            self._raise_if_closing()
             slot.progress = 0.8
             engine = self._engine_factory(path)
+            self._raise_if_closing()
             slot.progress = 0.9
             self._warm_up(engine)
+            self._raise_if_closing()
             slot.engine = engine
             slot.progress = 1.0
             slot.load_seconds = time.perf_counter() - started
@@ -454,6 +467,7 @@ class LocalProvider(Provider):
             return self._model_path(slot.size)
 
         def progress(done: int, total: int) -> None:
+            self._raise_if_closing()  # the partial file is removed on the way out
             slot.progress = 0.8 * done / total if total else 0.0
 
         return ensure_model(slot.size, self._cache_dir, progress=progress)
@@ -464,8 +478,16 @@ class LocalProvider(Provider):
         body = {
             "messages": [{"role": "system", "content": prompt}, {"role": "user", "content": "Hi"}],
             "max_tokens": 1,
+            # streamed with progress chunks, so that closing can cancel it between two
+            # prompt batches (returning True from the callback)
+            "stream": True,
+            "return_progress": True,
         }
-        engine.handle_chat_completions(body)
+        engine.handle_chat_completions(body, lambda _chunk: self._closing.is_set())
+
+    def _raise_if_closing(self) -> None:
+        if self._closing.is_set():
+            raise LocalModelError("the local provider was closed while the model loaded")
 
     async def _engine_for(self, model: str) -> ChatEngine:
         slot = self._slot_for(model)
