@@ -167,6 +167,7 @@ class SocketSession:
     async def _answer(self, frame: str) -> None:
         """Answer one client frame: a response's events, or one error frame."""
         referenced: str | None = None
+        run: ResponseRun | None = None
         try:
             params = _parse_frame(frame, self.state.settings.limits)
             referenced = params.previous_response_id
@@ -174,19 +175,31 @@ class SocketSession:
             if referenced is not None:
                 prior = self._prior(referenced, stored=params.store)
             toolset = offer_tools(params, self.state.settings)
-            admission = await admit(self.state, params, toolset, project=self.project, prior=prior)
+            admission = await admit(
+                self.state, params, toolset, project=self.project, prior=prior, overlap_insert=True
+            )
+            # as over HTTP: the model is asked while the stored response's insert
+            # commits, and nothing is sent before the row exists
             run = launch(self.state, admission)
+            await run.persisted()
         except E.APIError as error:
+            await _abandon(run)
             self._evict(referenced)
             await self._send(error_frame(error))
             return
         except Exception:
+            await _abandon(run)
             # over HTTP the app's handler would answer 500; here the connection must
             # stay usable, so the frame says it
             log.exception("a WebSocket response.create failed")
             self._evict(referenced)
             await self._send(error_frame(E.server_error()))
             return
+        except BaseException:  # the connection is going away
+            if run is not None:
+                run.cancel()
+                run.body_closed()
+            raise
         try:
             await self._stream(run, referenced)
         finally:
@@ -236,6 +249,16 @@ class SocketSession:
     async def _send(self, frame: JSON) -> None:
         with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
             await self.websocket.send_text(json.dumps(frame))
+
+
+async def _abandon(run: ResponseRun | None) -> None:
+    """A run whose insert failed: stop the model and let the run settle, writing
+    nothing and letting its lease go, before the error frame is sent."""
+    if run is None:
+        return
+    run.cancel()
+    await run.result()
+    run.body_closed()
 
 
 def _parse_frame(frame: str, limits: Limits) -> Any:
