@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from tests.livesrv import running_server
 from tests.storage.conftest import OpenStore
 from turnstream.storage import ResponseRecord, SQLiteStore
-from turnstream.storage.copy import TargetNotEmptyError, copy_database
+from turnstream.storage.copy import SecretConflictError, TargetNotEmptyError, copy_database
 
 
 def msg(text: str) -> dict[str, Any]:
@@ -63,6 +63,7 @@ async def source(tmp_path: Path) -> Path:
             )
         )
         await store.append_events("resp_2", [(0, '{"n":0}'), (1, '{"n":1}')])
+        await store.server_secret("compaction", lambda: "source-key")
     finally:
         await store.close()
     return path
@@ -111,7 +112,9 @@ async def test_everything_is_copied_with_its_ids(
         "conversations": 2,
         "conversation_items": 5,
         "api_keys": 2,
+        "server_secrets": 1,
     }
+    assert await (await open_store()).server_secret("compaction", lambda: "new") == "source-key"
 
 
 async def test_a_copied_api_key_lets_its_secret_in_and_a_revoked_one_stays_revoked(
@@ -196,6 +199,32 @@ async def test_an_id_already_in_the_target_aborts_the_whole_copy(
     assert await store.all_items("conv_b") == []
 
 
+async def test_an_empty_target_s_own_secret_is_replaced_by_the_source_s(
+    source: Path, db_url: str, open_store: OpenStore
+) -> None:
+    # a server started on the empty target once: it made a key, and sealed nothing
+    store = await open_store()
+    assert await store.server_secret("compaction", lambda: "target-key") == "target-key"
+
+    await copy_database(source, db_url)
+
+    assert await store.server_secret("compaction", lambda: "new") == "source-key"
+
+
+async def test_a_target_with_data_and_another_secret_aborts_the_copy(
+    source: Path, db_url: str, open_store: OpenStore
+) -> None:
+    store = await open_store()
+    await store.create_conversation("conv_there", metadata={}, items=[], created_at=0)
+    await store.server_secret("compaction", lambda: "target-key")
+
+    with pytest.raises(SecretConflictError, match="compaction"):
+        await copy_database(source, db_url, into_non_empty=True)
+
+    assert await store.get_response("resp_1") is None  # one transaction: nothing copied
+    assert await store.server_secret("compaction", lambda: "new") == "target-key"
+
+
 async def test_a_missing_source_file_is_refused_without_creating_it(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         await copy_database(tmp_path / "nope.db", f"sqlite:///{tmp_path / 'target.db'}")
@@ -239,3 +268,35 @@ def test_a_copied_response_chains_and_a_copied_conversation_continues_through_th
 
 def text(item: dict[str, Any]) -> str:
     return "".join(part["text"] for part in item["content"])
+
+
+def test_a_compaction_item_made_before_a_copy_opens_on_the_target(
+    tmp_path: Path, db_url: str
+) -> None:
+    old = tmp_path / "old.db"
+    history = [
+        {"role": "user", "content": "weather in Paris?"},
+        {"role": "assistant", "content": "It is sunny."},
+        {"role": "user", "content": "and now?"},
+    ]
+    with running_server(old) as before:
+        client = OpenAI(base_url=before.base_url, api_key="test", max_retries=0)
+        window = client.post(
+            "/responses/compact",
+            body={"model": "echo", "input": history},
+            cast_to=object,
+        )
+        client.close()
+    items = window["output"]  # type: ignore[index]
+    assert items[-1]["type"] == "compaction"
+
+    asyncio.run(copy_database(old, db_url))
+
+    with running_server(tmp_path / "unused.db", db_url=db_url) as after:
+        client = OpenAI(base_url=after.base_url, api_key="test", max_retries=0)
+        # without the source's key the item would be refused as invalid_compaction
+        reply = client.responses.create(
+            model="echo", input=[*items, {"role": "user", "content": "next"}]
+        )
+        client.close()
+    assert reply.status == "completed"

@@ -98,16 +98,22 @@ def copy(
         ),
     ] = False,
 ) -> None:
-    """Copy every response, item, conversation, stored event and API key, ids unchanged.
+    """Copy every response, item, conversation, stored event, API key and server
+    secret (the compaction key), ids unchanged.
 
     The target must be empty unless --into-non-empty is given. One transaction:
     a failed copy leaves the target as it was.
     """
-    from turnstream.storage.copy import TargetNotEmptyError, copy_database, describe
+    from turnstream.storage.copy import (
+        SecretConflictError,
+        TargetNotEmptyError,
+        copy_database,
+        describe,
+    )
 
     try:
         counts = asyncio.run(copy_database(from_, to, into_non_empty=into_non_empty))
-    except (TargetNotEmptyError, FileNotFoundError) as exc:
+    except (TargetNotEmptyError, SecretConflictError, FileNotFoundError) as exc:
         raise _fail(str(exc)) from None
     except (SQLAlchemyError, OSError, ValueError) as exc:
         raise _fail(f"copy failed, the target is unchanged: {exc}") from None

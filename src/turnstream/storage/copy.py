@@ -4,12 +4,14 @@ For the user who started on SQLite and outgrew it: every response (with its inpu
 items and stored events), conversation and item, and every API key (its hash, so
 the secrets the clients hold keep working, revoked ones stay revoked), moves with
 its id unchanged, in one transaction on the target, so a failed copy leaves the
-target as it was. Leases, stream slots and owner heartbeats are not copied: they
+target as it was. The server's secrets move too: the key that sealed the source's
+compaction items must open them on the target. Leases, stream slots and owner heartbeats are not copied: they
 belong to processes that ran on the source (unfinished responses among the copied
 ones are failed by the target's first stale-response sweep, as after a crash).
 
 The target must be empty unless `into_non_empty` is set; then the copy adds to what
-is there, and an id the target already has aborts it (nothing is changed).
+is there, and an id the target already has aborts it (nothing is changed), as does a
+secret the target holds with another value (its own sealed items need its own).
 """
 
 from __future__ import annotations
@@ -29,9 +31,16 @@ from turnstream.storage.schema import (
     response_events,
     response_input_items,
     responses,
+    server_secrets,
 )
 
-__all__ = ["COPIED_TABLES", "TargetNotEmptyError", "copy_database", "describe"]
+__all__ = [
+    "COPIED_TABLES",
+    "SecretConflictError",
+    "TargetNotEmptyError",
+    "copy_database",
+    "describe",
+]
 
 # Parents before children (foreign keys); each in its primary key's order.
 COPIED_TABLES: tuple[sa.Table, ...] = (
@@ -47,6 +56,10 @@ _BATCH = 500
 
 class TargetNotEmptyError(RuntimeError):
     """The target database already holds responses, conversations or API keys."""
+
+
+class SecretConflictError(RuntimeError):
+    """Source and target hold different values of one server secret."""
 
 
 def _columns(table: sa.Table) -> list[sa.Column[Any]]:
@@ -98,7 +111,34 @@ async def _copy(src: AsyncConnection, dst: AsyncConnection, into_non_empty: bool
         async for batch in rows.mappings().partitions(_BATCH):
             await dst.execute(table.insert(), [dict(row) for row in batch])
             counts[table.name] += len(batch)
+    counts[server_secrets.name] = await _copy_secrets(src, dst, into_non_empty)
     return counts
+
+
+async def _copy_secrets(src: AsyncConnection, dst: AsyncConnection, into_non_empty: bool) -> int:
+    """The source's secrets (the key that sealed its compaction items), by name.
+
+    An empty target may hold a secret of its own already (a server started on it
+    makes one when first needed); nothing there was sealed with it, so the source's
+    replaces it. A target with data keeps its own, and a different value aborts.
+    """
+    t = server_secrets
+    copied = 0
+    for name, value in (await src.execute(sa.select(t.c.name, t.c.value))).all():
+        theirs = await dst.scalar(sa.select(t.c.value).where(t.c.name == name))
+        if theirs == value:
+            continue
+        if theirs is None:
+            await dst.execute(t.insert().values(name=name, value=value))
+        elif into_non_empty:
+            raise SecretConflictError(
+                f"the target has its own {name!r} secret: the source's sealed items (such "
+                "as compaction items) would not open there, and the target's need its own"
+            )
+        else:
+            await dst.execute(sa.update(t).where(t.c.name == name).values(value=value))
+        copied += 1
+    return copied
 
 
 def describe(counts: Mapping[str, int]) -> str:
