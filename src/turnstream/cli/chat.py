@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -150,6 +151,8 @@ def chat(
                     status = 1
                 else:
                     if message is not None:
+                        if server is not None:
+                            _wait_for_load(server, session.model, err)
                         status = runner.run(_once(session, message, json_lines, url))
                     else:
                         status = _interactive(runner, session, url, server)
@@ -168,21 +171,43 @@ async def _once(session: ChatSession, message: str, as_json: bool, url: str) -> 
     return await run_once(session, message, as_json=as_json, base_url=url)
 
 
+def _load_state(server: Any, model: str) -> tuple[bool, float] | None:
+    """`(ready, progress)` of an embedded model that loads; `None` for one that does
+    not (echo, or a server that is not embedded)."""
+    provider = server.provider_for(model) if server is not None else None
+    if provider is None:
+        return None
+    if provider.is_ready(model):
+        return (True, 1.0)
+    if not provider.loading:
+        return (False, 1.0)  # not loading and not ready: the load failed
+    return (False, provider.model_load_progress(model))
+
+
+def _wait_for_load(server: Any, model: str, console: Console) -> None:
+    """Hold a one-shot question until the embedded model has loaded (or failed to).
+
+    The server itself only waits `load_wait` seconds and then answers `model_loading`:
+    right for a client that can retry, but a first `chat -m` on a slow machine (the
+    1.5B took 50-90 s to load with the other core busy) would fail on it. A failed load
+    is left to the question, whose error says what to install.
+    """
+    state = _load_state(server, model)
+    if state is None or state[0]:
+        return
+    console.print(f"loading the model {model} (first use)…", style="dim", markup=False)
+    while state is not None and not state[0] and state[1] < 1.0:
+        time.sleep(0.1)
+        state = _load_state(server, model)
+
+
 def _interactive(runner: asyncio.Runner, session: ChatSession, url: str, server: Any) -> int:
     from ._terminal import InteractiveChat, run_interactive
 
-    def loading(model: str) -> tuple[bool, float] | None:
-        provider = server.provider_for(model) if server is not None else None
-        if provider is None:
-            return None
-        if provider.is_ready(model):
-            return (True, 1.0)
-        if not provider.loading:
-            return (False, 1.0)  # not loading and not ready: the load failed
-        return (False, provider.model_load_progress(model))
-
     console = Console(highlight=False)
-    run_interactive(runner, InteractiveChat(session, console, url, loading))
+    run_interactive(
+        runner, InteractiveChat(session, console, url, lambda model: _load_state(server, model))
+    )
     return 0
 
 
