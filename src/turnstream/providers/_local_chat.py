@@ -32,9 +32,11 @@ Around the model (bench/decisions.py measures them end to end):
 - a call written as text to a tool that does not exist becomes an ordinary call
   (the runtime answers it as an unknown tool, listing the real ones), never raw JSON;
 - `ChunkTranslator(review=True)` holds back a text call that copies an example out
-  of a tool description, repeats an answered call or names a function no tool has
-  (`_call_review`); the provider then re-samples once with the reason. Native
-  `tool_calls` chunks stream through unreviewed;
+  of a tool description, repeats an answered call, names a function no tool has or
+  (`grounding=True`) is ungrounded (`_call_review`); the provider then re-samples
+  once with the reason, reviews the re-sample too, and ends a turn whose re-sample
+  is rejected again in plain text. Native `tool_calls` chunks stream through
+  unreviewed;
 - in the prompted strategy a call is decoded under a lazy grammar built from the
   tools' schemas (`ChatPlan.grammar`, see `_call_grammar`), and
   `ChunkTranslator(stream_arguments=True)` streams such a call's arguments as they
@@ -352,9 +354,15 @@ class ChunkTranslator:
     """
 
     def __init__(
-        self, plan: ChatPlan, *, review: bool = False, stream_arguments: bool = False
+        self,
+        plan: ChatPlan,
+        *,
+        review: bool = False,
+        grounding: bool = False,
+        stream_arguments: bool = False,
     ) -> None:
         self._plan = plan
+        self._grounding = grounding
         self._chunks = ChatChunkTranslator()
         self._sniffer = ReplySniffer(plan.tool_names, enabled=plan.sniff_calls, unknown_names=True)
         self._parallel = plan.parallel_tool_calls
@@ -425,7 +433,7 @@ class ChunkTranslator:
             return []
         if self._streamed is None:
             plan = self._plan
-            if self._review and may_reject(name, plan.tools, plan.items):
+            if self._review and may_reject(name, plan.tools, plan.items, grounding=self._grounding):
                 self._stream = False
                 return []
             self._streamed = (f"call_{uuid.uuid4().hex[:24]}", name)
@@ -491,6 +499,7 @@ class ChunkTranslator:
             plan.tools,
             plan.items,
             plan.instructions,
+            grounding=self._grounding,
         )
 
     @property
