@@ -320,19 +320,23 @@ def _output_text(item: Mapping[str, Any]) -> str:
 
 
 def _result_message(item: Mapping[str, Any], name: str | None) -> dict[str, Any]:
-    """A tool result as a user turn that asks for the answer.
+    """A tool result as a user turn: take the request's next step, or answer.
 
     Given Qwen's `<tool_response>` turn instead, both models often repeat the call
-    they just made; told plainly what came back and what to do, they answer. (Asked
-    here for "the next call or the answer", the 1.5B answered a time question with
-    advice to call another tool: the chain's next step is left to the system
-    prompt's footer, and a repeat of the same call is caught by
-    `_call_review.review_calls`.)
+    they just made; told plainly what came back and what to do, they answer. Asked
+    only for the answer, the 1.5B did a chain's second step itself (it converted
+    feet to metres in its head rather than call `convert_units`); asked for "the
+    next call or the answer", it answered a time question with advice to call
+    another tool. So the next step comes first, as a condition on the request, and
+    the answer is the default; a repeat of the same call is caught by
+    `_call_review.review_calls`.
     """
     return {
         "role": "user",
         "content": f"The function {name or 'you called'} returned: {_output_text(item)}\n"
-        "Use this result to answer my request in plain sentences.",
+        "If my request still has a step to do with this result, call the function for "
+        "that step now: do not work it out yourself. Otherwise answer my request in plain "
+        "sentences.",
     }
 
 
