@@ -12,6 +12,7 @@ from turnstream.providers._call_review import (
     may_reject,
     review_calls,
     ungrounded_values,
+    unsaid_numbers,
 )
 
 CALCULATE = {
@@ -218,3 +219,37 @@ def test_with_grounding_a_call_to_a_tool_the_user_did_not_ask_for_may_be_rejecte
     assert not may_reject("current_time", [plain], [user("What's the time now?")], grounding=True)
     assert may_reject("current_time", [plain], [user("Hello!")], grounding=True)
     assert not may_reject("current_time", [plain], [user("Hello!")])
+
+
+def test_a_conversion_factor_from_memory_in_an_expression_is_a_number_nobody_said() -> None:
+    miles = "Convert 5 miles to km, then add 3 to the result."
+    assert unsaid_numbers(args(expression="5 * 1.60934 + 3"), miles) == ["1.60934"]
+    assert unsaid_numbers(args(value=1609.344), miles) == ["1609.344"]
+    reason = review_calls(
+        [("calculate", args(expression="5 * 1.60934 + 3"))],
+        [CALCULATE],
+        [user(miles)],
+        grounding=True,
+    )
+    assert reason is not None
+    assert "1.60934" in reason
+    assert "call that function first" in reason
+    assert (
+        review_calls(
+            [("calculate", args(expression="5 * 1.60934 + 3"))], [CALCULATE], [user(miles)]
+        )
+        is None
+    )
+
+
+def test_said_numbers_count_rounded_or_as_percentages_and_short_numbers_are_free() -> None:
+    assert unsaid_numbers(args(expression="1234 * 5678"), "Calculate 1234 * 5678.") == []
+    # 12.5% of 640, 3.5 percent of 2000
+    assert unsaid_numbers(args(expression="0.125 * 640"), "What is 12.5% of 640?") == []
+    assert unsaid_numbers(args(expression="0.035*2000"), "3.5 percent of 2000") == []
+    # a tool's output, rounded by the model
+    assert unsaid_numbers(args(expression="8.05 + 3"), "5 mi = 8.04672 km") == []
+    assert unsaid_numbers(args(expression="8.07 + 3"), "5 mi = 8.04672 km") == ["8.07"]
+    # two significant digits or fewer: minutes in an hour, a half, a thousand
+    assert unsaid_numbers(args(expression="123 / 60 + 0.5 * 1000"), "add 123") == []
+    assert unsaid_numbers(args(value=180.0), "") == []

@@ -16,6 +16,9 @@ model once so that it re-samples with the reason in front of it.
 - A call to a *name no tool has*: the model named a function it imagined (asked
   for a story, it calls `write_long_story`; greeted, it calls `greeting`). Told
   which functions exist, it mostly answers in text.
+- A *number nobody said* (`grounding=True`): a precise number from the model's
+  memory (a conversion factor in a calculator expression) where a chain's first
+  tool would give it (`unsaid_numbers`).
 - An *ungrounded call* (`grounding=True`): a string argument that nobody in the
   conversation said in any form (greeted, the 1.5B calls the clock for
   `America/New_York`), to a tool that the user's latest message does not ask for
@@ -41,6 +44,7 @@ __all__ = [
     "may_reject",
     "review_calls",
     "ungrounded_values",
+    "unsaid_numbers",
 ]
 
 
@@ -196,6 +200,50 @@ def ungrounded_values(
     return loose
 
 
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+
+
+def _significant_digits(number: str) -> int:
+    return len(number.replace(".", "").strip("0"))
+
+
+def _decimals(number: str) -> int:
+    return len(number.partition(".")[2])
+
+
+def _said_number(number: str, said: Sequence[float]) -> bool:
+    """`number` is one that was said, rounded, or as a percentage (0.125 for 12.5%)."""
+    value = float(number)
+    tolerance = 0.51 * 10 ** -_decimals(number)
+    forms = (value, value * 100, value / 100)
+    return any(
+        abs(form - other) <= tolerance * scale
+        for other in said
+        for form, scale in zip(forms, (1, 100, 0.01), strict=True)
+    )
+
+
+def unsaid_numbers(arguments: str, conversation: str) -> list[str]:
+    """Precise numbers in a call (three significant digits or more) that nobody said.
+
+    Asked to convert 5 miles and add 3, the 1.5B writes `5 * 1.60934 + 3` for the
+    calculator: a conversion factor from memory where a tool would give it. A number
+    counts as said when the conversation has it, rounded (`8.05` after `8.04672`) or
+    as a percentage (`0.125` for `12.5%`); short ones (`60`, `0.5`, `1000`) are free.
+    """
+    try:
+        parsed = json.loads(arguments or "{}")
+    except json.JSONDecodeError:
+        return []
+    said = [float(n) for n in _NUMBER.findall(conversation)]
+    unsaid = []
+    for leaf in _leaves(parsed):
+        for number in _NUMBER.findall(str(leaf)):
+            if _significant_digits(number) >= 3 and not _said_number(number, said):
+                unsaid.append(number)
+    return unsaid
+
+
 def conversation_text(instructions: str | None, items: Iterable[Mapping[str, Any]]) -> str:
     """The text of instructions and every item: messages, call arguments, outputs."""
     from turnstream.providers._chat_request import text_of
@@ -284,6 +332,15 @@ def review_calls(
                     f"the description of {name}: nobody in this conversation said "
                     f"{'them' if len(copied) > 1 else 'it'}. Call {name} again with the values "
                     "from my request, or, if my request does not need it, answer in plain text."
+                )
+            unsaid = unsaid_numbers(arguments, said) if grounding else []
+            if unsaid:
+                numbers = ", ".join(unsaid)
+                return (
+                    f"Your call to {name} used {numbers}, which nobody in this conversation "
+                    "said. If another function gives that value (a conversion, say), call "
+                    f"that function first; otherwise call {name} with the numbers from my "
+                    "request."
                 )
             loose = ungrounded_values(arguments, tool, said, request) if grounding else []
             if loose:
