@@ -26,17 +26,16 @@ Around the model (bench/decisions.py measures them end to end):
 
 - a request with tools decodes at temperature 0 unless it sets one;
 - in the prompted strategy a tool result is handed back with the tools still on
-  offer (the system prompt tells the model to call the next function of a chain with
-  a result; the result message itself asks only for the answer, see
-  `_result_message`);
-- a call written as text to a tool that does not exist becomes an ordinary call
-  (the runtime answers it as an unknown tool, listing the real ones), never raw JSON;
+  offer, and the result message asks for the request's next step before the
+  answer (`_result_message`);
+- a call written as text to a tool that does not exist is held back, and the model
+  is told the real names; it never reaches the user as raw JSON;
 - `ChunkTranslator(review=True)` holds back a text call that copies an example out
   of a tool description, repeats an answered call, names a function no tool has or
-  (`grounding=True`) is ungrounded (`_call_review`); the provider then re-samples
-  once with the reason, reviews the re-sample too, and ends a turn whose re-sample
-  is rejected again in plain text. Native `tool_calls` chunks stream through
-  unreviewed;
+  (`grounding=True`) is ungrounded or carries a precise number nobody said
+  (`_call_review`); the provider then re-samples once with the reason, reviews the
+  re-sample too, and ends a turn whose re-sample is rejected again in plain text.
+  Native `tool_calls` chunks stream through unreviewed;
 - in the prompted strategy a call is decoded under a lazy grammar built from the
   tools' schemas (`ChatPlan.grammar`, see `_call_grammar`), and
   `ChunkTranslator(stream_arguments=True)` streams such a call's arguments as they
