@@ -307,10 +307,10 @@ async def test_a_re_sample_that_copies_again_ends_in_text_decoded_under_the_text
     assert not any(isinstance(d, ToolCallDelta) for d in deltas)
     assert [d for d in deltas if isinstance(d, OutputTextDelta)] == [OutputTextDelta("Hi!")]
     assert deltas[-1] == FinishDelta("stop")
-    _first, second, third = engine.streamed()  # never a fourth: no loop
-    # the text pass is the re-sample's prompt (all of it cached), under a grammar that
+    first, _second, third = engine.streamed()  # never a fourth: no loop
+    # the text pass is the first prompt (all of it cached), under a grammar that
     # admits no call, not the lazy call grammar
-    assert third["prompt"] == second["prompt"]
+    assert third["prompt"] == first["prompt"]
     assert third["grammar"] == TEXT_GRAMMAR
     assert not third.get("grammar_lazy")
     await provider.aclose()

@@ -522,8 +522,11 @@ class LocalProvider(Provider):
         # A call the review rejects (`_call_review`: a copied example, an answered
         # call repeated, a name no tool has, an ungrounded call) is held back and the
         # model re-samples once with the reason. The re-sample is reviewed too, and
-        # one rejected again ends the turn in plain text: a third pass on the same
-        # prompt (cached), under a grammar that admits no call.
+        # one rejected again ends the turn in plain text: a third pass on the first
+        # prompt (cached), under a grammar that admits no call. Not on the re-sample's
+        # prompt: there the last word is a reason about functions, and the model's
+        # prose answered that ("I don't have a function named write_long_story")
+        # instead of the user's request (the story).
         body = self._body(plan, plan.body)
         translator = self._translator(plan, body)
         # aclosing: a consumer that stops early stops the generation at once
@@ -549,7 +552,7 @@ class LocalProvider(Provider):
             return
         logger.info("local model re-sample rejected, answering in text: %s", retry.rejected[1])
         prose = ChunkTranslator(dataclasses.replace(plan, sniff_calls=False, grammar=None))
-        text = text_body(retry_chat)
+        text = text_body(plan.body)
         await gate.acquire()
         third = self._generate(engine, _Body(text, completion="prompt" in text), gate, prose)
         async with contextlib.aclosing(third) as deltas:
