@@ -252,4 +252,14 @@ def test_said_numbers_count_rounded_or_as_percentages_and_short_numbers_are_free
     assert unsaid_numbers(args(expression="8.07 + 3"), "5 mi = 8.04672 km") == ["8.07"]
     # two significant digits or fewer: minutes in an hour, a half, a thousand
     assert unsaid_numbers(args(expression="123 / 60 + 0.5 * 1000"), "add 123") == []
-    assert unsaid_numbers(args(value=180.0), "") == []
+    assert unsaid_numbers(args(expression="180.0 / 60"), "") == []
+
+
+def test_a_number_argument_nobody_said_is_unsaid_unless_it_is_zero_or_one() -> None:
+    cairo = "Get the weather in Cairo and convert the temperature to Fahrenheit."
+    assert unsaid_numbers(args(value=25, from_unit="C"), cairo) == ["25"]
+    # once the weather tool has said it, it may be converted
+    assert unsaid_numbers(args(value=34), cairo + ' {"temp_c": 34}') == []
+    assert unsaid_numbers(args(value=1, from_unit="mi"), "Convert a mile to km.") == []
+    assert unsaid_numbers(args(days=3), "Weather for the next three days?") == []
+    assert unsaid_numbers(args(value=-3), "It is -3 in Oslo.") == []

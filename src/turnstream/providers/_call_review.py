@@ -224,24 +224,40 @@ def _said_number(number: str, said: Sequence[float]) -> bool:
 
 
 def unsaid_numbers(arguments: str, conversation: str) -> list[str]:
-    """Precise numbers in a call (three significant digits or more) that nobody said.
+    """Numbers in a call that nobody said: a number argument (other than 0 and 1),
+    or a precise number (three significant digits or more) inside a text argument.
 
     Asked to convert 5 miles and add 3, the 1.5B writes `5 * 1.60934 + 3` for the
-    calculator: a conversion factor from memory where a tool would give it. A number
-    counts as said when the conversation has it, rounded (`8.05` after `8.04672`) or
-    as a percentage (`0.125` for `12.5%`); short ones (`60`, `0.5`, `1000`) are free.
+    calculator: a conversion factor from memory where a tool would give it; asked for
+    Cairo's temperature in Fahrenheit, it converts a temperature of 25 that no tool
+    returned. A number counts as said when the conversation has it (in digits or as
+    a word up to twenty), rounded (`8.05` after `8.04672`) or as a percentage
+    (`0.125` for `12.5%`); in an expression short ones (`60`, `0.5`) are free.
     """
     try:
         parsed = json.loads(arguments or "{}")
     except json.JSONDecodeError:
         return []
     said = [float(n) for n in _NUMBER.findall(conversation)]
+    said += [float(_NUMBER_WORDS.index(w)) for w in _words(conversation) if w in _NUMBER_WORDS]
     unsaid = []
     for leaf in _leaves(parsed):
+        if isinstance(leaf, int | float):
+            number = str(abs(leaf))
+            if "e" not in number and abs(leaf) > 1 and not _said_number(number, said):
+                unsaid.append(str(leaf))
+            continue
         for number in _NUMBER.findall(str(leaf)):
             if _significant_digits(number) >= 3 and not _said_number(number, said):
                 unsaid.append(number)
     return unsaid
+
+
+_NUMBER_WORDS = re.findall(
+    r"\w+",
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen "
+    "fourteen fifteen sixteen seventeen eighteen nineteen twenty",
+)
 
 
 def conversation_text(instructions: str | None, items: Iterable[Mapping[str, Any]]) -> str:
