@@ -21,7 +21,8 @@ Categories are reported separately, and the `heldout` split (every third case of
 category) separately from `tune`: the held-out cases are not looked at while tuning.
 
 Usage: python bench/decisions.py [--model 1.5b|0.5b] [--split tune|heldout|all]
-       [--category NAME] [--limit N] [--offset N] [--first-only] [--no-grammar] [--label TEXT]
+       [--category NAME] [--limit N] [--offset N] [--first-only] [--no-grammar] [--no-grounding]
+       [--threads N] [--label TEXT]
        [--output PATH]
 
 `--first-only` scores the first decision alone (one short model turn, the run is
@@ -661,6 +662,7 @@ def write_report(
         "category": options.category,
         "first_only": options.first_only,
         "no_grammar": options.no_grammar,
+        "no_grounding": getattr(options, "no_grounding", False),
         "case_timeout": options.case_timeout,
         "machine": {
             "python": platform.python_version(),
@@ -690,6 +692,7 @@ async def main_async(options: argparse.Namespace) -> dict[str, Any]:
             {name: size},  # type: ignore[dict-item]
             threads=options.threads,
             **({"call_grammar": False} if options.no_grammar else {}),
+            **({"call_grounding": False} if options.no_grounding else {}),
         )
         app = create_app(settings, providers=[provider])
         with ServerThread(app, name="bench-decisions") as server:
@@ -750,6 +753,11 @@ def main() -> None:
         "--no-grammar",
         action="store_true",
         help="decode text calls without the lazy call grammar (for a before/after)",
+    )
+    parser.add_argument(
+        "--no-grounding",
+        action="store_true",
+        help="do not reject ungrounded calls (for a before/after of that review rule)",
     )
     parser.add_argument(
         "--case-timeout",

@@ -15,10 +15,12 @@ import pytest
 from tests.providers.gbnf import parse
 from turnstream.providers._call_grammar import (
     CALL_TRIGGERS,
+    TEXT_GRAMMAR,
     call_grammar,
     chat_chunk,
     chatml_prompt,
     completion_body,
+    text_body,
 )
 from turnstream.providers._local_chat import build_chat_request
 from turnstream.providers.base import GenerationRequest
@@ -211,3 +213,42 @@ def test_a_completion_chunk_reads_as_the_chat_chunk_it_stands_for() -> None:
     assert last["choices"] == [{"index": 0, "delta": {}, "finish_reason": "length"}]
     error = {"error": {"code": 400, "message": "bad"}}
     assert chat_chunk(error) == error
+
+
+@pytest.mark.parametrize(
+    ("reply", "accepted"),
+    [
+        ("Hello! I'm fine, thanks.", True),
+        ("Sure:\n```python\ndef f(): pass\n```", True),
+        ("A {brace} later, <b>tags</b> later: fine.", True),
+        ('{"name": "get_time", "arguments": {}}', False),
+        ('[{"name": "get_time"}]', False),
+        ("<tool_call>", False),
+        ('```json\n{"name": "x"}', False),
+        (' {"name": "x"}', False),
+        ("", False),
+    ],
+)
+def test_the_text_grammar_admits_prose_and_no_opening_of_a_call(reply: str, accepted: bool) -> None:
+    assert parse(TEXT_GRAMMAR).accepts(reply) is accepted
+
+
+def test_a_text_pass_is_the_same_prompt_under_the_text_grammar_from_the_first_token() -> None:
+    chat = {
+        "messages": [{"role": "system", "content": "S"}, {"role": "user", "content": "Hi"}],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "temperature": 0.0,
+    }
+    body = text_body(chat)
+    assert body["prompt"] == chatml_prompt(chat["messages"])
+    assert body["grammar"] == TEXT_GRAMMAR
+    assert "grammar_lazy" not in body
+    assert "grammar_triggers" not in body
+    assert "messages" not in body
+    assert body["temperature"] == 0.0
+    # what ChatML cannot render goes to the chat endpoint, still under the grammar
+    parts = {"role": "user", "content": [{"type": "text", "text": "Hi"}]}
+    fallback = text_body({**chat, "messages": [chat["messages"][0], parts]})
+    assert fallback["messages"][1] == parts
+    assert fallback["grammar"] == TEXT_GRAMMAR

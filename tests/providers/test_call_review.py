@@ -8,7 +8,11 @@ from typing import Any
 from turnstream.providers._call_review import (
     conversation_text,
     copied_example_values,
+    latest_request,
+    may_reject,
     review_calls,
+    ungrounded_values,
+    unsaid_numbers,
 )
 
 CALCULATE = {
@@ -117,3 +121,145 @@ def test_review_names_the_real_functions_when_a_call_names_one_that_does_not_exi
     assert "plain text" in reason
     # with no tools offered there is nothing to point the model to
     assert review_calls([("write_long_story", "{}")], [], [user("A story?")]) is None
+
+
+CLOCK = {
+    "type": "function",
+    "name": "current_time",
+    "description": "Get the current date and time in a time zone.",
+    "parameters": {"type": "object", "properties": {"timezone": {"type": "string"}}},
+}
+STOCK = {
+    "type": "function",
+    "name": "stock_price",
+    "description": "Latest price of a share.",
+    "parameters": {"type": "object", "properties": {"symbol": {"type": "string"}}},
+}
+UNITS = {
+    "type": "function",
+    "name": "convert_units",
+    "description": "Convert a quantity between units.",
+    "parameters": {
+        "type": "object",
+        "properties": {
+            "value": {"type": "number"},
+            "from_unit": {"type": "string"},
+            "to_unit": {"type": "string"},
+        },
+    },
+}
+
+
+def ungrounded(tool: dict[str, Any], said: str, **values: Any) -> list[str]:
+    return ungrounded_values(args(**values), tool, said, said)
+
+
+def test_a_greeting_answered_with_a_clock_call_for_a_city_nobody_named_is_ungrounded() -> None:
+    hi = "Hi! How are you today?"
+    assert ungrounded(CLOCK, hi, timezone="America/New_York") == ["America/New_York"]
+    assert ungrounded(STOCK, "Nice to meet you.", symbol="Tesla Inc") == ["Tesla Inc"]
+
+
+def test_a_value_is_grounded_by_any_word_of_it_in_any_form_of_the_conversation() -> None:
+    # "New York" grounds America/New_York; numbers ground an expression
+    assert ungrounded(CLOCK, "Is it morning in new-york? Hi", timezone="America/New_York") == []
+    assert ungrounded(UNITS, "Hello 640", from_unit="640 things", to_unit="m") == []
+    # one word that shortens a word that was said
+    assert ungrounded(STOCK, "Hello Microsoft fans", symbol="MSFT") == []
+    assert ungrounded(STOCK, "Hello Microsoft fans", symbol="MXFT") == ["MXFT"]
+    # one short code, from knowledge: F, JPY
+    assert ungrounded(UNITS, "Hello", from_unit="F", to_unit="JPY") == []
+    # but in a phrase, a short word grounds nothing ("he" could shorten "hello")
+    assert ungrounded(STOCK, "Hello there", symbol="he is") == ["he is"]
+
+
+def test_numbers_are_left_to_the_other_rules() -> None:
+    assert ungrounded(UNITS, "Good night!", value=12.5, from_unit="m", to_unit="ft") == []
+
+
+def test_a_request_for_what_the_tool_does_needs_no_grounded_values() -> None:
+    # the model may know Mumbai's zone, or a company's ticker
+    mumbai = "Is it evening in Mumbai yet? Check the time."
+    assert ungrounded(CLOCK, mumbai, timezone="Asia/Kolkata") == []
+    assert ungrounded(STOCK, "What do Apple shares cost? The price please.", symbol="AAPL") == []
+    # forms of a word count: "converting" asks for convert_units
+    assert ungrounded(UNITS, "Converting a cup, please", from_unit="cup", to_unit="litre") == []
+
+
+def test_grounding_reads_the_whole_conversation_but_only_the_latest_request() -> None:
+    items = [
+        user("What time is it?"),
+        {"type": "function_call", "call_id": "c", "name": "current_time", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "c", "output": "10:05 in Europe/Oslo"},
+        user("Thanks! Nice day."),
+    ]
+    assert latest_request(items) == "Thanks! Nice day."
+    said = conversation_text(None, items)
+    request = latest_request(items)
+    assert ungrounded_values(args(timezone="Europe/Oslo"), CLOCK, said, request) == []
+    loose = ungrounded_values(args(timezone="Asia/Dubai"), CLOCK, said, request)
+    assert loose == ["Asia/Dubai"]
+    assert latest_request([]) == ""
+
+
+def test_review_rejects_an_ungrounded_call_only_when_grounding_is_on() -> None:
+    items = [user("Hi! How are you today?")]
+    call = [("current_time", args(timezone="America/New_York"))]
+    assert review_calls(call, [CLOCK], items) is None
+    reason = review_calls(call, [CLOCK], items, grounding=True)
+    assert reason is not None
+    assert '"America/New_York"' in reason
+    assert "plain text" in reason
+    paris = [user("What time is it in Paris?")]
+    assert review_calls([("current_time", args(timezone="Europe/Paris"))], [CLOCK], paris) is None
+
+
+def test_with_grounding_a_call_to_a_tool_the_user_did_not_ask_for_may_be_rejected() -> None:
+    plain = {**CLOCK, "description": ""}
+    assert not may_reject("current_time", [plain], [user("What's the time now?")], grounding=True)
+    assert may_reject("current_time", [plain], [user("Hello!")], grounding=True)
+    assert not may_reject("current_time", [plain], [user("Hello!")])
+
+
+def test_a_conversion_factor_from_memory_in_an_expression_is_a_number_nobody_said() -> None:
+    miles = "Convert 5 miles to km, then add 3 to the result."
+    assert unsaid_numbers(args(expression="5 * 1.60934 + 3"), miles) == ["1.60934"]
+    assert unsaid_numbers(args(value=1609.344), miles) == ["1609.344"]
+    reason = review_calls(
+        [("calculate", args(expression="5 * 1.60934 + 3"))],
+        [CALCULATE],
+        [user(miles)],
+        grounding=True,
+    )
+    assert reason is not None
+    assert "1.60934" in reason
+    assert "call that function first" in reason
+    assert (
+        review_calls(
+            [("calculate", args(expression="5 * 1.60934 + 3"))], [CALCULATE], [user(miles)]
+        )
+        is None
+    )
+
+
+def test_said_numbers_count_rounded_or_as_percentages_and_short_numbers_are_free() -> None:
+    assert unsaid_numbers(args(expression="1234 * 5678"), "Calculate 1234 * 5678.") == []
+    # 12.5% of 640, 3.5 percent of 2000
+    assert unsaid_numbers(args(expression="0.125 * 640"), "What is 12.5% of 640?") == []
+    assert unsaid_numbers(args(expression="0.035*2000"), "3.5 percent of 2000") == []
+    # a tool's output, rounded by the model
+    assert unsaid_numbers(args(expression="8.05 + 3"), "5 mi = 8.04672 km") == []
+    assert unsaid_numbers(args(expression="8.07 + 3"), "5 mi = 8.04672 km") == ["8.07"]
+    # two significant digits or fewer: minutes in an hour, a half, a thousand
+    assert unsaid_numbers(args(expression="123 / 60 + 0.5 * 1000"), "add 123") == []
+    assert unsaid_numbers(args(expression="180.0 / 60"), "") == []
+
+
+def test_a_number_argument_nobody_said_is_unsaid_unless_it_is_zero_or_one() -> None:
+    cairo = "Get the weather in Cairo and convert the temperature to Fahrenheit."
+    assert unsaid_numbers(args(value=25, from_unit="C"), cairo) == ["25"]
+    # once the weather tool has said it, it may be converted
+    assert unsaid_numbers(args(value=34), cairo + ' {"temp_c": 34}') == []
+    assert unsaid_numbers(args(value=1, from_unit="mi"), "Convert a mile to km.") == []
+    assert unsaid_numbers(args(days=3), "Weather for the next three days?") == []
+    assert unsaid_numbers(args(value=-3), "It is -3 in Oslo.") == []

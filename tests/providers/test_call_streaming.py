@@ -136,7 +136,7 @@ def test_a_call_answered_already_is_not_streamed() -> None:
     assert during == []
 
 
-def test_the_re_sample_is_not_reviewed_so_it_streams() -> None:
+def test_without_a_review_a_call_to_a_described_tool_streams() -> None:
     t = translator([user("Time in Lisbon?")], review=False)
     during, _ = run(t, ['{"name": "get_time", "arguments": {"ci', 'ty": "Lisbon"}}'])
     assert [d.arguments for d in during if isinstance(d, ToolCallDelta)] == [

@@ -14,6 +14,7 @@ import pytest
 
 from tests.providers.helpers import is_warm_up
 from turnstream.engine.deltas import FinishDelta, OutputTextDelta, ToolCallDelta
+from turnstream.providers._call_grammar import TEXT_GRAMMAR
 from turnstream.providers._local_model import LocalModelError
 from turnstream.providers.base import GenerationRequest, Provider, ProviderError
 from turnstream.providers.local import LocalProvider
@@ -356,13 +357,49 @@ async def test_a_copied_example_is_rejected_and_the_model_re_samples_once_with_t
     await provider.aclose()
 
 
-async def test_the_re_sampled_reply_goes_out_even_if_it_copies_again() -> None:
-    engine = ScriptedReplies(call_reply("Asia/Tokyo"), call_reply("Asia/Tokyo"))
+async def test_a_re_sample_that_copies_again_ends_in_text_decoded_under_the_text_grammar() -> None:
+    engine = ScriptedReplies(
+        call_reply("Asia/Tokyo"), call_reply("Asia/Tokyo"), [chunk("Hi!"), chunk(finish="stop")]
+    )
     provider = provider_for(engine)
     deltas = [d async for d in provider.stream(request("Hi!", tools=[CLOCK]))]
-    calls = [d for d in deltas if isinstance(d, ToolCallDelta)]
-    assert [(c.name, c.arguments) for c in calls] == [("get_time", '{"timezone": "Asia/Tokyo"}')]
-    assert len(engine.streamed()) == 2  # one re-sample, never a loop
+    assert not any(isinstance(d, ToolCallDelta) for d in deltas)
+    assert [d for d in deltas if isinstance(d, OutputTextDelta)] == [OutputTextDelta("Hi!")]
+    assert deltas[-1] == FinishDelta("stop")
+    first, _second, third = engine.streamed()  # never a fourth: no loop
+    # the text pass is the first prompt (all of it cached), under a grammar that
+    # admits no call, not the lazy call grammar
+    assert third["prompt"] == first["prompt"]
+    assert third["grammar"] == TEXT_GRAMMAR
+    assert not third.get("grammar_lazy")
+    await provider.aclose()
+
+
+async def test_a_re_sample_that_calls_the_named_function_well_goes_out() -> None:
+    engine = ScriptedReplies(call_reply("Asia/Tokyo"), call_reply("Europe/Lisbon"))
+    provider = provider_for(engine)
+    deltas = [d async for d in provider.stream(request("Time in Lisbon?", tools=[CLOCK]))]
+    calls = [d for d in deltas if isinstance(d, ToolCallDelta) and d.name]
+    assert [c.name for c in calls] == ["get_time"]
+    arguments = "".join(d.arguments for d in deltas if isinstance(d, ToolCallDelta))
+    assert json.loads(arguments) == {"timezone": "Europe/Lisbon"}
+    assert len(engine.streamed()) == 2
+    await provider.aclose()
+
+
+async def test_an_ungrounded_call_is_re_sampled_only_while_grounding_is_on() -> None:
+    greeting = "Hi! How are you today?"
+    on = ScriptedReplies(call_reply("America/New_York"), [chunk("Fine!"), chunk(finish="stop")])
+    provider = provider_for(on)
+    deltas = [d async for d in provider.stream(request(greeting, tools=[CLOCK]))]
+    assert not any(isinstance(d, ToolCallDelta) for d in deltas)
+    assert "America/New_York" in on.streamed()[1]["prompt"].rsplit("<|im_start|>user", 1)[1]
+    await provider.aclose()
+    off = ScriptedReplies(call_reply("America/New_York"))
+    provider = provider_for(off, call_grounding=False)
+    deltas = [d async for d in provider.stream(request(greeting, tools=[CLOCK]))]
+    assert [d.name for d in deltas if isinstance(d, ToolCallDelta) and d.name] == ["get_time"]
+    assert len(off.streamed()) == 1
     await provider.aclose()
 
 

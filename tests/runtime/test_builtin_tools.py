@@ -28,6 +28,16 @@ def test_calculate_refuses_anything_but_bounded_arithmetic(expression: str) -> N
         calculate.fn(expression)
 
 
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [("12.5% * 640", "80"), ("15% of 80", "12"), ("50%", "0.5"), ("17 % 5", "2"), ("7%(4)", "3")],
+)
+def test_calculate_reads_a_percent_sign_with_no_operand_after_it_as_a_percentage(
+    expression: str, expected: str
+) -> None:
+    assert calculate.fn(expression) == f"{expression} = {expected}"
+
+
 def test_convert_units_converts_within_a_dimension_and_refuses_across() -> None:
     assert convert_units.fn(10, "km", "mi") == "10 km = 6.21371 mi"
     assert convert_units.fn(212, "F", "C") == "212 °F = 100 °C"

@@ -32,10 +32,12 @@ from typing import Any
 
 __all__ = [
     "CALL_TRIGGERS",
+    "TEXT_GRAMMAR",
     "call_grammar",
     "chat_chunk",
     "chatml_prompt",
     "completion_body",
+    "text_body",
 ]
 
 # llama.cpp's `common_grammar_trigger_type`: 3 is PATTERN_FULL, a regex that must match
@@ -288,6 +290,27 @@ def completion_body(chat_body: Mapping[str, Any], grammar: str) -> dict[str, Any
         grammar_lazy=True,
         grammar_triggers=[dict(t) for t in CALL_TRIGGERS],
     )
+    return body
+
+
+TEXT_GRAMMAR = "root ::= [^{<\\[`\\x00 \\t\\n] [^\\x00]*\n"
+"""A reply that cannot open as a call (with a brace, a bracket, a tag or a fence),
+whatever follows: for a turn that must end in plain text."""
+
+
+def text_body(chat_body: Mapping[str, Any]) -> dict[str, Any]:
+    """The request equivalent to `chat_body` whose reply is prose, never a call.
+
+    Rendered for the completion endpoint when it can be, so the prompt is the very
+    text (and prompt cache) of the chat request; else the chat endpoint, which takes
+    a grammar too when no `tools` are sent.
+    """
+    prompt = chatml_prompt(chat_body.get("messages") or ())
+    if prompt is None or "tools" in chat_body or "response_format" in chat_body:
+        chat = {k: v for k, v in chat_body.items() if k not in ("tools", "response_format")}
+        return {**chat, "grammar": TEXT_GRAMMAR}
+    body = {k: v for k, v in chat_body.items() if k not in _CHAT_ONLY}
+    body.update(prompt=prompt, grammar=TEXT_GRAMMAR)
     return body
 
 

@@ -15,8 +15,18 @@ model once so that it re-samples with the reason in front of it.
   conversation that has its output.
 - A call to a *name no tool has*: the model named a function it imagined (asked
   for a story, it calls `write_long_story`; greeted, it calls `greeting`). Told
-  which functions exist, it mostly answers in text. If the re-sample names one
-  again, that call goes out (the runtime answers it as an unknown tool).
+  which functions exist, it mostly answers in text.
+- A *number nobody said* (`grounding=True`): a precise number from the model's
+  memory (a conversion factor in a calculator expression) where a chain's first
+  tool would give it (`unsaid_numbers`).
+- An *ungrounded call* (`grounding=True`): a string argument that nobody in the
+  conversation said in any form (greeted, the 1.5B calls the clock for
+  `America/New_York`), to a tool that the user's latest message does not ask for
+  either (`ungrounded_values`). Both halves are needed: a model rightly maps
+  "Mumbai" to `Asia/Kolkata` or "Apple" to `AAPL`, and then the user did ask for
+  the clock or the stock price.
+
+The provider reviews the re-sample too; one rejected again ends in plain text.
 """
 
 from __future__ import annotations
@@ -30,8 +40,11 @@ __all__ = [
     "conversation_text",
     "copied_example_values",
     "description_text",
+    "latest_request",
     "may_reject",
     "review_calls",
+    "ungrounded_values",
+    "unsaid_numbers",
 ]
 
 
@@ -101,6 +114,152 @@ def copied_example_values(arguments: str, tool: Mapping[str, Any], conversation:
     return copied
 
 
+_WORD = re.compile(r"[^\W_]+")
+# Too common to tie a request to a tool ("what", "tell", "please"); words of four
+# letters or more only, so "the", "is" and "me" never count anyway.
+_STOPWORDS = frozenset(
+    re.findall(
+        r"\w+",
+        "about after again also because been before being could does doing down each from "
+        "have having here into just like make many more most much need only other over "
+        "please same should some such tell than that their them then there these they this "
+        "those through very want what when where which while whom will with would your",
+    )
+)
+
+
+def _words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def _abbreviates(short: str, word: str) -> bool:
+    """`short` is a shortening of `word`: same first letter, its letters in order
+    (km/kilometres, MSFT/Microsoft)."""
+    if len(word) <= len(short) or word[0] != short[0]:
+        return False
+    rest = iter(word)
+    return all(ch in rest for ch in short)
+
+
+def _grounded(value: str, said: set[str]) -> bool:
+    words = _words(value)
+    if not words:
+        return True
+    if len(words) == 1 and words[0].isalpha():
+        word = words[0]
+        if len(word) <= 3:
+            return True  # a code or a unit symbol (F, kg, JPY): spelled from knowledge
+        if len(word) <= 5 and any(_abbreviates(word, other) for other in said):
+            return True  # a ticker or a unit by the word it shortens (MSFT, kmh)
+    # "America/New_York" by "New York", "12.5% * 640" by "640"
+    return any(word in said and (len(word) >= 3 or word.isdigit()) for word in words)
+
+
+def _related(a: str, b: str) -> bool:
+    """The same word, or forms of one (calculate/calculation, convert/converts)."""
+    shorter = min(len(a), len(b))
+    common = next((i for i in range(shorter) if a[i] != b[i]), shorter)
+    return a == b or (common >= 5 and common >= 0.7 * shorter)
+
+
+def _content_words(text: str) -> set[str]:
+    return {w for w in _words(text) if len(w) >= 4 and w.isalpha() and w not in _STOPWORDS}
+
+
+def _asks_for(tool: Mapping[str, Any], request: str) -> bool:
+    """Whether the user's message names what the tool does (a word of its name or
+    description, in some form)."""
+    offered = _content_words(
+        f"{str(tool.get('name') or '').replace('_', ' ')} {description_text(tool)}"
+    )
+    return any(_related(a, b) for a in _content_words(request) for b in offered)
+
+
+def ungrounded_values(
+    arguments: str, tool: Mapping[str, Any], conversation: str, request: str
+) -> list[str]:
+    """String argument values that nobody said, in a call the user did not ask for.
+
+    A value is *grounded* when one of its words (three letters or more, or a number)
+    occurs in `conversation` (everything said: instructions, messages, calls and
+    outputs), when it is one word that shortens a word that does (`MSFT`), or one
+    short code (`F`, `kg`, `JPY`). Ungrounded values are returned only if `request`
+    (the user's latest message) shares no word with the tool's name and
+    descriptions: a user who asks for the time may get `Asia/Kolkata` for Mumbai.
+    """
+    try:
+        parsed = json.loads(arguments or "{}")
+    except json.JSONDecodeError:
+        return []
+    said = set(_words(conversation))
+    loose = [
+        leaf for leaf in _leaves(parsed) if isinstance(leaf, str) and not _grounded(leaf, said)
+    ]
+    if not loose or _asks_for(tool, request):
+        return []
+    return loose
+
+
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+
+
+def _significant_digits(number: str) -> int:
+    return len(number.replace(".", "").strip("0"))
+
+
+def _decimals(number: str) -> int:
+    return len(number.partition(".")[2])
+
+
+def _said_number(number: str, said: Sequence[float]) -> bool:
+    """`number` is one that was said, rounded, or as a percentage (0.125 for 12.5%)."""
+    value = float(number)
+    tolerance = 0.51 * 10 ** -_decimals(number)
+    forms = (value, value * 100, value / 100)
+    return any(
+        abs(form - other) <= tolerance * scale
+        for other in said
+        for form, scale in zip(forms, (1, 100, 0.01), strict=True)
+    )
+
+
+def unsaid_numbers(arguments: str, conversation: str) -> list[str]:
+    """Numbers in a call that nobody said: a number argument (other than 0 and 1),
+    or a precise number (three significant digits or more) inside a text argument.
+
+    Asked to convert 5 miles and add 3, the 1.5B writes `5 * 1.60934 + 3` for the
+    calculator: a conversion factor from memory where a tool would give it; asked for
+    Cairo's temperature in Fahrenheit, it converts a temperature of 25 that no tool
+    returned. A number counts as said when the conversation has it (in digits or as
+    a word up to twenty), rounded (`8.05` after `8.04672`) or as a percentage
+    (`0.125` for `12.5%`); in an expression short ones (`60`, `0.5`) are free.
+    """
+    try:
+        parsed = json.loads(arguments or "{}")
+    except json.JSONDecodeError:
+        return []
+    said = [float(n) for n in _NUMBER.findall(conversation)]
+    said += [float(_NUMBER_WORDS.index(w)) for w in _words(conversation) if w in _NUMBER_WORDS]
+    unsaid = []
+    for leaf in _leaves(parsed):
+        if isinstance(leaf, int | float):
+            number = str(abs(leaf))
+            if "e" not in number and abs(leaf) > 1 and not _said_number(number, said):
+                unsaid.append(str(leaf))
+            continue
+        for number in _NUMBER.findall(str(leaf)):
+            if _significant_digits(number) >= 3 and not _said_number(number, said):
+                unsaid.append(number)
+    return unsaid
+
+
+_NUMBER_WORDS = re.findall(
+    r"\w+",
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen "
+    "fourteen fifteen sixteen seventeen eighteen nineteen twenty",
+)
+
+
 def conversation_text(instructions: str | None, items: Iterable[Mapping[str, Any]]) -> str:
     """The text of instructions and every item: messages, call arguments, outputs."""
     from turnstream.providers._chat_request import text_of
@@ -140,11 +299,23 @@ def answered_calls(items: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], 
     return answered
 
 
+def latest_request(items: Sequence[Mapping[str, Any]]) -> str:
+    """The text of the user's latest message (empty if there is none)."""
+    from turnstream.providers._chat_request import text_of
+
+    for item in reversed(items):
+        if item.get("type", "message") == "message" and item.get("role") == "user":
+            return text_of(item.get("content"))
+    return ""
+
+
 def review_calls(
     calls: Sequence[tuple[str, str]],
     tools: Sequence[Mapping[str, Any]],
     items: Sequence[Mapping[str, Any]],
     instructions: str | None = None,
+    *,
+    grounding: bool = False,
 ) -> str | None:
     """Why the model should try again, or None when its calls may go out.
 
@@ -153,9 +324,11 @@ def review_calls(
         tools: The tool definitions it was offered (Responses `function` tools).
         items: The conversation it was shown.
         instructions: The request's instructions.
+        grounding: Also reject ungrounded calls (`ungrounded_values`).
     """
     by_name = {tool.get("name"): tool for tool in tools}
     said = conversation_text(instructions, items)
+    request = latest_request(items)
     answered = answered_calls(items)
     for name, arguments in calls:
         tool = by_name.get(name)
@@ -176,6 +349,24 @@ def review_calls(
                     f"{'them' if len(copied) > 1 else 'it'}. Call {name} again with the values "
                     "from my request, or, if my request does not need it, answer in plain text."
                 )
+            unsaid = unsaid_numbers(arguments, said) if grounding else []
+            if unsaid:
+                numbers = ", ".join(unsaid)
+                return (
+                    f"Your call to {name} used {numbers}, which nobody in this conversation "
+                    "said. If another function gives that value (a conversion, say), call "
+                    f"that function first; otherwise call {name} with the numbers from my "
+                    "request."
+                )
+            loose = ungrounded_values(arguments, tool, said, request) if grounding else []
+            if loose:
+                values = ", ".join(json.dumps(v, ensure_ascii=False) for v in loose)
+                return (
+                    f"Your call to {name} used {values}, which nobody in this conversation "
+                    f"said, and my message does not ask for what {name} does. Answer me "
+                    f"directly in plain text, unless my request really needs {name}: then "
+                    "call it with values from my words."
+                )
         output = answered.get((name, _canonical(arguments)))
         if output is not None:
             return (
@@ -187,12 +378,19 @@ def review_calls(
 
 
 def may_reject(
-    name: str, tools: Sequence[Mapping[str, Any]], items: Sequence[Mapping[str, Any]]
+    name: str,
+    tools: Sequence[Mapping[str, Any]],
+    items: Sequence[Mapping[str, Any]],
+    *,
+    grounding: bool = False,
 ) -> bool:
     """Whether `review_calls` could reject some call to `name`, before its arguments are
-    known: its tool's description holds text a value could be copied from, or a call
-    to it has been answered already."""
+    known: its tool's description holds text a value could be copied from, a call
+    to it has been answered already, or (`grounding`) the user's latest message does
+    not ask for what it does."""
     tool = next((t for t in tools if t.get("name") == name), None)
     if tool is None or description_text(tool):
+        return True
+    if grounding and not _asks_for(tool, latest_request(items)):
         return True
     return any(called == name for called, _ in answered_calls(items))

@@ -26,15 +26,16 @@ Around the model (bench/decisions.py measures them end to end):
 
 - a request with tools decodes at temperature 0 unless it sets one;
 - in the prompted strategy a tool result is handed back with the tools still on
-  offer (the system prompt tells the model to call the next function of a chain with
-  a result; the result message itself asks only for the answer, see
-  `_result_message`);
-- a call written as text to a tool that does not exist becomes an ordinary call
-  (the runtime answers it as an unknown tool, listing the real ones), never raw JSON;
+  offer, and the result message asks for the request's next step before the
+  answer (`_result_message`);
+- a call written as text to a tool that does not exist is held back, and the model
+  is told the real names; it never reaches the user as raw JSON;
 - `ChunkTranslator(review=True)` holds back a text call that copies an example out
-  of a tool description, repeats an answered call or names a function no tool has
-  (`_call_review`); the provider then re-samples once with the reason. Native
-  `tool_calls` chunks stream through unreviewed;
+  of a tool description, repeats an answered call, names a function no tool has or
+  (`grounding=True`) is ungrounded or carries a precise number nobody said
+  (`_call_review`); the provider then re-samples once with the reason, reviews the
+  re-sample too, and ends a turn whose re-sample is rejected again in plain text.
+  Native `tool_calls` chunks stream through unreviewed;
 - in the prompted strategy a call is decoded under a lazy grammar built from the
   tools' schemas (`ChatPlan.grammar`, see `_call_grammar`), and
   `ChunkTranslator(stream_arguments=True)` streams such a call's arguments as they
@@ -318,19 +319,23 @@ def _output_text(item: Mapping[str, Any]) -> str:
 
 
 def _result_message(item: Mapping[str, Any], name: str | None) -> dict[str, Any]:
-    """A tool result as a user turn that asks for the answer.
+    """A tool result as a user turn: take the request's next step, or answer.
 
     Given Qwen's `<tool_response>` turn instead, both models often repeat the call
-    they just made; told plainly what came back and what to do, they answer. (Asked
-    here for "the next call or the answer", the 1.5B answered a time question with
-    advice to call another tool: the chain's next step is left to the system
-    prompt's footer, and a repeat of the same call is caught by
-    `_call_review.review_calls`.)
+    they just made; told plainly what came back and what to do, they answer. Asked
+    only for the answer, the 1.5B did a chain's second step itself (it converted
+    feet to metres in its head rather than call `convert_units`); asked for "the
+    next call or the answer", it answered a time question with advice to call
+    another tool. So the next step comes first, as a condition on the request, and
+    the answer is the default; a repeat of the same call is caught by
+    `_call_review.review_calls`.
     """
     return {
         "role": "user",
         "content": f"The function {name or 'you called'} returned: {_output_text(item)}\n"
-        "Use this result to answer my request in plain sentences.",
+        "If my request still has a step to do with this result, call the function for "
+        "that step now: do not work it out yourself. Otherwise answer my request in plain "
+        "sentences.",
     }
 
 
@@ -352,9 +357,15 @@ class ChunkTranslator:
     """
 
     def __init__(
-        self, plan: ChatPlan, *, review: bool = False, stream_arguments: bool = False
+        self,
+        plan: ChatPlan,
+        *,
+        review: bool = False,
+        grounding: bool = False,
+        stream_arguments: bool = False,
     ) -> None:
         self._plan = plan
+        self._grounding = grounding
         self._chunks = ChatChunkTranslator()
         self._sniffer = ReplySniffer(plan.tool_names, enabled=plan.sniff_calls, unknown_names=True)
         self._parallel = plan.parallel_tool_calls
@@ -425,7 +436,7 @@ class ChunkTranslator:
             return []
         if self._streamed is None:
             plan = self._plan
-            if self._review and may_reject(name, plan.tools, plan.items):
+            if self._review and may_reject(name, plan.tools, plan.items, grounding=self._grounding):
                 self._stream = False
                 return []
             self._streamed = (f"call_{uuid.uuid4().hex[:24]}", name)
@@ -491,6 +502,7 @@ class ChunkTranslator:
             plan.tools,
             plan.items,
             plan.instructions,
+            grounding=self._grounding,
         )
 
     @property

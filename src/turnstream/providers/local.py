@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import importlib
 import importlib.util
 import logging
@@ -48,7 +49,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from turnstream.engine.deltas import Delta, QueuedDelta, StartedDelta
-from turnstream.providers._call_grammar import chat_chunk, completion_body
+from turnstream.providers._call_grammar import chat_chunk, completion_body, text_body
 from turnstream.providers._local_chat import (
     ChatPlan,
     ChunkTranslator,
@@ -311,6 +312,8 @@ class LocalProvider(Provider):
         warmup_instructions: instructions to warm the prompt cache with.
         call_grammar: decode a call the model starts writing as text under a grammar
             built from the tools' schemas (`_call_grammar`; prompted strategy only).
+        call_grounding: also reject (and re-sample) a call whose string values
+            nobody said, to a tool the user did not ask for (`_call_review`).
         engine_factory: builds an engine for a GGUF path (tests inject a fake).
         model_path: where to find a size's GGUF instead of assembling it.
     """
@@ -330,6 +333,7 @@ class LocalProvider(Provider):
         warmup_tools: Sequence[Mapping[str, Any]] = (),
         warmup_instructions: str | None = None,
         call_grammar: bool = True,
+        call_grounding: bool = True,
         engine_factory: EngineFactory | None = None,
         model_path: Callable[[ModelSize], Path] | None = None,
     ) -> None:
@@ -348,6 +352,7 @@ class LocalProvider(Provider):
         self._warmup_tools = list(warmup_tools)
         self._warmup_instructions = warmup_instructions
         self._call_grammar = call_grammar
+        self._grounding = call_grounding
         self._engine_factory = engine_factory or xllamacpp_engine_factory(
             threads=threads, ctx_size=ctx_size, slots=slots, batch_size=batch_size
         )
@@ -536,27 +541,50 @@ class LocalProvider(Provider):
                 raise
         else:
             await gate.acquire()
-        # A call that copies a description's example, or repeats an answered call, is
-        # held back and the model re-samples once with the reason (`_call_review`).
+        # A call the review rejects (`_call_review`: a copied example, an answered
+        # call repeated, a name no tool has, an ungrounded call) is held back and the
+        # model re-samples once with the reason. The re-sample is reviewed too, and
+        # one rejected again ends the turn in plain text: a third pass on the first
+        # prompt (cached), under a grammar that admits no call. Not on the re-sample's
+        # prompt: there the last word is a reason about functions, and the model's
+        # prose answered that ("I don't have a function named write_long_story")
+        # instead of the user's request (the story).
         body = self._body(plan, plan.body)
-        translator = ChunkTranslator(plan, review=True, stream_arguments=body.completion)
+        translator = self._translator(plan, body)
         # aclosing: a consumer that stops early stops the generation at once
         first = self._generate(engine, body, gate, translator)
         async with contextlib.aclosing(first) as deltas:
             async for delta in deltas:
                 yield delta
-        if translator.rejected is not None:
-            calls, reason = translator.rejected
-            logger.info("local model call rejected, re-sampling: %s", reason)
-            body = self._body(plan, retry_body(plan, calls, reason))
-            retry = ChunkTranslator(plan, stream_arguments=body.completion)
-            # the first pass gave its slot back when llama.cpp returned: wait for one
-            # again (behind whoever queued meanwhile), without a second queued signal
-            await gate.acquire()
-            second = self._generate(engine, body, gate, retry)
-            async with contextlib.aclosing(second) as deltas:
-                async for delta in deltas:
-                    yield delta
+        if translator.rejected is None:
+            return
+        calls, reason = translator.rejected
+        logger.info("local model call rejected, re-sampling: %s", reason)
+        retry_chat = retry_body(plan, calls, reason)
+        body = self._body(plan, retry_chat)
+        retry = self._translator(plan, body)
+        # the first pass gave its slot back when llama.cpp returned: wait for one
+        # again (behind whoever queued meanwhile), without a second queued signal
+        await gate.acquire()
+        second = self._generate(engine, body, gate, retry)
+        async with contextlib.aclosing(second) as deltas:
+            async for delta in deltas:
+                yield delta
+        if retry.rejected is None:
+            return
+        logger.info("local model re-sample rejected, answering in text: %s", retry.rejected[1])
+        prose = ChunkTranslator(dataclasses.replace(plan, sniff_calls=False, grammar=None))
+        text = text_body(plan.body)
+        await gate.acquire()
+        third = self._generate(engine, _Body(text, completion="prompt" in text), gate, prose)
+        async with contextlib.aclosing(third) as deltas:
+            async for delta in deltas:
+                yield delta
+
+    def _translator(self, plan: ChatPlan, body: _Body) -> ChunkTranslator:
+        return ChunkTranslator(
+            plan, review=True, grounding=self._grounding, stream_arguments=body.completion
+        )
 
     def _body(self, plan: ChatPlan, chat_body: dict[str, Any]) -> _Body:
         """What to send: the chat request, or its completion twin under the call grammar."""

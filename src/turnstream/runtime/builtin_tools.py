@@ -11,6 +11,7 @@ import ast
 import datetime as dt
 import math
 import operator
+import re
 import zoneinfo
 from collections.abc import Callable
 from typing import Any
@@ -79,6 +80,16 @@ def _evaluate(node: ast.AST) -> Any:
     raise ValueError(f"unsupported expression element: {ast.unparse(node)!r}")
 
 
+# "N% of" and a trailing "N%" are percentages (the model writes `12.5% * 640`); a % with
+# an operand after it stays the modulo (`17 % 5`).
+_PERCENT_OF = re.compile(r"(\d+(?:\.\d+)?)\s*%\s*of\b")
+_PERCENT = re.compile(r"(\d+(?:\.\d+)?)\s*%(?!\s*[\w.(])")
+
+
+def _percentages(text: str) -> str:
+    return _PERCENT.sub(r"(\1/100)", _PERCENT_OF.sub(r"(\1/100)*", text))
+
+
 @tool
 def calculate(expression: str) -> str:
     """Evaluate an arithmetic expression exactly and return its result.
@@ -86,9 +97,11 @@ def calculate(expression: str) -> str:
     Args:
         expression: The user's calculation written as one expression with the user's
             numbers: + - * / // % ** and parentheses; functions sqrt, abs, round, min,
-            max, sin, cos, tan, log, log10, exp, floor, ceil; constants pi, e, tau.
+            max, sin, cos, tan, log, log10, exp, floor, ceil; constants pi, e, tau;
+            a number followed by % and no operand is a percentage.
     """
     text = expression.strip().replace("^", "**").replace("×", "*").replace("÷", "/")
+    text = _percentages(text)
     if not text:
         raise ValueError("the expression is empty")
     if len(text) > 500:
