@@ -233,10 +233,10 @@ async def test_a_revoked_key_is_refused_within_the_ttl_when_its_check_was_refres
         await served.store.revoke_key("ci")
         now[0] += 1.2  # past half the check's life: still answered, re-checked behind it
         assert (await served.client.get("/v1/models", headers=headers)).status_code == 200
-        for _ in range(50):  # the background look-up reaches the database in a few turns
-            if not served.state.key_cache._refreshing:
-                break
-            await asyncio.sleep(0.01)
+        # the background look-up, awaited rather than given time
+        refreshing = [*served.state.key_cache._refreshing.values()]
+        assert refreshing, "a check past half its life is asked again"
+        await asyncio.gather(*refreshing)
         # well within the first check's TTL, the refreshed answer already refuses
         assert (await served.client.get("/v1/models", headers=headers)).status_code == 401
 
