@@ -107,15 +107,31 @@ def test_the_name_goes_out_once_the_arguments_begin() -> None:
     assert (call.name, call.arguments) == ("get_weather", '{"ci')
 
 
-def test_a_call_the_review_might_reject_arrives_whole_after_the_review() -> None:
-    # its tool's description has an example the model could have copied
+def test_a_call_the_review_might_reject_goes_out_whole_once_reviewed_not_at_the_end() -> None:
+    # its tool's description has an example the model could have copied: not streamed,
+    # but out as soon as its arguments close, before the fence after it is written
     t = translator([user("Time in Lisbon?")])
-    reply = '{"name": "get_time", "arguments": {"city": "Lisbon"}}'
-    during, end = run(t, [reply[:20], reply[20:40], reply[40:]])
-    assert during == []
-    assert [(d.name, d.arguments) for d in end if isinstance(d, ToolCallDelta)] == [
-        ("get_time", '{"city": "Lisbon"}')
-    ]
+    reply = '```json\n{"name": "get_time", "arguments": {"city": "Lisbon"}}'
+    assert t.feed(chunk(reply[:20])) + t.feed(chunk(reply[20:-2])) == []
+    (call,) = t.feed(chunk(reply[-2:]))  # the arguments close
+    assert (call.index, call.name, call.arguments) == (0, "get_time", '{"city": "Lisbon"}')
+    assert call.call_id
+    assert t.feed(chunk("}\n```")) == []
+    assert t.feed(chunk(finish="stop")) + t.finish() == [ItemEndDelta(), FinishDelta("stop")]
+    assert (t.decision, t.rejected, t.done) == ("call", None, False)
+
+
+def test_a_call_the_review_rejects_is_known_as_soon_as_it_is_whole() -> None:
+    t = translator([user("Hello!")])
+    reply = '{"name": "get_time", "arguments": {"city": "Asia/Tokyo"}}'
+    assert t.feed(chunk(reply[:-2])) == []
+    assert not t.done
+    assert t.feed(chunk(reply[-2:])) == []
+    assert t.done  # the provider may stop the generation here and re-sample
+    assert t.rejected is not None
+    assert [c.name for c in t.rejected[0]] == ["get_time"]
+    assert "Asia/Tokyo" in t.rejected[1]
+    assert t.finish() == []  # nothing was released, nothing follows
 
 
 def test_a_call_the_review_rejects_is_never_on_the_wire() -> None:
@@ -145,13 +161,12 @@ def test_without_a_review_a_call_to_a_described_tool_streams() -> None:
     ]
 
 
-def test_without_the_grammar_a_call_arrives_whole() -> None:
+def test_without_the_grammar_a_call_is_not_streamed_but_goes_out_once_whole() -> None:
     t = translator(stream=False)
-    during, end = run(t, [REPLY[:30], REPLY[30:]])
-    assert during == []
-    assert [d.arguments for d in end if isinstance(d, ToolCallDelta)] == [
-        json.dumps(json.loads(ARGUMENTS), ensure_ascii=False)
-    ]
+    assert t.feed(chunk(REPLY[:30])) == []
+    (call,) = t.feed(chunk(REPLY[30:]))
+    assert call.arguments == json.dumps(json.loads(ARGUMENTS), ensure_ascii=False)
+    assert t.feed(chunk(finish="stop")) + t.finish() == [ItemEndDelta(), FinishDelta("stop")]
 
 
 def test_a_shape_the_grammar_does_not_start_arrives_whole() -> None:

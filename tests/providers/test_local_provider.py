@@ -329,6 +329,44 @@ async def test_a_copied_example_is_rejected_and_the_model_re_samples_once_with_t
     await provider.aclose()
 
 
+class LoggedReplies(ScriptedReplies):
+    """Scripted replies that log when each completion starts and returns."""
+
+    def __init__(self, *replies: Iterable[dict[str, Any]]) -> None:
+        super().__init__(*replies)
+        self.log: list[str] = []
+
+    def handle_chat_completions(
+        self, prompt: dict[str, Any], callback: Callable[[dict[str, Any]], bool] | None = None
+    ) -> Any:
+        if is_warm_up(prompt):
+            return super().handle_chat_completions(prompt, callback)
+        self.log.append("start")
+        try:
+            return super().handle_chat_completions(prompt, callback)
+        finally:
+            self.log.append("cancelled" if self.cancelled.is_set() else "returned")
+            self.cancelled.clear()
+
+
+async def test_a_call_rejected_as_soon_as_it_is_whole_stops_its_generation_first() -> None:
+    # after the call the model would go on writing (a fence, more calls): bounded
+    # here, so that a provider that waits for the reply's end fails, not hangs
+    (call,) = call_reply("Asia/Tokyo")[:1]
+    trailing = [chunk(" and more") for _ in range(20_000)]
+    engine = LoggedReplies(
+        [call, *trailing, chunk(finish="stop")], [chunk("Hello!"), chunk(finish="stop")]
+    )
+    engine.delay = 0.0005
+    provider = provider_for(engine)
+    deltas = [d async for d in provider.stream(request("Hi! How are you?", tools=[CLOCK]))]
+    assert [d for d in deltas if isinstance(d, OutputTextDelta)] == [OutputTextDelta("Hello!")]
+    # the first generation was cancelled, and had returned before the re-sample began
+    # (so the re-sample finds that slot, and the prompt it holds, free)
+    assert engine.log == ["start", "cancelled", "start", "returned"]
+    await provider.aclose()
+
+
 async def test_a_re_sample_that_copies_again_ends_in_text_decoded_under_the_text_grammar() -> None:
     engine = ScriptedReplies(
         call_reply("Asia/Tokyo"), call_reply("Asia/Tokyo"), [chunk("Hi!"), chunk(finish="stop")]

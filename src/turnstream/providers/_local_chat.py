@@ -35,6 +35,9 @@ Around the model (bench/decisions.py measures them end to end):
   (`grounding=True`) is ungrounded or carries a precise number nobody said
   (`_call_review`); the provider then re-samples once with the reason, reviews the
   re-sample too, and ends a turn whose re-sample is rejected again in plain text.
+  The review needs only the call, so it runs as soon as the first call's arguments
+  close: an accepted call goes out then, while the model writes what follows it,
+  and a rejected one ends the generation at once (`ChunkTranslator.done`).
   Native `tool_calls` chunks stream through unreviewed;
 - in the prompted strategy a call is decoded under a lazy grammar built from the
   tools' schemas (`ChatPlan.grammar`, see `_call_grammar`), and
@@ -378,8 +381,14 @@ class ChunkTranslator:
         self._stream = stream_arguments and plan.grammar is not None
         self._arguments: ArgumentStream | None = None
         self._streamed: tuple[str, str] | None = None
+        # A call that is not streamed still goes out as soon as its arguments close
+        # and the review passes, not when the reply ends (`_whole_first_call`).
+        self._whole: ArgumentStream | None = None
+        self._whole_arguments = ""
+        self._whole_off = False
         self.rejected: tuple[list[ParsedCall], str] | None = None
-        """After `finish`: calls held back by the review, and why (re-sample once)."""
+        """Calls held back by the review, and why (re-sample once): set by `finish`, or
+        by `feed` as soon as the first call is whole."""
 
     def feed(self, chunk: Mapping[str, Any]) -> list[Delta]:
         """One chunk in, zero or more deltas out (text that is clearly prose)."""
@@ -406,8 +415,11 @@ class ChunkTranslator:
                 if released:
                     self.text_released = True
                     out.append(OutputTextDelta(released))
-                elif self._stream and self._sniffer.decision == "call":
-                    out += self._stream_arguments()
+                elif self._sniffer.decision == "call":
+                    if self._stream:
+                        out += self._stream_arguments()
+                    if not self._stream and self._streamed is None and not self._whole_off:
+                        out += self._whole_first_call()
             elif isinstance(delta, ToolCallDelta):
                 if not self._parallel and delta.index > 0:
                     continue
@@ -443,6 +455,47 @@ class ChunkTranslator:
             return [ToolCallDelta(0, name, self._streamed[0], piece)]
         return [ToolCallDelta(0, arguments=piece)] if piece else []
 
+    @property
+    def done(self) -> bool:
+        """Whether the rest of the reply can change nothing: its first call was rejected
+        as soon as it was whole (the provider stops the generation and re-samples)."""
+        return self.rejected is not None
+
+    def _whole_first_call(self) -> list[Delta]:
+        """The first call, whole, once its arguments have closed and the review passed.
+
+        A call the review might reject is not streamed (`_stream_arguments`), but it need
+        not wait for the reply's end either: the review needs only the call itself. So
+        the call goes out while the model writes what follows it (a closing fence, a
+        further call), and a rejected one is known before those tokens are generated.
+        """
+        held = self._sniffer.held
+        if self._whole is None:
+            if not _GRAMMAR_START.match(held):
+                self._whole_off = True
+                return []
+            self._whole = ArgumentStream()
+        self._whole_arguments += self._whole.feed(held)
+        name = self._whole.name
+        if name is None or not self._whole.complete:
+            return []
+        self._whole_off = True  # decided, one way or the other
+        try:
+            parsed = json.loads(self._whole_arguments)
+        except json.JSONDecodeError:
+            return []  # read at the end, as any other reply
+        if not isinstance(parsed, dict):
+            return []
+        call = ParsedCall(name, json.dumps(parsed, ensure_ascii=False))
+        if self._review:
+            reason = self._review_calls([call])
+            if reason is not None:
+                self.rejected = ([call], reason)
+                return []
+        self._streamed = (f"call_{uuid.uuid4().hex[:24]}", name)
+        arguments = fit_arguments(call.arguments, self._schemas.get(name))
+        return [ToolCallDelta(0, name, self._streamed[0], arguments)]
+
     def _finish_streamed(self, calls: Sequence[ParsedCall]) -> list[Delta]:
         """After a streamed first call: close it; the reply's further calls go out whole.
 
@@ -465,6 +518,8 @@ class ChunkTranslator:
     def finish(self) -> list[Delta]:
         """End of stream: held-back text or recognised calls, usage, finish reason."""
         out: list[Delta] = []
+        if self.rejected is not None:
+            return out  # rejected as soon as it was whole: nothing was released
         text, calls = self._sniffer.finish()
         if self._streamed is not None:
             # The call is on the wire; held text here means it did not parse (cut off
