@@ -615,8 +615,16 @@ class LocalProvider(Provider):
         generation.start()
         try:
             async for chunk in generation.chunks():
+                if generation.stop.is_set():
+                    continue  # stopped early: wait for llama.cpp to return (see below)
                 for delta in translator.feed(chunk):
                     yield delta
+                if translator.done:
+                    # The reply's first call was rejected as soon as it was whole: its
+                    # remaining tokens would change nothing. llama.cpp stops at the next
+                    # token, and the pass after this one is sent only once it has
+                    # returned, so that it finds this slot, which holds its prompt, free.
+                    generation.stop.set()
             for delta in translator.finish():
                 yield delta
         finally:
