@@ -29,6 +29,7 @@ import contextlib
 import json
 import os
 import platform
+import random
 import re
 import socket
 import statistics
@@ -459,10 +460,15 @@ async def cancel_part(size: str, rounds: int, compare_batch: int) -> dict[str, A
         await engines[batch].ready()
     cancels: dict[int, list[dict[str, Any]]] = {b: [] for b in engines}
     rates: dict[int, list[float]] = {b: [] for b in engines}
+    # A cancel waits for the batch under way: at a fixed moment it would land at the
+    # same phase of a batch every round. Random moments (the same ones for each batch
+    # size, from a fixed seed) sample the whole batch.
+    moments = random.Random(12).uniform
     for round_ in range(rounds):
+        after = moments(1.0, 2.0)
         for batch, engine in engines.items():
             rates[batch].append(await prompt_rate(engine))
-            cancels[batch].append(await cancel_during_prompt(engine, after=1.0))
+            cancels[batch].append(await cancel_during_prompt(engine, after=after))
             print(
                 f"round {round_} batch {batch}: prompt {rates[batch][-1]} tok/s, slot free "
                 f"{cancels[batch][-1]['slot_free_after_s']} s after the cancel",
