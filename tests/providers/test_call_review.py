@@ -11,6 +11,7 @@ from turnstream.providers._call_review import (
     latest_request,
     may_reject,
     review_calls,
+    unasked,
     ungrounded_values,
     unsaid_numbers,
 )
@@ -212,6 +213,22 @@ def test_review_rejects_an_ungrounded_call_only_when_grounding_is_on() -> None:
     assert "plain text" in reason
     paris = [user("What time is it in Paris?")]
     assert review_calls([("current_time", args(timezone="Europe/Paris"))], [CLOCK], paris) is None
+
+
+def test_a_call_rejected_only_as_ungrounded_is_unasked_and_wants_plain_text() -> None:
+    hi = [user("Hi! How are you today?")]
+    new_york = [("current_time", args(timezone="America/New_York"))]
+    assert unasked(new_york, [CLOCK], hi)
+    # asked for, or grounded: not rejected at all, so not unasked either
+    assert not unasked(new_york, [CLOCK], [user("What time is it in New York?")])
+    # rejected for something a re-sample can put right: the reason says what to do
+    miles = [user("Convert 5 miles to km, then add 3 to the result.")]
+    assert not unasked([("calculate", args(expression="5 * 1.60934 + 3"))], [CALCULATE], miles)
+    copied = [("calculate", args(expression="(17 * 23) + sqrt(2) / 4"))]
+    assert not unasked(copied, [CALCULATE], [user("What is 17 plus 25?")])
+    assert not unasked([("greeting", args(text="hi"))], [CLOCK], hi)  # no such function
+    # one unasked call beside one the user asked for is still unasked as a whole
+    assert unasked([*new_york, ("calculate", args(expression="2 + 2"))], [CLOCK, CALCULATE], hi)
 
 
 def test_with_grounding_a_call_to_a_tool_the_user_did_not_ask_for_may_be_rejected() -> None:

@@ -397,13 +397,18 @@ async def test_a_re_sample_that_calls_the_named_function_well_goes_out() -> None
     await provider.aclose()
 
 
-async def test_an_ungrounded_call_is_re_sampled_only_while_grounding_is_on() -> None:
+async def test_an_ungrounded_call_goes_to_the_text_pass_only_while_grounding_is_on() -> None:
     greeting = "Hi! How are you today?"
     on = ScriptedReplies(call_reply("America/New_York"), [chunk("Fine!"), chunk(finish="stop")])
     provider = provider_for(on)
     deltas = [d async for d in provider.stream(request(greeting, tools=[CLOCK]))]
     assert not any(isinstance(d, ToolCallDelta) for d in deltas)
-    assert "America/New_York" in on.streamed()[1]["prompt"].rsplit("<|im_start|>user", 1)[1]
+    assert [d for d in deltas if isinstance(d, OutputTextDelta)] == [OutputTextDelta("Fine!")]
+    # no re-sample with a reason: the first prompt again, which llama.cpp holds,
+    # under the grammar that admits no call
+    first, text = on.streamed()
+    assert text["prompt"] == first["prompt"]
+    assert text["grammar"] == TEXT_GRAMMAR
     await provider.aclose()
     off = ScriptedReplies(call_reply("America/New_York"))
     provider = provider_for(off, call_grounding=False)

@@ -43,6 +43,7 @@ __all__ = [
     "latest_request",
     "may_reject",
     "review_calls",
+    "unasked",
     "ungrounded_values",
     "unsaid_numbers",
 ]
@@ -394,3 +395,30 @@ def may_reject(
     if grounding and not _asks_for(tool, latest_request(items)):
         return True
     return any(called == name for called, _ in answered_calls(items))
+
+
+def unasked(
+    calls: Sequence[tuple[str, str]],
+    tools: Sequence[Mapping[str, Any]],
+    items: Sequence[Mapping[str, Any]],
+    instructions: str | None = None,
+) -> bool:
+    """Whether `review_calls` (with `grounding`) rejects these calls only as ungrounded:
+    values nobody said, to a tool the user's message does not ask for.
+
+    The reason then asks the model for a plain-text answer, and that is what a
+    re-sample nearly always writes; the provider can write it at once instead, on
+    the first prompt, which llama.cpp still holds (no re-sample prompt to evaluate).
+    """
+    if review_calls(calls, tools, items, instructions) is not None:
+        return False  # copied, repeated or unknown: the reason names what to do instead
+    by_name = {tool.get("name"): tool for tool in tools}
+    said = conversation_text(instructions, items)
+    request = latest_request(items)
+    loose = False
+    for name, arguments in calls:
+        if unsaid_numbers(arguments, said):
+            return False  # the reason asks for the function that gives the number
+        tool = by_name.get(name)
+        loose = loose or bool(tool and ungrounded_values(arguments, tool, said, request))
+    return loose

@@ -61,7 +61,7 @@ from turnstream.engine.deltas import (
     ToolCallDelta,
 )
 from turnstream.providers._call_grammar import call_grammar
-from turnstream.providers._call_review import may_reject, review_calls
+from turnstream.providers._call_review import may_reject, review_calls, unasked
 from turnstream.providers._chat_request import (
     ChatDialect,
     chat_messages,
@@ -559,6 +559,16 @@ class ChunkTranslator:
             plan.instructions,
             grounding=self._grounding,
         )
+
+    @property
+    def unasked(self) -> bool:
+        """After a rejection: whether it was only that nobody asked for these calls
+        (`_call_review.unasked`), so that the answer should be plain text."""
+        if self.rejected is None or not self._grounding:
+            return False
+        plan = self._plan
+        calls = [(call.name, call.arguments) for call in self.rejected[0]]
+        return unasked(calls, plan.tools, plan.items, plan.instructions)
 
     @property
     def decision(self) -> str:

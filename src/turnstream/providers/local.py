@@ -551,36 +551,49 @@ class LocalProvider(Provider):
         # prompt (cached), under a grammar that admits no call. Not on the re-sample's
         # prompt: there the last word is a reason about functions, and the model's
         # prose answered that ("I don't have a function named write_long_story")
-        # instead of the user's request (the story).
+        # instead of the user's request (the story). A call rejected only because
+        # nobody asked for it (`ChunkTranslator.unasked`) goes to that text pass at
+        # once: the reason would ask for plain text, and the text pass's prompt is
+        # in llama.cpp's cache where the re-sample's would have to be evaluated.
         body = self._body(plan, plan.body)
         translator = self._translator(plan, body)
-        # aclosing: a consumer that stops early stops the generation at once
-        first = self._generate(engine, body, gate, translator)
-        async with contextlib.aclosing(first) as deltas:
-            async for delta in deltas:
-                yield delta
+        async for delta in self._pass(engine, body, gate, translator, acquire=False):
+            yield delta
         if translator.rejected is None:
             return
         calls, reason = translator.rejected
-        logger.info("local model call rejected, re-sampling: %s", reason)
-        retry_chat = retry_body(plan, calls, reason)
-        body = self._body(plan, retry_chat)
-        retry = self._translator(plan, body)
-        # the first pass gave its slot back when llama.cpp returned: wait for one
-        # again (behind whoever queued meanwhile), without a second queued signal
-        await gate.acquire()
-        second = self._generate(engine, body, gate, retry)
-        async with contextlib.aclosing(second) as deltas:
-            async for delta in deltas:
+        if not translator.unasked:
+            logger.info("local model call rejected, re-sampling: %s", reason)
+            body = self._body(plan, retry_body(plan, calls, reason))
+            translator = self._translator(plan, body)
+            # the first pass gave its slot back when llama.cpp returned: wait for one
+            # again (behind whoever queued meanwhile), without a second queued signal
+            async for delta in self._pass(engine, body, gate, translator):
                 yield delta
-        if retry.rejected is None:
-            return
-        logger.info("local model re-sample rejected, answering in text: %s", retry.rejected[1])
+            if translator.rejected is None:
+                return
+            reason = translator.rejected[1]
+        logger.info("local model call rejected, answering in text: %s", reason)
         prose = ChunkTranslator(dataclasses.replace(plan, sniff_calls=False, grammar=None))
         text = text_body(plan.body)
-        await gate.acquire()
-        third = self._generate(engine, _Body(text, completion="prompt" in text), gate, prose)
-        async with contextlib.aclosing(third) as deltas:
+        body = _Body(text, completion="prompt" in text)
+        async for delta in self._pass(engine, body, gate, prose):
+            yield delta
+
+    async def _pass(
+        self,
+        engine: ChatEngine,
+        body: _Body,
+        gate: _SlotGate,
+        translator: ChunkTranslator,
+        *,
+        acquire: bool = True,
+    ) -> AsyncGenerator[Delta, None]:
+        """One generation's deltas; with `acquire`, first wait for a slot of `gate`."""
+        if acquire:
+            await gate.acquire()
+        # aclosing: a consumer that stops early stops the generation at once
+        async with contextlib.aclosing(self._generate(engine, body, gate, translator)) as deltas:
             async for delta in deltas:
                 yield delta
 
