@@ -18,7 +18,9 @@ bench/results/local_serving.json): time to first token and tokens/s at 1, 2 and 
 concurrent chats on the default slots, how soon a cancel during prompt evaluation
 frees the slot (small against large batches, side by side), and `turnstream serve`'s
 start-up: when /healthz answers, when /readyz says ready, and the first chat turn's
-time to first token after that.
+time to first token after that (`FIRST_TURNS`, one per round). With
+`--compare NAME=SRC` (repeatable) the start-up runs for each code tree in turn, round
+by round, so that two versions are measured side by side.
 """
 
 from __future__ import annotations
@@ -496,9 +498,20 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def serve_start_up(rounds: int) -> dict[str, Any]:
+FIRST_TURNS = (
+    "Hi!",
+    "What is 17 plus 25?",
+    "Hi! Tell me a fun fact about owls.",
+    "What time is it in Tokyo?",
+)
+"""The first turns a new user types, one per round: two answered in text, two by a call
+(whose first event is the call, once its arguments are whole and reviewed)."""
+
+
+async def serve_start_up(rounds: int, first: int = 0) -> dict[str, Any]:
     """`turnstream serve` as a user starts it: /healthz, /readyz, then the chat page's
-    first turn (its instructions and tools, through the runtime) and its first token."""
+    first turn (its instructions and tools, through the runtime) and its first token.
+    Round `r` types `FIRST_TURNS[first + r]` (cyclically)."""
     import httpx
     from openai import AsyncOpenAI
 
@@ -564,12 +577,13 @@ async def serve_start_up(rounds: int) -> dict[str, Any]:
                     )
                     sent = time.perf_counter()
                     first = None
-                    prompt = ["Hi! Tell me a fun fact about owls.", "What is 17 plus 25?"][
-                        round_ % 2
-                    ]
+                    prompt = FIRST_TURNS[(first + round_) % len(FIRST_TURNS)]
                     async for event in agent.stream(prompt):
                         if first is None and isinstance(event, TextDelta | ToolCallStarted):
                             first = time.perf_counter() - sent
+                            entry["first_turn_first_event"] = (
+                                "text" if isinstance(event, TextDelta) else f"call {event.name}"
+                            )
                     entry["first_turn_prompt"] = prompt
                     entry["first_turn_ttft_s"] = round(first, 3) if first is not None else None
             finally:
@@ -584,6 +598,44 @@ async def serve_start_up(rounds: int) -> dict[str, Any]:
         "healthz_s_median": statistics.median(r["healthz_s"] for r in results),
         "ready_s_median": statistics.median(r["ready_s"] for r in results),
         "first_turn_ttft_s_median": statistics.median(ttfts) if ttfts else None,
+        "first_turn_ttft_s_by_prompt": {
+            prompt: [r["first_turn_ttft_s"] for r in results if r["first_turn_prompt"] == prompt]
+            for prompt in FIRST_TURNS
+            if any(r.get("first_turn_prompt") == prompt for r in results)
+        },
+    }
+
+
+async def serve_side_by_side(rounds: int, compare: Sequence[str]) -> dict[str, Any]:
+    """`serve_start_up` for several code trees (`name=/path/to/src`), alternated round
+    by round so that the machine's load falls on each alike: round `r` of every tree
+    types the same first turn."""
+    trees = dict(spec.split("=", 1) for spec in compare)
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
+    saved = os.environ.get("PYTHONPATH")
+    try:
+        for round_ in range(rounds):
+            for name, src in trees.items():
+                os.environ["PYTHONPATH"] = src  # the server subprocess imports that tree
+                runs[name] += (await serve_start_up(1, first=round_))["rounds"]
+    finally:
+        if saved is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = saved
+    return {
+        "trees": trees,
+        "rounds": runs,
+        "first_turn_ttft_s": {
+            name: {
+                prompt: [
+                    r["first_turn_ttft_s"] for r in entries if r["first_turn_prompt"] == prompt
+                ]
+                for prompt in FIRST_TURNS
+                if any(r["first_turn_prompt"] == prompt for r in entries)
+            }
+            for name, entries in runs.items()
+        },
     }
 
 
@@ -594,6 +646,7 @@ def run_serving(
     chat_tokens: int = 64,
     compare_batch: int = 512,
     parts: Sequence[str] = ("concurrency", "cancel", "serve"),
+    compare: Sequence[str] = (),
 ) -> None:
     """Run the serving parts asked for; the JSON is rewritten after each part, so a
     part that is cut short on a loaded machine does not lose the ones before it."""
@@ -612,7 +665,10 @@ def run_serving(
         "concurrency": lambda: concurrency_part(size, rounds, chat_tokens),
         "cancel": lambda: cancel_part(size, rounds, compare_batch),
         "serve": lambda: serve_start_up(rounds),
+        "serve_compare": lambda: serve_side_by_side(rounds, compare),
     }
+    if compare:
+        parts = ["serve_compare" if part == "serve" else part for part in parts]
     for part in parts:
         report[part] = asyncio.run(runs[part]())
         report["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
@@ -631,6 +687,8 @@ def run_serving(
             f"(max {figures['slot_free_after_s_max']}), prompt "
             f"{figures['prompt_tokens_per_s_median']} tok/s"
         )
+    for name, prompts in report.get("serve_compare", {}).get("first_turn_ttft_s", {}).items():
+        print(f"first turn's first token, {name}: {prompts}")
     if "serve" in report:
         start_up = report["serve"]
         print(
@@ -659,6 +717,13 @@ def main() -> None:
     parser.add_argument(
         "--parts", default="concurrency,cancel,serve", help="--serving: which measurements"
     )
+    parser.add_argument(
+        "--compare",
+        action="append",
+        default=[],
+        metavar="NAME=SRC",
+        help="--serving: run the serve part for each code tree, alternated round by round",
+    )
     options = parser.parse_args()
     if options.serving:
         run_serving(
@@ -668,6 +733,7 @@ def main() -> None:
             options.chat_tokens,
             options.compare_batch,
             options.parts.split(","),
+            options.compare,
         )
         return
     options.output = options.output or RESULTS
