@@ -508,10 +508,10 @@ FIRST_TURNS = (
 (whose first event is the call, once its arguments are whole and reviewed)."""
 
 
-async def serve_start_up(rounds: int, first: int = 0) -> dict[str, Any]:
+async def serve_start_up(rounds: int, offset: int = 0) -> dict[str, Any]:
     """`turnstream serve` as a user starts it: /healthz, /readyz, then the chat page's
     first turn (its instructions and tools, through the runtime) and its first token.
-    Round `r` types `FIRST_TURNS[first + r]` (cyclically)."""
+    Round `r` types `FIRST_TURNS[offset + r]` (cyclically)."""
     import httpx
     from openai import AsyncOpenAI
 
@@ -577,7 +577,7 @@ async def serve_start_up(rounds: int, first: int = 0) -> dict[str, Any]:
                     )
                     sent = time.perf_counter()
                     first = None
-                    prompt = FIRST_TURNS[(first + round_) % len(FIRST_TURNS)]
+                    prompt = FIRST_TURNS[(offset + round_) % len(FIRST_TURNS)]
                     async for event in agent.stream(prompt):
                         if first is None and isinstance(event, TextDelta | ToolCallStarted):
                             first = time.perf_counter() - sent
@@ -617,7 +617,7 @@ async def serve_side_by_side(rounds: int, compare: Sequence[str]) -> dict[str, A
         for round_ in range(rounds):
             for name, src in trees.items():
                 os.environ["PYTHONPATH"] = src  # the server subprocess imports that tree
-                runs[name] += (await serve_start_up(1, first=round_))["rounds"]
+                runs[name] += (await serve_start_up(1, offset=round_))["rounds"]
     finally:
         if saved is None:
             os.environ.pop("PYTHONPATH", None)
