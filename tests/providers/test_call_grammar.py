@@ -227,9 +227,15 @@ def test_a_completion_chunk_reads_as_the_chat_chunk_it_stands_for() -> None:
         ('```json\n{"name": "x"}', False),
         (' {"name": "x"}', False),
         ("", False),
+        # nor a call after prose, in any quoting
+        ('It is Canberra. {"name": "get_weather", "arguments": {}}', False),
+        ('It is Canberra.\n{ "name": "x"}', False),
+        ("It is Canberra. {'name': 'x'}", False),
+        ('It is Canberra. {{"name": "x"}}', False),
+        ("Use a set: {1, 2} or {x}.", True),
     ],
 )
-def test_the_text_grammar_admits_prose_and_no_opening_of_a_call(reply: str, accepted: bool) -> None:
+def test_the_text_grammar_admits_prose_and_no_call(reply: str, accepted: bool) -> None:
     assert parse(TEXT_GRAMMAR).accepts(reply) is accepted
 
 

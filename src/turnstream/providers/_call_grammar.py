@@ -293,9 +293,11 @@ def completion_body(chat_body: Mapping[str, Any], grammar: str) -> dict[str, Any
     return body
 
 
-TEXT_GRAMMAR = "root ::= [^{<\\[`\\x00 \\t\\n] [^\\x00]*\n"
-"""A reply that cannot open as a call (with a brace, a bracket, a tag or a fence),
-whatever follows: for a turn that must end in plain text."""
+TEXT_GRAMMAR = 'root ::= [^{<\\[`\\x00 \\t\\n] ([^{\\x00] | "{" [^"\'{\\x00 \\t\\n])*\n'
+"""A reply that cannot open as a call (with a brace, a bracket, a tag or a fence), and
+has no call object later either (no brace followed by a quote, a space or a brace):
+for a turn that must end in plain text. A text pass allowed to, wrote its answer and
+then a call to the tool it had been refused ("... is Canberra. {"name": ...}")."""
 
 
 def text_body(chat_body: Mapping[str, Any]) -> dict[str, Any]:
