@@ -339,6 +339,35 @@ def test_after_a_tool_result_the_tools_stay_on_offer_for_the_next_step_of_a_chai
     assert "answer my request" in result
 
 
+def test_a_tool_result_says_again_the_request_its_call_served() -> None:
+    items = [
+        user("Hello"),
+        {
+            "type": "message",
+            "role": "assistant",
+            "content": [{"type": "output_text", "text": "Hi"}],
+        },
+        user("Weather in Paris, then in Rome?"),
+        call_item("c1"),
+        output_item("c1"),
+        call_item("c2"),
+        output_item("c2"),
+    ]
+    messages = build_chat_request(GenerationRequest("local", items, tools=[WEATHER])).body[
+        "messages"
+    ]
+    results = [m["content"] for m in messages if "returned:" in str(m["content"])]
+    assert len(results) == 2
+    for result in results:
+        assert "My request was: Weather in Paris, then in Rome?" in result
+        assert "Once every step is done" in result
+    # a result with no user message before it says no request
+    lone = build_chat_request(
+        GenerationRequest("local", [call_item(), output_item()], tools=[WEATHER])
+    )
+    assert "My request was" not in lone.body["messages"][-1]["content"]
+
+
 def _review_translator(items: list[dict[str, Any]]) -> ChunkTranslator:
     tool = {**WEATHER, "description": "Weather for a city, e.g. Lisbon"}
     return ChunkTranslator(

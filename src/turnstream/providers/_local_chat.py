@@ -26,8 +26,8 @@ Around the model (bench/decisions.py measures them end to end):
 
 - a request with tools decodes at temperature 0 unless it sets one;
 - in the prompted strategy a tool result is handed back with the tools still on
-  offer, and the result message asks for the request's next step before the
-  answer (`_result_message`);
+  offer, and the result message says the request again and asks for its next step
+  before the answer (`_result_message`);
 - a call written as text to a tool that does not exist is held back, and the model
   is told the real names; it never reaches the user as raw JSON;
 - `ChunkTranslator(review=True)` holds back a text call that copies an example out
@@ -48,7 +48,7 @@ import json
 import re
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from turnstream.engine.deltas import (
@@ -229,7 +229,7 @@ def build_chat_request(
     messages: list[dict[str, Any]] = [
         {"role": "system", "content": system_prompt(joined, prompt_tools)}
     ]
-    messages += chat_messages(items, dialect=_NATIVE if native else _PROMPTED)
+    messages += chat_messages(items, dialect=_NATIVE if native else _prompted_dialect(items))
 
     body: dict[str, Any] = {
         "messages": messages,
@@ -318,7 +318,9 @@ def _output_text(item: Mapping[str, Any]) -> str:
     return output if isinstance(output, str) else text_of(output, _IMAGE_PLACEHOLDER)
 
 
-def _result_message(item: Mapping[str, Any], name: str | None) -> dict[str, Any]:
+def _result_message(
+    item: Mapping[str, Any], name: str | None, request: str | None = None
+) -> dict[str, Any]:
     """A tool result as a user turn: take the request's next step, or answer.
 
     Given Qwen's `<tool_response>` turn instead, both models often repeat the call
@@ -329,14 +331,47 @@ def _result_message(item: Mapping[str, Any], name: str | None) -> dict[str, Any]
     another tool. So the next step comes first, as a condition on the request, and
     the answer is the default; a repeat of the same call is caught by
     `_call_review.review_calls`.
+
+    That alone, the 1.5B still wrote a chain's next step as prose (tune split, 14
+    chains end to end: 0 final answers right). So the request the call served
+    (`request`, the user's message before it) is said again right before the choice,
+    and the answer waits for "every step" to be done: asked instead to answer when
+    "this result is all my request needs", after a chain's last step it said "I'm
+    sorry, but I can't assist with that." (tune chains replayed to each step: the
+    next call 9 of 12 and the final answer 7 of 9 with this wording, 9 and 3 of 9
+    with that one.)
     """
+    asked = f"My request was: {request.strip()}\n" if request and request.strip() else ""
     return {
         "role": "user",
         "content": f"The function {name or 'you called'} returned: {_output_text(item)}\n"
-        "If my request still has a step to do with this result, call the function for "
-        "that step now: do not work it out yourself. Otherwise answer my request in plain "
-        "sentences.",
+        f"{asked}"
+        "If a step of my request is still not done, reply with only the JSON object that "
+        "calls the function for that step, using this result: do not work it out yourself. "
+        "Once every step is done, answer my request in plain sentences with the results.",
     }
+
+
+def _requests_by_call(items: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """call_id -> the text of the user's message that the call served (the last before it)."""
+    request = ""
+    served: dict[str, str] = {}
+    for item in items:
+        kind = item.get("type", "message")
+        if kind == "message" and item.get("role") == "user":
+            request = text_of(item.get("content"), _IMAGE_PLACEHOLDER)
+        elif kind == "function_call":
+            served[str(item.get("call_id"))] = request
+    return served
+
+
+def _prompted_dialect(items: Sequence[Mapping[str, Any]]) -> ChatDialect:
+    served = _requests_by_call(items)
+
+    def result_message(item: Mapping[str, Any], name: str | None) -> dict[str, Any]:
+        return _result_message(item, name, served.get(str(item.get("call_id"))))
+
+    return replace(_PROMPTED, result_message=result_message)
 
 
 # what `_call_grammar.CALL_TRIGGERS` fires on: a reply so opened is decoded under it
