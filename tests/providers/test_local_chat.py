@@ -427,3 +427,29 @@ def test_keys_a_closed_schema_does_not_declare_are_dropped_from_text_calls() -> 
     deltas = translator.feed(chunk(reply)) + translator.finish()
     (call,) = [d for d in deltas if isinstance(d, ToolCallDelta)]
     assert call.arguments == '{"expression": "17 + 25"}'
+
+
+def test_a_call_after_a_line_of_prose_goes_out_after_the_text() -> None:
+    translator = ChunkTranslator(
+        build_chat_request(GenerationRequest("local", [user("Weather in Paris?")], tools=[WEATHER]))
+    )
+    out = translator.feed(chunk("Let me check.\n"))
+    out += translator.feed(chunk('{"name": "get_weather", "arguments": {"city": "Paris"}}'))
+    out += translator.feed(chunk(finish="stop"))
+    out += translator.finish()
+    texts = [d.text for d in out if isinstance(d, OutputTextDelta)]
+    calls = [d for d in out if isinstance(d, ToolCallDelta)]
+    assert "".join(texts) == "Let me check.\n"
+    assert [(c.name, c.arguments) for c in calls] == [("get_weather", '{"city": "Paris"}')]
+    assert translator.decision == "call"
+
+
+def test_a_rejected_call_after_prose_is_dropped_without_a_re_sample() -> None:
+    translator = _review_translator([user("Hello there!")])
+    out = translator.feed(chunk("Hi!\n"))
+    out += translator.feed(chunk('{"name": "get_weather", "arguments": {"city": "Lisbon"}}'))
+    out += translator.finish()
+    assert "".join(d.text for d in out if isinstance(d, OutputTextDelta)) == "Hi!\n"
+    assert not [d for d in out if isinstance(d, ToolCallDelta)]
+    assert translator.rejected is None
+

@@ -35,7 +35,9 @@ Around the model (bench/decisions.py measures them end to end):
   (`grounding=True`) is ungrounded or carries a precise number nobody said
   (`_call_review`); the provider then re-samples once with the reason, reviews the
   re-sample too, and ends a turn whose re-sample is rejected again in plain text.
-  Native `tool_calls` chunks stream through unreviewed;
+  A call written on a line after prose (`ReplySniffer`) follows the prose, which is out already:
+  rejected, it is dropped without a re-sample. Native `tool_calls`
+  chunks stream through unreviewed;
 - in the prompted strategy a call is decoded under a lazy grammar built from the
   tools' schemas (`ChatPlan.grammar`, see `_call_grammar`), and
   `ChunkTranslator(stream_arguments=True)` streams such a call's arguments as they
@@ -402,7 +404,9 @@ class ChunkTranslator:
         self._plan = plan
         self._grounding = grounding
         self._chunks = ChatChunkTranslator()
-        self._sniffer = ReplySniffer(plan.tool_names, enabled=plan.sniff_calls, unknown_names=True)
+        self._sniffer = ReplySniffer(
+            plan.tool_names, enabled=plan.sniff_calls, unknown_names=True, late_calls=True
+        )
         self._parallel = plan.parallel_tool_calls
         self._native_calls: set[int] = set()
         self._review = review
@@ -513,6 +517,10 @@ class ChunkTranslator:
             unique = list(dict.fromkeys(calls))
             chosen = unique if self._parallel else unique[:1]
             reason = self._review_calls(chosen) if self._review else None
+            if reason is not None and self.text_released:
+                # a call after prose that is out already: dropped, no re-sample
+                out.append(ItemEndDelta())
+                return out + self._chunks.finish()
             if reason is not None:
                 self.rejected = (chosen, reason)
                 if self.text_released:
