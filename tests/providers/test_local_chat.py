@@ -453,3 +453,23 @@ def test_a_rejected_call_after_prose_is_dropped_without_a_re_sample() -> None:
     assert not [d for d in out if isinstance(d, ToolCallDelta)]
     assert translator.rejected is None
 
+
+def test_a_reply_that_opened_as_a_call_and_broke_off_is_re_sampled_not_shown() -> None:
+    cut = '{"name": "get_weather", "arguments": {"city": "2 + 3 * 100000000000'
+    translator = _review_translator([user("Good morning!")])
+    out = translator.feed(chunk(cut)) + translator.feed(chunk(finish="length"))
+    out += translator.finish()
+    assert not [d for d in out if isinstance(d, OutputTextDelta | ToolCallDelta)]
+    assert translator.rejected is not None
+    calls, reason = translator.rejected
+    assert calls == []
+    assert "did not finish" in reason
+    retry = retry_body(translator._plan, calls, reason)["messages"]
+    assert retry[-1] == {"role": "user", "content": reason}
+    assert retry[-2]["role"] != "assistant"
+    # without the review (as before) the text is what the model wrote
+    plain = ChunkTranslator(
+        build_chat_request(GenerationRequest("local", [user("Good morning!")], tools=[WEATHER]))
+    )
+    shown = plain.feed(chunk(cut)) + plain.finish()
+    assert "".join(d.text for d in shown if isinstance(d, OutputTextDelta)) == cut

@@ -35,7 +35,9 @@ Around the model (bench/decisions.py measures them end to end):
   (`grounding=True`) is ungrounded or carries a precise number nobody said
   (`_call_review`); the provider then re-samples once with the reason, reviews the
   re-sample too, and ends a turn whose re-sample is rejected again in plain text.
-  A call written on a line after prose (`ReplySniffer`) follows the prose, which is out already:
+  A reply that opens as a call but does not parse as one (cut off by the token
+  limit) is re-sampled the same way, never shown as raw JSON. A call written on a
+  line after prose (`ReplySniffer`) follows the prose, which is out already:
   rejected, it is dropped without a re-sample. Native `tool_calls`
   chunks stream through unreviewed;
 - in the prompted strategy a call is decoded under a lazy grammar built from the
@@ -305,13 +307,11 @@ def default_temperature(tools_offered: bool) -> float:
 
 
 def retry_body(plan: ChatPlan, calls: Sequence[ParsedCall], reason: str) -> dict[str, Any]:
-    """The request to re-sample a rejected reply: the rejected calls, then the reason."""
+    """The request to re-sample a rejected reply: the rejected calls, then the reason
+    (no calls: a reply that did not become one, which is not replayed)."""
     said = "\n".join(_call_text({"name": call.name, "arguments": call.arguments}) for call in calls)
-    messages = [
-        *plan.body["messages"],
-        {"role": "assistant", "content": said},
-        {"role": "user", "content": reason},
-    ]
+    reply = [{"role": "assistant", "content": said}] if said else []
+    messages = [*plan.body["messages"], *reply, {"role": "user", "content": reason}]
     return {**plan.body, "messages": messages}
 
 
@@ -375,6 +375,12 @@ def _prompted_dialect(items: Sequence[Mapping[str, Any]]) -> ChatDialect:
 
     return replace(_PROMPTED, result_message=result_message)
 
+
+_UNFINISHED_CALL = (
+    "Your reply began a function call but did not finish it as one JSON object (it was "
+    "too long, or broken). If a function provides what I asked for, call it again with "
+    "short arguments taken from my words; otherwise answer me directly in plain text."
+)
 
 # what `_call_grammar.CALL_TRIGGERS` fires on: a reply so opened is decoded under it
 _GRAMMAR_START = re.compile(r'\s*(\{\s*"name"|<tool_call>|```json)')
@@ -504,11 +510,18 @@ class ChunkTranslator:
     def finish(self) -> list[Delta]:
         """End of stream: held-back text or recognised calls, usage, finish reason."""
         out: list[Delta] = []
+        opened_as_call = self._sniffer.decision == "call"
         text, calls = self._sniffer.finish()
         if self._streamed is not None:
             # The call is on the wire; held text here means it did not parse (cut off
             # by the token limit): it ends with the arguments it has.
             return self._finish_streamed(calls) + self._chunks.finish()
+        if self._review and opened_as_call and text and not calls and not self._native_calls:
+            # A reply that opened as a call and never became one (the token limit cut
+            # a runaway expression, or the JSON broke) would reach the user as raw
+            # JSON: it is held back and re-sampled like a rejected call.
+            self.rejected = ([], _UNFINISHED_CALL)
+            return out
         if text:
             self.text_released = True
             out.append(OutputTextDelta(text))
