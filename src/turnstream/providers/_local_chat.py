@@ -341,7 +341,9 @@ def _result_message(
     "this result is all my request needs", after a chain's last step it said "I'm
     sorry, but I can't assist with that." (tune chains replayed to each step: the
     next call 9 of 12 and the final answer 7 of 9 with this wording, 9 and 3 of 9
-    with that one.)
+    with that one.) End to end the 14 tune chains went from 0 to 8 final answers
+    right; the answer after one call of the tune plain, followup and examples cases,
+    replayed, from 32 to 35 of 38.
     """
     asked = f"My request was: {request.strip()}\n" if request and request.strip() else ""
     return {
