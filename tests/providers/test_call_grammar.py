@@ -226,6 +226,7 @@ def test_a_completion_chunk_reads_as_the_chat_chunk_it_stands_for() -> None:
         ("<tool_call>", False),
         ('```json\n{"name": "x"}', False),
         (' {"name": "x"}', False),
+        ('({"name": "x", "arguments": {}})', False),  # the 0.5B model's parenthesised call
         ("", False),
         # nor a call after prose, in any quoting
         ('It is Canberra. {"name": "get_weather", "arguments": {}}', False),

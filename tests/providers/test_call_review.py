@@ -280,3 +280,34 @@ def test_a_number_argument_nobody_said_is_unsaid_unless_it_is_zero_or_one() -> N
     assert unsaid_numbers(args(value=1, from_unit="mi"), "Convert a mile to km.") == []
     assert unsaid_numbers(args(days=3), "Weather for the next three days?") == []
     assert unsaid_numbers(args(value=-3), "It is -3 in Oslo.") == []
+
+
+def test_an_example_value_the_conversation_names_in_other_words_is_derived_not_copied() -> None:
+    stock = {
+        "type": "function",
+        "name": "stock_price",
+        "description": "Latest stock price for a ticker symbol like AAPL.",
+        "parameters": {"type": "object", "properties": {"symbol": {"type": "string"}}},
+    }
+    apple = conversation_text(None, [user("What's Apple's stock price?")])
+    assert copied_example_values(args(symbol="AAPL"), stock, apple) == []
+    tokyo = conversation_text(None, [user("What time is it in Tokyo?")])
+    assert copied_example_values(args(timezone="Asia/Tokyo"), GET_TIME, tokyo) == []
+    # the example for another company, city or calculation is still a copy
+    microsoft = conversation_text(None, [user("What's Microsoft's stock price?")])
+    assert copied_example_values(args(symbol="AAPL"), stock, microsoft) == ["AAPL"]
+    berlin = conversation_text(None, [user("What time is it in Berlin?")])
+    assert copied_example_values(args(timezone="Asia/Tokyo"), GET_TIME, berlin) == ["Asia/Tokyo"]
+    sums = conversation_text(None, [user("What is the sqrt of 17 plus 25?")])
+    expression = "(17 * 23) + sqrt(2) / 4"
+    assert copied_example_values(args(expression=expression), CALCULATE, sums) == [expression]
+    # one word of a phrase in common is not enough when it is not the one that names
+    reminder = {
+        "type": "function",
+        "name": "create_reminder",
+        "description": "Create a reminder, e.g. text 'buy milk'.",
+        "parameters": {"type": "object", "properties": {"text": {"type": "string"}}},
+    }
+    bread = conversation_text(None, [user("Remind me to buy bread.")])
+    assert copied_example_values(args(text="buy milk"), reminder, bread) == ["buy milk"]
+    assert review_calls([("stock_price", args(symbol="AAPL"))], [stock], [user("Apple?")]) is None

@@ -339,6 +339,35 @@ def test_after_a_tool_result_the_tools_stay_on_offer_for_the_next_step_of_a_chai
     assert "answer my request" in result
 
 
+def test_a_tool_result_says_again_the_request_its_call_served() -> None:
+    items = [
+        user("Hello"),
+        {
+            "type": "message",
+            "role": "assistant",
+            "content": [{"type": "output_text", "text": "Hi"}],
+        },
+        user("Weather in Paris, then in Rome?"),
+        call_item("c1"),
+        output_item("c1"),
+        call_item("c2"),
+        output_item("c2"),
+    ]
+    messages = build_chat_request(GenerationRequest("local", items, tools=[WEATHER])).body[
+        "messages"
+    ]
+    results = [m["content"] for m in messages if "returned:" in str(m["content"])]
+    assert len(results) == 2
+    for result in results:
+        assert "My request was: Weather in Paris, then in Rome?" in result
+        assert "Once every step is done" in result
+    # a result with no user message before it says no request
+    lone = build_chat_request(
+        GenerationRequest("local", [call_item(), output_item()], tools=[WEATHER])
+    )
+    assert "My request was" not in lone.body["messages"][-1]["content"]
+
+
 def _review_translator(items: list[dict[str, Any]]) -> ChunkTranslator:
     tool = {**WEATHER, "description": "Weather for a city, e.g. Lisbon"}
     return ChunkTranslator(
@@ -398,3 +427,49 @@ def test_keys_a_closed_schema_does_not_declare_are_dropped_from_text_calls() -> 
     deltas = translator.feed(chunk(reply)) + translator.finish()
     (call,) = [d for d in deltas if isinstance(d, ToolCallDelta)]
     assert call.arguments == '{"expression": "17 + 25"}'
+
+
+def test_a_call_after_a_line_of_prose_goes_out_after_the_text() -> None:
+    translator = ChunkTranslator(
+        build_chat_request(GenerationRequest("local", [user("Weather in Paris?")], tools=[WEATHER]))
+    )
+    out = translator.feed(chunk("Let me check.\n"))
+    out += translator.feed(chunk('{"name": "get_weather", "arguments": {"city": "Paris"}}'))
+    out += translator.feed(chunk(finish="stop"))
+    out += translator.finish()
+    texts = [d.text for d in out if isinstance(d, OutputTextDelta)]
+    calls = [d for d in out if isinstance(d, ToolCallDelta)]
+    assert "".join(texts) == "Let me check.\n"
+    assert [(c.name, c.arguments) for c in calls] == [("get_weather", '{"city": "Paris"}')]
+    assert translator.decision == "call"
+
+
+def test_a_rejected_call_after_prose_is_dropped_without_a_re_sample() -> None:
+    translator = _review_translator([user("Hello there!")])
+    out = translator.feed(chunk("Hi!\n"))
+    out += translator.feed(chunk('{"name": "get_weather", "arguments": {"city": "Lisbon"}}'))
+    out += translator.finish()
+    assert "".join(d.text for d in out if isinstance(d, OutputTextDelta)) == "Hi!\n"
+    assert not [d for d in out if isinstance(d, ToolCallDelta)]
+    assert translator.rejected is None
+
+
+def test_a_reply_that_opened_as_a_call_and_broke_off_is_re_sampled_not_shown() -> None:
+    cut = '{"name": "get_weather", "arguments": {"city": "2 + 3 * 100000000000'
+    translator = _review_translator([user("Good morning!")])
+    out = translator.feed(chunk(cut)) + translator.feed(chunk(finish="length"))
+    out += translator.finish()
+    assert not [d for d in out if isinstance(d, OutputTextDelta | ToolCallDelta)]
+    assert translator.rejected is not None
+    calls, reason = translator.rejected
+    assert calls == []
+    assert "did not finish" in reason
+    retry = retry_body(translator._plan, calls, reason)["messages"]
+    assert retry[-1] == {"role": "user", "content": reason}
+    assert retry[-2]["role"] != "assistant"
+    # without the review (as before) the text is what the model wrote
+    plain = ChunkTranslator(
+        build_chat_request(GenerationRequest("local", [user("Good morning!")], tools=[WEATHER]))
+    )
+    shown = plain.feed(chunk(cut)) + plain.finish()
+    assert "".join(d.text for d in shown if isinstance(d, OutputTextDelta)) == cut

@@ -28,6 +28,9 @@ PARIS = ParsedCall("get_weather", '{"city": "Paris"}')
         '{"name": "get_weather", "arguments": "{\\"city\\": \\"Paris\\"}"}',
         '{"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}',
         '{"name": "get_weather", "parameters": {"city": "Paris"}}',
+        # the 0.5B model's, with or without the closing parenthesis
+        '({"name": "get_weather", "arguments": {"city": "Paris"}})',
+        '( {"name": "get_weather", "arguments": {"city": "Paris"}}',
     ],
 )
 def test_parse_calls_recognises_every_call_shape(reply: str) -> None:
@@ -79,14 +82,18 @@ def test_parse_calls_treats_prose_unknown_tools_and_broken_json_as_text(reply: s
         ('{"result"', "text"),
         ("```python", "text"),
         ("1. First", "text"),
+        ('({"name"', "call"),
+        ("(see above)", "text"),
     ],
 )
 def test_classify_holds_back_only_what_may_still_become_a_call(prefix: str, decision: str) -> None:
     assert classify(prefix) == decision
 
 
-def _feed_split(reply: str, cuts: list[int]) -> tuple[list[str], str, list[ParsedCall]]:
-    sniffer = ReplySniffer(TOOLS)
+def _feed_split(
+    reply: str, cuts: list[int], *, late_calls: bool = False
+) -> tuple[list[str], str, list[ParsedCall]]:
+    sniffer = ReplySniffer(TOOLS, late_calls=late_calls)
     bounds = [0, *sorted(c % (len(reply) + 1) for c in cuts), len(reply)]
     released = [sniffer.feed(reply[a:b]) for a, b in itertools.pairwise(bounds)]
     rest, calls = sniffer.finish()
@@ -103,15 +110,24 @@ def test_sniffer_finds_the_call_wherever_the_chunks_split(cuts: list[int]) -> No
 
 
 @given(
-    st.sampled_from(["Paris is lovely.", "{ not json at all", "```python\nx = 1\n```", "{{x}}"]),
+    st.sampled_from(
+        [
+            "Paris is lovely.",
+            "{ not json at all",
+            "```python\nx = 1\n```",
+            "{{x}}",
+            'Sure.\n{"result": 1}\n\n  ok\n{"name": "nope", "arguments": {',
+        ]
+    ),
     st.lists(st.integers(min_value=0, max_value=200), max_size=8),
 )
 def test_sniffer_releases_all_text_exactly_once_wherever_the_chunks_split(
     reply: str, cuts: list[int]
 ) -> None:
-    released, rest, calls = _feed_split(reply, cuts)
-    assert "".join(released) + rest == reply
-    assert calls == []
+    for late_calls in (False, True):
+        released, rest, calls = _feed_split(reply, cuts, late_calls=late_calls)
+        assert "".join(released) + rest == reply
+        assert calls == []
 
 
 def test_sniffer_streams_prose_as_soon_as_it_is_clearly_prose() -> None:
@@ -150,3 +166,31 @@ def test_sniffer_with_unknown_names_turns_the_raw_json_into_a_call() -> None:
     assert released == ""
     assert sniffer.finish() == ("", [ParsedCall("write_long_story", "{}")])
     assert sniffer.decision == "call"
+
+
+@given(st.lists(st.integers(min_value=0, max_value=200), max_size=8))
+def test_a_call_after_a_line_of_prose_is_held_back_and_read(cuts: list[int]) -> None:
+    # the small models announce a call in prose, then write it on a line of its own
+    reply = 'I will check the weather.\n{"name": "get_weather", "arguments": {"city": "Paris"}}'
+    released, rest, calls = _feed_split(reply, cuts, late_calls=True)
+    assert "".join(released) == "I will check the weather.\n"
+    assert rest == ""
+    assert calls == [PARIS]
+
+
+def test_prose_streams_line_by_line_and_only_a_line_that_may_open_a_call_waits() -> None:
+    sniffer = ReplySniffer(TOOLS, late_calls=True)
+    assert sniffer.feed("Here it is:\n") == "Here it is:\n"
+    assert sniffer.feed("{") == ""  # may open a call
+    assert sniffer.feed('"result": 4}\nDone') == '{"result": 4}\nDone'
+    assert sniffer.finish() == ("", [])
+    assert sniffer.decision == "text"
+    # a call inside a line of prose is text, as before
+    inline = ReplySniffer(TOOLS, late_calls=True)
+    reply = 'Use {"name": "get_weather", "arguments": {}} for that.'
+    assert inline.feed(reply) == reply
+    assert inline.finish() == ("", [])
+    # without late_calls (the default) a call after prose is text
+    plain = ReplySniffer(TOOLS)
+    assert plain.feed('Sure.\n{"name": "get_weather", "arguments": {}}') != ""
+    assert plain.finish()[1] == []

@@ -47,8 +47,8 @@ CALL_TRIGGERS: tuple[dict[str, Any], ...] = (
     {"type": _PATTERN_FULL, "value": r'^\s*(\{\s*"name"|<tool_call>|```json)[\s\S]*'},
 )
 """A reply that opens as a call, in any of the three shapes the grammar's root takes.
-Anchored at the start: the `ReplySniffer` only counts a reply that opens with a call
-as a call, so a call later in prose is left alone here too."""
+Anchored at the start: a call on a line after prose, which the `ReplySniffer` also
+reads, is decoded without the grammar (it is parsed as written)."""
 
 _MAX_WS = 8  # bounded, so a constrained model cannot pad a call with endless spaces
 
@@ -293,11 +293,12 @@ def completion_body(chat_body: Mapping[str, Any], grammar: str) -> dict[str, Any
     return body
 
 
-TEXT_GRAMMAR = 'root ::= [^{<\\[`\\x00 \\t\\n] ([^{\\x00] | "{" [^"\'{\\x00 \\t\\n])*\n'
-"""A reply that cannot open as a call (with a brace, a bracket, a tag or a fence), and
-has no call object later either (no brace followed by a quote, a space or a brace):
-for a turn that must end in plain text. A text pass allowed to, wrote its answer and
-then a call to the tool it had been refused ("... is Canberra. {"name": ...}")."""
+TEXT_GRAMMAR = 'root ::= [^{<\\[(`\\x00 \\t\\n] ([^{\\x00] | "{" [^"\'{\\x00 \\t\\n])*\n'
+"""A reply that cannot open as a call (with a brace, a bracket, a parenthesis, a tag or
+a fence), and has no call object later either (no brace followed by a quote, a space
+or a brace): for a turn that must end in plain text. A text pass allowed to, wrote its
+answer and then a call to the tool it had been refused ("... is Canberra. {"name":
+...}")."""
 
 
 def text_body(chat_body: Mapping[str, Any]) -> dict[str, Any]:

@@ -10,7 +10,10 @@ model once so that it re-samples with the reason in front of it.
 - A *copied example value* is an argument value (a string, or a number) that occurs
   in the tool's description texts (its description, its parameters' descriptions
   and `examples`) but nowhere in the conversation (instructions, messages, earlier
-  calls and their outputs). Values are compared case-insensitively as whole tokens.
+  calls and their outputs), and that the conversation does not name in other words
+  either: `Asia/Tokyo` asked for "Tokyo", or `AAPL` for "Apple", is the value the
+  model should derive, which happens to be the description's example (`_named`).
+  Values are compared case-insensitively as whole tokens.
 - A *repeated call* has the same name and arguments as a call already in the
   conversation that has its output.
 - A call to a *name no tool has*: the model named a function it imagined (asked
@@ -107,12 +110,39 @@ def copied_example_values(arguments: str, tool: Mapping[str, Any], conversation:
         return []
     described = description_text(tool)
     said = " ".join(conversation.lower().split())
+    said_words = set(_words(said))
     copied = []
     for leaf in _leaves(parsed):
         value = _spelled(leaf)
-        if len(value) >= 2 and _occurs(value, described) and not _occurs(value, said):
+        if len(value) < 2 or not _occurs(value, described) or _occurs(value, said):
+            continue
+        if not _named(value, said_words):
             copied.append(str(leaf))
     return copied
+
+
+def _named(value: str, said: set[str]) -> bool:
+    """The conversation names what `value` stands for, in other words: a value the
+    model derived, which only happens to be a description's example too.
+
+    Every number in it was said, and one of its content words (four letters or
+    more) was said too (`Asia/Tokyo` for "Tokyo"), or it is one word that shortens
+    a word that was said (`AAPL` for "Apple"). A copy shares no such word with the
+    conversation (`buy milk` for "buy bread"), or brings numbers of its own (the
+    calculator's `(17 * 23) + sqrt(2) / 4` for "17 plus 25").
+    """
+    words = _words(value)
+    if any(any(ch.isdigit() for ch in w) and w not in said for w in words):
+        return False
+    content = [w for w in words if len(w) >= 4 and w.isalpha() and w not in _STOPWORDS]
+    if any(w in said for w in content):
+        return True
+    return (
+        len(words) == 1
+        and len(content) == 1
+        and len(value) <= 5
+        and any(_abbreviates(content[0], other) for other in said)
+    )
 
 
 _WORD = re.compile(r"[^\W_]+")
@@ -135,7 +165,8 @@ def _words(text: str) -> list[str]:
 
 def _abbreviates(short: str, word: str) -> bool:
     """`short` is a shortening of `word`: same first letter, its letters in order
-    (km/kilometres, MSFT/Microsoft)."""
+    (km/kilometres, MSFT/Microsoft, AAPL/Apple)."""
+    short = re.sub(r"(.)\1+", r"\1", short)  # a doubled letter for one: AAPL/Apple
     if len(word) <= len(short) or word[0] != short[0]:
         return False
     rest = iter(word)

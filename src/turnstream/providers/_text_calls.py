@@ -2,11 +2,12 @@
 
 The Qwen2.5-Coder models rarely wrap calls in Qwen's `<tool_call>` tags, so
 llama.cpp's own parser misses many of them. What they do write, at the very start of
-the reply, is a call object: bare, in a ```json fence, with doubled braces (imitating
-a format string), in python-dict quoting, or several of them in a row. This module is
-pure: `parse_calls` reads a finished reply, and `ReplySniffer` holds back the start
-of a streamed reply until it is clearly prose (released at once, token by token) or
-clearly a call (held to the end, then parsed).
+the reply or on a line of its own after a line of prose, is a call object: bare, in a
+```json fence or in parentheses, with doubled braces (imitating a format string), in
+python-dict quoting, or several of them in a row. This module is pure: `parse_calls`
+reads a finished reply, and `ReplySniffer` holds back the start of a streamed reply,
+and the start of each later line, until it is clearly prose (released at once, token
+by token) or clearly a call (held to the end, then parsed).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class ParsedCall:
 
 # What a call may open with once whitespace is removed. The reply is held back while
 # it is a prefix of one of these, and counts as a call once it starts with one.
-_WRAPPERS = ("", "```json", "```JSON", "```", "<tool_call>", "[")
+_WRAPPERS = ("", "```json", "```JSON", "```", "<tool_call>", "[", "(")
 _OPENERS = tuple(
     f"{brace}{quote}{key}{quote}"
     for brace in ("{", "{{")
@@ -76,6 +77,8 @@ def _unwrap(text: str) -> str:
         return "\n".join(m.group(1) for m in _TOOL_TAG.finditer(text))
     if text.startswith("```"):
         return "\n".join(m.group(1) for m in _FENCE.finditer(text))
+    if text.startswith("("):  # the 0.5B model's `({"name": ...})`
+        return text[1:].strip().removesuffix(")")
     return text
 
 
@@ -156,8 +159,8 @@ def parse_calls(
 
     Recognised: one or more call objects (`{"name": ..., "arguments": {...}}`,
     OpenAI's `{"type": "function", "function": {...}}`, or `parameters` instead of
-    `arguments`), bare, in a list, in ```json fences, in `<tool_call>` tags, with
-    doubled braces, or in python-dict quoting. With `tool_names`, a call to any
+    `arguments`), bare, in a list, in parentheses, in ```json fences, in `<tool_call>`
+    tags, with doubled braces, or in python-dict quoting. With `tool_names`, a call to any
     other name makes the whole reply prose, unless `unknown_names` is set: then a
     call object that names a function and carries `arguments` (or `parameters`) is
     a call whatever the name. Text after the calls is dropped.
@@ -191,6 +194,11 @@ class ReplySniffer:
     either the held-back text (it was not a call after all) or the parsed calls.
     With `enabled=False` (no tools offered) everything passes straight through;
     `unknown_names` is passed on to `parse_calls`.
+
+    With `late_calls`, prose streams out as it comes but a line that opens like a
+    call is held back the same way: the small models announce a call in a line of prose and
+    then write it ("I'll check the weather.\n{"name": ...}"). A call so found ends
+    the reply's text; `late` tells that prose went out before it.
     """
 
     def __init__(
@@ -199,24 +207,55 @@ class ReplySniffer:
         *,
         enabled: bool = True,
         unknown_names: bool = False,
+        late_calls: bool = False,
     ) -> None:
         self._tool_names = tool_names
         self._unknown_names = unknown_names
+        self._late_calls = enabled and late_calls
         self._held: list[str] = []
+        self._line = ""  # prose held from the start of a line that may open a call
+        self._at_line_start = False
+        self.late = False
+        """A call after prose: held from its line to the end of the reply."""
         self.decision: Decision = "pending" if enabled else "text"
 
     def feed(self, text: str) -> str:
         """Take a piece of the reply; return the part that can be released now."""
         if self.decision == "text":
-            return text
+            return self._prose(text) if self._late_calls else text
         self._held.append(text)
         if self.decision == "pending":
             self.decision = classify("".join(self._held))
             if self.decision == "text":
                 released = "".join(self._held)
                 self._held.clear()
-                return released
+                return self._prose(released) if self._late_calls else released
         return ""
+
+    def _prose(self, text: str) -> str:
+        """Release prose up to a line that opens like a call (held, as the reply's start is)."""
+        if self.late:
+            self._held.append(text)
+            return ""
+        buffer, self._line = self._line + text, ""
+        out: list[str] = []
+        pos = 0
+        while pos < len(buffer):
+            if self._at_line_start:
+                verdict = classify(buffer[pos:])
+                if verdict == "call":
+                    self.late = True
+                    self._held = [buffer[pos:]]
+                    return "".join(out)
+                if verdict == "pending":
+                    self._line = buffer[pos:]
+                    return "".join(out)
+            newline = buffer.find("\n", pos)
+            end = len(buffer) if newline < 0 else newline + 1
+            out.append(buffer[pos:end])
+            self._at_line_start = newline >= 0
+            pos = end
+        return "".join(out)
 
     @property
     def held(self) -> str:
@@ -227,13 +266,17 @@ class ReplySniffer:
         """End of reply: `(text_still_held, calls)`; at most one of them is non-empty."""
         held = "".join(self._held)
         self._held.clear()
-        if self.decision == "text" or not held:
-            return held, []
+        if self.decision == "text" and not self.late:
+            line, self._line = self._line, ""
+            return held + line, []
+        if not held:
+            return "", []
         calls = parse_calls(held, self._tool_names, unknown_names=self._unknown_names)
         if calls:
             self.decision = "call"
             return "", calls
         self.decision = "text"
+        self.late = False
         return held, []
 
 
