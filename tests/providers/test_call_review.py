@@ -226,7 +226,13 @@ def test_a_call_rejected_only_as_ungrounded_is_unasked_and_wants_plain_text() ->
     assert not unasked([("calculate", args(expression="5 * 1.60934 + 3"))], [CALCULATE], miles)
     copied = [("calculate", args(expression="(17 * 23) + sqrt(2) / 4"))]
     assert not unasked(copied, [CALCULATE], [user("What is 17 plus 25?")])
-    assert not unasked([("greeting", args(text="hi"))], [CLOCK], hi)  # no such function
+    # a function no tool has: unasked for a message that asks for no tool, else the
+    # re-sample's reason lists the real names
+    assert unasked([("greeting", args(text="hi"))], [CLOCK], hi)
+    story = [user("Write a long story about a robot who learns to cook.")]
+    assert unasked([("write_long_story", args(topic="robot"))], [CLOCK, CALCULATE], story)
+    paris = [user("What time is it in Paris? Check the time.")]
+    assert not unasked([("get_time", args(city="Paris"))], [CLOCK], paris)
     # one unasked call beside one the user asked for is still unasked as a whole
     assert unasked([*new_york, ("calculate", args(expression="2 + 2"))], [CLOCK, CALCULATE], hi)
 

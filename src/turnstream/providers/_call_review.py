@@ -434,18 +434,25 @@ def unasked(
     items: Sequence[Mapping[str, Any]],
     instructions: str | None = None,
 ) -> bool:
-    """Whether `review_calls` (with `grounding`) rejects these calls only as ungrounded:
-    values nobody said, to a tool the user's message does not ask for.
+    """Whether `review_calls` (with `grounding`) rejects these calls as ones nobody
+    asked for: values nobody said, to a tool the user's message does not ask for, or
+    a function no tool has, for a message that asks for none of the tools ("Hi!" ->
+    `greeting`, a story -> `write_long_story`).
 
     The reason then asks the model for a plain-text answer, and that is what a
     re-sample nearly always writes; the provider can write it at once instead, on
     the first prompt, which llama.cpp still holds (no re-sample prompt to evaluate).
+    A misnamed function for a message that does ask for a tool (`get_time` when
+    asked the time, with `current_time` offered) is left to the re-sample, whose
+    reason lists the real names.
     """
-    if review_calls(calls, tools, items, instructions) is not None:
-        return False  # copied, repeated or unknown: the reason names what to do instead
     by_name = {tool.get("name"): tool for tool in tools}
-    said = conversation_text(instructions, items)
     request = latest_request(items)
+    if any(name not in by_name for name, _ in calls):
+        return bool(by_name) and not any(_asks_for(tool, request) for tool in tools)
+    if review_calls(calls, tools, items, instructions) is not None:
+        return False  # copied or repeated: the reason names what to do instead
+    said = conversation_text(instructions, items)
     loose = False
     for name, arguments in calls:
         if unsaid_numbers(arguments, said):
