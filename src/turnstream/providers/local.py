@@ -88,7 +88,8 @@ DEFAULT_BATCH_SIZE = 16
 A cancel waits for the batch under way. Side by side on a loaded 2-core machine
 (`bench/results/local_serving_cancel_s20.json`, cancels at random moments): 16 tokens
 freed the slot 0.45 s after a cancel (median; at most 0.77), 32 tokens 1.12 s (at most
-3.8), for 8 % less prompt speed (18.9 against 20.5 tok/s). 8 tokens cost a third."""
+3.8), for 8 % less prompt speed (18.9 against 20.5 tok/s). 8 tokens cost a third of
+the prompt speed in a measurement by hand (16.7 against 25.3 tok/s for 32)."""
 _RETRY_AFTER_SECONDS = 5.0
 
 
