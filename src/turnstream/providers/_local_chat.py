@@ -29,7 +29,9 @@ Around the model (bench/decisions.py measures them end to end):
   offer, and the result message says the request again and asks for its next step
   before the answer (`_result_message`);
 - a call written as text to a tool that does not exist is held back, and the model
-  is told the real names; it never reaches the user as raw JSON;
+  is told the real names; it never reaches the user as raw JSON. For a message that
+  asks for none of the tools ("Hi!" -> `greeting`) the turn goes to the plain-text
+  pass at once instead, as for other calls nobody asked for (`unasked`);
 - `ChunkTranslator(review=True)` holds back a text call that copies an example out
   of a tool description, repeats an answered call, names a function no tool has or
   (`grounding=True`) is ungrounded or carries a precise number nobody said
