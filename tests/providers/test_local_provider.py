@@ -250,6 +250,59 @@ async def test_a_failed_load_is_a_503_that_says_what_to_install() -> None:
     await provider.aclose()
 
 
+async def test_a_model_left_out_of_preload_loads_on_its_first_use() -> None:
+    # The terminal chat preloads only its own model: the other one's load would
+    # compete with the chat's first turns for the cores.
+    built: list[Path] = []
+
+    def factory(path: Path) -> FakeEngine:
+        built.append(path)
+        return FakeEngine([chunk("ok"), chunk(finish="stop")])
+
+    provider = LocalProvider(
+        {"local": "1.5b", "local-small": "0.5b"},
+        preload=("local", "not-served"),
+        engine_factory=factory,
+        model_path=lambda size: Path(f"/{size}.gguf"),
+    )
+    assert provider.load_state("local") == "on_first_use"
+    provider.start()
+    await provider.ready("local")
+    assert provider.load_state("local") == "ready"
+    assert provider.load_state("local-small") == "on_first_use"
+    assert not provider.loading
+    assert built == [Path("/1.5b.gguf")]
+
+    provider.start("local-small")
+    assert provider.load_state("local-small") == "loading"
+    await provider.ready("local-small")
+    assert provider.load_state("local-small") == "ready"
+    assert built == [Path("/1.5b.gguf"), Path("/0.5b.gguf")]
+    await provider.aclose()
+
+
+async def test_a_failed_load_reads_failed_and_the_next_request_tries_again() -> None:
+    attempts: list[int] = []
+
+    def flaky(path: Path) -> FakeEngine:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise LocalModelError("out of memory")
+        return FakeEngine([chunk("ok"), chunk(finish="stop")])
+
+    provider = LocalProvider(
+        {"local": "0.5b"}, engine_factory=flaky, model_path=lambda size: Path("/x.gguf")
+    )
+    provider.start()
+    with pytest.raises(LocalModelError):
+        await provider.ready()
+    assert provider.load_state("local") == "failed"
+    assert OutputTextDelta("ok") in [d async for d in provider.stream(request())]
+    assert provider.load_state("local") == "ready"
+    assert len(attempts) == 2
+    await provider.aclose()
+
+
 async def test_an_unknown_model_is_a_400() -> None:
     provider = provider_for(FakeEngine())
     with pytest.raises(ProviderError) as raised:

@@ -201,3 +201,49 @@ def test_a_progress_bar_shows_while_the_model_loads_then_the_page_says_ready(
         expect(page.get_by_role("status")).to_contain_text("is ready")
     finally:
         context.close()
+
+
+def test_a_model_that_loads_on_first_use_shows_its_bar_once_a_message_is_sent(
+    browser: Any, web_server: ServerProcess
+) -> None:
+    # The terminal chat's server preloads only the chat's model; the page's other model
+    # reads `on_first_use` until a message to it begins its load.
+    phase = {"now": "on_first_use"}
+
+    def readyz(route: Any) -> None:
+        state = phase["now"]
+        body: dict[str, Any] = {
+            "status": "not_ready" if state == "loading" else "ready",
+            "checks": {"database": "ok", "models": {"echo": state, "echo-slow": "ready"}},
+        }
+        if state == "loading":
+            body["load_progress"] = {"echo": 0.3}
+        route.fulfill(
+            status=503 if state == "loading" else 200,
+            content_type="application/json",
+            body=json.dumps(body),
+        )
+
+    def on_request(request: Any) -> None:
+        if "/chat/api/turn" in request.url and phase["now"] == "on_first_use":
+            phase["now"] = "loading"
+
+    context = browser.new_context(viewport={"width": 1100, "height": 720})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    try:
+        page.route("**/readyz", readyz)
+        page.on("request", on_request)
+        page.goto(f"http://127.0.0.1:{web_server.port}/")
+        _choose_model(page, "echo")
+        bar = page.get_by_role("progressbar", name=re.compile("Loading"))
+        expect(page.get_by_label("Message", exact=True)).to_be_editable()
+        expect(bar).to_be_hidden()
+        _send(page, "hello")
+        expect(bar).to_be_visible()
+        expect(bar).to_have_attribute("value", "30")
+        phase["now"] = "ready"
+        expect(bar).to_be_hidden()
+        expect(page.get_by_role("status")).to_contain_text("is ready")
+    finally:
+        context.close()

@@ -81,6 +81,8 @@ def settings_from_json(text: str) -> Settings:
     data["limits"] = Limits(**data["limits"])
     if data.get("local_warmup") is not None:
         data["local_warmup"] = PromptWarmup(**data["local_warmup"])
+    if data.get("local_preload") is not None:
+        data["local_preload"] = tuple(data["local_preload"])
     return Settings(**data)
 
 

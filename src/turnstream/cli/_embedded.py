@@ -48,5 +48,13 @@ class EmbeddedServer:
             return None
         return state.models.get(model)
 
+    def begin_load(self, model: str) -> None:
+        """Begin loading `model` if it waits for its first request (`on_first_use`), so
+        that the chat can show the load's progress before it asks its question."""
+        provider = self.provider_for(model)
+        loop = self._thread.loop
+        if provider is not None and loop is not None:
+            loop.call_soon_threadsafe(provider.start, model)
+
     def stop(self) -> None:
         self._thread.stop()

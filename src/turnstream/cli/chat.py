@@ -109,7 +109,14 @@ def chat(
     server = None
     if base_url is None:
         server = _start_embedded(
-            db, config, no_local, local_threads, quiet=message is not None, console=err
+            db,
+            config,
+            no_local,
+            local_threads,
+            # only the chat's model: the other one would load beside its first turns
+            preload=(model or DEFAULT_MODEL,),
+            quiet=message is not None,
+            console=err,
         )
         url = server.base_url
         index = ChatIndex(chat_index_path(server.settings.db_path), scope="embedded")
@@ -172,15 +179,20 @@ async def _once(session: ChatSession, message: str, as_json: bool, url: str) -> 
 
 
 def _load_state(server: Any, model: str) -> tuple[bool, float] | None:
-    """`(ready, progress)` of an embedded model that loads; `None` for one that does
-    not (echo, or a server that is not embedded)."""
+    """`(ready, progress)` of a model the embedded server serves (echo is always
+    ready); `None` for a server that is not embedded or a model it does not serve. A model that waits for its first
+    use (the one a `/model` switch picks) begins loading here."""
     provider = server.provider_for(model) if server is not None else None
     if provider is None:
         return None
-    if provider.is_ready(model):
+    state = provider.load_state(model)
+    if state == "ready":
         return (True, 1.0)
-    if not provider.loading:
-        return (False, 1.0)  # not loading and not ready: the load failed
+    if state == "failed":
+        return (False, 1.0)  # the request that follows says why, and tries again
+    if state == "on_first_use":
+        server.begin_load(model)
+        return (False, 0.0)
     return (False, provider.model_load_progress(model))
 
 
@@ -217,6 +229,7 @@ def _start_embedded(
     no_local: bool,
     local_threads: int | None,
     *,
+    preload: tuple[str, ...],
     quiet: bool,
     console: Console,
 ) -> Any:
@@ -231,6 +244,7 @@ def _start_embedded(
         config_path=config,
         enable_local_model=not no_local,
         local_threads=local_threads,
+        local_preload=preload,
     )
     settings.db_path.parent.mkdir(parents=True, exist_ok=True)
     try:

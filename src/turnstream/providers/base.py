@@ -20,11 +20,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from turnstream.engine.deltas import Delta
 
-__all__ = ["GenerationRequest", "Provider", "ProviderError"]
+__all__ = ["GenerationRequest", "ModelLoadState", "Provider", "ProviderError"]
+
+ModelLoadState = Literal["ready", "loading", "on_first_use", "failed"]
+"""Where a model stands: see `Provider.load_state`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,9 +107,10 @@ class Provider(Protocol):
 
     # -- start-up hooks, with defaults for a provider that is ready at once -------------
 
-    def start(self) -> None:
+    def start(self, model: str | None = None) -> None:
         """Begin any background loading; the server calls it once at start-up, from
-        its event loop. Must not block."""
+        its event loop, without a model. With `model`: begin loading that model if it
+        waits for its first use (`load_state` says `on_first_use`). Must not block."""
         return None
 
     async def ready(self, model: str | None = None) -> None:
@@ -126,6 +130,12 @@ class Provider(Protocol):
     def is_ready(self, model: str) -> bool:
         """Whether `model` can answer without waiting for a load."""
         return True
+
+    def load_state(self, model: str) -> ModelLoadState:
+        """`ready`, `loading`, `on_first_use` (not loaded, and no load begun: the
+        first request or `start(model)` begins it) or `failed` (the last load raised;
+        the next request tries again)."""
+        return "ready" if self.is_ready(model) else "loading"
 
     def model_load_progress(self, model: str) -> float:
         """How far `model`'s own load has come, 0.0 to 1.0 (1.0 once it is loaded)."""

@@ -43,7 +43,15 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Collection,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -66,7 +74,12 @@ from turnstream.providers._local_model import (
     ensure_model,
     locate_parts,
 )
-from turnstream.providers.base import GenerationRequest, Provider, ProviderError
+from turnstream.providers.base import (
+    GenerationRequest,
+    ModelLoadState,
+    Provider,
+    ProviderError,
+)
 
 __all__ = [
     "DEFAULT_MODELS",
@@ -310,7 +323,10 @@ class LocalProvider(Provider):
         ctx_size: context window in tokens (per conversation slot).
         slots: conversations each model generates for at once; more wait, `queued`.
         batch_size: prompt tokens evaluated between two chances to cancel.
-        preload: load every model when `start()` is called (otherwise on first use).
+        preload: which models `start()` loads: every one (`True`), none (`False`), or
+            these public names (names this provider does not serve are ignored). The
+            others load on first use, so that a chat with one model does not have
+            another load beside its first turns.
         cache_dir: where assembled GGUF files live (see `_local_model.default_cache_dir`).
         strategy: how tools are offered to the model (`"prompted"` or `"native"`).
         load_wait: how long a request waits for a loading model before a 503.
@@ -332,7 +348,7 @@ class LocalProvider(Provider):
         ctx_size: int = 8192,
         slots: int = DEFAULT_SLOTS,
         batch_size: int = DEFAULT_BATCH_SIZE,
-        preload: bool = True,
+        preload: bool | Collection[str] = True,
         cache_dir: Path | None = None,
         strategy: ToolStrategy = "prompted",
         load_wait: float = 30.0,
@@ -351,7 +367,13 @@ class LocalProvider(Provider):
             for size in dict.fromkeys(self._models.values())
         }
         self.slots = slots
-        self._preload = preload
+        self._preload: set[ModelSize] = (
+            set(self._slots)
+            if preload is True
+            else set()
+            if preload is False
+            else {self._models[name] for name in preload if name in self._models}
+        )
         self._cache_dir = cache_dir
         self._strategy: ToolStrategy = strategy
         self._load_wait = load_wait
@@ -377,10 +399,13 @@ class LocalProvider(Provider):
         """The public model names this provider answers for."""
         return list(self._models)
 
-    def start(self) -> None:
-        """Begin loading in the background (all models if `preload`). Idempotent."""
-        if self._preload:
-            for slot in self._slots.values():
+    def start(self, model: str | None = None) -> None:
+        """Begin loading in the background: the `preload` models, or `model`. Idempotent."""
+        if model is not None:
+            self._ensure_loading(self._slot_for(model))
+            return
+        for size, slot in self._slots.items():
+            if size in self._preload:
                 self._ensure_loading(slot)
 
     async def ready(self, model: str | None = None) -> None:
@@ -403,6 +428,17 @@ class LocalProvider(Provider):
     def is_ready(self, model: str) -> bool:
         """Whether `model` can answer without waiting for a load."""
         return self._slot_for(model).engine is not None
+
+    def load_state(self, model: str) -> ModelLoadState:
+        """`ready`, `loading`, `on_first_use` or `failed` (see `Provider.load_state`).
+        Safe to read from another thread (the terminal chat's)."""
+        slot = self._slot_for(model)
+        task = slot.task
+        if slot.engine is not None:
+            return "ready"
+        if task is None:
+            return "on_first_use"
+        return "failed" if task.done() else "loading"
 
     def model_load_progress(self, model: str) -> float:
         """This model's progress: models load one after another, and one still waiting

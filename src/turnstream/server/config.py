@@ -160,11 +160,10 @@ def _local_provider(settings: Settings) -> Provider | None:
         )
         return None
     warmup = settings.local_warmup
-    if warmup is None:
-        return LocalProvider(slots=settings.local_slots, threads=settings.local_threads)
     return LocalProvider(
         slots=settings.local_slots,
         threads=settings.local_threads,
-        warmup_instructions=warmup.instructions,
-        warmup_tools=warmup.tools,
+        preload=True if settings.local_preload is None else settings.local_preload,
+        warmup_instructions=warmup.instructions if warmup is not None else None,
+        warmup_tools=warmup.tools if warmup is not None else (),
     )

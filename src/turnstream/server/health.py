@@ -1,7 +1,8 @@
 """`/healthz` (the process is alive) and `/readyz` (it can answer requests).
 
 Ready means the database answers and every configured model is loaded
-(`Provider.is_ready`). A load balancer sends traffic by `/readyz` and restarts by
+(`Provider.load_state`), except one set to load on its first request (the terminal
+chat's server preloads only the chat's model); a failed load reads `failed`. A load balancer sends traffic by `/readyz` and restarts by
 `/healthz`, so `/healthz` checks nothing that a restart would not fix. While models
 load, `/readyz` also gives each one's progress (`load_progress`, 0.0 to 1.0), which
 the chat page shows as a progress bar.
@@ -34,7 +35,11 @@ async def healthz() -> JSONResponse:
 async def readyz(request: Request) -> JSONResponse:
     state = get_state(request)
     checks: dict[str, Any] = {"database": await _database(state), "models": _models(state)}
-    ready = checks["database"] == "ok" and all(v == "ready" for v in checks["models"].values())
+    # a model that loads on its first request does not hold readiness back: it is
+    # not loading, and the request that needs it waits for it (or gets a 503)
+    ready = checks["database"] == "ok" and all(
+        v in ("ready", "on_first_use") for v in checks["models"].values()
+    )
     if ready:
         return JSONResponse({"status": "ready", "checks": checks})
     error = {
@@ -77,5 +82,5 @@ def _models(state: ServerState) -> dict[str, str]:
     for provider in state.models.providers:
         for name in provider.models():
             if name not in found:
-                found[name] = "ready" if provider.is_ready(name) else "loading"
+                found[name] = provider.load_state(name)
     return found

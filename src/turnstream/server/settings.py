@@ -115,6 +115,10 @@ class Settings:
     local_threads: int | None = None
     """CPU threads the embedded model computes with (None: the usable CPUs, at most 8);
     fewer than the cores suit a machine that is busy with other work."""
+    local_preload: tuple[str, ...] | None = None
+    """The embedded models loaded at start-up (None: all of them); the others load on
+    their first request. The terminal chat preloads only its own model, so that the
+    other one's load does not compete with its first turns for the cores."""
     local_warmup: PromptWarmup | None = None
     """What the embedded model warms its prompt cache with; the CLI sets the chat
     apps' instructions and tools here (the server does not know its clients)."""

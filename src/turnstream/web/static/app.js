@@ -198,6 +198,7 @@
     typing.setAttribute("aria-label", "Waiting for the answer");
     turn.wrap.appendChild(typing);
     setBusy(true);
+    if (loading.states[model] === "on_first_use") loading.timer = setTimeout(watchLoading, 300);
     try {
       const response = await fetch("/chat/api/turn", {
         method: "POST",
@@ -401,7 +402,9 @@
 
   // ---- the model loading (the server loads it in the background) ----------------------------
 
-  const loading = { timer: null, shown: false };
+  // states: each model's last `/readyz` state; one that loads on its first use
+  // ("on_first_use", the terminal chat's second model) begins loading when sent to
+  const loading = { timer: null, shown: false, states: {} };
 
   async function watchLoading() {
     clearTimeout(loading.timer);
@@ -413,6 +416,7 @@
       body = null;
     }
     const models = (body && body.checks && body.checks.models) || {};
+    loading.states = models;
     if (model && model === modelSelect.value && models[model] === "loading") {
       const share = Math.round(100 * (((body.load_progress || {})[model]) || 0));
       $("load-bar").value = share;
