@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from turnstream.engine.deltas import (
     UsageDelta,
 )
 from turnstream.providers._local_chat import (
+    _UNFINISHED_CALL,
     ASSISTANT_NAME,
     DEFAULT_TEMPERATURE,
     ChunkTranslator,
@@ -21,6 +23,7 @@ from turnstream.providers._local_chat import (
     chat_tools,
     fit_arguments,
     retry_body,
+    runaway,
     system_prompt,
 )
 from turnstream.providers.base import GenerationRequest, ProviderError
@@ -452,6 +455,52 @@ def test_a_rejected_call_after_prose_is_dropped_without_a_re_sample() -> None:
     assert "".join(d.text for d in out if isinstance(d, OutputTextDelta)) == "Hi!\n"
     assert not [d for d in out if isinstance(d, ToolCallDelta)]
     assert translator.rejected is None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1+" * 90, True),
+        ("(" + "2 * " * 45, True),
+        (")" * 170, True),
+        ("the same phrase, " * 11, True),
+        ("1+" * 75, False),  # 150 characters: under the span
+        ("# " + "=" * 77 + "\n" + "| --- " * 12 + "|", False),  # a banner, a table rule
+        ("What is the weather like in Paris, Lisbon and Rome tomorrow morning?" * 1, False),
+        ("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ!@#$%^&*()", False),
+        ("", False),
+    ],
+)
+def test_runaway_is_a_short_unit_repeated_to_the_end(text: str, expected: bool) -> None:
+    assert runaway(text) is expected
+
+
+def test_a_call_that_runs_away_is_rejected_while_it_is_written() -> None:
+    translator = _review_translator([user("What is 1 plus 1?")])
+    out = translator.feed(chunk('{"name": "get_weather", "arguments": {"city": "1'))
+    fed = 0
+    while not translator.done and fed < 1_000:
+        out += translator.feed(chunk("+1"))
+        fed += 1
+    assert translator.done
+    assert fed < 100, "stopped at the first 160 repeated characters"
+    assert translator.rejected == ([], _UNFINISHED_CALL)
+    assert not [d for d in out if isinstance(d, OutputTextDelta | ToolCallDelta)]
+    assert translator.finish() == []
+
+
+def test_a_long_call_that_does_not_repeat_itself_goes_out() -> None:
+    city = "Llanfairpwllgwyngyllgogerychwyrndrobwllllantysiliogogogoch, Wales, United Kingdom"
+    translator = _review_translator([user(f"What is the weather in {city}?")])
+    call = json.dumps({"name": "get_weather", "arguments": {"city": city}})
+    out: list[Any] = []
+    for i in range(0, len(call), 3):
+        out += translator.feed(chunk(call[i : i + 3]))
+    out += translator.finish()
+    assert translator.rejected is None
+    assert [(d.name, json.loads(d.arguments)) for d in out if isinstance(d, ToolCallDelta)] == [
+        ("get_weather", {"city": city})
+    ]
 
 
 def test_a_reply_that_opened_as_a_call_and_broke_off_is_re_sampled_not_shown() -> None:

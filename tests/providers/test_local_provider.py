@@ -420,6 +420,23 @@ async def test_a_call_rejected_as_soon_as_it_is_whole_stops_its_generation_first
     await provider.aclose()
 
 
+async def test_a_call_that_runs_away_is_stopped_and_re_sampled_before_the_token_limit() -> None:
+    def runaway_call() -> Iterable[dict[str, Any]]:
+        yield chunk('{"name": "get_time", "arguments": {"timezone": "1')
+        for _ in range(1_024):  # what the 0.5B once did, to the token limit
+            yield chunk("+1")
+        yield chunk(finish="length")
+
+    engine = LoggedReplies(runaway_call(), [chunk("It is 2."), chunk(finish="stop")])
+    provider = provider_for(engine)
+    deltas = [d async for d in provider.stream(request("What is 1 plus 1?", tools=[CLOCK]))]
+    assert [d for d in deltas if isinstance(d, OutputTextDelta)] == [OutputTextDelta("It is 2.")]
+    assert engine.log == ["start", "cancelled", "start", "returned"]
+    _first, second = engine.streamed()
+    assert "did not finish" in second["prompt"].rsplit("<|im_start|>user\n", 1)[1]
+    await provider.aclose()
+
+
 async def test_a_re_sample_that_copies_again_ends_in_text_decoded_under_the_text_grammar() -> None:
     engine = ScriptedReplies(
         call_reply("Asia/Tokyo"), call_reply("Asia/Tokyo"), [chunk("Hi!"), chunk(finish="stop")]
