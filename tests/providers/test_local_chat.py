@@ -503,6 +503,42 @@ def test_a_long_call_that_does_not_repeat_itself_goes_out() -> None:
     ]
 
 
+def _grounded_translator(text: str) -> ChunkTranslator:
+    tool = {**WEATHER, "description": "Weather for a city"}
+    request = GenerationRequest("local", [user(text)], tools=[tool])
+    return ChunkTranslator(build_chat_request(request), review=True, grounding=True)
+
+
+def test_an_imagined_function_for_a_message_that_asks_for_no_tool_is_rejected_at_its_name() -> None:
+    translator = _grounded_translator("Hi!")
+    assert translator.feed(chunk('{"name": "gree')) == []
+    assert not translator.done
+    assert translator.feed(chunk('ting"')) == []
+    assert translator.done, "rejected before its arguments are written"
+    calls, reason = translator.rejected or ([], "")
+    assert [(c.name, c.arguments) for c in calls] == [("greeting", "{}")]
+    assert "There is no function named greeting" in reason
+    assert translator.unasked, "so the answer is the plain-text pass"
+    assert translator.finish() == []
+
+
+@pytest.mark.parametrize(
+    ("text", "head"),
+    [
+        # the message asks for the weather: the re-sample lists the real names
+        ("What is the weather in Paris?", '{"name": "weather_now"'),
+        # a real tool: its arguments decide
+        ("Hi!", '{"name": "get_weather"'),
+    ],
+)
+def test_a_call_is_not_rejected_at_its_name_when_its_arguments_could_matter(
+    text: str, head: str
+) -> None:
+    translator = _grounded_translator(text)
+    translator.feed(chunk(head))
+    assert not translator.done
+
+
 def test_a_reply_that_opened_as_a_call_and_broke_off_is_re_sampled_not_shown() -> None:
     cut = '{"name": "get_weather", "arguments": {"city": "2 + 3 * 100000000000'
     translator = _review_translator([user("Good morning!")])

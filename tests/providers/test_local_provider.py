@@ -437,6 +437,22 @@ async def test_a_call_that_runs_away_is_stopped_and_re_sampled_before_the_token_
     await provider.aclose()
 
 
+async def test_an_imagined_function_for_a_greeting_goes_to_the_text_pass_at_its_name() -> None:
+    # the grammar would go on with `, "arguments": {}}` and whatever follows: bounded
+    # here, so that a provider that waits for them fails, not hangs
+    head = [chunk('{"name": "greeting"'), *(chunk(" ") for _ in range(20_000))]
+    engine = LoggedReplies([*head, chunk(finish="stop")], [chunk("Hello!"), chunk(finish="stop")])
+    engine.delay = 0.0005
+    provider = provider_for(engine, call_grounding=True)
+    deltas = [d async for d in provider.stream(request("Hi!", tools=[CLOCK]))]
+    assert [d for d in deltas if isinstance(d, OutputTextDelta)] == [OutputTextDelta("Hello!")]
+    assert engine.log == ["start", "cancelled", "start", "returned"]
+    first, second = engine.streamed()
+    assert second["prompt"] == first["prompt"], "the text pass, on the cached first prompt"
+    assert second["grammar"] == TEXT_GRAMMAR
+    await provider.aclose()
+
+
 async def test_a_re_sample_that_copies_again_ends_in_text_decoded_under_the_text_grammar() -> None:
     engine = ScriptedReplies(
         call_reply("Asia/Tokyo"), call_reply("Asia/Tokyo"), [chunk("Hi!"), chunk(finish="stop")]

@@ -19,7 +19,7 @@ from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["ArgumentStream", "ParsedCall", "ReplySniffer", "parse_calls"]
+__all__ = ["ArgumentStream", "ParsedCall", "ReplySniffer", "call_name", "parse_calls"]
 
 Decision = Literal["pending", "text", "call"]
 
@@ -280,12 +280,24 @@ class ReplySniffer:
         return held, []
 
 
-# The opening of a call as the lazy call grammar writes it (`_call_grammar`): up to the
-# start of its arguments, with the name's string closed.
-_STREAMED_HEAD = re.compile(
-    r'\s*(?:<tool_call>\s*|```json\s*)?\{\s*"name"\s*:\s*"((?:[^"\\\n]|\\.)*)"'
-    r'\s*,\s*"arguments"\s*:\s*'
-)
+# The opening of a call as the lazy call grammar writes it (`_call_grammar`), up to its
+# name's closing quote; then up to the start of its arguments.
+_NAME_HEAD = r'\s*(?:<tool_call>\s*|```json\s*)?\{\s*"name"\s*:\s*"((?:[^"\\\n]|\\.)*)"'
+_CALL_NAME = re.compile(_NAME_HEAD)
+_STREAMED_HEAD = re.compile(_NAME_HEAD + r'\s*,\s*"arguments"\s*:\s*')
+
+
+def call_name(reply: str) -> str | None:
+    """The function a reply that opens as a call names, once the name's string has
+    closed (before its arguments are written); None until then, or for another shape."""
+    head = _CALL_NAME.match(reply)
+    if head is None:
+        return None
+    try:
+        name: str = json.loads(f'"{head.group(1)}"')
+    except json.JSONDecodeError:
+        return None
+    return name
 
 
 class ArgumentStream:
