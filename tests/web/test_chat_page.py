@@ -165,6 +165,38 @@ def test_markdown_is_rendered_and_html_in_model_output_is_not(page: Any) -> None
     assert "<pre><code>&lt;script&gt;x()&lt;/script&gt;</code></pre>" in html
 
 
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        # what the 1.5B wrote in the web chat, told not to (issue 12)
+        (
+            r"\[ 12.5\% \times 640 = \frac{12.5}{100} \times 640 = 80 \]",
+            "12.5% \u00d7 640 = 12.5/100 \u00d7 640 = 80",
+        ),
+        (r"the area is \( \pi r^2 \)", "\u03c0 r\u00b2"),
+        ("\\[\n\\frac{2 + 3}{4} \\approx \\sqrt{1.5625}\n\\]", "(2 + 3)/4 \u2248 \u221a1.5625"),
+        (r"$$ \left( \frac{1}{2} \right)^{-1} = 2 $$", "(1/2)\u207b\u00b9 = 2"),
+        (r"\(77^{\circ}\text{F}\)", "77\u00b0F"),
+    ],
+)
+def test_latex_in_model_output_is_shown_as_readable_math(page: Any, text: str, shown: str) -> None:
+    html = page.evaluate("text => renderMarkdown(text)", text)
+    assert f'<span class="math">{shown}</span>' in html
+    assert "\\" not in html, "no LaTeX command is left raw"
+
+
+def test_latex_is_left_alone_in_code_and_cannot_inject_markup(page: Any) -> None:
+    html = page.evaluate(
+        "text => renderMarkdown(text)",
+        "`\\( x \\)` and $5 or $10\n\\( <img src=x onerror=alert(1)> \\)\n```\n\\[ y \\]\n```",
+    )
+    assert "<code>\\( x \\)</code>" in html
+    assert "$5 or $10" in html
+    assert '<span class="math">&lt;img src=x onerror=alert(1)&gt;</span>' in html
+    assert "<img" not in html
+    assert "<pre><code>\\[ y \\]</code></pre>" in html
+
+
 def test_a_progress_bar_shows_while_the_model_loads_then_the_page_says_ready(
     browser: Any, web_server: ServerProcess
 ) -> None:

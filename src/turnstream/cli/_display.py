@@ -33,6 +33,8 @@ from turnstream.runtime import (
     TurnQueued,
 )
 
+from ._math import readable_math
+
 __all__ = ["TurnDisplay", "format_duration", "tool_card"]
 
 
@@ -131,7 +133,7 @@ class TurnDisplay:
     def _render(self) -> RenderableType:
         parts: list[RenderableType] = []
         if self.text:
-            parts.append(_Tail(Markdown(self.text), reserve=3 + 4 * len(self.calls)))
+            parts.append(_Tail(Markdown(readable_math(self.text)), reserve=3 + 4 * len(self.calls)))
         for call in self.calls.values():
             status = call.progress or ("running…" if call.ready else "calling…")
             parts.append(tool_card(call.name, call.raw, status))
@@ -142,7 +144,7 @@ class TurnDisplay:
 
     def flush_text(self) -> None:
         if self.text.strip():
-            self._print(Markdown(self.text))
+            self._print(Markdown(readable_math(self.text)))
         self.text = ""
 
     def feed(self, event: RunEvent) -> None:
