@@ -15,10 +15,12 @@ from turnstream.engine.deltas import (
     UsageDelta,
 )
 from turnstream.providers._local_chat import (
+    _ECHOED_MESSAGE,
     _UNFINISHED_CALL,
     ASSISTANT_NAME,
     DEFAULT_TEMPERATURE,
     ChunkTranslator,
+    EchoGuard,
     build_chat_request,
     chat_tools,
     fit_arguments,
@@ -558,3 +560,104 @@ def test_a_reply_that_opened_as_a_call_and_broke_off_is_re_sampled_not_shown() -
     )
     shown = plain.feed(chunk(cut)) + plain.finish()
     assert "".join(d.text for d in shown if isinstance(d, OutputTextDelta)) == cut
+
+
+# -- a reply that repeats the tool-result message (EchoGuard) --------------------------
+
+RESULT = (
+    "The function calculate returned: 17 + 25 = 42\n"
+    "My request was: What is 17 plus 25?\n"
+    "If a step of my request is still not done, reply with only the JSON object."
+)
+
+
+def _fed(guard: EchoGuard, text: str, step: int = 4) -> str:
+    return "".join(guard.feed(text[i : i + step]) for i in range(0, len(text), step))
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        # what the 1.5B wrote in the terminal chat for 4 of 5 one-call questions
+        "The function calculate returned: 17 + 25 = 42\nMy request was: What is 17 plus 25?",
+        "My request was: What is 17 plus 25?",
+        "the  FUNCTION calculate\nreturned: 42",
+    ],
+)
+def test_a_reply_that_repeats_a_line_of_the_message_is_an_echo(reply: str) -> None:
+    guard = EchoGuard(RESULT, "17 + 25 = 42")
+    assert _fed(guard, reply) == ""
+    assert guard.echoed
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "The sum of 17 and 25 is 42.",
+        "17 + 25 = 42, so the answer is 42.",  # quoting the tool's output is an answer
+        "42.",
+        "Therefore the function of this is clear.",
+    ],
+)
+def test_an_answer_goes_out_whole_once_it_differs_from_the_message(reply: str) -> None:
+    guard = EchoGuard(RESULT, "17 + 25 = 42")
+    shown = _fed(guard, reply) + (guard.release() if guard.holding else "")
+    assert shown == reply
+    assert not guard.echoed
+
+
+def test_an_answer_is_held_only_while_it_could_still_be_an_echo() -> None:
+    guard = EchoGuard(RESULT, "17 + 25 = 42")
+    assert guard.feed("The ") == ""
+    assert guard.feed("sum") == "The sum", "released at the first difference"
+    assert guard.feed(" is 42.") == " is 42."
+
+
+def _answer_translator(output: str = "17 + 25 = 42") -> ChunkTranslator:
+    calculate = {
+        "type": "function",
+        "name": "calculate",
+        "description": "Evaluate an arithmetic expression.",
+        "parameters": {"type": "object", "properties": {"expression": {"type": "string"}}},
+    }
+    items = [
+        user("What is 17 plus 25?"),
+        {
+            "type": "function_call",
+            "call_id": "call_1",
+            "name": "calculate",
+            "arguments": '{"expression": "17 + 25"}',
+        },
+        {"type": "function_call_output", "call_id": "call_1", "output": output},
+    ]
+    plan = build_chat_request(GenerationRequest("local", items, tools=[calculate]))
+    return ChunkTranslator(plan, review=True, grounding=True)
+
+
+def test_an_answer_turn_that_repeats_the_result_message_is_re_sampled_not_shown() -> None:
+    translator = _answer_translator()
+    out = translator.feed(chunk("The function calc"))
+    out += translator.feed(chunk("ulate returned: 17 + 25 = 42\nMy request"))
+    assert translator.done
+    assert translator.rejected == ([], _ECHOED_MESSAGE)
+    assert not [d for d in out if isinstance(d, OutputTextDelta)]
+    assert translator.finish() == []
+    retry = retry_body(translator._plan, [], _ECHOED_MESSAGE)["messages"]
+    assert retry[-1] == {"role": "user", "content": _ECHOED_MESSAGE}
+
+
+def test_a_short_answer_that_only_began_like_the_message_is_shown_at_the_end() -> None:
+    translator = _answer_translator()
+    out = translator.feed(chunk("The func")) + translator.feed(chunk(finish="stop"))
+    out += translator.finish()
+    assert "".join(d.text for d in out if isinstance(d, OutputTextDelta)) == "The func"
+    assert translator.rejected is None
+
+
+def test_without_the_review_an_echo_is_not_held() -> None:
+    plan = _answer_translator()._plan
+    translator = ChunkTranslator(plan)
+    out = translator.feed(chunk("The function calculate returned: 42"))
+    assert "".join(d.text for d in out if isinstance(d, OutputTextDelta)) == (
+        "The function calculate returned: 42"
+    )

@@ -453,6 +453,36 @@ async def test_an_imagined_function_for_a_greeting_goes_to_the_text_pass_at_its_
     await provider.aclose()
 
 
+async def test_an_answer_that_repeats_the_tool_result_message_is_re_sampled_with_the_reason() -> (
+    None
+):
+    echo = "The function get_time returned: 10:40 Asia/Tokyo\nMy request was: Time in Tokyo?"
+    engine = LoggedReplies(
+        [chunk(echo[i : i + 5]) for i in range(0, len(echo), 5)] + [chunk(finish="stop")],
+        [chunk("It is 10:40 in Tokyo."), chunk(finish="stop")],
+    )
+    provider = provider_for(engine, call_grounding=True)
+    items = [
+        request("Time in Tokyo?").items[0],
+        {
+            "type": "function_call",
+            "call_id": "call_1",
+            "name": "get_time",
+            "arguments": '{"timezone": "Asia/Tokyo"}',
+        },
+        {"type": "function_call_output", "call_id": "call_1", "output": "10:40 Asia/Tokyo"},
+    ]
+    deltas = [d async for d in provider.stream(GenerationRequest("local", items, tools=[CLOCK]))]
+    assert [d for d in deltas if isinstance(d, OutputTextDelta)] == [
+        OutputTextDelta("It is 10:40 in Tokyo.")
+    ]
+    assert engine.log == ["start", "cancelled", "start", "returned"], "stopped at the echo"
+    _first, second = engine.streamed()
+    prompt = second.get("prompt") or second["messages"][-1]["content"]
+    assert "Do not repeat my message" in prompt
+    await provider.aclose()
+
+
 async def test_a_re_sample_that_copies_again_ends_in_text_decoded_under_the_text_grammar() -> None:
     engine = ScriptedReplies(
         call_reply("Asia/Tokyo"), call_reply("Asia/Tokyo"), [chunk("Hi!"), chunk(finish="stop")]
