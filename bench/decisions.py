@@ -14,6 +14,9 @@ arithmetic, unit conversion and word counts really computed). Per case it scores
   (or a tool that does not exist);
 - copied example values: call arguments that appear in an offered tool's
   description but nowhere in the conversation (user text, replies, tool outputs);
+- echoed answers: a final answer that writes out the tool-result message the model
+  was shown ("The function calculate returned: ... My request was: ..."), counted
+  and scored wrong;
 - invented facts: a final answer that states a time or number a tool should have
   produced, with no tool call in the run.
 
@@ -24,6 +27,7 @@ Usage: python bench/decisions.py [--model 1.5b|0.5b] [--split tune|heldout|all]
        [--category NAME] [--limit N] [--offset N] [--first-only] [--no-grammar] [--no-grounding]
        [--threads N] [--label TEXT]
        [--output PATH]
+       python bench/decisions.py --rescore RESULTS [--output PATH]
 
 `--first-only` scores the first decision alone (one short model turn, the run is
 cancelled before any tool runs): far cheaper, for a loaded machine.
@@ -394,6 +398,16 @@ def copied_values(call: dict[str, Any], descriptions: str, conversation: str) ->
 _TIME = re.compile(r"\b\d{1,2}[:.]\d{2}\b")
 _NUMBER = re.compile(r"-?\d+(?:[.,]\d+)*")
 _RAW_CALL = re.compile(r"\{\s*\"?'?(name|function|arguments)\b|<tool_call>")
+# the local provider's tool-result message (`_local_chat._result_message`) written out
+# again as the answer: the value is in it, but it is not an answer
+_ECHO = re.compile(
+    r"\bMy request was:|\bThe function \w+ returned:|reply with only the JSON object", re.I
+)
+
+
+def echoed(final: str) -> bool:
+    """A final answer that repeats the tool-result message the model was shown."""
+    return bool(_ECHO.search(final))
 
 
 def invented_fact(text: str, conversation: str, *, expects_tool: bool, called: bool) -> bool:
@@ -551,7 +565,8 @@ async def run_case(
         )
     else:
         final_ok = not calls and bool(final.strip()) and answer_matches(case["answer"], final)
-    final_ok = final_ok and not raw and error is None and not first_only
+    echo = echoed(final)
+    final_ok = final_ok and not raw and not echo and error is None and not first_only
 
     descriptions = description_texts(tools)
     conversation_parts = [history_text, case["prompt"]]
@@ -583,12 +598,22 @@ async def run_case(
         # whole, so that a run can be scored again without the model
         "final": final,
         "raw_call_text": raw,
+        "echoed": echo,
         "copied": copied,
         "unfit": unfit_calls,
         "invented": invented,
         "error": error,
         "seconds": round(seconds, 1),
     }
+
+
+def rescore(report: dict[str, Any]) -> dict[str, Any]:
+    """A run's report scored by today's rules, from the final answers it kept."""
+    rows = report["cases"]
+    for row in rows:
+        row["echoed"] = echoed(row.get("final") or "")
+        row["final_ok"] = bool(row["final_ok"]) and not row["echoed"]
+    return {**report, "rescored": True, "summary": summarize(rows), "cases": rows}
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -612,6 +637,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "unfit_calls": sum(bool(r.get("unfit")) for r in g),
             "invented": sum(r["invented"] for r in g),
             "raw_call_text": sum(r["raw_call_text"] for r in g),
+            "echoed": sum(bool(r.get("echoed")) for r in g),
             "errors": sum(r["error"] is not None for r in g),
         }
     return out
@@ -620,7 +646,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def print_table(summary: dict[str, Any]) -> None:
     print(
         f"{'group':22} {'n':>4} {'first':>11} {'final':>11} {'copied':>6} {'unfit':>5} "
-        f"{'invented':>8} {'raw':>4} {'err':>4}"
+        f"{'invented':>8} {'raw':>4} {'echo':>4} {'err':>4}"
     )
     for key, s in summary.items():
         n = s["cases"]
@@ -628,7 +654,7 @@ def print_table(summary: dict[str, Any]) -> None:
             f"{key:22} {n:4} {s['first_right']:4} {s['first_right'] / n:6.0%} "
             f"{s['final_right']:4} {s['final_right'] / n:6.0%} {s['copied_calls']:6} "
             f"{s.get('unfit_calls', 0):5} "
-            f"{s['invented']:8} {s['raw_call_text']:4} {s['errors']:4}"
+            f"{s['invented']:8} {s['raw_call_text']:4} {s.get('echoed', 0):4} {s['errors']:4}"
         )
 
 
@@ -766,7 +792,22 @@ def main() -> None:
         help="seconds before a case counts as failed (raise it on a loaded machine)",
     )
     parser.add_argument("--output", type=Path, default=None)
+    parser.add_argument(
+        "--rescore",
+        type=Path,
+        default=None,
+        metavar="RESULTS",
+        help="score a results file again without the model (rules added since its run: "
+        "an echoed tool-result message is not an answer); writes it to --output or back",
+    )
     options = parser.parse_args()
+    if options.rescore is not None:
+        report = rescore(json.loads(options.rescore.read_text()))
+        print_table(report["summary"])
+        output = options.output or options.rescore
+        output.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {output}", file=sys.stderr)
+        return
     report = asyncio.run(main_async(options))
     print_table(report["summary"])
     output = options.output or RESULTS / f"decisions-{options.model}.json"
