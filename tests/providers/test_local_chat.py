@@ -661,3 +661,30 @@ def test_without_the_review_an_echo_is_not_held() -> None:
     assert "".join(d.text for d in out if isinstance(d, OutputTextDelta)) == (
         "The function calculate returned: 42"
     )
+
+
+def test_each_line_is_compared_and_an_echo_after_an_answer_ends_it() -> None:
+    guard = EchoGuard(RESULT, "17 + 25 = 42")
+    shown = _fed(guard, "17 + 25 = 42\nMy request was: What is 17 plus 25?\nMore.")
+    assert shown == "17 + 25 = 42\n"
+    assert guard.echoed
+
+
+def test_a_multi_line_answer_goes_out_line_by_line() -> None:
+    guard = EchoGuard(RESULT, "17 + 25 = 42")
+    reply = "The sum is 42.\n\n- 17 plus 25\n- is 42\nThe function of addition is to combine."
+    assert _fed(guard, reply) + guard.release() == reply
+    assert not guard.echoed
+
+
+def test_an_answer_followed_by_the_message_ends_at_the_answer() -> None:
+    translator = _answer_translator()
+    out = translator.feed(chunk("The sum of 17 and 25 is 42.\n"))
+    out += translator.feed(chunk("My request was: What is 17 plus 25?"))
+    assert translator.done
+    out += translator.finish()
+    assert "".join(d.text for d in out if isinstance(d, OutputTextDelta)) == (
+        "The sum of 17 and 25 is 42.\n"
+    )
+    assert translator.rejected is None
+    assert out[-1] == FinishDelta("stop")

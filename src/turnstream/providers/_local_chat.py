@@ -440,15 +440,16 @@ def _folded(text: str) -> str:
 
 
 class EchoGuard:
-    """Holds back the start of a reply while it repeats the message it answers.
+    """Holds back each line of a reply while it repeats the message it answers.
 
     After a tool result the prompt's last message is the result restated for the
     model (`_result_message`), and a small model at temperature 0 may write it out
     again as its answer, scaffolding and all. `feed` takes the reply's released text
-    and returns what may go out: nothing while the reply so far repeats the start of
-    one of that message's lines (whitespace and case aside), everything held once it
-    differs. `echoed` turns true when `_ECHO_SPAN` characters have repeated it.
-    Lines of the tool's own output are not compared: an answer may quote them.
+    and returns what may go out: at the start of the reply and of each of its lines,
+    nothing while that line so far repeats the start of one of the message's lines
+    (whitespace and case aside), all of it once it differs. `echoed` turns true when
+    `_ECHO_SPAN` characters of a line have repeated one. Lines of the tool's own output
+    are not compared: an answer may quote them.
     """
 
     def __init__(self, message: str, output: str = "") -> None:
@@ -464,23 +465,23 @@ class EchoGuard:
 
     def feed(self, text: str) -> str:
         """The part of `text` (and of what was held) that may go out now."""
-        if self.echoed:
-            return ""
-        if not self.holding:
-            return text
-        self._held += text
-        folded = _folded(self._held)
-        if not folded:
-            return ""
-        repeats = [
-            start for start in self._starts if start.startswith(folded) or folded.startswith(start)
-        ]
-        if repeats and len(folded) >= min(_ECHO_SPAN, min(len(s) for s in repeats)):
-            self.echoed = True
-            return ""
-        if repeats:
-            return ""
-        return self.release()
+        out = ""
+        while text and not self.echoed:
+            if not self.holding:
+                newline = text.find("\n")
+                if newline < 0:
+                    return out + text
+                out, text = out + text[: newline + 1], text[newline + 1 :]
+                self.holding = bool(self._starts)  # a new line: compare it too
+                continue
+            self._held, text = self._held + text, ""
+            folded = _folded(self._held)
+            repeats = [s for s in self._starts if s.startswith(folded) or folded.startswith(s)]
+            if folded and repeats and len(folded) >= min(_ECHO_SPAN, *map(len, repeats)):
+                self.echoed = True
+            elif folded and not repeats:
+                text = self.release()  # differs: out it goes, its later lines compared
+        return out
 
     def release(self) -> str:
         """Stop holding: what was held."""
@@ -556,6 +557,7 @@ class ChunkTranslator:
         self._whole_off = False
         self._name_checked = False
         self._echo = _echo_guard(plan) if review else None
+        self._cut = False
         self.rejected: tuple[list[ParsedCall], str] | None = None
         """Calls held back by the review, and why (re-sample once): set by `finish`, or
         by `feed` as soon as the first call is whole."""
@@ -583,9 +585,11 @@ class ChunkTranslator:
         released = self._sniffer.feed(text)
         if released and self._echo is not None:
             released = self._echo.feed(released)
-            if self._echo.echoed:
-                self.rejected = ([], _ECHOED_MESSAGE)
+            if self._echo.echoed and not self.text_released and not released.strip():
+                self.rejected = ([], _ECHOED_MESSAGE)  # nothing else: ask again
                 return []
+            if self._echo.echoed:
+                self._cut = True  # an answer, then the echo: the answer ends there
         if released:
             self.text_released = True
             return [OutputTextDelta(released)]
@@ -657,10 +661,11 @@ class ChunkTranslator:
 
     @property
     def done(self) -> bool:
-        """Whether the rest of the reply can change nothing: its first call was rejected
-        as soon as it was whole, or as a runaway while it was written (the provider
-        stops the generation and re-samples)."""
-        return self.rejected is not None
+        """Whether the rest of the reply can change nothing: it was rejected (its first
+        call as soon as it was whole, a runaway call or an echo while they were
+        written: the provider stops the generation and re-samples), or its answer
+        ended where it began repeating the message (`EchoGuard`)."""
+        return self.rejected is not None or self._cut
 
     def _whole_first_call(self) -> list[Delta]:
         """The first call, whole, once its arguments have closed and the review passed.
@@ -719,10 +724,11 @@ class ChunkTranslator:
     def finish(self) -> list[Delta]:
         """End of stream: held-back text or recognised calls, usage, finish reason."""
         out: list[Delta] = []
-        if self.rejected is not None:
-            return out  # rejected as soon as it was whole: nothing was released
         opened_as_call = self._sniffer.decision == "call"
         text, calls = self._held()
+        if self.rejected is not None:
+            # rejected while written (nothing was released), or at the end as an echo
+            return out
         if self._streamed is not None:
             # The call is on the wire; held text here means it did not parse (cut off
             # by the token limit): it ends with the arguments it has.
@@ -765,10 +771,17 @@ class ChunkTranslator:
     def _held(self) -> tuple[str, list[ParsedCall]]:
         """At the end: the text still held back, and the calls the reply wrote."""
         text, calls = self._sniffer.finish()
-        if self._echo is not None and self._echo.holding:
-            # a short reply that only began like the message (`EchoGuard`)
-            text = self._echo.release() + text
-        return text, calls
+        if self._cut or self.rejected is not None:
+            return "", []  # the answer ended where it began repeating the message
+        if self._echo is None:
+            return text, calls
+        text = self._echo.feed(text)
+        if self._echo.echoed:
+            if not self.text_released and not text.strip():
+                self.rejected = ([], _ECHOED_MESSAGE)
+            return text, []
+        # a short reply, or its last line, that only began like the message
+        return text + (self._echo.release() if self._echo.holding else ""), calls
 
     def _review_calls(self, calls: Sequence[ParsedCall]) -> str | None:
         plan = self._plan
