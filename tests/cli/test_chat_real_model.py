@@ -1,6 +1,7 @@
 """`turnstream chat` on the embedded defaults with the real local model (when installed).
 
-One short exchange: loading plus a tool call and an answer take about 45 s on 2 cores.
+Two short exchanges: loading plus two tool calls and answers take about a minute on
+2 cores.
 """
 
 from __future__ import annotations
@@ -60,8 +61,18 @@ def test_a_question_needing_a_tool_gets_a_tool_card_and_an_answer_from_the_local
             child.expect("done in")
             child.expect(re.compile(r"\d{1,2}:\d{2}"))  # the answer quotes the time
             child.expect("you›")
+            # the 1.5B used to answer this by writing out the tool-result message
+            # ("The function calculate returned: ... My request was: ...")
+            child.sendline("What is 17 plus 25?")
+            child.expect("⚙ calculate")
+            child.expect("done in")
+            child.expect("you›")
+            answer = child.before
             child.sendline("/exit")
             child.expect(pexpect.EOF, timeout=30)
         finally:
             child.close(force=True)
     assert child.exitstatus == 0
+    assert "42" in answer
+    assert "My request was" not in answer
+    assert "returned:" not in answer
