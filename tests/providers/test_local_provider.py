@@ -423,11 +423,12 @@ async def test_a_call_rejected_as_soon_as_it_is_whole_stops_its_generation_first
 async def test_a_call_that_runs_away_is_stopped_and_re_sampled_before_the_token_limit() -> None:
     def runaway_call() -> Iterable[dict[str, Any]]:
         yield chunk('{"name": "get_time", "arguments": {"timezone": "1')
-        for _ in range(1_024):  # what the 0.5B once did, to the token limit
+        for _ in range(20_000):  # what the 0.5B once did, to the token limit
             yield chunk("+1")
         yield chunk(finish="length")
 
     engine = LoggedReplies(runaway_call(), [chunk("It is 2."), chunk(finish="stop")])
+    engine.delay = 0.0005  # a model's pace, roughly: the stop must come mid-generation
     provider = provider_for(engine)
     deltas = [d async for d in provider.stream(request("What is 1 plus 1?", tools=[CLOCK]))]
     assert [d for d in deltas if isinstance(d, OutputTextDelta)] == [OutputTextDelta("It is 2.")]
@@ -457,10 +458,13 @@ async def test_an_answer_that_repeats_the_tool_result_message_is_re_sampled_with
     None
 ):
     echo = "The function get_time returned: 10:40 Asia/Tokyo\nMy request was: Time in Tokyo?"
+    # the model would go on (the message again, and again): bounded here, so that a
+    # provider that waits for the reply's end fails, not hangs
+    again = [chunk(echo[i : i + 5]) for i in range(0, len(echo), 5)] * 400
     engine = LoggedReplies(
-        [chunk(echo[i : i + 5]) for i in range(0, len(echo), 5)] + [chunk(finish="stop")],
-        [chunk("It is 10:40 in Tokyo."), chunk(finish="stop")],
+        [*again, chunk(finish="stop")], [chunk("It is 10:40 in Tokyo."), chunk(finish="stop")]
     )
+    engine.delay = 0.0005
     provider = provider_for(engine, call_grounding=True)
     items = [
         request("Time in Tokyo?").items[0],

@@ -24,6 +24,9 @@ def _choose_model(page: Any, name: str) -> None:
 
 
 def _send(page: Any, text: str) -> None:
+    # the page ignores Enter while a turn runs: the last one may still be closing its
+    # stream after its text has shown (on a loaded machine, for a while)
+    expect(page.get_by_role("button", name="Send", exact=True)).to_be_enabled()
     box = page.get_by_label("Message", exact=True)
     box.fill(text)
     box.press("Enter")
