@@ -180,8 +180,9 @@ async def _once(session: ChatSession, message: str, as_json: bool, url: str) -> 
 
 def _load_state(server: Any, model: str) -> tuple[bool, float] | None:
     """`(ready, progress)` of a model the embedded server serves (echo is always
-    ready); `None` for a server that is not embedded or a model it does not serve. A model that waits for its first
-    use (the one a `/model` switch picks) begins loading here."""
+    ready); `None` for a server that is not embedded or a model it does not serve.
+    A model that waits for its first use (the one a `/model` switch picks) begins
+    loading here."""
     provider = server.provider_for(model) if server is not None else None
     if provider is None:
         return None
