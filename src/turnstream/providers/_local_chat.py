@@ -595,22 +595,22 @@ class ChunkTranslator:
             return [OutputTextDelta(released)]
         out: list[Delta] = []
         if self._sniffer.decision == "call":
+            held = self._sniffer.held  # the reply so far, joined once per chunk
             if self._stream:
-                out += self._stream_arguments()
+                out += self._stream_arguments(held)
             if not self._stream and self._streamed is None and not self._whole_off:
-                out += self._whole_first_call()
+                out += self._whole_first_call(held)
             if self._review and self._streamed is None and self.rejected is None:
-                self._reject_early()
+                self._reject_early(held)
         return out
 
-    def _stream_arguments(self) -> list[Delta]:
+    def _stream_arguments(self, held: str) -> list[Delta]:
         """The first call's name and arguments so far, once no review can reject it.
 
         A call on the wire cannot be taken back, so a call the review might reject
         (`may_reject`: its tool's description has text to copy, or it was answered
         already) is not streamed: it arrives whole after the review, as before.
         """
-        held = self._sniffer.held
         if self._arguments is None:
             if not _GRAMMAR_START.match(held):
                 self._stream = False  # a shape the grammar's trigger does not start
@@ -629,7 +629,7 @@ class ChunkTranslator:
             return [ToolCallDelta(0, name, self._streamed[0], piece)]
         return [ToolCallDelta(0, arguments=piece)] if piece else []
 
-    def _reject_early(self) -> None:
+    def _reject_early(self, held: str) -> None:
         """Reject a call still being written, where its end cannot change the verdict.
 
         - A call that repeats itself (`runaway`) is re-sampled now, like one the token
@@ -640,7 +640,6 @@ class ChunkTranslator:
           its name, before the grammar's `, "arguments": {}}` (about 0.4 s of a
           first "Hi!" on these machines).
         """
-        held = self._sniffer.held
         if runaway(held):
             self.rejected = ([], _UNFINISHED_CALL)
             return
@@ -667,7 +666,7 @@ class ChunkTranslator:
         ended where it began repeating the message (`EchoGuard`)."""
         return self.rejected is not None or self._cut
 
-    def _whole_first_call(self) -> list[Delta]:
+    def _whole_first_call(self, held: str) -> list[Delta]:
         """The first call, whole, once its arguments have closed and the review passed.
 
         A call the review might reject is not streamed (`_stream_arguments`), but it need
@@ -675,7 +674,6 @@ class ChunkTranslator:
         the call goes out while the model writes what follows it (a closing fence, a
         further call), and a rejected one is known before those tokens are generated.
         """
-        held = self._sniffer.held
         if self._whole is None:
             if not _GRAMMAR_START.match(held):
                 self._whole_off = True
