@@ -17,6 +17,9 @@ arithmetic, unit conversion and word counts really computed). Per case it scores
 - echoed answers: a final answer that writes out the tool-result message the model
   was shown ("The function calculate returned: ... My request was: ..."), counted
   and scored wrong;
+- tool talk: where no call was made, an answer that speaks of the offered functions
+  ("To find the capital of Australia, I'll use the `get_weather` function"), counted
+  and scored wrong;
 - invented facts: a final answer that states a time or number a tool should have
   produced, with no tool call in the run.
 
@@ -24,8 +27,8 @@ Categories are reported separately, and the `heldout` split (every third case of
 category) separately from `tune`: the held-out cases are not looked at while tuning.
 
 Usage: python bench/decisions.py [--model 1.5b|0.5b] [--split tune|heldout|all]
-       [--category NAME] [--limit N] [--offset N] [--first-only] [--no-grammar] [--no-grounding]
-       [--threads N] [--label TEXT]
+       [--category NAME] [--ids ID,...] [--limit N] [--offset N] [--first-only]
+       [--no-grammar] [--no-grounding] [--threads N] [--label TEXT] [--log]
        [--output PATH]
        python bench/decisions.py --rescore RESULTS [--output PATH]
 
@@ -41,6 +44,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 import json
+import logging
 import os
 import platform
 import re
@@ -410,6 +414,19 @@ def echoed(final: str) -> bool:
     return bool(_ECHO.search(final))
 
 
+_FUNCTION_WORD = re.compile(r"\b(functions?|tools?)\b", re.I)
+
+
+def tool_talk(final: str, prompt: str, tool_names: Iterable[str]) -> bool:
+    """An answer that speaks of the offered functions where none was called and the
+    user asked about none: it names one ("you can use the `stock_price` function"),
+    or says "function" or "tool" when the user's message did not. A user who asked
+    for the capital of Australia meets the machinery instead of an answer."""
+    if any(re.search(rf"\b{re.escape(name)}\b", final) for name in tool_names):
+        return True
+    return bool(_FUNCTION_WORD.search(final)) and not _FUNCTION_WORD.search(prompt)
+
+
 def invented_fact(text: str, conversation: str, *, expects_tool: bool, called: bool) -> bool:
     """An answer that states a time (always) or a number (when a tool was due) that
     appears nowhere in the conversation, with no tool called in the run."""
@@ -566,7 +583,9 @@ async def run_case(
     else:
         final_ok = not calls and bool(final.strip()) and answer_matches(case["answer"], final)
     echo = echoed(final)
-    final_ok = final_ok and not raw and not echo and error is None and not first_only
+    talk = not calls and tool_talk(final, case["prompt"], by_name)
+    final_ok = final_ok and not raw and not echo and not talk and error is None
+    final_ok = final_ok and not first_only
 
     descriptions = description_texts(tools)
     conversation_parts = [history_text, case["prompt"]]
@@ -599,6 +618,7 @@ async def run_case(
         "final": final,
         "raw_call_text": raw,
         "echoed": echo,
+        "tool_talk": talk,
         "copied": copied,
         "unfit": unfit_calls,
         "invented": invented,
@@ -610,9 +630,15 @@ async def run_case(
 def rescore(report: dict[str, Any]) -> dict[str, Any]:
     """A run's report scored by today's rules, from the final answers it kept."""
     rows = report["cases"]
+    cases = {case["id"]: case for case in load_cases("all", None, None)}
+    sets = tool_sets()
     for row in rows:
-        row["echoed"] = echoed(row.get("final") or "")
-        row["final_ok"] = bool(row["final_ok"]) and not row["echoed"]
+        final = row.get("final") or ""
+        case = cases[row["id"]]
+        names = [t.name for t in sets[case["tools"]][0]]
+        row["echoed"] = echoed(final)
+        row["tool_talk"] = not row["calls"] and tool_talk(final, case["prompt"], names)
+        row["final_ok"] = bool(row["final_ok"]) and not row["echoed"] and not row["tool_talk"]
     return {**report, "rescored": True, "summary": summarize(rows), "cases": rows}
 
 
@@ -638,6 +664,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "invented": sum(r["invented"] for r in g),
             "raw_call_text": sum(r["raw_call_text"] for r in g),
             "echoed": sum(bool(r.get("echoed")) for r in g),
+            "tool_talk": sum(bool(r.get("tool_talk")) for r in g),
             "errors": sum(r["error"] is not None for r in g),
         }
     return out
@@ -646,7 +673,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def print_table(summary: dict[str, Any]) -> None:
     print(
         f"{'group':22} {'n':>4} {'first':>11} {'final':>11} {'copied':>6} {'unfit':>5} "
-        f"{'invented':>8} {'raw':>4} {'echo':>4} {'err':>4}"
+        f"{'invented':>8} {'raw':>4} {'echo':>4} {'talk':>4} {'err':>4}"
     )
     for key, s in summary.items():
         n = s["cases"]
@@ -654,14 +681,21 @@ def print_table(summary: dict[str, Any]) -> None:
             f"{key:22} {n:4} {s['first_right']:4} {s['first_right'] / n:6.0%} "
             f"{s['final_right']:4} {s['final_right'] / n:6.0%} {s['copied_calls']:6} "
             f"{s.get('unfit_calls', 0):5} "
-            f"{s['invented']:8} {s['raw_call_text']:4} {s.get('echoed', 0):4} {s['errors']:4}"
+            f"{s['invented']:8} {s['raw_call_text']:4} {s.get('echoed', 0):4} "
+            f"{s.get('tool_talk', 0):4} {s['errors']:4}"
         )
 
 
 def load_cases(
-    split: str, category: str | None, limit: int | None, offset: int = 0
+    split: str,
+    category: str | None,
+    limit: int | None,
+    offset: int = 0,
+    ids: str | None = None,
 ) -> list[dict[str, Any]]:
     cases = [json.loads(line) for line in DATA.read_text().splitlines() if line.strip()]
+    if ids:
+        cases = [c for c in cases if c["id"] in ids.split(",")]
     if split != "all":
         cases = [c for c in cases if c["split"] == split]
     if category:
@@ -708,7 +742,11 @@ def write_report(
 
 
 async def main_async(options: argparse.Namespace) -> dict[str, Any]:
-    cases = load_cases(options.split, options.category, options.limit, options.offset)
+    cases = load_cases(options.split, options.category, options.limit, options.offset, options.ids)
+    if options.log:
+        # each pass's rejection and re-sample, on stderr
+        logging.basicConfig(format="  %(name)s: %(message)s")
+        logging.getLogger("turnstream.providers").setLevel(logging.INFO)
     size = options.model
     name = MODEL_NAME[size]
     sets = tool_sets()
@@ -761,6 +799,10 @@ def main() -> None:
     parser.add_argument("--model", choices=sorted(MODEL_NAME), default="1.5b")
     parser.add_argument("--split", choices=("tune", "heldout", "all"), default="all")
     parser.add_argument("--category", default=None, help="comma-separated categories")
+    parser.add_argument("--ids", default=None, help="comma-separated case ids")
+    parser.add_argument(
+        "--log", action="store_true", help="log the provider's rejections and re-samples"
+    )
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument(
         "--offset",
