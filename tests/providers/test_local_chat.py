@@ -16,11 +16,13 @@ from turnstream.engine.deltas import (
 )
 from turnstream.providers._local_chat import (
     _ECHOED_MESSAGE,
+    _PROSE_RE_SAMPLE,
     _UNFINISHED_CALL,
     ASSISTANT_NAME,
     DEFAULT_TEMPERATURE,
     ChunkTranslator,
     EchoGuard,
+    answer_body,
     build_chat_request,
     chat_tools,
     fit_arguments,
@@ -688,3 +690,41 @@ def test_an_answer_followed_by_the_message_ends_at_the_answer() -> None:
     )
     assert translator.rejected is None
     assert out[-1] == FinishDelta("stop")
+
+
+def test_a_reply_held_to_calls_is_rejected_at_its_first_prose() -> None:
+    request = GenerationRequest("local", [user("Reverse 'abc' for me.")], tools=[WEATHER])
+    translator = ChunkTranslator(build_chat_request(request), review=True, calls_only=True)
+    out = translator.feed(chunk("The function reverse_string is not available. "))
+    out += translator.feed(chunk("The available functions are get_weather."))
+    assert not [d for d in out if isinstance(d, OutputTextDelta)], "no prose reaches the user"
+    assert translator.done, "the generation stops there"
+    assert translator.rejected == ([], _PROSE_RE_SAMPLE)
+
+
+def test_a_call_held_to_calls_goes_out() -> None:
+    request = GenerationRequest("local", [user("Weather in Paris?")], tools=[WEATHER])
+    translator = ChunkTranslator(build_chat_request(request), review=True, calls_only=True)
+    out = translator.feed(chunk('{"name": "get_weather", "arguments": {"city": "Paris"}}'))
+    out += translator.feed(chunk(finish="stop"))
+    out += translator.finish()
+    assert translator.rejected is None
+    assert [(d.name, d.arguments) for d in out if isinstance(d, ToolCallDelta) and d.name] == [
+        ("get_weather", '{"city": "Paris"}')
+    ]
+
+
+def test_the_text_pass_is_the_first_request_and_a_line_that_asks_for_prose() -> None:
+    request = GenerationRequest(
+        "local", [user("What is the capital of Australia?")], tools=[WEATHER]
+    )
+    plan = build_chat_request(request)
+    body = answer_body(plan)
+    # the same prompt up to its end (llama.cpp's cache holds it), then a system line
+    assert body["messages"][:-1] == plan.body["messages"]
+    last = body["messages"][-1]
+    assert last["role"] == "system"
+    assert "without calling or mentioning any function" in last["content"]
+    assert {k: v for k, v in body.items() if k != "messages"} == {
+        k: v for k, v in plan.body.items() if k != "messages"
+    }

@@ -364,21 +364,71 @@ def call_reply(timezone: str) -> list[dict[str, Any]]:
     return [chunk(text), chunk(finish="stop")]
 
 
+TURN = "<|im_start|>assistant\n"
+
+
+def assert_text_pass(first: dict[str, Any], text: dict[str, Any]) -> None:
+    """`text` is the plain-text pass: the first prompt (which llama.cpp holds), then a
+    system line asking for prose, under the grammar that admits no call."""
+    head = first["prompt"].removesuffix(TURN)
+    assert text["prompt"].startswith(head), "the first prompt, cached"
+    added = text["prompt"][len(head) :]
+    assert added.startswith("<|im_start|>system\n"), added
+    assert "without calling or mentioning any function" in added
+    assert added.endswith(TURN)
+    assert text["grammar"] == TEXT_GRAMMAR
+    assert not text.get("grammar_lazy")
+
+
 async def test_a_copied_example_is_rejected_and_the_model_re_samples_once_with_the_reason() -> None:
-    engine = ScriptedReplies(call_reply("Asia/Tokyo"), [chunk("Hello!"), chunk(finish="stop")])
+    engine = ScriptedReplies(
+        call_reply("Asia/Tokyo"),
+        [chunk("Hello!"), chunk(finish="stop")],
+        [chunk("Fine, thanks!"), chunk(finish="stop")],
+    )
     provider = provider_for(engine)
     deltas = [d async for d in provider.stream(request("Hi! How are you?", tools=[CLOCK]))]
     assert not any(isinstance(d, ToolCallDelta) for d in deltas)
-    assert [d for d in deltas if isinstance(d, OutputTextDelta)] == [OutputTextDelta("Hello!")]
     assert deltas[-1] == FinishDelta("stop")
-    first, second = engine.streamed()
+    first, second, third = engine.streamed()
     # the re-sample is the same prompt (under the same call grammar), then the rejected
     # call and the reason
-    turn = "<|im_start|>assistant\n"
-    assert second["prompt"].startswith(first["prompt"].removesuffix(turn))
+    assert second["prompt"].startswith(first["prompt"].removesuffix(TURN))
     assert second["grammar"] == first["grammar"]
     reason = second["prompt"].rsplit("<|im_start|>user\n", 1)[1]
     assert "Asia/Tokyo" in reason
+    # it may only call again: its prose would answer that reason, about functions
+    # ("The function get_time is not ..."), so the text pass answers instead
+    assert [d for d in deltas if isinstance(d, OutputTextDelta)] == [
+        OutputTextDelta("Fine, thanks!")
+    ]
+    assert_text_pass(first, third)
+    await provider.aclose()
+
+
+async def test_a_re_sample_after_an_echo_may_answer_in_prose() -> None:
+    # only a re-sample after a rejected call is held to calls: one after an echoed
+    # result message is asked for the answer
+    echo = "The function get_time returned: 10:40 Asia/Tokyo\nMy request was: Time in Tokyo?"
+    engine = ScriptedReplies(
+        [chunk(echo), chunk(finish="stop")], [chunk("It is 10:40."), chunk(finish="stop")]
+    )
+    provider = provider_for(engine)
+    items = [
+        request("Time in Tokyo?").items[0],
+        {
+            "type": "function_call",
+            "call_id": "call_1",
+            "name": "get_time",
+            "arguments": '{"timezone": "Asia/Tokyo"}',
+        },
+        {"type": "function_call_output", "call_id": "call_1", "output": "10:40 Asia/Tokyo"},
+    ]
+    deltas = [d async for d in provider.stream(GenerationRequest("local", items, tools=[CLOCK]))]
+    assert [d for d in deltas if isinstance(d, OutputTextDelta)] == [
+        OutputTextDelta("It is 10:40.")
+    ]
+    assert len(engine.streamed()) == 2
     await provider.aclose()
 
 
@@ -408,15 +458,17 @@ async def test_a_call_rejected_as_soon_as_it_is_whole_stops_its_generation_first
     (call,) = call_reply("Asia/Tokyo")[:1]
     trailing = [chunk(" and more") for _ in range(20_000)]
     engine = LoggedReplies(
-        [call, *trailing, chunk(finish="stop")], [chunk("Hello!"), chunk(finish="stop")]
+        [call, *trailing, chunk(finish="stop")],
+        [chunk("Hello!"), *trailing, chunk(finish="stop")],  # prose: stopped too
+        [chunk("Fine!"), chunk(finish="stop")],
     )
     engine.delay = 0.0005
     provider = provider_for(engine)
     deltas = [d async for d in provider.stream(request("Hi! How are you?", tools=[CLOCK]))]
-    assert [d for d in deltas if isinstance(d, OutputTextDelta)] == [OutputTextDelta("Hello!")]
-    # the first generation was cancelled, and had returned before the re-sample began
-    # (so the re-sample finds that slot, and the prompt it holds, free)
-    assert engine.log == ["start", "cancelled", "start", "returned"]
+    assert [d for d in deltas if isinstance(d, OutputTextDelta)] == [OutputTextDelta("Fine!")]
+    # each stopped generation was cancelled, and had returned before the next began
+    # (so the next finds that slot, and the prompt it holds, free)
+    assert engine.log == ["start", "cancelled", "start", "cancelled", "start", "returned"]
     await provider.aclose()
 
 
@@ -449,8 +501,7 @@ async def test_an_imagined_function_for_a_greeting_goes_to_the_text_pass_at_its_
     assert [d for d in deltas if isinstance(d, OutputTextDelta)] == [OutputTextDelta("Hello!")]
     assert engine.log == ["start", "cancelled", "start", "returned"]
     first, second = engine.streamed()
-    assert second["prompt"] == first["prompt"], "the text pass, on the cached first prompt"
-    assert second["grammar"] == TEXT_GRAMMAR
+    assert_text_pass(first, second)
     await provider.aclose()
 
 
@@ -490,18 +541,16 @@ async def test_an_answer_that_repeats_the_tool_result_message_is_re_sampled_with
 async def test_a_re_sample_that_copies_again_ends_in_text_decoded_under_the_text_grammar() -> None:
     engine = ScriptedReplies(
         call_reply("Asia/Tokyo"), call_reply("Asia/Tokyo"), [chunk("Hi!"), chunk(finish="stop")]
-    )
+    )  # the re-sample copies again: a call, so it is reviewed as the first was
     provider = provider_for(engine)
     deltas = [d async for d in provider.stream(request("Hi!", tools=[CLOCK]))]
     assert not any(isinstance(d, ToolCallDelta) for d in deltas)
     assert [d for d in deltas if isinstance(d, OutputTextDelta)] == [OutputTextDelta("Hi!")]
     assert deltas[-1] == FinishDelta("stop")
     first, _second, third = engine.streamed()  # never a fourth: no loop
-    # the text pass is the first prompt (all of it cached), under a grammar that
-    # admits no call, not the lazy call grammar
-    assert third["prompt"] == first["prompt"]
-    assert third["grammar"] == TEXT_GRAMMAR
-    assert not third.get("grammar_lazy")
+    # the text pass is the first prompt (all of it cached) and a line asking for
+    # prose, under a grammar that admits no call, not the lazy call grammar
+    assert_text_pass(first, third)
     await provider.aclose()
 
 
@@ -527,8 +576,7 @@ async def test_an_ungrounded_call_goes_to_the_text_pass_only_while_grounding_is_
     # no re-sample with a reason: the first prompt again, which llama.cpp holds,
     # under the grammar that admits no call
     first, text = on.streamed()
-    assert text["prompt"] == first["prompt"]
-    assert text["grammar"] == TEXT_GRAMMAR
+    assert_text_pass(first, text)
     await provider.aclose()
     off = ScriptedReplies(call_reply("America/New_York"))
     provider = provider_for(off, call_grounding=False)

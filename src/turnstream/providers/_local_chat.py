@@ -320,6 +320,32 @@ def retry_body(plan: ChatPlan, calls: Sequence[ParsedCall], reason: str) -> dict
     return {**plan.body, "messages": messages}
 
 
+_ANSWER_IN_TEXT = (
+    "Now reply to the user in plain text, without calling or mentioning any function. "
+    "Use the function results above, if there are any. If the request needs something "
+    "only a function could tell you, say that you could not find it out; if it asks "
+    "for something you cannot do here, say so in one sentence; otherwise answer it "
+    "from what you know."
+)
+
+
+def answer_body(plan: ChatPlan) -> dict[str, Any]:
+    """The request for the text pass: the first prompt, then a system line that asks
+    for the answer in prose.
+
+    On the first prompt alone, under a grammar that admits no call, the 1.5B wrote
+    about the call it had been refused: "To find the capital of Australia, I'll use
+    the `get_weather` function." (4 of the 14 tune refusal cases; one more in a
+    re-sample's prose, now cut to this pass.) With the line, those answered ("The
+    capital of Australia is Canberra.", "I can't open your calendar."): tune refusal
+    and follow-up end to end, answers that speak of functions 7 -> 2 and refusals
+    answered right 5 -> 9 of 14. The first prompt is in llama.cpp's cache, so the
+    line costs only its own tokens.
+    """
+    messages = [*plan.body["messages"], {"role": "system", "content": _ANSWER_IN_TEXT}]
+    return {**plan.body, "messages": messages}
+
+
 def _output_text(item: Mapping[str, Any]) -> str:
     output = item.get("output", "")
     return output if isinstance(output, str) else text_of(output, _IMAGE_PLACEHOLDER)
@@ -430,6 +456,11 @@ function calculate returned: 17 + 25 = 42 / My request was: ..."); with this rea
 after it, all 4 answered ("The sum of 17 and 25 is 42."); told instead "You repeated
 my message instead of answering it", one of the 4 repeated it again."""
 
+_PROSE_RE_SAMPLE = "the re-sample of a rejected call began in prose"
+"""Why a re-sample read with `calls_only` stops: its prose, answering a reason about
+functions, spoke of them ("The function `reverse_string` is not available. The
+available functions are ..."), so the text pass (`answer_body`) answers instead."""
+
 _ECHO_SPAN = 20
 """Characters of a reply that, all repeating the start of a line of the message
 before it, make it an echo (`EchoGuard`)."""
@@ -533,8 +564,10 @@ class ChunkTranslator:
         review: bool = False,
         grounding: bool = False,
         stream_arguments: bool = False,
+        calls_only: bool = False,
     ) -> None:
         self._plan = plan
+        self._calls_only = calls_only
         self._grounding = grounding
         self._chunks = ChatChunkTranslator()
         self._sniffer = ReplySniffer(
@@ -558,6 +591,7 @@ class ChunkTranslator:
         self._name_checked = False
         self._echo = _echo_guard(plan) if review else None
         self._cut = False
+        # `calls_only`: the reply may only be a call; prose is rejected at its start
         self.rejected: tuple[list[ParsedCall], str] | None = None
         """Calls held back by the review, and why (re-sample once): set by `finish`, or
         by `feed` as soon as the first call is whole."""
@@ -583,6 +617,9 @@ class ChunkTranslator:
     def _text(self, text: str) -> list[Delta]:
         """Reply text in: prose that may go out, or a call's progress."""
         released = self._sniffer.feed(text)
+        if released and self._calls_only and not self.text_released:
+            self.rejected = ([], _PROSE_RE_SAMPLE)  # the text pass answers instead
+            return []
         if released and self._echo is not None:
             released = self._echo.feed(released)
             if self._echo.echoed and not self.text_released and not released.strip():

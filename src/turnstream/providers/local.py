@@ -62,6 +62,7 @@ from turnstream.providers._local_chat import (
     ChatPlan,
     ChunkTranslator,
     ToolStrategy,
+    answer_body,
     build_chat_request,
     retry_body,
     system_prompt,
@@ -602,7 +603,10 @@ class LocalProvider(Provider):
         if not translator.unasked:
             logger.info("local model call rejected, re-sampling: %s", reason)
             body = self._body(plan, retry_body(plan, calls, reason))
-            translator = self._translator(plan, body)
+            # after a rejected call, the re-sample may only call again: its prose
+            # answers the reason (about functions), so the text pass answers instead
+            calls_only = bool(calls) and not plan.answer_turn
+            translator = self._translator(plan, body, calls_only=calls_only)
             # the first pass gave its slot back when llama.cpp returned: wait for one
             # again (behind whoever queued meanwhile), without a second queued signal
             async for delta in self._pass(engine, body, gate, translator):
@@ -612,7 +616,7 @@ class LocalProvider(Provider):
             reason = translator.rejected[1]
         logger.info("local model call rejected, answering in text: %s", reason)
         prose = ChunkTranslator(dataclasses.replace(plan, sniff_calls=False, grammar=None))
-        text = text_body(plan.body)
+        text = text_body(answer_body(plan))
         body = _Body(text, completion="prompt" in text)
         async for delta in self._pass(engine, body, gate, prose):
             yield delta
@@ -634,9 +638,15 @@ class LocalProvider(Provider):
             async for delta in deltas:
                 yield delta
 
-    def _translator(self, plan: ChatPlan, body: _Body) -> ChunkTranslator:
+    def _translator(
+        self, plan: ChatPlan, body: _Body, *, calls_only: bool = False
+    ) -> ChunkTranslator:
         return ChunkTranslator(
-            plan, review=True, grounding=self._grounding, stream_arguments=body.completion
+            plan,
+            review=True,
+            grounding=self._grounding,
+            stream_arguments=body.completion,
+            calls_only=calls_only,
         )
 
     def _body(self, plan: ChatPlan, chat_body: dict[str, Any]) -> _Body:
