@@ -414,17 +414,25 @@ def echoed(final: str) -> bool:
     return bool(_ECHO.search(final))
 
 
-_FUNCTION_WORD = re.compile(r"\b(functions?|tools?)\b", re.I)
+# "the `calculate` function", "a function named reverse_string", "the available
+# functions": not "a powerful tool" or "a Python function" in an answer about code
+_TOOL_TALK = re.compile(
+    r"(`[\w.]+`|\"[\w.]+\"|\b[a-z]+_[a-z_]+\b)\s+(function|tool)s?\b"
+    r"|\b(functions?|tools?)\s+((named|called)\b|`[\w.]+`|\"[\w.]+\"|[a-z]+_[a-z_]+\b)"
+    r"|\bavailable (functions|tools)\b"
+    r"|\bcall (the|a|this) (\w+ )?(function|tool)\b",
+    re.I,
+)
 
 
-def tool_talk(final: str, prompt: str, tool_names: Iterable[str]) -> bool:
-    """An answer that speaks of the offered functions where none was called and the
-    user asked about none: it names one ("you can use the `stock_price` function"),
-    or says "function" or "tool" when the user's message did not. A user who asked
-    for the capital of Australia meets the machinery instead of an answer."""
+def tool_talk(final: str, tool_names: Iterable[str]) -> bool:
+    """An answer that speaks of the functions where none was called: it names an
+    offered one ("you can use the `stock_price` function") or some function by its
+    identifier ("the `translate_units` function"). A user who asked for the capital
+    of Australia meets the machinery instead of an answer."""
     if any(re.search(rf"\b{re.escape(name)}\b", final) for name in tool_names):
         return True
-    return bool(_FUNCTION_WORD.search(final)) and not _FUNCTION_WORD.search(prompt)
+    return bool(_TOOL_TALK.search(final))
 
 
 def invented_fact(text: str, conversation: str, *, expects_tool: bool, called: bool) -> bool:
@@ -574,18 +582,8 @@ async def run_case(
         first_ok = bool(first_calls) and call_matches(expected[0], first_calls[0])
     else:
         first_ok = not first_calls and error is None
-    names = [c.get("name") for c in calls]
-    raw = bool(_RAW_CALL.search(final))
-    if expected:
-        final_ok = all(e["name"] in names for e in expected) and answer_matches(
-            case["answer"], final
-        )
-    else:
-        final_ok = not calls and bool(final.strip()) and answer_matches(case["answer"], final)
-    echo = echoed(final)
-    talk = not calls and tool_talk(final, case["prompt"], by_name)
-    final_ok = final_ok and not raw and not echo and not talk and error is None
-    final_ok = final_ok and not first_only
+    raw, echo, talk, final_ok = score_final(case, calls, final, list(by_name))
+    final_ok = final_ok and error is None and not first_only
 
     descriptions = description_texts(tools)
     conversation_parts = [history_text, case["prompt"]]
@@ -627,18 +625,37 @@ async def run_case(
     }
 
 
+def score_final(
+    case: dict[str, Any], calls: list[dict[str, Any]], final: str, tool_names: list[str]
+) -> tuple[bool, bool, bool, bool]:
+    """(raw call text, echoed, tool talk, final answer right) for a run's calls and
+    final text: every expected tool called and the answer's values stated (or, for
+    a no-tool case, prose and no call), in an answer that is none of those three."""
+    names = [c.get("name") for c in calls]
+    expected = case["expect"]
+    if expected:
+        right = all(e["name"] in names for e in expected)
+    else:
+        right = not calls and bool(final.strip())
+    right = right and answer_matches(case["answer"], final)
+    raw = bool(_RAW_CALL.search(final))
+    echo = echoed(final)
+    talk = not calls and tool_talk(final, tool_names)
+    return raw, echo, talk, right and not (raw or echo or talk)
+
+
 def rescore(report: dict[str, Any]) -> dict[str, Any]:
-    """A run's report scored by today's rules, from the final answers it kept."""
+    """A run's report scored by today's rules and data (answers a case now needs),
+    from the calls and final answers it kept."""
     rows = report["cases"]
     cases = {case["id"]: case for case in load_cases("all", None, None)}
     sets = tool_sets()
     for row in rows:
-        final = row.get("final") or ""
         case = cases[row["id"]]
         names = [t.name for t in sets[case["tools"]][0]]
-        row["echoed"] = echoed(final)
-        row["tool_talk"] = not row["calls"] and tool_talk(final, case["prompt"], names)
-        row["final_ok"] = bool(row["final_ok"]) and not row["echoed"] and not row["tool_talk"]
+        raw, echo, talk, right = score_final(case, row["calls"], row.get("final") or "", names)
+        row.update(raw_call_text=raw, echoed=echo, tool_talk=talk)
+        row["final_ok"] = right and row["error"] is None and not report.get("first_only")
     return {**report, "rescored": True, "summary": summarize(rows), "cases": rows}
 
 

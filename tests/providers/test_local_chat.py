@@ -16,6 +16,7 @@ from turnstream.engine.deltas import (
 )
 from turnstream.providers._local_chat import (
     _ECHOED_MESSAGE,
+    _LATER_TURN_NOTE,
     _PROSE_RE_SAMPLE,
     _UNFINISHED_CALL,
     ASSISTANT_NAME,
@@ -728,3 +729,40 @@ def test_the_text_pass_is_the_first_request_and_a_line_that_asks_for_prose() -> 
     assert {k: v for k, v in body.items() if k != "messages"} == {
         k: v for k, v in plan.body.items() if k != "messages"
     }
+
+
+def _assistant(text: str) -> dict[str, Any]:
+    return {
+        "type": "message",
+        "role": "assistant",
+        "content": [{"type": "output_text", "text": text}],
+    }
+
+
+def _notes(messages: list[dict[str, Any]]) -> list[int]:
+    return [i for i, m in enumerate(messages) if m["content"] == _LATER_TURN_NOTE]
+
+
+def test_later_turns_carry_a_note_after_each_user_message_that_follows_a_reply() -> None:
+    first_turn = [user("Weather in Paris?"), call_item(), output_item(), _assistant("18 C.")]
+    later = [*first_turn, user("And in Berlin?")]
+    plan = build_chat_request(GenerationRequest("local", later, tools=[WEATHER]))
+    messages = plan.body["messages"]
+    (at,) = _notes(messages)
+    assert messages[at - 1] == {"role": "user", "content": "And in Berlin?"}
+    assert messages[at]["role"] == "system"
+    # a first turn, and a turn with no tools, have none
+    first = build_chat_request(GenerationRequest("local", [user("Hi")], tools=[WEATHER]))
+    assert _notes(first.body["messages"]) == []
+    assert _notes(build_chat_request(GenerationRequest("local", later)).body["messages"]) == []
+
+
+def test_a_conversation_with_notes_only_grows_at_its_end() -> None:
+    # every later user message keeps its note, so turn 3's prompt begins with turn
+    # 2's messages (llama.cpp's prompt cache holds them)
+    turn2 = [user("Hi"), _assistant("Hello!"), user("Weather in Paris?")]
+    turn3 = [*turn2, call_item(), output_item(), _assistant("18 C."), user("And Rome?")]
+    two = build_chat_request(GenerationRequest("local", turn2, tools=[WEATHER])).body["messages"]
+    three = build_chat_request(GenerationRequest("local", turn3, tools=[WEATHER])).body["messages"]
+    assert three[: len(two)] == two
+    assert len(_notes(three)) == 2

@@ -61,6 +61,11 @@ class ChatDialect:
     """Replay function outputs as this message (else a `tool` message)."""
     reasoning_content: bool = False
     """Send reasoning back as `reasoning_content` on the assistant message after it."""
+    later_user_note: str | None = None
+    """A `system` message placed after every user message that follows a reply (an
+    assistant message or a function output): a reminder for a small model on the
+    later turns of a conversation. Every such message gets it, not only the latest,
+    so a conversation's prompt only grows at its end (a prompt cache keeps it)."""
 
 
 def build_chat_body(
@@ -136,6 +141,7 @@ def chat_messages(
     # True while the last message may still take the function calls that follow it.
     open_for_calls = False
     reasoning: list[str] = []  # reasoning text waiting for its assistant message
+    replied = False  # an assistant message or a function output came before
     for item in items:
         kind = item.get("type", "message")
         if kind == "reasoning" and dialect.reasoning_content:
@@ -146,6 +152,8 @@ def chat_messages(
             content = item.get("content")
             if role == "user":
                 messages.append({"role": "user", "content": _user_content(content, dialect)})
+                if dialect.later_user_note and replied:
+                    messages.append({"role": "system", "content": dialect.later_user_note})
             elif role == "assistant":
                 messages.append({"role": "assistant", "content": text_of(content)})
             elif role in ("system", "developer"):
@@ -154,6 +162,7 @@ def chat_messages(
             else:
                 continue
             open_for_calls = role == "assistant"
+            replied = replied or role == "assistant"
         elif kind == "function_call":
             _append_call(messages, item, dialect, open_for_calls=open_for_calls)
             open_for_calls = True
@@ -166,6 +175,7 @@ def chat_messages(
                     {"role": "tool", "tool_call_id": item.get("call_id"), "content": text}
                 )
             open_for_calls = False
+            replied = True
         # Reasoning items (and unknown kinds) are invisible to Chat Completions; they do
         # not break the adjacency of the function calls around them.
         if reasoning and open_for_calls:
