@@ -148,19 +148,13 @@ def chat_messages(
             reasoning.append(_reasoning_text(item))
             continue
         if kind == "message":
-            role = item.get("role")
-            content = item.get("content")
-            if role == "user":
-                messages.append({"role": "user", "content": _user_content(content, dialect)})
-                if dialect.later_user_note and replied:
-                    messages.append({"role": "system", "content": dialect.later_user_note})
-            elif role == "assistant":
-                messages.append({"role": "assistant", "content": text_of(content)})
-            elif role in ("system", "developer"):
-                chat_role = dialect.developer_role if role == "developer" else "system"
-                messages.append({"role": chat_role, "content": text_of(content)})
-            else:
+            message = _message(item, dialect)
+            if message is None:
                 continue
+            messages.append(message)
+            role = message["role"]
+            if role == "user" and dialect.later_user_note and replied:
+                messages.append({"role": "system", "content": dialect.later_user_note})
             open_for_calls = role == "assistant"
             replied = replied or role == "assistant"
         elif kind == "function_call":
@@ -183,6 +177,20 @@ def chat_messages(
             messages[-1].setdefault("reasoning_content", "".join(reasoning))
             reasoning = []
     return messages
+
+
+def _message(item: Mapping[str, Any], dialect: ChatDialect) -> dict[str, Any] | None:
+    """A message item as a Chat message (None for a role Chat has no place for)."""
+    role = item.get("role")
+    content = item.get("content")
+    if role == "user":
+        return {"role": "user", "content": _user_content(content, dialect)}
+    if role == "assistant":
+        return {"role": "assistant", "content": text_of(content)}
+    if role in ("system", "developer"):
+        chat_role = dialect.developer_role if role == "developer" else "system"
+        return {"role": chat_role, "content": text_of(content)}
+    return None
 
 
 def _reasoning_text(item: Mapping[str, Any]) -> str:
