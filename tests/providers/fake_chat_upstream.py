@@ -200,7 +200,10 @@ class FakeChatUpstream:
         self.disconnects: list[float] = []
         self.disconnected = threading.Event()
         self.completed = 0
-        """Streams written to their end."""
+        """Streams written to their end (since the last `reset`)."""
+        # bumped by `reset`: a stream of an earlier test that ends or disconnects
+        # after it is not counted against the next test
+        self._epoch = 0
         self._replies: deque[FakeReply] = deque()
         self._server: ServerThread | None = None
         self.port = 0
@@ -221,6 +224,7 @@ class FakeChatUpstream:
         self.disconnected.clear()
         self.completed = 0
         self.default_reply = echo_reply
+        self._epoch += 1
 
     async def wait_for_disconnect(self, within: float = 2.0) -> float:
         """The monotonic time of the first disconnect, waiting up to `within` seconds."""
@@ -291,7 +295,8 @@ class FakeChatUpstream:
         headers = [(b"content-type", b"text/event-stream; charset=utf-8")]
         headers += [(k.encode(), v.encode()) for k, v in reply.headers.items()]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
-        watcher = asyncio.ensure_future(self._watch_disconnect(receive))
+        epoch = self._epoch
+        watcher = asyncio.ensure_future(self._watch_disconnect(receive, epoch))
         frames = reply.frames()
         if reply.hold_open and reply.done:
             frames = frames[:-1]
@@ -314,17 +319,20 @@ class FakeChatUpstream:
                 return
             watcher.cancel()
             await send({"type": "http.response.body", "body": b""})
-            self.completed += 1
+            if epoch == self._epoch:
+                self.completed += 1
         except OSError:  # newer servers report a vanished client as an OSError
-            self._record_disconnect()
+            self._record_disconnect(epoch)
         finally:
             watcher.cancel()
 
-    async def _watch_disconnect(self, receive: Any) -> None:
+    async def _watch_disconnect(self, receive: Any, epoch: int) -> None:
         while (await receive())["type"] != "http.disconnect":
             pass
-        self._record_disconnect()
+        self._record_disconnect(epoch)
 
-    def _record_disconnect(self) -> None:
+    def _record_disconnect(self, epoch: int) -> None:
+        if epoch != self._epoch:
+            return  # a stream of an earlier test
         self.disconnects.append(time.monotonic())
         self.disconnected.set()
