@@ -15,6 +15,7 @@ import pytest
 from tests.providers.helpers import is_warm_up
 from turnstream.engine.deltas import FinishDelta, OutputTextDelta, ToolCallDelta
 from turnstream.providers._call_grammar import TEXT_GRAMMAR
+from turnstream.providers._local_chat import CONFIRM_GRAMMAR
 from turnstream.providers._local_model import LocalModelError
 from turnstream.providers.base import GenerationRequest, Provider, ProviderError
 from turnstream.providers.local import LocalProvider
@@ -111,7 +112,7 @@ async def test_stream_turns_worker_thread_chunks_into_deltas() -> None:
 async def test_a_call_written_as_text_arrives_as_one_tool_call() -> None:
     pieces = ['```json\n{"name": "get_', 'weather", "arguments": {}}', "\n```"]
     provider = provider_for(FakeEngine([*map(chunk, pieces), chunk(finish="stop")]))
-    deltas = [d async for d in provider.stream(request(tools=[WEATHER]))]
+    deltas = [d async for d in provider.stream(request("Weather?", tools=[WEATHER]))]
     calls = [d for d in deltas if isinstance(d, ToolCallDelta)]
     assert [(c.name, c.arguments) for c in calls] == [("get_weather", "{}")]
     assert not any(isinstance(d, OutputTextDelta) for d in deltas)
@@ -591,5 +592,77 @@ async def test_a_call_with_the_user_s_values_is_sampled_once() -> None:
     provider = provider_for(engine)
     deltas = [d async for d in provider.stream(request("Time in Europe/Paris?", tools=[CLOCK]))]
     assert [d.name for d in deltas if isinstance(d, ToolCallDelta)] == ["get_time"]
+    assert len(engine.streamed()) == 1
+    await provider.aclose()
+
+
+WEATHER_CITY = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "Weather for a city.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+}
+
+
+def weather_reply(city: str) -> list[dict[str, Any]]:
+    text = json.dumps({"name": "get_weather", "arguments": {"city": city}})
+    return [chunk(text), chunk(finish="stop")]
+
+
+async def test_a_call_to_a_tool_the_message_does_not_name_is_checked_and_goes_out_on_yes() -> None:
+    engine = ScriptedReplies(weather_reply("Brazil"), [chunk("yes"), chunk(finish="stop")])
+    provider = provider_for(engine)
+    message = "Is Brazil nice this time of year?"
+    deltas = [d async for d in provider.stream(request(message, tools=[WEATHER_CITY]))]
+    calls = [d for d in deltas if isinstance(d, ToolCallDelta)]
+    assert [(c.name, json.loads(c.arguments)) for c in calls] == [
+        ("get_weather", {"city": "Brazil"})
+    ]
+    assert not any(isinstance(d, OutputTextDelta) for d in deltas)
+    assert isinstance(deltas[-1], FinishDelta)
+    first, check = engine.streamed()
+    # the first prompt (cached), the call, and the question, for one word
+    assert check["prompt"].startswith(first["prompt"].removesuffix(TURN))
+    asked = check["prompt"][len(first["prompt"]) - len(TURN) :]
+    assert '{"name": "get_weather", "arguments": {"city": "Brazil"}}' in asked
+    assert "Weather for a city." in asked
+    assert message in asked
+    assert check["grammar"] == CONFIRM_GRAMMAR
+    assert check["max_tokens"] <= 3
+    await provider.aclose()
+
+
+async def test_a_call_the_check_says_no_to_is_not_run_and_the_text_pass_answers() -> None:
+    engine = ScriptedReplies(
+        weather_reply("Brazil"),
+        [chunk("no"), chunk(finish="stop")],
+        [chunk("They speak Portuguese."), chunk(finish="stop")],
+    )
+    provider = provider_for(engine)
+    message = "What language do they speak in Brazil?"
+    deltas = [d async for d in provider.stream(request(message, tools=[WEATHER_CITY]))]
+    assert not any(isinstance(d, ToolCallDelta) for d in deltas)
+    assert [d for d in deltas if isinstance(d, OutputTextDelta)] == [
+        OutputTextDelta("They speak Portuguese.")
+    ]
+    first, _check, text = engine.streamed()
+    assert_text_pass(first, text)
+    await provider.aclose()
+
+
+@pytest.mark.parametrize(
+    ("message", "grounding"),
+    [
+        ("What's the weather in Brazil?", True),  # the message names what it does
+        ("What language do they speak in Brazil?", False),  # no review of grounding
+    ],
+)
+async def test_a_call_is_not_checked_when_the_message_asks_for_it_or_grounding_is_off(
+    message: str, grounding: bool
+) -> None:
+    engine = ScriptedReplies(weather_reply("Brazil"))
+    provider = provider_for(engine, call_grounding=grounding)
+    deltas = [d async for d in provider.stream(request(message, tools=[WEATHER_CITY]))]
+    assert [d.name for d in deltas if isinstance(d, ToolCallDelta) and d.name] == ["get_weather"]
     assert len(engine.streamed()) == 1
     await provider.aclose()

@@ -301,8 +301,9 @@ answer and then a call to the tool it had been refused ("... is Canberra. {"name
 ...}")."""
 
 
-def text_body(chat_body: Mapping[str, Any]) -> dict[str, Any]:
-    """The request equivalent to `chat_body` whose reply is prose, never a call.
+def text_body(chat_body: Mapping[str, Any], grammar: str = TEXT_GRAMMAR) -> dict[str, Any]:
+    """The request equivalent to `chat_body` whose reply is prose, never a call (or,
+    given another `grammar`, a reply that fits it).
 
     Rendered for the completion endpoint when it can be, so the prompt is the very
     text (and prompt cache) of the chat request; else the chat endpoint, which takes
@@ -311,9 +312,9 @@ def text_body(chat_body: Mapping[str, Any]) -> dict[str, Any]:
     prompt = chatml_prompt(chat_body.get("messages") or ())
     if prompt is None or "tools" in chat_body or "response_format" in chat_body:
         chat = {k: v for k, v in chat_body.items() if k not in ("tools", "response_format")}
-        return {**chat, "grammar": TEXT_GRAMMAR}
+        return {**chat, "grammar": grammar}
     body = {k: v for k, v in chat_body.items() if k not in _CHAT_ONLY}
-    body.update(prompt=prompt, grammar=TEXT_GRAMMAR)
+    body.update(prompt=prompt, grammar=grammar)
     return body
 
 

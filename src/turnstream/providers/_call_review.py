@@ -409,6 +409,17 @@ def review_calls(
     return None
 
 
+def doubtful(
+    name: str, tools: Sequence[Mapping[str, Any]], items: Sequence[Mapping[str, Any]]
+) -> bool:
+    """Whether a call to `name` (a real tool) is one the user's latest message does not
+    ask for in words (`_asks_for`), so worth a check before it runs: "What language do
+    they speak in Brazil?" -> `get_weather({"city": "Brazil"})` passes every other
+    rule (Brazil was said)."""
+    tool = next((t for t in tools if t.get("name") == name), None)
+    return tool is not None and not _asks_for(tool, latest_request(items))
+
+
 def may_reject(
     name: str,
     tools: Sequence[Mapping[str, Any]],

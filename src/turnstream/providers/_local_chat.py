@@ -67,7 +67,13 @@ from turnstream.engine.deltas import (
     ToolCallDelta,
 )
 from turnstream.providers._call_grammar import call_grammar
-from turnstream.providers._call_review import may_reject, review_calls, unasked
+from turnstream.providers._call_review import (
+    doubtful,
+    latest_request,
+    may_reject,
+    review_calls,
+    unasked,
+)
 from turnstream.providers._chat_request import (
     ChatDialect,
     chat_messages,
@@ -363,6 +369,36 @@ def answer_body(plan: ChatPlan) -> dict[str, Any]:
     return {**plan.body, "messages": messages}
 
 
+CONFIRM_GRAMMAR = 'root ::= "yes" | "no"\n'
+"""The one-word answer of the check (`confirm_body`)."""
+
+
+def confirm_body(plan: ChatPlan, call: ParsedCall) -> dict[str, Any]:
+    """The chat request that asks the model whether `call` gives what the user asked.
+
+    For a first call to a tool the user's message does not name (`doubtful`): the
+    1.5B called `get_weather({"city": "Brazil"})` for "What language do they speak
+    in Brazil?" and `define_word({"word": "gold"})` for its chemical symbol. Asked
+    about the call, with the tool's description and the message side by side, it
+    tells the two apart. The first prompt is in llama.cpp's cache, so the check
+    costs the call, the question and one token. Decode it under `CONFIRM_GRAMMAR`.
+    """
+    tool = next((t for t in plan.tools if t.get("name") == call.name), {})
+    does = " ".join(str(tool.get("description") or "").split()) or call.name.replace("_", " ")
+    question = (
+        f"Check this call before it runs. {call.name}: {does}\n"
+        f"My message was: {latest_request(plan.items).strip()}\n"
+        f"Does {call.name} give what my message asks for? Reply yes or no."
+    )
+    said = _call_text({"name": call.name, "arguments": call.arguments})
+    messages = [
+        *plan.body["messages"],
+        {"role": "assistant", "content": said},
+        {"role": "user", "content": question},
+    ]
+    return {**plan.body, "messages": messages, "max_tokens": 3, "temperature": 0.0}
+
+
 def _output_text(item: Mapping[str, Any]) -> str:
     output = item.get("output", "")
     return output if isinstance(output, str) else text_of(output, _IMAGE_PLACEHOLDER)
@@ -583,9 +619,12 @@ class ChunkTranslator:
         grounding: bool = False,
         stream_arguments: bool = False,
         calls_only: bool = False,
+        confirm: bool = False,
     ) -> None:
         self._plan = plan
         self._calls_only = calls_only
+        # `confirm`: a first call the message does not ask for is held for a check
+        self._confirm = confirm and plan.sniff_calls and not plan.answer_turn
         self._grounding = grounding
         self._chunks = ChatChunkTranslator()
         self._sniffer = ReplySniffer(
@@ -610,6 +649,10 @@ class ChunkTranslator:
         self._echo = _echo_guard(plan) if review else None
         self._cut = False
         # `calls_only`: the reply may only be a call; prose is rejected at its start
+        self.doubtful: ParsedCall | None = None
+        """With `confirm`: the reply's first call, held back (and the generation stopped)
+        until the provider checks it (`confirm_body`): then `confirmed` sends it, or
+        the text pass answers instead."""
         self.rejected: tuple[list[ParsedCall], str] | None = None
         """Calls held back by the review, and why (re-sample once): set by `finish`, or
         by `feed` as soon as the first call is whole."""
@@ -719,7 +762,7 @@ class ChunkTranslator:
         call as soon as it was whole, a runaway call or an echo while they were
         written: the provider stops the generation and re-samples), or its answer
         ended where it began repeating the message (`EchoGuard`)."""
-        return self.rejected is not None or self._cut
+        return self.rejected is not None or self._cut or self.doubtful is not None
 
     def _whole_first_call(self, held: str) -> list[Delta]:
         """The first call, whole, once its arguments have closed and the review passed.
@@ -751,9 +794,35 @@ class ChunkTranslator:
             if reason is not None:
                 self.rejected = ([call], reason)
                 return []
+        if self._doubt(call):
+            return []
         self._streamed = (f"call_{uuid.uuid4().hex[:24]}", name)
         arguments = fit_arguments(call.arguments, self._schemas.get(name))
         return [ToolCallDelta(0, name, self._streamed[0], arguments)]
+
+    def _doubt(self, call: ParsedCall) -> bool:
+        """Hold `call` for the check, if it is a first call the message does not ask for."""
+        plan = self._plan
+        if (
+            not self._confirm
+            or self.text_released
+            or not doubtful(call.name, plan.tools, plan.items)
+        ):
+            return False
+        self.doubtful = call
+        return True
+
+    def confirmed(self) -> list[Delta]:
+        """The held call, which the check confirmed, and the reply's end."""
+        assert self.doubtful is not None
+        call, self.doubtful = self.doubtful, None
+        call_id = f"call_{uuid.uuid4().hex[:24]}"
+        arguments = fit_arguments(call.arguments, self._schemas.get(call.name))
+        return [
+            ToolCallDelta(0, call.name, call_id, arguments),
+            ItemEndDelta(),
+            *self._chunks.finish(),
+        ]
 
     def _finish_streamed(self, calls: Sequence[ParsedCall]) -> list[Delta]:
         """After a streamed first call: close it; the reply's further calls go out whole.
@@ -779,8 +848,9 @@ class ChunkTranslator:
         out: list[Delta] = []
         opened_as_call = self._sniffer.decision == "call"
         text, calls = self._held()
-        if self.rejected is not None:
-            # rejected while written (nothing was released), or at the end as an echo
+        if self.rejected is not None or self.doubtful is not None:
+            # rejected while written (nothing was released), or at the end as an echo;
+            # or held for the check
             return out
         if self._streamed is not None:
             # The call is on the wire; held text here means it did not parse (cut off
@@ -796,30 +866,36 @@ class ChunkTranslator:
             self.text_released = True
             out.append(OutputTextDelta(text))
         if calls and not self._native_calls:
-            # Small models sometimes repeat a call verbatim; one of each is enough.
-            unique = list(dict.fromkeys(calls))
-            chosen = unique if self._parallel else unique[:1]
-            reason = self._review_calls(chosen) if self._review else None
-            if reason is not None and self.text_released:
-                # a call after prose that is out already: dropped, no re-sample
-                out.append(ItemEndDelta())
-                return out + self._chunks.finish()
-            if reason is not None:
-                self.rejected = (chosen, reason)
-                if self.text_released:
-                    out.append(ItemEndDelta())
-                return out
-            if self.text_released:
-                out.append(ItemEndDelta())
-            for index, call in enumerate(chosen):
-                call_id = f"call_{uuid.uuid4().hex[:24]}"
-                arguments = fit_arguments(call.arguments, self._schemas.get(call.name))
-                out.append(ToolCallDelta(index, call.name, call_id, arguments))
-                out.append(ItemEndDelta())
-        elif self.text_released or self._native_calls:
+            return out + self._finish_calls(calls)
+        if self.text_released or self._native_calls:
             out.append(ItemEndDelta())
         out += self._chunks.finish()
         return out
+
+    def _finish_calls(self, calls: Sequence[ParsedCall]) -> list[Delta]:
+        """At the end: the calls written as text, reviewed (after any released text)."""
+        out: list[Delta] = []
+        # Small models sometimes repeat a call verbatim; one of each is enough.
+        unique = list(dict.fromkeys(calls))
+        chosen = unique if self._parallel else unique[:1]
+        reason = self._review_calls(chosen) if self._review else None
+        if reason is not None and self.text_released:
+            # a call after prose that is out already: dropped, no re-sample
+            out.append(ItemEndDelta())
+            return out + self._chunks.finish()
+        if reason is not None:
+            self.rejected = (chosen, reason)
+            return out
+        if self._doubt(chosen[0]):
+            return out
+        if self.text_released:
+            out.append(ItemEndDelta())
+        for index, call in enumerate(chosen):
+            call_id = f"call_{uuid.uuid4().hex[:24]}"
+            arguments = fit_arguments(call.arguments, self._schemas.get(call.name))
+            out.append(ToolCallDelta(index, call.name, call_id, arguments))
+            out.append(ItemEndDelta())
+        return out + self._chunks.finish()
 
     def _held(self) -> tuple[str, list[ParsedCall]]:
         """At the end: the text still held back, and the calls the reply wrote."""

@@ -56,14 +56,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from turnstream.engine.deltas import Delta, QueuedDelta, StartedDelta
+from turnstream.engine.deltas import Delta, OutputTextDelta, QueuedDelta, StartedDelta
 from turnstream.providers._call_grammar import chat_chunk, completion_body, text_body
 from turnstream.providers._local_chat import (
+    CONFIRM_GRAMMAR,
     ChatPlan,
     ChunkTranslator,
     ToolStrategy,
     answer_body,
     build_chat_request,
+    confirm_body,
     retry_body,
     system_prompt,
 )
@@ -75,6 +77,7 @@ from turnstream.providers._local_model import (
     ensure_model,
     locate_parts,
 )
+from turnstream.providers._text_calls import ParsedCall
 from turnstream.providers.base import (
     GenerationRequest,
     ModelLoadState,
@@ -594,32 +597,66 @@ class LocalProvider(Provider):
         # once: the reason would ask for plain text, and the text pass's prompt is
         # in llama.cpp's cache where the re-sample's would have to be evaluated.
         body = self._body(plan, plan.body)
-        translator = self._translator(plan, body)
+        translator = self._translator(plan, body, confirm=self._grounding)
         async for delta in self._pass(engine, body, gate, translator, acquire=False):
             yield delta
-        if translator.rejected is None:
-            return
-        calls, reason = translator.rejected
-        if not translator.unasked:
-            logger.info("local model call rejected, re-sampling: %s", reason)
-            body = self._body(plan, retry_body(plan, calls, reason))
-            # after a rejected call, the re-sample may only call again: its prose
-            # answers the reason (about functions), so the text pass answers instead
-            calls_only = bool(calls) and not plan.answer_turn
-            translator = self._translator(plan, body, calls_only=calls_only)
-            # the first pass gave its slot back when llama.cpp returned: wait for one
-            # again (behind whoever queued meanwhile), without a second queued signal
-            async for delta in self._pass(engine, body, gate, translator):
-                yield delta
-            if translator.rejected is None:
+        async for delta in self._recover(engine, plan, gate, translator):
+            yield delta
+
+    async def _recover(
+        self, engine: ChatEngine, plan: ChatPlan, gate: _SlotGate, translator: ChunkTranslator
+    ) -> AsyncGenerator[Delta, None]:
+        """After the first pass: check a held call, re-sample a rejected one, or answer
+        in the text pass (nothing, if the first pass's reply went out)."""
+        if translator.doubtful is not None:
+            # a first call to a tool the message does not name: asked about first
+            call = translator.doubtful
+            if await self._confirm(engine, plan, call, gate):
+                for delta in translator.confirmed():
+                    yield delta
                 return
-            reason = translator.rejected[1]
-        logger.info("local model call rejected, answering in text: %s", reason)
+            logger.info("local model call to %s not confirmed, answering in text", call.name)
+        elif translator.rejected is None:
+            return
+        else:
+            calls, reason = translator.rejected
+            if not translator.unasked:
+                logger.info("local model call rejected, re-sampling: %s", reason)
+                body = self._body(plan, retry_body(plan, calls, reason))
+                # after a rejected call, the re-sample may only call again: its prose
+                # answers the reason (about functions), so the text pass answers instead
+                calls_only = bool(calls) and not plan.answer_turn
+                translator = self._translator(plan, body, calls_only=calls_only)
+                # the first pass gave its slot back when llama.cpp returned: wait for
+                # one again (behind whoever queued meanwhile), without a second queued
+                # signal
+                async for delta in self._pass(engine, body, gate, translator):
+                    yield delta
+                if translator.rejected is None:
+                    return
+                reason = translator.rejected[1]
+            logger.info("local model call rejected, answering in text: %s", reason)
         prose = ChunkTranslator(dataclasses.replace(plan, sniff_calls=False, grammar=None))
         text = text_body(answer_body(plan))
         body = _Body(text, completion="prompt" in text)
         async for delta in self._pass(engine, body, gate, prose):
             yield delta
+
+    async def _confirm(
+        self, engine: ChatEngine, plan: ChatPlan, call: ParsedCall, gate: _SlotGate
+    ) -> bool:
+        """Whether the model, asked (`confirm_body`), says `call` gives what the user
+        asked for."""
+        check = text_body(confirm_body(plan, call), grammar=CONFIRM_GRAMMAR)
+        reader = ChunkTranslator(dataclasses.replace(plan, sniff_calls=False, grammar=None))
+        body = _Body(check, completion="prompt" in check)
+        answer = [
+            delta.text
+            async for delta in self._pass(engine, body, gate, reader)
+            if isinstance(delta, OutputTextDelta)
+        ]
+        logger.info("local model asked about its call to %s: %r", call.name, "".join(answer))
+        return "".join(answer).strip().lower().startswith("yes")
 
     async def _pass(
         self,
@@ -639,7 +676,7 @@ class LocalProvider(Provider):
                 yield delta
 
     def _translator(
-        self, plan: ChatPlan, body: _Body, *, calls_only: bool = False
+        self, plan: ChatPlan, body: _Body, *, calls_only: bool = False, confirm: bool = False
     ) -> ChunkTranslator:
         return ChunkTranslator(
             plan,
@@ -647,6 +684,7 @@ class LocalProvider(Provider):
             grounding=self._grounding,
             stream_arguments=body.completion,
             calls_only=calls_only,
+            confirm=confirm,
         )
 
     def _body(self, plan: ChatPlan, chat_body: dict[str, Any]) -> _Body:
