@@ -8,6 +8,7 @@ from typing import Any
 from turnstream.providers._call_review import (
     conversation_text,
     copied_example_values,
+    doubtful,
     latest_request,
     may_reject,
     review_calls,
@@ -317,3 +318,18 @@ def test_an_example_value_the_conversation_names_in_other_words_is_derived_not_c
     bread = conversation_text(None, [user("Remind me to buy bread.")])
     assert copied_example_values(args(text="buy milk"), reminder, bread) == ["buy milk"]
     assert review_calls([("stock_price", args(symbol="AAPL"))], [stock], [user("Apple?")]) is None
+
+
+def test_a_call_is_doubtful_when_the_message_names_nothing_its_tool_does() -> None:
+    weather = {
+        "type": "function",
+        "name": "get_weather",
+        "description": "Weather for a city.",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+    }
+    assert doubtful("get_weather", [weather], [user("What language do they speak in Brazil?")])
+    assert not doubtful("get_weather", [weather], [user("What's the weather in Brazil?")])
+    # the latest message decides, and a name no tool has is the review's business
+    history = [user("Weather in Rome?"), user("And the language there?")]
+    assert doubtful("get_weather", [weather], history)
+    assert not doubtful("weather_now", [weather], [user("Hi")])

@@ -26,11 +26,13 @@ from turnstream.providers._local_chat import (
     answer_body,
     build_chat_request,
     chat_tools,
+    confirm_body,
     fit_arguments,
     retry_body,
     runaway,
     system_prompt,
 )
+from turnstream.providers._text_calls import ParsedCall
 from turnstream.providers.base import GenerationRequest, ProviderError
 
 WEATHER = {
@@ -766,3 +768,61 @@ def test_a_conversation_with_notes_only_grows_at_its_end() -> None:
     three = build_chat_request(GenerationRequest("local", turn3, tools=[WEATHER])).body["messages"]
     assert three[: len(two)] == two
     assert len(_notes(three)) == 2
+
+
+def _checked_translator(text: str, *, answer_turn: bool = False) -> ChunkTranslator:
+    items = [user(text)]
+    if answer_turn:
+        items += [call_item(), output_item()]
+    request = GenerationRequest("local", items, tools=[WEATHER])
+    return ChunkTranslator(build_chat_request(request), review=True, grounding=True, confirm=True)
+
+
+def test_a_first_call_the_message_does_not_ask_for_is_held_for_the_check() -> None:
+    translator = _checked_translator("What language do they speak in Brazil?")
+    out = translator.feed(chunk('{"name": "get_weather", "arguments": {"city": "Brazil"}}'))
+    assert not [d for d in out if isinstance(d, ToolCallDelta)], "held, not sent"
+    assert translator.done, "the generation stops: the check decides"
+    assert translator.doubtful is not None
+    assert (translator.doubtful.name, json.loads(translator.doubtful.arguments)) == (
+        "get_weather",
+        {"city": "Brazil"},
+    )
+    assert translator.finish() == []
+    sent = translator.confirmed()
+    assert [(d.name, json.loads(d.arguments)) for d in sent if isinstance(d, ToolCallDelta)] == [
+        ("get_weather", {"city": "Brazil"})
+    ]
+    assert isinstance(sent[-1], FinishDelta)
+
+
+@pytest.mark.parametrize(
+    ("text", "answer_turn"),
+    [("What's the weather in Brazil?", False), ("What language do they speak in Brazil?", True)],
+)
+def test_a_call_the_message_asks_for_or_after_a_result_is_not_held(
+    text: str, answer_turn: bool
+) -> None:
+    translator = _checked_translator(text, answer_turn=answer_turn)
+    out = translator.feed(chunk('{"name": "get_weather", "arguments": {"city": "Brazil"}}'))
+    out += translator.feed(chunk(finish="stop"))
+    out += translator.finish()
+    assert translator.doubtful is None
+    assert [d.name for d in out if isinstance(d, ToolCallDelta) and d.name] == ["get_weather"]
+
+
+def test_the_check_asks_about_the_call_after_the_first_prompt() -> None:
+    plan = build_chat_request(
+        GenerationRequest("local", [user("Language in Brazil?")], tools=[WEATHER])
+    )
+    body = confirm_body(plan, ParsedCall("get_weather", '{"city": "Brazil"}'))
+    assert body["messages"][: len(plan.body["messages"])] == plan.body["messages"]
+    said, asked = body["messages"][len(plan.body["messages"]) :]
+    assert said == {
+        "role": "assistant",
+        "content": '{"name": "get_weather", "arguments": {"city": "Brazil"}}',
+    }
+    assert asked["role"] == "user"
+    assert "Weather for a city" in asked["content"]
+    assert "Language in Brazil?" in asked["content"]
+    assert body["temperature"] == 0.0
