@@ -28,7 +28,7 @@ category) separately from `tune`: the held-out cases are not looked at while tun
 
 Usage: python bench/decisions.py [--model 1.5b|0.5b] [--split tune|heldout|all]
        [--category NAME] [--ids ID,...] [--limit N] [--offset N] [--first-only]
-       [--no-grammar] [--no-grounding] [--threads N] [--label TEXT] [--log]
+       [--no-grammar] [--no-grounding] [--no-check] [--threads N] [--label TEXT] [--log]
        [--output PATH]
        python bench/decisions.py --rescore RESULTS [--output PATH]
 
@@ -740,6 +740,7 @@ def write_report(
         "first_only": options.first_only,
         "no_grammar": options.no_grammar,
         "no_grounding": getattr(options, "no_grounding", False),
+        "no_check": getattr(options, "no_check", False),
         "case_timeout": options.case_timeout,
         "machine": {
             "python": platform.python_version(),
@@ -774,6 +775,7 @@ async def main_async(options: argparse.Namespace) -> dict[str, Any]:
             threads=options.threads,
             **({"call_grammar": False} if options.no_grammar else {}),
             **({"call_grounding": False} if options.no_grounding else {}),
+            **({"call_check": False} if options.no_check else {}),
         )
         app = create_app(settings, providers=[provider])
         with ServerThread(app, name="bench-decisions") as server:
@@ -843,6 +845,12 @@ def main() -> None:
         "--no-grounding",
         action="store_true",
         help="do not reject ungrounded calls (for a before/after of that review rule)",
+    )
+    parser.add_argument(
+        "--no-check",
+        action="store_true",
+        help="send a call to a tool the message does not name without asking the model "
+        "about it first (for a before/after of that check)",
     )
     parser.add_argument(
         "--case-timeout",

@@ -651,17 +651,18 @@ async def test_a_call_the_check_says_no_to_is_not_run_and_the_text_pass_answers(
 
 
 @pytest.mark.parametrize(
-    ("message", "grounding"),
+    ("message", "options"),
     [
-        ("What's the weather in Brazil?", True),  # the message names what it does
-        ("What language do they speak in Brazil?", False),  # no review of grounding
+        ("What's the weather in Brazil?", {}),  # the message names what it does
+        ("What language do they speak in Brazil?", {"call_check": False}),
+        ("What language do they speak in Brazil?", {"call_grounding": False}),
     ],
 )
-async def test_a_call_is_not_checked_when_the_message_asks_for_it_or_grounding_is_off(
-    message: str, grounding: bool
+async def test_a_call_is_not_checked_when_the_message_asks_for_it_or_the_check_is_off(
+    message: str, options: dict[str, bool]
 ) -> None:
     engine = ScriptedReplies(weather_reply("Brazil"))
-    provider = provider_for(engine, call_grounding=grounding)
+    provider = provider_for(engine, **options)
     deltas = [d async for d in provider.stream(request(message, tools=[WEATHER_CITY]))]
     assert [d.name for d in deltas if isinstance(d, ToolCallDelta) and d.name] == ["get_weather"]
     assert len(engine.streamed()) == 1

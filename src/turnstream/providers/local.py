@@ -340,6 +340,8 @@ class LocalProvider(Provider):
             built from the tools' schemas (`_call_grammar`; prompted strategy only).
         call_grounding: also reject (and re-sample) a call whose string values
             nobody said, to a tool the user did not ask for (`_call_review`).
+        call_check: with `call_grounding`, ask the model about a first call to a tool
+            the user's message does not name before it runs (`confirm_body`).
         engine_factory: builds an engine for a GGUF path (tests inject a fake).
         model_path: where to find a size's GGUF instead of assembling it.
     """
@@ -360,6 +362,7 @@ class LocalProvider(Provider):
         warmup_instructions: str | None = None,
         call_grammar: bool = True,
         call_grounding: bool = True,
+        call_check: bool = True,
         engine_factory: EngineFactory | None = None,
         model_path: Callable[[ModelSize], Path] | None = None,
     ) -> None:
@@ -385,6 +388,7 @@ class LocalProvider(Provider):
         self._warmup_instructions = warmup_instructions
         self._call_grammar = call_grammar
         self._grounding = call_grounding
+        self._check = call_grounding and call_check
         self._engine_factory = engine_factory or xllamacpp_engine_factory(
             threads=threads, ctx_size=ctx_size, slots=slots, batch_size=batch_size
         )
@@ -597,7 +601,7 @@ class LocalProvider(Provider):
         # once: the reason would ask for plain text, and the text pass's prompt is
         # in llama.cpp's cache where the re-sample's would have to be evaluated.
         body = self._body(plan, plan.body)
-        translator = self._translator(plan, body, confirm=self._grounding)
+        translator = self._translator(plan, body, confirm=self._check)
         async for delta in self._pass(engine, body, gate, translator, acquire=False):
             yield delta
         async for delta in self._recover(engine, plan, gate, translator):
