@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from turnstream.providers._call_review import (
     conversation_text,
     copied_example_values,
@@ -333,3 +335,61 @@ def test_a_call_is_doubtful_when_the_message_names_nothing_its_tool_does() -> No
     history = [user("Weather in Rome?"), user("And the language there?")]
     assert doubtful("get_weather", [weather], history)
     assert not doubtful("weather_now", [weather], [user("Hi")])
+
+
+UNITS = {
+    "type": "function",
+    "name": "convert_units",
+    "description": "Convert a quantity between units of length, mass or temperature.",
+    "parameters": {
+        "type": "object",
+        "properties": {
+            "value": {"type": "number"},
+            "from_unit": {"type": "string"},
+            "to_unit": {"type": "string"},
+        },
+    },
+}
+
+
+@pytest.mark.parametrize(
+    "message",
+    ["What is 17 plus 25?", "What's 15% of 80?", "Compute 1000 / 8.", "Add 45 and 78."],
+)
+def test_a_calculation_asks_for_a_calculator_whose_description_shares_no_word(
+    message: str,
+) -> None:
+    assert not doubtful("calculate", [CALCULATE], [user(message)])
+    assert doubtful("convert_units", [UNITS], [user(message)])
+
+
+@pytest.mark.parametrize(
+    "message", ["How many kilograms is 150 pounds?", "And 42 km?", "Is 30 Celsius hot?"]
+)
+def test_a_unit_asks_for_a_unit_converter(message: str) -> None:
+    assert not doubtful("convert_units", [UNITS], [user(message)])
+    assert doubtful("calculate", [CALCULATE], [user(message)])
+
+
+@pytest.mark.parametrize("message", ["Hi! How are you?", "What time is it in 2 cities?"])
+def test_neither_kind_is_asked_for_by_other_messages(message: str) -> None:
+    assert doubtful("calculate", [CALCULATE], [user(message)])
+    assert doubtful("convert_units", [UNITS], [user(message)])
+
+
+def test_a_made_up_number_is_sent_back_naming_the_tool_the_message_asks_for_first() -> None:
+    weather = {
+        "type": "function",
+        "name": "get_weather",
+        "description": "Get the current weather for a city.",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+    }
+    request = [user("Get the weather in Cairo and convert the temperature to Fahrenheit.")]
+    call = ("convert_units", args(value=25, from_unit="C", to_unit="F"))
+    reason = review_calls([call], [weather, UNITS, CALCULATE], request, grounding=True)
+    assert reason is not None
+    assert "(get_weather, say), call that function first" in reason
+    # with no such tool, the reason stays general
+    reason = review_calls([call], [UNITS, CALCULATE], request, grounding=True)
+    assert reason is not None
+    assert "(a conversion, say)" in reason

@@ -651,6 +651,16 @@ def test_an_answer_turn_that_repeats_the_result_message_is_re_sampled_not_shown(
     assert retry[-1] == {"role": "user", "content": _ECHOED_MESSAGE}
 
 
+def test_an_answer_turn_that_repeats_the_users_request_is_re_sampled_not_shown() -> None:
+    # the 1.5B, given the time in New York, answered with the question it was asked
+    translator = _answer_translator()
+    out = translator.feed(chunk("What is 17 "))
+    out += translator.feed(chunk("plus 25?"))
+    out += translator.feed(chunk(finish="stop")) + translator.finish()
+    assert translator.rejected == ([], _ECHOED_MESSAGE)
+    assert not [d for d in out if isinstance(d, OutputTextDelta)]
+
+
 def test_a_short_answer_that_only_began_like_the_message_is_shown_at_the_end() -> None:
     translator = _answer_translator()
     out = translator.feed(chunk("The func")) + translator.feed(chunk(finish="stop"))

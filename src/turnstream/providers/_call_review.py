@@ -198,13 +198,53 @@ def _content_words(text: str) -> set[str]:
     return {w for w in _words(text) if len(w) >= 4 and w.isalpha() and w not in _STOPWORDS}
 
 
+_KINDS: tuple[tuple[frozenset[str], frozenset[str], re.Pattern[str] | None], ...] = (
+    (
+        frozenset(re.findall(r"\w+", "arithmetic math maths calculator calculate calculation")),
+        frozenset(
+            re.findall(
+                r"\w+",
+                "plus minus times multiply multiplied divide divided subtract add sum product "
+                "percent percentage power squared square root total average half double twice",
+            )
+        ),
+        re.compile(r"\d\s*(?:[-+*/×÷^]|\*\*)\s*\d|\d\s*%"),
+    ),
+    (
+        frozenset(re.findall(r"\w+", "unit units measurement measurements")),
+        frozenset(
+            re.findall(
+                r"\w+",
+                "km kilometer kilometers kilometre kilometres meter meters metre metres cm mm "
+                "mile miles mi ft feet foot inch inches yard yards kg kilogram kilograms gram "
+                "grams lb lbs pound pounds ounce ounces oz ton tons liter liters litre litres "
+                "ml gallon gallons cup cups pint pints quart quarts celsius fahrenheit kelvin "
+                "mph kmh hour hours minute minutes",
+            )
+        ),
+        None,
+    ),
+)
+"""Two kinds of tool whose requests rarely share a word with their description: a
+calculator ("Evaluate an arithmetic expression") asked "What is 17 plus 25?", and a
+unit converter ("Convert a quantity between units ...") asked "How many kilograms is
+150 pounds?". Each is (words of such a tool's name or description, words of such a
+request, a pattern of such a request)."""
+
+
 def _asks_for(tool: Mapping[str, Any], request: str) -> bool:
     """Whether the user's message names what the tool does (a word of its name or
-    description, in some form)."""
-    offered = _content_words(
-        f"{str(tool.get('name') or '').replace('_', ' ')} {description_text(tool)}"
+    description, in some form), or asks for a calculation or a unit that a
+    calculator's or a unit converter's description says it takes (`_KINDS`)."""
+    text = f"{str(tool.get('name') or '').replace('_', ' ')} {description_text(tool)}"
+    offered = _content_words(text)
+    if any(_related(a, b) for a in _content_words(request) for b in offered):
+        return True
+    described, asked = set(_words(text)), set(_words(request))
+    return any(
+        described & tool_words and (asked & request_words or (shape and shape.search(request)))
+        for tool_words, request_words, shape in _KINDS
     )
-    return any(_related(a, b) for a in _content_words(request) for b in offered)
 
 
 def ungrounded_values(
@@ -341,6 +381,24 @@ def latest_request(items: Sequence[Mapping[str, Any]]) -> str:
     return ""
 
 
+def _sources(tools: Mapping[Any, Mapping[str, Any]], name: str, request: str) -> list[str]:
+    """The other tools the request asks for that take no number, so may be where a
+    number comes from: asked for Cairo's temperature in Fahrenheit, the 1.5B converted
+    a temperature of 25 that it made up; told only that "another function" might give
+    it, it made it up again, where the weather tool was the one to call first."""
+    return [
+        str(other)
+        for other, tool in tools.items()
+        if other != name
+        and _asks_for(tool, request)
+        and not any(
+            prop.get("type") in ("number", "integer")
+            for prop in ((tool.get("parameters") or {}).get("properties") or {}).values()
+            if isinstance(prop, Mapping)
+        )
+    ]
+
+
 def review_calls(
     calls: Sequence[tuple[str, str]],
     tools: Sequence[Mapping[str, Any]],
@@ -384,9 +442,10 @@ def review_calls(
             unsaid = unsaid_numbers(arguments, said) if grounding else []
             if unsaid:
                 numbers = ", ".join(unsaid)
+                sources = " or ".join(_sources(by_name, name, request)) or "a conversion"
                 return (
                     f"Your call to {name} used {numbers}, which nobody in this conversation "
-                    "said. If another function gives that value (a conversion, say), call "
+                    f"said. If another function gives that value ({sources}, say), call "
                     f"that function first; otherwise call {name} with the numbers from my "
                     "request."
                 )

@@ -492,7 +492,10 @@ def _echo_guard(plan: ChatPlan) -> EchoGuard | None:
     if not isinstance(content, str):
         return None
     output = plan.items[-1].get("output") if plan.items else None
-    return EchoGuard(content, output if isinstance(output, str) else "")
+    # the user's message too, whole: the 1.5B answered "Is it morning in New York now?
+    # Check the time." with exactly that, after the time had come back
+    request = latest_request(plan.items)
+    return EchoGuard(f"{content}\n{request}", output if isinstance(output, str) else "")
 
 
 _UNFINISHED_CALL = (
@@ -525,7 +528,8 @@ def _folded(text: str) -> str:
 
 
 class EchoGuard:
-    """Holds back each line of a reply while it repeats the message it answers.
+    """Holds back each line of a reply while it repeats the message it answers (or the
+    user's request, which `_echo_guard` adds to it).
 
     After a tool result the prompt's last message is the result restated for the
     model (`_result_message`), and a small model at temperature 0 may write it out
