@@ -28,7 +28,7 @@ category) separately from `tune`: the held-out cases are not looked at while tun
 
 Usage: python bench/decisions.py [--model 1.5b|0.5b] [--split tune|heldout|all]
        [--category NAME] [--ids ID,...] [--limit N] [--offset N] [--first-only]
-       [--no-grammar] [--no-grounding] [--no-check] [--threads N] [--label TEXT] [--log]
+       [--no-grammar] [--no-grounding] [--check] [--threads N] [--label TEXT] [--log]
        [--output PATH]
        python bench/decisions.py --rescore RESULTS [--output PATH]
 
@@ -740,7 +740,7 @@ def write_report(
         "first_only": options.first_only,
         "no_grammar": options.no_grammar,
         "no_grounding": getattr(options, "no_grounding", False),
-        "no_check": getattr(options, "no_check", False),
+        "check": getattr(options, "check", False),
         "case_timeout": options.case_timeout,
         "machine": {
             "python": platform.python_version(),
@@ -775,7 +775,7 @@ async def main_async(options: argparse.Namespace) -> dict[str, Any]:
             threads=options.threads,
             **({"call_grammar": False} if options.no_grammar else {}),
             **({"call_grounding": False} if options.no_grounding else {}),
-            **({"call_check": False} if options.no_check else {}),
+            call_check=options.check,
         )
         app = create_app(settings, providers=[provider])
         with ServerThread(app, name="bench-decisions") as server:
@@ -847,10 +847,10 @@ def main() -> None:
         help="do not reject ungrounded calls (for a before/after of that review rule)",
     )
     parser.add_argument(
-        "--no-check",
+        "--check",
         action="store_true",
-        help="send a call to a tool the message does not name without asking the model "
-        "about it first (for a before/after of that check)",
+        help="ask the model about a first call to a tool the message does not name "
+        "before it runs (LocalProvider's call_check, off by default; for a before/after)",
     )
     parser.add_argument(
         "--case-timeout",

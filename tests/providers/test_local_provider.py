@@ -611,7 +611,7 @@ def weather_reply(city: str) -> list[dict[str, Any]]:
 
 async def test_a_call_to_a_tool_the_message_does_not_name_is_checked_and_goes_out_on_yes() -> None:
     engine = ScriptedReplies(weather_reply("Brazil"), [chunk("yes"), chunk(finish="stop")])
-    provider = provider_for(engine)
+    provider = provider_for(engine, call_check=True)
     message = "Is Brazil nice this time of year?"
     deltas = [d async for d in provider.stream(request(message, tools=[WEATHER_CITY]))]
     calls = [d for d in deltas if isinstance(d, ToolCallDelta)]
@@ -638,7 +638,7 @@ async def test_a_call_the_check_says_no_to_is_not_run_and_the_text_pass_answers(
         [chunk("no"), chunk(finish="stop")],
         [chunk("They speak Portuguese."), chunk(finish="stop")],
     )
-    provider = provider_for(engine)
+    provider = provider_for(engine, call_check=True)
     message = "What language do they speak in Brazil?"
     deltas = [d async for d in provider.stream(request(message, tools=[WEATHER_CITY]))]
     assert not any(isinstance(d, ToolCallDelta) for d in deltas)
@@ -653,9 +653,10 @@ async def test_a_call_the_check_says_no_to_is_not_run_and_the_text_pass_answers(
 @pytest.mark.parametrize(
     ("message", "options"),
     [
-        ("What's the weather in Brazil?", {}),  # the message names what it does
-        ("What language do they speak in Brazil?", {"call_check": False}),
-        ("What language do they speak in Brazil?", {"call_grounding": False}),
+        # the message names what it does
+        ("What's the weather in Brazil?", {"call_check": True}),
+        ("What language do they speak in Brazil?", {}),  # off by default
+        ("What language do they speak in Brazil?", {"call_check": True, "call_grounding": False}),
     ],
 )
 async def test_a_call_is_not_checked_when_the_message_asks_for_it_or_the_check_is_off(
