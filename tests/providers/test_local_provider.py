@@ -668,3 +668,45 @@ async def test_a_call_is_not_checked_when_the_message_asks_for_it_or_the_check_i
     assert [d.name for d in deltas if isinstance(d, ToolCallDelta) and d.name] == ["get_weather"]
     assert len(engine.streamed()) == 1
     await provider.aclose()
+
+
+# -- a first reply that talks about calling a function (TalkGuard) --------------------
+
+TALK = "To turn off the lights, you can use the `turn_off_lights` function."
+
+
+async def test_talk_about_a_function_for_a_message_that_asks_for_no_tool_goes_to_the_text_pass() -> (
+    None
+):
+    engine = ScriptedReplies(
+        [chunk(TALK), chunk(finish="stop")],
+        [chunk("I can't control your lights."), chunk(finish="stop")],
+    )
+    provider = provider_for(engine)
+    message = "Turn off the lights in the living room."
+    deltas = [d async for d in provider.stream(request(message, tools=[WEATHER_CITY]))]
+    assert [d for d in deltas if isinstance(d, OutputTextDelta)] == [
+        OutputTextDelta("I can't control your lights.")
+    ]
+    first, text = engine.streamed()
+    assert_text_pass(first, text)
+    await provider.aclose()
+
+
+async def test_talk_about_a_function_for_a_message_that_asks_for_one_is_re_sampled_for_the_call() -> (
+    None
+):
+    talk = "To get the weather in Paris, I'll need to call the get_weather function."
+    engine = ScriptedReplies([chunk(talk), chunk(finish="stop")], weather_reply("Paris"))
+    provider = provider_for(engine)
+    message = "What's the weather in Paris?"
+    deltas = [d async for d in provider.stream(request(message, tools=[WEATHER_CITY]))]
+    assert not [d for d in deltas if isinstance(d, OutputTextDelta)]
+    calls = [d for d in deltas if isinstance(d, ToolCallDelta) and d.name]
+    assert [(c.name, json.loads(c.arguments)) for c in calls] == [
+        ("get_weather", {"city": "Paris"})
+    ]
+    _first, second = engine.streamed()
+    reason = second["prompt"].rsplit("<|im_start|>user\n", 1)[1]
+    assert "You wrote about a function instead of calling it." in reason
+    await provider.aclose()

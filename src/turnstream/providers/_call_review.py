@@ -498,6 +498,12 @@ def may_reject(
     return any(called == name for called, _ in answered_calls(items))
 
 
+def asks_for_any(tools: Sequence[Mapping[str, Any]], items: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether the user's latest message asks for what one of `tools` does."""
+    request = latest_request(items)
+    return any(_asks_for(tool, request) for tool in tools)
+
+
 def unasked(
     calls: Sequence[tuple[str, str]],
     tools: Sequence[Mapping[str, Any]],

@@ -68,6 +68,7 @@ from turnstream.engine.deltas import (
 )
 from turnstream.providers._call_grammar import call_grammar
 from turnstream.providers._call_review import (
+    asks_for_any,
     doubtful,
     latest_request,
     may_reject,
@@ -81,6 +82,7 @@ from turnstream.providers._chat_request import (
     text_of,
 )
 from turnstream.providers._chat_stream import ChatChunkTranslator
+from turnstream.providers._talk_guard import TalkGuard
 from turnstream.providers._text_calls import ArgumentStream, ParsedCall, ReplySniffer, call_name
 from turnstream.providers.base import GenerationRequest, ProviderError
 
@@ -518,6 +520,14 @@ _PROSE_RE_SAMPLE = "the re-sample of a rejected call began in prose"
 functions, spoke of them ("The function `reverse_string` is not available. The
 available functions are ..."), so the text pass (`answer_body`) answers instead."""
 
+_TALKED = (
+    "You wrote about a function instead of calling it. If one of the functions gives "
+    "what I asked for, reply with only the JSON object that calls it."
+)
+"""The re-sample's reason after a reply that opened by talking about a function
+(`TalkGuard`), for a message that asks for one of the tools; for one that asks for
+none, the text pass answers at once (`ChunkTranslator.unasked`)."""
+
 _ECHO_SPAN = 20
 """Characters of a reply that, all repeating the start of a line of the message
 before it, make it an echo (`EchoGuard`)."""
@@ -651,6 +661,12 @@ class ChunkTranslator:
         self._whole_off = False
         self._name_checked = False
         self._echo = _echo_guard(plan) if review else None
+        # a first answer (not one to a tool result) that talks about calling a function
+        self._talk = (
+            TalkGuard(plan.tool_names)
+            if review and plan.sniff_calls and plan.tools and not plan.answer_turn
+            else None
+        )
         self._cut = False
         # `calls_only`: the reply may only be a call; prose is rejected at its start
         self.doubtful: ParsedCall | None = None
@@ -692,6 +708,11 @@ class ChunkTranslator:
                 return []
             if self._echo.echoed:
                 self._cut = True  # an answer, then the echo: the answer ends there
+        if released and self._talk is not None and self._talk.holding:
+            released = self._talk.feed(released)
+            if self._talk.talked:
+                self.rejected = ([], _TALKED)
+                return []
         if released:
             self.text_released = True
             return [OutputTextDelta(released)]
@@ -906,6 +927,12 @@ class ChunkTranslator:
         text, calls = self._sniffer.finish()
         if self._cut or self.rejected is not None:
             return "", []  # the answer ended where it began repeating the message
+        if self._talk is not None and self._talk.holding:
+            text = self._talk.feed(text)
+            if self._talk.talked:
+                self.rejected = ([], _TALKED)
+                return "", []
+            text += self._talk.release()  # a short reply that only opened like talk
         if self._echo is None:
             return text, calls
         text = self._echo.feed(text)
@@ -927,12 +954,24 @@ class ChunkTranslator:
         )
 
     @property
+    def calls_only_next(self) -> bool:
+        """After a rejection: whether the re-sample may only call (its prose would
+        answer the reason, about functions): after a rejected call or talk about one,
+        outside an answer turn."""
+        if self.rejected is None or self._plan.answer_turn:
+            return False
+        calls, reason = self.rejected
+        return bool(calls) or reason == _TALKED
+
+    @property
     def unasked(self) -> bool:
         """After a rejection: whether it was only that nobody asked for these calls
         (`_call_review.unasked`), so that the answer should be plain text."""
         if self.rejected is None or not self._grounding:
             return False
         plan = self._plan
+        if self.rejected[1] == _TALKED:
+            return not asks_for_any(plan.tools, plan.items)
         calls = [(call.name, call.arguments) for call in self.rejected[0]]
         return unasked(calls, plan.tools, plan.items, plan.instructions)
 

@@ -603,6 +603,9 @@ class LocalProvider(Provider):
         # nobody asked for it (`ChunkTranslator.unasked`) goes to that text pass at
         # once: the reason would ask for plain text, and the text pass's prompt is
         # in llama.cpp's cache where the re-sample's would have to be evaluated.
+        # A first reply that opens by talking about calling a function (`TalkGuard`)
+        # is treated the same way: re-sampled for the call if the message asks for a
+        # tool, else answered by the text pass at once.
         body = self._body(plan, plan.body)
         translator = self._translator(plan, body, confirm=self._check)
         async for delta in self._pass(engine, body, gate, translator, acquire=False):
@@ -632,7 +635,7 @@ class LocalProvider(Provider):
                 body = self._body(plan, retry_body(plan, calls, reason))
                 # after a rejected call, the re-sample may only call again: its prose
                 # answers the reason (about functions), so the text pass answers instead
-                calls_only = bool(calls) and not plan.answer_turn
+                calls_only = translator.calls_only_next
                 translator = self._translator(plan, body, calls_only=calls_only)
                 # the first pass gave its slot back when llama.cpp returned: wait for
                 # one again (behind whoever queued meanwhile), without a second queued

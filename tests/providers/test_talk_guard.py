@@ -1,0 +1,60 @@
+"""A first reply that talks about calling a function instead of calling it (TalkGuard)."""
+
+from __future__ import annotations
+
+import pytest
+
+from turnstream.providers._talk_guard import TalkGuard
+
+NAMES = ["get_weather", "calculate"]
+
+
+def _fed(guard: TalkGuard, text: str, step: int = 3) -> str:
+    out = "".join(guard.feed(text[i : i + step]) for i in range(0, len(text), step))
+    return out if guard.talked or not guard.holding else out + guard.release()
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        # what the 1.5B wrote, with tools offered
+        "To turn off the lights in the living room, you can use the `turn_off_lights` function.",
+        "To get the weather in Paris today, I'll need to call the `current_time` function "
+        'with the timezone "Europe/Paris".',
+        "To determine who wrote Hamlet, we can use the `calculate` function. The expression",
+        "You can use the get_weather function for that.",
+        "  I'll need to call the calculate function first.",
+    ],
+)
+def test_an_opening_that_talks_about_a_function_is_held_back(reply: str) -> None:
+    guard = TalkGuard(NAMES)
+    assert _fed(guard, reply) == ""
+    assert guard.talked
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "To calculate 15% of 80, multiply 80 by 0.15: the answer is 12.",
+        "To make pancakes, mix flour, eggs and milk.\nThen use the pan function-free.",
+        "Hello! How can I help you today?",
+        "Tokyo is in Japan.",
+        "To",
+        "Sure, here's a Python function that reverses a string.",
+    ],
+)
+def test_any_other_reply_goes_out_whole(reply: str) -> None:
+    guard = TalkGuard(NAMES)
+    assert _fed(guard, reply) == reply
+    assert not guard.talked
+
+
+def test_a_reply_is_held_only_while_it_could_open_that_way() -> None:
+    guard = TalkGuard(NAMES)
+    assert guard.feed("T") == ""
+    assert guard.feed("h") == "Th", "released at the first letter no opening has"
+    assert guard.feed("ere") == "ere"
+    opening = TalkGuard(NAMES)
+    assert opening.feed("To make tea, boil") == ""
+    assert opening.feed(" water. Then") == "To make tea, boil water. Then"
+    assert opening.feed(" steep it.") == " steep it."
