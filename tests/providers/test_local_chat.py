@@ -18,6 +18,7 @@ from turnstream.providers._local_chat import (
     _ECHOED_MESSAGE,
     _LATER_TURN_NOTE,
     _PROSE_RE_SAMPLE,
+    _REFUSED_RESULT,
     _UNFINISHED_CALL,
     ASSISTANT_NAME,
     DEFAULT_TEMPERATURE,
@@ -836,3 +837,31 @@ def test_the_check_asks_about_the_call_after_the_first_prompt() -> None:
     assert "Weather for a city" in asked["content"]
     assert "Language in Brazil?" in asked["content"]
     assert body["temperature"] == 0.0
+
+
+def test_a_stock_refusal_of_a_result_is_re_sampled_with_its_own_reason() -> None:
+    translator = _answer_translator()
+    out = translator.feed(chunk("I'm sorry, but I can't "))
+    out += translator.feed(chunk("assist with that."))
+    out += translator.feed(chunk(finish="stop")) + translator.finish()
+    assert translator.rejected == ([], _REFUSED_RESULT)
+    assert not [d for d in out if isinstance(d, OutputTextDelta)]
+
+
+@pytest.mark.parametrize(
+    "reply", ["I'm sorry, but I can only give you the sum: 42.", "I'm sorry, the sum is 42."]
+)
+def test_an_answer_that_only_opens_like_a_refusal_goes_out(reply: str) -> None:
+    translator = _answer_translator()
+    out = translator.feed(chunk(reply)) + translator.feed(chunk(finish="stop"))
+    out += translator.finish()
+    assert "".join(d.text for d in out if isinstance(d, OutputTextDelta)) == reply
+    assert translator.rejected is None
+
+
+def test_a_refusal_after_a_tool_error_is_an_answer() -> None:
+    translator = _answer_translator("Error: tool 'calculate' raised ValueError: bad")
+    reply = "I'm sorry, but I can't assist with that."
+    out = translator.feed(chunk(reply)) + translator.feed(chunk(finish="stop"))
+    out += translator.finish()
+    assert "".join(d.text for d in out if isinstance(d, OutputTextDelta)) == reply

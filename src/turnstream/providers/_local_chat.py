@@ -497,13 +497,31 @@ def _echo_guard(plan: ChatPlan) -> EchoGuard | None:
     # the user's message too, whole: the 1.5B answered "Is it morning in New York now?
     # Check the time." with exactly that, after the time had come back
     request = latest_request(plan.items)
-    return EchoGuard(f"{content}\n{request}", output if isinstance(output, str) else "")
+    output_text = output if isinstance(output, str) else ""
+    # a stock refusal is no answer to a result that came back (not to an error)
+    refusals = () if output_text.startswith("Error") else _REFUSALS
+    return EchoGuard(f"{content}\n{request}", output_text, refusals)
 
 
 _UNFINISHED_CALL = (
     "Your reply began a function call but did not finish it as one JSON object (it was "
     "too long, or broken). If a function provides what I asked for, call it again with "
     "short arguments taken from my words; otherwise answer me directly in plain text."
+)
+
+_REFUSALS = (
+    "I'm sorry, but I can't assist with that",
+    "I'm sorry, but I cannot assist with that",
+    "I'm sorry, I can't assist with that",
+    "I'm sorry, but I can't help with that",
+)
+"""The 1.5B's stock refusal, which it gave as the answer after a chain's last step had
+returned ("Compute 1000 divided by 8, then convert that many milliliters to cups",
+both calls made) and after a reminder was set."""
+
+_REFUSED_RESULT = (
+    "The function returned a result: there is nothing to refuse. Using that result, answer "
+    "my request in one or two plain sentences."
 )
 
 _ECHOED_MESSAGE = (
@@ -551,16 +569,19 @@ class EchoGuard:
     are not compared: an answer may quote them.
     """
 
-    def __init__(self, message: str, output: str = "") -> None:
+    def __init__(self, message: str, output: str = "", refusals: Sequence[str] = ()) -> None:
         quoted = {_folded(line) for line in output.splitlines()}
+        self._refusals = {_folded(line) for line in refusals}
         self._starts = [
             folded
             for line in message.splitlines()
             if (folded := _folded(line)) and folded not in quoted
-        ]
+        ] + sorted(self._refusals)
         self._held = ""
         self.holding = bool(self._starts)
         self.echoed = False
+        self.refused = False
+        """With `echoed`: what was repeated is one of `refusals`, not the message."""
 
     def feed(self, text: str) -> str:
         """The part of `text` (and of what was held) that may go out now."""
@@ -576,8 +597,11 @@ class EchoGuard:
             self._held, text = self._held + text, ""
             folded = _folded(self._held)
             repeats = [s for s in self._starts if s.startswith(folded) or folded.startswith(s)]
-            if folded and repeats and len(folded) >= min(_ECHO_SPAN, *map(len, repeats)):
+            # a line of the message from `_ECHO_SPAN` characters on, a refusal whole
+            spans = [len(s) if s in self._refusals else min(_ECHO_SPAN, len(s)) for s in repeats]
+            if folded and repeats and len(folded) >= min(spans):
                 self.echoed = True
+                self.refused = all(start in self._refusals for start in repeats)
             elif folded and not repeats:
                 text = self.release()  # differs: out it goes, its later lines compared
         return out
@@ -704,7 +728,8 @@ class ChunkTranslator:
         if released and self._echo is not None:
             released = self._echo.feed(released)
             if self._echo.echoed and not self.text_released and not released.strip():
-                self.rejected = ([], _ECHOED_MESSAGE)  # nothing else: ask again
+                # nothing else: ask again
+                self.rejected = ([], _REFUSED_RESULT if self._echo.refused else _ECHOED_MESSAGE)
                 return []
             if self._echo.echoed:
                 self._cut = True  # an answer, then the echo: the answer ends there
@@ -938,7 +963,7 @@ class ChunkTranslator:
         text = self._echo.feed(text)
         if self._echo.echoed:
             if not self.text_released and not text.strip():
-                self.rejected = ([], _ECHOED_MESSAGE)
+                self.rejected = ([], _REFUSED_RESULT if self._echo.refused else _ECHOED_MESSAGE)
             return text, []
         # a short reply, or its last line, that only began like the message
         return text + (self._echo.release() if self._echo.holding else ""), calls
