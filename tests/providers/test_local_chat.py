@@ -15,6 +15,7 @@ from turnstream.engine.deltas import (
     UsageDelta,
 )
 from turnstream.providers._local_chat import (
+    _ECHOED_EARLIER,
     _ECHOED_MESSAGE,
     _LATER_TURN_NOTE,
     _PROSE_RE_SAMPLE,
@@ -865,3 +866,43 @@ def test_a_refusal_after_a_tool_error_is_an_answer() -> None:
     out = translator.feed(chunk(reply)) + translator.feed(chunk(finish="stop"))
     out += translator.finish()
     assert "".join(d.text for d in out if isinstance(d, OutputTextDelta)) == reply
+
+
+def _later_turn_translator() -> ChunkTranslator:
+    items = [
+        user("Weather in Paris?"),
+        call_item(),
+        output_item(),
+        {
+            "type": "message",
+            "role": "assistant",
+            "content": [{"type": "output_text", "text": "It is 18°C in Paris."}],
+        },
+        user("And in Rome?"),
+    ]
+    plan = build_chat_request(GenerationRequest("local", items, tools=[WEATHER]))
+    assert not plan.answer_turn
+    return ChunkTranslator(plan, review=True, grounding=True)
+
+
+def test_a_later_turn_that_repeats_an_earlier_result_message_is_re_sampled_for_its_own() -> None:
+    translator = _later_turn_translator()
+    out = translator.feed(chunk('The function get_weather returned: {"temp_c": 18}'))
+    out += translator.feed(chunk(finish="stop")) + translator.finish()
+    assert translator.rejected == ([], _ECHOED_EARLIER)
+    assert not [d for d in out if isinstance(d, OutputTextDelta)]
+
+
+def test_a_later_turn_may_still_call_or_answer() -> None:
+    answer = _later_turn_translator()
+    out = answer.feed(chunk("The weather in Rome: ask me again.")) + answer.feed(
+        chunk(finish="stop")
+    )
+    out += answer.finish()
+    assert "".join(d.text for d in out if isinstance(d, OutputTextDelta)) == (
+        "The weather in Rome: ask me again."
+    )
+    call = _later_turn_translator()
+    out = call.feed(chunk('{"name": "get_weather", "arguments": {"city": "Rome"}}'))
+    out += call.feed(chunk(finish="stop")) + call.finish()
+    assert [d.name for d in out if isinstance(d, ToolCallDelta) and d.name] == ["get_weather"]

@@ -406,6 +406,10 @@ def _output_text(item: Mapping[str, Any]) -> str:
     return output if isinstance(output, str) else text_of(output, _IMAGE_PLACEHOLDER)
 
 
+_RESULT_OPENING = "The function "
+"""How a tool result restated as a user message opens (`_result_message`)."""
+
+
 def _result_message(
     item: Mapping[str, Any], name: str | None, request: str | None = None
 ) -> dict[str, Any]:
@@ -434,7 +438,7 @@ def _result_message(
     asked = f"My request was: {request.strip()}\n" if request and request.strip() else ""
     return {
         "role": "user",
-        "content": f"The function {name or 'you called'} returned: {_output_text(item)}\n"
+        "content": f"{_RESULT_OPENING}{name or 'you called'} returned: {_output_text(item)}\n"
         f"{asked}"
         "If a step of my request is still not done, reply with only the JSON object that "
         "calls the function for that step, using this result: do not work it out yourself. "
@@ -486,9 +490,21 @@ def _raise_for_error(chunk: Mapping[str, Any]) -> None:
 
 def _echo_guard(plan: ChatPlan) -> EchoGuard | None:
     """An `EchoGuard` for a reply to a tool result restated as a user message (the
-    prompted dialect), else None."""
+    prompted dialect), or, on a later turn, for one after such results earlier in the
+    conversation; else None."""
     messages = plan.body.get("messages") or ()
-    if not plan.answer_turn or not messages or messages[-1].get("role") != "user":
+    if not plan.answer_turn:
+        # asked "And to yen?" after a conversion, the 1.5B wrote out the earlier
+        # result message ("The function convert_currency returned: 20 GBP = ...")
+        earlier = [
+            content
+            for message in messages
+            if message.get("role") == "user"
+            and isinstance(content := message.get("content"), str)
+            and content.startswith(_RESULT_OPENING)
+        ]
+        return EchoGuard("\n".join(earlier)) if earlier else None
+    if not messages or messages[-1].get("role") != "user":
         return None
     content = messages[-1].get("content")
     if not isinstance(content, str):
@@ -523,6 +539,13 @@ _REFUSED_RESULT = (
     "The function returned a result: there is nothing to refuse. Using that result, answer "
     "my request in one or two plain sentences."
 )
+
+_ECHOED_EARLIER = (
+    "Do not repeat an earlier message. Reply to my latest message: if it needs a function, "
+    "reply with only the JSON object that calls it; otherwise answer in plain sentences."
+)
+"""The re-sample's reason after a reply on a later turn that repeated an earlier
+tool-result message."""
 
 _ECHOED_MESSAGE = (
     "Do not repeat my message. Using that result, answer my question in one or two plain sentences."
@@ -728,8 +751,7 @@ class ChunkTranslator:
         if released and self._echo is not None:
             released = self._echo.feed(released)
             if self._echo.echoed and not self.text_released and not released.strip():
-                # nothing else: ask again
-                self.rejected = ([], _REFUSED_RESULT if self._echo.refused else _ECHOED_MESSAGE)
+                self.rejected = ([], self._echo_reason())  # nothing else: ask again
                 return []
             if self._echo.echoed:
                 self._cut = True  # an answer, then the echo: the answer ends there
@@ -952,21 +974,27 @@ class ChunkTranslator:
         text, calls = self._sniffer.finish()
         if self._cut or self.rejected is not None:
             return "", []  # the answer ended where it began repeating the message
+        if self._echo is not None:
+            text = self._echo.feed(text)
+            if self._echo.echoed:
+                if not self.text_released and not text.strip():
+                    self.rejected = ([], self._echo_reason())
+                return text, []
+            # a short reply, or its last line, that only began like the message
+            text += self._echo.release() if self._echo.holding else ""
         if self._talk is not None and self._talk.holding:
             text = self._talk.feed(text)
             if self._talk.talked:
                 self.rejected = ([], _TALKED)
                 return "", []
             text += self._talk.release()  # a short reply that only opened like talk
-        if self._echo is None:
-            return text, calls
-        text = self._echo.feed(text)
-        if self._echo.echoed:
-            if not self.text_released and not text.strip():
-                self.rejected = ([], _REFUSED_RESULT if self._echo.refused else _ECHOED_MESSAGE)
-            return text, []
-        # a short reply, or its last line, that only began like the message
-        return text + (self._echo.release() if self._echo.holding else ""), calls
+        return text, calls
+
+    def _echo_reason(self) -> str:
+        assert self._echo is not None
+        if self._echo.refused:
+            return _REFUSED_RESULT
+        return _ECHOED_MESSAGE if self._plan.answer_turn else _ECHOED_EARLIER
 
     def _review_calls(self, calls: Sequence[ParsedCall]) -> str | None:
         plan = self._plan
