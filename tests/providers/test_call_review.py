@@ -337,21 +337,6 @@ def test_a_call_is_doubtful_when_the_message_names_nothing_its_tool_does() -> No
     assert not doubtful("weather_now", [weather], [user("Hi")])
 
 
-UNITS = {
-    "type": "function",
-    "name": "convert_units",
-    "description": "Convert a quantity between units of length, mass or temperature.",
-    "parameters": {
-        "type": "object",
-        "properties": {
-            "value": {"type": "number"},
-            "from_unit": {"type": "string"},
-            "to_unit": {"type": "string"},
-        },
-    },
-}
-
-
 @pytest.mark.parametrize(
     "message",
     ["What is 17 plus 25?", "What's 15% of 80?", "Compute 1000 / 8.", "Add 45 and 78."],
