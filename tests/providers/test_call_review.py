@@ -115,6 +115,26 @@ def test_review_rejects_repeating_a_call_that_already_has_its_output() -> None:
     assert review_calls([("calculate", args(expression="8.045 + 3"))], [CALCULATE], items) is None
 
 
+def test_a_call_repeated_from_an_earlier_turn_is_sent_back_with_the_latest_message() -> None:
+    items = [
+        user("What is 5 times 1.609?"),
+        {
+            "type": "function_call",
+            "call_id": "c1",
+            "name": "calculate",
+            "arguments": '{"expression": "5*1.609"}',
+        },
+        {"type": "function_call_output", "call_id": "c1", "output": "5*1.609 = 8.045"},
+        {"type": "message", "role": "assistant", "content": "It is 8.045."},
+        user("And 7 times it?"),
+    ]
+    reason = review_calls([("calculate", args(expression="5*1.609"))], [CALCULATE], items)
+    assert reason is not None
+    assert "for my earlier message" in reason
+    assert "My latest message is: And 7 times it?" in reason
+    assert "8.045" in reason
+
+
 def test_review_names_the_real_functions_when_a_call_names_one_that_does_not_exist() -> None:
     reason = review_calls(
         [("write_long_story", args(topic="robots"))], [CALCULATE, GET_TIME], [user("A story?")]

@@ -399,6 +399,15 @@ def _sources(tools: Mapping[Any, Mapping[str, Any]], name: str, request: str) ->
     ]
 
 
+def _latest_user_index(items: Sequence[Mapping[str, Any]]) -> int:
+    """The index of the user's latest message (0 if there is none)."""
+    for index in range(len(items) - 1, -1, -1):
+        item = items[index]
+        if item.get("type", "message") == "message" and item.get("role") == "user":
+            return index
+    return 0
+
+
 def review_calls(
     calls: Sequence[tuple[str, str]],
     tools: Sequence[Mapping[str, Any]],
@@ -420,6 +429,7 @@ def review_calls(
     said = conversation_text(instructions, items)
     request = latest_request(items)
     answered = answered_calls(items)
+    earlier = answered_calls(items[: _latest_user_index(items)])
     for name, arguments in calls:
         tool = by_name.get(name)
         if tool is None and by_name:
@@ -459,6 +469,16 @@ def review_calls(
                     "call it with values from my words."
                 )
         output = answered.get((name, _canonical(arguments)))
+        if output is not None and (name, _canonical(arguments)) in earlier:
+            # asked "And to yen?" after a conversion to euros, the 1.5B repeated the
+            # euro call; told to "call the next function with this result", it wrote
+            # prose instead of the new call
+            return (
+                f"You called {name} with these arguments for my earlier message, and it "
+                f"returned: {output}\nMy latest message is: {request.strip()}\nIf it needs "
+                f"{name} again, call it with the new values from my latest message; "
+                "otherwise answer in plain sentences."
+            )
         if output is not None:
             return (
                 f"You already called {name} with these arguments, and it returned: {output}\n"
