@@ -48,7 +48,13 @@ Around the model (bench/decisions.py measures them end to end):
 - in the prompted strategy a call is decoded under a lazy grammar built from the
   tools' schemas (`ChatPlan.grammar`, see `_call_grammar`), and
   `ChunkTranslator(stream_arguments=True)` streams such a call's arguments as they
-  are generated, unless the review could still reject it.
+  are generated, unless the review could still reject it;
+- with the review, prose is held back only while it could be a non-answer: a reply
+  that writes out the tool-result message, the user's request or (on a later turn)
+  an earlier result message, or refuses a result that came back (`EchoGuard`), each
+  re-sampled with its reason; or a first reply that opens by talking about calling a
+  function (`TalkGuard`), re-sampled and held to calls when the message asks for a
+  tool, else answered by the text pass.
 """
 
 from __future__ import annotations
