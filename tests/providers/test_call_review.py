@@ -398,3 +398,59 @@ def test_a_made_up_number_is_sent_back_naming_the_tool_the_message_asks_for_firs
     reason = review_calls([call], [UNITS, CALCULATE], request, grounding=True)
     assert reason is not None
     assert "(a conversion, say)" in reason
+
+
+REMINDER = {
+    "type": "function",
+    "name": "create_reminder",
+    "description": "Create a reminder.",
+    "parameters": {"type": "object", "properties": {"text": {"type": "string"}}},
+}
+CONTACTS = {
+    "type": "function",
+    "name": "search_contacts",
+    "description": "Find a person in the address book.",
+    "parameters": {"type": "object", "properties": {"name": {"type": "string"}}},
+}
+
+
+def _after_reminder(output: str) -> list[dict[str, Any]]:
+    return [
+        user("Remind me to water the plants at 08:00."),
+        {
+            "type": "function_call",
+            "call_id": "c1",
+            "name": "create_reminder",
+            "arguments": '{"text": "water the plants"}',
+        },
+        {"type": "function_call_output", "call_id": "c1", "output": output},
+    ]
+
+
+def test_a_call_the_message_does_not_ask_for_after_its_result_came_back_is_unasked() -> None:
+    items = _after_reminder("Reminder set: 'water the plants' at 08:00.")
+    call = [("search_contacts", args(name="plants"))]
+    tools = [REMINDER, CONTACTS]
+    reason = review_calls(call, tools, items, grounding=True)
+    assert reason is not None
+    assert "already returned what it asks for" in reason
+    assert unasked(call, tools, items)
+    # without grounding, or after the tool failed, the call may go out
+    assert review_calls(call, tools, items) is None
+    failed = _after_reminder("Error: tool 'create_reminder' raised ValueError: bad time")
+    assert review_calls(call, tools, failed, grounding=True) is None
+
+
+def test_a_chains_next_step_that_the_message_asks_for_goes_out() -> None:
+    items = [
+        user("Convert 5 miles to km, then add 3 to the result."),
+        {
+            "type": "function_call",
+            "call_id": "c1",
+            "name": "convert_units",
+            "arguments": '{"value": 5, "from_unit": "mi", "to_unit": "km"}',
+        },
+        {"type": "function_call_output", "call_id": "c1", "output": "5 mi = 8.04672 km"},
+    ]
+    call = [("calculate", args(expression="8.04672 + 3"))]
+    assert review_calls(call, [UNITS, CALCULATE], items, grounding=True) is None

@@ -808,19 +808,27 @@ def test_a_first_call_the_message_does_not_ask_for_is_held_for_the_check() -> No
     assert isinstance(sent[-1], FinishDelta)
 
 
-@pytest.mark.parametrize(
-    ("text", "answer_turn"),
-    [("What's the weather in Brazil?", False), ("What language do they speak in Brazil?", True)],
-)
-def test_a_call_the_message_asks_for_or_after_a_result_is_not_held(
-    text: str, answer_turn: bool
-) -> None:
-    translator = _checked_translator(text, answer_turn=answer_turn)
+def test_a_call_the_message_asks_for_is_not_held() -> None:
+    translator = _checked_translator("What's the weather in Brazil?")
     out = translator.feed(chunk('{"name": "get_weather", "arguments": {"city": "Brazil"}}'))
     out += translator.feed(chunk(finish="stop"))
     out += translator.finish()
     assert translator.doubtful is None
     assert [d.name for d in out if isinstance(d, ToolCallDelta) and d.name] == ["get_weather"]
+
+
+def test_after_a_result_an_unasked_call_is_not_checked_but_rejected() -> None:
+    # the check is for first calls; after a result came back, a call to a tool the
+    # message does not ask for is the review's: the answer is due
+    translator = _checked_translator("What language do they speak in Brazil?", answer_turn=True)
+    out = translator.feed(chunk('{"name": "get_weather", "arguments": {"city": "Brazil"}}'))
+    out += translator.feed(chunk(finish="stop"))
+    out += translator.finish()
+    assert translator.doubtful is None
+    assert not [d for d in out if isinstance(d, ToolCallDelta)]
+    assert translator.rejected is not None
+    assert "already returned what it asks for" in translator.rejected[1]
+    assert translator.unasked, "the text pass answers at once"
 
 
 def test_the_check_asks_about_the_call_after_the_first_prompt() -> None:

@@ -408,6 +408,24 @@ def _latest_user_index(items: Sequence[Mapping[str, Any]]) -> int:
     return 0
 
 
+def _unasked_next(
+    tool: Mapping[str, Any], request: str, items: Sequence[Mapping[str, Any]]
+) -> bool:
+    """A call to `tool`, which the user's latest message does not ask for, after a call
+    made for that message has returned a result (not an error): asked to remind them
+    to water the plants, the 1.5B set the reminder, then searched the contacts for
+    "plants" and counted the words of the result; told "I'm feeling a bit tired",
+    it counted the words, then searched the contacts for "Tired"."""
+    if _asks_for(tool, request):
+        return False
+    since = items[_latest_user_index(items) :]
+    return any(
+        item.get("type") == "function_call_output"
+        and not str(item.get("output", "")).startswith("Error")
+        for item in since
+    )
+
+
 def review_calls(
     calls: Sequence[tuple[str, str]],
     tools: Sequence[Mapping[str, Any]],
@@ -468,6 +486,12 @@ def review_calls(
                     f"directly in plain text, unless my request really needs {name}: then "
                     "call it with values from my words."
                 )
+        if grounding and tool is not None and _unasked_next(tool, request, items):
+            return (
+                f"My message does not ask for what {name} does, and the function you "
+                "called has already returned what it asks for. Answer me in plain "
+                "sentences with that result."
+            )
         output = answered.get((name, _canonical(arguments)))
         if output is not None and (name, _canonical(arguments)) in earlier:
             # asked "And to yen?" after a conversion to euros, the 1.5B repeated the
@@ -554,5 +578,7 @@ def unasked(
         if unsaid_numbers(arguments, said):
             return False  # the reason asks for the function that gives the number
         tool = by_name.get(name)
+        if tool is not None and _unasked_next(tool, request, items):
+            return True
         loose = loose or bool(tool and ungrounded_values(arguments, tool, said, request))
     return loose
