@@ -620,7 +620,9 @@ def test_an_answer_is_held_only_while_it_could_still_be_an_echo() -> None:
     assert guard.feed(" is 42.") == " is 42."
 
 
-def _answer_translator(output: str = "17 + 25 = 42") -> ChunkTranslator:
+def _answer_translator(
+    output: str = "17 + 25 = 42", request: str = "What is 17 plus 25?"
+) -> ChunkTranslator:
     calculate = {
         "type": "function",
         "name": "calculate",
@@ -628,7 +630,7 @@ def _answer_translator(output: str = "17 + 25 = 42") -> ChunkTranslator:
         "parameters": {"type": "object", "properties": {"expression": {"type": "string"}}},
     }
     items = [
-        user("What is 17 plus 25?"),
+        user(request),
         {
             "type": "function_call",
             "call_id": "call_1",
@@ -655,12 +657,23 @@ def test_an_answer_turn_that_repeats_the_result_message_is_re_sampled_not_shown(
 
 def test_an_answer_turn_that_repeats_the_users_request_is_re_sampled_not_shown() -> None:
     # the 1.5B, given the time in New York, answered with the question it was asked
-    translator = _answer_translator()
+    translator = _answer_translator(request="What is 17 plus 25, please?")
     out = translator.feed(chunk("What is 17 "))
-    out += translator.feed(chunk("plus 25?"))
+    out += translator.feed(chunk("plus 25, please?"))
     out += translator.feed(chunk(finish="stop")) + translator.finish()
     assert translator.rejected == ([], _ECHOED_MESSAGE)
     assert not [d for d in out if isinstance(d, OutputTextDelta)]
+
+
+def test_an_answer_may_open_with_a_short_request() -> None:
+    translator = _answer_translator(request="Sum of 17 and 25?")
+    out = translator.feed(chunk("Sum of 17 and 25? It is 42.")) + translator.feed(
+        chunk(finish="stop")
+    )
+    out += translator.finish()
+    assert "".join(d.text for d in out if isinstance(d, OutputTextDelta)) == (
+        "Sum of 17 and 25? It is 42."
+    )
 
 
 def test_a_short_answer_that_only_began_like_the_message_is_shown_at_the_end() -> None:

@@ -710,3 +710,25 @@ async def test_talk_about_a_function_for_a_message_that_asks_for_one_is_re_sampl
     reason = second["prompt"].rsplit("<|im_start|>user\n", 1)[1]
     assert "You wrote about a function instead of calling it." in reason
     await provider.aclose()
+
+
+async def test_a_text_pass_that_writes_out_its_own_line_is_answered_on_the_first_prompt() -> None:
+    # the 0.5B answered with the text pass's system line itself
+    line = "Now reply to the user in plain text, without calling or mentioning any function."
+    engine = ScriptedReplies(
+        [chunk(TALK), chunk(finish="stop")],
+        [chunk(line), chunk(finish="stop")],
+        [chunk("I can't control your lights."), chunk(finish="stop")],
+    )
+    provider = provider_for(engine)
+    message = "Turn off the lights in the living room."
+    deltas = [d async for d in provider.stream(request(message, tools=[WEATHER_CITY]))]
+    assert [d for d in deltas if isinstance(d, OutputTextDelta)] == [
+        OutputTextDelta("I can't control your lights.")
+    ]
+    assert isinstance(deltas[-1], FinishDelta)
+    first, text, last = engine.streamed()
+    assert_text_pass(first, text)
+    assert last["prompt"] == first["prompt"], "the first prompt alone, cached"
+    assert last["grammar"] == TEXT_GRAMMAR
+    await provider.aclose()

@@ -525,6 +525,24 @@ def _echo_guard(plan: ChatPlan) -> EchoGuard | None:
     return EchoGuard(f"{content}\n{request}", output_text, refusals)
 
 
+def _text_pass_guard(plan: ChatPlan) -> EchoGuard:
+    """An `EchoGuard` for the text pass's reply (`answer_body`): the 0.5B answered
+    with the pass's own system line ("Now reply to the user in plain text, ...") in 5
+    of 39 held-out cases, and both models wrote out the user's request or a result
+    message there."""
+    messages = plan.body.get("messages") or ()
+    results = [
+        content
+        for message in messages
+        if message.get("role") == "user"
+        and isinstance(content := message.get("content"), str)
+        and content.startswith(_RESULT_OPENING)
+    ]
+    output = plan.items[-1].get("output") if plan.answer_turn and plan.items else None
+    lines = [_ANSWER_IN_TEXT, latest_request(plan.items), *results]
+    return EchoGuard("\n".join(lines), output if isinstance(output, str) else "")
+
+
 _UNFINISHED_CALL = (
     "Your reply began a function call but did not finish it as one JSON object (it was "
     "too long, or broken). If a function provides what I asked for, call it again with "
@@ -601,10 +619,12 @@ class EchoGuard:
     def __init__(self, message: str, output: str = "", refusals: Sequence[str] = ()) -> None:
         quoted = {_folded(line) for line in output.splitlines()}
         self._refusals = {_folded(line) for line in refusals}
+        # a line shorter than `_ECHO_SPAN` is not compared: an answer may open with the
+        # user's "Weather in Paris?" and go on
         self._starts = [
             folded
             for line in message.splitlines()
-            if (folded := _folded(line)) and folded not in quoted
+            if len(folded := _folded(line)) >= _ECHO_SPAN and folded not in quoted
         ] + sorted(self._refusals)
         self._held = ""
         self.holding = bool(self._starts)
@@ -687,6 +707,7 @@ class ChunkTranslator:
         stream_arguments: bool = False,
         calls_only: bool = False,
         confirm: bool = False,
+        text_pass: bool = False,
     ) -> None:
         self._plan = plan
         self._calls_only = calls_only
@@ -713,7 +734,8 @@ class ChunkTranslator:
         self._whole_arguments = ""
         self._whole_off = False
         self._name_checked = False
-        self._echo = _echo_guard(plan) if review else None
+        # `text_pass`: the reply to `answer_body`, which must not repeat its line either
+        self._echo = _text_pass_guard(plan) if text_pass else _echo_guard(plan) if review else None
         # a first answer (not one to a tool result) that talks about calling a function
         self._talk = (
             TalkGuard(plan.tool_names)

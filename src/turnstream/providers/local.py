@@ -646,10 +646,20 @@ class LocalProvider(Provider):
                     return
                 reason = translator.rejected[1]
             logger.info("local model call rejected, answering in text: %s", reason)
-        prose = ChunkTranslator(dataclasses.replace(plan, sniff_calls=False, grammar=None))
+        prose_plan = dataclasses.replace(plan, sniff_calls=False, grammar=None)
+        prose = ChunkTranslator(prose_plan, text_pass=True)
         text = text_body(answer_body(plan))
         body = _Body(text, completion="prompt" in text)
         async for delta in self._pass(engine, body, gate, prose):
+            yield delta
+        if prose.rejected is None:
+            return
+        # it wrote out its own instruction, the request or a result message: a last
+        # pass on the first prompt alone, still under the grammar that admits no call
+        logger.info("local model text pass repeated its prompt, answering without the line")
+        text = text_body(plan.body)
+        body = _Body(text, completion="prompt" in text)
+        async for delta in self._pass(engine, body, gate, ChunkTranslator(prose_plan)):
             yield delta
 
     async def _confirm(
