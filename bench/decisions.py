@@ -15,8 +15,8 @@ arithmetic, unit conversion and word counts really computed). Per case it scores
 - copied example values: call arguments that appear in an offered tool's
   description but nowhere in the conversation (user text, replies, tool outputs);
 - echoed answers: a final answer that writes out the tool-result message the model
-  was shown ("The function calculate returned: ... My request was: ..."), counted
-  and scored wrong;
+  was shown ("The function calculate returned: ... My request was: ...") or a line
+  of the provider's own instructions, counted and scored wrong;
 - tool talk: where no call was made, an answer that speaks of the offered functions
   ("To find the capital of Australia, I'll use the `get_weather` function"), counted
   and scored wrong;
@@ -403,9 +403,12 @@ _TIME = re.compile(r"\b\d{1,2}[:.]\d{2}\b")
 _NUMBER = re.compile(r"-?\d+(?:[.,]\d+)*")
 _RAW_CALL = re.compile(r"\{\s*\"?'?(name|function|arguments)\b|<tool_call>")
 # the local provider's tool-result message (`_local_chat._result_message`) written out
-# again as the answer: the value is in it, but it is not an answer
+# again as the answer: the value is in it, but it is not an answer; or a line of its
+# own instructions (the text pass's, the later-turn note's)
 _ECHO = re.compile(
-    r"\bMy request was:|\bThe function \w+ returned:|reply with only the JSON object", re.I
+    r"\bMy request was:|\bThe function \w+ returned:|reply with only the JSON object"
+    r"|\bNow reply to the user in plain text|\bReply to the user's latest message\.",
+    re.I,
 )
 
 
