@@ -494,6 +494,17 @@ def _raise_for_error(chunk: Mapping[str, Any]) -> None:
     )
 
 
+def _result_messages(plan: ChatPlan) -> list[str]:
+    """The tool results the prompt restates as user messages (`_result_message`)."""
+    return [
+        content
+        for message in plan.body.get("messages") or ()
+        if message.get("role") == "user"
+        and isinstance(content := message.get("content"), str)
+        and content.startswith(_RESULT_OPENING)
+    ]
+
+
 def _echo_guard(plan: ChatPlan) -> EchoGuard | None:
     """An `EchoGuard` for a reply to a tool result restated as a user message (the
     prompted dialect), or, on a later turn, for one after such results earlier in the
@@ -502,13 +513,7 @@ def _echo_guard(plan: ChatPlan) -> EchoGuard | None:
     if not plan.answer_turn:
         # asked "And to yen?" after a conversion, the 1.5B wrote out the earlier
         # result message ("The function convert_currency returned: 20 GBP = ...")
-        earlier = [
-            content
-            for message in messages
-            if message.get("role") == "user"
-            and isinstance(content := message.get("content"), str)
-            and content.startswith(_RESULT_OPENING)
-        ]
+        earlier = _result_messages(plan)
         return EchoGuard("\n".join(earlier)) if earlier else None
     if not messages or messages[-1].get("role") != "user":
         return None
@@ -530,16 +535,8 @@ def _text_pass_guard(plan: ChatPlan) -> EchoGuard:
     with the pass's own system line ("Now reply to the user in plain text, ...") in 5
     of 39 held-out cases, and both models wrote out the user's request or a result
     message there."""
-    messages = plan.body.get("messages") or ()
-    results = [
-        content
-        for message in messages
-        if message.get("role") == "user"
-        and isinstance(content := message.get("content"), str)
-        and content.startswith(_RESULT_OPENING)
-    ]
     output = plan.items[-1].get("output") if plan.answer_turn and plan.items else None
-    lines = [_ANSWER_IN_TEXT, latest_request(plan.items), *results]
+    lines = [_ANSWER_IN_TEXT, latest_request(plan.items), *_result_messages(plan)]
     return EchoGuard("\n".join(lines), output if isinstance(output, str) else "")
 
 
