@@ -159,6 +159,12 @@ STOCK = {
     "description": "Latest price of a share.",
     "parameters": {"type": "object", "properties": {"symbol": {"type": "string"}}},
 }
+WEATHER = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "Get the current weather for a city.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+}
 UNITS = {
     "type": "function",
     "name": "convert_units",
@@ -343,18 +349,12 @@ def test_an_example_value_the_conversation_names_in_other_words_is_derived_not_c
 
 
 def test_a_call_is_doubtful_when_the_message_names_nothing_its_tool_does() -> None:
-    weather = {
-        "type": "function",
-        "name": "get_weather",
-        "description": "Weather for a city.",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
-    }
-    assert doubtful("get_weather", [weather], [user("What language do they speak in Brazil?")])
-    assert not doubtful("get_weather", [weather], [user("What's the weather in Brazil?")])
+    assert doubtful("get_weather", [WEATHER], [user("What language do they speak in Brazil?")])
+    assert not doubtful("get_weather", [WEATHER], [user("What's the weather in Brazil?")])
     # the latest message decides, and a name no tool has is the review's business
     history = [user("Weather in Rome?"), user("And the language there?")]
-    assert doubtful("get_weather", [weather], history)
-    assert not doubtful("weather_now", [weather], [user("Hi")])
+    assert doubtful("get_weather", [WEATHER], history)
+    assert not doubtful("weather_now", [WEATHER], [user("Hi")])
 
 
 @pytest.mark.parametrize(
@@ -383,15 +383,9 @@ def test_neither_kind_is_asked_for_by_other_messages(message: str) -> None:
 
 
 def test_a_made_up_number_is_sent_back_naming_the_tool_the_message_asks_for_first() -> None:
-    weather = {
-        "type": "function",
-        "name": "get_weather",
-        "description": "Get the current weather for a city.",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
-    }
     request = [user("Get the weather in Cairo and convert the temperature to Fahrenheit.")]
     call = ("convert_units", args(value=25, from_unit="C", to_unit="F"))
-    reason = review_calls([call], [weather, UNITS, CALCULATE], request, grounding=True)
+    reason = review_calls([call], [WEATHER, UNITS, CALCULATE], request, grounding=True)
     assert reason is not None
     assert "(get_weather, say), call that function first" in reason
     # with no such tool, the reason stays general

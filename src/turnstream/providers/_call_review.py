@@ -569,7 +569,7 @@ def unasked(
     by_name = {tool.get("name"): tool for tool in tools}
     request = latest_request(items)
     if any(name not in by_name for name, _ in calls):
-        return bool(by_name) and not any(_asks_for(tool, request) for tool in tools)
+        return bool(by_name) and not asks_for_any(tools, items)
     if review_calls(calls, tools, items, instructions) is not None:
         return False  # copied or repeated: the reason names what to do instead
     said = conversation_text(instructions, items)
