@@ -732,3 +732,59 @@ async def test_a_text_pass_that_writes_out_its_own_line_is_answered_on_the_first
     assert last["prompt"] == first["prompt"], "the first prompt alone, cached"
     assert last["grammar"] == TEXT_GRAMMAR
     await provider.aclose()
+
+
+CONVERT = {
+    "type": "function",
+    "name": "convert_units",
+    "description": "Convert a quantity between units of length or mass.",
+    "parameters": {
+        "type": "object",
+        "properties": {
+            "value": {"type": "number"},
+            "from_unit": {"type": "string"},
+            "to_unit": {"type": "string"},
+        },
+    },
+}
+
+
+async def test_a_figure_worked_out_in_the_head_is_re_sampled_as_the_call_that_computes_it() -> None:
+    conversion = {
+        "name": "convert_units",
+        "arguments": {"value": 42, "from_unit": "km", "to_unit": "mi"},
+    }
+    engine = ScriptedReplies(
+        [chunk("42 km is 26.21371 miles."), chunk(finish="stop")],
+        [chunk(json.dumps(conversion)), chunk(finish="stop")],
+    )
+    provider = provider_for(engine)
+    message = "How many miles is 42 km?"
+    deltas = [d async for d in provider.stream(request(message, tools=[CONVERT]))]
+    assert not [d for d in deltas if isinstance(d, OutputTextDelta)], "the made-up figure"
+    calls = [d for d in deltas if isinstance(d, ToolCallDelta) and d.name]
+    assert [(c.name, json.loads(c.arguments)) for c in calls] == [
+        ("convert_units", {"value": 42, "from_unit": "km", "to_unit": "mi"})
+    ]
+    _first, second = engine.streamed()
+    reason = second["prompt"].rsplit("<|im_start|>user\n", 1)[1]
+    assert "Your reply stated 26.21371" in reason
+    assert "convert_units" in reason
+    await provider.aclose()
+
+
+async def test_a_re_sample_that_answers_the_figure_reason_in_prose_goes_to_the_text_pass() -> None:
+    engine = ScriptedReplies(
+        [chunk("42 km is 26.21371 miles."), chunk(finish="stop")],
+        [chunk("I apologise, the figure was wrong."), chunk(finish="stop")],
+        [chunk("I could not work it out."), chunk(finish="stop")],
+    )
+    provider = provider_for(engine)
+    message = "How many miles is 42 km?"
+    deltas = [d async for d in provider.stream(request(message, tools=[CONVERT]))]
+    assert [d for d in deltas if isinstance(d, OutputTextDelta)] == [
+        OutputTextDelta("I could not work it out.")
+    ]
+    first, _second, text = engine.streamed()
+    assert_text_pass(first, text)
+    await provider.aclose()

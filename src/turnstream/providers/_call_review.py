@@ -43,11 +43,14 @@ __all__ = [
     "conversation_text",
     "copied_example_values",
     "description_text",
+    "figure_tools",
     "latest_request",
     "may_reject",
     "review_calls",
+    "said_numbers",
     "unasked",
     "ungrounded_values",
+    "unsaid_figures",
     "unsaid_numbers",
 ]
 
@@ -310,8 +313,7 @@ def unsaid_numbers(arguments: str, conversation: str) -> list[str]:
         parsed = json.loads(arguments or "{}")
     except json.JSONDecodeError:
         return []
-    said = [float(n) for n in _NUMBER.findall(conversation)]
-    said += [float(_NUMBER_WORDS.index(w)) for w in _words(conversation) if w in _NUMBER_WORDS]
+    said = said_numbers(conversation)
     unsaid = []
     for leaf in _leaves(parsed):
         if isinstance(leaf, int | float):
@@ -330,6 +332,61 @@ _NUMBER_WORDS = re.findall(
     "zero one two three four five six seven eight nine ten eleven twelve thirteen "
     "fourteen fifteen sixteen seventeen eighteen nineteen twenty",
 )
+
+
+def said_numbers(conversation: str) -> list[float]:
+    """The numbers `conversation` says, in digits (thousands separators aside) or as
+    words up to twenty."""
+    said = [float(n) for n in _NUMBER.findall(_THOUSANDS.sub("", conversation))]
+    return said + [
+        float(_NUMBER_WORDS.index(w)) for w in _words(conversation) if w in _NUMBER_WORDS
+    ]
+
+
+_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}\b)")
+_LIST_MARKER = re.compile(r"^\s*\d+[.)]\s", re.M)
+_CODE = re.compile(r"```.*?(```|\Z)|`[^`\n]*`", re.S)
+
+
+def unsaid_figures(text: str, said: Sequence[float]) -> list[str]:
+    """Numbers a reply states that are not among the `said` ones (`said_numbers`) in
+    any form that `unsaid_numbers` accepts (rounded, as a percentage); 0 and 1, list
+    markers (`1. `) and code aside.
+
+    With a converter offered, asked "And 42 km?" after 10 km had been converted, the
+    1.5B answered "42 km is 26.21371 miles." with no call: the earlier result's
+    digits, made up. Asked for Madrid in Fahrenheit, it converted 25 °C to 77 °F in
+    its head where `convert_units` was offered for it.
+    """
+    text = _LIST_MARKER.sub(" ", _CODE.sub(" ", _THOUSANDS.sub("", text)))
+    return list(
+        dict.fromkeys(
+            n
+            for n in _NUMBER.findall(text)
+            if float(n) not in (0.0, 1.0) and not _said_number(n, said)
+        )
+    )
+
+
+def figure_tools(
+    tools: Sequence[Mapping[str, Any]], items: Sequence[Mapping[str, Any]]
+) -> list[str]:
+    """The offered tools that compute figures (a calculator's or a unit converter's
+    kind, `_KINDS`), if the user's latest message asks for one of them: a reply to
+    it must not state a figure that none of them returned (`unsaid_figures`)."""
+    computing = [
+        tool
+        for tool in tools
+        if any(
+            set(_words(f"{str(tool.get('name') or '').replace('_', ' ')} {description_text(tool)}"))
+            & tool_words
+            for tool_words, _, _ in _KINDS
+        )
+    ]
+    request = latest_request(items)
+    if not any(_asks_for(tool, request) for tool in computing):
+        return []
+    return [str(tool.get("name")) for tool in computing]
 
 
 def conversation_text(instructions: str | None, items: Iterable[Mapping[str, Any]]) -> str:

@@ -75,10 +75,13 @@ from turnstream.engine.deltas import (
 from turnstream.providers._call_grammar import call_grammar
 from turnstream.providers._call_review import (
     asks_for_any,
+    conversation_text,
     doubtful,
+    figure_tools,
     latest_request,
     may_reject,
     review_calls,
+    said_numbers,
     unasked,
 )
 from turnstream.providers._chat_request import (
@@ -88,6 +91,7 @@ from turnstream.providers._chat_request import (
     text_of,
 )
 from turnstream.providers._chat_stream import ChatChunkTranslator
+from turnstream.providers._figure_guard import FigureGuard
 from turnstream.providers._talk_guard import TalkGuard
 from turnstream.providers._text_calls import ArgumentStream, ParsedCall, ReplySniffer, call_name
 from turnstream.providers.base import GenerationRequest, ProviderError
@@ -590,6 +594,14 @@ _TALKED = (
 (`TalkGuard`), for a message that asks for one of the tools; for one that asks for
 none, the text pass answers at once (`ChunkTranslator.unasked`)."""
 
+_UNSAID_FIGURE = (
+    "Your reply stated {figures}, which no function returned: do not work out figures "
+    "yourself. Call {tools} to compute {them}: reply with only the JSON object that "
+    "calls it."
+)
+"""The re-sample's reason after a reply that stated a figure nobody said, to a message
+that asks for a figure tool (`FigureGuard`)."""
+
 _ECHO_SPAN = 20
 """Characters of a reply that, all repeating the start of a line of the message
 before it, make it an echo (`EchoGuard`)."""
@@ -739,6 +751,15 @@ class ChunkTranslator:
             if review and plan.sniff_calls and plan.tools and not plan.answer_turn
             else None
         )
+        # a reply to a message that asks for a figure tool, held until its numbers check
+        self._figure_tools = (
+            figure_tools(plan.tools, plan.items) if review and not calls_only else []
+        )
+        self._figures = (
+            FigureGuard(said_numbers(conversation_text(plan.instructions, plan.items)))
+            if self._figure_tools
+            else None
+        )
         self._cut = False
         # `calls_only`: the reply may only be a call; prose is rejected at its start
         self.doubtful: ParsedCall | None = None
@@ -773,17 +794,9 @@ class ChunkTranslator:
         if released and self._calls_only and not self.text_released:
             self.rejected = ([], _PROSE_RE_SAMPLE)  # the text pass answers instead
             return []
-        if released and self._echo is not None:
-            released = self._echo.feed(released)
-            if self._echo.echoed and not self.text_released and not released.strip():
-                self.rejected = ([], self._echo_reason())  # nothing else: ask again
-                return []
-            if self._echo.echoed:
-                self._cut = True  # an answer, then the echo: the answer ends there
-        if released and self._talk is not None and self._talk.holding:
-            released = self._talk.feed(released)
-            if self._talk.talked:
-                self.rejected = ([], _TALKED)
+        if released:
+            released = self._through_guards(released)
+            if self.rejected is not None:
                 return []
         if released:
             self.text_released = True
@@ -798,6 +811,28 @@ class ChunkTranslator:
             if self._review and self._streamed is None and self.rejected is None:
                 self._reject_early(held)
         return out
+
+    def _through_guards(self, released: str) -> str:
+        """Released prose through the echo, talk and figure guards: what may go out
+        now (`rejected` set if a guard rejects the reply)."""
+        if self._echo is not None:
+            released = self._echo.feed(released)
+            if self._echo.echoed and not self._answered and not released.strip():
+                self.rejected = ([], self._echo_reason())  # nothing else: ask again
+                return ""
+            if self._echo.echoed:
+                self._cut = True  # an answer, then the echo: the answer ends there
+        if released and self._talk is not None and self._talk.holding:
+            released = self._talk.feed(released)
+            if self._talk.talked:
+                self.rejected = ([], _TALKED)
+                return ""
+        if released and self._figures is not None and self._figures.holding:
+            released = self._figures.feed(released)
+            if self._figures.figures:
+                self.rejected = ([], self._figure_reason())
+                return ""
+        return released
 
     def _stream_arguments(self, held: str) -> list[Delta]:
         """The first call's name and arguments so far, once no review can reject it.
@@ -997,12 +1032,27 @@ class ChunkTranslator:
     def _held(self) -> tuple[str, list[ParsedCall]]:
         """At the end: the text still held back, and the calls the reply wrote."""
         text, calls = self._sniffer.finish()
-        if self._cut or self.rejected is not None:
-            return "", []  # the answer ended where it began repeating the message
+        if self.rejected is not None:
+            return "", []
+        if self._cut:
+            text, calls = "", []  # the answer ended where it began repeating the message
+        else:
+            text, calls = self._guarded(text, calls)
+            if self.rejected is not None:
+                return "", []
+        if self._figures is not None:
+            text = self._figures.finish(text)
+            if self._figures.figures:
+                self.rejected = ([], self._figure_reason())
+                return "", []
+        return text, calls
+
+    def _guarded(self, text: str, calls: list[ParsedCall]) -> tuple[str, list[ParsedCall]]:
+        """The reply's last text through the echo and talk guards."""
         if self._echo is not None:
             text = self._echo.feed(text)
             if self._echo.echoed:
-                if not self.text_released and not text.strip():
+                if not self._answered and not text.strip():
                     self.rejected = ([], self._echo_reason())
                 return text, []
             # a short reply, or its last line, that only began like the message
@@ -1014,6 +1064,21 @@ class ChunkTranslator:
                 return "", []
             text += self._talk.release()  # a short reply that only opened like talk
         return text, calls
+
+    @property
+    def _answered(self) -> bool:
+        """Whether the reply has said something: out already, or held for its figures."""
+        return self.text_released or (self._figures is not None and self._figures.pending)
+
+    def _figure_reason(self) -> str:
+        assert self._figures is not None
+        figures = self._figures.figures
+        tools = " or ".join(self._figure_tools)
+        return _UNSAID_FIGURE.format(
+            figures=", ".join(figures),
+            them="them" if len(figures) > 1 else "it",
+            tools=tools,
+        )
 
     def _echo_reason(self) -> str:
         assert self._echo is not None
@@ -1036,7 +1101,11 @@ class ChunkTranslator:
         """After a rejection: whether the re-sample may only call (its prose would
         answer the reason, about functions): after a rejected call or talk about one,
         outside an answer turn."""
-        if self.rejected is None or self._plan.answer_turn:
+        if self.rejected is None:
+            return False
+        if self._figures is not None and self._figures.figures:
+            return True  # asked to call the tool that computes the figure
+        if self._plan.answer_turn:
             return False
         calls, reason = self.rejected
         return bool(calls) or reason == _TALKED

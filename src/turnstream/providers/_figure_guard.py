@@ -1,0 +1,75 @@
+"""Holding back a reply that states a figure no tool returned, where a tool computes it.
+
+The chat apps' instructions say that arithmetic results and conversions come from
+the tools. The 1.5B does not always listen: asked "And 42 km?" after a conversion
+of 10 km to miles, it answered "42 km is 26.21371 miles." with no call (wrong, and
+in the earlier result's digits); given Madrid's temperature in Celsius and asked for
+Fahrenheit, it answered "77°F" with `convert_units` on offer. A made-up figure where
+a tool exists is the worst thing a tool-using chat can show, and once streamed it
+cannot be taken back.
+
+So when the user's latest message asks for a figure tool (`figure_tools`: a
+calculator's or a unit converter's kind), `FigureGuard` holds the reply back and
+checks each number as it is completed against the numbers said in the conversation
+(`unsaid_figures`: rounding and percentages allowed). A reply that states one
+nobody said is rejected, and the model is asked to call the tool; any other reply
+goes out when it ends, or at `_LIMIT` characters, after which it streams unchecked.
+The cost is that such replies (one or two sentences, as a rule) arrive whole.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from turnstream.providers._call_review import unsaid_figures
+
+_LIMIT = 600
+"""Characters after which a held reply is let go (if it states no unsaid figure so
+far) and the rest streams unchecked: a long reply is an explanation, not a figure."""
+
+# a number at the very end may still be being written ("26.2" of "26.21371")
+_OPEN_NUMBER = re.compile(r"[\d.,]*$")
+
+
+class FigureGuard:
+    """Feed a reply's released text; `feed` returns what may go out now (nothing,
+    while holding). `figures` turns non-empty when the reply has stated a number
+    that is not among `said`."""
+
+    def __init__(self, said: Sequence[float]) -> None:
+        self._said = said
+        self._held = ""
+        self.holding = True
+        self.figures: list[str] = []
+
+    def feed(self, text: str) -> str:
+        if not self.holding:
+            return text
+        self._held += text
+        self.figures = unsaid_figures(_OPEN_NUMBER.sub("", self._held), self._said)
+        if self.figures:
+            return ""
+        if len(self._held) > _LIMIT:
+            return self.release()
+        return ""
+
+    @property
+    def pending(self) -> bool:
+        """Whether some reply text is being held."""
+        return bool(self._held.strip())
+
+    def finish(self, text: str = "") -> str:
+        """At the reply's end, with its last text: all that was held, unless it states
+        an unsaid figure."""
+        if not self.holding:
+            return text
+        self._held += text
+        self.figures = unsaid_figures(self._held, self._said)
+        return "" if self.figures else self.release()
+
+    def release(self) -> str:
+        """Stop holding: what was held."""
+        self.holding = False
+        held, self._held = self._held, ""
+        return held

@@ -1,0 +1,176 @@
+"""A reply that states a figure no tool returned, where a tool computes it (FigureGuard)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from turnstream.engine.deltas import FinishDelta, OutputTextDelta
+from turnstream.providers._call_review import figure_tools, said_numbers, unsaid_figures
+from turnstream.providers._figure_guard import FigureGuard
+from turnstream.providers._local_chat import ChunkTranslator, build_chat_request
+from turnstream.providers.base import GenerationRequest
+
+CONVERT = {
+    "type": "function",
+    "name": "convert_units",
+    "description": "Convert a quantity between units of length, mass or temperature.",
+    "parameters": {
+        "type": "object",
+        "properties": {
+            "value": {"type": "number"},
+            "from_unit": {"type": "string"},
+            "to_unit": {"type": "string"},
+        },
+    },
+}
+CALCULATE = {
+    "type": "function",
+    "name": "calculate",
+    "description": "Evaluate an arithmetic expression.",
+    "parameters": {"type": "object", "properties": {"expression": {"type": "string"}}},
+}
+WEATHER = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "Current weather for a city.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+}
+EARLIER = "Convert 10 km to miles.\n10 km = 6.21371 miles\n10 km is 6.21371 miles.\nAnd 42 km?"
+
+
+def user(text: str) -> dict[str, Any]:
+    return {"type": "message", "role": "user", "content": text}
+
+
+@pytest.mark.parametrize(
+    ("reply", "conversation", "unsaid"),
+    [
+        # what the 1.5B answered with a converter on offer
+        ("42 km is 26.21371 miles.", EARLIER, ["26.21371"]),
+        ("The temperature in Madrid is 77°F.", '{"temp_c": 25}', ["77"]),
+        ("The final result is 191.14 EUR.", "250 GBP = 291.14 EUR; subtract 100", ["191.14"]),
+        # restated, rounded, as a percentage, in words, with separators
+        ("10 km is about 6.21 miles.", EARLIER, []),
+        ("That is roughly 6 miles.", EARLIER, []),
+        ("5 miles is 8.05 km.", "5 miles = 8.04672 km", []),
+        ("12.5% of 640 is 80.", "What is 12.5% of 640?\n0.125 * 640 = 80", []),
+        ("Three plus four is 7.", "three plus four\n3 + 4 = 7", []),
+        ("It is 1,250 metres.", "1250 m", []),
+        # list markers, 0 and 1, and code are not figures
+        ("1. Boil water.\n2. Add tea.", "tea?", []),
+        ("Sure:\n```python\nreturn s[::-1][2:]\n```\nand `x[3]`.", "reverse", []),
+        ("It is 0 or 1 of them.", "", []),
+        ("It is 6:05 AM.", "06:05 America/New_York", []),
+        ("It is 12:34 PM.", "What time is it in Paris?", ["12", "34"]),
+    ],
+)
+def test_a_figure_nobody_said_is_found(reply: str, conversation: str, unsaid: list[str]) -> None:
+    assert unsaid_figures(reply, said_numbers(conversation)) == unsaid
+
+
+@pytest.mark.parametrize(
+    ("message", "tools", "guarded"),
+    [
+        ("And 42 km?", [WEATHER, CONVERT, CALCULATE], ["convert_units", "calculate"]),
+        ("What is 17 plus 25?", [CALCULATE], ["calculate"]),
+        ("How warm is it in Madrid, in Fahrenheit?", [WEATHER, CONVERT], ["convert_units"]),
+        # a message that asks for no figure tool, or no figure tool on offer
+        ("Hi! How are you today?", [WEATHER, CONVERT, CALCULATE], []),
+        ("What's the weather in Paris?", [WEATHER, CONVERT], []),
+        ("What is 17 plus 25?", [WEATHER], []),
+    ],
+)
+def test_figure_tools_are_offered_calculators_and_converters_the_message_asks_for(
+    message: str, tools: list[dict[str, Any]], guarded: list[str]
+) -> None:
+    assert figure_tools(tools, [user(message)]) == guarded
+
+
+def test_a_reply_is_held_whole_and_goes_out_when_its_figures_check() -> None:
+    guard = FigureGuard(said_numbers("17 + 25 = 42"))
+    reply = "The sum of 17 and 25 is 42."
+    assert [guard.feed(reply[i : i + 3]) for i in range(0, len(reply), 3)] == [""] * 9
+    assert guard.pending
+    assert guard.finish() == reply
+    assert not guard.figures
+
+
+def test_a_number_is_judged_only_once_it_is_written_whole() -> None:
+    guard = FigureGuard(said_numbers(EARLIER))
+    assert guard.feed("42 km is 26.2") == ""
+    assert not guard.figures, "26.2 may yet become 26.21371 or 26.2 of something said"
+    assert guard.feed("1371") == ""
+    assert not guard.figures
+    assert guard.feed(" miles.") == ""
+    assert guard.figures == ["26.21371"]
+    assert guard.finish() == ""
+
+
+def test_a_long_reply_is_let_go_and_streams_on_unchecked() -> None:
+    guard = FigureGuard(said_numbers("mix 2 cups"))
+    opening = "Mix 2 cups of flour with water. " * 20
+    assert guard.feed(opening) == opening
+    assert not guard.holding
+    assert guard.feed("Bake 35 minutes.") == "Bake 35 minutes."
+    assert guard.finish(" Done.") == " Done."
+
+
+def _translator(message: str, *items: dict[str, Any]) -> ChunkTranslator:
+    request = GenerationRequest("local", [user(message), *items], tools=[WEATHER, CONVERT])
+    return ChunkTranslator(build_chat_request(request), review=True, grounding=True)
+
+
+def _text(deltas: list[Any]) -> str:
+    return "".join(d.text for d in deltas if isinstance(d, OutputTextDelta))
+
+
+def test_a_first_reply_with_a_made_up_conversion_is_rejected_for_the_call() -> None:
+    translator = _translator("How many miles is 42 km?")
+    out = translator.feed({"choices": [{"delta": {"content": "42 km is 26.21371 miles."}}]})
+    assert not _text(out)
+    assert translator.done, "the generation stops at the figure"
+    assert translator.finish() == []
+    assert translator.rejected is not None
+    calls, reason = translator.rejected
+    assert calls == []
+    assert "26.21371" in reason
+    assert "convert_units" in reason
+    assert translator.calls_only_next, "the re-sample is asked for the call, and held to it"
+    assert not translator.unasked
+
+
+def test_an_answer_turn_that_converts_in_its_head_is_rejected_for_the_next_call() -> None:
+    call = {
+        "type": "function_call",
+        "call_id": "call_1",
+        "name": "get_weather",
+        "arguments": '{"city": "Madrid"}',
+    }
+    output = {"type": "function_call_output", "call_id": "call_1", "output": '{"temp_c": 25}'}
+    translator = _translator("How warm is it in Madrid, in Fahrenheit?", call, output)
+    out = translator.feed({"choices": [{"delta": {"content": "It is 25°C, or 77°F."}}]})
+    out += translator.finish()
+    assert not _text(out)
+    assert translator.rejected is not None
+    assert "77" in translator.rejected[1]
+    assert translator.calls_only_next
+
+
+def test_a_reply_whose_figures_were_said_goes_out_at_its_end() -> None:
+    translator = _translator("How many miles is 42 km?")
+    out = translator.feed({"choices": [{"delta": {"content": "42 km is "}}]})
+    out += translator.feed({"choices": [{"delta": {"content": "a long way."}}]})
+    assert not _text(out), "held while it could still state a figure"
+    out += translator.feed({"choices": [{"delta": {}, "finish_reason": "stop"}]})
+    out += translator.finish()
+    assert _text(out) == "42 km is a long way."
+    assert translator.rejected is None
+    assert out[-1] == FinishDelta("stop")
+
+
+def test_a_reply_to_a_message_that_asks_for_no_figure_tool_streams_as_it_comes() -> None:
+    translator = _translator("Hi! How are you today?")
+    out = translator.feed({"choices": [{"delta": {"content": "Hello! I'm 100% fine."}}]})
+    assert _text(out) == "Hello! I'm 100% fine."
