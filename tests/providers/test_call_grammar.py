@@ -188,6 +188,17 @@ def test_a_prompted_turn_with_tools_becomes_a_lazily_constrained_completion() ->
     assert "messages" not in body
 
 
+def test_a_forced_completion_is_constrained_from_its_first_token() -> None:
+    # a re-sample held to calls: the grammar, whose root is a call, applies at once
+    plan = build_chat_request(request("17 + 25?", tools=[CALC]))
+    assert plan.grammar is not None
+    body = completion_body(plan.body, plan.grammar, lazy=False)
+    assert body is not None
+    assert body["grammar"] == plan.grammar
+    assert body["grammar_lazy"] is False
+    assert "grammar_triggers" not in body
+
+
 @pytest.mark.parametrize(
     ("kwargs", "strategy"),
     [

@@ -399,7 +399,12 @@ async def test_a_copied_example_is_rejected_and_the_model_re_samples_once_with_t
     reason = second["prompt"].rsplit("<|im_start|>user\n", 1)[1]
     assert "Asia/Tokyo" in reason
     # it may only call again: its prose would answer that reason, about functions
-    # ("The function get_time is not ..."), so the text pass answers instead
+    # ("The function get_time is not ..."), so the grammar holds it to a call from its
+    # first token (the first pass's grammar waits for a call to start)
+    assert first["grammar_lazy"] is True
+    assert second["grammar_lazy"] is False
+    assert "grammar_triggers" not in second
+    # prose all the same (the engine here ignores grammars): the text pass answers
     assert [d for d in deltas if isinstance(d, OutputTextDelta)] == [
         OutputTextDelta("Fine, thanks!")
     ]

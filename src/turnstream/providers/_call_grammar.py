@@ -275,21 +275,21 @@ def chatml_prompt(messages: Sequence[Mapping[str, Any]]) -> str | None:
 _CHAT_ONLY = ("messages", "stream_options", "parallel_tool_calls", "tools", "response_format")
 
 
-def completion_body(chat_body: Mapping[str, Any], grammar: str) -> dict[str, Any] | None:
+def completion_body(
+    chat_body: Mapping[str, Any], grammar: str, *, lazy: bool = True
+) -> dict[str, Any] | None:
     """The completion request equivalent to `chat_body`, decoded under `grammar` once a
-    call starts; None when the messages cannot be rendered (`chatml_prompt`)."""
+    call starts (or, not `lazy`, from its first token: the reply must be a call);
+    None when the messages cannot be rendered (`chatml_prompt`)."""
     if "tools" in chat_body or "response_format" in chat_body:
         return None  # llama.cpp's own grammar for those; ours would clash
     prompt = chatml_prompt(chat_body.get("messages") or ())
     if prompt is None:
         return None
     body = {k: v for k, v in chat_body.items() if k not in _CHAT_ONLY}
-    body.update(
-        prompt=prompt,
-        grammar=grammar,
-        grammar_lazy=True,
-        grammar_triggers=[dict(t) for t in CALL_TRIGGERS],
-    )
+    body.update(prompt=prompt, grammar=grammar, grammar_lazy=lazy)
+    if lazy:
+        body["grammar_triggers"] = [dict(t) for t in CALL_TRIGGERS]
     return body
 
 

@@ -632,10 +632,12 @@ class LocalProvider(Provider):
             calls, reason = translator.rejected
             if not translator.unasked:
                 logger.info("local model call rejected, re-sampling: %s", reason)
-                body = self._body(plan, retry_body(plan, calls, reason))
                 # after a rejected call, the re-sample may only call again: its prose
-                # answers the reason (about functions), so the text pass answers instead
+                # would answer the reason (about functions), so it is decoded under the
+                # call grammar from its first token (and, where that cannot be sent,
+                # its prose is rejected and the text pass answers instead)
                 calls_only = translator.calls_only_next
+                body = self._body(plan, retry_body(plan, calls, reason), forced=calls_only)
                 translator = self._translator(plan, body, calls_only=calls_only)
                 # the first pass gave its slot back when llama.cpp returned: wait for
                 # one again (behind whoever queued meanwhile), without a second queued
@@ -707,10 +709,11 @@ class LocalProvider(Provider):
             confirm=confirm,
         )
 
-    def _body(self, plan: ChatPlan, chat_body: dict[str, Any]) -> _Body:
-        """What to send: the chat request, or its completion twin under the call grammar."""
+    def _body(self, plan: ChatPlan, chat_body: dict[str, Any], *, forced: bool = False) -> _Body:
+        """What to send: the chat request, or its completion twin under the call grammar
+        (`forced`: from the first token, so the reply is a call)."""
         if self._call_grammar and plan.grammar is not None:
-            completion = completion_body(chat_body, plan.grammar)
+            completion = completion_body(chat_body, plan.grammar, lazy=not forced)
             if completion is not None:
                 return _Body(completion, completion=True)
         return _Body(chat_body)
