@@ -372,8 +372,9 @@ def figure_tools(
     tools: Sequence[Mapping[str, Any]], items: Sequence[Mapping[str, Any]]
 ) -> list[str]:
     """The offered tools that compute figures (a calculator's or a unit converter's
-    kind, `_KINDS`), if the user's latest message asks for one of them: a reply to
-    it must not state a figure that none of them returned (`unsaid_figures`)."""
+    kind, `_KINDS`), those the user's latest message asks for first, if it asks for
+    one of them: a reply to it must not state a figure that none of them returned
+    (`unsaid_figures`)."""
     computing = [
         tool
         for tool in tools
@@ -384,9 +385,12 @@ def figure_tools(
         )
     ]
     request = latest_request(items)
-    if not any(_asks_for(tool, request) for tool in computing):
+    asked = [tool for tool in computing if _asks_for(tool, request)]
+    if not asked:
         return []
-    return [str(tool.get("name")) for tool in computing]
+    # the ones it asks for first: named "calculate or convert_units" for "And 42 km?",
+    # the 1.5B called the calculator with a conversion factor from memory
+    return [str(tool.get("name")) for tool in asked + [t for t in computing if t not in asked]]
 
 
 def conversation_text(instructions: str | None, items: Iterable[Mapping[str, Any]]) -> str:

@@ -595,12 +595,13 @@ _TALKED = (
 none, the text pass answers at once (`ChunkTranslator.unasked`)."""
 
 _UNSAID_FIGURE = (
-    "Your reply stated {figures}, which no function returned: do not work out figures "
-    "yourself. Call {tools} to compute {them}: reply with only the JSON object that "
-    "calls it."
+    "Do not work out figures yourself. Call {tools} to compute what I asked for from the "
+    "numbers in my message and the function results: reply with only the JSON object "
+    "that calls it."
 )
 """The re-sample's reason after a reply that stated a figure nobody said, to a message
-that asks for a figure tool (`FigureGuard`)."""
+that asks for a figure tool (`FigureGuard`). It does not quote the figure: told "Your
+reply stated 77", the 1.5B converted 77 (its own Fahrenheit figure) from Celsius."""
 
 _ECHO_SPAN = 20
 """Characters of a reply that, all repeating the start of a line of the message
@@ -1072,13 +1073,7 @@ class ChunkTranslator:
 
     def _figure_reason(self) -> str:
         assert self._figures is not None
-        figures = self._figures.figures
-        tools = " or ".join(self._figure_tools)
-        return _UNSAID_FIGURE.format(
-            figures=", ".join(figures),
-            them="them" if len(figures) > 1 else "it",
-            tools=tools,
-        )
+        return _UNSAID_FIGURE.format(tools=" or ".join(self._figure_tools))
 
     def _echo_reason(self) -> str:
         assert self._echo is not None
