@@ -448,3 +448,47 @@ def test_a_chains_next_step_that_the_message_asks_for_goes_out() -> None:
     ]
     call = [("calculate", args(expression="8.04672 + 3"))]
     assert review_calls(call, [UNITS, CALCULATE], items, grounding=True) is None
+
+
+def _after_calculation(message: str, expression: str, output: str) -> list[dict[str, Any]]:
+    return [
+        user(message),
+        {
+            "type": "function_call",
+            "call_id": "c1",
+            "name": "calculate",
+            "arguments": args(expression=expression),
+        },
+        {"type": "function_call_output", "call_id": "c1", "output": output},
+    ]
+
+
+def test_a_calculation_that_applies_its_last_step_again_to_its_result_is_rejected() -> None:
+    # what the 1.5B did: 45 * 12 - 30 = 510, then 510 - 30, then 480 / 3
+    items = _after_calculation(
+        "Calculate 45 times 12 minus 30.", "45 * 12 - 30", "45 * 12 - 30 = 510"
+    )
+    call = [("calculate", args(expression="510 - 30"))]
+    reason = review_calls(call, [CALCULATE], items, grounding=True)
+    assert reason is not None
+    assert reason.startswith("45 * 12 - 30 = 510 has already done that step")
+    assert unasked(call, [CALCULATE], items), "the reason asks for the answer in plain text"
+    assert review_calls(call, [CALCULATE], items) is None, "only with grounding"
+
+
+@pytest.mark.parametrize(
+    ("message", "expression", "output", "next_expression"),
+    [
+        # the message says the step twice, or the next step is a new one
+        ("What is 2 + 2, then add 2 more?", "2 + 2", "2 + 2 = 4", "4 + 2"),
+        ("Take 15% of 80, then add it to 80.", "80 * 0.15", "80 * 0.15 = 12", "80 + 12"),
+        ("Multiply 6 by 7, then subtract 2.", "6 * 7", "6 * 7 = 42", "42 - 2"),
+        ("Calculate 45 times 12 minus 30.", "45 * 12", "45 * 12 = 540", "540 - 30"),
+    ],
+)
+def test_a_next_step_the_message_asks_for_is_not_a_step_applied_again(
+    message: str, expression: str, output: str, next_expression: str
+) -> None:
+    items = _after_calculation(message, expression, output)
+    call = [("calculate", args(expression=next_expression))]
+    assert review_calls(call, [CALCULATE], items, grounding=True) is None

@@ -487,6 +487,53 @@ def _unasked_next(
     )
 
 
+_OPERATOR = re.compile(r"^(\*\*|[-+*/%^])")
+
+
+def _reapplied(arguments: str, items: Sequence[Mapping[str, Any]]) -> tuple[str, str] | None:
+    """(expression, result) of a call made for the user's latest message whose result
+    this call's `arguments` take and apply the expression's own last step to again,
+    with a number the message says fewer times than the calls would then use it.
+
+    Asked to "Calculate 45 times 12 minus 30", the 1.5B called `45 * 12 - 30` (510),
+    then `510 - 30`, then divided by 3: each result taken for a step still to do.
+    ("2 + 2, then add 2 more" may take `+ 2` twice: the message says 2 three times.)
+    """
+    try:
+        parsed = json.loads(arguments or "{}")
+    except json.JSONDecodeError:
+        return None
+    written = ["".join(str(leaf).split()) for leaf in _leaves(parsed) if isinstance(leaf, str)]
+    since = items[_latest_user_index(items) :]
+    mentioned = _NUMBER.findall(latest_request(items))
+    outputs = {
+        str(item.get("call_id")): str(item.get("output") or "")
+        for item in since
+        if item.get("type") == "function_call_output"
+    }
+    for item in since:
+        if item.get("type") != "function_call" or str(item.get("call_id")) not in outputs:
+            continue
+        result = outputs[str(item.get("call_id"))].rpartition("=")[2].strip()
+        if not _NUMBER.fullmatch(result):
+            continue
+        try:
+            earlier = json.loads(str(item.get("arguments") or "{}"))
+        except json.JSONDecodeError:
+            continue
+        for expression in (leaf for leaf in _leaves(earlier) if isinstance(leaf, str)):
+            compact = "".join(expression.split())
+            for text in written:
+                tail = text[len(result) :] if text.startswith(result) else ""
+                if not (_OPERATOR.match(tail) and compact.endswith(tail) and compact != tail):
+                    continue
+                operand = _NUMBER.findall(tail)[-1:]
+                uses = _NUMBER.findall(compact).count(operand[0]) + 1 if operand else 0
+                if operand and mentioned.count(operand[0]) < uses:
+                    return expression, result
+    return None
+
+
 def review_calls(
     calls: Sequence[tuple[str, str]],
     tools: Sequence[Mapping[str, Any]],
@@ -547,6 +594,13 @@ def review_calls(
                     f"directly in plain text, unless my request really needs {name}: then "
                     "call it with values from my words."
                 )
+        reapplied = _reapplied(arguments, items) if grounding else None
+        if reapplied is not None:
+            expression, result = reapplied
+            return (
+                f"{expression} = {result} has already done that step: {result} is the "
+                "result. Answer me in plain sentences with it."
+            )
         if grounding and tool is not None and _unasked_next(tool, request, items):
             return (
                 f"My message does not ask for what {name} does, and the function you "
@@ -641,5 +695,7 @@ def unasked(
         tool = by_name.get(name)
         if tool is not None and _unasked_next(tool, request, items):
             return True
+        if _reapplied(arguments, items) is not None:
+            return True  # the reason asks for the answer in plain sentences
         loose = loose or bool(tool and ungrounded_values(arguments, tool, said, request))
     return loose
