@@ -492,3 +492,34 @@ def test_a_next_step_the_message_asks_for_is_not_a_step_applied_again(
     items = _after_calculation(message, expression, output)
     call = [("calculate", args(expression=next_expression))]
     assert review_calls(call, [CALCULATE], items, grounding=True) is None
+
+
+@pytest.mark.parametrize(
+    ("message", "expression", "whole"),
+    [
+        # what the 1.5B called, and answered 7000
+        ("What's 3.5 percent of 2000?", "3.5 * 2000", True),
+        ("What is 12.5% of 640?", "640 * 12.5", True),
+        ("Take 15 per cent off 80.", "80 - 15", True),
+        # written as a percentage, a fraction, or divided by 100 anywhere
+        ("What's 3.5 percent of 2000?", "3.5% * 2000", False),
+        ("What's 3.5 percent of 2000?", "3.5 / 100 * 2000", False),
+        ("What's 3.5 percent of 2000?", "3.5 * 2000 / 100", False),
+        ("What's 3.5 percent of 2000?", "0.035 * 2000", False),
+        ("What is 12.5% of 640?", "640 * 0.125", False),
+        ("What is 12.5% of 640?", "640 * 12.5 * 0.01", False),
+        # no percentage, or a number the percentage only contains
+        ("What is 3.5 times 2000?", "3.5 * 2000", False),
+        ("What's 5 percent of 150?", "150 * 0.05", False),
+    ],
+)
+def test_a_percentage_used_as_a_whole_number_is_sent_back(
+    message: str, expression: str, whole: bool
+) -> None:
+    call = [("calculate", args(expression=expression))]
+    reason = review_calls(call, [CALCULATE], [user(message)], grounding=True)
+    if whole:
+        assert reason is not None
+        assert "percent, and your call to calculate uses" in reason
+    else:
+        assert reason is None

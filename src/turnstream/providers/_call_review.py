@@ -487,6 +487,34 @@ def _unasked_next(
     )
 
 
+_PERCENT = re.compile(r"(\d+(?:\.\d+)?)\s*(?:%|percent\b|per cent\b)", re.I)
+_HUNDREDTHS = re.compile(r"/\s*100(?![\d.])|\*\s*0?\.01(?!\d)")
+
+
+def _whole_percent(arguments: str, tool: Mapping[str, Any], request: str) -> str | None:
+    """A percentage of the user's message (`3.5 percent`) that a calculator call uses
+    as a whole number: asked "What's 3.5 percent of 2000?", the 1.5B called
+    `3.5 * 2000` and answered 7000. Written `3.5%`, `3.5 / 100` or `0.035` it is
+    right (as is any expression that divides by 100 somewhere)."""
+    if not any(set(_words(description_text(tool))) & kind[0] for kind in _KINDS[:1]):
+        return None
+    try:
+        parsed = json.loads(arguments or "{}")
+    except json.JSONDecodeError:
+        return None
+    for expression in (leaf for leaf in _leaves(parsed) if isinstance(leaf, str)):
+        if _HUNDREDTHS.search(expression):
+            continue
+        for number in dict.fromkeys(str(n) for n in _PERCENT.findall(request)):
+            fraction = float(number) / 100
+            if any(abs(float(n) - fraction) < 1e-9 for n in _NUMBER.findall(expression)):
+                continue  # as a fraction: 0.035 for 3.5 percent
+            bare = re.search(rf"(?<![\d.]){re.escape(number)}(?![\d.])(?!\s*%)", expression)
+            if bare:
+                return number
+    return None
+
+
 _OPERATOR = re.compile(r"^(\*\*|[-+*/%^])")
 
 
@@ -594,6 +622,13 @@ def review_calls(
                     f"directly in plain text, unless my request really needs {name}: then "
                     "call it with values from my words."
                 )
+        percent = _whole_percent(arguments, tool, request) if grounding and tool else None
+        if percent is not None:
+            return (
+                f"My message says {percent} percent, and your call to {name} uses {percent} "
+                f"as a whole number. Call {name} again with it written as {percent}% or "
+                f"{percent} / 100."
+            )
         reapplied = _reapplied(arguments, items) if grounding else None
         if reapplied is not None:
             expression, result = reapplied
