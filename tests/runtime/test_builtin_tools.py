@@ -56,3 +56,28 @@ def test_current_time_names_the_zone_and_rejects_unknown_ones() -> None:
 def test_the_builtin_tools_have_strict_schemas() -> None:
     assert [t.name for t in BUILTIN_TOOLS] == ["calculate", "current_time", "convert_units"]
     assert all(t.definition()["strict"] for t in BUILTIN_TOOLS)
+
+
+@pytest.mark.parametrize(
+    ("expression", "bare"),
+    [
+        # what the 1.5B wrote in a chain, after converting 250 GBP to euros
+        ("291.14 EUR - 100 EUR", "291.14 - 100"),
+        ("$100 * 3", "100 * 3"),
+        ("5 km + 3 km", "5 + 3"),
+        ("(25°C * 9/5) + 32", "(25 * 9/5) + 32"),
+    ],
+)
+def test_calculate_says_how_to_write_an_expression_with_units_as_numbers(
+    expression: str, bare: str
+) -> None:
+    with pytest.raises(ValueError, match="without units or currencies") as raised:
+        calculate.fn(expression)
+    assert str(raised.value).endswith(f"as in {bare}")
+
+
+def test_calculate_keeps_the_syntax_error_when_units_are_not_the_trouble() -> None:
+    with pytest.raises(ValueError, match="not an arithmetic expression"):
+        calculate.fn("5 km +")
+    with pytest.raises(ValueError, match="not an arithmetic expression"):
+        calculate.fn("2pi")  # a constant is not a unit

@@ -90,6 +90,29 @@ def _percentages(text: str) -> str:
     return _PERCENT.sub(r"(\1/100)", _PERCENT_OF.sub(r"(\1/100)*", text))
 
 
+# a unit or currency written beside a number: "291.14 EUR", "$100", "5 km", "25°C"
+_UNIT_AFTER = re.compile(r"(?<=\d)\s*(?:°\s*)?([A-Za-z]+)\b")
+_CURRENCY_BEFORE = re.compile(r"[$€£¥](?=\s*\d)")
+
+
+def _without_units(text: str) -> str | None:
+    """`text` with the units and currencies beside its numbers taken out, if it had
+    any and is arithmetic without them: the 1.5B wrote `291.14 EUR - 100 EUR`."""
+
+    def unit(match: re.Match[str]) -> str:
+        name = match.group(1)
+        return match.group(0) if name in _CONSTANTS or name in _FUNCTIONS else ""
+
+    bare = _CURRENCY_BEFORE.sub("", _UNIT_AFTER.sub(unit, text))
+    if bare == text:
+        return None
+    try:
+        ast.parse(bare, mode="eval")
+    except SyntaxError:
+        return None
+    return " ".join(bare.split())
+
+
 @tool
 def calculate(expression: str) -> str:
     """Evaluate an arithmetic expression exactly and return its result.
@@ -109,6 +132,12 @@ def calculate(expression: str) -> str:
     try:
         tree = ast.parse(text, mode="eval")
     except SyntaxError as exc:
+        bare = _without_units(text)
+        if bare is not None:
+            # the numbers alone, for the caller to check they share one unit
+            raise ValueError(
+                f"write the numbers without units or currencies, as in {bare}"
+            ) from None
         raise ValueError(f"not an arithmetic expression: {exc.msg}") from None
     result = _evaluate(tree)
     if isinstance(result, float) and result.is_integer() and abs(result) < 2**53:
