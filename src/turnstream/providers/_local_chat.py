@@ -357,15 +357,11 @@ def retry_body(plan: ChatPlan, calls: Sequence[ParsedCall], reason: str) -> dict
 
 _ANSWER_IN_TEXT = (
     "Now reply to the user in plain text, without calling or mentioning any function. "
-    "Use the function results above, if there are any. If the request needs a fact "
+    "Use the function results above, if there are any. If the request needs something "
     "only a function could tell you, say that you could not find it out; if it asks "
-    "you to act outside this chat (book, buy, send, switch something on), say in one "
-    "sentence that you cannot; otherwise do it yourself, from what you know: answer, "
-    "write, explain or translate as asked."
+    "for something you cannot do here, say so in one sentence; otherwise answer it "
+    "from what you know."
 )
-"""Told only to say so when asked "for something you cannot do here", the 1.5B
-refused a story ("Write a long story about a robot who learns to cook": "I'm sorry,
-but I cannot assist with that request."): writing is something it can do here."""
 
 
 def answer_body(plan: ChatPlan) -> dict[str, Any]:
