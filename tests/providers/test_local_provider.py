@@ -793,3 +793,34 @@ async def test_a_re_sample_that_answers_the_figure_reason_in_prose_goes_to_the_t
     first, _second, text = engine.streamed()
     assert_text_pass(first, text)
     await provider.aclose()
+
+
+async def test_with_the_tools_withheld_the_reply_is_decoded_under_the_grammar_that_admits_no_call() -> (
+    None
+):
+    # the runtime's last turn (tool_choice "none"): the 1.5B wrote its next call as
+    # text, and it reached the user as the answer
+    engine = ScriptedReplies([chunk("The result is 191.14 EUR."), chunk(finish="stop")])
+    provider = provider_for(engine)
+    message = "Convert 250 GBP to EUR, then subtract 100."
+    deltas = [
+        d async for d in provider.stream(request(message, tools=[CONVERT], tool_choice="none"))
+    ]
+    assert [d for d in deltas if isinstance(d, OutputTextDelta)] == [
+        OutputTextDelta("The result is 191.14 EUR.")
+    ]
+    (body,) = engine.streamed()
+    assert body["grammar"] == TEXT_GRAMMAR
+    assert "grammar_lazy" not in body
+    assert "function" not in body["prompt"].split("<|im_end|>")[0], "no tools in the prompt"
+    await provider.aclose()
+
+
+async def test_without_tools_the_reply_is_not_constrained() -> None:
+    engine = ScriptedReplies([chunk('{"a": 1}'), chunk(finish="stop")])
+    provider = provider_for(engine)
+    deltas = [d async for d in provider.stream(request("Some JSON, please."))]
+    assert [d for d in deltas if isinstance(d, OutputTextDelta)] == [OutputTextDelta('{"a": 1}')]
+    (body,) = engine.streamed()
+    assert "grammar" not in body
+    await provider.aclose()

@@ -210,6 +210,10 @@ class ChatPlan:
     instructions: str | None = None
     grammar: str | None = None
     """The lazy call grammar (`_call_grammar`), for a prompted turn that sniffs calls."""
+    prose_only: bool = False
+    """The request has function tools but `tool_choice: "none"` (the runtime's last
+    turn): the reply is decoded under a grammar that admits no call, so a call the
+    model writes anyway cannot reach the user as raw JSON."""
 
 
 def _offered_tools(request: GenerationRequest) -> list[Mapping[str, Any]]:
@@ -318,6 +322,9 @@ def build_chat_request(
         items=tuple(request.items),
         instructions=joined,
         grammar=grammar,
+        prose_only=request.tool_choice == "none"
+        and any(t.get("type", "function") == "function" for t in request.tools)
+        and "response_format" not in body,
     )
 
 

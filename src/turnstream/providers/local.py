@@ -711,7 +711,13 @@ class LocalProvider(Provider):
 
     def _body(self, plan: ChatPlan, chat_body: dict[str, Any], *, forced: bool = False) -> _Body:
         """What to send: the chat request, or its completion twin under the call grammar
-        (`forced`: from the first token, so the reply is a call)."""
+        (`forced`: from the first token, so the reply is a call), or under the grammar
+        that admits no call when the request withholds its tools (`prose_only`)."""
+        if plan.prose_only:
+            # at its turn limit, with the tools withheld, the 1.5B wrote the next call
+            # as text, which reached the user as the answer
+            text = text_body(chat_body)
+            return _Body(text, completion="prompt" in text)
         if self._call_grammar and plan.grammar is not None:
             completion = completion_body(chat_body, plan.grammar, lazy=not forced)
             if completion is not None:
