@@ -380,22 +380,6 @@ def test_a_tool_result_says_again_the_request_its_call_served() -> None:
     assert "My request was" not in lone.body["messages"][-1]["content"]
 
 
-def test_a_failed_call_is_restated_as_a_failure_to_fix_or_admit_not_to_fill_in() -> None:
-    failure = "Error: tool 'get_weather' raised ValueError: unknown city 'Atlantis'"
-    items = [
-        user("Weather in Atlantis?"),
-        call_item("c1"),
-        {"type": "function_call_output", "call_id": "c1", "output": failure},
-    ]
-    plan = build_chat_request(GenerationRequest("local", items, tools=[WEATHER]))
-    result = plan.body["messages"][-1]["content"]
-    assert result.startswith(f"The function get_weather failed: {failure}\n")
-    assert "My request was: Weather in Atlantis?" in result
-    assert "calls the function again" in result
-    assert "do not make it up" in result
-    assert "Once every step is done" not in result
-
-
 def _review_translator(items: list[dict[str, Any]]) -> ChunkTranslator:
     tool = {**WEATHER, "description": "Weather for a city, e.g. Lisbon"}
     return ChunkTranslator(

@@ -453,22 +453,9 @@ def _result_message(
     replayed, from 32 to 35 of 38.
     """
     asked = f"My request was: {request.strip()}\n" if request and request.strip() else ""
-    output = _output_text(item)
-    if output.startswith("Error"):
-        # after a failure the 1.5B stated what the tool would have told it: a share
-        # price when `stock_price` refused "NVIDIA", the evening in Mumbai when the
-        # clock refused "Asia/Mumbai", a subtraction the calculator refused
-        return {
-            "role": "user",
-            "content": f"{_RESULT_OPENING}{name or 'you called'} failed: {output}\n"
-            f"{asked}"
-            "If different arguments would fix it, reply with only the JSON object that calls "
-            "the function again with them. Otherwise answer my request in plain sentences "
-            "without the result: say that you could not get it, and do not make it up.",
-        }
     return {
         "role": "user",
-        "content": f"{_RESULT_OPENING}{name or 'you called'} returned: {output}\n"
+        "content": f"{_RESULT_OPENING}{name or 'you called'} returned: {_output_text(item)}\n"
         f"{asked}"
         "If a step of my request is still not done, reply with only the JSON object that "
         "calls the function for that step, using this result: do not work it out yourself. "
