@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 __all__ = [
+    "UNITS",
     "assistant",
     "calls_of",
     "collect",
@@ -27,6 +28,21 @@ from tests.spec import validate_event, validate_response
 from turnstream.engine.deltas import Delta, OutputTextDelta, ReasoningDelta, ToolCallDelta
 from turnstream.engine.state import ResponseStateMachine
 from turnstream.providers.base import GenerationRequest
+
+UNITS: dict[str, Any] = {
+    "type": "function",
+    "name": "convert_units",
+    "description": "Convert a quantity between units of length, mass or temperature.",
+    "parameters": {
+        "type": "object",
+        "properties": {
+            "value": {"type": "number"},
+            "from_unit": {"type": "string"},
+            "to_unit": {"type": "string"},
+        },
+    },
+}
+"""A unit converter, the kind of tool a unit in a message asks for."""
 
 
 def is_warm_up(body: Mapping[str, Any]) -> bool:

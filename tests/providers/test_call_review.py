@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from tests.providers.helpers import UNITS
 from turnstream.providers._call_review import (
     conversation_text,
     copied_example_values,
@@ -164,19 +165,6 @@ WEATHER = {
     "name": "get_weather",
     "description": "Get the current weather for a city.",
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
-}
-UNITS = {
-    "type": "function",
-    "name": "convert_units",
-    "description": "Convert a quantity between units.",
-    "parameters": {
-        "type": "object",
-        "properties": {
-            "value": {"type": "number"},
-            "from_unit": {"type": "string"},
-            "to_unit": {"type": "string"},
-        },
-    },
 }
 
 

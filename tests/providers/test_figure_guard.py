@@ -6,25 +6,13 @@ from typing import Any
 
 import pytest
 
+from tests.providers.helpers import UNITS
 from turnstream.engine.deltas import FinishDelta, OutputTextDelta
 from turnstream.providers._call_review import figure_tools, said_numbers, unsaid_figures
 from turnstream.providers._figure_guard import FigureGuard
 from turnstream.providers._local_chat import ChunkTranslator, build_chat_request
 from turnstream.providers.base import GenerationRequest
 
-CONVERT = {
-    "type": "function",
-    "name": "convert_units",
-    "description": "Convert a quantity between units of length, mass or temperature.",
-    "parameters": {
-        "type": "object",
-        "properties": {
-            "value": {"type": "number"},
-            "from_unit": {"type": "string"},
-            "to_unit": {"type": "string"},
-        },
-    },
-}
 CALCULATE = {
     "type": "function",
     "name": "calculate",
@@ -73,12 +61,12 @@ def test_a_figure_nobody_said_is_found(reply: str, conversation: str, unsaid: li
 @pytest.mark.parametrize(
     ("message", "tools", "guarded"),
     [
-        ("And 42 km?", [WEATHER, CALCULATE, CONVERT], ["convert_units", "calculate"]),
+        ("And 42 km?", [WEATHER, CALCULATE, UNITS], ["convert_units", "calculate"]),
         ("What is 17 plus 25?", [CALCULATE], ["calculate"]),
-        ("How warm is it in Madrid, in Fahrenheit?", [WEATHER, CONVERT], ["convert_units"]),
+        ("How warm is it in Madrid, in Fahrenheit?", [WEATHER, UNITS], ["convert_units"]),
         # a message that asks for no figure tool, or no figure tool on offer
-        ("Hi! How are you today?", [WEATHER, CONVERT, CALCULATE], []),
-        ("What's the weather in Paris?", [WEATHER, CONVERT], []),
+        ("Hi! How are you today?", [WEATHER, UNITS, CALCULATE], []),
+        ("What's the weather in Paris?", [WEATHER, UNITS], []),
         ("What is 17 plus 25?", [WEATHER], []),
     ],
 )
@@ -118,7 +106,7 @@ def test_a_long_reply_is_let_go_and_streams_on_unchecked() -> None:
 
 
 def _translator(message: str, *items: dict[str, Any]) -> ChunkTranslator:
-    request = GenerationRequest("local", [user(message), *items], tools=[WEATHER, CONVERT])
+    request = GenerationRequest("local", [user(message), *items], tools=[WEATHER, UNITS])
     return ChunkTranslator(build_chat_request(request), review=True, grounding=True)
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.providers.helpers import is_warm_up
+from tests.providers.helpers import UNITS, is_warm_up
 from turnstream.engine.deltas import FinishDelta, OutputTextDelta, ToolCallDelta
 from turnstream.providers._call_grammar import TEXT_GRAMMAR
 from turnstream.providers._local_chat import CONFIRM_GRAMMAR
@@ -739,21 +739,6 @@ async def test_a_text_pass_that_writes_out_its_own_line_is_answered_on_the_first
     await provider.aclose()
 
 
-CONVERT = {
-    "type": "function",
-    "name": "convert_units",
-    "description": "Convert a quantity between units of length or mass.",
-    "parameters": {
-        "type": "object",
-        "properties": {
-            "value": {"type": "number"},
-            "from_unit": {"type": "string"},
-            "to_unit": {"type": "string"},
-        },
-    },
-}
-
-
 async def test_a_figure_worked_out_in_the_head_is_re_sampled_as_the_call_that_computes_it() -> None:
     conversion = {
         "name": "convert_units",
@@ -765,7 +750,7 @@ async def test_a_figure_worked_out_in_the_head_is_re_sampled_as_the_call_that_co
     )
     provider = provider_for(engine)
     message = "How many miles is 42 km?"
-    deltas = [d async for d in provider.stream(request(message, tools=[CONVERT]))]
+    deltas = [d async for d in provider.stream(request(message, tools=[UNITS]))]
     assert not [d for d in deltas if isinstance(d, OutputTextDelta)], "the made-up figure"
     calls = [d for d in deltas if isinstance(d, ToolCallDelta) and d.name]
     assert [(c.name, json.loads(c.arguments)) for c in calls] == [
@@ -786,7 +771,7 @@ async def test_a_re_sample_that_answers_the_figure_reason_in_prose_goes_to_the_t
     )
     provider = provider_for(engine)
     message = "How many miles is 42 km?"
-    deltas = [d async for d in provider.stream(request(message, tools=[CONVERT]))]
+    deltas = [d async for d in provider.stream(request(message, tools=[UNITS]))]
     assert [d for d in deltas if isinstance(d, OutputTextDelta)] == [
         OutputTextDelta("I could not work it out.")
     ]
@@ -803,9 +788,7 @@ async def test_with_the_tools_withheld_the_reply_is_decoded_under_the_grammar_th
     engine = ScriptedReplies([chunk("The result is 191.14 EUR."), chunk(finish="stop")])
     provider = provider_for(engine)
     message = "Convert 250 GBP to EUR, then subtract 100."
-    deltas = [
-        d async for d in provider.stream(request(message, tools=[CONVERT], tool_choice="none"))
-    ]
+    deltas = [d async for d in provider.stream(request(message, tools=[UNITS], tool_choice="none"))]
     assert [d for d in deltas if isinstance(d, OutputTextDelta)] == [
         OutputTextDelta("The result is 191.14 EUR.")
     ]
