@@ -499,6 +499,7 @@ def test_a_next_step_the_message_asks_for_is_not_a_step_applied_again(
         # no percentage, or a number the percentage only contains
         ("What is 3.5 times 2000?", "3.5 * 2000", False),
         ("What's 5 percent of 150?", "150 * 0.05", False),
+        ("Increase 50 by 50%.", "50 * 1.5", False),
     ],
 )
 def test_a_percentage_used_as_a_whole_number_is_sent_back(

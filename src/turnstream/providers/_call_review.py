@@ -505,7 +505,10 @@ def _whole_percent(arguments: str, tool: Mapping[str, Any], request: str) -> str
     for expression in (leaf for leaf in _leaves(parsed) if isinstance(leaf, str)):
         if _HUNDREDTHS.search(expression):
             continue
-        for number in dict.fromkeys(str(n) for n in _PERCENT.findall(request)):
+        percents = [str(n) for n in _PERCENT.findall(request)]
+        for number in dict.fromkeys(percents):
+            if _NUMBER.findall(request).count(number) > percents.count(number):
+                continue  # also said as a plain number: "Increase 50 by 50%" -> 50 * 1.5
             fraction = float(number) / 100
             if any(abs(float(n) - fraction) < 1e-9 for n in _NUMBER.findall(expression)):
                 continue  # as a fraction: 0.035 for 3.5 percent
