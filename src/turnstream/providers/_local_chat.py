@@ -1102,7 +1102,8 @@ class ChunkTranslator:
     def calls_only_next(self) -> bool:
         """After a rejection: whether the re-sample may only call (its prose would
         answer the reason, about functions): after a rejected call or talk about one,
-        outside an answer turn."""
+        outside an answer turn, and after a figure nobody said (`FigureGuard`), in any
+        turn. The provider decodes such a re-sample under the call grammar."""
         if self.rejected is None:
             return False
         if self._figures is not None and self._figures.figures:
