@@ -43,6 +43,20 @@ UNITS: dict[str, Any] = {
     },
 }
 """A unit converter, the kind of tool a unit in a message asks for."""
+CALCULATOR: dict[str, Any] = {
+    "type": "function",
+    "name": "calculate",
+    "description": "Evaluate an arithmetic expression.",
+    "parameters": {"type": "object", "properties": {"expression": {"type": "string"}}},
+}
+"""A calculator, the kind of tool a calculation in a message asks for."""
+WEATHER: dict[str, Any] = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "Get the current weather for a city.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+}
+"""A tool whose results are facts, not figures worked out."""
 
 
 def is_warm_up(body: Mapping[str, Any]) -> bool:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.providers.helpers import UNITS
+from tests.providers.helpers import UNITS, WEATHER
 from turnstream.providers._call_review import (
     conversation_text,
     copied_example_values,
@@ -159,12 +159,6 @@ STOCK = {
     "name": "stock_price",
     "description": "Latest price of a share.",
     "parameters": {"type": "object", "properties": {"symbol": {"type": "string"}}},
-}
-WEATHER = {
-    "type": "function",
-    "name": "get_weather",
-    "description": "Get the current weather for a city.",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
 }
 
 

@@ -6,30 +6,14 @@ from typing import Any
 
 import pytest
 
-from tests.providers.helpers import UNITS
+from tests.providers.helpers import CALCULATOR, UNITS, WEATHER, user
 from turnstream.engine.deltas import FinishDelta, OutputTextDelta
 from turnstream.providers._call_review import figure_tools, said_numbers, unsaid_figures
 from turnstream.providers._figure_guard import FigureGuard
 from turnstream.providers._local_chat import ChunkTranslator, build_chat_request
 from turnstream.providers.base import GenerationRequest
 
-CALCULATE = {
-    "type": "function",
-    "name": "calculate",
-    "description": "Evaluate an arithmetic expression.",
-    "parameters": {"type": "object", "properties": {"expression": {"type": "string"}}},
-}
-WEATHER = {
-    "type": "function",
-    "name": "get_weather",
-    "description": "Current weather for a city.",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
-}
 EARLIER = "Convert 10 km to miles.\n10 km = 6.21371 miles\n10 km is 6.21371 miles.\nAnd 42 km?"
-
-
-def user(text: str) -> dict[str, Any]:
-    return {"type": "message", "role": "user", "content": text}
 
 
 @pytest.mark.parametrize(
@@ -61,11 +45,11 @@ def test_a_figure_nobody_said_is_found(reply: str, conversation: str, unsaid: li
 @pytest.mark.parametrize(
     ("message", "tools", "guarded"),
     [
-        ("And 42 km?", [WEATHER, CALCULATE, UNITS], ["convert_units", "calculate"]),
-        ("What is 17 plus 25?", [CALCULATE], ["calculate"]),
+        ("And 42 km?", [WEATHER, CALCULATOR, UNITS], ["convert_units", "calculate"]),
+        ("What is 17 plus 25?", [CALCULATOR], ["calculate"]),
         ("How warm is it in Madrid, in Fahrenheit?", [WEATHER, UNITS], ["convert_units"]),
         # a message that asks for no figure tool, or no figure tool on offer
-        ("Hi! How are you today?", [WEATHER, UNITS, CALCULATE], []),
+        ("Hi! How are you today?", [WEATHER, UNITS, CALCULATOR], []),
         ("What's the weather in Paris?", [WEATHER, UNITS], []),
         ("What is 17 plus 25?", [WEATHER], []),
     ],

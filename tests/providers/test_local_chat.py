@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from tests.providers.helpers import CALCULATOR
 from turnstream.engine.deltas import (
     FinishDelta,
     ItemEndDelta,
@@ -623,12 +624,6 @@ def test_an_answer_is_held_only_while_it_could_still_be_an_echo() -> None:
 def _answer_translator(
     output: str = "17 + 25 = 42", request: str = "What is 17 plus 25?"
 ) -> ChunkTranslator:
-    calculate = {
-        "type": "function",
-        "name": "calculate",
-        "description": "Evaluate an arithmetic expression.",
-        "parameters": {"type": "object", "properties": {"expression": {"type": "string"}}},
-    }
     items = [
         user(request),
         {
@@ -639,7 +634,7 @@ def _answer_translator(
         },
         {"type": "function_call_output", "call_id": "call_1", "output": output},
     ]
-    plan = build_chat_request(GenerationRequest("local", items, tools=[calculate]))
+    plan = build_chat_request(GenerationRequest("local", items, tools=[CALCULATOR]))
     return ChunkTranslator(plan, review=True, grounding=True)
 
 
