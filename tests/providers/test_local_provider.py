@@ -496,7 +496,17 @@ async def test_a_call_that_runs_away_is_stopped_and_re_sampled_before_the_token_
     await provider.aclose()
 
 
-async def test_an_imagined_function_for_a_greeting_goes_to_the_text_pass_at_its_name() -> None:
+def assert_first_prompt_alone(first: dict[str, Any], text: dict[str, Any]) -> None:
+    """`text` is the first prompt again (all of it in llama.cpp's cache, no line after
+    it), under the grammar that admits no call."""
+    assert text["prompt"] == first["prompt"]
+    assert text["grammar"] == TEXT_GRAMMAR
+    assert not text.get("grammar_lazy")
+
+
+async def test_an_imagined_function_for_a_greeting_is_answered_on_the_first_prompt_at_its_name() -> (
+    None
+):
     # the grammar would go on with `, "arguments": {}}` and whatever follows: bounded
     # here, so that a provider that waits for them fails, not hangs
     head = [chunk('{"name": "greeting"'), *(chunk(" ") for _ in range(20_000))]
@@ -507,7 +517,54 @@ async def test_an_imagined_function_for_a_greeting_goes_to_the_text_pass_at_its_
     assert [d for d in deltas if isinstance(d, OutputTextDelta)] == [OutputTextDelta("Hello!")]
     assert engine.log == ["start", "cancelled", "start", "returned"]
     first, second = engine.streamed()
-    assert_text_pass(first, second)
+    assert_first_prompt_alone(first, second)
+    await provider.aclose()
+
+
+async def test_talk_on_the_first_prompt_after_an_imagined_function_goes_to_the_text_pass() -> None:
+    talk = "To translate good morning, I'll use the `translate` function."
+    engine = ScriptedReplies(
+        [chunk('{"name": "translate", "arguments": {}}'), chunk(finish="stop")],
+        [chunk(talk[:20]), chunk(talk[20:]), chunk(finish="stop")],
+        [chunk("¡Buenos días!"), chunk(finish="stop")],
+    )
+    provider = provider_for(engine, call_grounding=True)
+    message = "Say good morning in Spanish."
+    deltas = [d async for d in provider.stream(request(message, tools=[CLOCK]))]
+    # the talk was held to the end of its first sentence, and never went out
+    assert [d for d in deltas if isinstance(d, OutputTextDelta)] == [
+        OutputTextDelta("¡Buenos días!")
+    ]
+    first, alone, text = engine.streamed()
+    assert_first_prompt_alone(first, alone)
+    assert_text_pass(first, text)
+    await provider.aclose()
+
+
+async def test_an_imagined_function_in_an_answer_turn_goes_to_the_text_pass() -> None:
+    # after a result, the first prompt alone ends with the result message, whose end
+    # the 1.5B went on with: the text pass's line asks for the answer instead
+    engine = ScriptedReplies(
+        [chunk('{"name": "greeting", "arguments": {}}'), chunk(finish="stop")],
+        [chunk("It is 10:40."), chunk(finish="stop")],
+    )
+    provider = provider_for(engine, call_grounding=True)
+    items = [
+        request("Hi!").items[0],
+        {
+            "type": "function_call",
+            "call_id": "call_1",
+            "name": "get_time",
+            "arguments": '{"timezone": "Asia/Tokyo"}',
+        },
+        {"type": "function_call_output", "call_id": "call_1", "output": "10:40 Asia/Tokyo"},
+    ]
+    deltas = [d async for d in provider.stream(GenerationRequest("local", items, tools=[CLOCK]))]
+    assert [d for d in deltas if isinstance(d, OutputTextDelta)] == [
+        OutputTextDelta("It is 10:40.")
+    ]
+    first, text = engine.streamed()
+    assert_text_pass(first, text)
     await provider.aclose()
 
 

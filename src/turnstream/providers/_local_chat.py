@@ -725,6 +725,7 @@ class ChunkTranslator:
         calls_only: bool = False,
         confirm: bool = False,
         text_pass: bool = False,
+        talk: bool = False,
     ) -> None:
         self._plan = plan
         self._calls_only = calls_only
@@ -754,9 +755,10 @@ class ChunkTranslator:
         # `text_pass`: the reply to `answer_body`, which must not repeat its line either
         self._echo = _text_pass_guard(plan) if text_pass else _echo_guard(plan) if review else None
         # a first answer (not one to a tool result) that talks about calling a function
+        # (`talk`: in a pass whose grammar admits no call, which is not reviewed)
         self._talk = (
             TalkGuard(plan.tool_names)
-            if review and plan.sniff_calls and plan.tools and not plan.answer_turn
+            if (talk or (review and plan.sniff_calls)) and plan.tools and not plan.answer_turn
             else None
         )
         # a reply to a message that asks for a figure tool, held until its numbers check

@@ -602,7 +602,9 @@ class LocalProvider(Provider):
         # instead of the user's request (the story). A call rejected only because
         # nobody asked for it (`ChunkTranslator.unasked`) goes to that text pass at
         # once: the reason would ask for plain text, and the text pass's prompt is
-        # in llama.cpp's cache where the re-sample's would have to be evaluated.
+        # in llama.cpp's cache where the re-sample's would have to be evaluated (and
+        # for a function no tool has, the first prompt alone is tried before it:
+        # `_second_pass`).
         # A first reply that opens by talking about calling a function (`TalkGuard`)
         # is treated the same way: re-sampled for the call if the message asks for a
         # tool, else answered by the text pass at once.
@@ -618,6 +620,7 @@ class LocalProvider(Provider):
     ) -> AsyncGenerator[Delta, None]:
         """After the first pass: check a held call, re-sample a rejected one, or answer
         in the text pass (nothing, if the first pass's reply went out)."""
+        prose_plan = dataclasses.replace(plan, sniff_calls=False, grammar=None)
         if translator.doubtful is not None:
             # a first call to a tool the message does not name: asked about first
             call = translator.doubtful
@@ -629,16 +632,10 @@ class LocalProvider(Provider):
         elif translator.rejected is None:
             return
         else:
-            calls, reason = translator.rejected
-            if not translator.unasked:
-                logger.info("local model call rejected, re-sampling: %s", reason)
-                # after a rejected call, the re-sample may only call again: its prose
-                # would answer the reason (about functions), so it is decoded under the
-                # call grammar from its first token (and, where that cannot be sent,
-                # its prose is rejected and the text pass answers instead)
-                calls_only = translator.calls_only_next
-                body = self._body(plan, retry_body(plan, calls, reason), forced=calls_only)
-                translator = self._translator(plan, body, calls_only=calls_only)
+            reason = translator.rejected[1]
+            second = self._second_pass(plan, prose_plan, translator)
+            if second is not None:
+                body, translator = second
                 # the first pass gave its slot back when llama.cpp returned: wait for
                 # one again (behind whoever queued meanwhile), without a second queued
                 # signal
@@ -648,21 +645,49 @@ class LocalProvider(Provider):
                     return
                 reason = translator.rejected[1]
             logger.info("local model call rejected, answering in text: %s", reason)
-        prose_plan = dataclasses.replace(plan, sniff_calls=False, grammar=None)
         prose = ChunkTranslator(prose_plan, text_pass=True)
-        text = text_body(answer_body(plan))
-        body = _Body(text, completion="prompt" in text)
-        async for delta in self._pass(engine, body, gate, prose):
+        async for delta in self._pass(engine, _prose(answer_body(plan)), gate, prose):
             yield delta
         if prose.rejected is None:
             return
         # it wrote out its own instruction, the request or a result message: a last
         # pass on the first prompt alone, still under the grammar that admits no call
         logger.info("local model text pass repeated its prompt, answering without the line")
-        text = text_body(plan.body)
-        body = _Body(text, completion="prompt" in text)
-        async for delta in self._pass(engine, body, gate, ChunkTranslator(prose_plan)):
+        async for delta in self._pass(engine, _prose(plan.body), gate, ChunkTranslator(prose_plan)):
             yield delta
+
+    def _second_pass(
+        self, plan: ChatPlan, prose_plan: ChatPlan, first: ChunkTranslator
+    ) -> tuple[_Body, ChunkTranslator] | None:
+        """After a rejected first pass: what to send next and how to read it, or None
+        for the text pass at once."""
+        assert first.rejected is not None
+        calls, reason = first.rejected
+        if not first.unasked:
+            logger.info("local model call rejected, re-sampling: %s", reason)
+            # after a rejected call, the re-sample may only call again: its prose would
+            # answer the reason (about functions), so it is decoded under the call
+            # grammar from its first token (and, where that cannot be sent, its prose
+            # is rejected and the text pass answers instead)
+            calls_only = first.calls_only_next
+            body = self._body(plan, retry_body(plan, calls, reason), forced=calls_only)
+            return body, self._translator(plan, body, calls_only=calls_only)
+        if _imagined(plan, calls):
+            # A function no tool has, for a message that asks for none of the tools
+            # ("Hi!" -> `greeting`): first the first prompt alone, under the grammar
+            # that admits no call. llama.cpp holds that prompt, so the answer's first
+            # token comes at once, where the text pass's line costs its evaluation,
+            # about 1.5 s on these machines. A reply that opens by talking about the
+            # function it was refused (`TalkGuard`: "To translate ..., I'll use the
+            # `translate` function.") goes to the text pass after all. Not for a real
+            # tool's call nobody asked for: there, on the tune split, the first prompt
+            # alone talked about the tool for 3 of 5 requests and offered to order a
+            # pizza for a fourth, where the line made each say what it can and cannot
+            # do. Not in an answer turn either: there the 1.5B went on with the end of
+            # the result message ("do not work it out yourself. ...").
+            logger.info("local model call rejected, answering on the first prompt: %s", reason)
+            return _prose(plan.body), ChunkTranslator(prose_plan, text_pass=True, talk=True)
+        return None
 
     async def _confirm(
         self, engine: ChatEngine, plan: ChatPlan, call: ParsedCall, gate: _SlotGate
@@ -761,6 +786,17 @@ class LocalProvider(Provider):
                 yield delta
         finally:
             generation.stop.set()
+
+
+def _prose(chat_body: dict[str, Any]) -> _Body:
+    """`chat_body` under the grammar that admits no call (`text_body`)."""
+    text = text_body(chat_body)
+    return _Body(text, completion="prompt" in text)
+
+
+def _imagined(plan: ChatPlan, calls: Sequence[ParsedCall]) -> bool:
+    """Whether rejected `calls`, in a first decision, name a function no tool has."""
+    return not plan.answer_turn and any(call.name not in plan.tool_names for call in calls)
 
 
 @dataclass(frozen=True, slots=True)
