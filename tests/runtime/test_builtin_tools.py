@@ -53,6 +53,35 @@ def test_current_time_names_the_zone_and_rejects_unknown_ones() -> None:
         current_time.fn("Mars/Olympus")
 
 
+def _offset(text: str) -> str:
+    return text.rsplit("(", 1)[1].rstrip(")")
+
+
+@pytest.mark.parametrize(
+    ("asked", "zone"),
+    [
+        ("Tokyo", "Asia/Tokyo"),
+        ("new york", "America/New_York"),
+        ("asia/tokyo", "Asia/Tokyo"),
+    ],
+)
+def test_current_time_finds_a_zone_by_its_city(asked: str, zone: str) -> None:
+    said = current_time.fn(asked)
+    assert f" {zone} (UTC" in said
+    assert _offset(said) == _offset(current_time.fn(zone))
+
+
+@pytest.mark.parametrize(
+    ("asked", "zone"),
+    [("Asia/Mumbai", "Asia/Kolkata"), ("Mumbai", "Asia/Kolkata"), ("Beijing", "Asia/Shanghai")],
+)
+def test_current_time_knows_the_zone_of_a_large_city_without_one(asked: str, zone: str) -> None:
+    # a model writes Asia/Mumbai, which IANA does not list: refused, it made the time up
+    said = current_time.fn(asked)
+    assert f"{zone}, the zone of {asked} (UTC" in said
+    assert _offset(said) == _offset(current_time.fn(zone))
+
+
 def test_the_builtin_tools_have_strict_schemas() -> None:
     assert [t.name for t in BUILTIN_TOOLS] == ["calculate", "current_time", "convert_units"]
     assert all(t.definition()["strict"] for t in BUILTIN_TOOLS)

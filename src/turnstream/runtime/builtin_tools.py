@@ -8,7 +8,9 @@ never `eval`, and bounds exponents so that `9**9**9` cannot hang the process.
 from __future__ import annotations
 
 import ast
+import contextlib
 import datetime as dt
+import functools
 import math
 import operator
 import re
@@ -153,14 +155,63 @@ def current_time(timezone: str = "UTC") -> str:
         timezone: The IANA time zone name (Area/City) of the place the user asks
             about, or UTC when no place is given.
     """
-    try:
-        zone = zoneinfo.ZoneInfo(timezone.strip() or "UTC")
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+    asked = timezone.strip() or "UTC"
+    zone = _zone(asked)
+    if zone is None:
         raise ValueError(
             f"unknown time zone {timezone!r}; use an IANA name like 'Europe/Paris'"
         ) from None
+    name = zone.key if _place(zone.key) == _place(asked) else f"{zone.key}, the zone of {asked}"
     now = dt.datetime.now(zone)
-    return now.strftime(f"%A %Y-%m-%d %H:%M:%S {timezone} (UTC%z)")
+    return now.strftime(f"%A %Y-%m-%d %H:%M:%S {name} (UTC%z)")
+
+
+_SHARED_ZONES = {
+    "Asia/Kolkata": "mumbai bombay delhi new_delhi bangalore bengaluru chennai hyderabad pune",
+    "Asia/Shanghai": "beijing guangzhou shenzhen chengdu wuhan",
+    "Asia/Tokyo": "osaka kyoto yokohama",
+    "Asia/Dubai": "abu_dhabi",
+    "America/New_York": "washington washington_dc boston miami atlanta philadelphia",
+    "America/Chicago": "houston dallas austin",
+    "America/Los_Angeles": "san_francisco seattle san_diego las_vegas",
+    "America/Sao_Paulo": "rio_de_janeiro",
+    "Europe/Berlin": "munich frankfurt hamburg",
+    "Europe/Madrid": "barcelona",
+    "Europe/Rome": "milan florence venice",
+    "Europe/Zurich": "geneva",
+    "Australia/Sydney": "canberra",
+}
+"""Large cities that have no zone of their own, by the zone they keep time in: a
+model writes `Asia/Mumbai` for Mumbai, which IANA does not list (Mumbai keeps
+Asia/Kolkata's time)."""
+
+
+def _place(name: str) -> str:
+    """A zone name's place, folded: "America/New_York", "new york" -> "new_york"."""
+    return "_".join(name.rsplit("/", 1)[-1].replace("_", " ").split()).casefold()
+
+
+@functools.cache
+def _zones_by_place() -> dict[str, str]:
+    """Every IANA zone by its place (the first of several with one), and the cities
+    of `_SHARED_ZONES`."""
+    by_place: dict[str, str] = {}
+    for key in sorted(zoneinfo.available_timezones()):
+        if "/" in key and not key.startswith(("Etc/", "SystemV/", "posix/", "right/")):
+            by_place.setdefault(_place(key), key)
+    for key, cities in _SHARED_ZONES.items():
+        for city in cities.split():
+            by_place.setdefault(city, key)
+    return by_place
+
+
+def _zone(name: str) -> zoneinfo.ZoneInfo | None:
+    """The zone `name` means: an IANA name, or a place whose zone is known by its city
+    ("Tokyo", "new york", "Asia/Mumbai"); None if none is."""
+    with contextlib.suppress(zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return zoneinfo.ZoneInfo(name)
+    key = _zones_by_place().get(_place(name))
+    return zoneinfo.ZoneInfo(key) if key is not None else None
 
 
 # Linear units: factor to the dimension's base unit (metre, kilogram, litre, m/s, m², s).
