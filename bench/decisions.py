@@ -63,7 +63,7 @@ import openai
 from turnstream.cli._server_thread import ServerThread
 from turnstream.providers.local import LocalProvider
 from turnstream.runtime import Agent, Tool, tool
-from turnstream.runtime.builtin_tools import BUILTIN_TOOLS, calculate
+from turnstream.runtime.builtin_tools import BUILTIN_TOOLS, calculate, time_in
 from turnstream.runtime.events import TextDelta, ToolCallReady, TurnCompleted
 from turnstream.server.app import create_app
 from turnstream.server.settings import Settings
@@ -264,12 +264,17 @@ def word_count(text: str) -> str:
     return f"{len(text.split())} words"
 
 
+def _shipped_clock_at_now(timezone: str = "UTC") -> str:
+    return time_in(timezone, NOW)
+
+
 def _builtin_tools() -> list[Tool]:
-    """The chat apps' tools as they ship, but a clock fixed at `NOW`."""
+    """The chat apps' tools as they ship (zones found by city included), but a clock
+    fixed at `NOW`."""
     tools = []
     for item in BUILTIN_TOOLS:
         if item.name == "current_time":
-            item = dataclasses.replace(item, fn=_fake_current_time)
+            item = dataclasses.replace(item, fn=_shipped_clock_at_now)
         tools.append(item)
     return tools
 

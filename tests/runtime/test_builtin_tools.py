@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
 from turnstream.runtime.builtin_tools import (
@@ -9,6 +11,7 @@ from turnstream.runtime.builtin_tools import (
     calculate,
     convert_units,
     current_time,
+    time_in,
 )
 
 
@@ -80,6 +83,14 @@ def test_current_time_knows_the_zone_of_a_large_city_without_one(asked: str, zon
     said = current_time.fn(asked)
     assert f"{zone}, the zone of {asked} (UTC" in said
     assert _offset(said) == _offset(current_time.fn(zone))
+
+
+def test_time_in_reports_a_given_instant_in_the_zone() -> None:
+    instant = dt.datetime(2026, 12, 3, 10, 5, tzinfo=dt.UTC)
+    assert time_in("Asia/Tokyo", instant) == "Thursday 2026-12-03 19:05:00 Asia/Tokyo (UTC+0900)"
+    assert time_in("Mumbai", instant) == (
+        "Thursday 2026-12-03 15:35:00 Asia/Kolkata, the zone of Mumbai (UTC+0530)"
+    )
 
 
 def test_the_builtin_tools_have_strict_schemas() -> None:

@@ -20,7 +20,7 @@ from typing import Any
 
 from .tools import Tool, tool
 
-__all__ = ["BUILTIN_TOOLS", "calculate", "convert_units", "current_time"]
+__all__ = ["BUILTIN_TOOLS", "calculate", "convert_units", "current_time", "time_in"]
 
 _BINARY: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
     ast.Add: operator.add,
@@ -155,15 +155,19 @@ def current_time(timezone: str = "UTC") -> str:
         timezone: The IANA time zone name (Area/City) of the place the user asks
             about, or UTC when no place is given.
     """
+    return time_in(timezone)
+
+
+def time_in(timezone: str, now: dt.datetime | None = None) -> str:
+    """What `current_time` says for `timezone` at the instant `now` (aware; the
+    current time if None): a benchmark fixes the clock with it."""
     asked = timezone.strip() or "UTC"
     zone = _zone(asked)
     if zone is None:
-        raise ValueError(
-            f"unknown time zone {timezone!r}; use an IANA name like 'Europe/Paris'"
-        ) from None
+        raise ValueError(f"unknown time zone {timezone!r}; use an IANA name like 'Europe/Paris'")
     name = zone.key if _place(zone.key) == _place(asked) else f"{zone.key}, the zone of {asked}"
-    now = dt.datetime.now(zone)
-    return now.strftime(f"%A %Y-%m-%d %H:%M:%S {name} (UTC%z)")
+    local = now.astimezone(zone) if now is not None else dt.datetime.now(zone)
+    return local.strftime(f"%A %Y-%m-%d %H:%M:%S {name} (UTC%z)")
 
 
 _SHARED_ZONES = {
