@@ -57,6 +57,13 @@ WEATHER: dict[str, Any] = {
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
 }
 """A tool whose results are facts, not figures worked out."""
+CLOCK: dict[str, Any] = {
+    "type": "function",
+    "name": "current_time",
+    "description": "Get the current date and time in a time zone.",
+    "parameters": {"type": "object", "properties": {"timezone": {"type": "string"}}},
+}
+"""A clock, which "What time is it?" asks for."""
 
 
 def is_warm_up(body: Mapping[str, Any]) -> bool:

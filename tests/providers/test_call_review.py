@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from tests.providers.helpers import UNITS, WEATHER
+from tests.providers.helpers import CLOCK, UNITS, WEATHER
 from turnstream.providers._call_review import (
+    asks_for_any,
     conversation_text,
     copied_example_values,
     doubtful,
@@ -148,12 +149,6 @@ def test_review_names_the_real_functions_when_a_call_names_one_that_does_not_exi
     assert review_calls([("write_long_story", "{}")], [], [user("A story?")]) is None
 
 
-CLOCK = {
-    "type": "function",
-    "name": "current_time",
-    "description": "Get the current date and time in a time zone.",
-    "parameters": {"type": "object", "properties": {"timezone": {"type": "string"}}},
-}
 STOCK = {
     "type": "function",
     "name": "stock_price",
@@ -506,3 +501,75 @@ def test_a_percentage_used_as_a_whole_number_is_sent_back(
         assert "percent, and your call to calculate uses" in reason
     else:
         assert reason is None
+
+
+DICTIONARY = {
+    "type": "function",
+    "name": "define_word",
+    "description": "Look up the definition of an English word.",
+    "parameters": {"type": "object", "properties": {"word": {"type": "string"}}},
+}
+CURRENCY = {
+    "type": "function",
+    "name": "convert_currency",
+    "description": "Convert an amount of money from one currency to another.",
+    "parameters": {"type": "object", "properties": {"amount": {"type": "number"}}},
+}
+
+
+@pytest.mark.parametrize(
+    ("tool", "message"),
+    [
+        (WEATHER, "Is it raining in London?"),
+        (WEATHER, "How cold is it in Oslo?"),
+        (CLOCK, "Is it morning in New York?"),
+        (CLOCK, "Is it 5 o'clock in Paris yet?"),
+        (DICTIONARY, "What's the meaning of gregarious?"),
+        (CURRENCY, "How many yen is 100 dollars?"),
+        (CURRENCY, "What is €40 in pounds?"),
+    ],
+)
+def test_a_request_for_what_a_common_kind_of_tool_gives_asks_for_it(
+    tool: dict[str, Any], message: str
+) -> None:
+    # none of these shares a word with its tool's description
+    assert asks_for_any([tool], [user(message)])
+
+
+@pytest.mark.parametrize(
+    "message", ["Good morning!", "Hi! How are you today?", "Good night!", "Say hello in French."]
+)
+def test_greetings_ask_for_no_clock_or_dictionary(message: str) -> None:
+    assert not asks_for_any([CLOCK, DICTIONARY, WEATHER], [user(message)])
+
+
+@pytest.mark.parametrize(
+    ("tools", "message", "call"),
+    [
+        ([WEATHER], "What language do they speak in Brazil?", ("get_weather", {"city": "Brazil"})),
+        ([DICTIONARY, CLOCK], "Say hello in French.", ("define_word", {"word": "hello"})),
+    ],
+)
+def test_a_first_call_for_a_message_that_asks_for_no_tool_is_unasked(
+    tools: list[dict[str, Any]], message: str, call: tuple[str, dict[str, Any]]
+) -> None:
+    # every value was said, so no other rule sees it
+    calls = [(call[0], args(**call[1]))]
+    reason = review_calls(calls, tools, [user(message)], grounding=True)
+    assert reason is not None
+    assert f"does not ask for what {call[0]} does" in reason
+    assert unasked(calls, tools, [user(message)])
+    assert review_calls(calls, tools, [user(message)]) is None, "only with grounding"
+
+
+def test_a_follow_up_may_call_again_the_tool_an_earlier_turn_called() -> None:
+    call = [("get_weather", args(city="Berlin"))]
+    earlier = [
+        user("Weather in Paris?"),
+        {"type": "function_call", "call_id": "c", "name": "get_weather", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "c", "output": "Paris: 18 C"},
+        {"type": "message", "role": "assistant", "content": "It is 18 C in Paris."},
+    ]
+    follow_up = [*earlier, user("And in Berlin?")]
+    assert review_calls(call, [WEATHER], follow_up, grounding=True) is None
+    assert review_calls(call, [WEATHER], [user("And in Berlin?")], grounding=True) is not None

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.providers.helpers import CALCULATOR
+from tests.providers.helpers import CALCULATOR, CLOCK
 from turnstream.engine.deltas import (
     FinishDelta,
     ItemEndDelta,
@@ -794,12 +794,13 @@ def _checked_translator(text: str, *, answer_turn: bool = False) -> ChunkTransla
     items = [user(text)]
     if answer_turn:
         items += [call_item(), output_item()]
-    request = GenerationRequest("local", items, tools=[WEATHER])
+    request = GenerationRequest("local", items, tools=[WEATHER, CLOCK])
     return ChunkTranslator(build_chat_request(request), review=True, grounding=True, confirm=True)
 
 
 def test_a_first_call_the_message_does_not_ask_for_is_held_for_the_check() -> None:
-    translator = _checked_translator("What language do they speak in Brazil?")
+    # it asks for another tool (a message that asks for none is the review's)
+    translator = _checked_translator("What time is it in Brazil?")
     out = translator.feed(chunk('{"name": "get_weather", "arguments": {"city": "Brazil"}}'))
     assert not [d for d in out if isinstance(d, ToolCallDelta)], "held, not sent"
     assert translator.done, "the generation stops: the check decides"

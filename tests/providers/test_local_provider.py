@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from tests.providers.helpers import CLOCK as CURRENT_TIME
 from tests.providers.helpers import UNITS, is_warm_up
 from turnstream.engine.deltas import FinishDelta, OutputTextDelta, ToolCallDelta
 from turnstream.providers._call_grammar import TEXT_GRAMMAR
@@ -674,8 +675,11 @@ def weather_reply(city: str) -> list[dict[str, Any]]:
 async def test_a_call_to_a_tool_the_message_does_not_name_is_checked_and_goes_out_on_yes() -> None:
     engine = ScriptedReplies(weather_reply("Brazil"), [chunk("yes"), chunk(finish="stop")])
     provider = provider_for(engine, call_check=True)
-    message = "Is Brazil nice this time of year?"
-    deltas = [d async for d in provider.stream(request(message, tools=[WEATHER_CITY]))]
+    # it asks for another tool (a message that asks for none is the review's)
+    message = "What time is it in Brazil?"
+    deltas = [
+        d async for d in provider.stream(request(message, tools=[WEATHER_CITY, CURRENT_TIME]))
+    ]
     calls = [d for d in deltas if isinstance(d, ToolCallDelta)]
     assert [(c.name, json.loads(c.arguments)) for c in calls] == [
         ("get_weather", {"city": "Brazil"})
@@ -701,8 +705,10 @@ async def test_a_call_the_check_says_no_to_is_not_run_and_the_text_pass_answers(
         [chunk("They speak Portuguese."), chunk(finish="stop")],
     )
     provider = provider_for(engine, call_check=True)
-    message = "What language do they speak in Brazil?"
-    deltas = [d async for d in provider.stream(request(message, tools=[WEATHER_CITY]))]
+    message = "What time is it in Brazil?"
+    deltas = [
+        d async for d in provider.stream(request(message, tools=[WEATHER_CITY, CURRENT_TIME]))
+    ]
     assert not any(isinstance(d, ToolCallDelta) for d in deltas)
     assert [d for d in deltas if isinstance(d, OutputTextDelta)] == [
         OutputTextDelta("They speak Portuguese.")
@@ -717,8 +723,8 @@ async def test_a_call_the_check_says_no_to_is_not_run_and_the_text_pass_answers(
     [
         # the message names what it does
         ("What's the weather in Brazil?", {"call_check": True}),
-        ("What language do they speak in Brazil?", {}),  # off by default
-        ("What language do they speak in Brazil?", {"call_check": True, "call_grounding": False}),
+        ("What time is it in Brazil?", {}),  # off by default
+        ("What time is it in Brazil?", {"call_check": True, "call_grounding": False}),
     ],
 )
 async def test_a_call_is_not_checked_when_the_message_asks_for_it_or_the_check_is_off(
@@ -726,9 +732,27 @@ async def test_a_call_is_not_checked_when_the_message_asks_for_it_or_the_check_i
 ) -> None:
     engine = ScriptedReplies(weather_reply("Brazil"))
     provider = provider_for(engine, **options)
-    deltas = [d async for d in provider.stream(request(message, tools=[WEATHER_CITY]))]
+    tools = [WEATHER_CITY, CURRENT_TIME]
+    deltas = [d async for d in provider.stream(request(message, tools=tools))]
     assert [d.name for d in deltas if isinstance(d, ToolCallDelta) and d.name] == ["get_weather"]
     assert len(engine.streamed()) == 1
+    await provider.aclose()
+
+
+async def test_a_first_call_for_a_message_that_asks_for_no_tool_goes_to_the_text_pass() -> None:
+    # every value was said (Brazil), but the message asks for a language, not weather
+    engine = ScriptedReplies(
+        weather_reply("Brazil"), [chunk("They speak Portuguese."), chunk(finish="stop")]
+    )
+    provider = provider_for(engine)
+    message = "What language do they speak in Brazil?"
+    deltas = [d async for d in provider.stream(request(message, tools=[WEATHER_CITY]))]
+    assert not any(isinstance(d, ToolCallDelta) for d in deltas)
+    assert [d for d in deltas if isinstance(d, OutputTextDelta)] == [
+        OutputTextDelta("They speak Portuguese.")
+    ]
+    first, text = engine.streamed()  # no re-sample: the text pass at once
+    assert_text_pass(first, text)
     await provider.aclose()
 
 

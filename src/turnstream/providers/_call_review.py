@@ -28,6 +28,10 @@ model once so that it re-samples with the reason in front of it.
   either (`ungrounded_values`). Both halves are needed: a model rightly maps
   "Mumbai" to `Asia/Kolkata` or "Apple" to `AAPL`, and then the user did ask for
   the clock or the stock price.
+- An *unrelated call* (`grounding=True`): a first call for a message that asks for
+  none of the tools (in words, or in the words of a common kind of tool: `_KINDS`,
+  `_TOPICS`), to a tool no earlier turn called, even with every value said: "Say
+  hello in French." -> `define_word({"word": "hello"})`.
 
 The provider reviews the re-sample too; one rejected again ends in plain text.
 """
@@ -211,7 +215,7 @@ _KINDS: tuple[tuple[frozenset[str], frozenset[str], re.Pattern[str] | None], ...
                 "percent percentage power squared square root total average half double twice",
             )
         ),
-        re.compile(r"\d\s*(?:[-+*/×÷^]|\*\*)\s*\d|\d\s*%"),
+        re.compile(r"\d\s*(?:[-+*/×÷^]|\*\*)\s*\d|\d\s*(?:%|per cent\b)"),
     ),
     (
         frozenset(re.findall(r"\w+", "unit units measurement measurements")),
@@ -235,18 +239,72 @@ unit converter ("Convert a quantity between units ...") asked "How many kilogram
 request, a pattern of such a request)."""
 
 
+def _words_of(text: str) -> frozenset[str]:
+    return frozenset(re.findall(r"\w+", text))
+
+
+_TOPICS: tuple[tuple[re.Pattern[str], frozenset[str], re.Pattern[str] | None], ...] = (
+    (
+        re.compile(r"\bweather\b|\bforecast\b"),
+        _words_of(
+            "weather forecast warm cold hot chilly freezing temperature degrees rain raining "
+            "rainy snow snowing sunny cloudy wind windy humid humidity umbrella storm stormy"
+        ),
+        None,
+    ),
+    (
+        re.compile(r"\b(current|local) (date and )?time\b|\btime ?zones?\b|\bclock\b"),
+        # not "morning", "today" or "night" alone: "Good morning!", "How are you
+        # today?", "Good night!" are greetings, which the 1.5B answers with the clock
+        _words_of("time clock noon midnight hour hours date"),
+        re.compile(r"o'clock|\bis it (morning|afternoon|evening|night|day|dark)\b", re.I),
+    ),
+    (
+        re.compile(r"\bdefinitions?\b|\bdefine\b|\bdictionary\b|\bmeanings?\b"),
+        _words_of("mean means meaning meanings define definition definitions synonym synonyms"),
+        None,
+    ),
+    (
+        re.compile(r"\bcurrenc(y|ies)\b|\bexchange rates?\b|\bmoney\b"),
+        _words_of(
+            "currency currencies exchange money dollar dollars euro euros yen pound pounds "
+            "sterling franc francs rupee rupees yuan peso pesos usd eur gbp jpy cad aud chf "
+            "cny inr mxn"
+        ),
+        re.compile(r"[$€£¥]\s*\d|\d\s*[$€£¥]"),
+    ),
+    (
+        re.compile(r"\bstocks?\b|\bticker\b|\bshares?\b"),
+        _words_of("stock stocks share shares ticker market trading nasdaq nyse"),
+        None,
+    ),
+)
+"""Tools whose requests rarely share a word with their description, by a pattern of
+such a tool's name and description, the words of such a request and a pattern of
+one: the weather ("Is it raining in London?" for "Get the current weather for a
+city"), a clock ("Is it morning in New York?"), a dictionary ("What's the meaning of
+gregarious?"), currencies ("How many yen is 100 dollars?") and stocks. Unlike
+`_KINDS`, they compute no figure a reply could make up (`figure_tools`)."""
+
+
 def _asks_for(tool: Mapping[str, Any], request: str) -> bool:
     """Whether the user's message names what the tool does (a word of its name or
     description, in some form), or asks for a calculation or a unit that a
-    calculator's or a unit converter's description says it takes (`_KINDS`)."""
+    calculator's or a unit converter's description says it takes (`_KINDS`), or for
+    what a weather, clock, dictionary, currency or stock tool gives (`_TOPICS`)."""
     text = f"{str(tool.get('name') or '').replace('_', ' ')} {description_text(tool)}"
     offered = _content_words(text)
     if any(_related(a, b) for a in _content_words(request) for b in offered):
         return True
     described, asked = set(_words(text)), set(_words(request))
-    return any(
+    if any(
         described & tool_words and (asked & request_words or (shape and shape.search(request)))
         for tool_words, request_words, shape in _KINDS
+    ):
+        return True
+    return any(
+        tool_shape.search(text) and (asked & request_words or (shape and shape.search(request)))
+        for tool_shape, request_words, shape in _TOPICS
     )
 
 
@@ -469,6 +527,26 @@ def _latest_user_index(items: Sequence[Mapping[str, Any]]) -> int:
     return 0
 
 
+def _unrelated(
+    name: str, tools: Sequence[Mapping[str, Any]], items: Sequence[Mapping[str, Any]]
+) -> bool:
+    """A first call for the user's latest message to a tool, when that message asks
+    for none of the tools (`asks_for_any`) and no earlier turn called this one (so
+    "And in Berlin?" after the weather in Paris may call the weather again). Its
+    values may all have been said: "Say hello in French." -> `define_word({"word":
+    "hello"})`, "What language do they speak in Brazil?" -> `get_weather({"city":
+    "Brazil"})`, "I'm feeling a bit tired today." -> `word_count` of the message.
+    Asked whether such a call gives what the message asks for, the 1.5B said yes
+    (`confirm_body`); the answer it then wrote from the result was mostly the one it
+    knew anyway ("Bonjour", "Portuguese")."""
+    latest = _latest_user_index(items)
+    if any(item.get("type") == "function_call_output" for item in items[latest:]):
+        return False
+    if any(called == name for called, _ in answered_calls(items[:latest])):
+        return False
+    return not asks_for_any(tools, items)
+
+
 def _unasked_next(
     tool: Mapping[str, Any], request: str, items: Sequence[Mapping[str, Any]]
 ) -> bool:
@@ -565,6 +643,66 @@ def _reapplied(arguments: str, items: Sequence[Mapping[str, Any]]) -> tuple[str,
     return None
 
 
+def _grounding_reason(
+    name: str,
+    arguments: str,
+    tool: Mapping[str, Any] | None,
+    tools: Sequence[Mapping[str, Any]],
+    items: Sequence[Mapping[str, Any]],
+    said: str,
+) -> str | None:
+    """`review_calls`'s reason from the rules of `grounding`, or None."""
+    by_name = {tool.get("name"): tool for tool in tools}
+    request = latest_request(items)
+    if tool is not None:
+        unsaid = unsaid_numbers(arguments, said)
+        if unsaid:
+            numbers = ", ".join(unsaid)
+            sources = " or ".join(_sources(by_name, name, request)) or "a conversion"
+            return (
+                f"Your call to {name} used {numbers}, which nobody in this conversation "
+                f"said. If another function gives that value ({sources}, say), call "
+                f"that function first; otherwise call {name} with the numbers from my "
+                "request."
+            )
+        loose = ungrounded_values(arguments, tool, said, request)
+        if loose:
+            values = ", ".join(json.dumps(v, ensure_ascii=False) for v in loose)
+            return (
+                f"Your call to {name} used {values}, which nobody in this conversation "
+                f"said, and my message does not ask for what {name} does. Answer me "
+                f"directly in plain text, unless my request really needs {name}: then "
+                "call it with values from my words."
+            )
+        if _unrelated(name, tools, items):
+            return (
+                f"My message does not ask for what {name} does. Answer me directly in "
+                f"plain text, unless my request really needs {name}: then call it with "
+                "values from my words."
+            )
+        percent = _whole_percent(arguments, tool, request)
+        if percent is not None:
+            return (
+                f"My message says {percent} percent, and your call to {name} uses {percent} "
+                f"as a whole number. Call {name} again with it written as {percent}% or "
+                f"{percent} / 100."
+            )
+    reapplied = _reapplied(arguments, items)
+    if reapplied is not None:
+        expression, result = reapplied
+        return (
+            f"{expression} = {result} has already done that step: {result} is the "
+            "result. Answer me in plain sentences with it."
+        )
+    if tool is not None and _unasked_next(tool, request, items):
+        return (
+            f"My message does not ask for what {name} does, and the function you "
+            "called has already returned what it asks for. Answer me in plain "
+            "sentences with that result."
+        )
+    return None
+
+
 def review_calls(
     calls: Sequence[tuple[str, str]],
     tools: Sequence[Mapping[str, Any]],
@@ -606,45 +744,9 @@ def review_calls(
                     f"{'them' if len(copied) > 1 else 'it'}. Call {name} again with the values "
                     "from my request, or, if my request does not need it, answer in plain text."
                 )
-            unsaid = unsaid_numbers(arguments, said) if grounding else []
-            if unsaid:
-                numbers = ", ".join(unsaid)
-                sources = " or ".join(_sources(by_name, name, request)) or "a conversion"
-                return (
-                    f"Your call to {name} used {numbers}, which nobody in this conversation "
-                    f"said. If another function gives that value ({sources}, say), call "
-                    f"that function first; otherwise call {name} with the numbers from my "
-                    "request."
-                )
-            loose = ungrounded_values(arguments, tool, said, request) if grounding else []
-            if loose:
-                values = ", ".join(json.dumps(v, ensure_ascii=False) for v in loose)
-                return (
-                    f"Your call to {name} used {values}, which nobody in this conversation "
-                    f"said, and my message does not ask for what {name} does. Answer me "
-                    f"directly in plain text, unless my request really needs {name}: then "
-                    "call it with values from my words."
-                )
-        percent = _whole_percent(arguments, tool, request) if grounding and tool else None
-        if percent is not None:
-            return (
-                f"My message says {percent} percent, and your call to {name} uses {percent} "
-                f"as a whole number. Call {name} again with it written as {percent}% or "
-                f"{percent} / 100."
-            )
-        reapplied = _reapplied(arguments, items) if grounding else None
-        if reapplied is not None:
-            expression, result = reapplied
-            return (
-                f"{expression} = {result} has already done that step: {result} is the "
-                "result. Answer me in plain sentences with it."
-            )
-        if grounding and tool is not None and _unasked_next(tool, request, items):
-            return (
-                f"My message does not ask for what {name} does, and the function you "
-                "called has already returned what it asks for. Answer me in plain "
-                "sentences with that result."
-            )
+        reason = _grounding_reason(name, arguments, tool, tools, items, said) if grounding else None
+        if reason is not None:
+            return reason
         output = answered.get((name, _canonical(arguments)))
         if output is not None and (name, _canonical(arguments)) in earlier:
             # asked "And to yen?" after a conversion to euros, the 1.5B repeated the
@@ -735,5 +837,7 @@ def unasked(
             return True
         if _reapplied(arguments, items) is not None:
             return True  # the reason asks for the answer in plain sentences
+        if tool is not None and _unrelated(name, tools, items):
+            return True
         loose = loose or bool(tool and ungrounded_values(arguments, tool, said, request))
     return loose
