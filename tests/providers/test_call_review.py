@@ -18,6 +18,7 @@ from turnstream.providers._call_review import (
     review_calls,
     unasked,
     ungrounded_values,
+    unrelated,
     unsaid_numbers,
 )
 
@@ -559,7 +560,16 @@ def test_a_first_call_for_a_message_that_asks_for_no_tool_is_unasked(
     assert reason is not None
     assert f"does not ask for what {call[0]} does" in reason
     assert unasked(calls, tools, [user(message)])
+    assert unrelated(calls, tools, [user(message)])
     assert review_calls(calls, tools, [user(message)]) is None, "only with grounding"
+
+
+def test_a_call_with_values_nobody_said_is_not_only_unrelated() -> None:
+    # greeted, the 1.5B asks the clock for a city nobody named: ungrounded first
+    calls = [("current_time", args(timezone="America/New_York"))]
+    greeting = [user("Hi! How are you?")]
+    assert unasked(calls, [CLOCK], greeting)
+    assert not unrelated(calls, [CLOCK], greeting)
 
 
 def test_a_follow_up_may_call_again_the_tool_an_earlier_turn_called() -> None:

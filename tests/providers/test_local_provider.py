@@ -739,7 +739,9 @@ async def test_a_call_is_not_checked_when_the_message_asks_for_it_or_the_check_i
     await provider.aclose()
 
 
-async def test_a_first_call_for_a_message_that_asks_for_no_tool_goes_to_the_text_pass() -> None:
+async def test_a_first_call_for_a_message_that_asks_for_no_tool_is_answered_on_the_first_prompt() -> (
+    None
+):
     # every value was said (Brazil), but the message asks for a language, not weather
     engine = ScriptedReplies(
         weather_reply("Brazil"), [chunk("They speak Portuguese."), chunk(finish="stop")]
@@ -751,7 +753,26 @@ async def test_a_first_call_for_a_message_that_asks_for_no_tool_goes_to_the_text
     assert [d for d in deltas if isinstance(d, OutputTextDelta)] == [
         OutputTextDelta("They speak Portuguese.")
     ]
-    first, text = engine.streamed()  # no re-sample: the text pass at once
+    first, alone = engine.streamed()  # no re-sample
+    assert_first_prompt_alone(first, alone)
+    await provider.aclose()
+
+
+async def test_talk_on_the_first_prompt_after_an_unrelated_call_goes_to_the_text_pass() -> None:
+    talk = "To get the current weather in Brazil, you can call the `get_weather` function."
+    engine = ScriptedReplies(
+        weather_reply("Brazil"),
+        [chunk(talk), chunk(finish="stop")],
+        [chunk("They speak Portuguese."), chunk(finish="stop")],
+    )
+    provider = provider_for(engine)
+    message = "What language do they speak in Brazil?"
+    deltas = [d async for d in provider.stream(request(message, tools=[WEATHER_CITY]))]
+    assert [d for d in deltas if isinstance(d, OutputTextDelta)] == [
+        OutputTextDelta("They speak Portuguese.")
+    ]
+    first, alone, text = engine.streamed()
+    assert_first_prompt_alone(first, alone)
     assert_text_pass(first, text)
     await provider.aclose()
 

@@ -54,6 +54,7 @@ __all__ = [
     "said_numbers",
     "unasked",
     "ungrounded_values",
+    "unrelated",
     "unsaid_figures",
     "unsaid_numbers",
 ]
@@ -545,6 +546,29 @@ def _unrelated(
     if any(called == name for called, _ in answered_calls(items[:latest])):
         return False
     return not asks_for_any(tools, items)
+
+
+def unrelated(
+    calls: Sequence[tuple[str, str]],
+    tools: Sequence[Mapping[str, Any]],
+    items: Sequence[Mapping[str, Any]],
+    instructions: str | None = None,
+) -> bool:
+    """Whether `review_calls` (with `grounding`) rejects one of these calls only as an
+    unrelated call (`_unrelated`): a real tool, every value said, for a message that
+    asks for none of the tools."""
+    by_name = {tool.get("name"): tool for tool in tools}
+    said = conversation_text(instructions, items)
+    request = latest_request(items)
+    for name, arguments in calls:
+        tool = by_name.get(name)
+        if tool is None or unsaid_numbers(arguments, said):
+            continue
+        if ungrounded_values(arguments, tool, said, request):
+            continue
+        if _unrelated(name, tools, items):
+            return True
+    return False
 
 
 def _unasked_next(

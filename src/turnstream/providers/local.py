@@ -58,6 +58,7 @@ from typing import Any, Protocol
 
 from turnstream.engine.deltas import Delta, OutputTextDelta, QueuedDelta, StartedDelta
 from turnstream.providers._call_grammar import chat_chunk, completion_body, text_body
+from turnstream.providers._call_review import unrelated
 from turnstream.providers._local_chat import (
     CONFIRM_GRAMMAR,
     ChatPlan,
@@ -672,19 +673,23 @@ class LocalProvider(Provider):
             calls_only = first.calls_only_next
             body = self._body(plan, retry_body(plan, calls, reason), forced=calls_only)
             return body, self._translator(plan, body, calls_only=calls_only)
-        if _imagined(plan, calls):
-            # A function no tool has, for a message that asks for none of the tools
-            # ("Hi!" -> `greeting`): first the first prompt alone, under the grammar
-            # that admits no call. llama.cpp holds that prompt, so the answer's first
-            # token comes at once, where the text pass's line costs its evaluation,
-            # about 1.5 s on these machines. A reply that opens by talking about the
-            # function it was refused (`TalkGuard`: "To translate ..., I'll use the
-            # `translate` function.") goes to the text pass after all. Not for a real
-            # tool's call nobody asked for: there, on the tune split, the first prompt
-            # alone talked about the tool for 3 of 5 requests and offered to order a
-            # pizza for a fourth, where the line made each say what it can and cannot
-            # do. Not in an answer turn either: there the 1.5B went on with the end of
-            # the result message ("do not work it out yourself. ...").
+        if _for_no_tool(plan, calls):
+            # A call for a message that asks for none of the tools: a function no tool
+            # has ("Hi!" -> `greeting`), or a real tool with values the user said
+            # ("Say hello in French." -> `define_word`). First the first prompt alone,
+            # under the grammar that admits no call. llama.cpp holds that prompt, so
+            # the answer's first token comes at once, where the text pass's line costs
+            # its evaluation, about 1.5 s on these machines; and for small talk its
+            # answers were the better ones on the tune split ("Hello in French is
+            # "Bonjour"." against "Hello!"; "I'm sorry to hear that you're feeling
+            # tired." against a refusal). A reply that opens by talking about the
+            # function (`TalkGuard`: "To translate ..., I'll use the `translate`
+            # function.", as it did for 3 of 6 such requests on the tune split) goes to
+            # the text pass after all. Not for values nobody said, to a tool the
+            # message does not ask for: there the first prompt alone talked about the
+            # tool for 3 of 5 requests and offered to order a pizza for a fourth. Not
+            # in an answer turn either: there the 1.5B went on with the end of the
+            # result message ("do not work it out yourself. ...").
             logger.info("local model call rejected, answering on the first prompt: %s", reason)
             return _prose(plan.body), ChunkTranslator(prose_plan, text_pass=True, talk=True)
         return None
@@ -794,9 +799,15 @@ def _prose(chat_body: dict[str, Any]) -> _Body:
     return _Body(text, completion="prompt" in text)
 
 
-def _imagined(plan: ChatPlan, calls: Sequence[ParsedCall]) -> bool:
-    """Whether rejected `calls`, in a first decision, name a function no tool has."""
-    return not plan.answer_turn and any(call.name not in plan.tool_names for call in calls)
+def _for_no_tool(plan: ChatPlan, calls: Sequence[ParsedCall]) -> bool:
+    """Whether rejected `calls`, in a first decision, name a function no tool has, or
+    call a real tool for a message that asks for none (`unrelated`)."""
+    if plan.answer_turn:
+        return False
+    if any(call.name not in plan.tool_names for call in calls):
+        return True
+    pairs = [(call.name, call.arguments) for call in calls]
+    return unrelated(pairs, plan.tools, plan.items, plan.instructions)
 
 
 @dataclass(frozen=True, slots=True)
