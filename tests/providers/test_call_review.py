@@ -528,6 +528,9 @@ CURRENCY = {
         (DICTIONARY, "What's the meaning of gregarious?"),
         (CURRENCY, "How many yen is 100 dollars?"),
         (CURRENCY, "What is €40 in pounds?"),
+        (CALCULATE, "What is 7 factorial?"),
+        (CALCULATE, "What's 9!?"),
+        (CALCULATE, "What is log(1000)?"),
     ],
 )
 def test_a_request_for_what_a_common_kind_of_tool_gives_asks_for_it(

@@ -213,10 +213,16 @@ _KINDS: tuple[tuple[frozenset[str], frozenset[str], re.Pattern[str] | None], ...
             re.findall(
                 r"\w+",
                 "plus minus times multiply multiplied divide divided subtract add sum product "
-                "percent percentage power squared square root total average half double twice",
+                "percent percentage power squared square root total average half double twice "
+                "cubed cube sqrt factorial logarithm log ln sine cosine tangent sin cos tan "
+                "exponent exponential modulo remainder quotient reciprocal mean median round "
+                "rounded solve compute",
             )
         ),
-        re.compile(r"\d\s*(?:[-+*/×÷^]|\*\*)\s*\d|\d\s*(?:%|per cent\b)"),
+        re.compile(
+            r"\d\s*(?:[-+*/×÷^]|\*\*)\s*\d|\d\s*(?:%|per cent\b)|\d\s*!"
+            r"|\b(?:sqrt|log|ln|sin|cos|tan|exp)\s*\("
+        ),
     ),
     (
         frozenset(re.findall(r"\w+", "unit units measurement measurements")),
