@@ -604,8 +604,8 @@ class LocalProvider(Provider):
         # nobody asked for it (`ChunkTranslator.unasked`) goes to that text pass at
         # once: the reason would ask for plain text, and the text pass's prompt is
         # in llama.cpp's cache where the re-sample's would have to be evaluated (and
-        # for a function no tool has, the first prompt alone is tried before it:
-        # `_second_pass`).
+        # for a call made for a message that asks for no tool, the first prompt alone
+        # is tried before it: `_second_pass`).
         # A first reply that opens by talking about calling a function (`TalkGuard`)
         # is treated the same way: re-sampled for the call if the message asks for a
         # tool, else answered by the text pass at once.
