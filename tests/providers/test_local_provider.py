@@ -361,6 +361,20 @@ CLOCK = {
 }
 
 
+def tokyo_answered(message: str) -> list[dict[str, Any]]:
+    """`message`, then a `get_time` call for Asia/Tokyo and its result: an answer turn."""
+    return [
+        request(message).items[0],
+        {
+            "type": "function_call",
+            "call_id": "call_1",
+            "name": "get_time",
+            "arguments": '{"timezone": "Asia/Tokyo"}',
+        },
+        {"type": "function_call_output", "call_id": "call_1", "output": "10:40 Asia/Tokyo"},
+    ]
+
+
 def call_reply(timezone: str) -> list[dict[str, Any]]:
     text = json.dumps({"name": "get_time", "arguments": {"timezone": timezone}})
     return [chunk(text), chunk(finish="stop")]
@@ -421,16 +435,7 @@ async def test_a_re_sample_after_an_echo_may_answer_in_prose() -> None:
         [chunk(echo), chunk(finish="stop")], [chunk("It is 10:40."), chunk(finish="stop")]
     )
     provider = provider_for(engine)
-    items = [
-        request("Time in Tokyo?").items[0],
-        {
-            "type": "function_call",
-            "call_id": "call_1",
-            "name": "get_time",
-            "arguments": '{"timezone": "Asia/Tokyo"}',
-        },
-        {"type": "function_call_output", "call_id": "call_1", "output": "10:40 Asia/Tokyo"},
-    ]
+    items = tokyo_answered("Time in Tokyo?")
     deltas = [d async for d in provider.stream(GenerationRequest("local", items, tools=[CLOCK]))]
     assert [d for d in deltas if isinstance(d, OutputTextDelta)] == [
         OutputTextDelta("It is 10:40.")
@@ -550,16 +555,7 @@ async def test_an_imagined_function_in_an_answer_turn_goes_to_the_text_pass() ->
         [chunk("It is 10:40."), chunk(finish="stop")],
     )
     provider = provider_for(engine, call_grounding=True)
-    items = [
-        request("Hi!").items[0],
-        {
-            "type": "function_call",
-            "call_id": "call_1",
-            "name": "get_time",
-            "arguments": '{"timezone": "Asia/Tokyo"}',
-        },
-        {"type": "function_call_output", "call_id": "call_1", "output": "10:40 Asia/Tokyo"},
-    ]
+    items = tokyo_answered("Hi!")
     deltas = [d async for d in provider.stream(GenerationRequest("local", items, tools=[CLOCK]))]
     assert [d for d in deltas if isinstance(d, OutputTextDelta)] == [
         OutputTextDelta("It is 10:40.")
@@ -581,16 +577,7 @@ async def test_an_answer_that_repeats_the_tool_result_message_is_re_sampled_with
     )
     engine.delay = 0.0005
     provider = provider_for(engine, call_grounding=True)
-    items = [
-        request("Time in Tokyo?").items[0],
-        {
-            "type": "function_call",
-            "call_id": "call_1",
-            "name": "get_time",
-            "arguments": '{"timezone": "Asia/Tokyo"}',
-        },
-        {"type": "function_call_output", "call_id": "call_1", "output": "10:40 Asia/Tokyo"},
-    ]
+    items = tokyo_answered("Time in Tokyo?")
     deltas = [d async for d in provider.stream(GenerationRequest("local", items, tools=[CLOCK]))]
     assert [d for d in deltas if isinstance(d, OutputTextDelta)] == [
         OutputTextDelta("It is 10:40 in Tokyo.")
