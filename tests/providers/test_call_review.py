@@ -454,9 +454,22 @@ def test_a_calculation_that_applies_its_last_step_again_to_its_result_is_rejecte
     assert review_calls(call, [CALCULATE], items) is None, "only with grounding"
 
 
+def test_a_calculation_that_takes_the_result_with_nothing_new_from_the_message_is_rejected() -> (
+    None
+):
+    # what the 1.5B did: 20% of 150 = 30, then 30 * 150 / 100 = 45, and answered 45
+    items = _after_calculation("What's 20% of 150?", "20% of 150", "20% of 150 = 30")
+    call = [("calculate", args(expression="30 * 150 / 100"))]
+    reason = review_calls(call, [CALCULATE], items, grounding=True)
+    assert reason is not None
+    assert reason.startswith("20% of 150 = 30 has already done that step")
+    assert unasked(call, [CALCULATE], items)
+
+
 @pytest.mark.parametrize(
     ("message", "expression", "output", "next_expression"),
     [
+        ("What is 10 / 3, rounded?", "10 / 3", "10 / 3 = 3.3333", "round(3.3333)"),
         # the message says the step twice, or the next step is a new one
         ("What is 2 + 2, then add 2 more?", "2 + 2", "2 + 2 = 4", "4 + 2"),
         ("Take 15% of 80, then add it to 80.", "80 * 0.15", "80 * 0.15 = 12", "80 + 12"),

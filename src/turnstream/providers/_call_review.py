@@ -632,7 +632,8 @@ _OPERATOR = re.compile(r"^(\*\*|[-+*/%^])")
 def _reapplied(arguments: str, items: Sequence[Mapping[str, Any]]) -> tuple[str, str] | None:
     """(expression, result) of a call made for the user's latest message whose result
     this call's `arguments` take and apply the expression's own last step to again,
-    with a number the message says fewer times than the calls would then use it.
+    with a number the message says fewer times than the calls would then use it; or
+    take with nothing new from the message (`_used_up`).
 
     Asked to "Calculate 45 times 12 minus 30", the 1.5B called `45 * 12 - 30` (510),
     then `510 - 30`, then divided by 3: each result taken for a step still to do.
@@ -650,6 +651,14 @@ def _reapplied(arguments: str, items: Sequence[Mapping[str, Any]]) -> tuple[str,
         for item in since
         if item.get("type") == "function_call_output"
     }
+    # the numbers the calls made for the latest message have written
+    used = _NUMBER.findall(
+        " ".join(
+            str(item.get("arguments") or "")
+            for item in since
+            if item.get("type") == "function_call"
+        )
+    )
     for item in since:
         if item.get("type") != "function_call" or str(item.get("call_id")) not in outputs:
             continue
@@ -663,6 +672,8 @@ def _reapplied(arguments: str, items: Sequence[Mapping[str, Any]]) -> tuple[str,
         for expression in (leaf for leaf in _leaves(earlier) if isinstance(leaf, str)):
             compact = "".join(expression.split())
             for text in written:
+                if _used_up(text, result, used, mentioned):
+                    return expression, result
                 tail = text[len(result) :] if text.startswith(result) else ""
                 if not (_OPERATOR.match(tail) and compact.endswith(tail) and compact != tail):
                     continue
@@ -671,6 +682,20 @@ def _reapplied(arguments: str, items: Sequence[Mapping[str, Any]]) -> tuple[str,
                 if operand and mentioned.count(operand[0]) < uses:
                     return expression, result
     return None
+
+
+def _used_up(text: str, result: str, used: Sequence[str], mentioned: Sequence[str]) -> bool:
+    """Whether `text` takes `result` and, of the message's numbers, only ones the calls
+    made for it have used as often as the message says them: asked "What's 20% of
+    150?", the 1.5B called `20% of 150` (30), then `30 * 150 / 100` and answered 45.
+    ("Take 15% of 80, then add it to 80" may use 80 twice: the message says it twice;
+    `45 * 12` then `540 - 30` brings in 30, which no call has used.)"""
+    numbers = _NUMBER.findall(text)
+    if result not in numbers:
+        return False
+    numbers.remove(result)
+    said = [n for n in numbers if n in mentioned]
+    return bool(said) and all(used.count(n) + numbers.count(n) > mentioned.count(n) for n in said)
 
 
 def _grounding_reason(
