@@ -746,8 +746,7 @@ class LocalProvider(Provider):
         if plan.prose_only:
             # at its turn limit, with the tools withheld, the 1.5B wrote the next call
             # as text, which reached the user as the answer
-            text = text_body(chat_body)
-            return _Body(text, completion="prompt" in text)
+            return _prose(chat_body)
         if self._call_grammar and plan.grammar is not None:
             completion = completion_body(chat_body, plan.grammar, lazy=not forced)
             if completion is not None:

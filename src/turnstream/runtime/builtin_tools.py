@@ -183,7 +183,6 @@ _SHARED_ZONES = {
     "Europe/Madrid": "barcelona",
     "Europe/Rome": "milan florence venice",
     "Europe/Zurich": "geneva",
-    "Australia/Sydney": "canberra",
 }
 """Large cities that have no zone of their own, by the zone they keep time in: a
 model writes `Asia/Mumbai` for Mumbai, which IANA does not list (Mumbai keeps
