@@ -599,3 +599,36 @@ def test_a_follow_up_may_call_again_the_tool_an_earlier_turn_called() -> None:
     follow_up = [*earlier, user("And in Berlin?")]
     assert review_calls(call, [WEATHER], follow_up, grounding=True) is None
     assert review_calls(call, [WEATHER], [user("And in Berlin?")], grounding=True) is not None
+
+
+def test_another_calculation_after_a_one_step_request_was_answered_is_rejected() -> None:
+    # what the 1.5B did: 20% * 150 = 30, then 30 * 2 and 60 / 100, and answered 0.6
+    items = _after_calculation("What's 20% of 150?", "20% * 150", "20% * 150 = 30")
+    call = [("calculate", args(expression="30 * 2"))]
+    reason = review_calls(call, [CALCULATE], items, grounding=True)
+    assert reason is not None
+    assert reason.startswith("20% * 150 = 30 has already done that step: 30 is the result")
+    assert unasked(call, [CALCULATE], items), "the reason asks for the answer in plain text"
+    assert review_calls(call, [CALCULATE], items) is None, "only with grounding"
+
+
+@pytest.mark.parametrize(
+    ("message", "expression", "output", "next_expression"),
+    [
+        # two operations, or a further step in words
+        ("What is 25% of 80 plus 12?", "25% * 80", "25% * 80 = 20", "20 + 12"),
+        ("What's the square of the sum of 3 and 4?", "3 + 4", "3 + 4 = 7", "7 ** 2"),
+        ("What is 2 + 3 * 4?", "3 * 4", "3 * 4 = 12", "2 + 12"),
+        ("What is 100 divided by 8, rounded?", "100 / 8", "100 / 8 = 12.5", "round(12.5)"),
+        # a number of the message that no call has used yet
+        ("Add 17, 25 and 8.", "17 + 25", "17 + 25 = 42", "42 + 8"),
+        # the first calculation failed
+        ("What's 20% of 150?", "20 %% 150", "Error: invalid syntax", "20 / 100 * 150"),
+    ],
+)
+def test_a_further_step_is_not_taken_for_a_one_step_request(
+    message: str, expression: str, output: str, next_expression: str
+) -> None:
+    items = _after_calculation(message, expression, output)
+    call = [("calculate", args(expression=next_expression))]
+    assert review_calls(call, [CALCULATE], items, grounding=True) is None

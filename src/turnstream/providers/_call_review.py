@@ -604,7 +604,7 @@ def _whole_percent(arguments: str, tool: Mapping[str, Any], request: str) -> str
     as a whole number: asked "What's 3.5 percent of 2000?", the 1.5B called
     `3.5 * 2000` and answered 7000. Written `3.5%`, `3.5 / 100` or `0.035` it is
     right (as is any expression that divides by 100 somewhere)."""
-    if not any(set(_words(description_text(tool))) & kind[0] for kind in _KINDS[:1]):
+    if not _calculator(tool):
         return None
     try:
         parsed = json.loads(arguments or "{}")
@@ -698,6 +698,67 @@ def _used_up(text: str, result: str, used: Sequence[str], mentioned: Sequence[st
     return bool(said) and all(used.count(n) + numbers.count(n) > mentioned.count(n) for n in said)
 
 
+_OPERATION = re.compile(
+    r"square root|\bsqrt\b|\bsquared?\b|\bcubed?\b|\bplus\b|\bminus\b|\btimes\b"
+    r"|\bmultipl\w*|\bdivid\w*|\bsubtract\w*|\badd\b|\bsum\b|\bproduct\b"
+    r"|\bpercent(?:age)?\b|\bper cent\b|%|\bpower\b|\bfactorial\b|\bhalf\b|\bdouble\b"
+    r"|\btwice\b|\blog\w*|\bln\b|\bsin\b|\bcos\b|\btan\b|\d\s*!"
+    r"|(?<=\d)\s*(?:\*\*|[-+*/×÷^])(?=\s*\(?\d)",
+    re.I,
+)
+# words of a request with steps its one operation word does not show: an average
+# or a mean divides by a count nobody says, "rounded" or "then" is a step of its own
+_MORE_STEPS = re.compile(
+    r"\b(?:average|mean|median|total|round\w*|then|after|afterwards|next|result|"
+    r"finally|also|convert\w*|and then)\b",
+    re.I,
+)
+
+
+def _calculator(tool: Mapping[str, Any]) -> bool:
+    """Whether `tool` is of the calculator's kind (`_KINDS`)."""
+    described = f"{str(tool.get('name') or '').replace('_', ' ')} {description_text(tool)}"
+    return bool(set(_words(described)) & _KINDS[0][0])
+
+
+def _one_step_done(
+    name: str, tool: Mapping[str, Any], items: Sequence[Mapping[str, Any]]
+) -> tuple[str, str] | None:
+    """(expression, result) of a calculator call for the user's latest message when
+    that message asks for one operation (one operation word or sign, no word of a
+    further step: `_MORE_STEPS`), the calls made for it have used every number it
+    says, and this call to `name` would be another calculation: asked "What's 20% of
+    150?", the 1.5B called `20% * 150` (30), then `30 * 2` and `60 / 100`, and
+    answered 0.6. ("What is 25% of 80 plus 12?" asks for two operations, "the
+    average of 4, 8 and 12" divides by a count the message does not say.)"""
+    if not _calculator(tool):
+        return None
+    request = latest_request(items)
+    if len(_OPERATION.findall(request)) != 1 or _MORE_STEPS.search(request):
+        return None
+    since = items[_latest_user_index(items) :]
+    calls = {
+        str(item.get("call_id")): item
+        for item in since
+        if item.get("type") == "function_call" and item.get("name") == name
+    }
+    used = _NUMBER.findall(" ".join(str(c.get("arguments") or "") for c in calls.values()))
+    if any(number not in used for number in _NUMBER.findall(_THOUSANDS.sub("", request))):
+        return None
+    for item in since:
+        if item.get("type") != "function_call_output" or str(item.get("call_id")) not in calls:
+            continue
+        result = str(item.get("output") or "").rpartition("=")[2].strip()
+        try:
+            arguments = json.loads(str(calls[str(item.get("call_id"))].get("arguments") or "{}"))
+        except json.JSONDecodeError:
+            continue
+        expression = next((leaf for leaf in _leaves(arguments) if isinstance(leaf, str)), None)
+        if expression is not None and _NUMBER.fullmatch(result):
+            return expression, result
+    return None
+
+
 def _grounding_reason(
     name: str,
     arguments: str,
@@ -743,6 +804,8 @@ def _grounding_reason(
                 f"{percent} / 100."
             )
     reapplied = _reapplied(arguments, items)
+    if reapplied is None and tool is not None:
+        reapplied = _one_step_done(name, tool, items)
     if reapplied is not None:
         expression, result = reapplied
         return (
@@ -890,7 +953,9 @@ def unasked(
         tool = by_name.get(name)
         if tool is not None and _unasked_next(tool, request, items):
             return True
-        if _reapplied(arguments, items) is not None:
+        if _reapplied(arguments, items) is not None or (
+            tool is not None and _one_step_done(name, tool, items) is not None
+        ):
             return True  # the reason asks for the answer in plain sentences
         if tool is not None and _unrelated(name, tools, items):
             return True
