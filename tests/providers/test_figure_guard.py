@@ -146,3 +146,63 @@ def test_a_reply_to_a_message_that_asks_for_no_figure_tool_streams_as_it_comes()
     translator = _translator("Hi! How are you today?")
     out = translator.feed({"choices": [{"delta": {"content": "Hello! I'm 100% fine."}}]})
     assert _text(out) == "Hello! I'm 100% fine."
+
+
+STOCK = {
+    "type": "function",
+    "name": "stock_price",
+    "description": "Latest stock price for a ticker symbol.",
+    "parameters": {"type": "object", "properties": {"symbol": {"type": "string"}}},
+}
+REFUSED = "Error: tool 'stock_price' raised ValueError: unknown ticker 'NFLX'"
+
+
+def _after(outputs: list[str], *, text_pass: bool = False) -> ChunkTranslator:
+    items: list[dict[str, Any]] = [user("What's Netflix's stock price?")]
+    for index, output in enumerate(outputs):
+        call_id = f"call_{index}"
+        items += [
+            {
+                "type": "function_call",
+                "call_id": call_id,
+                "name": "stock_price",
+                "arguments": '{"symbol": "NFLX"}',
+            },
+            {"type": "function_call_output", "call_id": call_id, "output": output},
+        ]
+    plan = build_chat_request(GenerationRequest("local", items, tools=[STOCK]))
+    if text_pass:
+        return ChunkTranslator(plan, text_pass=True)
+    return ChunkTranslator(plan, review=True, grounding=True)
+
+
+@pytest.mark.parametrize("text_pass", [False, True])
+def test_a_figure_stated_after_every_call_failed_is_held_back_for_an_honest_answer(
+    text_pass: bool,
+) -> None:
+    # what the 1.5B answered after `stock_price` refused "NFLX", in both passes
+    translator = _after([REFUSED], text_pass=text_pass)
+    out = translator.feed({"choices": [{"delta": {"content": "Netflix's stock price is $320."}}]})
+    out += translator.finish()
+    assert not _text(out)
+    assert translator.rejected is not None
+    assert translator.failed_figure
+    assert translator.unasked, "the text pass answers, not a re-sample"
+    assert not translator.calls_only_next
+
+
+def test_after_a_failure_a_reply_without_made_up_figures_goes_out() -> None:
+    translator = _after([REFUSED])
+    out = translator.feed({"choices": [{"delta": {"content": "I could not find NFLX."}}]})
+    out += translator.feed({"choices": [{"delta": {}, "finish_reason": "stop"}]})
+    out += translator.finish()
+    assert _text(out) == "I could not find NFLX."
+    assert translator.rejected is None
+
+
+def test_a_figure_after_a_call_that_worked_is_not_held_for_failures() -> None:
+    # a stock tool computes nothing: its answer is not a figure tool's
+    translator = _after([REFUSED, "NFLX: 320.5 USD"])
+    out = translator.feed({"choices": [{"delta": {"content": "Netflix is at 320.5 USD."}}]})
+    assert _text(out), "streams: nothing failed last, and no figure tool was asked for"
+    assert not translator.failed_figure

@@ -30,6 +30,7 @@ from turnstream.providers._local_chat import (
     build_chat_request,
     chat_tools,
     confirm_body,
+    failure_note,
     fit_arguments,
     retry_body,
     runaway,
@@ -923,3 +924,52 @@ def test_a_later_turn_may_still_call_or_answer() -> None:
     out = call.feed(chunk('{"name": "get_weather", "arguments": {"city": "Rome"}}'))
     out += call.feed(chunk(finish="stop")) + call.finish()
     assert [d.name for d in out if isinstance(d, ToolCallDelta) and d.name] == ["get_weather"]
+
+
+def test_an_error_before_any_result_is_restated_as_a_failure_and_one_after_a_result_is_not() -> (
+    None
+):
+    # restated as a result ("returned: Error: ... using this result: do not work it
+    # out yourself"), the 1.5B answered with that fragment
+    error = "Error: tool 'get_weather' raised ValueError: unknown city"
+    items = [
+        user("Weather in Atlantis, then in Paris?"),
+        call_item("c1"),
+        {"type": "function_call_output", "call_id": "c1", "output": error},
+        call_item("c2"),
+        output_item("c2"),
+        call_item("c3"),
+        {"type": "function_call_output", "call_id": "c3", "output": error},
+    ]
+    messages = build_chat_request(GenerationRequest("local", items, tools=[WEATHER])).body[
+        "messages"
+    ]
+    restated = [m["content"] for m in messages if str(m["content"]).startswith("The function")]
+    assert len(restated) == 3
+    first, result, later = restated
+    assert first.startswith(f"The function get_weather failed: {error}\n")
+    assert "with arguments that work" in first
+    assert "using this result" not in first
+    assert "saying what could not be found" in first
+    assert result.startswith('The function get_weather returned: {"temp_c": 18}')
+    assert later.startswith(f"The function get_weather returned: {error}"), "after a result"
+    # a new message starts over: its first error is a failure again
+    again = [*items, user("And Atlantis again?"), call_item("c4")]
+    again.append({"type": "function_call_output", "call_id": "c4", "output": error})
+    last = build_chat_request(GenerationRequest("local", again, tools=[WEATHER])).body["messages"]
+    assert last[-1]["content"].startswith("The function get_weather failed:")
+
+
+def test_the_failure_note_names_each_failed_function_in_its_own_words() -> None:
+    items = [
+        user("Weather in Atlantis?"),
+        call_item("c1"),
+        {
+            "type": "function_call_output",
+            "call_id": "c1",
+            "output": "Error: tool 'get_weather' raised ValueError: unknown city 'Atlantis'",
+        },
+    ]
+    assert failure_note(items) == (
+        "I could not find that out: get_weather failed (unknown city 'Atlantis')."
+    )

@@ -896,3 +896,45 @@ async def test_without_tools_the_reply_is_not_constrained() -> None:
     (body,) = engine.streamed()
     assert "grammar" not in body
     await provider.aclose()
+
+
+def clock_refused(message: str) -> list[dict[str, Any]]:
+    """`message`, then a `get_time` call that failed: an answer turn after a failure."""
+    items = tokyo_answered(message)
+    error = "Error: tool 'get_time' raised ValueError: unknown time zone 'Asia/Mumbai'"
+    return [*items[:2], {**items[2], "output": error}]
+
+
+async def test_a_figure_made_up_after_the_call_failed_twice_ends_in_what_failed() -> None:
+    # what the 1.5B answered after the clock refused "Asia/Mumbai", in both passes
+    engine = ScriptedReplies(
+        [chunk("The time in Mumbai is 10:30 PM."), chunk(finish="stop")],
+        [chunk("It is 10:30 PM in Mumbai."), chunk(finish="stop")],
+    )
+    provider = provider_for(engine, call_grounding=True)
+    items = clock_refused("Is it evening in Mumbai yet?")
+    deltas = [d async for d in provider.stream(GenerationRequest("local", items, tools=[CLOCK]))]
+    assert [d for d in deltas if isinstance(d, OutputTextDelta)] == [
+        OutputTextDelta(
+            "I could not find that out: get_time failed (unknown time zone 'Asia/Mumbai')."
+        )
+    ]
+    assert [d for d in deltas if isinstance(d, FinishDelta)] == [FinishDelta("stop")]
+    assert deltas[-1] == FinishDelta("stop")
+    first, text = engine.streamed()
+    assert_text_pass(first, text)
+    await provider.aclose()
+
+
+async def test_after_a_failure_a_text_pass_without_made_up_figures_is_the_answer() -> None:
+    engine = ScriptedReplies(
+        [chunk("The time in Mumbai is 10:30 PM."), chunk(finish="stop")],
+        [chunk("I could not get the time in Mumbai."), chunk(finish="stop")],
+    )
+    provider = provider_for(engine, call_grounding=True)
+    items = clock_refused("Is it evening in Mumbai yet?")
+    deltas = [d async for d in provider.stream(GenerationRequest("local", items, tools=[CLOCK]))]
+    assert [d for d in deltas if isinstance(d, OutputTextDelta)] == [
+        OutputTextDelta("I could not get the time in Mumbai.")
+    ]
+    await provider.aclose()

@@ -50,6 +50,7 @@ __all__ = [
     "figure_tools",
     "latest_request",
     "may_reject",
+    "only_failures",
     "review_calls",
     "said_numbers",
     "unasked",
@@ -532,6 +533,17 @@ def _latest_user_index(items: Sequence[Mapping[str, Any]]) -> int:
         if item.get("type", "message") == "message" and item.get("role") == "user":
             return index
     return 0
+
+
+def only_failures(items: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether calls were made for the user's latest message and every one failed
+    (its output is an error: the runtime's `Error: ...`)."""
+    outputs = [
+        str(item.get("output") or "")
+        for item in items[_latest_user_index(items) :]
+        if item.get("type") == "function_call_output"
+    ]
+    return bool(outputs) and all(output.startswith("Error") for output in outputs)
 
 
 def _unrelated(

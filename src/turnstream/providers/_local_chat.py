@@ -80,6 +80,7 @@ from turnstream.providers._call_review import (
     figure_tools,
     latest_request,
     may_reject,
+    only_failures,
     review_calls,
     said_numbers,
     unasked,
@@ -428,7 +429,7 @@ _RESULT_OPENING = "The function "
 
 
 def _result_message(
-    item: Mapping[str, Any], name: str | None, request: str | None = None
+    item: Mapping[str, Any], name: str | None, request: str | None = None, *, failed: bool = False
 ) -> dict[str, Any]:
     """A tool result as a user turn: take the request's next step, or answer.
 
@@ -453,14 +454,67 @@ def _result_message(
     replayed, from 32 to 35 of 38.
     """
     asked = f"My request was: {request.strip()}\n" if request and request.strip() else ""
+    output = _output_text(item)
+    if failed:
+        return {"role": "user", "content": _failure_text(name, output, asked)}
     return {
         "role": "user",
-        "content": f"{_RESULT_OPENING}{name or 'you called'} returned: {_output_text(item)}\n"
+        "content": f"{_RESULT_OPENING}{name or 'you called'} returned: {output}\n"
         f"{asked}"
         "If a step of my request is still not done, reply with only the JSON object that "
         "calls the function for that step, using this result: do not work it out yourself. "
         "Once every step is done, answer my request in plain sentences with the results.",
     }
+
+
+def _failure_text(name: str | None, output: str, asked: str) -> str:
+    """A tool's error as a user turn: call again with arguments that work, or say what
+    could not be found.
+
+    Restated like a result ("returned: Error: ... unknown ticker 'NFLX'"), with the
+    result's "using this result: do not work it out yourself", the 1.5B answered
+    with that fragment ("do not work it out yourself.").
+    """
+    return (
+        f"{_RESULT_OPENING}{name or 'you called'} failed: {output}\n"
+        f"{asked}"
+        "If a step of my request is still not done, reply with only the JSON object that "
+        "calls the function for that step, with arguments that work: do not work it out "
+        "yourself. Once every step is done, answer my request in plain sentences, saying "
+        "what could not be found."
+    )
+
+
+_RAISED = re.compile(r"^Error:\s*(?:tool '[^']*' raised \w+:\s*)?")
+
+
+def failure_note(items: Sequence[Mapping[str, Any]]) -> str:
+    """What the provider says itself when the model, after every call made for the
+    user's message failed, stated a figure nobody said in its answer and again in the
+    text pass: which function failed and why, in the tool's own words. Asked for
+    Netflix's stock price after `stock_price` refused "NFLX", the 1.5B answered
+    "Netflix's stock price is $320." in both passes."""
+    names = {
+        str(item.get("call_id")): str(item.get("name"))
+        for item in items
+        if item.get("type") == "function_call"
+    }
+    latest = next(
+        (
+            index
+            for index in range(len(items) - 1, -1, -1)
+            if items[index].get("type", "message") == "message"
+            and items[index].get("role") == "user"
+        ),
+        0,
+    )
+    failures = [
+        f"{names.get(str(item.get('call_id')), 'the function')} failed "
+        f"({_RAISED.sub('', str(item.get('output') or '')).strip()})"
+        for item in items[latest:]
+        if item.get("type") == "function_call_output"
+    ]
+    return f"I could not find that out: {'; '.join(dict.fromkeys(failures))}."
 
 
 def _requests_by_call(items: Sequence[Mapping[str, Any]]) -> dict[str, str]:
@@ -476,11 +530,34 @@ def _requests_by_call(items: Sequence[Mapping[str, Any]]) -> dict[str, str]:
     return served
 
 
+def _first_failures(items: Sequence[Mapping[str, Any]]) -> set[str]:
+    """call_ids of the errors (`Error: ...`) that came back before any result for the
+    same user message: restated as a failure (`_failure_text`). An error after a
+    result keeps the result's wording: in a chain whose second step failed ("291.14
+    EUR - 100 EUR", units in the calculation), told to call again or say what could
+    not be found, the 1.5B converted the euros back and answered with a made-up
+    difference, where after the result's wording it answered the difference right."""
+    failed: set[str] = set()
+    succeeded = False
+    for item in items:
+        kind = item.get("type", "message")
+        if kind == "message" and item.get("role") == "user":
+            succeeded = False
+        elif kind == "function_call_output":
+            if not _output_text(item).startswith("Error"):
+                succeeded = True
+            elif not succeeded:
+                failed.add(str(item.get("call_id")))
+    return failed
+
+
 def _prompted_dialect(items: Sequence[Mapping[str, Any]], *, tools: bool) -> ChatDialect:
     served = _requests_by_call(items)
+    failed = _first_failures(items)
 
     def result_message(item: Mapping[str, Any], name: str | None) -> dict[str, Any]:
-        return _result_message(item, name, served.get(str(item.get("call_id"))))
+        call_id = str(item.get("call_id"))
+        return _result_message(item, name, served.get(call_id), failed=call_id in failed)
 
     note = _LATER_TURN_NOTE if tools else None
     return replace(_PROMPTED, result_message=result_message, later_user_note=note)
@@ -600,6 +677,13 @@ _TALKED = (
 """The re-sample's reason after a reply that opened by talking about a function
 (`TalkGuard`), for a message that asks for one of the tools; for one that asks for
 none, the text pass answers at once (`ChunkTranslator.unasked`)."""
+
+_FAILED_FIGURE = (
+    "The functions you called failed, so nothing gave the figure you stated. Say that "
+    "you could not find it out."
+)
+"""Why a reply was held back that stated a figure nobody said after every call made
+for the message had failed (`only_failures`): the text pass answers instead."""
 
 _UNSAID_FIGURE = (
     "Do not work out figures yourself. Call {tools} to compute what I asked for from the "
@@ -765,9 +849,12 @@ class ChunkTranslator:
         self._figure_tools = (
             figure_tools(plan.tools, plan.items) if review and not calls_only else []
         )
+        # after every call made for the message failed, no figure may be stated that
+        # nobody said: "The stock price of Netflix is $320." after `stock_price` refused
+        self._failed = (review or text_pass) and plan.answer_turn and only_failures(plan.items)
         self._figures = (
             FigureGuard(said_numbers(conversation_text(plan.instructions, plan.items)))
-            if self._figure_tools
+            if self._figure_tools or self._failed
             else None
         )
         self._cut = False
@@ -1082,6 +1169,8 @@ class ChunkTranslator:
 
     def _figure_reason(self) -> str:
         assert self._figures is not None
+        if self._failed:
+            return _FAILED_FIGURE
         return _UNSAID_FIGURE.format(tools=" or ".join(self._figure_tools))
 
     def _echo_reason(self) -> str:
@@ -1109,16 +1198,24 @@ class ChunkTranslator:
         if self.rejected is None:
             return False
         if self._figures is not None and self._figures.figures:
-            return True  # asked to call the tool that computes the figure
+            return not self._failed  # asked to call the tool that computes the figure
         if self._plan.answer_turn:
             return False
         calls, reason = self.rejected
         return bool(calls) or reason == _TALKED
 
     @property
+    def failed_figure(self) -> bool:
+        """After a rejection: whether the reply stated a figure nobody said after every
+        call made for the message had failed (`only_failures`)."""
+        return self._failed and self._figures is not None and bool(self._figures.figures)
+
+    @property
     def unasked(self) -> bool:
         """After a rejection: whether it was only that nobody asked for these calls
         (`_call_review.unasked`), so that the answer should be plain text."""
+        if self.failed_figure:
+            return True  # a figure after the calls failed: say it could not be found
         if self.rejected is None or not self._grounding:
             return False
         plan = self._plan

@@ -56,7 +56,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from turnstream.engine.deltas import Delta, OutputTextDelta, QueuedDelta, StartedDelta
+from turnstream.engine.deltas import (
+    Delta,
+    FinishDelta,
+    OutputTextDelta,
+    QueuedDelta,
+    StartedDelta,
+)
 from turnstream.providers._call_grammar import chat_chunk, completion_body, text_body
 from turnstream.providers._call_review import unrelated
 from turnstream.providers._local_chat import (
@@ -67,6 +73,7 @@ from turnstream.providers._local_chat import (
     answer_body,
     build_chat_request,
     confirm_body,
+    failure_note,
     retry_body,
     system_prompt,
 )
@@ -650,6 +657,12 @@ class LocalProvider(Provider):
         async for delta in self._pass(engine, _prose(answer_body(plan)), gate, prose):
             yield delta
         if prose.rejected is None:
+            return
+        if prose.failed_figure:
+            # every call failed, and both passes made the figure up: say so instead
+            logger.info("local model stated a figure after its calls failed, twice")
+            yield OutputTextDelta(failure_note(plan.items))
+            yield FinishDelta("stop")
             return
         # it wrote out its own instruction, the request or a result message: a last
         # pass on the first prompt alone, still under the grammar that admits no call
