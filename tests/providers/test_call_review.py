@@ -20,6 +20,7 @@ from turnstream.providers._call_review import (
     ungrounded_values,
     unrelated,
     unsaid_numbers,
+    untooled_topic,
 )
 
 CALCULATE = {
@@ -632,3 +633,21 @@ def test_a_further_step_is_not_taken_for_a_one_step_request(
     items = _after_calculation(message, expression, output)
     call = [("calculate", args(expression=next_expression))]
     assert review_calls(call, [CALCULATE], items, grounding=True) is None
+
+
+@pytest.mark.parametrize(
+    ("message", "untooled"),
+    [
+        ("What's the stock price of Apple?", True),
+        ("Is it raining in London?", True),
+        ("How many yen is 100 dollars?", True),
+        ("What is 17 plus 25?", False),
+        ("How many feet are in 2 meters?", False),
+        ("Hi! How are you today?", False),
+    ],
+)
+def test_a_message_asking_for_what_no_offered_tool_gives(message: str, untooled: bool) -> None:
+    assert untooled_topic([CALCULATE, UNITS], [user(message)]) == untooled
+    # with a tool of each kind on offer, nothing is left untooled
+    offered = [CALCULATE, UNITS, WEATHER, STOCK, CURRENCY]
+    assert not untooled_topic(offered, [user(message)])

@@ -186,7 +186,7 @@ def test_a_figure_stated_after_every_call_failed_is_held_back_for_an_honest_answ
     out += translator.finish()
     assert not _text(out)
     assert translator.rejected is not None
-    assert translator.failed_figure
+    assert translator.unsourced_figure
     assert translator.unasked, "the text pass answers, not a re-sample"
     assert not translator.calls_only_next
 
@@ -205,4 +205,52 @@ def test_a_figure_after_a_call_that_worked_is_not_held_for_failures() -> None:
     translator = _after([REFUSED, "NFLX: 320.5 USD"])
     out = translator.feed({"choices": [{"delta": {"content": "Netflix is at 320.5 USD."}}]})
     assert _text(out), "streams: nothing failed last, and no figure tool was asked for"
-    assert not translator.failed_figure
+    assert not translator.unsourced_figure
+
+
+def _first_reply(message: str, *, text_pass: bool = False) -> ChunkTranslator:
+    plan = build_chat_request(
+        GenerationRequest("local", [user(message)], tools=[CALCULATOR, UNITS])
+    )
+    if text_pass:
+        return ChunkTranslator(plan, text_pass=True)
+    return ChunkTranslator(plan, review=True, grounding=True)
+
+
+@pytest.mark.parametrize("text_pass", [False, True])
+def test_a_figure_for_what_no_offered_tool_gives_is_held_back_for_an_honest_answer(
+    text_pass: bool,
+) -> None:
+    # what the 1.5B answered in the terminal chat (calculator, clock and converter)
+    translator = _first_reply("What's the stock price of Apple?", text_pass=text_pass)
+    out = translator.feed(
+        {"choices": [{"delta": {"content": "The stock price of Apple is $170.00."}}]}
+    )
+    out += translator.finish()
+    assert not _text(out)
+    assert translator.unsourced_figure
+    assert translator.unasked, "the text pass answers, not a re-sample"
+    assert not translator.calls_only_next
+
+
+@pytest.mark.parametrize(
+    ("message", "tools", "held"),
+    [
+        ("What's the stock price of Apple?", [CALCULATOR, UNITS], True),
+        ("How many dollars is 100 euros?", [CALCULATOR, UNITS], True),
+        # a tool of that kind is offered, or the message asks for no such thing
+        ("What's the weather in Paris?", [WEATHER, CALCULATOR], False),
+        ("Who wrote Hamlet in 1600?", [CALCULATOR, UNITS], False),
+        # no tools at all: a plain chat
+        ("What's the stock price of Apple?", [], False),
+    ],
+)
+def test_only_a_message_asking_for_what_no_offered_tool_gives_is_held(
+    message: str, tools: list[dict[str, Any]], held: bool
+) -> None:
+    plan = build_chat_request(GenerationRequest("local", [user(message)], tools=tools))
+    translator = ChunkTranslator(plan, review=True, grounding=True)
+    out = translator.feed({"choices": [{"delta": {"content": "It is 170.5 now, I think."}}]})
+    out += translator.finish()
+    assert (not _text(out)) == held
+    assert translator.unsourced_figure == held

@@ -973,3 +973,9 @@ def test_the_failure_note_names_each_failed_function_in_its_own_words() -> None:
     assert failure_note(items) == (
         "I could not find that out: get_weather failed (unknown city 'Atlantis')."
     )
+
+
+def test_the_note_for_what_no_tool_gives_says_it_will_not_guess() -> None:
+    assert failure_note([user("What's the stock price of Apple?")]) == (
+        "I can't look that up: none of my tools gives it, and I won't guess."
+    )

@@ -938,3 +938,22 @@ async def test_after_a_failure_a_text_pass_without_made_up_figures_is_the_answer
         OutputTextDelta("I could not get the time in Mumbai.")
     ]
     await provider.aclose()
+
+
+async def test_a_figure_for_what_no_offered_tool_gives_ends_in_saying_so() -> None:
+    # the terminal chat's tools (a calculator, a clock, a converter) and a stock price:
+    # the 1.5B made one up in its answer and again in the text pass
+    engine = ScriptedReplies(
+        [chunk("The stock price of Apple is $170.00."), chunk(finish="stop")],
+        [chunk("Apple trades at $170."), chunk(finish="stop")],
+    )
+    provider = provider_for(engine, call_grounding=True)
+    message = "What's the stock price of Apple?"
+    deltas = [d async for d in provider.stream(request(message, tools=[CLOCK]))]
+    assert [d for d in deltas if isinstance(d, OutputTextDelta)] == [
+        OutputTextDelta("I can't look that up: none of my tools gives it, and I won't guess.")
+    ]
+    assert deltas[-1] == FinishDelta("stop")
+    first, text = engine.streamed()
+    assert_text_pass(first, text)
+    await provider.aclose()

@@ -58,6 +58,7 @@ __all__ = [
     "unrelated",
     "unsaid_figures",
     "unsaid_numbers",
+    "untooled_topic",
 ]
 
 
@@ -544,6 +545,23 @@ def only_failures(items: Sequence[Mapping[str, Any]]) -> bool:
         if item.get("type") == "function_call_output"
     ]
     return bool(outputs) and all(output.startswith("Error") for output in outputs)
+
+
+def untooled_topic(tools: Sequence[Mapping[str, Any]], items: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether the user's latest message asks for what a weather, clock, dictionary,
+    currency or stock tool gives (`_TOPICS`) and no offered tool is of that kind: the
+    chat apps' calculator, clock and converter asked for Apple's stock price."""
+    request = latest_request(items)
+    asked = set(_words(request))
+    texts = [
+        f"{str(tool.get('name') or '').replace('_', ' ')} {description_text(tool)}"
+        for tool in tools
+    ]
+    return any(
+        (asked & request_words or (shape and shape.search(request)))
+        and not any(tool_shape.search(text) for text in texts)
+        for tool_shape, request_words, shape in _TOPICS
+    )
 
 
 def _unrelated(

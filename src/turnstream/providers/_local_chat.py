@@ -84,6 +84,7 @@ from turnstream.providers._call_review import (
     review_calls,
     said_numbers,
     unasked,
+    untooled_topic,
 )
 from turnstream.providers._chat_request import (
     ChatDialect,
@@ -514,6 +515,8 @@ def failure_note(items: Sequence[Mapping[str, Any]]) -> str:
         for item in items[latest:]
         if item.get("type") == "function_call_output"
     ]
+    if not failures:
+        return "I can't look that up: none of my tools gives it, and I won't guess."
     return f"I could not find that out: {'; '.join(dict.fromkeys(failures))}."
 
 
@@ -685,6 +688,13 @@ _FAILED_FIGURE = (
 """Why a reply was held back that stated a figure nobody said after every call made
 for the message had failed (`only_failures`): the text pass answers instead."""
 
+_UNTOOLED_FIGURE = (
+    "No function here gives what I asked for, so nothing gave the figure you stated. "
+    "Say that you cannot look it up."
+)
+"""Why a first reply was held back that stated a figure nobody said, to a message that
+asks for what no offered tool gives (`untooled_topic`): the text pass answers."""
+
 _UNSAID_FIGURE = (
     "Do not work out figures yourself. Call {tools} to compute what I asked for from the "
     "numbers in my message and the function results: reply with only the JSON object "
@@ -852,9 +862,19 @@ class ChunkTranslator:
         # after every call made for the message failed, no figure may be stated that
         # nobody said: "The stock price of Netflix is $320." after `stock_price` refused
         self._failed = (review or text_pass) and plan.answer_turn and only_failures(plan.items)
+        # a first reply to a message asking for what no offered tool gives (a stock
+        # price with a calculator, a clock and a converter): "The stock price of Apple
+        # is $170.00." The same hold, and the same honest end
+        self._untooled = (
+            (review or text_pass)
+            and bool(plan.tools)
+            and not plan.answer_turn
+            and not calls_only
+            and untooled_topic(plan.tools, plan.items)
+        )
         self._figures = (
             FigureGuard(said_numbers(conversation_text(plan.instructions, plan.items)))
-            if self._figure_tools or self._failed
+            if self._figure_tools or self._failed or self._untooled
             else None
         )
         self._cut = False
@@ -1169,8 +1189,8 @@ class ChunkTranslator:
 
     def _figure_reason(self) -> str:
         assert self._figures is not None
-        if self._failed:
-            return _FAILED_FIGURE
+        if self._failed or self._untooled:
+            return _FAILED_FIGURE if self._failed else _UNTOOLED_FIGURE
         return _UNSAID_FIGURE.format(tools=" or ".join(self._figure_tools))
 
     def _echo_reason(self) -> str:
@@ -1198,24 +1218,28 @@ class ChunkTranslator:
         if self.rejected is None:
             return False
         if self._figures is not None and self._figures.figures:
-            return not self._failed  # asked to call the tool that computes the figure
+            # asked to call the tool that computes the figure (none gave, or has, it)
+            return not (self._failed or self._untooled)
         if self._plan.answer_turn:
             return False
         calls, reason = self.rejected
         return bool(calls) or reason == _TALKED
 
     @property
-    def failed_figure(self) -> bool:
-        """After a rejection: whether the reply stated a figure nobody said after every
-        call made for the message had failed (`only_failures`)."""
-        return self._failed and self._figures is not None and bool(self._figures.figures)
+    def unsourced_figure(self) -> bool:
+        """After a rejection: whether the reply stated a figure nobody said where no
+        function could have given it: every call made for the message had failed
+        (`only_failures`), or no offered tool gives what it asks for
+        (`untooled_topic`)."""
+        unsourced = self._failed or self._untooled
+        return unsourced and self._figures is not None and bool(self._figures.figures)
 
     @property
     def unasked(self) -> bool:
         """After a rejection: whether it was only that nobody asked for these calls
         (`_call_review.unasked`), so that the answer should be plain text."""
-        if self.failed_figure:
-            return True  # a figure after the calls failed: say it could not be found
+        if self.unsourced_figure:
+            return True  # a figure no function gave: say it could not be found
         if self.rejected is None or not self._grounding:
             return False
         plan = self._plan

@@ -658,9 +658,10 @@ class LocalProvider(Provider):
             yield delta
         if prose.rejected is None:
             return
-        if prose.failed_figure:
-            # every call failed, and both passes made the figure up: say so instead
-            logger.info("local model stated a figure after its calls failed, twice")
+        if prose.unsourced_figure:
+            # no function gave the figure (every call failed, or none gives it), and
+            # both passes made it up: say so instead
+            logger.info("local model stated a figure no function gave, twice")
             yield OutputTextDelta(failure_note(plan.items))
             yield FinishDelta("stop")
             return
