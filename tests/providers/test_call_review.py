@@ -476,6 +476,16 @@ def test_a_calculation_that_takes_the_result_with_nothing_new_from_the_message_i
         ("Take 15% of 80, then add it to 80.", "80 * 0.15", "80 * 0.15 = 12", "80 + 12"),
         ("Multiply 6 by 7, then subtract 2.", "6 * 7", "6 * 7 = 42", "42 - 2"),
         ("Calculate 45 times 12 minus 30.", "45 * 12", "45 * 12 = 540", "540 - 30"),
+        # not a one-step request (`_one_step_done`): two operations, or a further step
+        # in words
+        ("What is 25% of 80 plus 12?", "25% * 80", "25% * 80 = 20", "20 + 12"),
+        ("What's the square of the sum of 3 and 4?", "3 + 4", "3 + 4 = 7", "7 ** 2"),
+        ("What is 2 + 3 * 4?", "3 * 4", "3 * 4 = 12", "2 + 12"),
+        ("What is 100 divided by 8, rounded?", "100 / 8", "100 / 8 = 12.5", "round(12.5)"),
+        # one step, but a number of the message that no call has used yet
+        ("Add 17, 25 and 8.", "17 + 25", "17 + 25 = 42", "42 + 8"),
+        # one step whose first calculation failed
+        ("What's 20% of 150?", "20 %% 150", "Error: invalid syntax", "20 / 100 * 150"),
     ],
 )
 def test_a_next_step_the_message_asks_for_is_not_a_step_applied_again(
@@ -611,28 +621,6 @@ def test_another_calculation_after_a_one_step_request_was_answered_is_rejected()
     assert reason.startswith("20% * 150 = 30 has already done that step: 30 is the result")
     assert unasked(call, [CALCULATE], items), "the reason asks for the answer in plain text"
     assert review_calls(call, [CALCULATE], items) is None, "only with grounding"
-
-
-@pytest.mark.parametrize(
-    ("message", "expression", "output", "next_expression"),
-    [
-        # two operations, or a further step in words
-        ("What is 25% of 80 plus 12?", "25% * 80", "25% * 80 = 20", "20 + 12"),
-        ("What's the square of the sum of 3 and 4?", "3 + 4", "3 + 4 = 7", "7 ** 2"),
-        ("What is 2 + 3 * 4?", "3 * 4", "3 * 4 = 12", "2 + 12"),
-        ("What is 100 divided by 8, rounded?", "100 / 8", "100 / 8 = 12.5", "round(12.5)"),
-        # a number of the message that no call has used yet
-        ("Add 17, 25 and 8.", "17 + 25", "17 + 25 = 42", "42 + 8"),
-        # the first calculation failed
-        ("What's 20% of 150?", "20 %% 150", "Error: invalid syntax", "20 / 100 * 150"),
-    ],
-)
-def test_a_further_step_is_not_taken_for_a_one_step_request(
-    message: str, expression: str, output: str, next_expression: str
-) -> None:
-    items = _after_calculation(message, expression, output)
-    call = [("calculate", args(expression=next_expression))]
-    assert review_calls(call, [CALCULATE], items, grounding=True) is None
 
 
 @pytest.mark.parametrize(

@@ -170,10 +170,24 @@ def _after(outputs: list[str], *, text_pass: bool = False) -> ChunkTranslator:
             },
             {"type": "function_call_output", "call_id": call_id, "output": output},
         ]
-    plan = build_chat_request(GenerationRequest("local", items, tools=[STOCK]))
+    return _reading(GenerationRequest("local", items, tools=[STOCK]), text_pass=text_pass)
+
+
+def _reading(request: GenerationRequest, *, text_pass: bool) -> ChunkTranslator:
+    """A translator for the reviewed answer, or for the text pass's reply."""
+    plan = build_chat_request(request)
     if text_pass:
         return ChunkTranslator(plan, text_pass=True)
     return ChunkTranslator(plan, review=True, grounding=True)
+
+
+def _assert_held_for_the_text_pass(translator: ChunkTranslator, reply: str) -> None:
+    out = translator.feed({"choices": [{"delta": {"content": reply}}]}) + translator.finish()
+    assert not _text(out)
+    assert translator.rejected is not None
+    assert translator.unsourced_figure
+    assert translator.unasked, "the text pass answers, not a re-sample"
+    assert not translator.calls_only_next
 
 
 @pytest.mark.parametrize("text_pass", [False, True])
@@ -182,13 +196,7 @@ def test_a_figure_stated_after_every_call_failed_is_held_back_for_an_honest_answ
 ) -> None:
     # what the 1.5B answered after `stock_price` refused "NFLX", in both passes
     translator = _after([REFUSED], text_pass=text_pass)
-    out = translator.feed({"choices": [{"delta": {"content": "Netflix's stock price is $320."}}]})
-    out += translator.finish()
-    assert not _text(out)
-    assert translator.rejected is not None
-    assert translator.unsourced_figure
-    assert translator.unasked, "the text pass answers, not a re-sample"
-    assert not translator.calls_only_next
+    _assert_held_for_the_text_pass(translator, "Netflix's stock price is $320.")
 
 
 def test_after_a_failure_a_reply_without_made_up_figures_goes_out() -> None:
@@ -208,29 +216,16 @@ def test_a_figure_after_a_call_that_worked_is_not_held_for_failures() -> None:
     assert not translator.unsourced_figure
 
 
-def _first_reply(message: str, *, text_pass: bool = False) -> ChunkTranslator:
-    plan = build_chat_request(
-        GenerationRequest("local", [user(message)], tools=[CALCULATOR, UNITS])
-    )
-    if text_pass:
-        return ChunkTranslator(plan, text_pass=True)
-    return ChunkTranslator(plan, review=True, grounding=True)
-
-
 @pytest.mark.parametrize("text_pass", [False, True])
 def test_a_figure_for_what_no_offered_tool_gives_is_held_back_for_an_honest_answer(
     text_pass: bool,
 ) -> None:
     # what the 1.5B answered in the terminal chat (calculator, clock and converter)
-    translator = _first_reply("What's the stock price of Apple?", text_pass=text_pass)
-    out = translator.feed(
-        {"choices": [{"delta": {"content": "The stock price of Apple is $170.00."}}]}
+    message = "What's the stock price of Apple?"
+    request = GenerationRequest("local", [user(message)], tools=[CALCULATOR, UNITS])
+    _assert_held_for_the_text_pass(
+        _reading(request, text_pass=text_pass), "The stock price of Apple is $170.00."
     )
-    out += translator.finish()
-    assert not _text(out)
-    assert translator.unsourced_figure
-    assert translator.unasked, "the text pass answers, not a re-sample"
-    assert not translator.calls_only_next
 
 
 @pytest.mark.parametrize(

@@ -48,6 +48,7 @@ __all__ = [
     "copied_example_values",
     "description_text",
     "figure_tools",
+    "latest_outputs",
     "latest_request",
     "may_reject",
     "only_failures",
@@ -536,14 +537,19 @@ def _latest_user_index(items: Sequence[Mapping[str, Any]]) -> int:
     return 0
 
 
-def only_failures(items: Sequence[Mapping[str, Any]]) -> bool:
-    """Whether calls were made for the user's latest message and every one failed
-    (its output is an error: the runtime's `Error: ...`)."""
-    outputs = [
-        str(item.get("output") or "")
+def latest_outputs(items: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The function call outputs since the user's latest message."""
+    return [
+        item
         for item in items[_latest_user_index(items) :]
         if item.get("type") == "function_call_output"
     ]
+
+
+def only_failures(items: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether calls were made for the user's latest message and every one failed
+    (its output is an error: the runtime's `Error: ...`)."""
+    outputs = [str(item.get("output") or "") for item in latest_outputs(items)]
     return bool(outputs) and all(output.startswith("Error") for output in outputs)
 
 

@@ -78,6 +78,7 @@ from turnstream.providers._call_review import (
     conversation_text,
     doubtful,
     figure_tools,
+    latest_outputs,
     latest_request,
     may_reject,
     only_failures,
@@ -490,30 +491,22 @@ _RAISED = re.compile(r"^Error:\s*(?:tool '[^']*' raised \w+:\s*)?")
 
 
 def failure_note(items: Sequence[Mapping[str, Any]]) -> str:
-    """What the provider says itself when the model, after every call made for the
-    user's message failed, stated a figure nobody said in its answer and again in the
-    text pass: which function failed and why, in the tool's own words. Asked for
-    Netflix's stock price after `stock_price` refused "NFLX", the 1.5B answered
-    "Netflix's stock price is $320." in both passes."""
+    """What the provider says itself when the model stated a figure that no function
+    gave, in its answer and again in the text pass: after every call made for the
+    user's message failed, which function failed and why, in the tool's own words;
+    with no call made (a message asking for what no offered tool gives), that it
+    cannot look it up. Asked for Netflix's stock price after `stock_price` refused
+    "NFLX", the 1.5B answered "Netflix's stock price is $320." in both passes; asked
+    for Apple's with a calculator, a clock and a converter, "$170.00"."""
     names = {
         str(item.get("call_id")): str(item.get("name"))
         for item in items
         if item.get("type") == "function_call"
     }
-    latest = next(
-        (
-            index
-            for index in range(len(items) - 1, -1, -1)
-            if items[index].get("type", "message") == "message"
-            and items[index].get("role") == "user"
-        ),
-        0,
-    )
     failures = [
         f"{names.get(str(item.get('call_id')), 'the function')} failed "
         f"({_RAISED.sub('', str(item.get('output') or '')).strip()})"
-        for item in items[latest:]
-        if item.get("type") == "function_call_output"
+        for item in latest_outputs(items)
     ]
     if not failures:
         return "I can't look that up: none of my tools gives it, and I won't guess."
