@@ -103,6 +103,11 @@ def description_text(tool: Mapping[str, Any]) -> str:
     return " ".join(" ".join(parts).lower().split())
 
 
+def _tool_text(tool: Mapping[str, Any]) -> str:
+    """A tool's name in words, then its `description_text`: what it says it does."""
+    return f"{str(tool.get('name') or '').replace('_', ' ')} {description_text(tool)}"
+
+
 def _occurs(value: str, text: str) -> bool:
     # whole tokens only: "4" is not in "45", "paris" is in "paris, france"
     return re.search(r"(?<![\w.])" + re.escape(value) + r"(?![\w])", text) is not None
@@ -302,20 +307,25 @@ def _asks_for(tool: Mapping[str, Any], request: str) -> bool:
     description, in some form), or asks for a calculation or a unit that a
     calculator's or a unit converter's description says it takes (`_KINDS`), or for
     what a weather, clock, dictionary, currency or stock tool gives (`_TOPICS`)."""
-    text = f"{str(tool.get('name') or '').replace('_', ' ')} {description_text(tool)}"
+    text = _tool_text(tool)
     offered = _content_words(text)
     if any(_related(a, b) for a in _content_words(request) for b in offered):
         return True
-    described, asked = set(_words(text)), set(_words(request))
+    described = set(_words(text))
     if any(
-        described & tool_words and (asked & request_words or (shape and shape.search(request)))
+        described & tool_words and _requested(request, request_words, shape)
         for tool_words, request_words, shape in _KINDS
     ):
         return True
     return any(
-        tool_shape.search(text) and (asked & request_words or (shape and shape.search(request)))
+        tool_shape.search(text) and _requested(request, request_words, shape)
         for tool_shape, request_words, shape in _TOPICS
     )
+
+
+def _requested(request: str, words: frozenset[str], shape: re.Pattern[str] | None) -> bool:
+    """Whether `request` has one of a kind's request `words`, or its `shape`."""
+    return bool(set(_words(request)) & words) or bool(shape and shape.search(request))
 
 
 def ungrounded_values(
@@ -446,11 +456,7 @@ def figure_tools(
     computing = [
         tool
         for tool in tools
-        if any(
-            set(_words(f"{str(tool.get('name') or '').replace('_', ' ')} {description_text(tool)}"))
-            & tool_words
-            for tool_words, _, _ in _KINDS
-        )
+        if any(set(_words(_tool_text(tool))) & tool_words for tool_words, _, _ in _KINDS)
     ]
     request = latest_request(items)
     asked = [tool for tool in computing if _asks_for(tool, request)]
@@ -558,13 +564,9 @@ def untooled_topic(tools: Sequence[Mapping[str, Any]], items: Sequence[Mapping[s
     currency or stock tool gives (`_TOPICS`) and no offered tool is of that kind: the
     chat apps' calculator, clock and converter asked for Apple's stock price."""
     request = latest_request(items)
-    asked = set(_words(request))
-    texts = [
-        f"{str(tool.get('name') or '').replace('_', ' ')} {description_text(tool)}"
-        for tool in tools
-    ]
+    texts = [_tool_text(tool) for tool in tools]
     return any(
-        (asked & request_words or (shape and shape.search(request)))
+        _requested(request, request_words, shape)
         and not any(tool_shape.search(text) for text in texts)
         for tool_shape, request_words, shape in _TOPICS
     )
@@ -753,7 +755,7 @@ _MORE_STEPS = re.compile(
 
 def _calculator(tool: Mapping[str, Any]) -> bool:
     """Whether `tool` is of the calculator's kind (`_KINDS`)."""
-    described = f"{str(tool.get('name') or '').replace('_', ' ')} {description_text(tool)}"
+    described = _tool_text(tool)
     return bool(set(_words(described)) & _KINDS[0][0])
 
 
