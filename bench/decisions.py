@@ -26,9 +26,11 @@ arithmetic, unit conversion and word counts really computed). Per case it scores
 Categories are reported separately, and the held-out splits separately from `tune`:
 `heldout` (every third case of the first 126) and `heldout2` (20 cases written at the
 start of stop 26, before that stop changed any code, when two `heldout` cases had
-become known failures). Held-out cases are not looked at while tuning.
+become known failures) and `heldout3` (36 cases, six per category, written at the
+start of stop 27 the same way, before any code changed). Held-out cases are not
+looked at while tuning.
 
-Usage: python bench/decisions.py [--model 1.5b|0.5b] [--split tune|heldout|heldout2|all]
+Usage: python bench/decisions.py [--model 1.5b|0.5b] [--split tune|heldout|heldout2|heldout3|all]
        [--category NAME] [--ids ID,...] [--limit N] [--offset N] [--first-only]
        [--no-grammar] [--no-grounding] [--check] [--threads N] [--label TEXT] [--log]
        [--output PATH]
@@ -826,7 +828,9 @@ async def main_async(options: argparse.Namespace) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=sorted(MODEL_NAME), default="1.5b")
-    parser.add_argument("--split", choices=("tune", "heldout", "heldout2", "all"), default="all")
+    parser.add_argument(
+        "--split", choices=("tune", "heldout", "heldout2", "heldout3", "all"), default="all"
+    )
     parser.add_argument("--category", default=None, help="comma-separated categories")
     parser.add_argument("--ids", default=None, help="comma-separated case ids")
     parser.add_argument(
