@@ -319,7 +319,8 @@ def _expression_value(text: str) -> float | None:
         result = str(calculate.fn(str(text)))
     except Exception:
         return None
-    return _number(result.rsplit("=", 1)[-1].strip())
+    # the figure after "=", without the unit its amounts may carry ("= 83.29 USD")
+    return _number(next(iter(result.rsplit("=", 1)[-1].split()), ""))
 
 
 def arg_matches(want: Any, got: Any) -> bool:

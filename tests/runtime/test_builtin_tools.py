@@ -44,6 +44,8 @@ def test_calculate_reads_a_percent_sign_with_no_operand_after_it_as_a_percentage
 def test_convert_units_converts_within_a_dimension_and_refuses_across() -> None:
     assert convert_units.fn(10, "km", "mi") == "10 km = 6.21371 mi"
     assert convert_units.fn(212, "F", "C") == "212 °F = 100 °C"
+    assert convert_units.fn(-3, "celsius", "kelvin") == "-3 °C = 270.15 K"
+    assert convert_units.fn(72, "F", "C") == "72 °F = 22.22 °C"
     with pytest.raises(ValueError, match="cannot convert length"):
         convert_units.fn(1, "km", "kg")
     with pytest.raises(ValueError, match="unknown unit 'parsec'"):
@@ -99,21 +101,67 @@ def test_the_builtin_tools_have_strict_schemas() -> None:
 
 
 @pytest.mark.parametrize(
-    ("expression", "bare"),
+    ("expression", "result"),
     [
-        # what the 1.5B wrote in a chain, after converting 250 GBP to euros
-        ("291.14 EUR - 100 EUR", "291.14 - 100"),
-        ("$100 * 3", "100 * 3"),
-        ("5 km + 3 km", "5 + 3"),
-        ("(25°C * 9/5) + 32", "(25 * 9/5) + 32"),
+        # what the 1.5B wrote in chains, after converting currencies
+        ("291.14 EUR - 100 EUR", "191.14 EUR"),
+        ("63.29 USD + 20", "83.29 USD"),
+        ("$100 * 3", "300 USD"),
+        ("5 miles + 1 mile", "6 miles"),
+        ("100 EUR / 4", "25 EUR"),
+        ("100 EUR / 50 EUR", "2"),  # a ratio has no unit
+        ("round(83.456 USD, 2)", "83.46 USD"),
+        ("max(3 EUR, 5)", "5 EUR"),
     ],
 )
-def test_calculate_says_how_to_write_an_expression_with_units_as_numbers(
-    expression: str, bare: str
-) -> None:
-    with pytest.raises(ValueError, match="without units or currencies") as raised:
+def test_calculate_keeps_the_one_unit_its_amounts_share(expression: str, result: str) -> None:
+    assert calculate.fn(expression) == f"{expression} = {result}"
+
+
+@pytest.mark.parametrize(
+    ("expression", "error"),
+    [
+        ("50 GBP + 20 USD", r"different units or currencies \(GBP and USD\): convert"),
+        ("min(3 EUR, 5 GBP)", r"different units or currencies \(EUR and GBP\)"),
+        ("2 km * 3 km", "cannot multiply an amount in km by another"),
+        ("10 / 2 km", "cannot divide by or raise to an amount in km"),
+        ("(2 km) ** 2", "cannot raise an amount in km to a power"),
+        ("sqrt(4 km)", r"sqrt\(\) takes plain numbers"),
+        ("round(2.5, 1 km)", r"round\(\) takes plain numbers"),
+    ],
+)
+def test_calculate_refuses_amounts_whose_units_do_not_add_up(expression: str, error: str) -> None:
+    with pytest.raises(ValueError, match=error):
         calculate.fn(expression)
-    assert str(raised.value).endswith(f"as in {bare}")
+
+
+def test_calculate_asks_for_bare_numbers_when_a_temperature_is_among_them() -> None:
+    # a hand-made conversion ((25 °C * 9/5) + 32 is in °F, not °C) is the converter's job
+    with pytest.raises(ValueError, match="without units or currencies") as raised:
+        calculate.fn("(25°C * 9/5) + 32")
+    assert str(raised.value).endswith("as in (25 * 9/5) + 32")
+
+
+@pytest.mark.parametrize(
+    ("expression", "result"),
+    [("7!", "5040"), ("(3 + 4)!", "5040"), ("factorial(5)", "120"), ("0!", "1"), ("5! / 3!", "20")],
+)
+def test_calculate_computes_factorials(expression: str, result: str) -> None:
+    assert calculate.fn(expression) == f"{expression} = {result}"
+
+
+@pytest.mark.parametrize(
+    ("expression", "error"),
+    [("70!", "too large"), ("2.5!", "whole number"), ("factorial(-1)", "whole number")],
+)
+def test_calculate_refuses_factorials_it_cannot_give(expression: str, error: str) -> None:
+    with pytest.raises(ValueError, match=error):
+        calculate.fn(expression)
+
+
+def test_calculate_rounds_away_binary_float_noise() -> None:
+    assert calculate.fn("0.1 + 0.2") == "0.1 + 0.2 = 0.3"
+    assert calculate.fn("sqrt(2)") == "sqrt(2) = 1.4142135623731"
 
 
 def test_calculate_keeps_the_syntax_error_when_units_are_not_the_trouble() -> None:

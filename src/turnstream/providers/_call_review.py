@@ -700,7 +700,7 @@ def _reapplied(arguments: str, items: Sequence[Mapping[str, Any]]) -> tuple[str,
     for item in since:
         if item.get("type") != "function_call" or str(item.get("call_id")) not in outputs:
             continue
-        result = outputs[str(item.get("call_id"))].rpartition("=")[2].strip()
+        result = _result_of(outputs[str(item.get("call_id"))])
         if not _NUMBER.fullmatch(result):
             continue
         try:
@@ -720,6 +720,12 @@ def _reapplied(arguments: str, items: Sequence[Mapping[str, Any]]) -> tuple[str,
                 if operand and mentioned.count(operand[0]) < uses:
                     return expression, result
     return None
+
+
+def _result_of(output: str) -> str:
+    """The figure a calculator's output ends with (`X = R`, or `X = R EUR` when its
+    amounts carry a unit)."""
+    return next(iter(output.rpartition("=")[2].split()), "")
 
 
 def _used_up(text: str, result: str, used: Sequence[str], mentioned: Sequence[str]) -> bool:
@@ -786,7 +792,7 @@ def _one_step_done(
     for item in since:
         if item.get("type") != "function_call_output" or str(item.get("call_id")) not in calls:
             continue
-        result = str(item.get("output") or "").rpartition("=")[2].strip()
+        result = _result_of(str(item.get("output") or ""))
         try:
             arguments = json.loads(str(calls[str(item.get("call_id"))].get("arguments") or "{}"))
         except json.JSONDecodeError:

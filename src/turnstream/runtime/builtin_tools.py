@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import dataclasses
 import datetime as dt
 import functools
 import math
@@ -49,10 +50,22 @@ _FUNCTIONS: dict[str, Callable[..., Any]] = {
     "exp": math.exp,
     "floor": math.floor,
     "ceil": math.ceil,
+    "factorial": lambda n: _factorial(n),
 }
 _CONSTANTS = {"pi": math.pi, "e": math.e, "tau": math.tau}
 _MAX_EXPONENT = 1000
 _MAX_MAGNITUDE = 10**100
+_MAX_FACTORIAL = 69  # 70! is past _MAX_MAGNITUDE
+
+
+def _factorial(n: Any) -> int:
+    if isinstance(n, float) and n.is_integer():
+        n = int(n)
+    if not isinstance(n, int) or n < 0:
+        raise ValueError(f"the factorial needs a whole number of 0 or more, not {n}")
+    if n > _MAX_FACTORIAL:
+        raise ValueError(f"the result is too large (factorials up to {_MAX_FACTORIAL}!)")
+    return math.factorial(n)
 
 
 def _evaluate(node: ast.AST) -> Any:
@@ -93,26 +106,100 @@ def _percentages(text: str) -> str:
 
 
 # a unit or currency written beside a number: "291.14 EUR", "$100", "5 km", "25°C"
-_UNIT_AFTER = re.compile(r"(?<=\d)\s*(?:°\s*)?([A-Za-z]+)\b")
-_CURRENCY_BEFORE = re.compile(r"[$€£¥](?=\s*\d)")
+_TAGGED = re.compile(
+    r"(?P<symbol>[$€£¥])\s*(?P<after>\d+(?:\.\d+)?)"
+    r"|(?<![\w.])(?P<before>\d+(?:\.\d+)?)\s*(?P<degree>°\s*)?(?P<unit>[A-Za-z]+)\b"
+)
+_SYMBOLS = {"$": "USD", "€": "EUR", "£": "GBP", "¥": "JPY"}
+_DEGREES = {"c", "f", "k", "celsius", "fahrenheit", "kelvin"}
+# the functions whose result is in the unit of their arguments (round(x, 2)'s digits
+# are a plain number)
+_KEEP_UNIT = {"abs", "round", "floor", "ceil", "min", "max"}
 
 
-def _without_units(text: str) -> str | None:
-    """`text` with the units and currencies beside its numbers taken out, if it had
-    any and is arithmetic without them: the 1.5B wrote `291.14 EUR - 100 EUR`."""
+@dataclasses.dataclass(frozen=True)
+class _Tagged:
+    bare: str  # the expression with the units taken out
+    units: dict[int, str]  # a number's UTF-8 offset in `bare` -> the unit written beside it
+    degrees: bool  # a temperature among them (°C + 5 is not a sum of amounts)
 
-    def unit(match: re.Match[str]) -> str:
-        name = match.group(1)
-        return match.group(0) if name in _CONSTANTS or name in _FUNCTIONS else ""
 
-    bare = _CURRENCY_BEFORE.sub("", _UNIT_AFTER.sub(unit, text))
-    if bare == text:
+def _tag_units(text: str) -> _Tagged | None:
+    """The units and currencies written beside `text`'s numbers, taken out and kept
+    by position; None if it has none. The 1.5B wrote `63.29 USD + 20` in a chain."""
+    bare, units, degrees, end = "", {}, False, 0
+    for match in _TAGGED.finditer(text):
+        word = match["unit"]
+        if word is not None and (word in _CONSTANTS or word in _FUNCTIONS):
+            continue
+        bare += text[end : match.start()]
+        units[len(bare.encode())] = _SYMBOLS[match["symbol"]] if word is None else word
+        bare += match["after"] or match["before"]
+        degrees = degrees or bool(match["degree"]) or (word or "").lower() in _DEGREES
+        end = match.end()
+    if not units:
         return None
-    try:
-        ast.parse(bare, mode="eval")
-    except SyntaxError:
-        return None
-    return " ".join(bare.split())
+    return _Tagged(bare + text[end:], units, degrees)
+
+
+def _same_unit(a: str, b: str) -> bool:
+    def key(unit: str) -> str:
+        unit = unit.lower()
+        return unit[:-1] if len(unit) > 3 and unit.endswith("s") else unit
+
+    return key(a) == key(b)
+
+
+def _mixed(a: str, b: str) -> ValueError:
+    return ValueError(
+        f"the amounts are in different units or currencies ({a} and {b}): "
+        "convert them to one first, then calculate"
+    )
+
+
+def _unit_of(node: ast.AST, units: dict[int, str]) -> str | None:
+    """The unit of `node`'s value, or a ValueError saying why it has none: amounts in
+    different units are neither added nor compared, a unit is never squared."""
+    if isinstance(node, ast.Constant):
+        return units.get(node.col_offset)
+    if isinstance(node, ast.UnaryOp):
+        return _unit_of(node.operand, units)
+    if isinstance(node, ast.BinOp):
+        return _binary_unit(node, _unit_of(node.left, units), _unit_of(node.right, units))
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+        return _call_unit(node.func.id, [_unit_of(arg, units) for arg in node.args])
+    return None
+
+
+def _binary_unit(node: ast.BinOp, a: str | None, b: str | None) -> str | None:
+    if a is None or b is None:
+        if b is not None and isinstance(node.op, ast.Div | ast.FloorDiv | ast.Pow):
+            raise ValueError(f"cannot divide by or raise to an amount in {b}")
+        if a is not None and isinstance(node.op, ast.Pow):
+            raise ValueError(f"cannot raise an amount in {a} to a power")
+        return a or b
+    if not _same_unit(a, b):
+        raise _mixed(a, b)
+    if isinstance(node.op, ast.Add | ast.Sub | ast.Mod):
+        return a
+    if isinstance(node.op, ast.Div | ast.FloorDiv):
+        return None  # a ratio
+    raise ValueError(f"cannot multiply an amount in {a} by another")
+
+
+def _call_unit(name: str, found: list[str | None]) -> str | None:
+    kept = found if name in ("min", "max") else found[:1]
+    if (name not in _KEEP_UNIT and any(found)) or any(found[len(kept) :]):
+        raise ValueError(f"{name}() takes plain numbers, not amounts with units")
+    named = [unit for unit in kept if unit]
+    for unit in named[1:]:
+        if not _same_unit(named[0], unit):
+            raise _mixed(named[0], unit)
+    return named[0] if named else None
+
+
+# "7!" and "(3 + 4)!" are factorials; "!=" is not arithmetic anyway
+_FACTORIAL = re.compile(r"(\d+(?:\.\d+)?|\([^()]*\))\s*!(?!=)")
 
 
 @tool
@@ -121,30 +208,35 @@ def calculate(expression: str) -> str:
 
     Args:
         expression: The user's calculation written as one expression with the user's
-            numbers: + - * / // % ** and parentheses; functions sqrt, abs, round, min,
-            max, sin, cos, tan, log, log10, exp, floor, ceil; constants pi, e, tau;
-            a number followed by % and no operand is a percentage.
+            numbers: + - * / // % ** ! and parentheses; functions sqrt, abs, round,
+            min, max, sin, cos, tan, log, log10, exp, floor, ceil, factorial;
+            constants pi, e, tau; a number followed by % and no operand is a
+            percentage; amounts may carry one unit or currency, kept in the result.
     """
     text = expression.strip().replace("^", "**").replace("×", "*").replace("÷", "/")
-    text = _percentages(text)
+    text = _percentages(_FACTORIAL.sub(r"factorial(\1)", text))
     if not text:
         raise ValueError("the expression is empty")
     if len(text) > 500:
         raise ValueError("the expression is too long (at most 500 characters)")
+    tagged = _tag_units(text)
     try:
-        tree = ast.parse(text, mode="eval")
+        tree = ast.parse(text if tagged is None else tagged.bare, mode="eval")
     except SyntaxError as exc:
-        bare = _without_units(text)
-        if bare is not None:
-            # the numbers alone, for the caller to check they share one unit
-            raise ValueError(
-                f"write the numbers without units or currencies, as in {bare}"
-            ) from None
         raise ValueError(f"not an arithmetic expression: {exc.msg}") from None
+    unit = None
+    if tagged is not None:
+        if tagged.degrees:
+            # the numbers alone, for the caller to convert temperatures with a converter
+            bare = " ".join(tagged.bare.split())
+            raise ValueError(f"write the numbers without units or currencies, as in {bare}")
+        unit = _unit_of(tree.body, tagged.units)
     result = _evaluate(tree)
     if isinstance(result, float) and result.is_integer() and abs(result) < 2**53:
         result = int(result)
-    return f"{expression.strip()} = {result}"
+    elif isinstance(result, float):
+        result = float(f"{result:.15g}")  # 63.29 + 20 is 83.29, not 83.29000000000001
+    return f"{expression.strip()} = {result}" + (f" {unit}" if unit else "")
 
 
 @tool
@@ -317,7 +409,8 @@ def convert_units(value: float, from_unit: str, to_unit: str) -> str:
     if source in _TEMPERATURE and target in _TEMPERATURE:
         a, b = _TEMPERATURE[source], _TEMPERATURE[target]
         result = _from_kelvin(_to_kelvin(value, a), b)
-        return f"{value:g} °{a} = {result:.4g} °{b}".replace("°K", "K")
+        # to the hundredth: -3 °C is 270.15 K, not 270.1
+        return f"{value:g} °{a} = {round(result, 2):g} °{b}".replace("°K", "K")
     for unit in (source, target):
         if unit not in _LINEAR and unit not in _TEMPERATURE:
             raise ValueError(
