@@ -7,12 +7,20 @@ from typing import Any
 
 import pytest
 
-from tests.providers.helpers import CLOCK, UNITS, WEATHER
+from tests.providers.helpers import (
+    CLOCK,
+    UNITS,
+    WEATHER,
+    assistant,
+    function_call,
+    function_output,
+)
 from turnstream.providers._call_review import (
     asks_for_any,
     conversation_text,
     copied_example_values,
     doubtful,
+    followup_tools,
     latest_request,
     may_reject,
     review_calls,
@@ -639,3 +647,47 @@ def test_a_message_asking_for_what_no_offered_tool_gives(message: str, untooled:
     # with a tool of each kind on offer, nothing is left untooled
     offered = [CALCULATE, UNITS, WEATHER, STOCK, CURRENCY]
     assert not untooled_topic(offered, [user(message)])
+
+
+def _after_clock(*later: dict[str, Any]) -> list[dict[str, Any]]:
+    """A turn that asked the time in Tokyo and was answered by the clock, then `later`."""
+    return [
+        user("What time is it in Tokyo?"),
+        function_call("c1", "current_time", args(timezone="Asia/Tokyo")),
+        function_output("c1", "Thursday 19:05 Asia/Tokyo"),
+        assistant("It's 19:05 in Tokyo."),
+        *later,
+    ]
+
+
+@pytest.mark.parametrize(
+    ("message", "tools"),
+    [
+        # only new values for the same request: the clock again
+        ("And in London?", ["current_time"]),
+        ("What about Cairo?", ["current_time"]),
+        ("How about New York?", ["current_time"]),
+        ("and Bob's?", ["current_time"]),
+        ("And in Los Angeles, California?", ["current_time"]),
+        # a question of its own, thanks, more than a few words, or no lead
+        ("And you?", []),
+        ("And what does that mean?", []),
+        ("And then?", []),
+        ("Thanks!", []),
+        ("And in London, Paris, Rome and Madrid?", []),
+        ("London?", []),
+        ("What about it?", []),
+    ],
+)
+def test_a_follow_up_that_only_names_new_values_asks_for_the_previous_turn_s_tools(
+    message: str, tools: list[str]
+) -> None:
+    assert followup_tools([CLOCK, UNITS], _after_clock(user(message))) == tools
+
+
+def test_a_follow_up_asks_again_only_for_offered_tools_the_previous_turn_called() -> None:
+    assert followup_tools([UNITS], _after_clock(user("And in London?"))) == []
+    # the turn before the previous one called the clock; the previous one called none
+    chat = _after_clock(user("Hi!"), assistant("Hello!"), user("And in London?"))
+    assert followup_tools([CLOCK], chat) == []
+    assert followup_tools([CLOCK], [user("And in London?")]) == [], "no previous turn"

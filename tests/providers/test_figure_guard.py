@@ -249,3 +249,36 @@ def test_only_a_message_asking_for_what_no_offered_tool_gives_is_held(
     out += translator.finish()
     assert (not _text(out)) == held
     assert translator.unsourced_figure == held
+
+
+def _follow_up(message: str) -> ChunkTranslator:
+    items = [
+        user("What's Alice's phone number?"),
+        {"type": "function_call", "call_id": "c", "name": "get_weather", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "c", "output": "Alice: 555-0101"},
+        {"type": "message", "role": "assistant", "content": "Alice's number is 555-0101."},
+        user(message),
+    ]
+    request = GenerationRequest("local", items, tools=[WEATHER, UNITS])
+    return ChunkTranslator(build_chat_request(request), review=True, grounding=True)
+
+
+def test_prose_for_a_follow_up_naming_new_values_is_rejected_for_the_call() -> None:
+    # the 1.5B answered "And Bob's?" with a number nobody gave: "Bob's number is 555-0202."
+    translator = _follow_up("And Bob's?")
+    out = translator.feed({"choices": [{"delta": {"content": "Bob's number is 555-0202."}}]})
+    out += translator.finish()
+    assert not _text(out)
+    assert translator.rejected is not None
+    assert translator.rejected[0] == []
+    assert translator.calls_only_next, "the same prompt, held to a call"
+    assert not translator.unasked
+
+
+def test_a_follow_up_with_a_question_of_its_own_may_be_answered_in_prose() -> None:
+    translator = _follow_up("And why is that?")
+    out = translator.feed({"choices": [{"delta": {"content": "Because it is listed so."}}]})
+    out += translator.feed({"choices": [{"delta": {}, "finish_reason": "stop"}]})
+    out += translator.finish()
+    assert _text(out) == "Because it is listed so."
+    assert translator.rejected is None

@@ -887,6 +887,8 @@ def test_a_refusal_after_a_tool_error_is_an_answer() -> None:
 
 
 def _later_turn_translator() -> ChunkTranslator:
+    # not "And in Rome?", which only names a new value: prose for that is held to a
+    # call (`followup_tools`)
     items = [
         user("Weather in Paris?"),
         call_item(),
@@ -896,7 +898,7 @@ def _later_turn_translator() -> ChunkTranslator:
             "role": "assistant",
             "content": [{"type": "output_text", "text": "It is 18°C in Paris."}],
         },
-        user("And in Rome?"),
+        user("Is it sunny in Rome too?"),
     ]
     plan = build_chat_request(GenerationRequest("local", items, tools=[WEATHER]))
     assert not plan.answer_turn

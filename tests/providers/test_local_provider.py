@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.providers.helpers import CLOCK as CURRENT_TIME
-from tests.providers.helpers import UNITS, is_warm_up
+from tests.providers.helpers import UNITS, assistant, function_call, function_output, is_warm_up
 from turnstream.engine.deltas import FinishDelta, OutputTextDelta, ToolCallDelta
 from turnstream.providers._call_grammar import TEXT_GRAMMAR
 from turnstream.providers._local_chat import CONFIRM_GRAMMAR
@@ -956,4 +956,31 @@ async def test_a_figure_for_what_no_offered_tool_gives_ends_in_saying_so() -> No
     assert deltas[-1] == FinishDelta("stop")
     first, text = engine.streamed()
     assert_text_pass(first, text)
+    await provider.aclose()
+
+
+async def test_prose_for_a_follow_up_naming_new_values_is_decoded_again_as_a_call() -> None:
+    # "And in Berlin?" after the weather in Paris, answered from the earlier answer
+    engine = ScriptedReplies(
+        [chunk("It's 18°C and cloudy in Berlin."), chunk(finish="stop")], weather_reply("Berlin")
+    )
+    provider = provider_for(engine)
+    items = [
+        *request("What's the weather in Paris?").items,
+        function_call("c1", "get_weather", '{"city": "Paris"}'),
+        function_output("c1", '{"city": "Paris", "temp_c": 18}'),
+        assistant("It's 18°C and cloudy in Paris."),
+        *request("And in Berlin?").items,
+    ]
+    follow_up = GenerationRequest("local", items, tools=[WEATHER_CITY])
+    deltas = [d async for d in provider.stream(follow_up)]
+    assert not [d for d in deltas if isinstance(d, OutputTextDelta)]
+    calls = [d for d in deltas if isinstance(d, ToolCallDelta) and d.name]
+    assert [(c.name, json.loads(c.arguments)) for c in calls] == [
+        ("get_weather", {"city": "Berlin"})
+    ]
+    first, second = engine.streamed()
+    assert second["prompt"] == first["prompt"], "the same prompt (cached), no reason added"
+    assert first["grammar_lazy"] is True
+    assert second["grammar_lazy"] is False, "held to a call from its first token"
     await provider.aclose()

@@ -48,6 +48,7 @@ __all__ = [
     "copied_example_values",
     "description_text",
     "figure_tools",
+    "followup_tools",
     "latest_outputs",
     "latest_request",
     "may_reject",
@@ -570,6 +571,40 @@ def untooled_topic(tools: Sequence[Mapping[str, Any]], items: Sequence[Mapping[s
         and not any(tool_shape.search(text) for text in texts)
         for tool_shape, request_words, shape in _TOPICS
     )
+
+
+# "And in London?", "What about Cairo?", "How about 250?", "And Bob's?": the lead, then
+# a few words that name new values; none of them asks something of its own
+_ELLIPTICAL = re.compile(r"(?:and|what about|how about)\s+([^?.!]+?)\s*[?.!]*", re.I)
+_OWN_QUESTION = _words_of(
+    "what why how who whom whose when where which does do did is are was were can could "
+    "would should will shall that this these those it its you your me my i we us then "
+    "thanks thank mean means else more"
+)
+
+
+def followup_tools(
+    tools: Sequence[Mapping[str, Any]], items: Sequence[Mapping[str, Any]]
+) -> list[str]:
+    """The offered tools the previous turn called, when the user's latest message only
+    names new values for its request ("And in London?" after the time in Tokyo): it
+    asks for them again. The 1.5B answered such messages from the earlier answers:
+    "It's 19:05 in London." (Tokyo's time), "Bob's number is 555-0202." (made up)."""
+    match = _ELLIPTICAL.fullmatch(latest_request(items).strip())
+    if match is None:
+        return []
+    rest = _words(match.group(1))
+    if not 1 <= len(rest) <= 4 or set(rest) & _OWN_QUESTION:
+        return []
+    latest = _latest_user_index(items)
+    previous = _latest_user_index(items[:latest]) if latest else 0
+    offered = {str(tool.get("name")) for tool in tools}
+    called = (
+        str(item.get("name"))
+        for item in items[previous:latest]
+        if item.get("type") == "function_call"
+    )
+    return [name for name in dict.fromkeys(called) if name in offered]
 
 
 def _unrelated(

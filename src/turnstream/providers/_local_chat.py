@@ -78,6 +78,7 @@ from turnstream.providers._call_review import (
     conversation_text,
     doubtful,
     figure_tools,
+    followup_tools,
     latest_outputs,
     latest_request,
     may_reject,
@@ -674,6 +675,14 @@ _TALKED = (
 (`TalkGuard`), for a message that asks for one of the tools; for one that asks for
 none, the text pass answers at once (`ChunkTranslator.unasked`)."""
 
+FOLLOW_UP_PROSE = "a reply in prose to a message that names new values for a request"
+"""Why a first reply to a follow-up that only names new values for the previous
+turn's request ("And in London?" after the time in Tokyo: `followup_tools`) stops
+at its first prose: the 1.5B answered such messages from the earlier answers ("It's
+19:05 in London.", Tokyo's time). The provider decodes the same prompt again under
+the call grammar from its first token (no reason added: the prompt is in llama.cpp's
+cache, and its note already asks for a call for new values)."""
+
 _FAILED_FIGURE = (
     "The functions you called failed, so nothing gave the figure you stated. Say that "
     "you could not find it out."
@@ -865,6 +874,13 @@ class ChunkTranslator:
             and not calls_only
             and untooled_topic(plan.tools, plan.items)
         )
+        # a first reply to a message that only names new values for the previous
+        # turn's request ("And in London?"): a call to its tools, never prose
+        self._follow_up = (
+            followup_tools(plan.tools, plan.items)
+            if review and plan.sniff_calls and not plan.answer_turn and not calls_only
+            else []
+        )
         self._figures = (
             FigureGuard(said_numbers(conversation_text(plan.instructions, plan.items)))
             if self._figure_tools or self._failed or self._untooled
@@ -903,6 +919,9 @@ class ChunkTranslator:
         released = self._sniffer.feed(text)
         if released and self._calls_only and not self.text_released:
             self.rejected = ([], _PROSE_RE_SAMPLE)  # the text pass answers instead
+            return []
+        if released and self._follow_up and not self.text_released:
+            self.rejected = ([], FOLLOW_UP_PROSE)  # the same prompt, held to a call
             return []
         if released:
             released = self._through_guards(released)
@@ -1216,7 +1235,7 @@ class ChunkTranslator:
         if self._plan.answer_turn:
             return False
         calls, reason = self.rejected
-        return bool(calls) or reason == _TALKED
+        return bool(calls) or reason in (_TALKED, FOLLOW_UP_PROSE)
 
     @property
     def unsourced_figure(self) -> bool:

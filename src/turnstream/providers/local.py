@@ -67,6 +67,7 @@ from turnstream.providers._call_grammar import chat_chunk, completion_body, text
 from turnstream.providers._call_review import unrelated
 from turnstream.providers._local_chat import (
     CONFIRM_GRAMMAR,
+    FOLLOW_UP_PROSE,
     ChatPlan,
     ChunkTranslator,
     ToolStrategy,
@@ -685,7 +686,10 @@ class LocalProvider(Provider):
             # grammar from its first token (and, where that cannot be sent, its prose
             # is rejected and the text pass answers instead)
             calls_only = first.calls_only_next
-            body = self._body(plan, retry_body(plan, calls, reason), forced=calls_only)
+            # prose for a follow-up naming new values: the same (cached) prompt, held
+            # to a call
+            chat_body = plan.body if reason == FOLLOW_UP_PROSE else retry_body(plan, calls, reason)
+            body = self._body(plan, chat_body, forced=calls_only)
             return body, self._translator(plan, body, calls_only=calls_only)
         if _for_no_tool(plan, calls):
             # A call for a message that asks for none of the tools: a function no tool
