@@ -208,11 +208,14 @@ def calculate(expression: str) -> str:
 
     Args:
         expression: The user's calculation written as one expression with the user's
-            numbers: + - * / // % ** ! and parentheses; functions sqrt, abs, round,
-            min, max, sin, cos, tan, log, log10, exp, floor, ceil, factorial;
-            constants pi, e, tau; a number followed by % and no operand is a
-            percentage; amounts may carry one unit or currency, kept in the result.
+            numbers: + - * / // % ** and parentheses; functions sqrt, abs, round, min,
+            max, sin, cos, tan, log, log10, exp, floor, ceil; constants pi, e, tau;
+            a number followed by % and no operand is a percentage.
     """
+    # Also taken, though the description (which the model reads) does not say so: a
+    # factorial (`7!`, `factorial(7)`) and amounts that share one unit or currency
+    # (`63.29 USD + 20`). Saying so changed the 1.5B's calls: with "or currency" in
+    # it, "How many dollars is 100 euros?" went to the unit converter (tune split).
     text = expression.strip().replace("^", "**").replace("×", "*").replace("÷", "/")
     text = _percentages(_FACTORIAL.sub(r"factorial(\1)", text))
     if not text:
