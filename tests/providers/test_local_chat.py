@@ -32,6 +32,7 @@ from turnstream.providers._local_chat import (
     confirm_body,
     failure_note,
     fit_arguments,
+    result_note,
     retry_body,
     runaway,
     system_prompt,
@@ -981,3 +982,35 @@ def test_the_note_for_what_no_tool_gives_says_it_will_not_guess() -> None:
     assert failure_note([user("What's the stock price of Apple?")]) == (
         "I can't look that up: none of my tools gives it, and I won't guess."
     )
+
+
+@pytest.mark.parametrize(
+    ("outputs", "note"),
+    [
+        (["100 USD = 88.00 CHF"], "100 USD = 88.00 CHF."),
+        (
+            ['{"city": "Lisbon", "temp_c": 21, "sky": "windy"}'],
+            "city: Lisbon, temp_c: 21, sky: windy.",
+        ),
+        (["Error: tool 'x' raised ValueError: nope", "5 km = 3.10686 mi"], "5 km = 3.10686 mi."),
+        (
+            ["Error: tool 'x' raised ValueError: nope"],
+            "I could not find that out: x failed (nope).",
+        ),
+    ],
+)
+def test_the_result_note_states_the_message_s_results_in_the_tools_words(
+    outputs: list[str], note: str
+) -> None:
+    items: list[dict[str, Any]] = [
+        user("Earlier?"),
+        call_item("c0"),
+        output_item("c0"),
+        user("Now?"),
+    ]
+    for index, output in enumerate(outputs):
+        items += [
+            {"type": "function_call", "call_id": f"c{index + 1}", "name": "x", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": f"c{index + 1}", "output": output},
+        ]
+    assert result_note(items) == note

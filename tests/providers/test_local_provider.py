@@ -984,3 +984,36 @@ async def test_prose_for_a_follow_up_naming_new_values_is_decoded_again_as_a_cal
     assert first["grammar_lazy"] is True
     assert second["grammar_lazy"] is False, "held to a call from its first token"
     await provider.aclose()
+
+
+ECHO = "The function get_time returned: 10:40 Asia/Tokyo"
+
+
+@pytest.mark.parametrize(
+    ("last", "answer"),
+    [
+        # every pass wrote the result message out (the 1.5B, for 100 USD in francs)
+        (ECHO, "10:40 Asia/Tokyo."),
+        # the last pass answered: that is the answer
+        ("It is 10:40 in Tokyo.", "It is 10:40 in Tokyo."),
+    ],
+)
+async def test_an_answer_that_writes_out_the_result_message_in_every_pass_ends_in_the_result(
+    last: str, answer: str
+) -> None:
+    text_pass_echo = (
+        "Now reply to the user in plain text, without calling or mentioning any function."
+    )
+    engine = ScriptedReplies(
+        [chunk(ECHO), chunk(finish="stop")],  # the answer
+        [chunk(ECHO), chunk(finish="stop")],  # the re-sample, with the reason
+        [chunk(text_pass_echo), chunk(finish="stop")],  # the text pass, its own line
+        [chunk(last), chunk(finish="stop")],  # the first prompt alone
+    )
+    provider = provider_for(engine)
+    items = tokyo_answered("Time in Tokyo?")
+    deltas = [d async for d in provider.stream(GenerationRequest("local", items, tools=[CLOCK]))]
+    assert [d.text for d in deltas if isinstance(d, OutputTextDelta)] == [answer]
+    assert deltas[-1] == FinishDelta("stop")
+    assert len(engine.streamed()) == 4, "no fifth pass"
+    await provider.aclose()

@@ -514,6 +514,33 @@ def failure_note(items: Sequence[Mapping[str, Any]]) -> str:
     return f"I could not find that out: {'; '.join(dict.fromkeys(failures))}."
 
 
+def result_note(items: Sequence[Mapping[str, Any]]) -> str:
+    """What the provider says itself when every pass of an answer wrote out the
+    tool-result message ("The function convert_currency returned: 100 USD = 88.00
+    CHF.", four times over for "How many Swiss francs is 100 US dollars?"): the
+    results of the calls made for the user's message, in the tools' own words (a
+    JSON object as its fields); `failure_note` if every one failed."""
+    results = [
+        output
+        for item in latest_outputs(items)
+        if not (output := str(item.get("output") or "")).startswith("Error")
+    ]
+    if not results:
+        return failure_note(items)
+    return " ".join(_as_sentence(output) for output in dict.fromkeys(results))
+
+
+def _as_sentence(output: str) -> str:
+    try:
+        value = json.loads(output)
+    except json.JSONDecodeError:
+        value = None
+    if isinstance(value, dict):
+        output = ", ".join(f"{key}: {field}" for key, field in value.items())
+    output = " ".join(output.split())
+    return output if output.endswith((".", "!", "?")) else f"{output}."
+
+
 def _requests_by_call(items: Sequence[Mapping[str, Any]]) -> dict[str, str]:
     """call_id -> the text of the user's message that the call served (the last before it)."""
     request = ""
@@ -822,6 +849,7 @@ class ChunkTranslator:
         confirm: bool = False,
         text_pass: bool = False,
         talk: bool = False,
+        last_pass: bool = False,
     ) -> None:
         self._plan = plan
         self._calls_only = calls_only
@@ -849,7 +877,10 @@ class ChunkTranslator:
         self._whole_off = False
         self._name_checked = False
         # `text_pass`: the reply to `answer_body`, which must not repeat its line either
-        self._echo = _text_pass_guard(plan) if text_pass else _echo_guard(plan) if review else None
+        # `last_pass`: the answer on the first prompt alone, after the text pass wrote out
+        # its prompt; it must not write out the result message either (`result_note`)
+        guarded = review or (last_pass and plan.answer_turn)
+        self._echo = _text_pass_guard(plan) if text_pass else _echo_guard(plan) if guarded else None
         # a first answer (not one to a tool result) that talks about calling a function
         # (`talk`: in a pass whose grammar admits no call, which is not reviewed)
         self._talk = (

@@ -75,6 +75,7 @@ from turnstream.providers._local_chat import (
     build_chat_request,
     confirm_body,
     failure_note,
+    result_note,
     retry_body,
     system_prompt,
 )
@@ -654,6 +655,13 @@ class LocalProvider(Provider):
                     return
                 reason = translator.rejected[1]
             logger.info("local model call rejected, answering in text: %s", reason)
+        async for delta in self._answer_in_text(engine, plan, prose_plan, gate):
+            yield delta
+
+    async def _answer_in_text(
+        self, engine: ChatEngine, plan: ChatPlan, prose_plan: ChatPlan, gate: _SlotGate
+    ) -> AsyncGenerator[Delta, None]:
+        """The text pass (`answer_body`), and what follows if it is rejected too."""
         prose = ChunkTranslator(prose_plan, text_pass=True)
         async for delta in self._pass(engine, _prose(answer_body(plan)), gate, prose):
             yield delta
@@ -669,8 +677,14 @@ class LocalProvider(Provider):
         # it wrote out its own instruction, the request or a result message: a last
         # pass on the first prompt alone, still under the grammar that admits no call
         logger.info("local model text pass repeated its prompt, answering without the line")
-        async for delta in self._pass(engine, _prose(plan.body), gate, ChunkTranslator(prose_plan)):
+        last = ChunkTranslator(prose_plan, last_pass=True)
+        async for delta in self._pass(engine, _prose(plan.body), gate, last):
             yield delta
+        if last.rejected is not None:
+            # every pass wrote out the result message: the results are the answer
+            logger.info("local model wrote out the result message in every pass")
+            yield OutputTextDelta(result_note(plan.items))
+            yield FinishDelta("stop")
 
     def _second_pass(
         self, plan: ChatPlan, prose_plan: ChatPlan, first: ChunkTranslator
