@@ -1017,3 +1017,23 @@ async def test_an_answer_that_writes_out_the_result_message_in_every_pass_ends_i
     assert deltas[-1] == FinishDelta("stop")
     assert len(engine.streamed()) == 4, "no fifth pass"
     await provider.aclose()
+
+
+async def test_an_answer_that_talks_about_a_function_is_re_sampled_free_to_answer_or_call() -> None:
+    # after only Tokyo's time had come back, asked the difference from London's
+    talk = "To find the time difference, I used the `get_time` function with Asia/Tokyo."
+    engine = ScriptedReplies(
+        [chunk(talk), chunk(finish="stop")],
+        [chunk("London is 9 hours behind Tokyo."), chunk(finish="stop")],
+    )
+    provider = provider_for(engine)
+    items = tokyo_answered("What's the time difference between London and Tokyo?")
+    deltas = [d async for d in provider.stream(GenerationRequest("local", items, tools=[CLOCK]))]
+    assert [d.text for d in deltas if isinstance(d, OutputTextDelta)] == [
+        "London is 9 hours behind Tokyo."
+    ]
+    _first, second = engine.streamed()
+    reason = second["prompt"].rsplit("<|im_start|>user\n", 1)[1]
+    assert reason.startswith("You wrote about a function instead of answering.")
+    assert second["grammar_lazy"] is True, "not held to a call: the request may be done"
+    await provider.aclose()

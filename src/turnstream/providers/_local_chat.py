@@ -710,6 +710,14 @@ at its first prose: the 1.5B answered such messages from the earlier answers ("I
 the call grammar from its first token (no reason added: the prompt is in llama.cpp's
 cache, and its note already asks for a call for new values)."""
 
+_TALKED_ANSWER = (
+    "You wrote about a function instead of answering. If my request needs another "
+    "function, reply with only the JSON object that calls it; otherwise answer my request "
+    "in one or two plain sentences from the results, without mentioning functions."
+)
+"""The re-sample's reason after an answer to a tool result that opened by talking about
+a function (`TalkGuard`). Not held to a call: the request may be done."""
+
 _FAILED_FIGURE = (
     "The functions you called failed, so nothing gave the figure you stated. Say that "
     "you could not find it out."
@@ -883,9 +891,12 @@ class ChunkTranslator:
         self._echo = _text_pass_guard(plan) if text_pass else _echo_guard(plan) if guarded else None
         # a first answer (not one to a tool result) that talks about calling a function
         # (`talk`: in a pass whose grammar admits no call, which is not reviewed)
+        # (and, reviewed, an answer to a tool result that does: "To find the time
+        # difference between London and Tokyo, I used the `current_time` function ...",
+        # after only Tokyo's time had come back)
         self._talk = (
             TalkGuard(plan.tool_names)
-            if (talk or (review and plan.sniff_calls)) and plan.tools and not plan.answer_turn
+            if ((talk and not plan.answer_turn) or (review and plan.sniff_calls)) and plan.tools
             else None
         )
         # a reply to a message that asks for a figure tool, held until its numbers check
@@ -985,7 +996,7 @@ class ChunkTranslator:
         if released and self._talk is not None and self._talk.holding:
             released = self._talk.feed(released)
             if self._talk.talked:
-                self.rejected = ([], _TALKED)
+                self.rejected = ([], self._talk_reason())
                 return ""
         if released and self._figures is not None and self._figures.holding:
             released = self._figures.feed(released)
@@ -1220,7 +1231,7 @@ class ChunkTranslator:
         if self._talk is not None and self._talk.holding:
             text = self._talk.feed(text)
             if self._talk.talked:
-                self.rejected = ([], _TALKED)
+                self.rejected = ([], self._talk_reason())
                 return "", []
             text += self._talk.release()  # a short reply that only opened like talk
         return text, calls
@@ -1235,6 +1246,9 @@ class ChunkTranslator:
         if self._failed or self._untooled:
             return _FAILED_FIGURE if self._failed else _UNTOOLED_FIGURE
         return _UNSAID_FIGURE.format(tools=" or ".join(self._figure_tools))
+
+    def _talk_reason(self) -> str:
+        return _TALKED_ANSWER if self._plan.answer_turn else _TALKED
 
     def _echo_reason(self) -> str:
         assert self._echo is not None
