@@ -346,7 +346,14 @@ def test_a_call_is_doubtful_when_the_message_names_nothing_its_tool_does() -> No
 
 @pytest.mark.parametrize(
     "message",
-    ["What is 17 plus 25?", "What's 15% of 80?", "Compute 1000 / 8.", "Add 45 and 78."],
+    [
+        "What is 17 plus 25?",
+        "What's 15% of 80?",
+        "Compute 1000 / 8.",
+        "Add 45 and 78.",
+        "What is the mean of 4, 8 and 15?",
+        "What's the median value of 3, 9 and 4?",
+    ],
 )
 def test_a_calculation_asks_for_a_calculator_whose_description_shares_no_word(
     message: str,
@@ -363,7 +370,16 @@ def test_a_unit_asks_for_a_unit_converter(message: str) -> None:
     assert doubtful("calculate", [CALCULATE], [user(message)])
 
 
-@pytest.mark.parametrize("message", ["Hi! How are you?", "What time is it in 2 cities?"])
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Hi! How are you?",
+        "What time is it in 2 cities?",
+        # "mean" as a word's meaning, not an average
+        "What does serendipity mean?",
+        "I mean it, thanks!",
+    ],
+)
 def test_neither_kind_is_asked_for_by_other_messages(message: str) -> None:
     assert doubtful("calculate", [CALCULATE], [user(message)])
     assert doubtful("convert_units", [UNITS], [user(message)])

@@ -224,13 +224,17 @@ _KINDS: tuple[tuple[frozenset[str], frozenset[str], re.Pattern[str] | None], ...
                 "plus minus times multiply multiplied divide divided subtract add sum product "
                 "percent percentage power squared square root total average half double twice "
                 "cubed cube sqrt factorial logarithm log ln sine cosine tangent sin cos tan "
-                "exponent exponential modulo remainder quotient reciprocal mean median round "
-                "rounded solve compute",
+                "exponent exponential modulo remainder quotient reciprocal round rounded "
+                "solve compute",
             )
         ),
+        # "the mean of 4, 8 and 15", not "What does serendipity mean?" (which the
+        # terminal chat's 1.5B answered after calling `calculate("sqrt(4) + 3")`)
         re.compile(
             r"\d\s*(?:[-+*/×÷^]|\*\*)\s*\d|\d\s*(?:%|per cent\b)|\d\s*!"
             r"|\b(?:sqrt|log|ln|sin|cos|tan|exp)\s*\("
+            r"|\b(?:mean|median)\s+(?:of|value)\b|\b(?:arithmetic|geometric)\s+mean\b",
+            re.I,
         ),
     ),
     (
