@@ -112,6 +112,7 @@ def test_the_builtin_tools_have_strict_schemas() -> None:
         ("100 EUR / 50 EUR", "2"),  # a ratio has no unit
         ("round(83.456 USD, 2)", "83.46 USD"),
         ("max(3 EUR, 5)", "5 EUR"),
+        ("5 km +\n 3 km", "8 km"),  # the units found on a later line too
     ],
 )
 def test_calculate_keeps_the_one_unit_its_amounts_share(expression: str, result: str) -> None:

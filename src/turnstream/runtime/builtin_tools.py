@@ -50,7 +50,6 @@ _FUNCTIONS: dict[str, Callable[..., Any]] = {
     "exp": math.exp,
     "floor": math.floor,
     "ceil": math.ceil,
-    "factorial": lambda n: _factorial(n),
 }
 _CONSTANTS = {"pi": math.pi, "e": math.e, "tau": math.tau}
 _MAX_EXPONENT = 1000
@@ -66,6 +65,9 @@ def _factorial(n: Any) -> int:
     if n > _MAX_FACTORIAL:
         raise ValueError(f"the result is too large (factorials up to {_MAX_FACTORIAL}!)")
     return math.factorial(n)
+
+
+_FUNCTIONS["factorial"] = _factorial
 
 
 def _evaluate(node: ast.AST) -> Any:
@@ -217,7 +219,8 @@ def calculate(expression: str) -> str:
     # (`63.29 USD + 20`). Saying so changed the 1.5B's calls: with "or currency" in
     # it, "How many dollars is 100 euros?" went to the unit converter (tune split).
     text = expression.strip().replace("^", "**").replace("×", "*").replace("÷", "/")
-    text = _percentages(_FACTORIAL.sub(r"factorial(\1)", text))
+    # one line, so that a number's offset in it is its column in the parsed tree
+    text = " ".join(_percentages(_FACTORIAL.sub(r"factorial(\1)", text)).split())
     if not text:
         raise ValueError("the expression is empty")
     if len(text) > 500:
