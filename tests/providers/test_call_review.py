@@ -707,3 +707,20 @@ def test_a_follow_up_asks_again_only_for_offered_tools_the_previous_turn_called(
     chat = _after_clock(user("Hi!"), assistant("Hello!"), user("And in London?"))
     assert followup_tools([CLOCK], chat) == []
     assert followup_tools([CLOCK], [user("And in London?")]) == [], "no previous turn"
+
+
+def test_a_calculation_with_a_converted_amount_is_a_next_step_not_one_applied_again() -> None:
+    # the conversion's output ends "= 63.29 USD": not a calculator's result, so adding
+    # 20 to it is the request's next step (read as a result, with the 20 of the failed
+    # first call counted as used, it was sent to the text pass, which made up 73.29)
+    items = [
+        user("Convert 50 GBP to USD and then add 20 to it."),
+        function_call("c1", "calculate", args(expression="50 GBP + 20 USD")),
+        function_output("c1", "Error: tool 'calculate' raised ValueError: different units"),
+        function_call(
+            "c2", "convert_currency", args(amount=50, from_currency="GBP", to_currency="USD")
+        ),
+        function_output("c2", "50 GBP = 63.29 USD"),
+    ]
+    call = [("calculate", args(expression="63.29 + 20"))]
+    assert review_calls(call, [CALCULATE, CURRENCY], items, grounding=True) is None

@@ -739,7 +739,7 @@ def _reapplied(arguments: str, items: Sequence[Mapping[str, Any]]) -> tuple[str,
     for item in since:
         if item.get("type") != "function_call" or str(item.get("call_id")) not in outputs:
             continue
-        result = _result_of(outputs[str(item.get("call_id"))])
+        result = outputs[str(item.get("call_id"))].rpartition("=")[2].strip()
         if not _NUMBER.fullmatch(result):
             continue
         try:
@@ -759,12 +759,6 @@ def _reapplied(arguments: str, items: Sequence[Mapping[str, Any]]) -> tuple[str,
                 if operand and mentioned.count(operand[0]) < uses:
                     return expression, result
     return None
-
-
-def _result_of(output: str) -> str:
-    """The figure a calculator's output ends with (`X = R`, or `X = R EUR` when its
-    amounts carry a unit)."""
-    return next(iter(output.rpartition("=")[2].split()), "")
 
 
 def _used_up(text: str, result: str, used: Sequence[str], mentioned: Sequence[str]) -> bool:
@@ -831,7 +825,7 @@ def _one_step_done(
     for item in since:
         if item.get("type") != "function_call_output" or str(item.get("call_id")) not in calls:
             continue
-        result = _result_of(str(item.get("output") or ""))
+        result = str(item.get("output") or "").rpartition("=")[2].strip()
         try:
             arguments = json.loads(str(calls[str(item.get("call_id"))].get("arguments") or "{}"))
         except json.JSONDecodeError:
