@@ -134,6 +134,7 @@ _STOCKS = {
     "TSLA": 250.1,
     "GOOGL": 170.4,
     "AMZN": 185.7,
+    "META": 560.1,
 }
 _CONTACTS = {
     "alice": "Alice Martin, phone 555-0101, email alice.martin@example.com",
@@ -834,7 +835,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=sorted(MODEL_NAME), default="1.5b")
     parser.add_argument(
-        "--split", choices=("tune", "heldout", "heldout2", "heldout3", "heldout4", "all"), default="all"
+        "--split",
+        choices=("tune", "heldout", "heldout2", "heldout3", "heldout4", "all"),
+        default="all",
     )
     parser.add_argument("--category", default=None, help="comma-separated categories")
     parser.add_argument("--ids", default=None, help="comma-separated case ids")
