@@ -28,6 +28,7 @@ from turnstream.providers._call_review import (
     ungrounded_values,
     unrelated,
     unsaid_numbers,
+    unsaid_times,
     untooled_topic,
 )
 
@@ -724,3 +725,212 @@ def test_a_calculation_with_a_converted_amount_is_a_next_step_not_one_applied_ag
     ]
     call = [("calculate", args(expression="63.29 + 20"))]
     assert review_calls(call, [CALCULATE, CURRENCY], items, grounding=True) is None
+
+
+def test_a_failed_call_repeated_is_sent_back_for_corrected_arguments() -> None:
+    # what the 1.5B did: `stock_price("FB")` failed, and it called it again with "FB"
+    items = [
+        user("What's Facebook's stock price?"),
+        function_call("c1", "stock_price", args(symbol="FB")),
+        function_output("c1", "Error: tool 'stock_price' raised ValueError: unknown ticker 'FB'"),
+    ]
+    reason = review_calls([("stock_price", args(symbol="FB"))], [STOCK], items)
+    assert reason is not None
+    assert reason.startswith("Your call to stock_price with these arguments failed: unknown")
+    assert "Call stock_price with corrected arguments" in reason
+    assert "Error:" not in reason, "the tool's own words, not the runtime's wrapping"
+    # a corrected call goes out
+    assert review_calls([("stock_price", args(symbol="META"))], [STOCK], items) is None
+
+
+@pytest.mark.parametrize(
+    ("message", "tools", "first", "later"),
+    [
+        # what the 1.5B called first: `50 + 5`, then converted 55 F
+        (
+            "Convert 50 F to Celsius, then add 5 to it.",
+            [UNITS, CALCULATE],
+            "convert_units",
+            "calculate",
+        ),
+        (
+            "Convert 72 F to Celsius and then add 10 to it.",
+            [UNITS, CALCULATE],
+            "convert_units",
+            "calculate",
+        ),
+        # "convert" is said to both converters; the amounts are money
+        (
+            "Convert 60 EUR to USD, subtract 10, then halve it.",
+            [UNITS, CALCULATE, CURRENCY],
+            "convert_currency",
+            "calculate",
+        ),
+        (
+            "Add 12 and 30, then convert that many miles to km.",
+            [UNITS, CALCULATE],
+            "calculate",
+            "convert_units",
+        ),
+    ],
+)
+def test_a_first_call_for_a_later_step_of_the_request_is_sent_back(
+    message: str, tools: list[dict[str, Any]], first: str, later: str
+) -> None:
+    items = [user(message)]
+    reason = review_calls(
+        [(later, args(expression="50 + 5", value=42))], tools, items, grounding=True
+    )
+    assert reason is not None
+    head = message.split(",")[0].split(" and then")[0]
+    assert reason.startswith(
+        f'The first step of my request is "{head}", and {later} is for a later'
+    )
+    assert f"Call {first} for the first step now" in reason
+    assert review_calls([(later, args(expression="50 + 5"))], tools, items) is None, "grounding"
+
+
+@pytest.mark.parametrize(
+    ("message", "tools", "name"),
+    [
+        # the first step's own tool
+        ("Convert 50 F to Celsius, then add 5 to it.", [UNITS, CALCULATE], "convert_units"),
+        # one step only, or a first step that asks for no tool ("Hi")
+        ("Convert 50 F to Celsius.", [UNITS, CALCULATE], "convert_units"),
+        ("Hi, what is 50 + 5?", [UNITS, CALCULATE], "calculate"),
+        # a later step asks for the first step's tool again ("convert" asks for both
+        # converters, so the first step asks for another one too)
+        (
+            "Convert 1000 JPY to EUR, then convert that to GBP.",
+            [UNITS, CURRENCY],
+            "convert_currency",
+        ),
+        # a call no step asks for is some other rule's business
+        ("Convert 50 F to Celsius, then tell me a joke.", [UNITS, CALCULATE], "calculate"),
+        # a first step that asks for the called tool too
+        (
+            "What's the temperature in Oslo in Fahrenheit, then add 3.",
+            [WEATHER, UNITS, CALCULATE],
+            "get_weather",
+        ),
+    ],
+)
+def test_a_call_for_the_first_step_or_an_undivided_request_is_not_out_of_order(
+    message: str, tools: list[dict[str, Any]], name: str
+) -> None:
+    call = [(name, args(value=50, from_unit="F", to_unit="C", expression="50 + 5", city="Oslo"))]
+    reason = review_calls(call, tools, [user(message)], grounding=True)
+    assert reason is None or not reason.startswith("The first step")
+
+
+def test_a_later_step_after_the_first_came_back_is_not_out_of_order() -> None:
+    items = [
+        user("Convert 50 F to Celsius, then add 5 to it."),
+        function_call("c1", "convert_units", args(value=50, from_unit="F", to_unit="C")),
+        function_output("c1", "50 °F = 10 °C"),
+    ]
+    call = [("calculate", args(expression="10 + 5"))]
+    assert review_calls(call, [UNITS, CALCULATE], items, grounding=True) is None
+
+
+def _after_conversion(message: str) -> list[dict[str, Any]]:
+    return [
+        user(message),
+        function_call(
+            "c1", "convert_currency", args(amount=60, from_currency="EUR", to_currency="USD")
+        ),
+        function_output("c1", "60 EUR = 65.22 USD"),
+    ]
+
+
+def test_a_last_step_bound_to_one_number_instead_of_the_steps_before_is_sent_back() -> None:
+    # what the 1.5B called: 65.22 - 10 / 2 (60.22), for (65.22 - 10) / 2
+    items = _after_conversion("Convert 60 EUR to USD, subtract 10, then divide the result by 2.")
+    reason = review_calls(
+        [("calculate", args(expression="65.22 - 10 / 2"))],
+        [CALCULATE, CURRENCY],
+        items,
+        grounding=True,
+    )
+    assert reason is not None
+    assert reason.startswith("In 65.22 - 10 / 2, the last step applies only to the number before")
+    assert reason.endswith("in parentheses: (65.22 - 10) / 2")
+    for written in ("(65.22 - 10) / 2", "(65.22-10)/2"):
+        call = [("calculate", args(expression=written))]
+        assert review_calls(call, [CALCULATE, CURRENCY], items, grounding=True) is None
+
+
+@pytest.mark.parametrize(
+    ("message", "expression"),
+    [
+        # one step: the precedence is the request's own
+        ("Calculate 45 times 12 minus 30.", "45 * 12 - 30"),
+        ("What is 2 + 3 * 4?", "2 + 3 * 4"),
+        # the last step's number is the one it binds
+        ("Take 100, then add 3 times 4.", "100 + 3 * 4"),
+        # the last step says another number, or none
+        ("Divide 10 by 2, add it to 65.22, then tell me.", "65.22 + 10 / 2"),
+        ("What is 5 plus a dozen times 2?", "5 + 12 * 2"),
+        ("Convert 60 EUR to USD, then add 10 divided by 2.", "65.22 + 10 / 2"),
+    ],
+)
+def test_an_expression_whose_precedence_the_request_gives_is_not_misbound(
+    message: str, expression: str
+) -> None:
+    items = _after_conversion(message)
+    call = [("calculate", args(expression=expression))]
+    reason = review_calls(call, [CALCULATE, CURRENCY], items, grounding=True)
+    assert reason is None or not reason.startswith("In ")
+
+
+def test_the_same_conversion_again_on_a_later_result_is_sent_back() -> None:
+    # what the 1.5B did: converted 250 GBP to EUR, subtracted 100, then converted the
+    # 191.14 "GBP" to EUR again and answered 222.59
+    items = [
+        user("Convert 250 GBP to EUR, then subtract 100 from it."),
+        function_call(
+            "c1", "convert_currency", args(amount=250, from_currency="GBP", to_currency="EUR")
+        ),
+        function_output("c1", "250 GBP = 291.14 EUR"),
+        function_call("c2", "calculate", args(expression="291.14 - 100")),
+        function_output("c2", "291.14 - 100 = 191.14"),
+    ]
+    again = [("convert_currency", args(amount=191.14, from_currency="GBP", to_currency="EUR"))]
+    reason = review_calls(again, [CALCULATE, CURRENCY], items, grounding=True)
+    assert reason is not None
+    assert reason.startswith("You already called convert_currency with {")
+    assert reason.endswith("with the last result: 291.14 - 100 = 191.14")
+    # another conversion, or the same one on an amount the message says, goes out
+    onward = [("convert_currency", args(amount=191.14, from_currency="EUR", to_currency="JPY"))]
+    assert review_calls(onward, [CALCULATE, CURRENCY], items, grounding=True) is None
+    said = [("convert_currency", args(amount=100, from_currency="GBP", to_currency="EUR"))]
+    assert review_calls(said, [CALCULATE, CURRENCY], items, grounding=True) is None
+
+
+def test_a_reply_that_also_calls_for_the_first_step_is_not_out_of_order() -> None:
+    items = [user("Convert 50 F to Celsius, then add 5 to it.")]
+    both = [
+        ("calculate", args(expression="50 + 5")),
+        ("convert_units", args(value=50, from_unit="F", to_unit="C")),
+    ]
+    reason = review_calls(both, [UNITS, CALCULATE], items, grounding=True)
+    assert reason is None or not reason.startswith("The first step")
+    assert review_calls(both[:1], [UNITS, CALCULATE], items, grounding=True) is not None
+
+
+@pytest.mark.parametrize(
+    ("text", "unsaid"),
+    [
+        ("The current time in London is 14:30.", ["14:30"]),
+        ("It is 15:35 in Mumbai.", []),
+        ("It is 3:35 PM in Mumbai.", []),  # the 12-hour clock
+        ("It is 03:35 in Mumbai.", []),
+        ("It is 15:40, or 10:05 in London.", ["15:40", "10:05"]),
+        ("The ratio is 3.5:1 and the score 2:1.", []),  # not times
+    ],
+)
+def test_clock_times_a_reply_states_are_checked_against_the_conversation(
+    text: str, unsaid: list[str]
+) -> None:
+    conversation = "Thursday 2026-12-03 15:35:00 Asia/Kolkata (UTC+0530)"
+    assert unsaid_times(text, conversation) == unsaid

@@ -1037,3 +1037,128 @@ async def test_an_answer_that_talks_about_a_function_is_re_sampled_free_to_answe
     assert reason.startswith("You wrote about a function instead of answering.")
     assert second["grammar_lazy"] is True, "not held to a call: the request may be done"
     await provider.aclose()
+
+
+CURRENCY = {
+    "type": "function",
+    "name": "convert_currency",
+    "description": "Convert an amount of money from one currency to another.",
+    "parameters": {
+        "type": "object",
+        "properties": {
+            "amount": {"type": "number"},
+            "from_currency": {"type": "string"},
+            "to_currency": {"type": "string"},
+        },
+    },
+}
+
+
+def currency_reply(amount: float, source: str, target: str) -> list[dict[str, Any]]:
+    arguments = {"amount": amount, "from_currency": source, "to_currency": target}
+    return [
+        chunk(json.dumps({"name": "convert_currency", "arguments": arguments})),
+        chunk(finish="stop"),
+    ]
+
+
+def after_pounds_in_euros(message: str) -> GenerationRequest:
+    items = [
+        *request("Convert 20 GBP to EUR.").items,
+        function_call(
+            "c1", "convert_currency", '{"amount": 20, "from_currency": "GBP", "to_currency": "EUR"}'
+        ),
+        function_output("c1", "20 GBP = 23.29 EUR"),
+        assistant("20 GBP is 23.29 EUR."),
+        *request(message).items,
+    ]
+    return GenerationRequest("local", items, tools=[CURRENCY])
+
+
+async def test_a_re_sample_with_a_mendable_mistake_gets_more_tries_each_with_its_reason() -> None:
+    # what the 1.5B did for "And to yen?": the euro call again, then 20 taken as euros
+    engine = ScriptedReplies(
+        currency_reply(20, "GBP", "EUR"),
+        currency_reply(20, "EUR", "JPY"),
+        currency_reply(20, "GBP", "JPY"),
+    )
+    provider = provider_for(engine, call_grounding=True)
+    deltas = [d async for d in provider.stream(after_pounds_in_euros("And to yen?"))]
+    assert not [d for d in deltas if isinstance(d, OutputTextDelta)]
+    arguments = "".join(d.arguments for d in deltas if isinstance(d, ToolCallDelta))
+    assert json.loads(arguments) == {"amount": 20, "from_currency": "GBP", "to_currency": "JPY"}
+    first, second, third = engine.streamed()
+    assert "for my earlier message" in second["prompt"]
+    assert "20 is in EUR, but 20 was in GBP" in third["prompt"]
+    assert "for my earlier message" not in third["prompt"], "the latest mistake's reason only"
+    assert first["grammar_lazy"] is True
+    assert second["grammar_lazy"] is False, "held to a call"
+    assert third["grammar_lazy"] is False, "held to a call"
+    await provider.aclose()
+
+
+async def test_the_same_mistake_made_again_ends_the_tries_in_the_text_pass() -> None:
+    engine = ScriptedReplies(
+        currency_reply(20, "GBP", "EUR"),
+        currency_reply(20, "EUR", "JPY"),
+        currency_reply(20, "EUR", "JPY"),  # the same mistake: no further try
+        [chunk("I could not convert that."), chunk(finish="stop")],
+    )
+    provider = provider_for(engine, call_grounding=True)
+    deltas = [d async for d in provider.stream(after_pounds_in_euros("And to yen?"))]
+    assert not any(isinstance(d, ToolCallDelta) for d in deltas)
+    assert [d for d in deltas if isinstance(d, OutputTextDelta)] == [
+        OutputTextDelta("I could not convert that.")
+    ]
+    first, _second, _third, text = engine.streamed()
+    assert_text_pass(first, text)
+    await provider.aclose()
+
+
+@pytest.mark.parametrize(
+    ("last", "answer"),
+    [
+        # the first prompt alone answers: that is the answer
+        ("It is 10:40 in Tokyo.", "It is 10:40 in Tokyo."),
+        # it makes a time up too: the results are the answer
+        ("It is 14:30 in Tokyo.", "10:40 Asia/Tokyo."),
+    ],
+)
+async def test_a_time_nobody_said_in_an_answer_s_text_pass_is_never_the_answer(
+    last: str, answer: str
+) -> None:
+    # after a currency conversion, the 1.5B's text pass answered "The current time in
+    # London is 14:30."
+    engine = ScriptedReplies(
+        [chunk(ECHO), chunk(finish="stop")],  # the answer
+        [chunk(ECHO), chunk(finish="stop")],  # the re-sample, with the reason
+        [chunk("The current time in "), chunk("Tokyo is 14:30."), chunk(finish="stop")],
+        [chunk(last), chunk(finish="stop")],  # the first prompt alone
+    )
+    provider = provider_for(engine)
+    items = tokyo_answered("Time in Tokyo?")
+    deltas = [d async for d in provider.stream(GenerationRequest("local", items, tools=[CLOCK]))]
+    assert [d.text for d in deltas if isinstance(d, OutputTextDelta)] == [answer]
+    assert len(engine.streamed()) == 4
+    await provider.aclose()
+
+
+async def test_the_tries_to_mend_a_call_are_bounded() -> None:
+    engine = ScriptedReplies(
+        currency_reply(20, "GBP", "EUR"),
+        currency_reply(20, "EUR", "JPY"),  # 20 taken as euros
+        currency_reply(20, "GBP", "EUR"),  # the earlier call again
+        currency_reply(20, "GBP", "GBP"),  # a new mistake, but the tries are spent
+        [chunk("I could not convert that."), chunk(finish="stop")],
+    )
+    provider = provider_for(engine, call_grounding=True)
+    deltas = [d async for d in provider.stream(after_pounds_in_euros("And to yen?"))]
+    assert not any(isinstance(d, ToolCallDelta) for d in deltas)
+    assert [d for d in deltas if isinstance(d, OutputTextDelta)] == [
+        OutputTextDelta("I could not convert that.")
+    ]
+    bodies = engine.streamed()
+    assert len(bodies) == 5
+    assert "20 is in GBP, but 20 was in EUR" not in bodies[-1]["prompt"]
+    assert_text_pass(bodies[0], bodies[-1])
+    await provider.aclose()

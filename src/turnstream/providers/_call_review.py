@@ -38,15 +38,18 @@ The provider reviews the re-sample too; one rejected again ends in plain text.
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 __all__ = [
+    "Correction",
     "conversation_text",
     "copied_example_values",
     "description_text",
+    "error_text",
     "figure_tools",
     "followup_tools",
     "latest_outputs",
@@ -60,8 +63,17 @@ __all__ = [
     "unrelated",
     "unsaid_figures",
     "unsaid_numbers",
+    "unsaid_times",
     "untooled_topic",
 ]
+
+
+class Correction(str):
+    """A review's reason that asks for a call with corrected arguments (or for the
+    call the request's first step needs): a re-sample rejected with one gets one more
+    try before the text pass, since the mistake it names is one the model can mend."""
+
+    __slots__ = ()
 
 
 def _leaves(value: Any) -> Iterator[Any]:
@@ -316,6 +328,13 @@ def _asks_for(tool: Mapping[str, Any], request: str) -> bool:
     offered = _content_words(text)
     if any(_related(a, b) for a in _content_words(request) for b in offered):
         return True
+    return _asks_for_kind(tool, request)
+
+
+def _asks_for_kind(tool: Mapping[str, Any], request: str) -> bool:
+    """`_asks_for` by `_KINDS` and `_TOPICS` alone: the message asks for what this
+    kind of tool gives, not only shares a word with its description ("convert")."""
+    text = _tool_text(tool)
     described = set(_words(text))
     if any(
         described & tool_words and _requested(request, request_words, shape)
@@ -451,6 +470,27 @@ def unsaid_figures(text: str, said: Sequence[float]) -> list[str]:
     )
 
 
+_CLOCK_TIME = re.compile(r"(?<![\d:.])(\d{1,2}):(\d{2})(?![\d])")
+
+
+def unsaid_times(text: str, conversation: str) -> list[str]:
+    """Clock times (`14:30`) a reply states that the conversation does not hold, on a
+    24- or 12-hour clock (`15:35:00` holds "15:35" and "3:35"). After a currency
+    conversion, the 1.5B's text pass answered "The current time in London is 14:30."
+    """
+    said = {
+        (int(hour) % 12, minute)
+        for hour, minute in re.findall(r"(?<!\d)(\d{1,2}):(\d{2})(?!\d)", conversation)
+    }
+    return list(
+        dict.fromkeys(
+            f"{hour}:{minute}"
+            for hour, minute in _CLOCK_TIME.findall(text)
+            if (int(hour) % 12, minute) not in said
+        )
+    )
+
+
 def figure_tools(
     tools: Sequence[Mapping[str, Any]], items: Sequence[Mapping[str, Any]]
 ) -> list[str]:
@@ -555,6 +595,15 @@ def latest_outputs(items: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]
         for item in items[_latest_user_index(items) :]
         if item.get("type") == "function_call_output"
     ]
+
+
+_RAISED = re.compile(r"^Error:\s*(?:tool '[^']*' raised \w+:\s*)?")
+
+
+def error_text(output: str) -> str:
+    """A failed call's output (the runtime's `Error: tool 'x' raised ValueError: ...`)
+    as the tool's own words: "unknown ticker 'FB'"."""
+    return _RAISED.sub("", output).strip()
 
 
 def only_failures(items: Sequence[Mapping[str, Any]]) -> bool:
@@ -836,6 +885,198 @@ def _one_step_done(
     return None
 
 
+# where a request's first step ends: "Convert 50 F to Celsius, then add 5 to it.",
+# "... and then ...", "What is 12.5% of 640? Then ..."
+_NEXT_STEP = re.compile(r"(?:[,.;:?!]\s*|\s+)(?:and\s+)?then\b|,\s+", re.I)
+
+
+def _out_of_order(
+    name: str,
+    tools: Sequence[Mapping[str, Any]],
+    items: Sequence[Mapping[str, Any]],
+) -> tuple[str, list[str]] | None:
+    """(the request's first step, the tools it asks for) when a call for the user's
+    latest message, before any other, takes a later step instead: asked to "Convert
+    50 F to Celsius, then add 5 to it.", the 1.5B called `50 + 5` first, converted 55 F
+    and answered 12.78. Only where the first step asks for other tools than `name`
+    and a later step asks for `name` (`_asks_for`)."""
+    if latest_outputs(items):
+        return None
+    request = latest_request(items).strip()
+    parts = _NEXT_STEP.split(request, maxsplit=1)
+    if len(parts) < 2:
+        return None
+    head, rest = parts[0].strip(), parts[1]
+    tool = next((t for t in tools if t.get("name") == name), None)
+    if tool is None or _asks_for(tool, head) or not _asks_for(tool, rest):
+        return None
+    first = [t for t in tools if t is not tool and _asks_for(t, head)]
+    # "Convert 60 EUR to USD" shares "convert" with a unit converter too: offered
+    # both, the 1.5B took the unit converter, which refused euros
+    fitting = [t for t in first if _asks_for_kind(t, head)] or first
+    return (head, [str(t.get("name")) for t in fitting]) if first else None
+
+
+def _misbound(arguments: str, tool: Mapping[str, Any], request: str) -> tuple[str, str] | None:
+    """(the expression, how to write it) when a calculator expression binds a request's
+    last step to one number where the request applies it to the steps before: asked
+    to "Convert 60 EUR to USD, subtract 10, then divide the result by 2", the 1.5B
+    called `65.22 - 10 / 2` (60.22). Only for `a + b * n` or `a - b / n` (and the
+    like) where the request's last step, after "then" or a comma, says n and not b."""
+    steps = _NEXT_STEP.split(request.strip())
+    if len(steps) < 2 or not _calculator(tool):
+        return None
+    last = _NUMBER.findall(steps[-1])
+    try:
+        parsed = json.loads(arguments or "{}")
+    except json.JSONDecodeError:
+        return None
+    for expression in (leaf for leaf in _leaves(parsed) if isinstance(leaf, str)):
+        try:
+            tree = ast.parse(expression.strip(), mode="eval").body
+        except SyntaxError:
+            continue
+        if not (
+            isinstance(tree, ast.BinOp)
+            and isinstance(tree.op, ast.Add | ast.Sub)
+            and isinstance(tree.right, ast.BinOp)
+            and isinstance(tree.right.op, ast.Mult | ast.Div)
+            and isinstance(tree.right.right, ast.Constant)
+        ):
+            continue
+        inner, step = tree.right.left, tree.right.right
+        said = ast.get_source_segment(expression.strip(), step)
+        bound = ast.get_source_segment(expression.strip(), inner)
+        if said in last and not (bound and set(_NUMBER.findall(bound)) & set(last)):
+            sign = "+" if isinstance(tree.op, ast.Add) else "-"
+            times = "*" if isinstance(tree.right.op, ast.Mult) else "/"
+            left = ast.get_source_segment(expression.strip(), tree.left)
+            return expression.strip(), f"({left} {sign} {bound}) {times} {said}"
+    return None
+
+
+def _converted_again(
+    name: str, arguments: str, items: Sequence[Mapping[str, Any]]
+) -> tuple[str, str] | None:
+    """(the earlier call's arguments, the last result) when a call for the user's
+    latest message repeats an earlier call for it with the same words (units,
+    currencies, place) on a number the message does not say: asked to "Convert 250
+    GBP to EUR, then subtract 100 from it", the 1.5B converted, subtracted (191.14),
+    then converted 191.14 "GBP" to EUR again and answered with that."""
+    try:
+        parsed = json.loads(arguments or "{}")
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(parsed, dict):
+        return None
+    words = {k: _spelled(v) for k, v in parsed.items() if isinstance(v, str)}
+    numbers = [_spelled(v) for v in parsed.values() if isinstance(v, int | float)]
+    request = _THOUSANDS.sub("", latest_request(items))
+    if not words or not numbers or all(_occurs(n, request) for n in numbers):
+        return None
+    since = items[_latest_user_index(items) :]
+    answered = {
+        str(item.get("call_id")): str(item.get("output") or "")
+        for item in since
+        if item.get("type") == "function_call_output"
+    }
+    last = next((o for o in reversed(answered.values()) if not o.startswith("Error")), None)
+    for item in since:
+        if item.get("type") != "function_call" or item.get("name") != name:
+            continue
+        output = answered.get(str(item.get("call_id")))
+        if output is None or output.startswith("Error"):
+            continue
+        try:
+            earlier = json.loads(str(item.get("arguments") or "{}"))
+        except json.JSONDecodeError:
+            continue
+        if isinstance(earlier, dict) and words == {
+            k: _spelled(v) for k, v in earlier.items() if isinstance(v, str)
+        }:
+            return str(item.get("arguments")), last or output
+    return None
+
+
+def _mispaired(name: str, arguments: str, items: Sequence[Mapping[str, Any]]) -> str | None:
+    """Why a call pairs an earlier call's number with that call's target word (unit,
+    currency) instead of its source, or None: asked "And to yen?" after "Convert 20
+    GBP to EUR.", the 1.5B converted 20 EUR to JPY."""
+    try:
+        parsed = json.loads(arguments or "{}")
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(parsed, dict):
+        return None
+    outputs = {
+        str(item.get("call_id")): str(item.get("output") or "")
+        for item in items
+        if item.get("type") == "function_call_output"
+    }
+    for item in items:
+        output = outputs.get(str(item.get("call_id")))
+        if item.get("type") != "function_call" or item.get("name") != name or not output:
+            continue
+        try:
+            earlier = json.loads(str(item.get("arguments") or "{}"))
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(earlier, dict) or output.startswith("Error"):
+            continue
+        same_number = any(
+            isinstance(v, int | float)
+            and not isinstance(v, bool)
+            and _spelled(earlier.get(k)) == _spelled(v)
+            for k, v in parsed.items()
+        )
+        words = {_spelled(v) for v in earlier.values() if isinstance(v, str)}
+        for key, value in parsed.items():
+            was = earlier.get(key)
+            if not (same_number and isinstance(value, str) and isinstance(was, str)):
+                continue
+            if _spelled(value) != _spelled(was) and _spelled(value) in words:
+                number = next(
+                    _spelled(v)
+                    for k, v in parsed.items()
+                    if _spelled(earlier.get(k)) == _spelled(v) and isinstance(v, int | float)
+                )
+                return Correction(
+                    f"In your call to {name}, {number} is in {value}, but {number} was in "
+                    f"{was}: {output.strip()}\nMy latest message is: "
+                    f"{latest_request(items).strip()}\nCall {name} for it with {number} in "
+                    f"{was}, or with the amount in {value} that this result gives."
+                )
+    return None
+
+
+def _argument_mistake(
+    name: str, arguments: str, tool: Mapping[str, Any], items: Sequence[Mapping[str, Any]]
+) -> str | None:
+    """`_grounding_reason`'s reason for a step written wrongly (`_misbound`,
+    `_mispaired`) or done again (`_converted_again`), or None."""
+    misbound = _misbound(arguments, tool, latest_request(items))
+    if misbound is not None:
+        expression, meant = misbound
+        return Correction(
+            f"In {expression}, the last step applies only to the number before it, "
+            "but my request applies that step to the result of the steps before it. "
+            f"Call {name} again with those steps in parentheses: {meant}"
+        )
+    mispaired = _mispaired(name, arguments, items)
+    if mispaired is not None:
+        return mispaired
+    again = _converted_again(name, arguments, items)
+    if again is not None:
+        earlier, result = again
+        return (
+            f"You already called {name} with {earlier} for my request, and its result "
+            "went on to the next step. Do not do it again: if a step of my request is "
+            "still not done, call the function for it; otherwise answer in plain "
+            f"sentences with the last result: {result}"
+        )
+    return None
+
+
 def _grounding_reason(
     name: str,
     arguments: str,
@@ -875,11 +1116,15 @@ def _grounding_reason(
             )
         percent = _whole_percent(arguments, tool, request)
         if percent is not None:
-            return (
+            return Correction(
                 f"My message says {percent} percent, and your call to {name} uses {percent} "
                 f"as a whole number. Call {name} again with it written as {percent}% or "
                 f"{percent} / 100."
             )
+    if tool is not None:
+        mistake = _argument_mistake(name, arguments, tool, items)
+        if mistake is not None:
+            return mistake
     reapplied = _reapplied(arguments, items)
     if reapplied is None and tool is not None:
         reapplied = _one_step_done(name, tool, items)
@@ -920,8 +1165,17 @@ def review_calls(
     request = latest_request(items)
     answered = answered_calls(items)
     earlier = answered_calls(items[: _latest_user_index(items)])
-    for name, arguments in calls:
+    for index, (name, arguments) in enumerate(calls):
         tool = by_name.get(name)
+        order = _out_of_order(name, tools, items) if grounding and index == 0 else None
+        # a reply that makes the first step's call too, after this one, goes out
+        if order is not None and not any(called in order[1] for called, _ in calls):
+            head, first = order
+            return Correction(
+                f'The first step of my request is "{head}", and {name} is for a later step. '
+                f"Call {' or '.join(first)} for the first step now: the later steps use "
+                "its result."
+            )
         if tool is None and by_name:
             names = ", ".join(str(n) for n in by_name)
             return (
@@ -947,11 +1201,23 @@ def review_calls(
             # asked "And to yen?" after a conversion to euros, the 1.5B repeated the
             # euro call; told to "call the next function with this result", it wrote
             # prose instead of the new call
-            return (
+            return Correction(
                 f"You called {name} with these arguments for my earlier message, and it "
                 f"returned: {output}\nMy latest message is: {request.strip()}\nIf it needs "
                 f"{name} again, call it with the new values from my latest message; "
                 "otherwise answer in plain sentences."
+            )
+        if output is not None and output.startswith("Error"):
+            # asked for Facebook's stock price, the 1.5B called `stock_price("FB")`,
+            # was told the ticker is unknown, and called it again with "FB"; told only
+            # not to repeat it, its forced re-sample copied the description's example
+            # into another tool (`define_word("serendipity")`)
+            error = error_text(output)
+            return Correction(
+                f"Your call to {name} with these arguments failed: {error}\n"
+                f"The same arguments fail again. Call {name} with corrected arguments for "
+                "what my request names (its proper code, symbol or full name), or, if no "
+                "arguments would work, answer that you could not find it out."
             )
         if output is not None:
             return (

@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from turnstream.providers._call_review import unsaid_figures
+from turnstream.providers._call_review import unsaid_figures, unsaid_times
 
 _LIMIT = 300
 """Characters after which a held reply is let go (if it states no unsaid figure so
@@ -46,11 +46,14 @@ class FigureGuard:
         self.holding = True
         self.figures: list[str] = []
 
+    def _unsaid(self, text: str) -> list[str]:
+        return unsaid_figures(text, self._said)
+
     def feed(self, text: str) -> str:
         if not self.holding:
             return text
         self._held += text
-        self.figures = unsaid_figures(_OPEN_NUMBER.sub("", self._held), self._said)
+        self.figures = self._unsaid(_OPEN_NUMBER.sub("", self._held))
         if self.figures:
             return ""
         if len(self._held) > _LIMIT:
@@ -68,7 +71,7 @@ class FigureGuard:
         if not self.holding:
             return text
         self._held += text
-        self.figures = unsaid_figures(self._held, self._said)
+        self.figures = self._unsaid(self._held)
         return "" if self.figures else self.release()
 
     def release(self) -> str:
@@ -76,3 +79,16 @@ class FigureGuard:
         self.holding = False
         held, self._held = self._held, ""
         return held
+
+
+class TimeGuard(FigureGuard):
+    """The same hold for clock times alone (`unsaid_times`): for the fallback passes
+    of an answer to a tool result, where any figure but a time may be the answer's
+    own arithmetic ("9 hours ahead"), and a time nobody said is made up."""
+
+    def __init__(self, conversation: str) -> None:
+        super().__init__(())
+        self._conversation = conversation
+
+    def _unsaid(self, text: str) -> list[str]:
+        return unsaid_times(text, self._conversation)

@@ -77,6 +77,7 @@ from turnstream.providers._call_review import (
     asks_for_any,
     conversation_text,
     doubtful,
+    error_text,
     figure_tools,
     followup_tools,
     latest_outputs,
@@ -95,7 +96,7 @@ from turnstream.providers._chat_request import (
     text_of,
 )
 from turnstream.providers._chat_stream import ChatChunkTranslator
-from turnstream.providers._figure_guard import FigureGuard
+from turnstream.providers._figure_guard import FigureGuard, TimeGuard
 from turnstream.providers._talk_guard import TalkGuard
 from turnstream.providers._text_calls import ArgumentStream, ParsedCall, ReplySniffer, call_name
 from turnstream.providers.base import GenerationRequest, ProviderError
@@ -488,9 +489,6 @@ def _failure_text(name: str | None, output: str, asked: str) -> str:
     )
 
 
-_RAISED = re.compile(r"^Error:\s*(?:tool '[^']*' raised \w+:\s*)?")
-
-
 def failure_note(items: Sequence[Mapping[str, Any]]) -> str:
     """What the provider says itself when the model stated a figure that no function
     gave, in its answer and again in the text pass: after every call made for the
@@ -506,7 +504,7 @@ def failure_note(items: Sequence[Mapping[str, Any]]) -> str:
     }
     failures = [
         f"{names.get(str(item.get('call_id')), 'the function')} failed "
-        f"({_RAISED.sub('', str(item.get('output') or '')).strip()})"
+        f"({error_text(str(item.get('output') or ''))})"
         for item in latest_outputs(items)
     ]
     if not failures:
@@ -923,11 +921,15 @@ class ChunkTranslator:
             if review and plan.sniff_calls and not plan.answer_turn and not calls_only
             else []
         )
-        self._figures = (
+        self._figures: FigureGuard | None = (
             FigureGuard(said_numbers(conversation_text(plan.instructions, plan.items)))
             if self._figure_tools or self._failed or self._untooled
             else None
         )
+        if self._figures is None and (text_pass or last_pass) and plan.answer_turn:
+            # the fallback passes of an answer: no clock time nobody said ("The current
+            # time in London is 14:30." after a currency conversion, in the text pass)
+            self._figures = TimeGuard(conversation_text(plan.instructions, plan.items))
         self._cut = False
         # `calls_only`: the reply may only be a call; prose is rejected at its start
         self.doubtful: ParsedCall | None = None

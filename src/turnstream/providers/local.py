@@ -64,7 +64,7 @@ from turnstream.engine.deltas import (
     StartedDelta,
 )
 from turnstream.providers._call_grammar import chat_chunk, completion_body, text_body
-from turnstream.providers._call_review import unrelated
+from turnstream.providers._call_review import Correction, unrelated
 from turnstream.providers._local_chat import (
     CONFIRM_GRAMMAR,
     FOLLOW_UP_PROSE,
@@ -646,17 +646,48 @@ class LocalProvider(Provider):
             second = self._second_pass(plan, prose_plan, translator)
             if second is not None:
                 body, translator = second
-                # the first pass gave its slot back when llama.cpp returned: wait for
-                # one again (behind whoever queued meanwhile), without a second queued
-                # signal
-                async for delta in self._pass(engine, body, gate, translator):
+                outcome: list[str | None] = []
+                async for delta in self._re_sample(engine, plan, gate, body, translator, outcome):
                     yield delta
-                if translator.rejected is None:
+                if outcome[0] is None:
                     return
-                reason = translator.rejected[1]
+                reason = outcome[0]
             logger.info("local model call rejected, answering in text: %s", reason)
         async for delta in self._answer_in_text(engine, plan, prose_plan, gate):
             yield delta
+
+    async def _re_sample(
+        self,
+        engine: ChatEngine,
+        plan: ChatPlan,
+        gate: _SlotGate,
+        body: _Body,
+        translator: ChunkTranslator,
+        outcome: list[str | None],
+    ) -> AsyncGenerator[Delta, None]:
+        """The re-sample after a rejection, and, while its call is rejected with a
+        `Correction` (a mistake the model can mend: a number paired with the wrong
+        currency, a step bound to one number), up to `_CORRECTIONS` more, each shown
+        that call and the reason and held to a call, while each mistake is a new one.
+        `outcome` gets the last rejection's reason, or None once a reply went out."""
+        given: set[str] = set()
+        for tries in range(_CORRECTIONS + 1):
+            # the pass before gave its slot back when llama.cpp returned: wait for one
+            # again (behind whoever queued meanwhile), without a second queued signal
+            async for delta in self._pass(engine, body, gate, translator):
+                yield delta
+            if translator.rejected is None:
+                outcome.append(None)
+                return
+            calls, reason = translator.rejected
+            mendable = calls and isinstance(reason, Correction) and reason not in given
+            if tries == _CORRECTIONS or not mendable:
+                outcome.append(reason)
+                return
+            given.add(reason)
+            logger.info("local model call rejected again, re-sampling: %s", reason)
+            body = self._body(plan, retry_body(plan, calls, reason), forced=True)
+            translator = self._translator(plan, body, calls_only=True)
 
     async def _answer_in_text(
         self, engine: ChatEngine, plan: ChatPlan, prose_plan: ChatPlan, gate: _SlotGate
@@ -676,13 +707,16 @@ class LocalProvider(Provider):
             return
         # it wrote out its own instruction, the request or a result message: a last
         # pass on the first prompt alone, still under the grammar that admits no call
-        logger.info("local model text pass repeated its prompt, answering without the line")
+        logger.info(
+            "local model text pass rejected (its prompt or a made-up time), answering on the first prompt alone"
+        )
         last = ChunkTranslator(prose_plan, last_pass=True)
         async for delta in self._pass(engine, _prose(plan.body), gate, last):
             yield delta
         if last.rejected is not None:
-            # every pass wrote out the result message: the results are the answer
-            logger.info("local model wrote out the result message in every pass")
+            # every pass wrote out the result message (or made a time up): the results
+            # are the answer
+            logger.info("local model answered with no pass clean, answering with the results")
             yield OutputTextDelta(result_note(plan.items))
             yield FinishDelta("stop")
 
@@ -822,6 +856,12 @@ class LocalProvider(Provider):
                 yield delta
         finally:
             generation.stop.set()
+
+
+_CORRECTIONS = 2
+"""How many more re-samples a re-sample rejected with a `Correction` gets: each fixes
+one mistake ("And to yen?" after 20 GBP in euros: the earlier call repeated, then 20
+taken as euros, then the call asked for)."""
 
 
 def _prose(chat_body: dict[str, Any]) -> _Body:
