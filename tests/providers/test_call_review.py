@@ -20,8 +20,10 @@ from turnstream.providers._call_review import (
     conversation_text,
     copied_example_values,
     doubtful,
+    final_results,
     followup_tools,
     latest_request,
+    left_out,
     may_reject,
     review_calls,
     unasked,
@@ -934,3 +936,40 @@ def test_clock_times_a_reply_states_are_checked_against_the_conversation(
 ) -> None:
     conversation = "Thursday 2026-12-03 15:35:00 Asia/Kolkata (UTC+0530)"
     assert unsaid_times(text, conversation) == unsaid
+
+
+def _paris_chain() -> list[dict[str, Any]]:
+    # what the 1.5B called for tune chain-02, the junk conversion included
+    return [
+        user("What is 12.5% of 640? Then tell me the time in Paris."),
+        function_call("c1", "calculate", args(expression="12.5% * 640")),
+        function_output("c1", "12.5% * 640 = 80"),
+        function_call("c2", "convert_units", args(value=80, from_unit="%", to_unit="seconds")),
+        function_output("c2", "Error: tool 'convert_units' raised ValueError: unknown unit '%'"),
+        function_call("c3", "current_time", args(timezone="Europe/Paris")),
+        function_output("c3", "Thursday 2026-12-03 11:05:00 Europe/Paris (UTC+0100)"),
+    ]
+
+
+def test_the_results_an_answer_reports_are_those_no_successful_later_call_went_on_with() -> None:
+    results = final_results(_paris_chain())
+    assert results == [
+        "12.5% * 640 = 80",
+        "Thursday 2026-12-03 11:05:00 Europe/Paris (UTC+0100)",
+    ], "the failed conversion did not go on with 80"
+    assert left_out("The time in Paris is 11:05.", results) == ["12.5% * 640 = 80"]
+    assert left_out("12.5% of 640 is 80, and it is 11:05 in Paris.", results) == []
+    # a chain's step that the next call took is not reported on its own
+    chain = [
+        user("What's the temperature in Cairo in Fahrenheit?"),
+        function_call("c1", "get_weather", args(city="Cairo")),
+        function_output("c1", '{"city": "Cairo", "temp_c": 34, "sky": "sunny"}'),
+        function_call("c2", "convert_units", args(value=34, from_unit="C", to_unit="F")),
+        function_output("c2", "34 °C = 93.2 °F"),
+    ]
+    assert final_results(chain) == ["34 °C = 93.2 °F"]
+    # a JSON result shows in its words too; a rounded figure counts
+    weather = '{"city": "Madrid", "temp_c": 25, "sky": "sunny"}'
+    assert left_out("It is sunny in Madrid.", [weather]) == []
+    assert left_out("It is 93 °F.", ["34 °C = 93.2 °F"]) == []
+    assert left_out("It is warm.", [weather]) == [weather]

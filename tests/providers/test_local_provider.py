@@ -1162,3 +1162,46 @@ async def test_the_tries_to_mend_a_call_are_bounded() -> None:
     assert "20 is in GBP, but 20 was in EUR" not in bodies[-1]["prompt"]
     assert_text_pass(bodies[0], bodies[-1])
     await provider.aclose()
+
+
+def two_results(message: str) -> GenerationRequest:
+    items = [
+        *request(message).items,
+        function_call("c1", "calculate", '{"expression": "12.5% * 640"}'),
+        function_output("c1", "12.5% * 640 = 80"),
+        function_call("c2", "get_time", '{"timezone": "Europe/Paris"}'),
+        function_output("c2", "11:05 Europe/Paris"),
+    ]
+    return GenerationRequest("local", items, tools=[CLOCK])
+
+
+async def test_an_answer_that_leaves_out_a_result_is_asked_again_with_the_result_named() -> None:
+    # what the 1.5B answered for "What is 12.5% of 640? Then tell me the time in Paris."
+    engine = ScriptedReplies(
+        [chunk("The time in Paris "), chunk("is 11:05."), chunk(finish="stop")],
+        [chunk("12.5% of 640 is 80, and it is 11:05 in Paris."), chunk(finish="stop")],
+    )
+    provider = provider_for(engine)
+    message = "What is 12.5% of 640? Then tell me the time in Paris."
+    deltas = [d async for d in provider.stream(two_results(message))]
+    assert [d.text for d in deltas if isinstance(d, OutputTextDelta)] == [
+        "12.5% of 640 is 80, and it is 11:05 in Paris."
+    ], "the first answer held, never sent"
+    _first, second = engine.streamed()
+    reason = second["prompt"].rsplit("<|im_start|>user\n", 1)[1]
+    assert reason.startswith("Your answer leaves out this result: 12.5% * 640 = 80\n")
+    await provider.aclose()
+
+
+async def test_an_answer_with_one_result_to_report_streams_as_it_comes() -> None:
+    engine = ScriptedReplies(
+        [chunk("It is "), chunk("10:40 in Tokyo."), chunk(finish="stop")],
+    )
+    provider = provider_for(engine)
+    items = tokyo_answered("Time in Tokyo?")
+    deltas = [d async for d in provider.stream(GenerationRequest("local", items, tools=[CLOCK]))]
+    assert [d.text for d in deltas if isinstance(d, OutputTextDelta)] == [
+        "It is ",
+        "10:40 in Tokyo.",
+    ]
+    await provider.aclose()

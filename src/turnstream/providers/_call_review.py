@@ -51,9 +51,11 @@ __all__ = [
     "description_text",
     "error_text",
     "figure_tools",
+    "final_results",
     "followup_tools",
     "latest_outputs",
     "latest_request",
+    "left_out",
     "may_reject",
     "only_failures",
     "review_calls",
@@ -489,6 +491,65 @@ def unsaid_times(text: str, conversation: str) -> list[str]:
             if (int(hour) % 12, minute) not in said
         )
     )
+
+
+def _marks(output: str) -> tuple[list[str], list[str]]:
+    """What shows that an answer used a result: (its numbers, its words). A result
+    after "=" is its figure ("12.5% * 640 = 80": 80); a JSON object's values are its
+    fields (a temperature and "sunny"); otherwise every number in it (a clock's
+    date and time)."""
+    try:
+        value = json.loads(output)
+    except json.JSONDecodeError:
+        value = None
+    if isinstance(value, dict):
+        leaves = list(_leaves(value))
+        numbers = [_spelled(v) for v in leaves if isinstance(v, int | float)]
+        return numbers, [_spelled(v) for v in leaves if isinstance(v, str)]
+    figure = output.rpartition("=")[2] if "=" in output else output
+    return _NUMBER.findall(_THOUSANDS.sub("", figure)), []
+
+
+def final_results(items: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The results of the calls made for the user's latest message that no later
+    call went on with (none of their figures in a later successful call's arguments):
+    what the answer reports. Asked "What is 12.5% of 640? Then tell me the time in
+    Paris.", the 1.5B answered with Paris's time alone, the 80 dropped."""
+    since = items[_latest_user_index(items) :]
+    outputs = {
+        str(item.get("call_id")): str(item.get("output") or "")
+        for item in since
+        if item.get("type") == "function_call_output"
+    }
+    calls = [
+        (str(item.get("arguments") or ""), outputs.get(str(item.get("call_id")), ""))
+        for item in since
+        if item.get("type") == "function_call"
+    ]
+    results = []
+    for index, (_, output) in enumerate(calls):
+        numbers, words = _marks(output)
+        if output.startswith("Error") or not (numbers or words):
+            continue
+        later = " ".join(a for a, o in calls[index + 1 :] if o and not o.startswith("Error"))
+        if not any(_occurs(n, _THOUSANDS.sub("", later)) for n in numbers):
+            results.append(output)
+    return list(dict.fromkeys(results))
+
+
+def left_out(text: str, results: Sequence[str]) -> list[str]:
+    """The `results` that an answer shows nothing of: none of their numbers (rounded
+    as `unsaid_numbers` allows) and none of their words."""
+    low = " ".join(text.lower().split())
+    stated = _NUMBER.findall(_THOUSANDS.sub("", low))
+    missing = []
+    for result in results:
+        numbers, words = _marks(result)
+        said = [float(n) for n in numbers]
+        if any(_said_number(n, said) for n in stated) or any(w and w in low for w in words):
+            continue
+        missing.append(result)
+    return missing
 
 
 def figure_tools(

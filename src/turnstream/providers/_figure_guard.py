@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from turnstream.providers._call_review import unsaid_figures, unsaid_times
+from turnstream.providers._call_review import left_out, unsaid_figures, unsaid_times
 
 _LIMIT = 300
 """Characters after which a held reply is let go (if it states no unsaid figure so
@@ -92,3 +92,38 @@ class TimeGuard(FigureGuard):
 
     def _unsaid(self, text: str) -> list[str]:
         return unsaid_times(text, self._conversation)
+
+
+class ResultsGuard:
+    """Holds an answer that should report more than one result until it ends (or
+    `_LIMIT` characters: a long answer goes out unchecked), then names the results
+    it shows nothing of (`left_out`). Feed it released text; `feed` returns nothing
+    while holding."""
+
+    def __init__(self, results: Sequence[str]) -> None:
+        self._results = results
+        self._held = ""
+        self.holding = True
+        self.missing: list[str] = []
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._held.strip())
+
+    def feed(self, text: str) -> str:
+        if not self.holding:
+            return text
+        self._held += text
+        return self.release() if len(self._held) > _LIMIT else ""
+
+    def finish(self, text: str = "") -> str:
+        if not self.holding:
+            return text
+        self._held += text
+        self.missing = left_out(self._held, self._results) if self._held.strip() else []
+        return "" if self.missing else self.release()
+
+    def release(self) -> str:
+        self.holding = False
+        held, self._held = self._held, ""
+        return held

@@ -79,6 +79,7 @@ from turnstream.providers._call_review import (
     doubtful,
     error_text,
     figure_tools,
+    final_results,
     followup_tools,
     latest_outputs,
     latest_request,
@@ -96,7 +97,7 @@ from turnstream.providers._chat_request import (
     text_of,
 )
 from turnstream.providers._chat_stream import ChatChunkTranslator
-from turnstream.providers._figure_guard import FigureGuard, TimeGuard
+from turnstream.providers._figure_guard import FigureGuard, ResultsGuard, TimeGuard
 from turnstream.providers._talk_guard import TalkGuard
 from turnstream.providers._text_calls import ArgumentStream, ParsedCall, ReplySniffer, call_name
 from turnstream.providers.base import GenerationRequest, ProviderError
@@ -716,6 +717,13 @@ _TALKED_ANSWER = (
 """The re-sample's reason after an answer to a tool result that opened by talking about
 a function (`TalkGuard`). Not held to a call: the request may be done."""
 
+_LEFT_OUT = (
+    "Your answer leaves out this result: {results}\nAnswer my request in plain "
+    "sentences with every result."
+)
+"""The re-sample's reason after an answer that shows nothing of a result it should
+report (`ResultsGuard`). Not held to a call."""
+
 _FAILED_FIGURE = (
     "The functions you called failed, so nothing gave the figure you stated. Say that "
     "you could not find it out."
@@ -926,6 +934,15 @@ class ChunkTranslator:
             if self._figure_tools or self._failed or self._untooled
             else None
         )
+        # an answer that should report more than one result, held until it ends: one
+        # that shows nothing of some result is asked again ("What is 12.5% of 640?
+        # Then tell me the time in Paris." answered with the time alone)
+        results = final_results(plan.items) if plan.answer_turn else []
+        self._results = (
+            ResultsGuard(results)
+            if (review or text_pass or last_pass) and len(results) > 1
+            else None
+        )
         if self._figures is None and (text_pass or last_pass) and plan.answer_turn:
             # the fallback passes of an answer: no clock time nobody said ("The current
             # time in London is 14:30." after a currency conversion, in the text pass)
@@ -1005,6 +1022,8 @@ class ChunkTranslator:
             if self._figures.figures:
                 self.rejected = ([], self._figure_reason())
                 return ""
+        if released and self._results is not None and self._results.holding:
+            released = self._results.feed(released)
         return released
 
     def _stream_arguments(self, held: str) -> list[Delta]:
@@ -1218,6 +1237,12 @@ class ChunkTranslator:
             if self._figures.figures:
                 self.rejected = ([], self._figure_reason())
                 return "", []
+        if self._results is not None and not calls:
+            text = self._results.finish(text)
+            if self._results.missing:
+                missing = "; ".join(" ".join(r.split()) for r in self._results.missing)
+                self.rejected = ([], _LEFT_OUT.format(results=missing))
+                return "", []
         return text, calls
 
     def _guarded(self, text: str, calls: list[ParsedCall]) -> tuple[str, list[ParsedCall]]:
@@ -1241,7 +1266,11 @@ class ChunkTranslator:
     @property
     def _answered(self) -> bool:
         """Whether the reply has said something: out already, or held for its figures."""
-        return self.text_released or (self._figures is not None and self._figures.pending)
+        return (
+            self.text_released
+            or (self._figures is not None and self._figures.pending)
+            or (self._results is not None and self._results.pending)
+        )
 
     def _figure_reason(self) -> str:
         assert self._figures is not None
