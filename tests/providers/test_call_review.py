@@ -973,3 +973,30 @@ def test_the_results_an_answer_reports_are_those_no_successful_later_call_went_o
     assert left_out("It is sunny in Madrid.", [weather]) == []
     assert left_out("It is 93 °F.", ["34 °C = 93.2 °F"]) == []
     assert left_out("It is warm.", [weather]) == [weather]
+
+
+def test_a_number_paired_with_an_earlier_call_s_target_is_sent_back_unless_swapped() -> None:
+    items = [
+        user("Convert 20 GBP to EUR."),
+        function_call(
+            "c1", "convert_currency", args(amount=20, from_currency="GBP", to_currency="EUR")
+        ),
+        function_output("c1", "20 GBP = 23.29 EUR"),
+        assistant("20 GBP is 23.29 EUR."),
+        user("And to yen?"),
+    ]
+    mispaired = [("convert_currency", args(amount=20, from_currency="EUR", to_currency="JPY"))]
+    reason = review_calls(mispaired, [CURRENCY], items, grounding=True)
+    assert reason is not None
+    assert reason.startswith("In your call to convert_currency, 20 is in EUR, but 20 was in GBP")
+    assert "My latest message is: And to yen?" in reason
+    right = [("convert_currency", args(amount=20, from_currency="GBP", to_currency="JPY"))]
+    assert review_calls(right, [CURRENCY], items, grounding=True) is None
+    # the other way round, and another amount, are the user's to ask for
+    swapped = [("convert_currency", args(amount=20, from_currency="EUR", to_currency="GBP"))]
+    assert (
+        review_calls(swapped, [CURRENCY], items[:-1] + [user("And the other way?")], grounding=True)
+        is None
+    )
+    other = [("convert_currency", args(amount=23.29, from_currency="EUR", to_currency="JPY"))]
+    assert review_calls(other, [CURRENCY], items, grounding=True) is None

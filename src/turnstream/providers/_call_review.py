@@ -1091,6 +1091,8 @@ def _mispaired(name: str, arguments: str, items: Sequence[Mapping[str, Any]]) ->
             for k, v in parsed.items()
         )
         words = {_spelled(v) for v in earlier.values() if isinstance(v, str)}
+        if words == {_spelled(v) for v in parsed.values() if isinstance(v, str)}:
+            continue  # the same words swapped: "And the other way round?"
         for key, value in parsed.items():
             was = earlier.get(key)
             if not (same_number and isinstance(value, str) and isinstance(was, str)):
