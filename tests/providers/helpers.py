@@ -43,6 +43,20 @@ UNITS: dict[str, Any] = {
     },
 }
 """A unit converter, the kind of tool a unit in a message asks for."""
+CURRENCY: dict[str, Any] = {
+    "type": "function",
+    "name": "convert_currency",
+    "description": "Convert an amount of money from one currency to another.",
+    "parameters": {
+        "type": "object",
+        "properties": {
+            "amount": {"type": "number"},
+            "from_currency": {"type": "string"},
+            "to_currency": {"type": "string"},
+        },
+    },
+}
+"""A currency converter: its calls pair an amount with two currency codes."""
 CALCULATOR: dict[str, Any] = {
     "type": "function",
     "name": "calculate",

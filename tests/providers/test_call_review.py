@@ -9,6 +9,7 @@ import pytest
 
 from tests.providers.helpers import (
     CLOCK,
+    CURRENCY,
     UNITS,
     WEATHER,
     assistant,
@@ -561,12 +562,6 @@ DICTIONARY = {
     "description": "Look up the definition of an English word.",
     "parameters": {"type": "object", "properties": {"word": {"type": "string"}}},
 }
-CURRENCY = {
-    "type": "function",
-    "name": "convert_currency",
-    "description": "Convert an amount of money from one currency to another.",
-    "parameters": {"type": "object", "properties": {"amount": {"type": "number"}}},
-}
 
 
 @pytest.mark.parametrize(
@@ -975,16 +970,21 @@ def test_the_results_an_answer_reports_are_those_no_successful_later_call_went_o
     assert left_out("It is warm.", [weather]) == [weather]
 
 
-def test_a_number_paired_with_an_earlier_call_s_target_is_sent_back_unless_swapped() -> None:
-    items = [
+def _pounds_in_euros(output: str, answer: str) -> list[dict[str, Any]]:
+    """ "Convert 20 GBP to EUR.", its call, `output` and `answer`, then "And to yen?"."""
+    return [
         user("Convert 20 GBP to EUR."),
         function_call(
             "c1", "convert_currency", args(amount=20, from_currency="GBP", to_currency="EUR")
         ),
-        function_output("c1", "20 GBP = 23.29 EUR"),
-        assistant("20 GBP is 23.29 EUR."),
+        function_output("c1", output),
+        assistant(answer),
         user("And to yen?"),
     ]
+
+
+def test_a_number_paired_with_an_earlier_call_s_target_is_sent_back_unless_swapped() -> None:
+    items = _pounds_in_euros("20 GBP = 23.29 EUR", "20 GBP is 23.29 EUR.")
     mispaired = [("convert_currency", args(amount=20, from_currency="EUR", to_currency="JPY"))]
     reason = review_calls(mispaired, [CURRENCY], items, grounding=True)
     assert reason is not None
@@ -995,8 +995,16 @@ def test_a_number_paired_with_an_earlier_call_s_target_is_sent_back_unless_swapp
     # the other way round, and another amount, are the user's to ask for
     swapped = [("convert_currency", args(amount=20, from_currency="EUR", to_currency="GBP"))]
     assert (
-        review_calls(swapped, [CURRENCY], items[:-1] + [user("And the other way?")], grounding=True)
+        review_calls(swapped, [CURRENCY], [*items[:-1], user("And the other way?")], grounding=True)
         is None
     )
     other = [("convert_currency", args(amount=23.29, from_currency="EUR", to_currency="JPY"))]
     assert review_calls(other, [CURRENCY], items, grounding=True) is None
+
+
+def test_a_failed_earlier_call_pairs_no_number() -> None:
+    error = "Error: tool 'convert_currency' raised ValueError: no rate today"
+    items = _pounds_in_euros(error, "I could not find that out.")
+    call = [("convert_currency", args(amount=20, from_currency="EUR", to_currency="JPY"))]
+    reason = review_calls(call, [CURRENCY], items, grounding=True)
+    assert reason is None or "was in GBP" not in reason

@@ -13,7 +13,14 @@ from typing import Any
 import pytest
 
 from tests.providers.helpers import CLOCK as CURRENT_TIME
-from tests.providers.helpers import UNITS, assistant, function_call, function_output, is_warm_up
+from tests.providers.helpers import (
+    CURRENCY,
+    UNITS,
+    assistant,
+    function_call,
+    function_output,
+    is_warm_up,
+)
 from turnstream.engine.deltas import FinishDelta, OutputTextDelta, ToolCallDelta
 from turnstream.providers._call_grammar import TEXT_GRAMMAR
 from turnstream.providers._local_chat import CONFIRM_GRAMMAR
@@ -1039,21 +1046,6 @@ async def test_an_answer_that_talks_about_a_function_is_re_sampled_free_to_answe
     await provider.aclose()
 
 
-CURRENCY = {
-    "type": "function",
-    "name": "convert_currency",
-    "description": "Convert an amount of money from one currency to another.",
-    "parameters": {
-        "type": "object",
-        "properties": {
-            "amount": {"type": "number"},
-            "from_currency": {"type": "string"},
-            "to_currency": {"type": "string"},
-        },
-    },
-}
-
-
 def currency_reply(amount: float, source: str, target: str) -> list[dict[str, Any]]:
     arguments = {"amount": amount, "from_currency": source, "to_currency": target}
     return [
@@ -1097,58 +1089,26 @@ async def test_a_re_sample_with_a_mendable_mistake_gets_more_tries_each_with_its
     await provider.aclose()
 
 
-async def test_the_same_mistake_made_again_ends_the_tries_in_the_text_pass() -> None:
-    engine = ScriptedReplies(
-        currency_reply(20, "GBP", "EUR"),
-        currency_reply(20, "EUR", "JPY"),
-        currency_reply(20, "EUR", "JPY"),  # the same mistake: no further try
-        [chunk("I could not convert that."), chunk(finish="stop")],
-    )
-    provider = provider_for(engine, call_grounding=True)
-    deltas = [d async for d in provider.stream(after_pounds_in_euros("And to yen?"))]
-    assert not any(isinstance(d, ToolCallDelta) for d in deltas)
-    assert [d for d in deltas if isinstance(d, OutputTextDelta)] == [
-        OutputTextDelta("I could not convert that.")
-    ]
-    first, _second, _third, text = engine.streamed()
-    assert_text_pass(first, text)
-    await provider.aclose()
-
-
 @pytest.mark.parametrize(
-    ("last", "answer"),
+    "mistakes",
     [
-        # the first prompt alone answers: that is the answer
-        ("It is 10:40 in Tokyo.", "It is 10:40 in Tokyo."),
-        # it makes a time up too: the results are the answer
-        ("It is 14:30 in Tokyo.", "10:40 Asia/Tokyo."),
+        # the same mistake made again: no further try
+        [currency_reply(20, "EUR", "JPY"), currency_reply(20, "EUR", "JPY")],
+        # 20 taken as euros, the earlier call again, then a new mistake, but the tries
+        # are spent
+        [
+            currency_reply(20, "EUR", "JPY"),
+            currency_reply(20, "GBP", "EUR"),
+            currency_reply(20, "GBP", "GBP"),
+        ],
     ],
 )
-async def test_a_time_nobody_said_in_an_answer_s_text_pass_is_never_the_answer(
-    last: str, answer: str
+async def test_the_tries_to_mend_a_call_end_in_the_text_pass(
+    mistakes: list[list[dict[str, Any]]],
 ) -> None:
-    # after a currency conversion, the 1.5B's text pass answered "The current time in
-    # London is 14:30."
-    engine = ScriptedReplies(
-        [chunk(ECHO), chunk(finish="stop")],  # the answer
-        [chunk(ECHO), chunk(finish="stop")],  # the re-sample, with the reason
-        [chunk("The current time in "), chunk("Tokyo is 14:30."), chunk(finish="stop")],
-        [chunk(last), chunk(finish="stop")],  # the first prompt alone
-    )
-    provider = provider_for(engine)
-    items = tokyo_answered("Time in Tokyo?")
-    deltas = [d async for d in provider.stream(GenerationRequest("local", items, tools=[CLOCK]))]
-    assert [d.text for d in deltas if isinstance(d, OutputTextDelta)] == [answer]
-    assert len(engine.streamed()) == 4
-    await provider.aclose()
-
-
-async def test_the_tries_to_mend_a_call_are_bounded() -> None:
     engine = ScriptedReplies(
         currency_reply(20, "GBP", "EUR"),
-        currency_reply(20, "EUR", "JPY"),  # 20 taken as euros
-        currency_reply(20, "GBP", "EUR"),  # the earlier call again
-        currency_reply(20, "GBP", "GBP"),  # a new mistake, but the tries are spent
+        *mistakes,
         [chunk("I could not convert that."), chunk(finish="stop")],
     )
     provider = provider_for(engine, call_grounding=True)
@@ -1158,8 +1118,7 @@ async def test_the_tries_to_mend_a_call_are_bounded() -> None:
         OutputTextDelta("I could not convert that.")
     ]
     bodies = engine.streamed()
-    assert len(bodies) == 5
-    assert "20 is in GBP, but 20 was in EUR" not in bodies[-1]["prompt"]
+    assert len(bodies) == 2 + len(mistakes)
     assert_text_pass(bodies[0], bodies[-1])
     await provider.aclose()
 

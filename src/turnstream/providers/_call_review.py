@@ -1016,6 +1016,38 @@ def _misbound(arguments: str, tool: Mapping[str, Any], request: str) -> tuple[st
     return None
 
 
+def _object(arguments: str) -> dict[str, Any] | None:
+    """A call's arguments as a JSON object, or None."""
+    try:
+        parsed = json.loads(arguments or "{}")
+    except json.JSONDecodeError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
+def _answered_calls_to(
+    name: str, items: Sequence[Mapping[str, Any]]
+) -> Iterator[tuple[str, dict[str, Any], str]]:
+    """(arguments as written, as an object, output) of each call to `name` in `items`
+    that came back with a result (not an error)."""
+    outputs = {
+        str(item.get("call_id")): str(item.get("output") or "")
+        for item in items
+        if item.get("type") == "function_call_output"
+    }
+    for item in items:
+        output = outputs.get(str(item.get("call_id")))
+        if item.get("type") != "function_call" or item.get("name") != name:
+            continue
+        earlier = _object(str(item.get("arguments") or ""))
+        if output and not output.startswith("Error") and earlier is not None:
+            yield str(item.get("arguments")), earlier, output
+
+
+def _strings(arguments: Mapping[str, Any]) -> dict[str, str]:
+    return {k: _spelled(v) for k, v in arguments.items() if isinstance(v, str)}
+
+
 def _converted_again(
     name: str, arguments: str, items: Sequence[Mapping[str, Any]]
 ) -> tuple[str, str] | None:
@@ -1024,38 +1056,23 @@ def _converted_again(
     currencies, place) on a number the message does not say: asked to "Convert 250
     GBP to EUR, then subtract 100 from it", the 1.5B converted, subtracted (191.14),
     then converted 191.14 "GBP" to EUR again and answered with that."""
-    try:
-        parsed = json.loads(arguments or "{}")
-    except json.JSONDecodeError:
+    parsed = _object(arguments)
+    if parsed is None:
         return None
-    if not isinstance(parsed, dict):
-        return None
-    words = {k: _spelled(v) for k, v in parsed.items() if isinstance(v, str)}
     numbers = [_spelled(v) for v in parsed.values() if isinstance(v, int | float)]
     request = _THOUSANDS.sub("", latest_request(items))
-    if not words or not numbers or all(_occurs(n, request) for n in numbers):
+    if not _strings(parsed) or not numbers or all(_occurs(n, request) for n in numbers):
         return None
     since = items[_latest_user_index(items) :]
-    answered = {
-        str(item.get("call_id")): str(item.get("output") or "")
+    results = [
+        str(item.get("output") or "")
         for item in since
         if item.get("type") == "function_call_output"
-    }
-    last = next((o for o in reversed(answered.values()) if not o.startswith("Error")), None)
-    for item in since:
-        if item.get("type") != "function_call" or item.get("name") != name:
-            continue
-        output = answered.get(str(item.get("call_id")))
-        if output is None or output.startswith("Error"):
-            continue
-        try:
-            earlier = json.loads(str(item.get("arguments") or "{}"))
-        except json.JSONDecodeError:
-            continue
-        if isinstance(earlier, dict) and words == {
-            k: _spelled(v) for k, v in earlier.items() if isinstance(v, str)
-        }:
-            return str(item.get("arguments")), last or output
+    ]
+    last = next((o for o in reversed(results) if not o.startswith("Error")), None)
+    for written, earlier, output in _answered_calls_to(name, since):
+        if _strings(parsed) == _strings(earlier):
+            return written, last or output
     return None
 
 
@@ -1063,46 +1080,28 @@ def _mispaired(name: str, arguments: str, items: Sequence[Mapping[str, Any]]) ->
     """Why a call pairs an earlier call's number with that call's target word (unit,
     currency) instead of its source, or None: asked "And to yen?" after "Convert 20
     GBP to EUR.", the 1.5B converted 20 EUR to JPY."""
-    try:
-        parsed = json.loads(arguments or "{}")
-    except json.JSONDecodeError:
+    parsed = _object(arguments)
+    if parsed is None:
         return None
-    if not isinstance(parsed, dict):
-        return None
-    outputs = {
-        str(item.get("call_id")): str(item.get("output") or "")
-        for item in items
-        if item.get("type") == "function_call_output"
-    }
-    for item in items:
-        output = outputs.get(str(item.get("call_id")))
-        if item.get("type") != "function_call" or item.get("name") != name or not output:
-            continue
-        try:
-            earlier = json.loads(str(item.get("arguments") or "{}"))
-        except json.JSONDecodeError:
-            continue
-        if not isinstance(earlier, dict) or output.startswith("Error"):
-            continue
-        same_number = any(
-            isinstance(v, int | float)
-            and not isinstance(v, bool)
-            and _spelled(earlier.get(k)) == _spelled(v)
-            for k, v in parsed.items()
+    for _, earlier, output in _answered_calls_to(name, items):
+        number = next(
+            (
+                _spelled(v)
+                for k, v in parsed.items()
+                if isinstance(v, int | float)
+                and not isinstance(v, bool)
+                and _spelled(earlier.get(k)) == _spelled(v)
+            ),
+            None,
         )
-        words = {_spelled(v) for v in earlier.values() if isinstance(v, str)}
-        if words == {_spelled(v) for v in parsed.values() if isinstance(v, str)}:
-            continue  # the same words swapped: "And the other way round?"
+        words = set(_strings(earlier).values())
+        if number is None or words == set(_strings(parsed).values()):
+            continue  # no number of its own, or the same words swapped ("the other way?")
         for key, value in parsed.items():
             was = earlier.get(key)
-            if not (same_number and isinstance(value, str) and isinstance(was, str)):
+            if not (isinstance(value, str) and isinstance(was, str)):
                 continue
             if _spelled(value) != _spelled(was) and _spelled(value) in words:
-                number = next(
-                    _spelled(v)
-                    for k, v in parsed.items()
-                    if _spelled(earlier.get(k)) == _spelled(v) and isinstance(v, int | float)
-                )
                 return Correction(
                     f"In your call to {name}, {number} is in {value}, but {number} was in "
                     f"{was}: {output.strip()}\nMy latest message is: "
