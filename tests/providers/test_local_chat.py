@@ -605,6 +605,7 @@ def test_a_reply_that_repeats_a_line_of_the_message_is_an_echo(reply: str) -> No
     [
         "The sum of 17 and 25 is 42.",
         "17 + 25 = 42, so the answer is 42.",  # quoting the tool's output is an answer
+        "17 + 25 = 42 is the result of the sum.",
         "42.",
         "Therefore the function of this is clear.",
     ],
@@ -614,6 +615,33 @@ def test_an_answer_goes_out_whole_once_it_differs_from_the_message(reply: str) -
     shown = _fed(guard, reply) + (guard.release() if guard.holding else "")
     assert shown == reply
     assert not guard.echoed
+
+
+@pytest.mark.parametrize(
+    ("output", "reply", "echo"),
+    [
+        # what the 1.5B answered for a reminder and a word count: a line's later part
+        ("Reminder set: 'take my medicine' at 07:45.", "do not work it out yourself.", True),
+        ("9 words", "Once every step is done, answer my request.", True),
+        # the tool's output after "returned: " is the answer's to quote
+        ("100 EUR = 108.70 USD", "100 EUR = 108.70 USD.", False),
+    ],
+)
+def test_a_reply_that_repeats_a_clause_inside_a_line_of_the_result_message_is_an_echo(
+    output: str, reply: str, echo: bool
+) -> None:
+    message = (
+        f"The function tool returned: {output}\nMy request was: Do it.\nIf a step of my "
+        "request is still not done, reply with only the JSON object that calls the "
+        "function for that step, using this result: do not work it out yourself. Once "
+        "every step is done, answer my request in plain sentences with the results."
+    )
+    guard = EchoGuard(message, output)
+    shown = _fed(guard, reply)
+    assert guard.echoed is echo
+    if not echo:
+        shown += guard.release() if guard.holding else ""
+    assert shown == ("" if echo else reply)
 
 
 def test_an_answer_is_held_only_while_it_could_still_be_an_echo() -> None:

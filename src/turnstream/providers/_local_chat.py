@@ -756,6 +756,11 @@ def _folded(text: str) -> str:
     return " ".join(text.split()).casefold()
 
 
+def _clauses(line: str) -> list[str]:
+    """`line`, and what follows each ": " or ". " in it."""
+    return [line] + [line[m.end() :] for m in re.finditer(r"[.:] ", line)]
+
+
 class EchoGuard:
     """Holds back each line of a reply while it repeats the message it answers (or the
     user's request, which `_echo_guard` adds to it).
@@ -775,10 +780,15 @@ class EchoGuard:
         self._refusals = {_folded(line) for line in refusals}
         # a line shorter than `_ECHO_SPAN` is not compared: an answer may open with the
         # user's "Weather in Paris?" and go on
+        # and a line's later sentences and clauses: the 1.5B answered a reminder and a
+        # word count with "do not work it out yourself.", the middle of a line of the
+        # result message
         self._starts = [
             folded
             for line in message.splitlines()
-            if len(folded := _folded(line)) >= _ECHO_SPAN and folded not in quoted
+            if _folded(line) not in quoted
+            for folded in _clauses(_folded(line))
+            if len(folded) >= _ECHO_SPAN and not any(folded.startswith(q) for q in quoted if q)
         ] + sorted(self._refusals)
         self._held = ""
         self.holding = bool(self._starts)
