@@ -33,7 +33,10 @@ model once so that it re-samples with the reason in front of it.
   `_TOPICS`), to a tool no earlier turn called, even with every value said: "Say
   hello in French." -> `define_word({"word": "hello"})`.
 
-The provider reviews the re-sample too; one rejected again ends in plain text.
+The provider reviews the re-sample too; one rejected again ends in plain text,
+unless its reason is a `Correction` (a mistake in the arguments the model can mend:
+a failed call repeated, a later step taken first, a number paired with the wrong
+unit), which gets up to two more re-samples.
 """
 
 from __future__ import annotations

@@ -964,7 +964,7 @@ class ChunkTranslator:
         until the provider checks it (`confirm_body`): then `confirmed` sends it, or
         the text pass answers instead."""
         self.rejected: tuple[list[ParsedCall], str] | None = None
-        """Calls held back by the review, and why (re-sample once): set by `finish`, or
+        """Calls held back by the review, and why (re-sample): set by `finish`, or
         by `feed` as soon as the first call is whole."""
 
     def feed(self, chunk: Mapping[str, Any]) -> list[Delta]:

@@ -605,10 +605,11 @@ class LocalProvider(Provider):
         # A call the review rejects (`_call_review`: a copied example, an answered
         # call repeated, a name no tool has, an ungrounded call) is held back and the
         # model re-samples once with the reason. The re-sample is reviewed too, and
-        # one rejected again ends the turn in plain text: a third pass on the first
-        # prompt (cached), under a grammar that admits no call. Not on the re-sample's
-        # prompt: there the last word is a reason about functions, and the model's
-        # prose answered that ("I don't have a function named write_long_story")
+        # one rejected again (unless for a mistake it can mend, a `Correction`, which
+        # gets up to two more tries: `_re_sample`) ends the turn in plain text: a pass
+        # on the first prompt (cached), under a grammar that admits no call. Not on
+        # the re-sample's prompt: there the last word is a reason about functions, and
+        # the model's prose answered that ("I don't have a function named write_long_story")
         # instead of the user's request (the story). A call rejected only because
         # nobody asked for it (`ChunkTranslator.unasked`) goes to that text pass at
         # once: the reason would ask for plain text, and the text pass's prompt is
