@@ -94,27 +94,19 @@ class TimeGuard(FigureGuard):
         return unsaid_times(text, self._conversation)
 
 
-class ResultsGuard:
-    """Holds an answer that should report more than one result until it ends (or
-    `_LIMIT` characters: a long answer goes out unchecked), then names the results
-    it shows nothing of (`left_out`). Feed it released text; `feed` returns nothing
-    while holding."""
+class ResultsGuard(FigureGuard):
+    """The same hold for an answer that should report more than one result: nothing
+    to check while it is written, and at its end (unless it ran past `_LIMIT`
+    characters and went out unchecked) `missing` names the results it shows nothing
+    of (`left_out`)."""
 
     def __init__(self, results: Sequence[str]) -> None:
+        super().__init__(())
         self._results = results
-        self._held = ""
-        self.holding = True
         self.missing: list[str] = []
 
-    @property
-    def pending(self) -> bool:
-        return bool(self._held.strip())
-
-    def feed(self, text: str) -> str:
-        if not self.holding:
-            return text
-        self._held += text
-        return self.release() if len(self._held) > _LIMIT else ""
+    def _unsaid(self, text: str) -> list[str]:
+        return []
 
     def finish(self, text: str = "") -> str:
         if not self.holding:
@@ -122,8 +114,3 @@ class ResultsGuard:
         self._held += text
         self.missing = left_out(self._held, self._results) if self._held.strip() else []
         return "" if self.missing else self.release()
-
-    def release(self) -> str:
-        self.holding = False
-        held, self._held = self._held, ""
-        return held
