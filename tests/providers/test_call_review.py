@@ -27,7 +27,9 @@ from turnstream.providers._call_review import (
     left_out,
     may_reject,
     review_calls,
+    tells_only,
     unasked,
+    uncalled_tools,
     ungrounded_values,
     unrelated,
     unsaid_numbers,
@@ -1008,3 +1010,124 @@ def test_a_failed_earlier_call_pairs_no_number() -> None:
     call = [("convert_currency", args(amount=20, from_currency="EUR", to_currency="JPY"))]
     reason = review_calls(call, [CURRENCY], items, grounding=True)
     assert reason is None or "was in GBP" not in reason
+
+
+def _after_weather(*later: dict[str, Any]) -> list[dict[str, Any]]:
+    """A turn that asked the weather in Rome and was answered by the tool, then `later`."""
+    return [
+        user("What's the weather in Rome?"),
+        function_call("w1", "get_weather", args(city="Rome")),
+        function_output("w1", '{"city": "Rome", "temp_c": 20}'),
+        assistant("It's 20°C in Rome."),
+        *later,
+    ]
+
+
+@pytest.mark.parametrize(
+    ("message", "tools"),
+    [
+        # a new name, in a question that asks for the tool or goes on from the request
+        ("How many hours ahead of London is that?", ["current_time"]),
+        ("What's the time difference with Dubai?", ["current_time"]),
+        ("Could you look up Berlin too?", ["current_time"]),
+        ("Is Sydney ahead or behind?", ["current_time"]),
+        ("What's the time in Dubai?", ["current_time"]),
+        # no new name, no question or request, or nothing that goes on from it
+        ("How many hours ahead is that?", []),
+        ("What time is it in Tokyo now?", []),
+        ("Thanks! I'm flying to Rome tomorrow.", []),
+        ("Oh, Berlin was lovely too.", []),
+        ("Who is the Pope these days?", []),
+        ("Is London nice?", []),
+    ],
+)
+def test_a_question_naming_a_new_place_for_the_previous_request_asks_for_its_tools(
+    message: str, tools: list[str]
+) -> None:
+    assert followup_tools([CLOCK, WEATHER], _after_clock(user(message))) == tools
+
+
+def test_a_new_name_goes_on_from_a_request_whose_calls_took_a_name() -> None:
+    assert followup_tools([WEATHER], _after_weather(user("Is it warmer in Madrid?"))) == [
+        "get_weather"
+    ]
+    # "France" is new, but the question asks for no weather and goes on from nothing
+    assert followup_tools([WEATHER], _after_weather(user("What's the capital of France?"))) == []
+    # a calculation's expression names nothing: a capital word after it is no new value
+    chat = [
+        user("What's 45 times 3?"),
+        function_call("k1", "calculate", args(expression="45 * 3")),
+        function_output("k1", "135"),
+        assistant("135."),
+        user("Is that more than the population of Paris?"),
+    ]
+    assert followup_tools([CALCULATE, WEATHER], chat) == []
+
+
+@pytest.mark.parametrize(
+    ("message", "only_tells"),
+    [
+        ("I ran 5 km this morning, feeling great!", True),
+        ("My son turns 7 tomorrow!", True),
+        ("We spent a week in Tokyo last summer.", True),
+        ("I'm baking bread for 12 people.", True),
+        ("I need 5 km in miles.", False),
+        ("I meant 15 km.", False),
+        ("I'm in Paris, what time is it?", False),
+        ("Convert 5 km to miles.", False),
+        ("Tokyo was lovely.", False),
+    ],
+)
+def test_a_message_that_only_tells_about_its_writer_asks_for_no_tool(
+    message: str, only_tells: bool
+) -> None:
+    assert tells_only(message) is only_tells
+    if only_tells:
+        assert not asks_for_any([UNITS, CALCULATE, CLOCK, WEATHER], [user(message)])
+
+
+def test_a_call_for_news_about_the_writer_is_unasked() -> None:
+    # told "I ran 5 km this morning", the 1.5B called the calculator for 5 * 1000
+    call = [("calculate", args(expression="5 * 1000"))]
+    news = [user("I ran 5 km this morning, feeling great!")]
+    assert unasked(call, [CALCULATE, UNITS], news)
+    assert review_calls(call, [CALCULATE, UNITS], news, grounding=True) is not None
+    asked = [user("I ran 5 km this morning. How many metres is that?")]
+    assert review_calls(call, [CALCULATE, UNITS], asked, grounding=True) is None
+
+
+def test_a_conversion_to_the_unit_it_converts_from_is_sent_back() -> None:
+    items = _after_clock(user("How many hours ahead of London is that?"))
+    same = [("convert_units", args(value=19, from_unit="hours", to_unit="hour"))]
+    reason = review_calls(same, [CLOCK, UNITS], items, grounding=True)
+    assert reason is not None
+    assert reason.startswith("Your call to convert_units converts hours to hour, which changes")
+    other = [("convert_units", args(value=19, from_unit="hours", to_unit="minutes"))]
+    assert review_calls(other, [CLOCK, UNITS], items, grounding=True) is None
+    money = [("convert_currency", args(amount=19, from_currency="usd", to_currency="USD"))]
+    assert review_calls(money, [CURRENCY], items, grounding=True) is not None
+
+
+def test_an_answer_that_leaves_out_a_kind_of_thing_the_message_names_needs_its_call() -> None:
+    asked = user("What's the weather in Madrid, and what time is it there?")
+    weather = [
+        asked,
+        function_call("w1", "get_weather", args(city="Madrid")),
+        function_output("w1", '{"city": "Madrid", "temp_c": 25}'),
+    ]
+    assert uncalled_tools([WEATHER, CLOCK], weather) == ["current_time"]
+    assert uncalled_tools([WEATHER], weather) == [], "no clock on offer"
+    assert uncalled_tools([WEATHER, CLOCK], [asked]) == [], "no call made yet: the first reply"
+    both = [
+        *weather,
+        function_call("t1", "current_time", args(timezone="Europe/Madrid")),
+        function_output("t1", "Thursday 11:05 Europe/Madrid"),
+    ]
+    assert uncalled_tools([WEATHER, CLOCK], both) == []
+    # "degrees" asks for no weather, "hours" for no clock: only the named kinds count
+    converted = [
+        user("Convert 30 degrees Celsius to Fahrenheit, and 2 hours to minutes."),
+        function_call("u1", "convert_units", args(value=30, from_unit="C", to_unit="F")),
+        function_output("u1", "30 C = 86 F"),
+    ]
+    assert uncalled_tools([UNITS, WEATHER, CLOCK], converted) == []

@@ -36,6 +36,7 @@ from turnstream.providers._local_chat import (
     retry_body,
     runaway,
     system_prompt,
+    uncalled_reason,
 )
 from turnstream.providers._text_calls import ParsedCall
 from turnstream.providers.base import GenerationRequest, ProviderError
@@ -916,8 +917,8 @@ def test_a_refusal_after_a_tool_error_is_an_answer() -> None:
 
 
 def _later_turn_translator() -> ChunkTranslator:
-    # not "And in Rome?", which only names a new value: prose for that is held to a
-    # call (`followup_tools`)
+    # not "And in Rome?" or "Is it sunny in Rome too?", which name a new value for the
+    # request: prose for those is held to a call (`followup_tools`)
     items = [
         user("Weather in Paris?"),
         call_item(),
@@ -927,7 +928,7 @@ def _later_turn_translator() -> ChunkTranslator:
             "role": "assistant",
             "content": [{"type": "output_text", "text": "It is 18°C in Paris."}],
         },
-        user("Is it sunny in Rome too?"),
+        user("Is it still sunny there?"),
     ]
     plan = build_chat_request(GenerationRequest("local", items, tools=[WEATHER]))
     assert not plan.answer_turn
@@ -1042,3 +1043,35 @@ def test_the_result_note_states_the_message_s_results_in_the_tools_words(
             {"type": "function_call_output", "call_id": f"c{index + 1}", "output": output},
         ]
     assert result_note(items) == note
+
+
+def _weather_answered(message: str) -> ChunkTranslator:
+    """The answer turn after the weather in Paris came back, for `message`."""
+    items = [user(message), call_item(), output_item()]
+    plan = build_chat_request(GenerationRequest("local", items, tools=[WEATHER, CLOCK]))
+    assert plan.answer_turn
+    return ChunkTranslator(plan, review=True, grounding=True)
+
+
+def test_an_answer_that_leaves_out_the_time_the_message_asks_for_is_held_to_its_call() -> None:
+    # asked for the weather and the time, the 1.5B called the weather and made the
+    # time up in its answer
+    translator = _weather_answered("What's the weather in Paris, and what time is it there?")
+    out = translator.feed(chunk("It's 18°C in Paris, and it is 12:34 PM."))
+    out += translator.feed(chunk(finish="stop")) + translator.finish()
+    assert not [d for d in out if isinstance(d, OutputTextDelta)]
+    assert translator.rejected == ([], uncalled_reason(["current_time"]))
+    assert translator.calls_only_next, "the re-sample may only call"
+    assert "current_time" in translator.rejected[1]
+    # the call it left out goes out
+    call = _weather_answered("What's the weather in Paris, and what time is it there?")
+    out = call.feed(chunk('{"name": "current_time", "arguments": {"timezone": "Europe/Paris"}}'))
+    out += call.feed(chunk(finish="stop")) + call.finish()
+    assert call.rejected is None
+    assert [d.name for d in out if isinstance(d, ToolCallDelta) and d.name] == ["current_time"]
+    # a message that names no time is answered
+    plain = _weather_answered("What's the weather in Paris?")
+    out = plain.feed(chunk("It's 18°C in Paris.")) + plain.feed(chunk(finish="stop"))
+    out += plain.finish()
+    assert plain.rejected is None
+    assert "".join(d.text for d in out if isinstance(d, OutputTextDelta)) == "It's 18°C in Paris."

@@ -993,6 +993,36 @@ async def test_prose_for_a_follow_up_naming_new_values_is_decoded_again_as_a_cal
     await provider.aclose()
 
 
+async def test_an_answer_that_makes_up_the_time_the_message_asks_for_is_decoded_again_as_its_call() -> (
+    None
+):
+    # "What's the weather in Madrid, and what time is it there?": the 1.5B called the
+    # weather, then made the time up in its answer
+    clock_call = json.dumps({"name": "get_time", "arguments": {"timezone": "Europe/Paris"}})
+    engine = ScriptedReplies(
+        [chunk("It's 18°C in Paris, and it's 12:34 PM."), chunk(finish="stop")],
+        [chunk(clock_call), chunk(finish="stop")],
+    )
+    provider = provider_for(engine, call_grounding=True)
+    items = [
+        *request("What's the weather in Paris, and what time is it there?").items,
+        function_call("c1", "get_weather", '{"city": "Paris"}'),
+        function_output("c1", '{"city": "Paris", "temp_c": 18}'),
+    ]
+    answer = GenerationRequest("local", items, tools=[WEATHER_CITY, CLOCK])
+    deltas = [d async for d in provider.stream(answer)]
+    assert not [d for d in deltas if isinstance(d, OutputTextDelta)]
+    calls = [d for d in deltas if isinstance(d, ToolCallDelta) and d.name]
+    assert [(c.name, json.loads(c.arguments)) for c in calls] == [
+        ("get_time", {"timezone": "Europe/Paris"})
+    ]
+    first, second = engine.streamed()
+    assert "My request also asks for what get_time gives" in second["prompt"]
+    assert "My request also asks" not in first["prompt"]
+    assert second["grammar_lazy"] is False, "held to a call from its first token"
+    await provider.aclose()
+
+
 ECHO = "The function get_time returned: 10:40 Asia/Tokyo"
 
 

@@ -63,7 +63,9 @@ __all__ = [
     "only_failures",
     "review_calls",
     "said_numbers",
+    "tells_only",
     "unasked",
+    "uncalled_tools",
     "ungrounded_values",
     "unrelated",
     "unsaid_figures",
@@ -324,11 +326,83 @@ gregarious?"), currencies ("How many yen is 100 dollars?") and stocks. Unlike
 `_KINDS`, they compute no figure a reply could make up (`figure_tools`)."""
 
 
+# "I ran 5 km this morning, feeling great!", "We spent a week in Tokyo last summer.":
+# a message that opens with its writer and asks nothing; a word of these makes it a
+# request after all ("I need 5 km in miles.", "I meant 15 km.")
+_OWN_NEWS = re.compile(r"\s*(?:i|i'm|i’m|i've|i’ve|we|we're|we’re|we've|my|our)\b", re.I)
+_REQUEST_WORDS = _words_of(
+    "please want wanted need needed like wonder wondering curious know tell help show "
+    "find check look convert calculate compute work figure add subtract multiply divide "
+    "remind set count define search give meant mean instead actually"
+)
+
+
+def tells_only(request: str) -> bool:
+    """Whether the user's message only tells about its writer and asks for nothing:
+    no question mark, opens with "I", "We", "My" or "Our", and has no word of a
+    request (`_REQUEST_WORDS`). Such a message asks for no tool (`_asks_for`), however
+    many units or places it names: told "I ran 5 km this morning, feeling great!",
+    the 1.5B called `calculate("5 * 1000")`, and told "I just got back from Paris, it
+    was lovely." it wrote a call to convert temperatures."""
+    if "?" in request or not _OWN_NEWS.match(request):
+        return False
+    return not set(_words(request)) & _REQUEST_WORDS
+
+
+_NAMED_TOPICS: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = (
+    (
+        _TOPICS[0][0],
+        re.compile(r"\bweather\b|\bforecast\b|\bis it (?:raining|snowing|sunny)\b", re.I),
+    ),
+    (
+        _TOPICS[1][0],
+        re.compile(
+            r"\bwhat time\b|\bthe (?:local |current )?time\b|\btime is it\b"
+            r"|\btime (?:in|there)\b",
+            re.I,
+        ),
+    ),
+    (_TOPICS[2][0], re.compile(r"\bdefine\b|\bdefinition\b|\bmeaning of\b", re.I)),
+    (_TOPICS[4][0], re.compile(r"\b(?:stock|share) price\b|\btrading at\b", re.I)),
+)
+"""Weather, clock, dictionary and stock tools (by `_TOPICS`' pattern of such a tool),
+each with a pattern of a request that names what it gives outright: stricter than
+`_TOPICS`' words, where "degrees" or "hours" alone would do ("Convert 30 degrees
+Celsius to Fahrenheit" asks for no weather)."""
+
+
+def uncalled_tools(
+    tools: Sequence[Mapping[str, Any]], items: Sequence[Mapping[str, Any]]
+) -> list[str]:
+    """The offered tools of a kind the user's latest message names outright
+    (`_NAMED_TOPICS`: the weather, the time, a definition, a stock price) when calls
+    were made for the message, none of them to a tool of that kind. Asked "What's the
+    weather in Madrid, and what time is it there?", the 1.5B called the weather, then
+    answered with a time it made up ("It's 12:34 PM there.")."""
+    called = {
+        str(item.get("name"))
+        for item in items[_latest_user_index(items) :]
+        if item.get("type") == "function_call"
+    }
+    if not called:
+        return []
+    request = latest_request(items)
+    missing: list[str] = []
+    for tool_shape, named in _NAMED_TOPICS:
+        kind = [str(t.get("name")) for t in tools if tool_shape.search(_tool_text(t))]
+        if named.search(request) and kind and not called & set(kind):
+            missing += kind
+    return missing
+
+
 def _asks_for(tool: Mapping[str, Any], request: str) -> bool:
     """Whether the user's message names what the tool does (a word of its name or
     description, in some form), or asks for a calculation or a unit that a
     calculator's or a unit converter's description says it takes (`_KINDS`), or for
-    what a weather, clock, dictionary, currency or stock tool gives (`_TOPICS`)."""
+    what a weather, clock, dictionary, currency or stock tool gives (`_TOPICS`); never
+    for a message that only tells about its writer (`tells_only`)."""
+    if tells_only(request):
+        return False
     text = _tool_text(tool)
     offered = _content_words(text)
     if any(_related(a, b) for a in _content_words(request) for b in offered):
@@ -704,24 +778,61 @@ def followup_tools(
     tools: Sequence[Mapping[str, Any]], items: Sequence[Mapping[str, Any]]
 ) -> list[str]:
     """The offered tools the previous turn called, when the user's latest message only
-    names new values for its request ("And in London?" after the time in Tokyo): it
-    asks for them again. The 1.5B answered such messages from the earlier answers:
+    names new values for its request ("And in London?" after the time in Tokyo), or
+    names a new place or thing for it in a question of its own (`_names_new_value`)
+    that asks for one of those tools or goes on from it (`_GOES_ON`: "Could you look
+    up Berlin too?", "Is Tesla doing better?"): it asks for them again. The 1.5B answered such messages from the earlier answers:
     "It's 19:05 in London." (Tokyo's time), "Bob's number is 555-0202." (made up)."""
-    match = _ELLIPTICAL.fullmatch(latest_request(items).strip())
-    if match is None:
-        return []
-    rest = _words(match.group(1))
-    if not 1 <= len(rest) <= 4 or set(rest) & _OWN_QUESTION:
-        return []
     latest = _latest_user_index(items)
     previous = _latest_user_index(items[:latest]) if latest else 0
-    offered = {str(tool.get("name")) for tool in tools}
-    called = (
-        str(item.get("name"))
-        for item in items[previous:latest]
-        if item.get("type") == "function_call"
+    by_name = {str(tool.get("name")): tool for tool in tools}
+    calls = [item for item in items[previous:latest] if item.get("type") == "function_call"]
+    called = [name for name in dict.fromkeys(str(c.get("name")) for c in calls) if name in by_name]
+    request = latest_request(items).strip()
+    match = _ELLIPTICAL.fullmatch(request)
+    if match is not None:
+        rest = _words(match.group(1))
+        if 1 <= len(rest) <= 4 and not set(rest) & _OWN_QUESTION:
+            return called
+    if _names_new_value(request, calls, items[:latest]) and (
+        _GOES_ON.search(request) or any(_asks_for(by_name[name], request) for name in called)
+    ):
+        return called
+    return []
+
+
+# "Could you look up Berlin too?", "Is Tesla doing better?", "Is it sunnier in Cairo?",
+# "How many hours ahead of London is that?": words that set a new value beside the
+# previous request's
+_GOES_ON = re.compile(
+    r"\b(?:too|also|as well|either|instead|compared?|than|ahead|behind|difference"
+    r"|better|worse|more|less)\b|\b\w{3,}(?:er|ier)\s+(?:in|at|there|today|now)\b",
+    re.I,
+)
+_NAME = re.compile(r"(?<=\s)[A-Z][\w'’-]*")
+
+
+def _names_new_value(
+    request: str, calls: Sequence[Mapping[str, Any]], before: Sequence[Mapping[str, Any]]
+) -> bool:
+    """Whether `request` is a question or a request that names something by a capital
+    word (not its first) that nobody said before it, after a turn whose calls took a
+    name or a code (a city, a ticker, a time zone, a currency): "Is it warmer in
+    Madrid?" after the weather in Rome. The 1.5B answered such messages with no call
+    and a made-up figure ("Yes, it's warmer in Madrid: 24°C.")."""
+    if "?" not in request and not set(_words(request)) & _REQUEST_WORDS:
+        return False
+    named = any(
+        isinstance(value, str) and value[:1].isupper()
+        for call in calls
+        for value in (_object(str(call.get("arguments") or "")) or {}).values()
     )
-    return [name for name in dict.fromkeys(called) if name in offered]
+    if not named:
+        return False
+    said = set(_words(conversation_text(None, before)))
+    return any(
+        word.lower() != "i" and not set(_words(word)) <= said for word in _NAME.findall(request)
+    )
 
 
 def _unrelated(
@@ -1114,11 +1225,42 @@ def _mispaired(name: str, arguments: str, items: Sequence[Mapping[str, Any]]) ->
     return None
 
 
+def _unit_word(word: str) -> str:
+    word = word.strip().lower().lstrip("°")
+    return word[:-1] if len(word) > 2 and word.endswith("s") else word
+
+
+def _unchanged(arguments: str) -> tuple[str, str] | None:
+    """(from, to) when a call converts to what it converts from (`from_unit` "hours",
+    `to_unit` "hour"): asked "How many hours ahead of London is that?" after Tokyo's
+    time, the 1.5B converted 19 hours to hours and answered "19 hours ahead"."""
+    parsed = _object(arguments) or {}
+    for key, value in parsed.items():
+        other = parsed.get("to_" + key.removeprefix("from_"))
+        if (
+            key.startswith("from_")
+            and isinstance(value, str)
+            and isinstance(other, str)
+            and _unit_word(value) == _unit_word(other)
+        ):
+            return value, other
+    return None
+
+
 def _argument_mistake(
     name: str, arguments: str, tool: Mapping[str, Any], items: Sequence[Mapping[str, Any]]
 ) -> str | None:
     """`_grounding_reason`'s reason for a step written wrongly (`_misbound`,
-    `_mispaired`) or done again (`_converted_again`), or None."""
+    `_mispaired`), done again (`_converted_again`) or changing nothing (`_unchanged`),
+    or None."""
+    unchanged = _unchanged(arguments)
+    if unchanged is not None:
+        source, target = unchanged
+        return (
+            f"Your call to {name} converts {source} to {target}, which changes nothing. "
+            "If my request needs a function, call the one that gives what it asks for; "
+            "otherwise answer in plain sentences."
+        )
     misbound = _misbound(arguments, tool, latest_request(items))
     if misbound is not None:
         expression, meant = misbound

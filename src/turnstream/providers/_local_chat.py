@@ -88,6 +88,7 @@ from turnstream.providers._call_review import (
     review_calls,
     said_numbers,
     unasked,
+    uncalled_tools,
     untooled_topic,
 )
 from turnstream.providers._chat_request import (
@@ -709,6 +710,17 @@ at its first prose: the 1.5B answered such messages from the earlier answers ("I
 the call grammar from its first token (no reason added: the prompt is in llama.cpp's
 cache, and its note already asks for a call for new values)."""
 
+
+def uncalled_reason(names: Sequence[str]) -> str:
+    """The re-sample's reason after an answer that left out what `names` give
+    (`uncalled_tools`); the re-sample is held to a call."""
+    return (
+        f"My request also asks for what {' or '.join(names)} gives, and no result above "
+        f"has it. Call {names[0] if len(names) == 1 else 'one of them'} for it now, with "
+        "the values from my request."
+    )
+
+
 _TALKED_ANSWER = (
     "You wrote about a function instead of answering. If my request needs another "
     "function, reply with only the JSON object that calls it; otherwise answer my request "
@@ -939,6 +951,13 @@ class ChunkTranslator:
             if review and plan.sniff_calls and not plan.answer_turn and not calls_only
             else []
         )
+        # an answer to results that leaves out a kind of thing the message names (the
+        # time, beside the weather) which no call gave: a call for it, never prose
+        self._uncalled = (
+            uncalled_tools(plan.tools, plan.items)
+            if review and plan.sniff_calls and plan.answer_turn and not calls_only
+            else []
+        )
         self._figures: FigureGuard | None = (
             FigureGuard(said_numbers(conversation_text(plan.instructions, plan.items)))
             if self._figure_tools or self._failed or self._untooled
@@ -993,6 +1012,9 @@ class ChunkTranslator:
             return []
         if released and self._follow_up and not self.text_released:
             self.rejected = ([], FOLLOW_UP_PROSE)  # the same prompt, held to a call
+            return []
+        if released and self._uncalled and not self.text_released:
+            self.rejected = ([], uncalled_reason(self._uncalled))  # held to a call
             return []
         if released:
             released = self._through_guards(released)
@@ -1318,9 +1340,11 @@ class ChunkTranslator:
         if self._figures is not None and self._figures.figures:
             # asked to call the tool that computes the figure (none gave, or has, it)
             return not (self._failed or self._untooled)
+        calls, reason = self.rejected
+        if self._uncalled and not calls:
+            return True  # asked for the call the answer left out
         if self._plan.answer_turn:
             return False
-        calls, reason = self.rejected
         return bool(calls) or reason in (_TALKED, FOLLOW_UP_PROSE)
 
     @property
