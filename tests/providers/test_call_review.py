@@ -1131,3 +1131,18 @@ def test_an_answer_that_leaves_out_a_kind_of_thing_the_message_names_needs_its_c
         function_output("u1", "30 C = 86 F"),
     ]
     assert uncalled_tools([UNITS, WEATHER, CLOCK], converted) == []
+
+
+def test_a_failed_call_uses_up_none_of_the_message_s_numbers() -> None:
+    message = "Add 7 to 5, then multiply by 3."
+    failed = "Error: tool 'calculate' raised ValueError: invalid syntax"
+    items = [
+        *_after_calculation(message, "(7 + 5) x 3", failed),
+        function_call("c2", "calculate", args(expression="7 + 5")),
+        function_output("c2", "7 + 5 = 12"),
+    ]
+    step = [("calculate", args(expression="12 * 3"))]
+    assert review_calls(step, [CALCULATE], items, grounding=True) is None
+    # had the first call worked, 3 would have been used already
+    done = [*_after_calculation(message, "(7 + 5) * 3", "(7 + 5) * 3 = 36"), *items[3:]]
+    assert review_calls(step, [CALCULATE], done, grounding=True) is not None

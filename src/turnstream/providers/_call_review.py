@@ -952,12 +952,14 @@ def _reapplied(arguments: str, items: Sequence[Mapping[str, Any]]) -> tuple[str,
         for item in since
         if item.get("type") == "function_call_output"
     }
-    # the numbers the calls made for the latest message have written
+    # the numbers the calls made for the latest message have used: not a failed
+    # call's, which worked nothing out
     used = _NUMBER.findall(
         " ".join(
             str(item.get("arguments") or "")
             for item in since
             if item.get("type") == "function_call"
+            and not outputs.get(str(item.get("call_id")), "").startswith("Error")
         )
     )
     for item in since:
