@@ -665,15 +665,23 @@ def test_a_message_asking_for_what_no_offered_tool_gives(message: str, untooled:
     assert not untooled_topic(offered, [user(message)])
 
 
+def _answered_turn(
+    question: str, name: str, arguments: str, output: str, answer: str
+) -> list[dict[str, Any]]:
+    """A turn: `question`, one call to `name`, its `output`, then `answer`."""
+    return [
+        user(question),
+        function_call("c1", name, arguments),
+        function_output("c1", output),
+        assistant(answer),
+    ]
+
+
 def _after_clock(*later: dict[str, Any]) -> list[dict[str, Any]]:
     """A turn that asked the time in Tokyo and was answered by the clock, then `later`."""
-    return [
-        user("What time is it in Tokyo?"),
-        function_call("c1", "current_time", args(timezone="Asia/Tokyo")),
-        function_output("c1", "Thursday 19:05 Asia/Tokyo"),
-        assistant("It's 19:05 in Tokyo."),
-        *later,
-    ]
+    tokyo = args(timezone="Asia/Tokyo")
+    turn = _answered_turn("What time is it in Tokyo?", "current_time", tokyo, "19:05", "19:05.")
+    return [*turn, *later]
 
 
 @pytest.mark.parametrize(
@@ -1014,13 +1022,11 @@ def test_a_failed_earlier_call_pairs_no_number() -> None:
 
 def _after_weather(*later: dict[str, Any]) -> list[dict[str, Any]]:
     """A turn that asked the weather in Rome and was answered by the tool, then `later`."""
-    return [
-        user("What's the weather in Rome?"),
-        function_call("w1", "get_weather", args(city="Rome")),
-        function_output("w1", '{"city": "Rome", "temp_c": 20}'),
-        assistant("It's 20°C in Rome."),
-        *later,
-    ]
+    output = '{"city": "Rome", "temp_c": 20}'
+    turn = _answered_turn(
+        "What's the weather in Rome?", "get_weather", args(city="Rome"), output, "20°C."
+    )
+    return [*turn, *later]
 
 
 @pytest.mark.parametrize(
@@ -1054,13 +1060,10 @@ def test_a_new_name_goes_on_from_a_request_whose_calls_took_a_name() -> None:
     # "France" is new, but the question asks for no weather and goes on from nothing
     assert followup_tools([WEATHER], _after_weather(user("What's the capital of France?"))) == []
     # a calculation's expression names nothing: a capital word after it is no new value
-    chat = [
-        user("What's 45 times 3?"),
-        function_call("k1", "calculate", args(expression="45 * 3")),
-        function_output("k1", "135"),
-        assistant("135."),
-        user("Is that more than the population of Paris?"),
-    ]
+    calculation = _answered_turn(
+        "What's 45 times 3?", "calculate", args(expression="45 * 3"), "135", "135."
+    )
+    chat = [*calculation, user("Is that more than the population of Paris?")]
     assert followup_tools([CALCULATE, WEATHER], chat) == []
 
 
