@@ -1127,6 +1127,9 @@ def test_an_answer_that_leaves_out_a_kind_of_thing_the_message_names_needs_its_c
         function_output("t1", "Thursday 11:05 Europe/Madrid"),
     ]
     assert uncalled_tools([WEATHER, CLOCK], both) == []
+    # a call the message does not ask for, made instead: asking again would repeat it
+    astray = [*weather, function_call("u1", "convert_units", args(value=25, from_unit="C"))]
+    assert uncalled_tools([WEATHER, CLOCK, UNITS], astray) == []
     # "degrees" asks for no weather, "hours" for no clock: only the named kinds count
     converted = [
         user("Convert 30 degrees Celsius to Fahrenheit, and 2 hours to minutes."),

@@ -378,15 +378,18 @@ def uncalled_tools(
     (`_NAMED_TOPICS`: the weather, the time, a definition, a stock price) when calls
     were made for the message, none of them to a tool of that kind. Asked "What's the
     weather in Madrid, and what time is it there?", the 1.5B called the weather, then
-    answered with a time it made up ("It's 12:34 PM there.")."""
+    answered with a time it made up ("It's 12:34 PM there."). None once a call was
+    made that the message does not ask for (`_asks_for`): the call this asked for
+    went astray, and asking again would only repeat it until the turns run out."""
     called = {
         str(item.get("name"))
         for item in items[_latest_user_index(items) :]
         if item.get("type") == "function_call"
     }
-    if not called:
-        return []
     request = latest_request(items)
+    by_name = {str(tool.get("name")): tool for tool in tools}
+    if not called or any(not _asks_for(by_name[n], request) for n in called if n in by_name):
+        return []
     missing: list[str] = []
     for tool_shape, named in _NAMED_TOPICS:
         kind = [str(t.get("name")) for t in tools if tool_shape.search(_tool_text(t))]
@@ -781,8 +784,9 @@ def followup_tools(
     names new values for its request ("And in London?" after the time in Tokyo), or
     names a new place or thing for it in a question of its own (`_names_new_value`)
     that asks for one of those tools or goes on from it (`_GOES_ON`: "Could you look
-    up Berlin too?", "Is Tesla doing better?"): it asks for them again. The 1.5B answered such messages from the earlier answers:
-    "It's 19:05 in London." (Tokyo's time), "Bob's number is 555-0202." (made up)."""
+    up Berlin too?", "Is Tesla doing better?"): it asks for them again. The 1.5B
+    answered such messages from the earlier answers: "It's 19:05 in London."
+    (Tokyo's time), "Bob's number is 555-0202." (made up)."""
     latest = _latest_user_index(items)
     previous = _latest_user_index(items[:latest]) if latest else 0
     by_name = {str(tool.get("name")): tool for tool in tools}

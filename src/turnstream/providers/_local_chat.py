@@ -1341,7 +1341,7 @@ class ChunkTranslator:
             # asked to call the tool that computes the figure (none gave, or has, it)
             return not (self._failed or self._untooled)
         calls, reason = self.rejected
-        if self._uncalled and not calls:
+        if self._uncalled and reason == uncalled_reason(self._uncalled):
             return True  # asked for the call the answer left out
         if self._plan.answer_turn:
             return False
