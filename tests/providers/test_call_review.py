@@ -1105,6 +1105,19 @@ def test_a_conversion_to_the_unit_it_converts_from_is_sent_back() -> None:
     reason = review_calls(same, [CLOCK, UNITS], items, grounding=True)
     assert reason is not None
     assert reason.startswith("Your call to convert_units converts hours to hour, which changes")
+    assert reason.endswith("otherwise answer in plain sentences"), "no result for it yet"
+    # after a result, the reason leads to the answer with it
+    chain = [
+        user("Convert 3 miles to km, then convert that to meters."),
+        function_call("m1", "convert_units", args(value=3, from_unit="mi", to_unit="km")),
+        function_output("m1", "3 mi = 4.82803 km"),
+        function_call("m2", "convert_units", args(value=4.82803, from_unit="km", to_unit="m")),
+        function_output("m2", "4.82803 km = 4828.03 m"),
+    ]
+    again = [("convert_units", args(value=4828.03, from_unit="m", to_unit="m"))]
+    reason = review_calls(again, [UNITS], chain, grounding=True)
+    assert reason is not None
+    assert reason.endswith("with the last result: 4.82803 km = 4828.03 m")
     other = [("convert_units", args(value=19, from_unit="hours", to_unit="minutes"))]
     assert review_calls(other, [CLOCK, UNITS], items, grounding=True) is None
     money = [("convert_currency", args(amount=19, from_currency="usd", to_currency="USD"))]

@@ -1168,6 +1168,16 @@ def _strings(arguments: Mapping[str, Any]) -> dict[str, str]:
     return {k: _spelled(v) for k, v in arguments.items() if isinstance(v, str)}
 
 
+def _last_result(items: Sequence[Mapping[str, Any]]) -> str | None:
+    """The last result (not an error) of a call made for the user's latest message."""
+    results = [
+        str(item.get("output") or "")
+        for item in items[_latest_user_index(items) :]
+        if item.get("type") == "function_call_output"
+    ]
+    return next((o for o in reversed(results) if o and not o.startswith("Error")), None)
+
+
 def _converted_again(
     name: str, arguments: str, items: Sequence[Mapping[str, Any]]
 ) -> tuple[str, str] | None:
@@ -1184,12 +1194,7 @@ def _converted_again(
     if not _strings(parsed) or not numbers or all(_occurs(n, request) for n in numbers):
         return None
     since = items[_latest_user_index(items) :]
-    results = [
-        str(item.get("output") or "")
-        for item in since
-        if item.get("type") == "function_call_output"
-    ]
-    last = next((o for o in reversed(results) if not o.startswith("Error")), None)
+    last = _last_result(items)
     for written, earlier, output in _answered_calls_to(name, since):
         if _strings(parsed) == _strings(earlier):
             return written, last or output
@@ -1261,11 +1266,20 @@ def _argument_mistake(
     or None."""
     unchanged = _unchanged(arguments)
     if unchanged is not None:
+        # after results, in words that lead to the answer: told only that the call
+        # "changes nothing", the 1.5B answered with that ("The function convert_units
+        # did not change the units.") where it had the answer, 9656.06 m
         source, target = unchanged
+        last = _last_result(items)
+        answer = (
+            f"answer in plain sentences with the last result: {last}"
+            if last
+            else ("answer in plain sentences")
+        )
         return (
-            f"Your call to {name} converts {source} to {target}, which changes nothing. "
-            "If my request needs a function, call the one that gives what it asks for; "
-            "otherwise answer in plain sentences."
+            f"Your call to {name} converts {source} to {target}, which changes nothing: "
+            f"the value is in {target} already. If a step of my request is still not done, "
+            f"call the function for it; otherwise {answer}"
         )
     misbound = _misbound(arguments, tool, latest_request(items))
     if misbound is not None:
