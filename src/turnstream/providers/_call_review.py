@@ -1274,7 +1274,7 @@ def _argument_mistake(
         answer = (
             f"answer in plain sentences with the last result: {last}"
             if last
-            else ("answer in plain sentences")
+            else "answer in plain sentences"
         )
         return (
             f"Your call to {name} converts {source} to {target}, which changes nothing: "
