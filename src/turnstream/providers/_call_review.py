@@ -282,9 +282,15 @@ def _words_of(text: str) -> frozenset[str]:
     return frozenset(re.findall(r"\w+", text))
 
 
+# the names and descriptions of weather, clock, dictionary and stock tools
+_WEATHER_TOOL = re.compile(r"\bweather\b|\bforecast\b")
+_CLOCK_TOOL = re.compile(r"\b(current|local) (date and )?time\b|\btime ?zones?\b|\bclock\b")
+_DICTIONARY_TOOL = re.compile(r"\bdefinitions?\b|\bdefine\b|\bdictionary\b|\bmeanings?\b")
+_STOCK_TOOL = re.compile(r"\bstocks?\b|\bticker\b|\bshares?\b")
+
 _TOPICS: tuple[tuple[re.Pattern[str], frozenset[str], re.Pattern[str] | None], ...] = (
     (
-        re.compile(r"\bweather\b|\bforecast\b"),
+        _WEATHER_TOOL,
         _words_of(
             "weather forecast warm cold hot chilly freezing temperature degrees rain raining "
             "rainy snow snowing sunny cloudy wind windy humid humidity umbrella storm stormy"
@@ -292,14 +298,14 @@ _TOPICS: tuple[tuple[re.Pattern[str], frozenset[str], re.Pattern[str] | None], .
         None,
     ),
     (
-        re.compile(r"\b(current|local) (date and )?time\b|\btime ?zones?\b|\bclock\b"),
+        _CLOCK_TOOL,
         # not "morning", "today" or "night" alone: "Good morning!", "How are you
         # today?", "Good night!" are greetings, which the 1.5B answers with the clock
         _words_of("time clock noon midnight hour hours date"),
         re.compile(r"o'clock|\bis it (morning|afternoon|evening|night|day|dark)\b", re.I),
     ),
     (
-        re.compile(r"\bdefinitions?\b|\bdefine\b|\bdictionary\b|\bmeanings?\b"),
+        _DICTIONARY_TOOL,
         _words_of("mean means meaning meanings define definition definitions synonym synonyms"),
         None,
     ),
@@ -313,7 +319,7 @@ _TOPICS: tuple[tuple[re.Pattern[str], frozenset[str], re.Pattern[str] | None], .
         re.compile(r"[$€£¥]\s*\d|\d\s*[$€£¥]"),
     ),
     (
-        re.compile(r"\bstocks?\b|\bticker\b|\bshares?\b"),
+        _STOCK_TOOL,
         _words_of("stock stocks share shares ticker market trading nasdaq nyse"),
         None,
     ),
@@ -351,21 +357,21 @@ def tells_only(request: str) -> bool:
 
 _NAMED_TOPICS: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = (
     (
-        _TOPICS[0][0],
+        _WEATHER_TOOL,
         re.compile(r"\bweather\b|\bforecast\b|\bis it (?:raining|snowing|sunny)\b", re.I),
     ),
     (
-        _TOPICS[1][0],
+        _CLOCK_TOOL,
         re.compile(
             r"\bwhat time\b|\bthe (?:local |current )?time\b|\btime is it\b"
             r"|\btime (?:in|there)\b",
             re.I,
         ),
     ),
-    (_TOPICS[2][0], re.compile(r"\bdefine\b|\bdefinition\b|\bmeaning of\b", re.I)),
-    (_TOPICS[4][0], re.compile(r"\b(?:stock|share) price\b|\btrading at\b", re.I)),
+    (_DICTIONARY_TOOL, re.compile(r"\bdefine\b|\bdefinition\b|\bmeaning of\b", re.I)),
+    (_STOCK_TOOL, re.compile(r"\b(?:stock|share) price\b|\btrading at\b", re.I)),
 )
-"""Weather, clock, dictionary and stock tools (by `_TOPICS`' pattern of such a tool),
+"""Weather, clock, dictionary and stock tools (by the pattern of such a tool),
 each with a pattern of a request that names what it gives outright: stricter than
 `_TOPICS`' words, where "degrees" or "hours" alone would do ("Convert 30 degrees
 Celsius to Fahrenheit" asks for no weather)."""

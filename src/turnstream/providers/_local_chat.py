@@ -944,20 +944,16 @@ class ChunkTranslator:
             and not calls_only
             and untooled_topic(plan.tools, plan.items)
         )
-        # a first reply to a message that only names new values for the previous
-        # turn's request ("And in London?"): a call to its tools, never prose
-        self._follow_up = (
-            followup_tools(plan.tools, plan.items)
-            if review and plan.sniff_calls and not plan.answer_turn and not calls_only
-            else []
-        )
-        # an answer to results that leaves out a kind of thing the message names (the
-        # time, beside the weather) which no call gave: a call for it, never prose
-        self._uncalled = (
-            uncalled_tools(plan.tools, plan.items)
-            if review and plan.sniff_calls and plan.answer_turn and not calls_only
-            else []
-        )
+        # a first reply to a message that names new values for the previous turn's
+        # request ("And in London?": `followup_tools`), or an answer to results that
+        # leaves out a kind of thing the message names (the time, beside the weather:
+        # `uncalled_tools`): a call, never prose; the reason it is asked again with
+        self._call_hold: str | None = None
+        if review and plan.sniff_calls and not calls_only:
+            if not plan.answer_turn and followup_tools(plan.tools, plan.items):
+                self._call_hold = FOLLOW_UP_PROSE  # the same prompt, held to a call
+            elif plan.answer_turn and (missing := uncalled_tools(plan.tools, plan.items)):
+                self._call_hold = uncalled_reason(missing)
         self._figures: FigureGuard | None = (
             FigureGuard(said_numbers(conversation_text(plan.instructions, plan.items)))
             if self._figure_tools or self._failed or self._untooled
@@ -1010,11 +1006,8 @@ class ChunkTranslator:
         if released and self._calls_only and not self.text_released:
             self.rejected = ([], _PROSE_RE_SAMPLE)  # the text pass answers instead
             return []
-        if released and self._follow_up and not self.text_released:
-            self.rejected = ([], FOLLOW_UP_PROSE)  # the same prompt, held to a call
-            return []
-        if released and self._uncalled and not self.text_released:
-            self.rejected = ([], uncalled_reason(self._uncalled))  # held to a call
+        if released and self._call_hold and not self.text_released:
+            self.rejected = ([], self._call_hold)
             return []
         if released:
             released = self._through_guards(released)
@@ -1341,11 +1334,11 @@ class ChunkTranslator:
             # asked to call the tool that computes the figure (none gave, or has, it)
             return not (self._failed or self._untooled)
         calls, reason = self.rejected
-        if self._uncalled and reason == uncalled_reason(self._uncalled):
-            return True  # asked for the call the answer left out
+        if reason == self._call_hold:
+            return True  # prose where a call was due: asked for the call
         if self._plan.answer_turn:
             return False
-        return bool(calls) or reason in (_TALKED, FOLLOW_UP_PROSE)
+        return bool(calls) or reason == _TALKED
 
     @property
     def unsourced_figure(self) -> bool:
