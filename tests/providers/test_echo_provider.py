@@ -331,3 +331,22 @@ async def test_cancelling_a_delayed_echo_stream_stops_it_promptly() -> None:
     with pytest.raises(asyncio.CancelledError):
         # each word waits 10 s: ending within 5 s means the cancel cut the wait short
         await asyncio.wait_for(task, 5)
+
+
+async def test_hold_after_stops_the_stream_midway_until_it_is_cancelled() -> None:
+    stream = EchoProvider(hold_after=2).stream(request("a b c"))
+    assert [await anext(stream), await anext(stream)] == [OutputTextDelta("a "), OutputTextDelta("b ")]
+    third = asyncio.ensure_future(anext(stream))
+    # without the hold the third word is ready at once: nothing here waits on a clock
+    done, _ = await asyncio.wait([third], timeout=0.05)
+    assert not done
+    third.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await third
+
+
+async def test_hold_after_counts_words_of_text_and_lets_a_tool_call_through() -> None:
+    held = EchoProvider(hold_after=0)
+    deltas = await collect(held.stream(request('get_time {"tz": "UTC"}', tools=[TIME])))
+    assert json.loads(calls_of(deltas)[0]["arguments"]) == {"tz": "UTC"}
+    assert deltas[-1] == FinishDelta()

@@ -82,6 +82,8 @@ async def test_the_environment_configures_one_upstream(tmp_path: Path) -> None:
         ("[[models]\n", "cannot read"),
         ("[[models]]\nname = 'x'\nbase_url = 'http://h/v1'\nmax_connections = 0\n", "positive"),
         ("[[models]]\nname = 'x'\nbase_url = 'http://h/v1'\nmax_connections = '9'\n", "positive"),
+        ("[[models]]\nname = 'x'\nprovider = 'echo'\nhold_after = -1\n", "whole number"),
+        ("[[models]]\nname = 'x'\nprovider = 'echo'\nhold_after = true\n", "whole number"),
     ],
 )
 def test_a_broken_configuration_is_refused_with_a_reason(

@@ -27,6 +27,11 @@ MODELS_TOML = """
 name = "echo-slow"
 provider = "echo"
 delay = 0.15
+
+[[models]]
+name = "echo-held"
+provider = "echo"
+hold_after = 3
 """
 
 

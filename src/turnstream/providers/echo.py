@@ -53,20 +53,34 @@ class EchoProvider(Provider):
     Args:
         delay: Seconds to wait between deltas, so tests can disconnect mid-stream.
         models: The public model names to answer for.
+        hold_after: If set, an answer's text stops after this many words and the stream
+            waits until it is cancelled: a test can stop a turn mid-answer however slow
+            the machine is. Tool calls are not held.
     """
 
     writes_summaries = False
     """It would only echo the request: compaction summarises without it."""
 
-    def __init__(self, delay: float = 0.0, *, models: Sequence[str] = ("echo",)) -> None:
+    def __init__(
+        self,
+        delay: float = 0.0,
+        *,
+        models: Sequence[str] = ("echo",),
+        hold_after: int | None = None,
+    ) -> None:
         self._delay = delay
         self._models = tuple(models)
+        self._hold_after = hold_after
 
     def models(self) -> Sequence[str]:
         return self._models
 
     async def stream(self, request: GenerationRequest) -> AsyncGenerator[Delta, None]:
+        words = 0
         for number, delta in enumerate(echo_deltas(request)):
+            if isinstance(delta, OutputTextDelta) and words == self._hold_after:
+                await asyncio.Event().wait()  # until the turn is cancelled
+            words += isinstance(delta, OutputTextDelta)
             if number and self._delay:
                 await asyncio.sleep(self._delay)
             yield delta

@@ -21,6 +21,7 @@ max_connections = 200                 # the most streams open to this upstream a
 name = "echo-slow"                    # the echo test double, with a delay per delta
 provider = "echo"
 delay = 0.05
+hold_after = 6                        # its text stops after 6 words until cancelled
 ```
 
 or the environment, for one upstream: `TURNSTREAM_UPSTREAM_URL`,
@@ -72,11 +73,15 @@ def read_model_config(path: Path | None, environ: Mapping[str, str]) -> list[dic
                 )
             if entry.get("provider", "openai_chat") == "openai_chat" and not entry.get("base_url"):
                 raise ConfigError(f"{path}: model {entry['name']!r} needs a 'base_url'")
-            cap = entry.get("max_connections")
-            if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool) or cap < 1):
-                raise ConfigError(
-                    f"{path}: model {entry['name']!r}: 'max_connections' must be a positive integer"
-                )
+            for key, least, kind in (
+                ("max_connections", 1, "a positive integer"),
+                ("hold_after", 0, "a whole number of words"),
+            ):
+                value = entry.get(key)
+                if value is not None and (
+                    not isinstance(value, int) or isinstance(value, bool) or value < least
+                ):
+                    raise ConfigError(f"{path}: model {entry['name']!r}: '{key}' must be {kind}")
             entries.append(dict(entry))
     url = environ.get("TURNSTREAM_UPSTREAM_URL")
     if url:
@@ -139,7 +144,11 @@ def load_providers(settings: Settings, environ: Mapping[str, str] | None = None)
     for entry in entries:
         if entry.get("provider") == "echo":
             providers.append(
-                EchoProvider(delay=float(entry.get("delay", 0.0)), models=(str(entry["name"]),))
+                EchoProvider(
+                    delay=float(entry.get("delay", 0.0)),
+                    models=(str(entry["name"]),),
+                    hold_after=entry.get("hold_after"),
+                )
             )
     if settings.enable_local_model:
         local = _local_provider(settings)

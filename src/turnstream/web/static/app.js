@@ -427,7 +427,8 @@
       return;
     }
     $("loading").hidden = true;
-    if (loading.shown && models[model] === "ready" && !state.busy) {
+    // the turn that began the load goes on to its answer; the line clears when it ends
+    if (loading.shown && models[model] === "ready") {
       setStatus("The model " + model + " is ready.");
     }
     loading.shown = false;
