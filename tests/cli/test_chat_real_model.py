@@ -1,7 +1,8 @@
 """`turnstream chat` on the embedded defaults with the real local model (when installed).
 
-Two short exchanges: loading plus two tool calls and answers take about a minute on
-2 cores.
+Two short exchanges: loading plus two tool calls and answers take about 75 s alone on
+2 quiet cores, and several times that beside the rest of the suite on a busy machine
+(CI once passed 240 s): the timeouts guard against a hang, not the pace.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def _missing() -> str | None:
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("real-model")  # with the other real-model tests, on one worker
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(600)
 def test_a_question_needing_a_tool_gets_a_tool_card_and_an_answer_from_the_local_model(
     tmp_path: Path,
 ) -> None:
