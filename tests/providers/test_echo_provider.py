@@ -335,7 +335,10 @@ async def test_cancelling_a_delayed_echo_stream_stops_it_promptly() -> None:
 
 async def test_hold_after_stops_the_stream_midway_until_it_is_cancelled() -> None:
     stream = EchoProvider(hold_after=2).stream(request("a b c"))
-    assert [await anext(stream), await anext(stream)] == [OutputTextDelta("a "), OutputTextDelta("b ")]
+    assert [await anext(stream), await anext(stream)] == [
+        OutputTextDelta("a "),
+        OutputTextDelta("b "),
+    ]
     third = asyncio.ensure_future(anext(stream))
     # without the hold the third word is ready at once: nothing here waits on a clock
     done, _ = await asyncio.wait([third], timeout=0.05)

@@ -65,23 +65,7 @@ def read_model_config(path: Path | None, environ: Mapping[str, str]) -> list[dic
         if not isinstance(models, list):
             raise ConfigError(f"{path}: 'models' must be an array of tables ([[models]])")
         for entry in models:
-            if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
-                raise ConfigError(f"{path}: every [[models]] entry needs a 'name'")
-            if entry.get("provider", "openai_chat") not in ("openai_chat", "local", "echo"):
-                raise ConfigError(
-                    f"{path}: model {entry['name']!r} has unknown provider {entry.get('provider')!r}"
-                )
-            if entry.get("provider", "openai_chat") == "openai_chat" and not entry.get("base_url"):
-                raise ConfigError(f"{path}: model {entry['name']!r} needs a 'base_url'")
-            for key, least, kind in (
-                ("max_connections", 1, "a positive integer"),
-                ("hold_after", 0, "a whole number of words"),
-            ):
-                value = entry.get(key)
-                if value is not None and (
-                    not isinstance(value, int) or isinstance(value, bool) or value < least
-                ):
-                    raise ConfigError(f"{path}: model {entry['name']!r}: '{key}' must be {kind}")
+            _check_entry(path, entry)
             entries.append(dict(entry))
     url = environ.get("TURNSTREAM_UPSTREAM_URL")
     if url:
@@ -104,6 +88,26 @@ def read_model_config(path: Path | None, environ: Mapping[str, str]) -> list[dic
                 }
             )
     return entries
+
+
+def _check_entry(path: Path, entry: Any) -> None:
+    if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+        raise ConfigError(f"{path}: every [[models]] entry needs a 'name'")
+    if entry.get("provider", "openai_chat") not in ("openai_chat", "local", "echo"):
+        raise ConfigError(
+            f"{path}: model {entry['name']!r} has unknown provider {entry.get('provider')!r}"
+        )
+    if entry.get("provider", "openai_chat") == "openai_chat" and not entry.get("base_url"):
+        raise ConfigError(f"{path}: model {entry['name']!r} needs a 'base_url'")
+    for key, least, kind in (
+        ("max_connections", 1, "a positive integer"),
+        ("hold_after", 0, "a whole number of words"),
+    ):
+        value = entry.get(key)
+        if value is not None and (
+            not isinstance(value, int) or isinstance(value, bool) or value < least
+        ):
+            raise ConfigError(f"{path}: model {entry['name']!r}: '{key}' must be {kind}")
 
 
 def load_providers(settings: Settings, environ: Mapping[str, str] | None = None) -> list[Provider]:
