@@ -32,10 +32,11 @@ eight per category, written at the start of stop 28 before any code changed, and
 harder: three-step chains, follow-ups that change the unit or work on the earlier
 result, requests equal to a description's example, a company name that is not its
 ticker, refusals next to near-fitting tools) and `heldout5` (48 cases, eight per
-category, written at the start of stop 29 before any code changed). Held-out cases are not
-looked at while tuning.
+category, written at the start of stop 29 before any code changed) and `heldout6` (48
+cases, eight per category, written at the start of stop 30 before any code changed).
+Held-out cases are not looked at while tuning.
 
-Usage: python bench/decisions.py [--model 1.5b|0.5b] [--split tune|heldout|heldout2|heldout3|heldout4|heldout5|all]
+Usage: python bench/decisions.py [--model 1.5b|0.5b] [--split tune|heldout|heldout2|heldout3|heldout4|heldout5|heldout6|all]
        [--category NAME] [--ids ID,...] [--limit N] [--offset N] [--first-only]
        [--no-grammar] [--no-grounding] [--check] [--threads N] [--label TEXT] [--log]
        [--output PATH]
@@ -837,7 +838,16 @@ def main() -> None:
     parser.add_argument("--model", choices=sorted(MODEL_NAME), default="1.5b")
     parser.add_argument(
         "--split",
-        choices=("tune", "heldout", "heldout2", "heldout3", "heldout4", "heldout5", "all"),
+        choices=(
+            "tune",
+            "heldout",
+            "heldout2",
+            "heldout3",
+            "heldout4",
+            "heldout5",
+            "heldout6",
+            "all",
+        ),
         default="all",
     )
     parser.add_argument("--category", default=None, help="comma-separated categories")
