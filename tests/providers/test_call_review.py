@@ -30,6 +30,7 @@ from turnstream.providers._call_review import (
     tells_only,
     unasked,
     uncalled_tools,
+    unconverted_scale,
     ungrounded_values,
     unrelated,
     unsaid_numbers,
@@ -980,6 +981,26 @@ def test_the_results_an_answer_reports_are_those_no_successful_later_call_went_o
     assert left_out("It is warm.", [weather]) == [weather]
 
 
+def test_an_answer_shows_a_result_by_its_figures_or_its_own_words_not_the_request_s() -> None:
+    cairo = '{"city": "Cairo", "temp_c": 34, "sky": "sunny"}'
+    asked = "Is it sunnier in Cairo?"
+    # the city's name is the request's: repeating it shows nothing of the result
+    assert left_out("Yes, it is sunnier in Cairo.", [cairo], asked) == [cairo]
+    assert left_out("Yes: 34 °C in Cairo.", [cairo], asked) == []
+    assert left_out("Yes, it is Sunny in Cairo.", [cairo], asked) == [], "any case"
+    assert left_out("It is sunny.", ['{"sky": "Sunny"}']) == [], "any case in the result too"
+    assert left_out("It's lovely in Cairo.", [cairo]) == [], "no request: its words count"
+    # a plain result's words count too: a ticker, a weekday
+    tesla = "TSLA: 250.1 USD"
+    assert left_out("Tesla is doing better.", [tesla], "Is Tesla doing better?") == [tesla]
+    assert left_out("TSLA is at 250.1 USD.", [tesla], "Is Tesla doing better?") == []
+    clock = "Saturday 2026-12-05 13:52 Asia/Tokyo"
+    assert left_out("It's Saturday in Tokyo.", [clock], "What day is it in Tokyo?") == []
+    # a result with nothing to look for but the request's words counts as shown
+    assert left_out("Done.", ["Tokyo"], "Time in Tokyo?") == []
+    assert left_out("Done.", ["ok"]) == [], "no number and no word of four letters"
+
+
 def _pounds_in_euros(output: str, answer: str) -> list[dict[str, Any]]:
     """ "Convert 20 GBP to EUR.", its call, `output` and `answer`, then "And to yen?"."""
     return [
@@ -1150,6 +1171,39 @@ def test_an_answer_that_leaves_out_a_kind_of_thing_the_message_names_needs_its_c
         function_output("u1", "30 C = 86 F"),
     ]
     assert uncalled_tools([UNITS, WEATHER, CLOCK], converted) == []
+
+
+def test_a_temperature_asked_in_another_scale_than_its_result_s_needs_the_converter() -> None:
+    asked = user("What's the temperature in Oslo in Fahrenheit?")
+    weather = [
+        asked,
+        function_call("w1", "get_weather", args(city="Oslo")),
+        function_output("w1", '{"city": "Oslo", "temp_c": -3, "sky": "snow"}'),
+    ]
+    assert unconverted_scale([WEATHER, UNITS], weather) == ("convert_units", "fahrenheit")
+    assert unconverted_scale([WEATHER], weather) is None, "no converter on offer"
+    assert unconverted_scale([WEATHER, UNITS], [asked]) is None, "no result yet"
+    converted = [
+        *weather,
+        function_call("u1", "convert_units", args(value=-3, from_unit="C", to_unit="F")),
+        function_output("u1", "-3 °C = 26.6 °F"),
+    ]
+    assert unconverted_scale([WEATHER, UNITS], converted) is None
+    # a converter already called for the message is not asked for again (a failed
+    # conversion would otherwise repeat until the turns run out)
+    failed = [*weather, function_call("u1", "convert_units", args(value=-3))]
+    failed.append(function_output("u1", "Error: unknown unit"))
+    assert unconverted_scale([WEATHER, UNITS], failed) is None
+    # the asked scale is the result's, or the message asks for none, or no result
+    # shows a scale at all
+    celsius = [user("What's the temperature in Oslo in °C?"), *weather[1:]]
+    assert unconverted_scale([WEATHER, UNITS], celsius) is None
+    plain = [user("What's the temperature in Oslo?"), *weather[1:]]
+    assert unconverted_scale([WEATHER, UNITS], plain) is None
+    unmarked = [*weather[:2], function_output("w1", '{"city": "Oslo", "temp": -3}')]
+    assert unconverted_scale([WEATHER, UNITS], unmarked) is None
+    in_f = [user("How warm is Oslo in °F?"), *weather[1:]]
+    assert unconverted_scale([WEATHER, UNITS], in_f) == ("convert_units", "fahrenheit")
 
 
 def test_a_failed_call_uses_up_none_of_the_message_s_numbers() -> None:

@@ -121,7 +121,8 @@ def test_an_answer_turn_that_converts_in_its_head_is_rejected_for_the_next_call(
         "arguments": '{"city": "Madrid"}',
     }
     output = {"type": "function_call_output", "call_id": "call_1", "output": '{"temp_c": 25}'}
-    translator = _translator("How warm is it in Madrid, in Fahrenheit?", call, output)
+    # ("in Fahrenheit" holds the answer to the call at its start: `unconverted_scale`)
+    translator = _translator("How warm is Madrid? I only know Fahrenheit.", call, output)
     out = translator.feed({"choices": [{"delta": {"content": "It is 25°C, or 77°F."}}]})
     out += translator.finish()
     assert not _text(out)

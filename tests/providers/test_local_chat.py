@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.providers.helpers import CALCULATOR, CLOCK
+from tests.providers.helpers import CALCULATOR, CLOCK, UNITS
 from turnstream.engine.deltas import (
     FinishDelta,
     ItemEndDelta,
@@ -703,7 +703,8 @@ def test_an_answer_may_open_with_a_short_request() -> None:
 
 
 def test_a_short_answer_that_only_began_like_the_message_is_shown_at_the_end() -> None:
-    translator = _answer_translator()
+    # a result with nothing an answer must show (`left_out`), so only the echo guard holds
+    translator = _answer_translator(output="ok")
     out = translator.feed(chunk("The func")) + translator.feed(chunk(finish="stop"))
     out += translator.finish()
     assert "".join(d.text for d in out if isinstance(d, OutputTextDelta)) == "The func"
@@ -1075,3 +1076,28 @@ def test_an_answer_that_leaves_out_the_time_the_message_asks_for_is_held_to_its_
     out += plain.finish()
     assert plain.rejected is None
     assert "".join(d.text for d in out if isinstance(d, OutputTextDelta)) == "It's 18°C in Paris."
+
+
+def test_an_answer_to_celsius_asked_in_fahrenheit_is_held_to_the_conversion() -> None:
+    # asked for Oslo's temperature in Fahrenheit, the 1.5B called the weather alone and
+    # answered "-3 degrees Fahrenheit": the Celsius figure with the asked scale's name
+    message = "What's the temperature in Paris in Fahrenheit?"
+    items = [user(message), call_item(), output_item()]
+    plan = build_chat_request(GenerationRequest("local", items, tools=[WEATHER, UNITS]))
+    translator = ChunkTranslator(plan, review=True, grounding=True)
+    out = translator.feed(chunk("It's 18 degrees Fahrenheit in Paris."))
+    out += translator.feed(chunk(finish="stop")) + translator.finish()
+    assert not [d for d in out if isinstance(d, OutputTextDelta)]
+    assert translator.rejected is not None
+    assert translator.rejected[1] == (
+        "My request asks for the temperature in Fahrenheit, and no result above is in "
+        "Fahrenheit. Call convert_units now to convert the result to Fahrenheit."
+    )
+    assert translator.calls_only_next, "the re-sample may only call"
+    # the conversion goes out
+    call = ChunkTranslator(plan, review=True, grounding=True)
+    conversion = '{"name": "convert_units", "arguments": '
+    conversion += '{"value": 18, "from_unit": "C", "to_unit": "F"}}'
+    out = call.feed(chunk(conversion)) + call.feed(chunk(finish="stop")) + call.finish()
+    assert call.rejected is None
+    assert [d.name for d in out if isinstance(d, ToolCallDelta) and d.name] == ["convert_units"]

@@ -66,6 +66,7 @@ __all__ = [
     "tells_only",
     "unasked",
     "uncalled_tools",
+    "unconverted_scale",
     "ungrounded_values",
     "unrelated",
     "unsaid_figures",
@@ -404,6 +405,51 @@ def uncalled_tools(
     return missing
 
 
+# "in Fahrenheit", "to degrees Celsius", "in °F": the temperature scale a message asks for
+_ASKED_SCALE = re.compile(
+    r"\b(?:in|to|into)\s+(?:degrees\s+)?(?:(fahrenheit|celsius|kelvin)\b|°\s?([fck])\b)", re.I
+)
+_SCALE_NAMES = {"f": "fahrenheit", "c": "celsius", "k": "kelvin"}
+# how a result shows a scale: its name, a degree sign, a JSON key's suffix (`temp_c`)
+_SCALE_MARKS = {
+    "fahrenheit": re.compile(r"fahrenheit|°\s?f\b|_f\b|\bdeg ?f\b|\d\s?f\b", re.I),
+    "celsius": re.compile(r"celsius|°\s?c\b|_c\b|\bdeg ?c\b|\d\s?c\b", re.I),
+    "kelvin": re.compile(r"kelvin|\d\s?k\b", re.I),
+}
+
+
+def unconverted_scale(
+    tools: Sequence[Mapping[str, Any]], items: Sequence[Mapping[str, Any]]
+) -> tuple[str, str] | None:
+    """(a unit converter's name, the scale) when the user's latest message asks for a
+    temperature in a scale ("in Fahrenheit") that no result for it is in, while a
+    result is in another (a weather tool's `temp_c`), and no converter was called for
+    the message. Asked "What's the temperature in Oslo in Fahrenheit?", the 1.5B
+    called the weather alone and answered "-3 degrees Fahrenheit": Oslo's -3 °C with
+    the asked scale's name."""
+    asked = _ASKED_SCALE.search(latest_request(items))
+    converters = [
+        str(tool.get("name")) for tool in tools if set(_words(_tool_text(tool))) & _KINDS[1][0]
+    ]
+    if asked is None or not converters:
+        return None
+    scale = asked.group(1).lower() if asked.group(1) else _SCALE_NAMES[asked.group(2).lower()]
+    since = items[_latest_user_index(items) :]
+    if any(
+        item.get("type") == "function_call" and item.get("name") in converters for item in since
+    ):
+        return None
+    results = [
+        str(item.get("output") or "")
+        for item in since
+        if item.get("type") == "function_call_output"
+    ]
+    shown = {name for name, mark in _SCALE_MARKS.items() if any(mark.search(r) for r in results)}
+    if scale in shown or not shown:
+        return None
+    return converters[0], scale
+
+
 def _asks_for(tool: Mapping[str, Any], request: str) -> bool:
     """Whether the user's message names what the tool does (a word of its name or
     description, in some form), or asks for a calculation or a unit that a
@@ -579,11 +625,16 @@ def unsaid_times(text: str, conversation: str) -> list[str]:
     )
 
 
+# a word of a plain result that shows an answer used it ("Saturday", "TSLA", "lasting")
+_WORD_MARK = re.compile(r"[a-z][a-z'’-]{3,}")
+
+
 def _marks(output: str) -> tuple[list[str], list[str]]:
-    """What shows that an answer used a result: (its numbers, its words). A result
-    after "=" is its figure ("12.5% * 640 = 80": 80); a JSON object's values are its
-    fields (a temperature and "sunny"); otherwise every number in it (a clock's
-    date and time)."""
+    """What shows that an answer used a result: (its numbers, its words, in lower
+    case). A result after "=" is its figure ("12.5% * 640 = 80": 80); a JSON object's
+    values are its fields (a temperature and "sunny"); otherwise every number and
+    every word of four letters or more in it (a clock's date, time and weekday; a
+    ticker; a definition's words)."""
     try:
         value = json.loads(output)
     except json.JSONDecodeError:
@@ -592,8 +643,9 @@ def _marks(output: str) -> tuple[list[str], list[str]]:
         leaves = list(_leaves(value))
         numbers = [_spelled(v) for v in leaves if isinstance(v, int | float)]
         return numbers, [_spelled(v) for v in leaves if isinstance(v, str)]
-    figure = output.rpartition("=")[2] if "=" in output else output
-    return _NUMBER.findall(_THOUSANDS.sub("", figure)), []
+    if "=" in output:
+        return _NUMBER.findall(_THOUSANDS.sub("", output.rpartition("=")[2])), []
+    return _NUMBER.findall(_THOUSANDS.sub("", output)), _WORD_MARK.findall(output.lower())
 
 
 def final_results(items: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -623,16 +675,24 @@ def final_results(items: Sequence[Mapping[str, Any]]) -> list[str]:
     return list(dict.fromkeys(results))
 
 
-def left_out(text: str, results: Sequence[str]) -> list[str]:
+def left_out(text: str, results: Sequence[str], request: str = "") -> list[str]:
     """The `results` that an answer shows nothing of: none of their numbers (rounded
-    as `unsaid_numbers` allows) and none of their words."""
+    as `unsaid_numbers` allows) and none of their words but those the user's
+    `request` has (a city's name, which the answer may only repeat). A result with
+    nothing to look for counts as shown. Asked "Is it sunnier in Cairo?" after
+    Cairo's weather came back, the 1.5B answered "Yes, it is sunnier in Cairo.",
+    which shows nothing of it."""
     low = " ".join(text.lower().split())
+    asked = " ".join(request.lower().split())
     stated = _NUMBER.findall(_THOUSANDS.sub("", low))
     missing = []
     for result in results:
         numbers, words = _marks(result)
+        words = [w for w in words if w and w not in asked]
         said = [float(n) for n in numbers]
-        if any(_said_number(n, said) for n in stated) or any(w and w in low for w in words):
+        if not (numbers or words):
+            continue
+        if any(_said_number(n, said) for n in stated) or any(w in low for w in words):
             continue
         missing.append(result)
     return missing

@@ -95,22 +95,33 @@ class TimeGuard(FigureGuard):
 
 
 class ResultsGuard(FigureGuard):
-    """The same hold for an answer that should report more than one result: nothing
-    to check while it is written, and at its end (unless it ran past `_LIMIT`
-    characters and went out unchecked) `missing` names the results it shows nothing
-    of (`left_out`)."""
+    """The same hold for an answer that should report the results of the user's
+    request: nothing to check while it is written, and at its end (unless it ran
+    past `_LIMIT` characters and went out unchecked) `missing` names the results it
+    shows nothing of (`left_out`). With `early` (one result to report) the answer
+    goes out as soon as it shows something of it, and streams from there."""
 
-    def __init__(self, results: Sequence[str]) -> None:
+    def __init__(self, results: Sequence[str], request: str = "", *, early: bool = False) -> None:
         super().__init__(())
         self._results = results
+        self._request = request
+        self._early = early
         self.missing: list[str] = []
 
     def _unsaid(self, text: str) -> list[str]:
         return []
 
+    def feed(self, text: str) -> str:
+        released = super().feed(text)
+        if self.holding and self._early and not left_out(self._held, self._results, self._request):
+            return self.release()
+        return released
+
     def finish(self, text: str = "") -> str:
         if not self.holding:
             return text
         self._held += text
-        self.missing = left_out(self._held, self._results) if self._held.strip() else []
+        self.missing = (
+            left_out(self._held, self._results, self._request) if self._held.strip() else []
+        )
         return "" if self.missing else self.release()

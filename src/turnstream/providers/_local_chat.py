@@ -89,6 +89,7 @@ from turnstream.providers._call_review import (
     said_numbers,
     unasked,
     uncalled_tools,
+    unconverted_scale,
     untooled_topic,
 )
 from turnstream.providers._chat_request import (
@@ -721,6 +722,14 @@ def uncalled_reason(names: Sequence[str]) -> str:
     )
 
 
+_UNCONVERTED = (
+    "My request asks for the temperature in {scale}, and no result above is in "
+    "{scale}. Call {tool} now to convert the result to {scale}."
+)
+"""The re-sample's reason after an answer to results in another scale than the one the
+message asks for (`unconverted_scale`); the re-sample is held to a call."""
+
+
 _TALKED_ANSWER = (
     "You wrote about a function instead of answering. If my request needs another "
     "function, reply with only the JSON object that calls it; otherwise answer my request "
@@ -947,25 +956,30 @@ class ChunkTranslator:
         # a first reply to a message that names new values for the previous turn's
         # request ("And in London?": `followup_tools`), or an answer to results that
         # leaves out a kind of thing the message names (the time, beside the weather:
-        # `uncalled_tools`): a call, never prose; the reason it is asked again with
+        # `uncalled_tools`) or a temperature in the scale it names (`unconverted_scale`):
+        # a call, never prose; the reason it is asked again with
         self._call_hold: str | None = None
         if review and plan.sniff_calls and not calls_only:
             if not plan.answer_turn and followup_tools(plan.tools, plan.items):
                 self._call_hold = FOLLOW_UP_PROSE  # the same prompt, held to a call
             elif plan.answer_turn and (missing := uncalled_tools(plan.tools, plan.items)):
                 self._call_hold = uncalled_reason(missing)
+            elif plan.answer_turn and (unconverted := unconverted_scale(plan.tools, plan.items)):
+                tool, scale = unconverted
+                self._call_hold = _UNCONVERTED.format(tool=tool, scale=scale.capitalize())
         self._figures: FigureGuard | None = (
             FigureGuard(said_numbers(conversation_text(plan.instructions, plan.items)))
             if self._figure_tools or self._failed or self._untooled
             else None
         )
-        # an answer that should report more than one result, held until it ends: one
-        # that shows nothing of some result is asked again ("What is 12.5% of 640?
-        # Then tell me the time in Paris." answered with the time alone)
+        # an answer that should report results, held until it ends (one result: until
+        # it shows something of it): one that shows nothing of some result is asked
+        # again ("What is 12.5% of 640? Then tell me the time in Paris." answered with
+        # the time alone; "Is Tesla doing better?" answered "Tesla is doing better.")
         results = final_results(plan.items) if plan.answer_turn else []
         self._results = (
-            ResultsGuard(results)
-            if (review or text_pass or last_pass) and len(results) > 1
+            ResultsGuard(results, latest_request(plan.items), early=len(results) == 1)
+            if (review or text_pass or last_pass) and results
             else None
         )
         if self._figures is None and (text_pass or last_pass) and plan.answer_turn:
