@@ -71,6 +71,10 @@ def test_the_issue_s_copied_docstring_example_is_reported() -> None:
     copied = copied_example_values(args(expression="(17 * 23) + sqrt(2) / 4"), CALCULATE, said)
     assert copied == ["(17 * 23) + sqrt(2) / 4"]
     assert copied_example_values(args(expression="17 + 25"), CALCULATE, said) == []
+    # the example's own part, made of the user's numbers alone, is theirs
+    times = conversation_text(None, [user("Calculate 17 times 23.")])
+    assert copied_example_values(args(expression="17 * 23"), CALCULATE, times) == []
+    assert copied_example_values(args(expression="sqrt(2) / 4"), CALCULATE, times) != []
 
 
 def test_a_value_the_user_said_is_never_a_copy_even_if_the_description_has_it() -> None:

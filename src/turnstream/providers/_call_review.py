@@ -162,8 +162,10 @@ def _named(value: str, said: set[str]) -> bool:
     """The conversation names what `value` stands for, in other words: a value the
     model derived, which only happens to be a description's example too.
 
-    Every number in it was said, and one of its content words (four letters or
-    more) was said too (`Asia/Tokyo` for "Tokyo"), or it is one word that shortens
+    Every number in it was said, and it has no words besides (`17 * 23` for
+    "Calculate 17 times 23.", where the description's example is `(17 * 23) +
+    sqrt(2) / 4`), or one of its content words (four letters or more) was said too
+    (`Asia/Tokyo` for "Tokyo"), or it is one word that shortens
     a word that was said (`AAPL` for "Apple"). A copy shares no such word with the
     conversation (`buy milk` for "buy bread"), or brings numbers of its own (the
     calculator's `(17 * 23) + sqrt(2) / 4` for "17 plus 25").
@@ -171,6 +173,8 @@ def _named(value: str, said: set[str]) -> bool:
     words = _words(value)
     if any(any(ch.isdigit() for ch in w) and w not in said for w in words):
         return False
+    if words and all(w.isdigit() for w in words):
+        return True  # the user's numbers alone: "17 * 23" for "Calculate 17 times 23."
     content = [w for w in words if len(w) >= 4 and w.isalpha() and w not in _STOPWORDS]
     if any(w in said for w in content):
         return True
