@@ -620,6 +620,21 @@ def test_a_first_call_for_a_message_that_asks_for_no_tool_is_unasked(
     assert review_calls(calls, tools, [user(message)]) is None, "only with grounding"
 
 
+def test_a_call_for_a_kind_of_thing_no_tool_gives_is_unasked_though_a_tool_shares_a_word() -> None:
+    # the chat apps' converter says "time" in its description, so the message asks
+    # for a tool; the weather gives no time, and no clock is on offer
+    units = {**UNITS, "description": "Convert a quantity between units of length or time."}
+    asked = [user("What time is it in Berlin?")]
+    weather = [("get_weather", args(city="Berlin"))]
+    assert asks_for_any([WEATHER, units], asked)
+    assert unrelated(weather, [WEATHER, units], asked)
+    assert unasked(weather, [WEATHER, units], asked)
+    # with a clock on offer, or the weather asked for too, the call may go out
+    assert not unrelated(weather, [WEATHER, units, CLOCK], asked)
+    both = [user("What's the weather in Berlin, and what time is it there?")]
+    assert not unrelated(weather, [WEATHER, units], both)
+
+
 def test_a_call_with_values_nobody_said_is_not_only_unrelated() -> None:
     # greeted, the 1.5B asks the clock for a city nobody named: ungrounded first
     calls = [("current_time", args(timezone="America/New_York"))]

@@ -920,13 +920,33 @@ def _unrelated(
     "Brazil"})`, "I'm feeling a bit tired today." -> `word_count` of the message.
     Asked whether such a call gives what the message asks for, the 1.5B said yes
     (`confirm_body`); the answer it then wrote from the result was mostly the one it
-    knew anyway ("Bonjour", "Portuguese")."""
+    knew anyway ("Bonjour", "Portuguese").
+
+    Also such a call to a tool the message does not ask for (`_asks_for`) when it
+    names outright what no offered tool gives (`_NAMED_TOPICS`): asked "What time is
+    it in Berlin?" with a weather tool and a converter (whose description says
+    "time"), the 1.5B called the weather, said yes when asked whether that gives the
+    time, converted the temperature and answered that Berlin's time was 48.2 °F."""
     latest = _latest_user_index(items)
     if any(item.get("type") == "function_call_output" for item in items[latest:]):
         return False
     if any(called == name for called, _ in answered_calls(items[:latest])):
         return False
-    return not asks_for_any(tools, items)
+    if not asks_for_any(tools, items):
+        return True
+    request = latest_request(items)
+    tool = next((t for t in tools if t.get("name") == name), None)
+    return tool is not None and not _asks_for(tool, request) and _untooled_named(tools, request)
+
+
+def _untooled_named(tools: Sequence[Mapping[str, Any]], request: str) -> bool:
+    """Whether `request` names outright what a weather, clock, dictionary or stock tool
+    gives (`_NAMED_TOPICS`) and no offered tool is of that kind."""
+    texts = [_tool_text(tool) for tool in tools]
+    return any(
+        named.search(request) and not any(shape.search(text) for text in texts)
+        for shape, named in _NAMED_TOPICS
+    )
 
 
 def unrelated(
