@@ -17,6 +17,7 @@ from tests.providers.helpers import (
     function_output,
 )
 from turnstream.providers._call_review import (
+    Correction,
     asks_for_any,
     conversation_text,
     copied_example_values,
@@ -1223,6 +1224,67 @@ def test_a_temperature_asked_in_another_scale_than_its_result_s_needs_the_conver
     assert unconverted_scale([WEATHER, UNITS], unmarked) is None
     in_f = [user("How warm is Oslo in °F?"), *weather[1:]]
     assert unconverted_scale([WEATHER, UNITS], in_f) == ("convert_units", "fahrenheit")
+
+
+def _after_dollars_in_euros(message: str) -> list[dict[str, Any]]:
+    money = args(amount=50, from_currency="USD", to_currency="EUR")
+    turn = _answered_turn(
+        "Convert 50 USD to EUR.",
+        "convert_currency",
+        money,
+        "50 USD = 46.00 EUR",
+        "50 USD is 46.00 EUR.",
+    )
+    return [*turn, user(message)]
+
+
+def test_a_calculation_on_that_result_which_takes_its_input_is_sent_back() -> None:
+    items = _after_dollars_in_euros("Now multiply that by 4.")
+    reason = review_calls(
+        [("calculate", args(expression="50 * 4"))], [CALCULATE, CURRENCY], items, grounding=True
+    )
+    assert isinstance(reason, Correction)
+    assert reason == (
+        "My message works on the last result, 46.00 (50 USD = 46.00 EUR), and your call to "
+        "calculate uses 50, the number that result came from. Call calculate again with "
+        "46.00 in place of 50."
+    )
+    for right in ("46 * 4", "46.00 * 4"):
+        assert (
+            review_calls(
+                [("calculate", args(expression=right))],
+                [CALCULATE, CURRENCY],
+                items,
+                grounding=True,
+            )
+            is None
+        )
+    # with the result in it, or for a message that does not work on "that", the
+    # earlier numbers may be used
+    both = _after_dollars_in_euros("Add that to what I started with.")
+    plus = [("calculate", args(expression="46 + 50"))]
+    assert review_calls(plus, [CALCULATE, CURRENCY], both, grounding=True) is None
+    anew = _after_dollars_in_euros("Double the amount I converted.")
+    double = [("calculate", args(expression="50 * 2"))]
+    assert review_calls(double, [CALCULATE, CURRENCY], anew, grounding=True) is None
+    # a conversion of the input is the same quantity as one of the result
+    units = _answered_turn(
+        "Convert 5 km to miles.",
+        "convert_units",
+        args(value=5, from_unit="km", to_unit="mi"),
+        "5 km = 3.10686 mi",
+        "3.1 miles.",
+    )
+    feet = [*units, user("Now convert that to feet.")]
+    assert (
+        review_calls(
+            [("convert_units", args(value=5, from_unit="km", to_unit="ft"))],
+            [UNITS],
+            feet,
+            grounding=True,
+        )
+        is None
+    )
 
 
 def test_a_failed_call_uses_up_none_of_the_message_s_numbers() -> None:

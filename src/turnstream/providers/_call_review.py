@@ -1348,11 +1348,54 @@ def _unchanged(arguments: str) -> tuple[str, str] | None:
     return None
 
 
+# "Now multiply that by 4.", "Add 10% to it.", "Divide the result by 3."
+_EARLIER_RESULT = re.compile(r"\b(?:that|it|this|the result|the answer|the total)\b", re.I)
+
+
+def _took_the_input(
+    arguments: str, tool: Mapping[str, Any], items: Sequence[Mapping[str, Any]]
+) -> tuple[str, str, str] | None:
+    """(the number used, the result meant, that result's output) when a calculator
+    call for a message that works on "that" (the previous turn's result) uses the
+    previous turn's input instead of its result: after "50 USD is 46.00 EUR.", asked
+    "Now multiply that by 4.", the 1.5B called `50 * 4`. A unit conversion is the
+    same quantity either way, so only a calculator's call."""
+    request = latest_request(items)
+    if not _calculator(tool) or not _EARLIER_RESULT.search(request):
+        return None
+    latest = _latest_user_index(items)
+    previous = _latest_user_index(items[:latest]) if latest else 0
+    outputs = {
+        str(item.get("call_id")): str(item.get("output") or "")
+        for item in items[previous:latest]
+        if item.get("type") == "function_call_output"
+    }
+    results = [
+        (str(item.get("arguments") or ""), output)
+        for item in items[previous:latest]
+        if item.get("type") == "function_call"
+        and "=" in (output := outputs.get(str(item.get("call_id")), ""))
+    ]
+    if not results:
+        return None
+    earlier, output = results[-1]
+    figures = _NUMBER.findall(_THOUSANDS.sub("", output.rpartition("=")[2]))
+    if not figures:
+        return None
+    result = figures[0]
+    used = _NUMBER.findall(arguments)
+    if any(_said_number(n, [float(result)]) for n in used):
+        return None  # the result is in it ("46 + 50" for "Add that to what I started with.")
+    inputs = set(_NUMBER.findall(earlier))
+    taken = next((n for n in used if n in inputs), None)
+    return None if taken is None else (taken, result, " ".join(output.split()))
+
+
 def _argument_mistake(
     name: str, arguments: str, tool: Mapping[str, Any], items: Sequence[Mapping[str, Any]]
 ) -> str | None:
     """`_grounding_reason`'s reason for a step written wrongly (`_misbound`,
-    `_mispaired`), done again (`_converted_again`) or changing nothing (`_unchanged`),
+    `_mispaired`, `_took_the_input`), done again (`_converted_again`) or changing nothing (`_unchanged`),
     or None."""
     unchanged = _unchanged(arguments)
     if unchanged is not None:
@@ -1382,6 +1425,14 @@ def _argument_mistake(
     mispaired = _mispaired(name, arguments, items)
     if mispaired is not None:
         return mispaired
+    took = _took_the_input(arguments, tool, items)
+    if took is not None:
+        taken, result, output = took
+        return Correction(
+            f"My message works on the last result, {result} ({output}), and your call to "
+            f"{name} uses {taken}, the number that result came from. Call {name} again "
+            f"with {result} in place of {taken}."
+        )
     again = _converted_again(name, arguments, items)
     if again is not None:
         earlier, result = again
