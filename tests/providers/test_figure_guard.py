@@ -9,7 +9,7 @@ import pytest
 from tests.providers.helpers import CALCULATOR, UNITS, WEATHER, user
 from turnstream.engine.deltas import FinishDelta, OutputTextDelta
 from turnstream.providers._call_review import figure_tools, said_numbers, unsaid_figures
-from turnstream.providers._figure_guard import FigureGuard
+from turnstream.providers._figure_guard import FigureGuard, ResultsGuard
 from turnstream.providers._local_chat import ChunkTranslator, build_chat_request
 from turnstream.providers.base import GenerationRequest
 
@@ -283,3 +283,25 @@ def test_a_follow_up_with_a_question_of_its_own_may_be_answered_in_prose() -> No
     out += translator.finish()
     assert _text(out) == "Because it is listed so."
     assert translator.rejected is None
+
+
+def test_one_result_s_guard_lets_an_answer_go_once_it_shows_the_result_or_a_figure() -> None:
+    tesla = "TSLA: 250.1 USD"
+    asked = "Is Tesla doing better?"
+    guard = ResultsGuard([tesla], asked, early=True)
+    assert guard.feed("Tesla is ") == ""
+    assert guard.feed("at 250.1") == "Tesla is at 250.1", "shown: out, and streaming from here"
+    assert guard.feed(" USD.") == " USD."
+    assert guard.finish() == ""
+    assert guard.missing == []
+    worked = ResultsGuard([tesla], asked, early=True)
+    assert worked.feed("It is up 3") == "It is up 3", "a figure of its own"
+    bare = ResultsGuard([tesla], asked, early=True)
+    assert bare.feed("Tesla is doing better.") == ""
+    assert bare.finish() == ""
+    assert bare.missing == [tesla]
+    # two results to report: held to the end, and a figure of its own is not enough
+    both = ResultsGuard([tesla, "NVDA: 120.3 USD"], asked)
+    assert both.feed("TSLA is at 250.1 and up 3%.") == ""
+    assert both.finish() == ""
+    assert both.missing == ["NVDA: 120.3 USD"]

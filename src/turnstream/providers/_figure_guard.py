@@ -33,6 +33,7 @@ or two sentences, well under it."""
 
 # a number at the very end may still be being written ("26.2" of "26.21371")
 _OPEN_NUMBER = re.compile(r"[\d.,]*$")
+_FIGURE = re.compile(r"\d")
 
 
 class FigureGuard:
@@ -98,8 +99,14 @@ class ResultsGuard(FigureGuard):
     """The same hold for an answer that should report the results of the user's
     request: nothing to check while it is written, and at its end (unless it ran
     past `_LIMIT` characters and went out unchecked) `missing` names the results it
-    shows nothing of (`left_out`). With `early` (one result to report) the answer
-    goes out as soon as it shows something of it, and streams from there."""
+    shows nothing of (`left_out`).
+
+    With `early` (one result to report) the answer goes out as soon as it shows
+    something of it or states a figure of its own, and streams from there; only an
+    answer with no figure at all that shows nothing of the result is missing it
+    ("Tesla is doing better."). A figure of its own may be the answer worked out
+    from the result ("Dubai is 9 hours ahead." from Dubai's time), which the figure
+    guards judge, not this one."""
 
     def __init__(self, results: Sequence[str], request: str = "", *, early: bool = False) -> None:
         super().__init__(())
@@ -111,9 +118,14 @@ class ResultsGuard(FigureGuard):
     def _unsaid(self, text: str) -> list[str]:
         return []
 
+    def _left_out(self, text: str) -> list[str]:
+        if self._early and _FIGURE.search(text):
+            return []
+        return left_out(text, self._results, self._request)
+
     def feed(self, text: str) -> str:
         released = super().feed(text)
-        if self.holding and self._early and not left_out(self._held, self._results, self._request):
+        if self.holding and self._early and not self._left_out(self._held):
             return self.release()
         return released
 
@@ -121,7 +133,5 @@ class ResultsGuard(FigureGuard):
         if not self.holding:
             return text
         self._held += text
-        self.missing = (
-            left_out(self._held, self._results, self._request) if self._held.strip() else []
-        )
+        self.missing = self._left_out(self._held) if self._held.strip() else []
         return "" if self.missing else self.release()
