@@ -1249,6 +1249,14 @@ def test_a_calculation_on_that_result_which_takes_its_input_is_sent_back() -> No
         "calculate uses 50, the number that result came from. Call calculate again with "
         "46.00 in place of 50."
     )
+    # a small number of its own is not the result (1 is not 92, whatever 100 % is)
+    hundred = args(amount=100, from_currency="USD", to_currency="EUR")
+    turn = _answered_turn(
+        "Convert 100 USD.", "convert_currency", hundred, "100 USD = 92.00 EUR", "92 EUR."
+    )
+    off = [("calculate", args(expression="100 * (1 - 0.25)"))]
+    later = [*turn, user("Now take 25% off that.")]
+    assert review_calls(off, [CALCULATE, CURRENCY], later, grounding=True) is not None
     for right in ("46 * 4", "46.00 * 4"):
         assert (
             review_calls(

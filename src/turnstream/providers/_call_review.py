@@ -1384,8 +1384,10 @@ def _took_the_input(
         return None
     result = figures[0]
     used = _NUMBER.findall(arguments)
-    if any(_said_number(n, [float(result)]) for n in used):
-        return None  # the result is in it ("46 + 50" for "Add that to what I started with.")
+    # the result is in it, rounded ("46 + 50" for "Add that to what I started with."); not
+    # `_said_number`, whose percentage forms take the 1 of `100 * (1 - 0.25)` for 92
+    if any(abs(float(n) - float(result)) <= 0.51 * 10 ** -_decimals(n) for n in used):
+        return None
     inputs = set(_NUMBER.findall(earlier))
     taken = next((n for n in used if n in inputs), None)
     return None if taken is None else (taken, result, " ".join(output.split()))
