@@ -307,7 +307,10 @@ _TOPICS: tuple[tuple[re.Pattern[str], frozenset[str], re.Pattern[str] | None], .
         # not "morning", "today" or "night" alone: "Good morning!", "How are you
         # today?", "Good night!" are greetings, which the 1.5B answers with the clock
         _words_of("time clock noon midnight hour hours date"),
-        re.compile(r"o'clock|\bis it (morning|afternoon|evening|night|day|dark)\b", re.I),
+        re.compile(
+            r"o'clock|\bis it (?:still |already |yet )?(?:morning|afternoon|evening|night|day|dark)\b",
+            re.I,
+        ),
     ),
     (
         _DICTIONARY_TOOL,
@@ -337,10 +340,11 @@ gregarious?"), currencies ("How many yen is 100 dollars?") and stocks. Unlike
 `_KINDS`, they compute no figure a reply could make up (`figure_tools`)."""
 
 
-# "I ran 5 km this morning, feeling great!", "We spent a week in Tokyo last summer.":
-# a message that opens with its writer and asks nothing; a word of these makes it a
+# "I ran 5 km this morning, feeling great!", "We spent a week in Tokyo last summer.",
+# "Just finished a 10 km run in 48 minutes.": a message that opens with its writer (or
+# leaves the writer out after "Just") and asks nothing; a word of these makes it a
 # request after all ("I need 5 km in miles.", "I meant 15 km.")
-_OWN_NEWS = re.compile(r"\s*(?:i|i'm|i’m|i've|i’ve|we|we're|we’re|we've|my|our)\b", re.I)
+_OWN_NEWS = re.compile(r"\s*(?:just\b|(?:i|i'm|i’m|i've|i’ve|we|we're|we’re|we've|my|our)\b)", re.I)
 _REQUEST_WORDS = _words_of(
     "please want wanted need needed like wonder wondering curious know tell help show "
     "find check look convert calculate compute work figure add subtract multiply divide "
@@ -350,7 +354,7 @@ _REQUEST_WORDS = _words_of(
 
 def tells_only(request: str) -> bool:
     """Whether the user's message only tells about its writer and asks for nothing:
-    no question mark, opens with "I", "We", "My" or "Our", and has no word of a
+    no question mark, opens with "I", "We", "My", "Our" or "Just", and has no word of a
     request (`_REQUEST_WORDS`). Such a message asks for no tool (`_asks_for`), however
     many units or places it names: told "I ran 5 km this morning, feeling great!",
     the 1.5B called `calculate("5 * 1000")`, and told "I just got back from Paris, it
