@@ -1261,6 +1261,12 @@ def test_a_calculation_on_that_result_which_takes_its_input_is_sent_back() -> No
     off = [("calculate", args(expression="100 * (1 - 0.25)"))]
     later = [*turn, user("Now take 25% off that.")]
     assert review_calls(off, [CALCULATE, CURRENCY], later, grounding=True) is not None
+    # the result is the last one with a figure, not a later call's line (a clock's)
+    clock = [function_call("t1", "current_time", args(timezone="Europe/Paris"))]
+    clock.append(function_output("t1", "Thursday 2026-12-03 11:05 Europe/Paris"))
+    timed = [*items[:3], *clock, *items[3:]]
+    times = [("calculate", args(expression="50 * 4"))]
+    assert review_calls(times, [CALCULATE, CURRENCY], timed, grounding=True) == reason
     for right in ("46 * 4", "46.00 * 4"):
         assert (
             review_calls(

@@ -436,9 +436,7 @@ def unconverted_scale(
     called the weather alone and answered "-3 degrees Fahrenheit": Oslo's -3 °C with
     the asked scale's name."""
     asked = _ASKED_SCALE.search(latest_request(items))
-    converters = [
-        str(tool.get("name")) for tool in tools if set(_words(_tool_text(tool))) & _KINDS[1][0]
-    ]
+    converters = [str(tool.get("name")) for tool in tools if _converter(tool)]
     if asked is None or not converters:
         return None
     scale = asked.group(1).lower() if asked.group(1) else _SCALE_NAMES[asked.group(2).lower()]
@@ -1122,6 +1120,11 @@ def _calculator(tool: Mapping[str, Any]) -> bool:
     return bool(set(_words(described)) & _KINDS[0][0])
 
 
+def _converter(tool: Mapping[str, Any]) -> bool:
+    """Whether `tool` is of the unit converter's kind (`_KINDS`)."""
+    return bool(set(_words(_tool_text(tool))) & _KINDS[1][0])
+
+
 def _one_step_done(
     name: str, tool: Mapping[str, Any], items: Sequence[Mapping[str, Any]]
 ) -> tuple[str, str] | None:
@@ -1369,17 +1372,8 @@ def _took_the_input(
         return None
     latest = _latest_user_index(items)
     previous = _latest_user_index(items[:latest]) if latest else 0
-    outputs = {
-        str(item.get("call_id")): str(item.get("output") or "")
-        for item in items[previous:latest]
-        if item.get("type") == "function_call_output"
-    }
-    results = [
-        (str(item.get("arguments") or ""), output)
-        for item in items[previous:latest]
-        if item.get("type") == "function_call"
-        and "=" in (output := outputs.get(str(item.get("call_id")), ""))
-    ]
+    answered = answered_calls(items[previous:latest])
+    results = [(called, output) for (_, called), output in answered.items() if "=" in output]
     if not results:
         return None
     earlier, output = results[-1]
