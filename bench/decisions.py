@@ -33,10 +33,11 @@ harder: three-step chains, follow-ups that change the unit or work on the earlie
 result, requests equal to a description's example, a company name that is not its
 ticker, refusals next to near-fitting tools) and `heldout5` (48 cases, eight per
 category, written at the start of stop 29 before any code changed) and `heldout6` (48
-cases, eight per category, written at the start of stop 30 before any code changed).
-Held-out cases are not looked at while tuning.
+cases, eight per category, written at the start of stop 30 before any code changed) and
+`heldout7` (48 cases, eight per category, written at the start of stop 31 before any code
+changed). Held-out cases are not looked at while tuning.
 
-Usage: python bench/decisions.py [--model 1.5b|0.5b] [--split tune|heldout|heldout2|heldout3|heldout4|heldout5|heldout6|all]
+Usage: python bench/decisions.py [--model 1.5b|0.5b] [--split tune|heldout|heldout2|heldout3|heldout4|heldout5|heldout6|heldout7|all]
        [--category NAME] [--ids ID,...] [--limit N] [--offset N] [--first-only]
        [--no-grammar] [--no-grounding] [--check] [--threads N] [--label TEXT] [--log]
        [--output PATH]
@@ -846,6 +847,7 @@ def main() -> None:
             "heldout4",
             "heldout5",
             "heldout6",
+            "heldout7",
             "all",
         ),
         default="all",
