@@ -245,6 +245,10 @@ def test_a_completion_chunk_reads_as_the_chat_chunk_it_stands_for() -> None:
         ("It is Canberra. {'name': 'x'}", False),
         ('It is Canberra. {{"name": "x"}}', False),
         ("Use a set: {1, 2} or {x}.", True),
+        # the 1.5B's call in curly quotes, in a fence after prose
+        ("You can use this:\n```json\n{\u201cname\u201d: \u201ccalc\u201d}\n```", False),
+        ("It is Canberra. {\u2018name\u2019: \u2018x\u2019}", False),
+        ("She said \u201chi\u201d {politely}.", True),
     ],
 )
 def test_the_text_grammar_admits_prose_and_no_call(reply: str, accepted: bool) -> None:
