@@ -24,6 +24,10 @@ def _fed(guard: TalkGuard, text: str, step: int = 3) -> str:
         "To determine who wrote Hamlet, we can use the `calculate` function. The expression",
         "You can use the get_weather function for that.",
         "  I'll need to call the calculate function first.",
+        # a time in the purpose clause, its colon at the end of a streamed chunk
+        "To set a reminder to pick up the kids at 15:00, you can use the `set_reminder` "
+        'function with the arguments `time="15:00"`.',
+        "To convert 100 euros to dollars, you can use the following function call:\n```json",
     ],
 )
 def test_an_opening_that_talks_about_a_function_is_held_back(reply: str) -> None:
@@ -58,3 +62,14 @@ def test_a_reply_is_held_only_while_it_could_open_that_way() -> None:
     assert opening.feed("To make tea, boil") == ""
     assert opening.feed(" water. Then") == "To make tea, boil water. Then"
     assert opening.feed(" steep it.") == " steep it."
+
+
+def test_a_stop_at_the_end_of_a_chunk_waits_for_what_follows_it() -> None:
+    guard = TalkGuard(NAMES)
+    assert guard.feed("To set a reminder for 15:") == ""
+    assert guard.feed("00, you can use the `set_reminder` function.") == ""
+    assert guard.talked
+    ended = TalkGuard(NAMES)
+    assert ended.feed("To do that, boil water.") == ""
+    assert ended.feed(" Then") == "To do that, boil water. Then"
+    assert not ended.talked

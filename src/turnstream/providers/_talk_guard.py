@@ -37,10 +37,13 @@ _LEADS = (
 _TALK = re.compile(
     r"(`[\w.]+`|\b[a-z]+_[a-z_]+\b)\s+(function|tool)s?\b"
     r"|\b(functions?|tools?)\s+((named|called)\b|`[\w.]+`|[a-z]+_[a-z_]+\b)"
-    r"|\bcall (the|a|this) (\w+ )?(function|tool)\b",
+    r"|\bcall (the|a|this) (\w+ )?(function|tool)\b"
+    r"|\b(the following|this) (function|tool)( call)?\b",
     re.I,
 )
-_SENTENCE_END = re.compile(r"[.!?:](\s|$)|\n")
+# a stop with a space or a line after it: "at 15:00" or "3.5" is not an end, and a
+# stop that ends the text so far waits for what follows it (the reply ends: released)
+_SENTENCE_END = re.compile(r"[.!?:]\s|\n")
 _LIMIT = 240
 """Characters after which a held opening is let go whatever it says."""
 
