@@ -835,6 +835,27 @@ async def test_a_text_pass_that_writes_out_its_own_line_is_answered_on_the_first
     await provider.aclose()
 
 
+async def test_a_last_pass_that_talks_about_a_function_ends_in_the_note_that_no_tool_does_it() -> (
+    None
+):
+    # chitchat-24 (tune): every pass talked about `create_reminder`, the last one too
+    line = "Now reply to the user in plain text, without calling or mentioning any function."
+    engine = ScriptedReplies(
+        [chunk(TALK), chunk(finish="stop")],
+        [chunk(line), chunk(finish="stop")],
+        [chunk(TALK), chunk(finish="stop")],
+    )
+    provider = provider_for(engine)
+    message = "Turn off the lights in the living room."
+    deltas = [d async for d in provider.stream(request(message, tools=[WEATHER_CITY]))]
+    assert [d.text for d in deltas if isinstance(d, OutputTextDelta)] == [
+        "I can't do that: none of my tools does it."
+    ]
+    assert isinstance(deltas[-1], FinishDelta)
+    assert len(engine.streamed()) == 3, "no fourth pass"
+    await provider.aclose()
+
+
 async def test_a_figure_worked_out_in_the_head_is_re_sampled_as_the_call_that_computes_it() -> None:
     conversion = {
         "name": "convert_units",

@@ -515,15 +515,23 @@ def failure_note(items: Sequence[Mapping[str, Any]]) -> str:
     return f"I could not find that out: {'; '.join(dict.fromkeys(failures))}."
 
 
+_NO_TOOL_NOTE = "I can't do that: none of my tools does it."
+
+
 def result_note(items: Sequence[Mapping[str, Any]]) -> str:
     """What the provider says itself when every pass of an answer wrote out the
     tool-result message ("The function convert_currency returned: 100 USD = 88.00
     CHF.", four times over for "How many Swiss francs is 100 US dollars?"): the
     results of the calls made for the user's message, in the tools' own words (a
-    JSON object as its fields); `failure_note` if every one failed."""
+    JSON object as its fields); `failure_note` if every one failed; with no call made
+    for the message (every pass talked about a function it could not call, or wrote
+    out its own instructions), that no tool of the model's does it."""
+    outputs = latest_outputs(items)
+    if not outputs:
+        return _NO_TOOL_NOTE
     results = [
         output
-        for item in latest_outputs(items)
+        for item in outputs
         if not (output := str(item.get("output") or "")).startswith("Error")
     ]
     if not results:

@@ -711,7 +711,9 @@ class LocalProvider(Provider):
         logger.info(
             "local model text pass rejected (its prompt or a made-up time), answering on the first prompt alone"
         )
-        last = ChunkTranslator(prose_plan, last_pass=True)
+        # (and it must not talk about a function either: with no call made, a pass
+        # that only talked about `create_reminder` would end the turn as that talk)
+        last = ChunkTranslator(prose_plan, last_pass=True, talk=True)
         async for delta in self._pass(engine, _prose(plan.body), gate, last):
             yield delta
         if last.rejected is not None:
