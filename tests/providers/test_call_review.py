@@ -30,6 +30,7 @@ from turnstream.providers._call_review import (
     review_calls,
     tells_only,
     unasked,
+    uncalled_names,
     uncalled_tools,
     unconverted_scale,
     ungrounded_values,
@@ -577,6 +578,7 @@ DICTIONARY = {
     [
         (WEATHER, "Is it raining in London?"),
         (WEATHER, "How cold is it in Oslo?"),
+        (WEATHER, "Which is warmer right now, Tokyo or Sydney?"),
         (CLOCK, "Is it morning in New York?"),
         (CLOCK, "Is it still morning in Los Angeles?"),
         (CLOCK, "Is it 5 o'clock in Paris yet?"),
@@ -1318,3 +1320,123 @@ def test_a_failed_call_uses_up_none_of_the_message_s_numbers() -> None:
     # had the first call worked, 3 would have been used already
     done = [*_after_calculation(message, "(7 + 5) * 3", "(7 + 5) * 3 = 36"), *items[3:]]
     assert review_calls(step, [CALCULATE], done, grounding=True) is not None
+
+
+FORECAST = {
+    **WEATHER,
+    "name": "forecast",
+    "description": "The current weather for a city and its forecast.",
+}
+LOCAL_TIME = {**WEATHER, "name": "get_time", "description": "Get the current local time in a city."}
+
+
+@pytest.mark.parametrize(
+    ("tool", "message", "other_day"),
+    [
+        (WEATHER, "What's the weather forecast for Berlin tomorrow?", True),
+        (WEATHER, "Will it rain in Paris next weekend?", True),
+        (WEATHER, "How cold was it in Oslo yesterday?", True),
+        ({**STOCK, "description": "Current price of a share."}, "Apple's price last week?", True),
+        (WEATHER, "What's the weather in Berlin?", False),
+        (WEATHER, "Is it raining in London right now?", False),
+        # a tool that gives another day, or a clock (a time on another day is worked out)
+        (FORECAST, "What's the weather forecast for Berlin tomorrow?", False),
+        (LOCAL_TIME, "What's the time in Tokyo tomorrow when it's noon here?", False),
+        # a tool that is not of the present
+        (UNITS, "I'll run 5 miles a day next week: how many km is that?", False),
+    ],
+)
+def test_a_call_to_a_tool_of_the_present_for_another_day_is_not_asked_for(
+    tool: dict[str, Any], message: str, other_day: bool
+) -> None:
+    arguments = json.dumps({"city": "Berlin"})
+    items = [user(message)]
+    reason = review_calls([(str(tool["name"]), arguments)], [tool], items, grounding=True)
+    assert (reason is not None) is other_day
+    assert unrelated([(str(tool["name"]), arguments)], [tool], items) is other_day
+    # and a figure in the first reply is one no offered tool gives
+    assert untooled_topic([tool], items) is other_day
+
+
+def test_another_day_is_not_asked_for_even_after_the_tool_answered_today() -> None:
+    items = [
+        *_answered_turn(
+            "What's the weather in Berlin?",
+            "get_weather",
+            '{"city": "Berlin"}',
+            '{"city": "Berlin", "temp_c": 9}',
+            "It's 9°C in Berlin.",
+        ),
+        user("And tomorrow?"),
+    ]
+    assert unrelated([("get_weather", '{"city": "Berlin"}')], [WEATHER], items)
+    assert followup_tools([WEATHER], items) == [], "not held to a call"
+    again = [*items[:-1], user("And in Paris?")]
+    assert followup_tools([WEATHER], again) == ["get_weather"]
+
+
+def _called_for(message: str, calls: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    items = [user(message)]
+    for index, (name, arguments) in enumerate(calls):
+        items += [function_call(f"c{index}", name, arguments), function_output(f"c{index}", "x")]
+    return items
+
+
+TOKYO = ("get_weather", '{"city": "Tokyo"}')
+
+
+@pytest.mark.parametrize(
+    ("tools", "message", "calls", "uncalled"),
+    [
+        (
+            [WEATHER],
+            "Which is warmer right now, Tokyo or Sydney?",
+            [TOKYO],
+            ("get_weather", ["Sydney"]),
+        ),
+        ([WEATHER], "Is Tokyo warmer than Sydney?", [TOKYO], ("get_weather", ["Sydney"])),
+        (
+            [WEATHER],
+            "Compare the weather in Tokyo, London and Rome.",
+            [TOKYO],
+            ("get_weather", ["London", "Rome"]),
+        ),
+        (
+            [CLOCK],
+            "What time is it in New York and Los Angeles?",
+            [("current_time", '{"timezone": "America/New_York"}')],
+            ("current_time", ["Los Angeles"]),
+        ),
+        (
+            [WEATHER],
+            "Tokyo or Sydney: which is warmer?",
+            [TOKYO, ("get_weather", '{"city": "Sydney"}')],
+            None,
+        ),
+        # a name that is in no list, or a list none of whose names was called
+        ([WEATHER], "Hi, I'm Bob. What's the weather in Tokyo?", [TOKYO], None),
+        ([WEATHER], "Alice and Bob asked: what's the weather in Tokyo?", [TOKYO], None),
+        # a list's name called with another tool only
+        (
+            [WEATHER, CLOCK],
+            "Which is warmer, Tokyo or Sydney?",
+            [("current_time", '{"timezone": "Asia/Tokyo"}')],
+            ("current_time", ["Sydney"]),
+        ),
+        ([WEATHER], "Which is warmer, Tokyo or Sydney?", [], None),
+        # a call to a function no tool has is not one to make again
+        (
+            [WEATHER],
+            "Which is warmer, Tokyo or Sydney?",
+            [("weather_now", '{"city": "Tokyo"}')],
+            None,
+        ),
+    ],
+)
+def test_a_list_s_names_no_call_has_had(
+    tools: list[dict[str, Any]],
+    message: str,
+    calls: list[tuple[str, str]],
+    uncalled: tuple[str, list[str]] | None,
+) -> None:
+    assert uncalled_names(tools, _called_for(message, calls)) == uncalled

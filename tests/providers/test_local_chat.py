@@ -1078,6 +1078,33 @@ def test_an_answer_that_leaves_out_the_time_the_message_asks_for_is_held_to_its_
     assert "".join(d.text for d in out if isinstance(d, OutputTextDelta)) == "It's 18°C in Paris."
 
 
+def test_an_answer_to_a_comparison_with_one_name_called_is_held_to_the_other_s_call() -> None:
+    # "Which is warmer right now, Tokyo or Sydney?": answered from one city's weather
+    translator = _weather_answered("Which is warmer right now, Paris or Madrid?")
+    out = translator.feed(chunk("Paris is warmer right now."))
+    out += translator.feed(chunk(finish="stop")) + translator.finish()
+    assert not [d for d in out if isinstance(d, OutputTextDelta)]
+    assert translator.rejected is not None
+    assert translator.rejected[1] == (
+        "My request also names Madrid, and no result above is for it. Call get_weather "
+        "for Madrid now, as you did for the others."
+    )
+    assert translator.calls_only_next, "the re-sample may only call"
+    # with both cities called, the answer goes out
+    items = [
+        user("Which is warmer right now, Paris or Madrid?"),
+        call_item(),
+        output_item(),
+        {**call_item("call_2"), "arguments": '{"city": "Madrid"}'},
+        output_item("call_2"),
+    ]
+    plan = build_chat_request(GenerationRequest("local", items, tools=[WEATHER, CLOCK]))
+    both = ChunkTranslator(plan, review=True, grounding=True)
+    out = both.feed(chunk("Paris is warmer: 18°C.")) + both.feed(chunk(finish="stop"))
+    out += both.finish()
+    assert both.rejected is None
+
+
 def test_an_answer_to_celsius_asked_in_fahrenheit_is_held_to_the_conversion() -> None:
     # asked for Oslo's temperature in Fahrenheit, the 1.5B called the weather alone and
     # answered "-3 degrees Fahrenheit": the Celsius figure with the asked scale's name

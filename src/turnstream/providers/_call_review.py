@@ -65,6 +65,7 @@ __all__ = [
     "said_numbers",
     "tells_only",
     "unasked",
+    "uncalled_names",
     "uncalled_tools",
     "unconverted_scale",
     "ungrounded_values",
@@ -298,7 +299,10 @@ _TOPICS: tuple[tuple[re.Pattern[str], frozenset[str], re.Pattern[str] | None], .
         _WEATHER_TOOL,
         _words_of(
             "weather forecast warm cold hot chilly freezing temperature degrees rain raining "
-            "rainy snow snowing sunny cloudy wind windy humid humidity umbrella storm stormy"
+            "rainy snow snowing sunny cloudy wind windy humid humidity umbrella storm stormy "
+            # "Which is warmer right now, Tokyo or Sydney?"
+            "warmer warmest colder coldest hotter hottest cooler coolest sunnier sunniest "
+            "rainier cloudier windier"
         ),
         None,
     ),
@@ -411,6 +415,59 @@ def uncalled_tools(
         if named.search(request) and kind and not called & set(kind):
             missing += kind
     return missing
+
+
+# "Tokyo or Sydney", "Paris, London and Rome", "New York vs. Chicago": names in a list
+_LIST_NAME = r"[A-Z][\w’'.-]*(?:\s+[A-Z][\w’'-]*)*"
+_LIST_SEP = (
+    r"\s*,\s*(?:and\s+|or\s+)?|\s+(?:and|or|vs\.?|versus)\s+"
+    r"|\s+(?:[a-z]\w*\s+){0,2}than\s+"  # "Is Paris warmer than London?"
+)
+_NAME_LIST = re.compile(rf"{_LIST_NAME}(?:(?:{_LIST_SEP}){_LIST_NAME})+")
+_POSSESSIVE = re.compile(r"[’']s$")
+
+
+def _list_name(text: str) -> str:
+    """A list's name as written, without a possessive or the capitalised question word
+    before it ("Is Tokyo" in "Is Tokyo warmer than Sydney?")."""
+    words = _POSSESSIVE.sub("", text.strip(" .")).split()
+    while len(words) > 1 and words[0].lower() in _OWN_QUESTION:
+        words.pop(0)
+    return " ".join(words)
+
+
+def _in_arguments(name: str, arguments: str) -> bool:
+    """Whether a call's arguments hold `name` ("Tokyo" in "Asia/Tokyo", "New York" in
+    "America/New_York")."""
+    spelled = " ".join(arguments.replace("_", " ").split()).lower()
+    return re.search(rf"(?<!\w){re.escape(name.lower())}(?!\w)", spelled) is not None
+
+
+def uncalled_names(
+    tools: Sequence[Mapping[str, Any]], items: Sequence[Mapping[str, Any]]
+) -> tuple[str, list[str]] | None:
+    """A tool called for the user's latest message with one name of a list the message
+    gives ("Which is warmer right now, Tokyo or Sydney?"), and the list's names no
+    call to it has had: (the tool, those names), or None. The 1.5B answered the
+    comparison from one city's weather, or from none."""
+    latest = _latest_user_index(items)
+    calls = [
+        (str(item.get("name")), str(item.get("arguments") or ""))
+        for item in items[latest:]
+        if item.get("type") == "function_call"
+    ]
+    offered = {str(tool.get("name")) for tool in tools}
+    request = latest_request(items)
+    for match in _NAME_LIST.finditer(request):
+        names = [_list_name(name) for name in re.split(_LIST_SEP, match.group())]
+        for tool, arguments in calls:
+            if tool not in offered or not any(_in_arguments(n, arguments) for n in names):
+                continue
+            done = [args for called, args in calls if called == tool]
+            left = [n for n in names if not any(_in_arguments(n, args) for args in done)]
+            if left:
+                return tool, list(dict.fromkeys(left))
+    return None
 
 
 # "in Fahrenheit", "to degrees Celsius", "in °F": the temperature scale a message asks for
@@ -829,9 +886,13 @@ def only_failures(items: Sequence[Mapping[str, Any]]) -> bool:
 def untooled_topic(tools: Sequence[Mapping[str, Any]], items: Sequence[Mapping[str, Any]]) -> bool:
     """Whether the user's latest message asks for what a weather, clock, dictionary,
     currency or stock tool gives (`_TOPICS`) and no offered tool is of that kind: the
-    chat apps' calculator, clock and converter asked for Apple's stock price."""
+    chat apps' calculator, clock and converter asked for Apple's stock price; or asks
+    for what a tool gives on another day than today, and that tool gives only what
+    holds now (`_other_day`)."""
     request = latest_request(items)
     texts = [_tool_text(tool) for tool in tools]
+    if any(_other_day(tool, request) and _asks_for(tool, request) for tool in tools):
+        return True  # tomorrow's forecast, with only the current weather on offer
     return any(
         _requested(request, request_words, shape)
         and not any(tool_shape.search(text) for text in texts)
@@ -863,8 +924,12 @@ def followup_tools(
     previous = _latest_user_index(items[:latest]) if latest else 0
     by_name = {str(tool.get("name")): tool for tool in tools}
     calls = [item for item in items[previous:latest] if item.get("type") == "function_call"]
-    called = [name for name in dict.fromkeys(str(c.get("name")) for c in calls) if name in by_name]
     request = latest_request(items).strip()
+    called = [
+        name
+        for name in dict.fromkeys(str(c.get("name")) for c in calls)
+        if name in by_name and not _other_day(by_name[name], request)  # "And tomorrow?"
+    ]
     match = _ELLIPTICAL.fullmatch(request)
     if match is not None:
         rest = _words(match.group(1))
@@ -928,16 +993,21 @@ def _unrelated(
     names outright what no offered tool gives (`_NAMED_TOPICS`): asked "What time is
     it in Berlin?" with a weather tool and a converter (whose description says
     "time"), the 1.5B called the weather, said yes when asked whether that gives the
-    time, converted the temperature and answered that Berlin's time was 48.2 °F."""
+    time, converted the temperature and answered that Berlin's time was 48.2 °F.
+
+    And any first call for the message to a tool that gives only what holds now, for a
+    message about another day (`_other_day`), even where an earlier turn called it."""
     latest = _latest_user_index(items)
     if any(item.get("type") == "function_call_output" for item in items[latest:]):
         return False
+    request = latest_request(items)
+    tool = next((t for t in tools if t.get("name") == name), None)
+    if tool is not None and _other_day(tool, request):
+        return True
     if any(called == name for called, _ in answered_calls(items[:latest])):
         return False
     if not asks_for_any(tools, items):
         return True
-    request = latest_request(items)
-    tool = next((t for t in tools if t.get("name") == name), None)
     return tool is not None and not _asks_for(tool, request) and _untooled_named(tools, request)
 
 
@@ -948,6 +1018,34 @@ def _untooled_named(tools: Sequence[Mapping[str, Any]], request: str) -> bool:
     return any(
         named.search(request) and not any(shape.search(text) for text in texts)
         for shape, named in _NAMED_TOPICS
+    )
+
+
+_DAYS = "monday|tuesday|wednesday|thursday|friday|saturday|sunday"
+_OTHER_DAY = re.compile(
+    r"\b(?:tomorrow|yesterday|the day (?:after|before)|(?:next|last|coming) "
+    rf"(?:week|month|year|weekend|night|{_DAYS})|this (?:coming )?weekend|on (?:{_DAYS})"
+    r"|in (?:\d+|a few|two|three) (?:days|weeks))\b",
+    re.I,
+)
+_NOW_ONLY = re.compile(r"\b(?:current|currently|today's|latest|live|right now)\b", re.I)
+_ANY_DAY = re.compile(
+    r"\b(?:forecasts?|tomorrow|yesterday|history|historical|past|future|dates?|days?)\b", re.I
+)
+
+
+def _other_day(tool: Mapping[str, Any], request: str) -> bool:
+    """Whether `request` asks about another day than today ("What's the weather
+    forecast for Berlin tomorrow?", "What was Apple's stock price last week?") and
+    `tool` says it gives only what holds now ("Get the current weather for a city"),
+    and is no clock (which a time on another day is worked out from). The 1.5B called
+    the weather for tomorrow's forecast and gave today's as tomorrow's."""
+    text = _tool_text(tool)
+    return (
+        bool(_OTHER_DAY.search(request))
+        and bool(_NOW_ONLY.search(text))
+        and not _ANY_DAY.search(text)
+        and not _CLOCK_TOOL.search(text)
     )
 
 

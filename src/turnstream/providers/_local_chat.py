@@ -88,6 +88,7 @@ from turnstream.providers._call_review import (
     review_calls,
     said_numbers,
     unasked,
+    uncalled_names,
     uncalled_tools,
     unconverted_scale,
     untooled_topic,
@@ -730,6 +731,14 @@ def uncalled_reason(names: Sequence[str]) -> str:
     )
 
 
+_UNCALLED_NAMES = (
+    "My request also names {names}, and no result above is for it. Call {tool} for "
+    "{names} now, as you did for the others."
+)
+"""The re-sample's reason after an answer that gives a list's names no call
+(`uncalled_names`: "Which is warmer, Tokyo or Sydney?" answered from Tokyo's weather
+alone); the re-sample is held to a call."""
+
 _UNCONVERTED = (
     "My request asks for the temperature in {scale}, and no result above is in "
     "{scale}. Call {tool} now to convert the result to {scale}."
@@ -972,6 +981,9 @@ class ChunkTranslator:
                 self._call_hold = FOLLOW_UP_PROSE  # the same prompt, held to a call
             elif plan.answer_turn and (missing := uncalled_tools(plan.tools, plan.items)):
                 self._call_hold = uncalled_reason(missing)
+            elif plan.answer_turn and (unnamed := uncalled_names(plan.tools, plan.items)):
+                tool, names = unnamed
+                self._call_hold = _UNCALLED_NAMES.format(tool=tool, names=" and ".join(names))
             elif plan.answer_turn and (unconverted := unconverted_scale(plan.tools, plan.items)):
                 tool, scale = unconverted
                 self._call_hold = _UNCONVERTED.format(tool=tool, scale=scale.capitalize())
