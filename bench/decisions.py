@@ -13,7 +13,11 @@ arithmetic, unit conversion and word counts really computed). Per case it scores
 - unfit calls: arguments that do not validate against the tool's JSON schema
   (or a tool that does not exist);
 - copied example values: call arguments that appear in an offered tool's
-  description but nowhere in the conversation (user text, replies, tool outputs);
+  description but nowhere in the conversation (user text, replies, tool outputs),
+  in a call that is not the one the case expects. The expected call may hold such a
+  value when it is what the user asked for in other words ("AAPL" for "Apple", "17 *
+  23" for "17 times 23", where the description's example is "(17 * 23) + ..."): those
+  are counted apart (`copied_literal`, every literal occurrence) and are not copies;
 - echoed answers: a final answer that writes out the tool-result message the model
   was shown ("The function calculate returned: ... My request was: ...") or a line
   of the provider's own instructions, counted and scored wrong;
@@ -612,7 +616,14 @@ async def run_case(
     for call in calls:
         values = copied_values(call, descriptions, _norm("\n".join(conversation_parts)))
         if values:
-            copied.append({"name": call.get("name"), "values": values})
+            copied.append(
+                {
+                    "name": call.get("name"),
+                    "arguments": call.get("arguments"),
+                    "values": values,
+                    "asked": asked_for(call, expected),
+                }
+            )
         conversation_parts.append(str(outputs.get(call.get("call_id"), "")))
     unfit_calls = [{"name": c.get("name"), "why": why} for c in calls if (why := unfit(c, by_name))]
     invented = invented_fact(
@@ -665,6 +676,28 @@ def score_final(
     return raw, echo, talk, right and not (raw or echo or talk)
 
 
+def asked_for(call: dict[str, Any], expected: list[dict[str, Any]]) -> bool:
+    """Whether `call` is one the case expects (the values the user asked for)."""
+    return any(call_matches(want, call) for want in expected)
+
+
+def _copied_asked(entry: dict[str, Any], row: dict[str, Any], case: dict[str, Any]) -> bool:
+    """A kept copied entry scored again: its call (by its arguments, or for reports
+    that kept only the name, a call of that name holding every copied value) is one
+    the case expects."""
+    calls = [
+        call
+        for call in row["calls"]
+        if call.get("name") == entry.get("name")
+        and (
+            call.get("arguments") == entry["arguments"]
+            if "arguments" in entry
+            else all(str(v) in str(call.get("arguments")) for v in entry["values"])
+        )
+    ]
+    return any(asked_for(call, case["expect"]) for call in calls)
+
+
 def rescore(report: dict[str, Any]) -> dict[str, Any]:
     """A run's report scored by today's rules and data (answers a case now needs),
     from the calls and final answers it kept."""
@@ -676,6 +709,8 @@ def rescore(report: dict[str, Any]) -> dict[str, Any]:
         names = [t.name for t in sets[case["tools"]][0]]
         raw, echo, talk, right = score_final(case, row["calls"], row.get("final") or "", names)
         row.update(raw_call_text=raw, echoed=echo, tool_talk=talk)
+        for entry in row["copied"]:
+            entry["asked"] = _copied_asked(entry, row, case)
         row["final_ok"] = right and row["error"] is None and not report.get("first_only")
     return {**report, "rescored": True, "summary": summarize(rows), "cases": rows}
 
@@ -697,7 +732,8 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "cases": len(g),
             "first_right": sum(r["first_ok"] for r in g),
             "final_right": sum(r["final_ok"] for r in g),
-            "copied_calls": sum(bool(r["copied"]) for r in g),
+            "copied_calls": sum(any(not c.get("asked") for c in r["copied"]) for r in g),
+            "copied_literal": sum(bool(r["copied"]) for r in g),
             "unfit_calls": sum(bool(r.get("unfit")) for r in g),
             "invented": sum(r["invented"] for r in g),
             "raw_call_text": sum(r["raw_call_text"] for r in g),
@@ -710,7 +746,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def print_table(summary: dict[str, Any]) -> None:
     print(
-        f"{'group':22} {'n':>4} {'first':>11} {'final':>11} {'copied':>6} {'unfit':>5} "
+        f"{'group':22} {'n':>4} {'first':>11} {'final':>11} {'copied':>6} {'lit':>4} {'unfit':>5} "
         f"{'invented':>8} {'raw':>4} {'echo':>4} {'talk':>4} {'err':>4}"
     )
     for key, s in summary.items():
@@ -718,6 +754,7 @@ def print_table(summary: dict[str, Any]) -> None:
         print(
             f"{key:22} {n:4} {s['first_right']:4} {s['first_right'] / n:6.0%} "
             f"{s['final_right']:4} {s['final_right'] / n:6.0%} {s['copied_calls']:6} "
+            f"{s.get('copied_literal', s['copied_calls']):4} "
             f"{s.get('unfit_calls', 0):5} "
             f"{s['invented']:8} {s['raw_call_text']:4} {s.get('echoed', 0):4} "
             f"{s.get('tool_talk', 0):4} {s['errors']:4}"
