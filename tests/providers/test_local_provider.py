@@ -1078,23 +1078,43 @@ async def test_an_answer_that_writes_out_the_result_message_in_every_pass_ends_i
 
 
 async def test_an_answer_that_talks_about_a_function_is_re_sampled_free_to_answer_or_call() -> None:
-    # after only Tokyo's time had come back, asked the difference from London's
+    # after Tokyo's time had come back, asked how far ahead of UTC it is
     talk = "To find the time difference, I used the `get_time` function with Asia/Tokyo."
     engine = ScriptedReplies(
         [chunk(talk), chunk(finish="stop")],
-        [chunk("London is 9 hours behind Tokyo."), chunk(finish="stop")],
+        [chunk("Tokyo is 9 hours ahead of UTC."), chunk(finish="stop")],
     )
     provider = provider_for(engine)
-    items = tokyo_answered("What's the time difference between London and Tokyo?")
+    items = tokyo_answered("How many hours ahead of UTC is Tokyo?")
     deltas = [d async for d in provider.stream(GenerationRequest("local", items, tools=[CLOCK]))]
     # a figure of its own, worked out from the result, is an answer too
     assert [d.text for d in deltas if isinstance(d, OutputTextDelta)] == [
-        "London is 9 hours behind Tokyo."
+        "Tokyo is 9 hours ahead of UTC."
     ]
     _first, second = engine.streamed()
     reason = second["prompt"].rsplit("<|im_start|>user\n", 1)[1]
     assert reason.startswith("You wrote about a function instead of answering.")
     assert second["grammar_lazy"] is True, "not held to a call: the request may be done"
+    await provider.aclose()
+
+
+async def test_a_difference_answered_from_one_of_its_two_places_calls_for_the_other() -> None:
+    # after only Tokyo's time had come back, the 1.5B gave the difference from London's
+    london = {"name": "get_time", "arguments": {"timezone": "Europe/London"}}
+    engine = ScriptedReplies(
+        [chunk("London is 9 hours behind Tokyo."), chunk(finish="stop")],
+        [chunk(json.dumps(london)), chunk(finish="stop")],
+    )
+    provider = provider_for(engine)
+    items = tokyo_answered("What's the time difference between London and Tokyo?")
+    deltas = [d async for d in provider.stream(GenerationRequest("local", items, tools=[CLOCK]))]
+    assert not [d for d in deltas if isinstance(d, OutputTextDelta)]
+    calls = [d for d in deltas if isinstance(d, ToolCallDelta) and d.name]
+    assert [(c.name, json.loads(c.arguments)) for c in calls] == [
+        ("get_time", {"timezone": "Europe/London"})
+    ]
+    _first, second = engine.streamed()
+    assert "My request also names London" in second["prompt"]
     await provider.aclose()
 
 
