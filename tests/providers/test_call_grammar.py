@@ -120,6 +120,13 @@ def test_one_call_only_when_parallel_calls_are_off() -> None:
     assert not single.accepts(call("calc", {}) + "\n" + call("calc", {}))
 
 
+def test_without_others_only_the_given_tools_can_be_called() -> None:
+    only = parse(call_grammar([CALC], others=False) or "")
+    assert only.accepts(call("calculate", {"expression": "17 + 25"}))
+    assert not only.accepts(call("convert", {}))
+    assert not only.accepts(call("calc", {}))
+
+
 def test_no_grammar_without_tools() -> None:
     assert call_grammar([]) is None
 

@@ -1128,3 +1128,32 @@ def test_an_answer_to_celsius_asked_in_fahrenheit_is_held_to_the_conversion() ->
     out = call.feed(chunk(conversion)) + call.feed(chunk(finish="stop")) + call.finish()
     assert call.rejected is None
     assert [d.name for d in out if isinstance(d, ToolCallDelta) and d.name] == ["convert_units"]
+
+
+def _berlin_after_paris() -> ChunkTranslator:
+    """The first reply to "And in Berlin?" after the weather in Paris."""
+    items = [
+        user("What's the weather in Paris?"),
+        call_item(),
+        output_item(),
+        {"type": "message", "role": "assistant", "content": "It's 18°C in Paris."},
+        user("And in Berlin?"),
+    ]
+    plan = build_chat_request(GenerationRequest("local", items, tools=[WEATHER, CALCULATOR]))
+    return ChunkTranslator(plan, review=True, grounding=True)
+
+
+def test_prose_where_a_call_was_due_names_the_tools_the_re_sample_may_call() -> None:
+    prose = _berlin_after_paris()
+    prose.feed(chunk("It's 18°C in Berlin too."))
+    prose.feed(chunk(finish="stop"))
+    prose.finish()
+    assert prose.rejected is not None
+    assert prose.held_to == ("get_weather",)
+    # a call rejected for another reason leaves the re-sample free to call any tool
+    again = _berlin_after_paris()
+    again.feed(chunk('{"name": "get_weather", "arguments": {"city": "Paris"}}'))
+    again.feed(chunk(finish="stop"))
+    again.finish()
+    assert again.rejected is not None
+    assert again.held_to == ()

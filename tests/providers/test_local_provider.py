@@ -22,7 +22,7 @@ from tests.providers.helpers import (
     is_warm_up,
 )
 from turnstream.engine.deltas import FinishDelta, OutputTextDelta, ToolCallDelta
-from turnstream.providers._call_grammar import TEXT_GRAMMAR
+from turnstream.providers._call_grammar import TEXT_GRAMMAR, call_grammar
 from turnstream.providers._local_chat import CONFIRM_GRAMMAR
 from turnstream.providers._local_model import LocalModelError
 from turnstream.providers.base import GenerationRequest, Provider, ProviderError
@@ -1000,7 +1000,7 @@ async def test_prose_for_a_follow_up_naming_new_values_is_decoded_again_as_a_cal
         assistant("It's 18°C and cloudy in Paris."),
         *request("And in Berlin?").items,
     ]
-    follow_up = GenerationRequest("local", items, tools=[WEATHER_CITY])
+    follow_up = GenerationRequest("local", items, tools=[WEATHER_CITY, UNITS])
     deltas = [d async for d in provider.stream(follow_up)]
     assert not [d for d in deltas if isinstance(d, OutputTextDelta)]
     calls = [d for d in deltas if isinstance(d, ToolCallDelta) and d.name]
@@ -1011,6 +1011,10 @@ async def test_prose_for_a_follow_up_naming_new_values_is_decoded_again_as_a_cal
     assert second["prompt"] == first["prompt"], "the same prompt (cached), no reason added"
     assert first["grammar_lazy"] is True
     assert second["grammar_lazy"] is False, "held to a call from its first token"
+    # ... of the tool the earlier turn called alone (asked "Is Google doing better?"
+    # after Microsoft's price, the held re-sample called the calculator)
+    assert '"\\"convert_units\\""' in first["grammar"]
+    assert second["grammar"] == call_grammar([WEATHER_CITY], others=False)
     await provider.aclose()
 
 
@@ -1115,6 +1119,7 @@ async def test_a_difference_answered_from_one_of_its_two_places_calls_for_the_ot
     ]
     _first, second = engine.streamed()
     assert "My request also names London" in second["prompt"]
+    assert second["grammar"] == call_grammar([CLOCK], others=False), "a clock call alone"
     await provider.aclose()
 
 

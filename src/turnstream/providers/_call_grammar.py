@@ -217,11 +217,14 @@ def _other_name(names: Sequence[str], rules: _Rules) -> str:
     return build(trie, 0)
 
 
-def call_grammar(tools: Sequence[Mapping[str, Any]], *, parallel: bool = True) -> str | None:
+def call_grammar(
+    tools: Sequence[Mapping[str, Any]], *, parallel: bool = True, others: bool = True
+) -> str | None:
     """The grammar of a reply that is one call (or, with `parallel`, several) to `tools`.
 
     `tools` are Responses function tools (`name`, `parameters`). None when none is
-    offered.
+    offered. With `others`, a call may also name a function none of them is (with
+    empty arguments: it is answered as unknown); without, only these.
     """
     named = [t for t in tools if isinstance(t.get("name"), str)]
     if not named:
@@ -234,11 +237,13 @@ def call_grammar(tools: Sequence[Mapping[str, Any]], *, parallel: bool = True) -
         )
         name = _literal(json.dumps(tool["name"], ensure_ascii=False))
         heads.append(f'{name} ws "," ws "\\"arguments\\"" ws ":" ws {arguments}')
-    other = _other_name([t["name"] for t in named], rules)
-    # An imagined function's arguments mean nothing (the call is answered as unknown),
-    # and written out they can run past the token limit (a whole story as `story`),
-    # leaving a cut-off call that would reach the user as raw JSON: so they are empty.
-    heads.append(f'"\\"" {other} ws "," ws "\\"arguments\\"" ws ":" ws "{{" ws "}}"')
+    if others:
+        other = _other_name([t["name"] for t in named], rules)
+        # An imagined function's arguments mean nothing (the call is answered as
+        # unknown), and written out they can run past the token limit (a whole story
+        # as `story`), leaving a cut-off call that would reach the user as raw JSON:
+        # so they are empty.
+        heads.append(f'"\\"" {other} ws "," ws "\\"arguments\\"" ws ":" ws "{{" ws "}}"')
     rules.add("call-head", " | ".join(heads))
     rules.add("call", '"{" ws "\\"name\\"" ws ":" ws call-head ws "}"')
     calls = "call ([ \\t\\n]{1,4} call){0,3}" if parallel else "call"

@@ -975,18 +975,24 @@ class ChunkTranslator:
         # leaves out a kind of thing the message names (the time, beside the weather:
         # `uncalled_tools`) or a temperature in the scale it names (`unconverted_scale`):
         # a call, never prose; the reason it is asked again with
+        # (and the tools that call is due to: `held_to`)
         self._call_hold: str | None = None
+        self._hold_tools: tuple[str, ...] = ()
         if review and plan.sniff_calls and not calls_only:
-            if not plan.answer_turn and followup_tools(plan.tools, plan.items):
+            if not plan.answer_turn and (again := followup_tools(plan.tools, plan.items)):
                 self._call_hold = FOLLOW_UP_PROSE  # the same prompt, held to a call
+                self._hold_tools = tuple(again)
             elif plan.answer_turn and (missing := uncalled_tools(plan.tools, plan.items)):
                 self._call_hold = uncalled_reason(missing)
+                self._hold_tools = tuple(missing)
             elif plan.answer_turn and (unnamed := uncalled_names(plan.tools, plan.items)):
                 tool, names = unnamed
                 self._call_hold = _UNCALLED_NAMES.format(tool=tool, names=" and ".join(names))
+                self._hold_tools = (tool,)
             elif plan.answer_turn and (unconverted := unconverted_scale(plan.tools, plan.items)):
                 tool, scale = unconverted
                 self._call_hold = _UNCONVERTED.format(tool=tool, scale=scale.capitalize())
+                self._hold_tools = (tool,)
         self._figures: FigureGuard | None = (
             FigureGuard(said_numbers(conversation_text(plan.instructions, plan.items)))
             if self._figure_tools or self._failed or self._untooled
@@ -1373,6 +1379,16 @@ class ChunkTranslator:
         if self._plan.answer_turn:
             return False
         return bool(calls) or reason == _TALKED
+
+    @property
+    def held_to(self) -> tuple[str, ...]:
+        """After prose where a call was due (`_call_hold`): the tools that call is due
+        to, which the re-sample's grammar then admits alone (asked "Is Google doing
+        better?" after Microsoft's stock price, the held re-sample called the
+        calculator with "100 - 50"); else empty."""
+        if self.rejected is None or self.rejected[1] != self._call_hold:
+            return ()
+        return self._hold_tools
 
     @property
     def unsourced_figure(self) -> bool:

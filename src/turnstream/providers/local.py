@@ -63,7 +63,12 @@ from turnstream.engine.deltas import (
     QueuedDelta,
     StartedDelta,
 )
-from turnstream.providers._call_grammar import chat_chunk, completion_body, text_body
+from turnstream.providers._call_grammar import (
+    call_grammar,
+    chat_chunk,
+    completion_body,
+    text_body,
+)
 from turnstream.providers._call_review import Correction, unrelated
 from turnstream.providers._local_chat import (
     CONFIRM_GRAMMAR,
@@ -740,7 +745,7 @@ class LocalProvider(Provider):
             # prose for a follow-up naming new values: the same (cached) prompt, held
             # to a call
             chat_body = plan.body if reason == FOLLOW_UP_PROSE else retry_body(plan, calls, reason)
-            body = self._body(plan, chat_body, forced=calls_only)
+            body = self._body(_held_to(plan, first.held_to), chat_body, forced=calls_only)
             return body, self._translator(plan, body, calls_only=calls_only)
         if _for_no_tool(plan, calls):
             # A call for a message that asks for none of the tools: a function no tool
@@ -865,6 +870,16 @@ _CORRECTIONS = 2
 """How many more re-samples a re-sample rejected with a `Correction` gets: each fixes
 one mistake ("And to yen?" after 20 GBP in euros: the earlier call repeated, then 20
 taken as euros, then the call asked for)."""
+
+
+def _held_to(plan: ChatPlan, names: Sequence[str]) -> ChatPlan:
+    """`plan` with a call grammar that admits calls to `names` alone (a re-sample held
+    to the call of those tools: `ChunkTranslator.held_to`), or `plan` itself."""
+    tools = [tool for tool in plan.tools if tool.get("name") in names]
+    if not tools or plan.grammar is None:
+        return plan
+    grammar = call_grammar(tools, parallel=plan.parallel_tool_calls, others=False)
+    return dataclasses.replace(plan, grammar=grammar)
 
 
 def _prose(chat_body: dict[str, Any]) -> _Body:
