@@ -1395,6 +1395,7 @@ TOKYO = ("get_weather", '{"city": "Tokyo"}')
             ("get_weather", ["Sydney"]),
         ),
         ([WEATHER], "Is Tokyo warmer than Sydney?", [TOKYO], ("get_weather", ["Sydney"])),
+        ([WEATHER], "Is it colder in Tokyo than in Sydney?", [TOKYO], ("get_weather", ["Sydney"])),
         (
             [WEATHER],
             "Compare the weather in Tokyo, London and Rome.",
@@ -1415,6 +1416,7 @@ TOKYO = ("get_weather", '{"city": "Tokyo"}')
         ),
         # a name that is in no list, or a list none of whose names was called
         ([WEATHER], "Hi, I'm Bob. What's the weather in Tokyo?", [TOKYO], None),
+        ([WEATHER], "What's the weather in Tokyo, Japan?", [TOKYO], None),
         ([WEATHER], "Alice and Bob asked: what's the weather in Tokyo?", [TOKYO], None),
         # a list's name called with another tool only
         (

@@ -421,10 +421,11 @@ def uncalled_tools(
 _LIST_NAME = r"[A-Z][\w’'.-]*(?:\s+[A-Z][\w’'-]*)*"
 _LIST_SEP = (
     r"\s*,\s*(?:and\s+|or\s+)?|\s+(?:and|or|vs\.?|versus)\s+"
-    r"|\s+(?:[a-z]\w*\s+){0,2}than\s+"  # "Is Paris warmer than London?"
+    r"|\s+(?:[a-z]\w*\s+){0,2}than\s+(?:in\s+|at\s+)?"  # "Is Paris warmer than (in) London?"
 )
 _NAME_LIST = re.compile(rf"{_LIST_NAME}(?:(?:{_LIST_SEP}){_LIST_NAME})+")
 _POSSESSIVE = re.compile(r"[’']s$")
+_JOINED = re.compile(r"\s(?:and|or|vs\.?|versus|than)\s")
 
 
 def _list_name(text: str) -> str:
@@ -459,6 +460,8 @@ def uncalled_names(
     offered = {str(tool.get("name")) for tool in tools}
     request = latest_request(items)
     for match in _NAME_LIST.finditer(request):
+        if not _JOINED.search(match.group()):
+            continue  # "Paris, France", "Portland, Oregon": one place
         names = [_list_name(name) for name in re.split(_LIST_SEP, match.group())]
         for tool, arguments in calls:
             if tool not in offered or not any(_in_arguments(n, arguments) for n in names):
