@@ -29,6 +29,7 @@ from turnstream.providers._call_review import (
     may_reject,
     review_calls,
     tells_only,
+    topic_tools,
     unasked,
     uncalled_names,
     uncalled_tools,
@@ -1442,3 +1443,39 @@ def test_a_list_s_names_no_call_has_had(
     uncalled: tuple[str, list[str]] | None,
 ) -> None:
     assert uncalled_names(tools, _called_for(message, calls)) == uncalled
+
+
+@pytest.mark.parametrize(
+    ("items", "tools"),
+    [
+        ([user("Is it raining in London?")], ["get_weather"]),
+        ([user("Is the Apple stock up today?")], ["stock_price"]),
+        ([user("Is it past noon in Tokyo?")], ["current_time"]),
+        # nothing named, another day for a tool of the present, the writer's own news
+        ([user("Do you like rainy days?")], []),
+        ([user("What's the weather forecast for Berlin tomorrow?")], []),
+        ([user("I love the weather in Lisbon.")], []),
+        # another tool asked for too, or the tool already called: `followup_tools`
+        ([user("What is 15 times 12? Then convert that many dollars to pounds.")], []),
+        (
+            [
+                *_answered_turn(
+                    "What's the weather in Oslo?",
+                    "get_weather",
+                    '{"city": "Oslo"}',
+                    '{"temp_c": -3}',
+                    "It's -3°C in Oslo.",
+                ),
+                user("Thanks! Was it sunny in Oslo, then?"),
+            ],
+            [],
+        ),
+        # a call made for the message already: an answer turn
+        (_called_for("Is it raining in London?", [("get_weather", '{"city": "London"}')]), []),
+    ],
+)
+def test_a_lookup_a_tool_gives_for_something_named_wants_its_call(
+    items: list[dict[str, Any]], tools: list[str]
+) -> None:
+    offered = [WEATHER, CLOCK, STOCK, UNITS, CALCULATE, CURRENCY]
+    assert topic_tools(offered, items) == tools

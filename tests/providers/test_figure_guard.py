@@ -235,7 +235,9 @@ def test_a_figure_for_what_no_offered_tool_gives_is_held_back_for_an_honest_answ
         ("What's the stock price of Apple?", [CALCULATOR, UNITS], True),
         ("How many dollars is 100 euros?", [CALCULATOR, UNITS], True),
         # a tool of that kind is offered, or the message asks for no such thing
-        ("What's the weather in Paris?", [WEATHER, CALCULATOR], False),
+        # (a request for a lookup it names, such as "the weather in Paris", is held
+        # for the call instead: `topic_tools`)
+        ("Is the weather nice where you are?", [WEATHER, CALCULATOR], False),
         ("Who wrote Hamlet in 1600?", [CALCULATOR, UNITS], False),
         # no tools at all: a plain chat
         ("What's the stock price of Apple?", [], False),

@@ -1157,3 +1157,30 @@ def test_prose_where_a_call_was_due_names_the_tools_the_re_sample_may_call() -> 
     again.finish()
     assert again.rejected is not None
     assert again.held_to == ()
+
+
+@pytest.mark.parametrize(
+    ("message", "held_to"),
+    [
+        ("Which is warmer right now, Tokyo or Sydney?", ("get_weather",)),
+        ("Is it still morning in Los Angeles?", ("current_time",)),
+        # nothing named to look up, another day, or small talk about the writer
+        ("Do you like rainy days?", ()),
+        ("I love the weather in Lisbon.", ()),
+        # a calculation asked for too: the calculator may come first
+        ("What is 15 times 12 in hours and minutes?", ()),
+    ],
+)
+def test_prose_for_a_lookup_a_tool_gives_is_held_for_its_call(
+    message: str, held_to: tuple[str, ...]
+) -> None:
+    plan = build_chat_request(
+        GenerationRequest("local", [user(message)], tools=[WEATHER, CLOCK, CALCULATOR])
+    )
+    translator = ChunkTranslator(plan, review=True, grounding=True)
+    out = translator.feed(chunk("Yes, it is."))
+    out += translator.feed(chunk(finish="stop")) + translator.finish()
+    assert bool(held_to) is not bool([d for d in out if isinstance(d, OutputTextDelta)])
+    assert translator.held_to == held_to
+    if held_to:
+        assert translator.calls_only_next, "the re-sample may only call"

@@ -797,19 +797,47 @@ async def test_talk_about_a_function_for_a_message_that_asks_for_no_tool_goes_to
 async def test_talk_about_a_function_for_a_message_that_asks_for_one_is_re_sampled_for_the_call() -> (
     None
 ):
-    talk = "To get the weather in Paris, I'll need to call the get_weather function."
-    engine = ScriptedReplies([chunk(talk), chunk(finish="stop")], weather_reply("Paris"))
+    # (a weather request is held for its call at its first prose: `topic_tools`)
+    talk = "To convert 42 km to miles, I'll need to call the convert_units function."
+    conversion = {
+        "name": "convert_units",
+        "arguments": {"value": 42, "from_unit": "km", "to_unit": "mi"},
+    }
+    engine = ScriptedReplies(
+        [chunk(talk), chunk(finish="stop")],
+        [chunk(json.dumps(conversion)), chunk(finish="stop")],
+    )
     provider = provider_for(engine)
-    message = "What's the weather in Paris?"
-    deltas = [d async for d in provider.stream(request(message, tools=[WEATHER_CITY]))]
+    message = "How many miles is 42 km?"
+    deltas = [d async for d in provider.stream(request(message, tools=[UNITS]))]
     assert not [d for d in deltas if isinstance(d, OutputTextDelta)]
     calls = [d for d in deltas if isinstance(d, ToolCallDelta) and d.name]
     assert [(c.name, json.loads(c.arguments)) for c in calls] == [
-        ("get_weather", {"city": "Paris"})
+        ("convert_units", {"value": 42, "from_unit": "km", "to_unit": "mi"})
     ]
     _first, second = engine.streamed()
     reason = second["prompt"].rsplit("<|im_start|>user\n", 1)[1]
     assert "You wrote about a function instead of calling it." in reason
+    await provider.aclose()
+
+
+async def test_prose_for_a_lookup_a_tool_gives_is_decoded_again_as_its_call() -> None:
+    # "Which is warmer right now, Tokyo or Sydney?": "Tokyo is warmer right now."
+    engine = ScriptedReplies(
+        [chunk("Tokyo is warmer right now."), chunk(finish="stop")], weather_reply("Tokyo")
+    )
+    provider = provider_for(engine)
+    message = "Which is warmer right now, Tokyo or Sydney?"
+    tools = [WEATHER_CITY, UNITS]
+    deltas = [d async for d in provider.stream(request(message, tools=tools))]
+    assert not [d for d in deltas if isinstance(d, OutputTextDelta)]
+    calls = [d for d in deltas if isinstance(d, ToolCallDelta) and d.name]
+    assert [(c.name, json.loads(c.arguments)) for c in calls] == [
+        ("get_weather", {"city": "Tokyo"})
+    ]
+    first, second = engine.streamed()
+    assert second["prompt"] == first["prompt"], "the same prompt (cached), no reason added"
+    assert second["grammar"] == call_grammar([WEATHER_CITY], others=False)
     await provider.aclose()
 
 

@@ -64,6 +64,7 @@ __all__ = [
     "review_calls",
     "said_numbers",
     "tells_only",
+    "topic_tools",
     "unasked",
     "uncalled_names",
     "uncalled_tools",
@@ -471,6 +472,51 @@ def uncalled_names(
             if left:
                 return tool, list(dict.fromkeys(left))
     return None
+
+
+# what a lookup is for: a name ("in London", "Apple's"), a code ("AAPL", "USD"), a
+# quoted word ("'gregarious'") or an amount ("100 dollars")
+_LOOKUP_VALUE = re.compile(
+    r"(?<=\s)[A-Z][a-z][\w’'-]*|\b[A-Z]{2,5}\b|[\"“‘'][a-z]+[\"”’']|\d", re.M
+)
+
+
+def topic_tools(
+    tools: Sequence[Mapping[str, Any]], items: Sequence[Mapping[str, Any]]
+) -> list[str]:
+    """The offered weather, clock, dictionary, currency or stock tools (`_TOPICS`) that
+    the user's latest message asks about for something it names (`_LOOKUP_VALUE`),
+    before any call was made for it: a first reply to it must be a call, since what
+    those tools give cannot be known without them. Asked a yes/no question about the
+    weather or the time somewhere ("Which is warmer right now, Tokyo or Sydney?"),
+    the 1.5B answered "Tokyo is warmer right now." from nothing. Not for a message
+    that only tells about its writer, one about another day than today for a tool
+    of the present (`_other_day`), or one that names nothing to look up ("Do you like
+    rainy days?"), or one that asks for another tool too (a calculation), or about a
+    tool an earlier turn called (`followup_tools` judges those)."""
+    latest = _latest_user_index(items)
+    if any(item.get("type") == "function_call" for item in items[latest:]):
+        return []
+    request = latest_request(items)
+    if tells_only(request) or not _LOOKUP_VALUE.search(request):
+        return []
+    topical = {
+        str(tool.get("name"))
+        for tool in tools
+        if any(shape.search(_tool_text(tool)) for shape, _, _ in _TOPICS)
+    }
+    if any(_asks_for(t, request) for t in tools if str(t.get("name")) not in topical):
+        return []  # a calculation or a conversion too ("... convert that to pounds")
+    earlier = {name for name, _ in answered_calls(items[:latest])}
+    return [
+        str(tool.get("name"))
+        for tool in tools
+        for tool_shape, words, shape in _TOPICS
+        if tool_shape.search(_tool_text(tool))
+        and _requested(request, words, shape)
+        and not _other_day(tool, request)
+        and str(tool.get("name")) not in earlier  # "What was the temperature again?"
+    ]
 
 
 # "in Fahrenheit", "to degrees Celsius", "in °F": the temperature scale a message asks for

@@ -87,6 +87,7 @@ from turnstream.providers._call_review import (
     only_failures,
     review_calls,
     said_numbers,
+    topic_tools,
     unasked,
     uncalled_names,
     uncalled_tools,
@@ -721,6 +722,15 @@ the call grammar from its first token (no reason added: the prompt is in llama.c
 cache, and its note already asks for a call for new values)."""
 
 
+TOPIC_PROSE = "a reply in prose to a message that asks what a lookup tool gives"
+"""Why a first reply to a message asking for what a weather, clock, dictionary,
+currency or stock tool gives, for something it names (`topic_tools`), stops at its
+first prose: what those tools give cannot be known without them, and the 1.5B
+answered yes/no questions about it from nothing ("Tokyo is warmer right now."). As
+for `FOLLOW_UP_PROSE`, the same prompt is decoded again under the grammar of those
+tools' calls."""
+
+
 def uncalled_reason(names: Sequence[str]) -> str:
     """The re-sample's reason after an answer that left out what `names` give
     (`uncalled_tools`); the re-sample is held to a call."""
@@ -982,6 +992,9 @@ class ChunkTranslator:
             if not plan.answer_turn and (again := followup_tools(plan.tools, plan.items)):
                 self._call_hold = FOLLOW_UP_PROSE  # the same prompt, held to a call
                 self._hold_tools = tuple(again)
+            elif not plan.answer_turn and (topics := topic_tools(plan.tools, plan.items)):
+                self._call_hold = TOPIC_PROSE  # the same prompt, held to a call
+                self._hold_tools = tuple(topics)
             elif plan.answer_turn and (missing := uncalled_tools(plan.tools, plan.items)):
                 self._call_hold = uncalled_reason(missing)
                 self._hold_tools = tuple(missing)

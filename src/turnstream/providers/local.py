@@ -73,6 +73,7 @@ from turnstream.providers._call_review import Correction, unrelated
 from turnstream.providers._local_chat import (
     CONFIRM_GRAMMAR,
     FOLLOW_UP_PROSE,
+    TOPIC_PROSE,
     ChatPlan,
     ChunkTranslator,
     ToolStrategy,
@@ -742,9 +743,10 @@ class LocalProvider(Provider):
             # grammar from its first token (and, where that cannot be sent, its prose
             # is rejected and the text pass answers instead)
             calls_only = first.calls_only_next
-            # prose for a follow-up naming new values: the same (cached) prompt, held
-            # to a call
-            chat_body = plan.body if reason == FOLLOW_UP_PROSE else retry_body(plan, calls, reason)
+            # prose for a follow-up naming new values, or for a lookup a tool gives:
+            # the same (cached) prompt, held to a call
+            same = reason in (FOLLOW_UP_PROSE, TOPIC_PROSE)
+            chat_body = plan.body if same else retry_body(plan, calls, reason)
             body = self._body(_held_to(plan, first.held_to), chat_body, forced=calls_only)
             return body, self._translator(plan, body, calls_only=calls_only)
         if _for_no_tool(plan, calls):
