@@ -1453,6 +1453,7 @@ def test_a_list_s_names_no_call_has_had(
         ([user("Is it past noon in Tokyo?")], ["current_time"]),
         # nothing named, another day for a tool of the present, the writer's own news
         ([user("Do you like rainy days?")], []),
+        ([user("Good morning! How's the weather where you are?")], []),
         ([user("What's the weather forecast for Berlin tomorrow?")], []),
         ([user("I love the weather in Lisbon.")], []),
         # another tool asked for too, or the tool already called: `followup_tools`

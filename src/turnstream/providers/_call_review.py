@@ -474,10 +474,10 @@ def uncalled_names(
     return None
 
 
-# what a lookup is for: a name ("in London", "Apple's"), a code ("AAPL", "USD"), a
-# quoted word ("'gregarious'") or an amount ("100 dollars")
+# what a lookup is for: a name ("in London", "Apple's"; not a sentence's first word),
+# a code ("AAPL", "USD"), a quoted word ("'gregarious'") or an amount ("100 dollars")
 _LOOKUP_VALUE = re.compile(
-    r"(?<=\s)[A-Z][a-z][\w’'-]*|\b[A-Z]{2,5}\b|[\"“‘'][a-z]+[\"”’']|\d", re.M
+    r"(?<![.!?:]\s)(?<=\s)[A-Z][a-z][\w’'-]*|\b[A-Z]{2,5}\b|[\"“‘'][a-z]+[\"”’']|\d", re.M
 )
 
 
