@@ -583,6 +583,10 @@ DICTIONARY = {
         (CLOCK, "Is it morning in New York?"),
         (CLOCK, "Is it still morning in Los Angeles?"),
         (CLOCK, "Is it 5 o'clock in Paris yet?"),
+        (CLOCK, "Is it already Friday in Auckland?"),
+        (CLOCK, "Would my friend in San Francisco still be awake?"),
+        (CLOCK, "Is it lunchtime in Rome yet?"),
+        (CALCULATE, "Split it between the two of us."),
         (DICTIONARY, "What's the meaning of gregarious?"),
         (CURRENCY, "How many yen is 100 dollars?"),
         (CURRENCY, "What is €40 in pounds?"),
@@ -1121,6 +1125,9 @@ def test_a_new_name_goes_on_from_a_request_whose_calls_took_a_name() -> None:
         ("We spent a week in Tokyo last summer.", True),
         ("I'm baking bread for 12 people.", True),
         ("Just finished a 10 km run in 48 minutes.", True),
+        ("Hey! Just got one of those old calculator watches, feeling very retro.", True),
+        ("Hi there, I ran 5 km today.", True),
+        ("Hi! I need 5 km in miles.", False),
         ("Just convert 10 km to miles.", False),
         ("I need 5 km in miles.", False),
         ("I meant 15 km.", False),
@@ -1337,7 +1344,11 @@ LOCAL_TIME = {**WEATHER, "name": "get_time", "description": "Get the current loc
         (WEATHER, "What's the weather forecast for Berlin tomorrow?", True),
         (WEATHER, "Will it rain in Paris next weekend?", True),
         (WEATHER, "How cold was it in Oslo yesterday?", True),
-        ({**STOCK, "description": "Current price of a share."}, "Apple's price last week?", True),
+        (
+            {**STOCK, "description": "Current price of a share."},
+            "How did Apple's price do last week?",
+            True,
+        ),
         (WEATHER, "What's the weather in Berlin?", False),
         (WEATHER, "Is it raining in London right now?", False),
         # a tool that gives another day, or a clock (a time on another day is worked out)
@@ -1454,6 +1465,9 @@ def test_a_list_s_names_no_call_has_had(
         # nothing named, another day for a tool of the present, the writer's own news
         ([user("Do you like rainy days?")], []),
         ([user("Good morning! How's the weather where you are?")], []),
+        # a currency converter gives amounts and rates, not what a country uses
+        ([user("How many yen is 100 Swiss francs?")], ["convert_currency"]),
+        ([user("What currency do they use in Peru?")], []),
         ([user("What's the weather forecast for Berlin tomorrow?")], []),
         ([user("I love the weather in Lisbon.")], []),
         # another tool asked for too, or the tool already called: `followup_tools`
@@ -1480,3 +1494,17 @@ def test_a_lookup_a_tool_gives_for_something_named_wants_its_call(
 ) -> None:
     offered = [WEATHER, CLOCK, STOCK, UNITS, CALCULATE, CURRENCY]
     assert topic_tools(offered, items) == tools
+
+
+def test_a_lookup_for_a_message_that_names_nothing_to_look_up_is_a_guess() -> None:
+    # greeted, the 1.5B looked up London's weather
+    arguments = '{"city": "London"}'
+    hoped = "Hi there, hope it's sunny wherever you are!"
+    assert ungrounded_values(arguments, WEATHER, hoped, hoped) == ["London"]
+    assert unasked([("get_weather", arguments)], [WEATHER], [user(hoped)])
+    asked = "Is it sunny in London?"
+    assert ungrounded_values(arguments, WEATHER, asked, asked) == []
+    # a clock may give a zone nobody said for a message that names none (the chat's
+    # instructions may hold the user's)
+    plain = "What time is it?"
+    assert ungrounded_values('{"timezone": "Europe/Paris"}', CLOCK, plain, plain) == []

@@ -954,9 +954,15 @@ def test_a_later_turn_may_still_call_or_answer() -> None:
         "The weather in Rome: ask me again."
     )
     call = _later_turn_translator()
-    out = call.feed(chunk('{"name": "get_weather", "arguments": {"city": "Rome"}}'))
+    out = call.feed(chunk('{"name": "get_weather", "arguments": {"city": "Paris, France"}}'))
     out += call.feed(chunk(finish="stop")) + call.finish()
     assert [d.name for d in out if isinstance(d, ToolCallDelta) and d.name] == ["get_weather"]
+    # a city nobody said, for a message that names none ("there" is Paris): a guess
+    guess = _later_turn_translator()
+    out = guess.feed(chunk('{"name": "get_weather", "arguments": {"city": "Rome"}}'))
+    out += guess.feed(chunk(finish="stop")) + guess.finish()
+    assert not [d for d in out if isinstance(d, ToolCallDelta) and d.name]
+    assert guess.rejected is not None
 
 
 def test_an_error_before_any_result_is_restated_as_a_failure_and_one_after_a_result_is_not() -> (

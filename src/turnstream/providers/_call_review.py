@@ -251,7 +251,7 @@ _KINDS: tuple[tuple[frozenset[str], frozenset[str], re.Pattern[str] | None], ...
                 "percent percentage power squared square root total average half double twice "
                 "cubed cube sqrt factorial logarithm log ln sine cosine tangent sin cos tan "
                 "exponent exponential modulo remainder quotient reciprocal round rounded "
-                "solve compute",
+                "solve compute split halve",
             )
         ),
         # "the mean of 4, 8 and 15", not "What does serendipity mean?" (which the
@@ -290,9 +290,11 @@ def _words_of(text: str) -> frozenset[str]:
 
 
 # the names and descriptions of weather, clock, dictionary and stock tools
+_DAYS = "monday|tuesday|wednesday|thursday|friday|saturday|sunday"
 _WEATHER_TOOL = re.compile(r"\bweather\b|\bforecast\b")
 _CLOCK_TOOL = re.compile(r"\b(current|local) (date and )?time\b|\btime ?zones?\b|\bclock\b")
 _DICTIONARY_TOOL = re.compile(r"\bdefinitions?\b|\bdefine\b|\bdictionary\b|\bmeanings?\b")
+_CURRENCY_TOOL = re.compile(r"\bcurrenc(y|ies)\b|\bexchange rates?\b|\bmoney\b")
 _STOCK_TOOL = re.compile(r"\bstocks?\b|\bticker\b|\bshares?\b")
 
 _TOPICS: tuple[tuple[re.Pattern[str], frozenset[str], re.Pattern[str] | None], ...] = (
@@ -312,8 +314,11 @@ _TOPICS: tuple[tuple[re.Pattern[str], frozenset[str], re.Pattern[str] | None], .
         # not "morning", "today" or "night" alone: "Good morning!", "How are you
         # today?", "Good night!" are greetings, which the 1.5B answers with the clock
         _words_of("time clock noon midnight hour hours date"),
+        # "Is it already Friday in Auckland?", "Would my friend in San Francisco still
+        # be awake?", "Is it lunchtime in Rome yet?"
         re.compile(
-            r"o'clock|\bis it (?:still |already |yet )?(?:morning|afternoon|evening|night|day|dark)\b",
+            r"o'clock|\bis it (?:still |already |yet )?(?:morning|afternoon|evening|night|day|dark"
+            rf"|{_DAYS}|the weekend)\b|\b(?:awake|asleep|lunchtime|bedtime|dinnertime)\b",
             re.I,
         ),
     ),
@@ -323,7 +328,7 @@ _TOPICS: tuple[tuple[re.Pattern[str], frozenset[str], re.Pattern[str] | None], .
         None,
     ),
     (
-        re.compile(r"\bcurrenc(y|ies)\b|\bexchange rates?\b|\bmoney\b"),
+        _CURRENCY_TOOL,
         _words_of(
             "currency currencies exchange money dollar dollars euro euros yen pound pounds "
             "sterling franc francs rupee rupees yuan peso pesos usd eur gbp jpy cad aud chf "
@@ -350,6 +355,8 @@ gregarious?"), currencies ("How many yen is 100 dollars?") and stocks. Unlike
 # leaves the writer out after "Just") and asks nothing; a word of these makes it a
 # request after all ("I need 5 km in miles.", "I meant 15 km.")
 _OWN_NEWS = re.compile(r"\s*(?:just\b|(?:i|i'm|i’m|i've|i’ve|we|we're|we’re|we've|my|our)\b)", re.I)
+# "Hey! Just got one of those old calculator watches.": a greeting before the news
+_GREETING = re.compile(r"\s*(?:hey|hi|hello|hiya|oh|wow|well)\b(?: there)?\s*[!,.]+\s*", re.I)
 _REQUEST_WORDS = _words_of(
     "please want wanted need needed like wonder wondering curious know tell help show "
     "find check look convert calculate compute work figure add subtract multiply divide "
@@ -361,10 +368,12 @@ def tells_only(request: str) -> bool:
     """Whether the user's message only tells about its writer and asks for nothing:
     no question mark, opens with "I", "We", "My", "Our" or "Just", and has no word of a
     request (`_REQUEST_WORDS`). Such a message asks for no tool (`_asks_for`), however
-    many units or places it names: told "I ran 5 km this morning, feeling great!",
+    many units or places it names (after a greeting too: "Hey! Just got one of those
+    old calculator watches." made four calculator calls): told "I ran 5 km this
+    morning, feeling great!",
     the 1.5B called `calculate("5 * 1000")`, and told "I just got back from Paris, it
     was lovely." it wrote a call to convert temperatures."""
-    if "?" in request or not _OWN_NEWS.match(request):
+    if "?" in request or not _OWN_NEWS.match(_GREETING.sub("", request, count=1)):
         return False
     return not set(_words(request)) & _REQUEST_WORDS
 
@@ -481,6 +490,9 @@ _LOOKUP_VALUE = re.compile(
 )
 
 
+_AMOUNT = re.compile(r"\d|\brates?\b", re.I)
+
+
 def topic_tools(
     tools: Sequence[Mapping[str, Any]], items: Sequence[Mapping[str, Any]]
 ) -> list[str]:
@@ -516,6 +528,8 @@ def topic_tools(
         and _requested(request, words, shape)
         and not _other_day(tool, request)
         and str(tool.get("name")) not in earlier  # "What was the temperature again?"
+        # a converter of currencies gives amounts and rates, not what a country uses
+        and (tool_shape is not _CURRENCY_TOOL or _AMOUNT.search(request) is not None)
     ]
 
 
@@ -608,7 +622,9 @@ def ungrounded_values(
     outputs), when it is one word that shortens a word that does (`MSFT`), or one
     short code (`F`, `kg`, `JPY`). Ungrounded values are returned only if `request`
     (the user's latest message) shares no word with the tool's name and
-    descriptions: a user who asks for the time may get `Asia/Kolkata` for Mumbai.
+    descriptions: a user who asks for the time may get `Asia/Kolkata` for Mumbai;
+    or if it names nothing a weather, dictionary or stock tool could look up
+    (`_guessed_lookup`).
     """
     try:
         parsed = json.loads(arguments or "{}")
@@ -618,9 +634,20 @@ def ungrounded_values(
     loose = [
         leaf for leaf in _leaves(parsed) if isinstance(leaf, str) and not _grounded(leaf, said)
     ]
-    if not loose or _asks_for(tool, request):
+    if not loose or (_asks_for(tool, request) and not _guessed_lookup(tool, request)):
         return []
     return loose
+
+
+def _guessed_lookup(tool: Mapping[str, Any], request: str) -> bool:
+    """Whether a call to `tool`, a weather, dictionary or stock tool, for `request`
+    can only have guessed what to look up: the message names nothing to look up
+    (`_LOOKUP_VALUE`). Greeted "Hi there, hope it's sunny wherever you are!", the
+    1.5B looked up London's weather, and told "The weather here has been gorgeous"
+    that of "YourCityName". (Not a clock: "What time is it?" may have UTC's.)"""
+    text = _tool_text(tool)
+    lookup = (_WEATHER_TOOL, _DICTIONARY_TOOL, _STOCK_TOOL)
+    return any(shape.search(text) for shape in lookup) and not _LOOKUP_VALUE.search(request)
 
 
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
@@ -1070,7 +1097,6 @@ def _untooled_named(tools: Sequence[Mapping[str, Any]], request: str) -> bool:
     )
 
 
-_DAYS = "monday|tuesday|wednesday|thursday|friday|saturday|sunday"
 _OTHER_DAY = re.compile(
     r"\b(?:tomorrow|yesterday|the day (?:after|before)|(?:next|last|coming) "
     rf"(?:week|month|year|weekend|night|{_DAYS})|this (?:coming )?weekend|on (?:{_DAYS})"
