@@ -722,6 +722,11 @@ def _after_clock(*later: dict[str, Any]) -> list[dict[str, Any]]:
         ("How about New York?", ["current_time"]),
         ("and Bob's?", ["current_time"]),
         ("And in Los Angeles, California?", ["current_time"]),
+        # a follow-up's opening and one new place in a question of its own
+        ("What about for my friend in Buenos Aires?", ["current_time"]),
+        ("And my cousin in Honolulu, is it even the same day for her?", ["current_time"]),
+        ("And what's the capital of Peru?", []),
+        ("Is the Louvre in Paris worth a visit?", []),
         # a question of its own, thanks, more than a few words, or no lead
         ("And you?", []),
         ("And what does that mean?", []),

@@ -1012,7 +1012,13 @@ def followup_tools(
         if 1 <= len(rest) <= 4 and not set(rest) & _OWN_QUESTION:
             return called
     if _names_new_value(request, calls, items[:latest]) and (
-        _GOES_ON.search(request) or any(_asks_for(by_name[name], request) for name in called)
+        _GOES_ON.search(request)
+        or any(_asks_for(by_name[name], request) for name in called)
+        or (
+            _FOLLOW_OPENER.match(request)
+            and _NEW_PLACE.search(request)
+            and not _NAME_LIST.search(request)  # one place, not a list of them
+        )
     ):
         return called
     return []
@@ -1027,6 +1033,10 @@ _GOES_ON = re.compile(
     re.I,
 )
 _NAME = re.compile(r"(?<=\s)[A-Z][\w'’-]*")
+# "What about for my friend in Buenos Aires?", "And my cousin in Honolulu, is it even
+# the same day for her?": a follow-up's opening, and a place named in it
+_FOLLOW_OPENER = re.compile(r"\s*(?:and|what about|how about)\b", re.I)
+_NEW_PLACE = re.compile(r"\b(?:in|at)\s+[A-Z]")
 
 
 def _names_new_value(
