@@ -863,24 +863,37 @@ async def test_a_text_pass_that_writes_out_its_own_line_is_answered_on_the_first
     await provider.aclose()
 
 
-async def test_a_last_pass_that_talks_about_a_function_ends_in_the_note_that_no_tool_does_it() -> (
-    None
-):
+@pytest.mark.parametrize(
+    ("bare", "answer"),
+    [
+        # without the tools described, it answers as a chat does
+        ("Happy to hear it went well!", "Happy to hear it went well!"),
+        # and if it still talks about a function: the note
+        (TALK, "I can't do that: none of my tools does it."),
+    ],
+)
+async def test_a_turn_whose_every_pass_talks_about_a_function_is_answered_without_the_tools(
+    bare: str, answer: str
+) -> None:
     # chitchat-24 (tune): every pass talked about `create_reminder`, the last one too
     line = "Now reply to the user in plain text, without calling or mentioning any function."
     engine = ScriptedReplies(
         [chunk(TALK), chunk(finish="stop")],
         [chunk(line), chunk(finish="stop")],
         [chunk(TALK), chunk(finish="stop")],
+        [chunk(bare), chunk(finish="stop")],
     )
     provider = provider_for(engine)
     message = "Turn off the lights in the living room."
     deltas = [d async for d in provider.stream(request(message, tools=[WEATHER_CITY]))]
-    assert [d.text for d in deltas if isinstance(d, OutputTextDelta)] == [
-        "I can't do that: none of my tools does it."
-    ]
+    assert [d.text for d in deltas if isinstance(d, OutputTextDelta)] == [answer]
     assert isinstance(deltas[-1], FinishDelta)
-    assert len(engine.streamed()) == 3, "no fourth pass"
+    first, _text, last, without = engine.streamed()
+    assert last["prompt"] == first["prompt"], "the first prompt alone, with the tools"
+    assert "get_weather" in first["prompt"]
+    assert "get_weather" not in without["prompt"], "no tool described"
+    assert without["prompt"].endswith(message + "<|im_end|>\n<|im_start|>assistant\n")
+    assert without["grammar"] == TEXT_GRAMMAR
     await provider.aclose()
 
 
@@ -1148,6 +1161,38 @@ async def test_a_difference_answered_from_one_of_its_two_places_calls_for_the_ot
     _first, second = engine.streamed()
     assert "My request also names London" in second["prompt"]
     assert second["grammar"] == call_grammar([CLOCK], others=False), "a clock call alone"
+    await provider.aclose()
+
+
+async def test_a_wrong_call_where_another_was_due_is_re_sampled_for_the_one_due() -> None:
+    # after the conversion, asked also "is it raining there right now?", the 1.5B
+    # called the clock; that call went to the text pass and the turn ended with the
+    # conversion alone
+    clock = {"name": "get_time", "arguments": {"timezone": "Europe/London"}}
+    engine = ScriptedReplies(
+        [chunk(json.dumps(clock)), chunk(finish="stop")], weather_reply("London")
+    )
+    provider = provider_for(engine, call_grounding=True)
+    message = "My London hotel is 145 pounds a night. What's that in dollars, and is it raining there right now?"
+    items = [
+        *request(message).items,
+        function_call(
+            "c1",
+            "convert_currency",
+            '{"amount": 145, "from_currency": "GBP", "to_currency": "USD"}',
+        ),
+        function_output("c1", "145 GBP = 183.54 USD"),
+    ]
+    answer = GenerationRequest("local", items, tools=[CURRENCY, WEATHER_CITY, CLOCK])
+    deltas = [d async for d in provider.stream(answer)]
+    assert not [d for d in deltas if isinstance(d, OutputTextDelta)]
+    calls = [d for d in deltas if isinstance(d, ToolCallDelta) and d.name]
+    assert [(c.name, json.loads(c.arguments)) for c in calls] == [
+        ("get_weather", {"city": "London"})
+    ]
+    _first, second = engine.streamed()
+    assert "My request also asks for what get_weather gives" in second["prompt"]
+    assert second["grammar"] == call_grammar([WEATHER_CITY], others=False)
     await provider.aclose()
 
 

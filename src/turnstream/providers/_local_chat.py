@@ -398,6 +398,16 @@ def answer_body(plan: ChatPlan) -> dict[str, Any]:
     return {**plan.body, "messages": messages}
 
 
+def bare_body(plan: ChatPlan) -> dict[str, Any]:
+    """The request for the last resort of a turn with no call whose every pass talked
+    about functions: the conversation with the instructions alone, no tool described.
+    Told "Bob from accounting brought donuts for everyone today, best Thursday
+    ever.", the 1.5B wrote how to call `create_reminder` in every pass that had the
+    tools before it; without them it answers as a chat does."""
+    system = {"role": "system", "content": system_prompt(plan.instructions, ())}
+    return {**plan.body, "messages": [system, *plan.body["messages"][1:]]}
+
+
 CONFIRM_GRAMMAR = 'root ::= "yes" | "no"\n'
 """The one-word answer of the check (`confirm_body`)."""
 
@@ -1367,13 +1377,20 @@ class ChunkTranslator:
 
     def _review_calls(self, calls: Sequence[ParsedCall]) -> str | None:
         plan = self._plan
-        return review_calls(
+        reason = review_calls(
             [(call.name, call.arguments) for call in calls],
             plan.tools,
             plan.items,
             plan.instructions,
             grounding=self._grounding,
         )
+        due = self._hold_tools
+        if reason is not None and due and not any(call.name in due for call in calls):
+            # a call rejected where another was due: asked for that one instead ("...
+            # and is it raining there right now?" after a conversion: the 1.5B called
+            # the clock, which went to the text pass and the result note, no weather)
+            return self._call_hold
+        return reason
 
     @property
     def calls_only_next(self) -> bool:
@@ -1392,6 +1409,11 @@ class ChunkTranslator:
         if self._plan.answer_turn:
             return False
         return bool(calls) or reason == _TALKED
+
+    @property
+    def talked(self) -> bool:
+        """Whether the reply was rejected for talking about a function (`TalkGuard`)."""
+        return self._talk is not None and self._talk.talked
 
     @property
     def held_to(self) -> tuple[str, ...]:
@@ -1420,6 +1442,8 @@ class ChunkTranslator:
             return True  # a figure no function gave: say it could not be found
         if self.rejected is None or not self._grounding:
             return False
+        if self.rejected[1] == self._call_hold:
+            return False  # a call is due: re-sampled for it
         plan = self._plan
         if self.rejected[1] == _TALKED:
             return not asks_for_any(plan.tools, plan.items)

@@ -78,6 +78,7 @@ from turnstream.providers._local_chat import (
     ChunkTranslator,
     ToolStrategy,
     answer_body,
+    bare_body,
     build_chat_request,
     confirm_body,
     failure_note,
@@ -722,6 +723,16 @@ class LocalProvider(Provider):
         last = ChunkTranslator(prose_plan, last_pass=True, talk=True)
         async for delta in self._pass(engine, _prose(plan.body), gate, last):
             yield delta
+        if last.talked:
+            # every pass talked about a function (only a turn with no call made has a
+            # talk guard in this pass): the conversation with no tool described, once
+            # (its prompt is new to the cache: it costs the conversation's
+            # evaluation, the tools' descriptions left out)
+            logger.info("local model talked about functions in every pass, answering without them")
+            bare = ChunkTranslator(prose_plan, last_pass=True, talk=True)
+            async for delta in self._pass(engine, _prose(bare_body(plan)), gate, bare):
+                yield delta
+            last = bare
         if last.rejected is not None:
             # every pass wrote out the result message (or made a time up): the results
             # are the answer
