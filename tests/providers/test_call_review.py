@@ -300,6 +300,11 @@ def test_said_numbers_count_rounded_or_as_percentages_and_short_numbers_are_free
     # 12.5% of 640, 3.5 percent of 2000
     assert unsaid_numbers(args(expression="0.125 * 640"), "What is 12.5% of 640?") == []
     assert unsaid_numbers(args(expression="0.035*2000"), "3.5 percent of 2000") == []
+    # a percentage added or taken off: "add a 15% service charge", "12.5% off"
+    charge = "2000 JPY = 13.33 USD. Add a 15% service charge."
+    assert unsaid_numbers(args(expression="13.33 * 1.15"), charge) == []
+    assert unsaid_numbers(args(expression="640 * 0.875"), "Take 12.5% off 640.") == []
+    assert unsaid_numbers(args(expression="13.33 * 1.16"), charge) == ["1.16"]
     # a tool's output, rounded by the model
     assert unsaid_numbers(args(expression="8.05 + 3"), "5 mi = 8.04672 km") == []
     assert unsaid_numbers(args(expression="8.07 + 3"), "5 mi = 8.04672 km") == ["8.07"]

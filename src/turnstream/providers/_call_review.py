@@ -662,14 +662,16 @@ def _decimals(number: str) -> int:
 
 
 def _said_number(number: str, said: Sequence[float]) -> bool:
-    """`number` is one that was said, rounded, or as a percentage (0.125 for 12.5%)."""
+    """`number` is one that was said, rounded, or as a percentage (0.125 for 12.5%),
+    or a percentage added or taken off (1.15 for "a 15% service charge", 0.75 for
+    "25% off")."""
     value = float(number)
     tolerance = 0.51 * 10 ** -_decimals(number)
-    forms = (value, value * 100, value / 100)
+    forms = (value, value * 100, value / 100, (value - 1) * 100, (1 - value) * 100)
     return any(
         abs(form - other) <= tolerance * scale
         for other in said
-        for form, scale in zip(forms, (1, 100, 0.01), strict=True)
+        for form, scale in zip(forms, (1, 100, 0.01, 100, 100), strict=True)
     )
 
 
