@@ -1448,6 +1448,35 @@ TOKYO = ("get_weather", '{"city": "Tokyo"}')
             ("current_time", ["Sydney"]),
         ),
         ([WEATHER], "Which is warmer, Tokyo or Sydney?", [], None),
+        # names in other words: as many calls as names, or fewer
+        (
+            [CLOCK],
+            "What's the time gap between London and Mumbai?",
+            [("current_time", '{"timezone": "Asia/Kolkata"}')],
+            ("current_time", ["London", "Mumbai"]),
+        ),
+        (
+            [CLOCK],
+            "What's the time gap between London and Mumbai?",
+            [
+                ("current_time", '{"timezone": "Asia/Kolkata"}'),
+                ("current_time", '{"timezone": "Europe/London"}'),
+            ],
+            None,
+        ),
+        (
+            [STOCK],
+            "Is Apple doing better than Microsoft?",
+            [("stock_price", '{"symbol": "AAPL"}')],
+            ("stock_price", ["Apple", "Microsoft"]),
+        ),
+        # a call that takes no name (a calculation) is not one for the list
+        (
+            [CALCULATE],
+            "Add 5 and 3, then compare Paris and London.",
+            [("calculate", '{"expression": "5 + 3"}')],
+            None,
+        ),
         # a call to a function no tool has is not one to make again
         (
             [WEATHER],

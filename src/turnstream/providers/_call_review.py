@@ -460,7 +460,9 @@ def uncalled_names(
     """A tool called for the user's latest message with one name of a list the message
     gives ("Which is warmer right now, Tokyo or Sydney?"), and the list's names no
     call to it has had: (the tool, those names), or None. The 1.5B answered the
-    comparison from one city's weather, or from none."""
+    comparison from one city's weather, or from none. A tool that took names in other
+    words (a time zone for a city) counts by its calls: fewer than the list's names
+    leave some out."""
     latest = _latest_user_index(items)
     calls = [
         (str(item.get("name")), str(item.get("arguments") or ""))
@@ -472,15 +474,37 @@ def uncalled_names(
     for match in _NAME_LIST.finditer(request):
         if not _JOINED.search(match.group()):
             continue  # "Paris, France", "Portland, Oregon": one place
-        names = [_list_name(name) for name in re.split(_LIST_SEP, match.group())]
-        for tool, arguments in calls:
-            if tool not in offered or not any(_in_arguments(n, arguments) for n in names):
-                continue
+        names = list(dict.fromkeys(_list_name(n) for n in re.split(_LIST_SEP, match.group())))
+        for tool in dict.fromkeys(called for called, _ in calls):
             done = [args for called, args in calls if called == tool]
             left = [n for n in names if not any(_in_arguments(n, args) for args in done)]
-            if left:
-                return tool, list(dict.fromkeys(left))
+            if tool not in offered or not left or len(done) >= len(names):
+                continue
+            if len(left) < len(names):
+                return tool, left
+            # no name of the list in its calls, which took a name in other words
+            # ("Asia/Kolkata" for "Mumbai", "AAPL" for "Apple"): fewer calls than names
+            # leave one out ("the time gap between London and Mumbai": Kolkata alone),
+            # where the list is what the message asks about (not "Alice and Bob
+            # asked: ...")
+            asked_about = _ASKED_ABOUT.search(request[: match.start()]) or "than" in match.group()
+            if asked_about and all(_takes_a_name(args) for args in done):
+                return tool, left
     return None
+
+
+_ASKED_ABOUT = re.compile(
+    r"\b(?:between|in|at|for|of|from|compare|comparing|versus)\s+(?:the\s+)?$", re.I
+)
+
+
+def _takes_a_name(arguments: str) -> bool:
+    """Whether a call's arguments hold a name: a string that opens with a capital
+    letter (a city, a time zone, a ticker), not an expression or an amount."""
+    return any(
+        isinstance(value, str) and value[:1].isupper()
+        for value in (_object(arguments) or {}).values()
+    )
 
 
 # what a lookup is for: a name ("in London", "Apple's"; not a sentence's first word),
