@@ -21,6 +21,7 @@ from tests.providers.helpers import (
     function_output,
     is_warm_up,
 )
+from tests.providers.helpers import WEATHER as CURRENT_WEATHER
 from turnstream.engine.deltas import FinishDelta, OutputTextDelta, ToolCallDelta
 from turnstream.providers._call_grammar import TEXT_GRAMMAR, call_grammar
 from turnstream.providers._local_chat import CONFIRM_GRAMMAR
@@ -1193,6 +1194,28 @@ async def test_a_wrong_call_where_another_was_due_is_re_sampled_for_the_one_due(
     _first, second = engine.streamed()
     assert "My request also asks for what get_weather gives" in second["prompt"]
     assert second["grammar"] == call_grammar([WEATHER_CITY], others=False)
+    await provider.aclose()
+
+
+async def test_a_present_only_lookup_for_another_day_is_answered_by_the_text_pass_saying_so() -> (
+    None
+):
+    # "Will I need an umbrella in Rome on Sunday?": the current weather's call refused,
+    # the first prompt alone answered "No umbrella is needed in Rome on Sunday."
+    rome = {"name": "get_weather", "arguments": {"city": "Rome"}}
+    honest = "I can only check the current weather, not Sunday's."
+    engine = ScriptedReplies(
+        [chunk(json.dumps(rome)), chunk(finish="stop")],
+        [chunk(honest), chunk(finish="stop")],
+    )
+    provider = provider_for(engine, call_grounding=True)
+    message = "Will I need an umbrella in Rome on Sunday?"
+    deltas = [d async for d in provider.stream(request(message, tools=[CURRENT_WEATHER]))]
+    assert not [d for d in deltas if isinstance(d, ToolCallDelta) and d.name]
+    assert [d.text for d in deltas if isinstance(d, OutputTextDelta)] == [honest]
+    first, text = engine.streamed()
+    assert_text_pass(first, text)
+    assert "asks about another day than today, and get_weather only tells" in text["prompt"]
     await provider.aclose()
 
 

@@ -61,6 +61,7 @@ __all__ = [
     "left_out",
     "may_reject",
     "only_failures",
+    "other_day_tools",
     "review_calls",
     "said_numbers",
     "tells_only",
@@ -1143,6 +1144,19 @@ _NOW_ONLY = re.compile(r"\b(?:current|currently|today's|latest|live|right now)\b
 _ANY_DAY = re.compile(
     r"\b(?:forecasts?|tomorrow|yesterday|history|historical|past|future|dates?|days?)\b", re.I
 )
+
+
+def other_day_tools(
+    tools: Sequence[Mapping[str, Any]], items: Sequence[Mapping[str, Any]]
+) -> list[str]:
+    """The offered tools the user's latest message asks for about another day than
+    today, which give only what holds now (`_other_day`)."""
+    request = latest_request(items)
+    return [
+        str(tool.get("name"))
+        for tool in tools
+        if _other_day(tool, request) and _asks_for(tool, request)
+    ]
 
 
 def _other_day(tool: Mapping[str, Any], request: str) -> bool:

@@ -85,6 +85,7 @@ from turnstream.providers._call_review import (
     latest_request,
     may_reject,
     only_failures,
+    other_day_tools,
     review_calls,
     said_numbers,
     topic_tools,
@@ -381,6 +382,16 @@ _ANSWER_IN_TEXT = (
 )
 
 
+_OTHER_DAY_LINE = (
+    " The user asks about another day than today, and {tools} only tells what holds "
+    "now: say that you cannot look that day up, and do not guess it."
+)
+"""Added to the text pass's line for a message about another day than today that asks
+for a tool of the present (`other_day_tools`): asked "Will I need an umbrella in Rome
+on Sunday?", with the current weather's call refused, the 1.5B answered "No umbrella
+is needed in Rome on Sunday." on the first prompt alone."""
+
+
 def answer_body(plan: ChatPlan) -> dict[str, Any]:
     """The request for the text pass: the first prompt, then a system line that asks
     for the answer in prose.
@@ -394,7 +405,10 @@ def answer_body(plan: ChatPlan) -> dict[str, Any]:
     answered right 5 -> 9 of 14. The first prompt is in llama.cpp's cache, so the
     line costs only its own tokens.
     """
-    messages = [*plan.body["messages"], {"role": "system", "content": _ANSWER_IN_TEXT}]
+    line = _ANSWER_IN_TEXT
+    if present := other_day_tools(plan.tools, plan.items):
+        line += _OTHER_DAY_LINE.format(tools=" and ".join(present))
+    messages = [*plan.body["messages"], {"role": "system", "content": line}]
     return {**plan.body, "messages": messages}
 
 

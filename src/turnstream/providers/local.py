@@ -69,7 +69,7 @@ from turnstream.providers._call_grammar import (
     completion_body,
     text_body,
 )
-from turnstream.providers._call_review import Correction, unrelated
+from turnstream.providers._call_review import Correction, other_day_tools, unrelated
 from turnstream.providers._local_chat import (
     CONFIRM_GRAMMAR,
     FOLLOW_UP_PROSE,
@@ -908,6 +908,8 @@ def _for_no_tool(plan: ChatPlan, calls: Sequence[ParsedCall]) -> bool:
         return False
     if any(call.name not in plan.tool_names for call in calls):
         return True
+    if other_day_tools(plan.tools, plan.items):
+        return False  # the text pass, whose line says the day cannot be looked up
     pairs = [(call.name, call.arguments) for call in calls]
     return unrelated(pairs, plan.tools, plan.items, plan.instructions)
 
