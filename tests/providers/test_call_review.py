@@ -305,6 +305,13 @@ def test_said_numbers_count_rounded_or_as_percentages_and_short_numbers_are_free
     assert unsaid_numbers(args(expression="13.33 * 1.15"), charge) == []
     assert unsaid_numbers(args(expression="640 * 0.875"), "Take 12.5% off 640.") == []
     assert unsaid_numbers(args(expression="13.33 * 1.16"), charge) == ["1.16"]
+    # a whole number is no percentage: the "00" of a clock time does not show 80
+    paris = "The time in Paris is Thursday 2026-12-03 11:05:00 Europe/Paris (UTC+0100)."
+    results = ["12.5% * 640 = 80", "Thursday 2026-12-03 11:05:00 Europe/Paris (UTC+0100)"]
+    assert left_out(paris, results) == ["12.5% * 640 = 80"]
+    assert left_out("12.5% of 640 is 80, and in " + paris, results) == []
+    assert left_out("Step 1 is done.", ["12.5% * 640 = 80"]) == ["12.5% * 640 = 80"]
+    assert left_out("It is 0.8 of it.", ["12.5% * 640 = 80"]) == []
     # a tool's output, rounded by the model
     assert unsaid_numbers(args(expression="8.05 + 3"), "5 mi = 8.04672 km") == []
     assert unsaid_numbers(args(expression="8.07 + 3"), "5 mi = 8.04672 km") == ["8.07"]

@@ -692,12 +692,12 @@ def _said_number(number: str, said: Sequence[float]) -> bool:
     "25% off")."""
     value = float(number)
     tolerance = 0.51 * 10 ** -_decimals(number)
-    forms = (value, value * 100, value / 100, (value - 1) * 100, (1 - value) * 100)
-    return any(
-        abs(form - other) <= tolerance * scale
-        for other in said
-        for form, scale in zip(forms, (1, 100, 0.01, 100, 100), strict=True)
-    )
+    forms = [(value, 1.0), (value / 100, 0.01)]
+    if _decimals(number):
+        # a fraction read as a percentage; not a whole number, whose tolerance times
+        # 100 would be half a hundred ("00" of a clock time taken for 80)
+        forms += [(value * 100, 100.0), ((value - 1) * 100, 100.0), ((1 - value) * 100, 100.0)]
+    return any(abs(form - other) <= tolerance * scale for other in said for form, scale in forms)
 
 
 def unsaid_numbers(arguments: str, conversation: str) -> list[str]:
