@@ -994,7 +994,7 @@ def untooled_topic(tools: Sequence[Mapping[str, Any]], items: Sequence[Mapping[s
     holds now (`_other_day`)."""
     request = latest_request(items)
     texts = [_tool_text(tool) for tool in tools]
-    if any(_other_day(tool, request) and _asks_for(tool, request) for tool in tools):
+    if other_day_tools(tools, items):
         return True  # tomorrow's forecast, with only the current weather on offer
     return any(
         _requested(request, request_words, shape)
@@ -1076,12 +1076,7 @@ def _names_new_value(
     and a made-up figure ("Yes, it's warmer in Madrid: 24°C.")."""
     if "?" not in request and not set(_words(request)) & _REQUEST_WORDS:
         return False
-    named = any(
-        isinstance(value, str) and value[:1].isupper()
-        for call in calls
-        for value in (_object(str(call.get("arguments") or "")) or {}).values()
-    )
-    if not named:
+    if not any(_takes_a_name(str(call.get("arguments") or "")) for call in calls):
         return False
     said = set(_words(conversation_text(None, before)))
     return any(
