@@ -34,6 +34,7 @@ from turnstream.providers._call_review import (
     uncalled_names,
     uncalled_tools,
     unconverted_scale,
+    underived,
     ungrounded_values,
     unrelated,
     unsaid_numbers,
@@ -1255,6 +1256,55 @@ def test_a_temperature_asked_in_another_scale_than_its_result_s_needs_the_conver
     assert unconverted_scale([WEATHER, UNITS], unmarked) is None
     in_f = [user("How warm is Oslo in °F?"), *weather[1:]]
     assert unconverted_scale([WEATHER, UNITS], in_f) == ("convert_units", "fahrenheit")
+
+
+def _two_clocks(message: str) -> list[dict[str, Any]]:
+    return [
+        user(message),
+        function_call("t1", "current_time", args(timezone="America/Los_Angeles")),
+        function_output("t1", "Thursday 2026-12-03 02:05:00 America/Los_Angeles (UTC-0800)"),
+        function_call("t2", "current_time", args(timezone="Asia/Tokyo")),
+        function_output("t2", "Thursday 2026-12-03 19:05:00 Asia/Tokyo (UTC+0900)"),
+    ]
+
+
+def test_a_figure_asked_of_the_results_needs_the_calculator_after_the_lookups() -> None:
+    apart = _two_clocks("What time is it in LA and in Tokyo, and how many hours apart are they?")
+    tools = [CLOCK, UNITS, CALCULATE]
+    assert underived(tools, apart) == "calculate"
+    assert underived([CLOCK, UNITS], apart) is None, "no calculator on offer"
+    assert underived(tools, apart[:1]) is None, "no call made yet"
+    # the other ways of asking for a figure worked out of results
+    for message in (
+        "What's the time gap between LA and Tokyo?",
+        "How many hours is Tokyo ahead of LA, in total?",
+        "My bag weighs 52 lb. How many kilos over 23 kg is that?",
+        "What's the average of their hours?",
+        "Is Tokyo's hour more than double LA's?",
+        "Take LA's hour and add 3.",
+    ):
+        assert underived(tools, [user(message), *apart[1:]]) == "calculate", message
+    # a lookup asked for alone, or news of the writer's own
+    for message in ("What time is it in LA and in Tokyo?", "I was in Tokyo, a difference!"):
+        assert underived(tools, [user(message), *apart[1:]]) is None, message
+    # the calculator called already, or no result with a number (failures)
+    done = [
+        *apart,
+        function_call("c1", "calculate", args(expression="19 - 2")),
+        function_output("c1", "19 - 2 = 17"),
+    ]
+    assert underived(tools, done) is None
+    failed = [
+        apart[0],
+        function_call("t1", "current_time", args(timezone="LA")),
+        function_output("t1", "Error: tool 'current_time' raised ValueError: unknown zone 9"),
+    ]
+    assert underived(tools, failed) is None
+    # a result with no number ("the difference between affect and effect" after
+    # their definitions), beside one with a number or alone
+    wordless = [*apart[:4], function_output("t2", "sunny, no figures here")]
+    assert underived(tools, wordless) is None
+    assert underived(tools, wordless[:3]) == "calculate"
 
 
 def _after_dollars_in_euros(message: str) -> list[dict[str, Any]]:

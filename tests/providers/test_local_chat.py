@@ -1136,6 +1136,47 @@ def test_an_answer_to_celsius_asked_in_fahrenheit_is_held_to_the_conversion() ->
     assert [d.name for d in out if isinstance(d, ToolCallDelta) and d.name] == ["convert_units"]
 
 
+def test_an_answer_whose_figure_is_still_to_work_out_is_held_to_the_calculator() -> None:
+    # "What time is it in Los Angeles and in Tokyo, and how many hours apart are they?":
+    # the 1.5B called the clock twice, then converted one hour to minutes and answered
+    # with the two times and "1 hours = 60 minutes."
+    message = "What's the weather in Paris and in Rome, and what's the difference?"
+    rome = {**call_item("call_2"), "arguments": '{"city": "Rome"}'}
+    items = [user(message), call_item(), output_item(), rome, output_item("call_2")]
+    tools = [WEATHER, UNITS, CALCULATOR]
+    plan = build_chat_request(GenerationRequest("local", items, tools=tools))
+    translator = ChunkTranslator(plan, review=True, grounding=True)
+    out = translator.feed(chunk("Both are 18°C, so there is no difference."))
+    out += translator.feed(chunk(finish="stop")) + translator.finish()
+    assert not [d for d in out if isinstance(d, OutputTextDelta)]
+    assert translator.rejected is not None
+    assert translator.rejected[1] == (
+        "My request asks for a figure worked out from the results above, and no function "
+        "has worked it out. Call calculate now with an expression of the numbers in the "
+        "results: do not work it out yourself."
+    )
+    assert translator.held_to == ("calculate",)
+    assert translator.calls_only_next, "the re-sample may only call"
+    # the calculation goes out
+    call = ChunkTranslator(plan, review=True, grounding=True)
+    out = call.feed(chunk('{"name": "calculate", "arguments": {"expression": "18 - 18"}}'))
+    out += call.feed(chunk(finish="stop")) + call.finish()
+    assert call.rejected is None
+    assert [d.name for d in out if isinstance(d, ToolCallDelta) and d.name] == ["calculate"]
+    # once it is worked out, the answer goes out
+    worked = [
+        *items,
+        {**call_item("call_3"), "name": "calculate", "arguments": '{"expression": "18 - 18"}'},
+        {"type": "function_call_output", "call_id": "call_3", "output": "18 - 18 = 0"},
+    ]
+    plan = build_chat_request(GenerationRequest("local", worked, tools=tools))
+    answer = ChunkTranslator(plan, review=True, grounding=True)
+    out = answer.feed(chunk("Both are 18°C: a difference of 0 degrees."))
+    out += answer.feed(chunk(finish="stop")) + answer.finish()
+    assert answer.rejected is None
+    assert "difference of 0" in "".join(d.text for d in out if isinstance(d, OutputTextDelta))
+
+
 def _berlin_after_paris() -> ChunkTranslator:
     """The first reply to "And in Berlin?" after the weather in Paris."""
     items = [
@@ -1175,6 +1216,9 @@ def test_prose_where_a_call_was_due_names_the_tools_the_re_sample_may_call() -> 
         ("I love the weather in Lisbon.", ()),
         # a calculation asked for too: the calculator may come first
         ("What is 15 times 12 in hours and minutes?", ()),
+        # ... unless the message has no number of its own: it calculates the lookups'
+        ("What's the average temperature across Rome, Madrid and Lisbon?", ("get_weather",)),
+        ("What time is it in Lima and Oslo, and how many hours apart?", ("current_time",)),
     ],
 )
 def test_prose_for_a_lookup_a_tool_gives_is_held_for_its_call(

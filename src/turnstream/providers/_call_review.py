@@ -70,6 +70,7 @@ __all__ = [
     "uncalled_names",
     "uncalled_tools",
     "unconverted_scale",
+    "underived",
     "ungrounded_values",
     "unrelated",
     "unsaid_figures",
@@ -242,6 +243,17 @@ def _content_words(text: str) -> set[str]:
     return {w for w in _words(text) if len(w) >= 4 and w.isalpha() and w not in _STOPWORDS}
 
 
+# a request for a figure worked out from what the tools give: "how many hours apart
+# are they", "the time gap", "how many kilos over the limit", "altogether", "the
+# average temperature", "what pace per mile", "more than double Google's"
+_DERIVED = re.compile(
+    r"\b(?:difference|gap|apart|altogether|combined|in total|total|sum|average|pace"
+    r"|how (?:much|many)(?: \w+)? (?:more|less|fewer|over|under|left|warmer|colder|cheaper)"
+    r"|by how much|(?:more|less) than (?:double|twice|half))\b",
+    re.I,
+)
+
+
 _KINDS: tuple[tuple[frozenset[str], frozenset[str], re.Pattern[str] | None], ...] = (
     (
         frozenset(re.findall(r"\w+", "arithmetic math maths calculator calculate calculation")),
@@ -260,7 +272,8 @@ _KINDS: tuple[tuple[frozenset[str], frozenset[str], re.Pattern[str] | None], ...
         re.compile(
             r"\d\s*(?:[-+*/×÷^]|\*\*)\s*\d|\d\s*(?:%|per cent\b)|\d\s*!"
             r"|\b(?:sqrt|log|ln|sin|cos|tan|exp)\s*\("
-            r"|\b(?:mean|median)\s+(?:of|value)\b|\b(?:arithmetic|geometric)\s+mean\b",
+            r"|\b(?:mean|median)\s+(?:of|value)\b|\b(?:arithmetic|geometric)\s+mean\b"
+            rf"|{_DERIVED.pattern}",
             re.I,
         ),
     ),
@@ -529,8 +542,9 @@ def topic_tools(
     the 1.5B answered "Tokyo is warmer right now." from nothing. Not for a message
     that only tells about its writer, one about another day than today for a tool
     of the present (`_other_day`), or one that names nothing to look up ("Do you like
-    rainy days?"), or one that asks for another tool too (a calculation), or about a
-    tool an earlier turn called (`followup_tools` judges those)."""
+    rainy days?"), or one that asks for another tool too (a calculation) on numbers
+    of its own, or about a tool an earlier turn called (`followup_tools` judges
+    those)."""
     latest = _latest_user_index(items)
     if any(item.get("type") == "function_call" for item in items[latest:]):
         return []
@@ -542,8 +556,14 @@ def topic_tools(
         for tool in tools
         if any(shape.search(_tool_text(tool)) for shape, _, _ in _TOPICS)
     }
-    if any(_asks_for(t, request) for t in tools if str(t.get("name")) not in topical):
-        return []  # a calculation or a conversion too ("... convert that to pounds")
+    if _NUMBER.search(request) and any(
+        _asks_for(t, request) for t in tools if str(t.get("name")) not in topical
+    ):
+        # a calculation or a conversion of the message's own numbers too ("What is
+        # 12.5% of 640? Then tell me the time in Paris."), which may come first; with
+        # no number of its own, what it calculates or converts are the lookups' results
+        # ("the average temperature across Rome, Madrid and Lisbon")
+        return []
     earlier = {name for name, _ in answered_calls(items[:latest])}
     return [
         str(tool.get("name"))
@@ -599,6 +619,33 @@ def unconverted_scale(
     if scale in shown or not shown:
         return None
     return converters[0], scale
+
+
+def underived(tools: Sequence[Mapping[str, Any]], items: Sequence[Mapping[str, Any]]) -> str | None:
+    """An offered calculator's name when the user's latest message asks for a figure
+    worked out (`_DERIVED`, or an operation: `_OPERATION`), calls were made for it,
+    every result (not error) they gave has a number, and none of them was to a
+    calculator: the step that works the
+    figure out from the results is still to come. Asked "What time is it in Los
+    Angeles and in Tokyo, and how many hours apart are they?", the 1.5B called the
+    clock twice and answered with the two times and a conversion of one hour to
+    minutes; asked for a pace per mile after converting 5 km, it answered "0.1222
+    miles per minute" from its own arithmetic."""
+    calculators = [str(tool.get("name")) for tool in tools if _calculator(tool)]
+    request = latest_request(items)
+    if not calculators or tells_only(request):
+        return None
+    if not (_DERIVED.search(request) or _OPERATION.search(request)):
+        return None
+    since = items[_latest_user_index(items) :]
+    called = [str(item.get("name")) for item in since if item.get("type") == "function_call"]
+    if set(called) & set(calculators):
+        return None
+    outputs = [str(item.get("output") or "") for item in latest_outputs(items)]
+    results = [output for output in outputs if not output.startswith("Error")]
+    if not results or not all(_NUMBER.search(result) for result in results):
+        return None  # "the difference between affect and effect": definitions
+    return calculators[0]
 
 
 def _asks_for(tool: Mapping[str, Any], request: str) -> bool:

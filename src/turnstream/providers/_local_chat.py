@@ -93,6 +93,7 @@ from turnstream.providers._call_review import (
     uncalled_names,
     uncalled_tools,
     unconverted_scale,
+    underived,
     untooled_topic,
 )
 from turnstream.providers._chat_request import (
@@ -780,6 +781,15 @@ _UNCONVERTED = (
 """The re-sample's reason after an answer to results in another scale than the one the
 message asks for (`unconverted_scale`); the re-sample is held to a call."""
 
+_UNDERIVED = (
+    "My request asks for a figure worked out from the results above, and no function "
+    "has worked it out. Call {tool} now with an expression of the numbers in the "
+    "results: do not work it out yourself."
+)
+"""The re-sample's reason after an answer to results that a calculation on them is
+still due for (`underived`: "how many hours apart are they?" after two clock calls);
+the re-sample is held to the calculator's call."""
+
 
 _TALKED_ANSWER = (
     "You wrote about a function instead of answering. If my request needs another "
@@ -1007,7 +1017,8 @@ class ChunkTranslator:
         # a first reply to a message that names new values for the previous turn's
         # request ("And in London?": `followup_tools`), or an answer to results that
         # leaves out a kind of thing the message names (the time, beside the weather:
-        # `uncalled_tools`) or a temperature in the scale it names (`unconverted_scale`):
+        # `uncalled_tools`) or a temperature in the scale it names (`unconverted_scale`),
+        # or the calculation it asks for on the results (`underived`):
         # a call, never prose; the reason it is asked again with
         # (and the tools that call is due to: `held_to`)
         self._call_hold: str | None = None
@@ -1030,6 +1041,9 @@ class ChunkTranslator:
                 tool, scale = unconverted
                 self._call_hold = _UNCONVERTED.format(tool=tool, scale=scale.capitalize())
                 self._hold_tools = (tool,)
+            elif calculator := underived(plan.tools, plan.items):  # after results alone
+                self._call_hold = _UNDERIVED.format(tool=calculator)
+                self._hold_tools = (calculator,)
         self._figures: FigureGuard | None = (
             FigureGuard(said_numbers(conversation_text(plan.instructions, plan.items)))
             if self._figure_tools or self._failed or self._untooled
