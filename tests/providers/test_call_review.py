@@ -296,6 +296,50 @@ def test_a_conversion_factor_from_memory_in_an_expression_is_a_number_nobody_sai
     )
 
 
+def test_a_short_rate_from_memory_is_unsaid_while_a_converter_for_it_is_uncalled() -> None:
+    # "150 + 80 * 0.85": two significant digits pass `unsaid_numbers`, but the message
+    # asks for a converter that gives the rate
+    francs = "I have 150 Swiss francs and 80 British pounds. How many euros is that altogether?"
+    call = [("calculate", args(expression="150 + 80 * 0.85"))]
+    tools = [CALCULATE, UNITS, CURRENCY]
+    reason = review_calls(call, tools, [user(francs)], grounding=True)
+    assert reason is not None
+    assert "0.85" in reason
+    assert "(convert_currency, say)" in reason, "money named: the currency converter alone"
+    # a weight in pounds: the unit converter too
+    weight = "My bag weighs 52 pounds. How many kilos is that plus 3?"
+    reason = review_calls(
+        [("calculate", args(expression="52 * 0.45 + 3"))], tools, [user(weight)], grounding=True
+    )
+    assert reason is not None
+    assert "(convert_units or convert_currency, say)" in reason
+    # no converter asked for, or one already called, or a fraction of one digit, or one
+    # that was said: the expression goes out
+    plain = [user("What is 150 plus 80 times 1.5?")]
+    assert review_calls([("calculate", args(expression="150 + 80 * 1.5"))], tools, plain) is None
+    rated = [
+        user(francs),
+        function_call("c1", "convert_currency", args(amount=80, from_currency="GBP")),
+        function_output("c1", "80 GBP = 93.16 EUR"),
+    ]
+    after = [("calculate", args(expression="93.16 * 0.85"))]
+    assert review_calls(after, tools, rated, grounding=True) is None
+    half = [("calculate", args(expression="(150 + 80) * 0.5"))]
+    assert review_calls(half, tools, [user(francs)], grounding=True) is None
+    assert review_calls(call, [CALCULATE, WEATHER], [user(francs)], grounding=True) is None
+    said = [user(francs + " My bank's rate is 0.85.")]
+    assert review_calls(call, tools, said, grounding=True) is None
+    whole = [("calculate", args(expression="(150 + 80) * 12"))]
+    assert review_calls(whole, tools, [user(francs)], grounding=True) is None
+    # a fraction with no conversion asked for is the calculation's own
+    seventh = [user("Add 150 and 80, then take a seventh of it.")]
+    sevenths = [("calculate", args(expression="(150 + 80) * 0.14"))]
+    assert review_calls(sevenths, tools, seventh, grounding=True) is None
+    # and only a calculator's expression holds a remembered rate
+    amount = [("convert_currency", args(amount="80 * 0.85", from_currency="GBP"))]
+    assert review_calls(amount, tools, [user(francs)], grounding=True) is None
+
+
 def test_said_numbers_count_rounded_or_as_percentages_and_short_numbers_are_free() -> None:
     assert unsaid_numbers(args(expression="1234 * 5678"), "Calculate 1234 * 5678.") == []
     # 12.5% of 640, 3.5 percent of 2000

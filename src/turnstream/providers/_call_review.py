@@ -1710,6 +1710,59 @@ def _argument_mistake(
     return None
 
 
+# money named in a message other than by "pound", which is a weight's name too
+_MONEY = re.compile(
+    r"\b(?:currenc(?:y|ies)|dollars?|euros?|yen|francs?|rupees?|yuan|pesos?|sterling"
+    r"|usd|eur|gbp|jpy|cad|aud|chf|cny|inr|mxn)\b|[$€£¥]",
+    re.I,
+)
+
+
+def _remembered_factors(
+    tool: Mapping[str, Any],
+    arguments: str,
+    tools: Sequence[Mapping[str, Any]],
+    items: Sequence[Mapping[str, Any]],
+    said: str,
+) -> tuple[list[str], list[str]]:
+    """(the fractions, the converters) when a calculator's expression holds a fraction
+    of two significant digits or more that nobody said (`0.85`, `1.6`: short enough to
+    pass `unsaid_numbers`), while the user's latest message asks for a currency or unit
+    converter that no call for it has used: a rate or a factor from memory, where the
+    converter gives it. Asked "I have 150 Swiss francs and 80 British pounds. How many
+    euros is that altogether?", the 1.5B called `150 + 80 * 0.85` first."""
+    if not _calculator(tool):
+        return [], []
+    request = latest_request(items)
+    called = {
+        str(item.get("name"))
+        for item in items[_latest_user_index(items) :]
+        if item.get("type") == "function_call"
+    }
+    asked = [
+        other
+        for other in tools
+        if (_converter(other) or _CURRENCY_TOOL.search(_tool_text(other)))
+        and _asks_for_kind(other, request)
+    ]
+    # "pounds" is a unit's word too: where the message names money in other words
+    # ("euros", "$"), only a currency converter gives the rate
+    money = [other for other in asked if _CURRENCY_TOOL.search(_tool_text(other))]
+    if money and _MONEY.search(request):
+        asked = money
+    converters = [str(other.get("name")) for other in asked if str(other.get("name")) not in called]
+    if not converters:
+        return [], []
+    numbers = said_numbers(said)
+    fractions = [
+        number
+        for leaf in _leaves(_object(arguments) or {})
+        for number in _NUMBER.findall(str(leaf))
+        if "." in number and _significant_digits(number) >= 2 and not _said_number(number, numbers)
+    ]
+    return (fractions, converters) if fractions else ([], [])
+
+
 def _grounding_reason(
     name: str,
     arguments: str,
@@ -1723,9 +1776,12 @@ def _grounding_reason(
     request = latest_request(items)
     if tool is not None:
         unsaid = unsaid_numbers(arguments, said)
-        if unsaid:
-            numbers = ", ".join(unsaid)
-            sources = " or ".join(_sources(by_name, name, request)) or "a conversion"
+        fractions, converters = _remembered_factors(tool, arguments, tools, items, said)
+        if unsaid or fractions:
+            numbers = ", ".join(unsaid or fractions)
+            # a number from memory: whatever could give it; a fraction: the converters
+            givers = _sources(by_name, name, request) if unsaid else converters
+            sources = " or ".join(givers) or "a conversion"
             return (
                 f"Your call to {name} used {numbers}, which nobody in this conversation "
                 f"said. If another function gives that value ({sources}, say), call "
