@@ -340,6 +340,42 @@ def test_a_short_rate_from_memory_is_unsaid_while_a_converter_for_it_is_uncalled
     assert review_calls(amount, tools, [user(francs)], grounding=True) is None
 
 
+def _calculated(
+    expression: str, message: str | list[dict[str, Any]], tools: list[dict[str, Any]]
+) -> str | None:
+    items = [user(message)] if isinstance(message, str) else message
+    return review_calls([("calculate", args(expression=expression))], tools, items, grounding=True)
+
+
+def test_a_sum_or_difference_of_numbers_in_different_units_is_sent_back_to_convert() -> None:
+    suitcase = "My suitcase weighs 52 pounds and the airline allows 23 kg. How many kilos over?"
+    tools = [CALCULATE, UNITS]
+    reason = _calculated("52 - 23", suitcase, tools)
+    assert isinstance(reason, Correction)
+    assert reason == (
+        "Your call to calculate adds or subtracts 52 and 23, but my message gives 52 in lb "
+        "and 23 in kg. Call convert_units first to convert 52 lb to kg."
+    )
+    assert _calculated("23 + 52", suitcase, tools) is not None
+    drove = "I drove 1,200 km and then 300 miles. How far is that in total?"
+    assert "gives 1200 in km and 300 in mi" in str(_calculated("1200 + 300", drove, tools))
+    # the same unit ("5 km and 3 kilometres"), a number with no unit, a product, no
+    # converter on offer, or one already called: the expression goes out
+    assert _calculated("5 + 3", "Add 5 km and 3 kilometres.", tools) is None
+    assert _calculated("5 + 3", "I walked 5 km and then 3 more. How far?", tools) is None
+    assert _calculated("52 * 23", "What is 52 pounds times 23 kg?", tools) is None
+    assert _calculated("52 - 23", suitcase, [CALCULATE]) is None
+    converted = [
+        user(suitcase),
+        function_call("u1", "convert_units", args(value=52, from_unit="lb", to_unit="kg")),
+        function_output("u1", "52 lb = 23.5868 kg"),
+    ]
+    assert _calculated("52 - 23", converted, tools) is None
+    # only a calculator's arguments are read
+    wrong = [("convert_units", args(value="52 - 23"))]
+    assert review_calls(wrong, tools, [user(suitcase)], grounding=True) is None
+
+
 def test_said_numbers_count_rounded_or_as_percentages_and_short_numbers_are_free() -> None:
     assert unsaid_numbers(args(expression="1234 * 5678"), "Calculate 1234 * 5678.") == []
     # 12.5% of 640, 3.5 percent of 2000

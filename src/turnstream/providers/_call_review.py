@@ -1657,10 +1657,14 @@ def _took_the_input(
 
 
 def _argument_mistake(
-    name: str, arguments: str, tool: Mapping[str, Any], items: Sequence[Mapping[str, Any]]
+    name: str,
+    arguments: str,
+    tool: Mapping[str, Any],
+    tools: Sequence[Mapping[str, Any]],
+    items: Sequence[Mapping[str, Any]],
 ) -> str | None:
     """`_grounding_reason`'s reason for a step written wrongly (`_misbound`,
-    `_mispaired`, `_took_the_input`), done again (`_converted_again`) or changing nothing (`_unchanged`),
+    `_mispaired`, `_mixed_units`, `_took_the_input`), done again (`_converted_again`) or changing nothing (`_unchanged`),
     or None."""
     unchanged = _unchanged(arguments)
     if unchanged is not None:
@@ -1690,6 +1694,9 @@ def _argument_mistake(
     mispaired = _mispaired(name, arguments, items)
     if mispaired is not None:
         return mispaired
+    mixed = _mixed_units(name, arguments, tool, tools, items)
+    if mixed is not None:
+        return mixed
     took = _took_the_input(arguments, tool, items)
     if took is not None:
         taken, result, output = took
@@ -1707,6 +1714,68 @@ def _argument_mistake(
             "still not done, call the function for it; otherwise answer in plain "
             f"sentences with the last result: {result}"
         )
+    return None
+
+
+# a unit's names, each to one name: what a number in a message is measured in
+_UNIT_NAMES = {
+    name: unit
+    for unit, names in (
+        ("km", "km kilometer kilometers kilometre kilometres"),
+        ("m", "m meter meters metre metres"),
+        ("cm", "cm centimeter centimeters centimetre centimetres"),
+        ("mi", "mi mile miles"),
+        ("ft", "ft foot feet"),
+        ("in", "inch inches"),
+        ("kg", "kg kgs kilo kilos kilogram kilograms kilogramme kilogrammes"),
+        ("g", "g gram grams gramme grammes"),
+        ("lb", "lb lbs pound pounds"),
+        ("oz", "oz ounce ounces"),
+        ("l", "l liter liters litre litres"),
+        ("gal", "gal gallon gallons"),
+        ("c", "°c celsius"),
+        ("f", "°f fahrenheit"),
+    )
+    for name in names.split()
+}
+_MEASURED = re.compile(r"(\d+(?:\.\d+)?)\s*(°?[a-z]+)", re.I)
+_SUM_OR_DIFFERENCE = re.compile(r"(\d+(?:\.\d+)?)\s*[-+]\s*(\d+(?:\.\d+)?)")
+
+
+def _mixed_units(
+    name: str,
+    arguments: str,
+    tool: Mapping[str, Any],
+    tools: Sequence[Mapping[str, Any]],
+    items: Sequence[Mapping[str, Any]],
+) -> str | None:
+    """Why a calculator's expression adds or subtracts two numbers of the user's latest
+    message that it measures in different units, while a unit converter is offered
+    and no call for the message has used it, or None: told "My suitcase weighs 52
+    pounds and the airline allows 23 kg. How many kilos over the limit am I?", the
+    1.5B called `52 - 23`, then converted the 29 "pounds" to kilograms."""
+    converters = [str(other.get("name")) for other in tools if _converter(other)]
+    if not _calculator(tool) or not converters:
+        return None
+    since = items[_latest_user_index(items) :]
+    if any(
+        item.get("type") == "function_call" and item.get("name") in converters for item in since
+    ):
+        return None
+    measured: dict[str, str] = {}
+    for number, word in _MEASURED.findall(_THOUSANDS.sub("", latest_request(items))):
+        unit = _UNIT_NAMES.get(word.lower())
+        if unit is not None:
+            measured.setdefault(number, unit)
+    for leaf in _leaves(_object(arguments) or {}):
+        for first, second in _SUM_OR_DIFFERENCE.findall(str(leaf)):
+            one, other = measured.get(first), measured.get(second)
+            if one is not None and other is not None and one != other:
+                return Correction(
+                    f"Your call to {name} adds or subtracts {first} and {second}, but "
+                    f"my message gives {first} in {one} and {second} in {other}. Call "
+                    f"{converters[0]} first to convert {first} {one} to {other}."
+                )
     return None
 
 
@@ -1811,7 +1880,7 @@ def _grounding_reason(
                 f"{percent} / 100."
             )
     if tool is not None:
-        mistake = _argument_mistake(name, arguments, tool, items)
+        mistake = _argument_mistake(name, arguments, tool, tools, items)
         if mistake is not None:
             return mistake
     reapplied = _reapplied(arguments, items)
