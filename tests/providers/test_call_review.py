@@ -679,6 +679,7 @@ DICTIONARY = {
         (CLOCK, "Is it already Friday in Auckland?"),
         (CLOCK, "Would my friend in San Francisco still be awake?"),
         (CLOCK, "Is it lunchtime in Rome yet?"),
+        (CLOCK, "How many hours ahead of London is Tokyo?"),
         (CALCULATE, "Split it between the two of us."),
         (DICTIONARY, "What's the meaning of gregarious?"),
         (CURRENCY, "How many yen is 100 dollars?"),
@@ -700,6 +701,19 @@ def test_a_request_for_what_a_common_kind_of_tool_gives_asks_for_it(
 )
 def test_greetings_ask_for_no_clock_or_dictionary(message: str) -> None:
     assert not asks_for_any([CLOCK, DICTIONARY, WEATHER], [user(message)])
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Kids are finally asleep, and it's just me and a mug of tea now.",
+        "Hello from the airport lounge! Three hours to kill before boarding.",
+        "Three hours to kill before boarding. Any ideas?",
+    ],
+)
+def test_the_clock_s_words_outside_a_question_ask_for_no_clock(message: str) -> None:
+    # "awake", "asleep", "lunchtime", "hours" ask for the clock in a question alone
+    assert not asks_for_any([CLOCK], [user(message)])
 
 
 @pytest.mark.parametrize(

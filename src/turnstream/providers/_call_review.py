@@ -327,12 +327,15 @@ _TOPICS: tuple[tuple[re.Pattern[str], frozenset[str], re.Pattern[str] | None], .
         _CLOCK_TOOL,
         # not "morning", "today" or "night" alone: "Good morning!", "How are you
         # today?", "Good night!" are greetings, which the 1.5B answers with the clock
-        _words_of("time clock noon midnight hour hours date"),
+        _words_of("time clock noon midnight date"),
         # "Is it already Friday in Auckland?", "Would my friend in San Francisco still
-        # be awake?", "Is it lunchtime in Rome yet?"
+        # be awake?", "Is it lunchtime in Rome yet?", "How many hours ahead is Tokyo?";
+        # those words in a question only: "Kids are finally asleep, ...", "Three hours
+        # to kill before boarding." had the clock called
         re.compile(
             r"o'clock|\bis it (?:still |already |yet )?(?:morning|afternoon|evening|night|day|dark"
-            rf"|{_DAYS}|the weekend)\b|\b(?:awake|asleep|lunchtime|bedtime|dinnertime)\b",
+            rf"|{_DAYS}|the weekend)\b"
+            r"|\b(?:awake|asleep|lunchtime|bedtime|dinnertime|hours?)\b(?=[^.!?]*\?)",
             re.I,
         ),
     ),
