@@ -1378,6 +1378,15 @@ def test_a_figure_asked_of_the_results_needs_the_calculator_after_the_lookups() 
         "Take LA's hour and add 3.",
     ):
         assert underived(tools, [user(message), *apart[1:]]) == "calculate", message
+    # a share of a converted amount
+    fare = [
+        user("The taxi was 90 dollars for three of us. How much is that per person in euros?"),
+        function_call("c1", "convert_currency", args(amount=90, from_currency="USD")),
+        function_output("c1", "90 USD = 82.57 EUR"),
+    ]
+    assert underived([CURRENCY, CALCULATE], fare) == "calculate"
+    for share in ("What's each person's share in euros?", "Split that between the three of us"):
+        assert underived([CURRENCY, CALCULATE], [user(share), *fare[1:]]) == "calculate", share
     # a lookup asked for alone, or news of the writer's own
     for message in ("What time is it in LA and in Tokyo?", "I was in Tokyo, a difference!"):
         assert underived(tools, [user(message), *apart[1:]]) is None, message

@@ -245,9 +245,11 @@ def _content_words(text: str) -> set[str]:
 
 # a request for a figure worked out from what the tools give: "how many hours apart
 # are they", "the time gap", "how many kilos over the limit", "altogether", "the
-# average temperature", "what pace per mile", "more than double Google's"
+# average temperature", "what pace per mile", "more than double Google's", "each
+# person's share", "split between us"
 _DERIVED = re.compile(
-    r"\b(?:difference|gap|apart|altogether|combined|in total|total|sum|average|pace"
+    r"\b(?:difference|gap|apart|altogether|combined|in total|total|sum|average|pace|split"
+    r"|per (?:person|head)|each (?:person|of us)"
     r"|how (?:much|many)(?: \w+)? (?:more|less|fewer|over|under|left|warmer|colder|cheaper)"
     r"|by how much|(?:more|less) than (?:double|twice|half))\b",
     re.I,
