@@ -772,6 +772,25 @@ def test_a_follow_up_may_call_again_the_tool_an_earlier_turn_called() -> None:
     assert review_calls(call, [WEATHER], [user("And in Berlin?")], grounding=True) is not None
 
 
+def test_a_follow_up_s_value_in_the_model_s_words_is_no_ungrounded_guess() -> None:
+    # "And the company behind Windows?" after Amazon's price: `MSFT` is said nowhere,
+    # and the message shares no word with the stock tool, but it asks for it again
+    amazon = [
+        user("What's Amazon's share price?"),
+        function_call("s1", "stock_price", args(symbol="AMZN")),
+        function_output("s1", "AMZN: 185.7 USD"),
+        {"type": "message", "role": "assistant", "content": "Amazon is at 185.7 USD."},
+    ]
+    call = [("stock_price", args(symbol="MSFT"))]
+    follow_up = [*amazon, user("And the company behind Windows?")]
+    assert review_calls(call, [STOCK, CALCULATE], follow_up, grounding=True) is None
+    # a message that goes on to something else is no follow-up: the guess is sent back
+    other = [*amazon, user("Thanks! Who makes Windows, by the way?")]
+    reason = review_calls(call, [STOCK, CALCULATE], other, grounding=True)
+    assert reason is not None
+    assert '"MSFT", which nobody in this conversation said' in reason
+
+
 def test_another_calculation_after_a_one_step_request_was_answered_is_rejected() -> None:
     # what the 1.5B did: 20% * 150 = 30, then 30 * 2 and 60 / 100, and answered 0.6
     items = _after_calculation("What's 20% of 150?", "20% * 150", "20% * 150 = 30")

@@ -1863,7 +1863,10 @@ def _grounding_reason(
                 "request."
             )
         loose = ungrounded_values(arguments, tool, said, request)
-        if loose:
+        if loose and name not in followup_tools(tools, items):
+            # (a follow-up asks for the earlier turn's tool in its words: "And the
+            # company behind Windows?" after Amazon's price, whose held re-sample's
+            # `MSFT` had been sent to the text pass, which answered "Microsoft.")
             values = ", ".join(json.dumps(v, ensure_ascii=False) for v in loose)
             return (
                 f"Your call to {name} used {values}, which nobody in this conversation "
