@@ -18,6 +18,7 @@ from tests.providers.helpers import (
 )
 from turnstream.providers._call_review import (
     Correction,
+    asked_with,
     asks_for_any,
     conversation_text,
     copied_example_values,
@@ -294,6 +295,31 @@ def test_a_conversion_factor_from_memory_in_an_expression_is_a_number_nobody_sai
         )
         is None
     )
+
+
+def test_an_answer_that_repeats_only_what_the_call_was_made_with_shows_no_result() -> None:
+    # "And the company behind Windows?" -> `MSFT` -> "Microsoft (MSFT) is the company
+    # behind Windows.": the ticker is the call's, the price is the result
+    items = [
+        user("And the company behind Windows?"),
+        function_call("s1", "stock_price", args(symbol="MSFT")),
+        function_output("s1", "MSFT: 415.2 USD"),
+    ]
+    asked = asked_with(items)
+    answer = "Microsoft (MSFT) is the company behind Windows."
+    assert left_out(answer, ["MSFT: 415.2 USD"], asked) == ["MSFT: 415.2 USD"]
+    assert left_out(answer, ["MSFT: 415.2 USD"], latest_request(items)) == []
+    assert left_out("Microsoft is at 415.2 USD.", ["MSFT: 415.2 USD"], asked) == []
+    # the calls of the latest message only: an earlier turn's are no longer asked with
+    earlier = [
+        user("What's Microsoft's price?"),
+        function_call("s0", "stock_price", args(symbol="MSFT")),
+        function_output("s0", "MSFT: 415.2 USD"),
+        user("And Apple's?"),
+        function_call("s1", "stock_price", args(symbol="AAPL")),
+    ]
+    assert "MSFT" not in asked_with(earlier)
+    assert "AAPL" in asked_with(earlier)
 
 
 def test_a_short_rate_from_memory_is_unsaid_while_a_converter_for_it_is_uncalled() -> None:

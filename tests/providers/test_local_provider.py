@@ -1380,10 +1380,10 @@ async def test_an_answer_that_leaves_out_a_result_is_asked_again_with_the_result
 async def test_an_answer_with_one_result_to_report_streams_once_it_shows_it() -> None:
     engine = ScriptedReplies(
         [
-            chunk("It is "),
-            chunk("past ten "),
-            chunk("in Asia"),
-            chunk("/Tokyo"),
+            chunk("In Asia"),
+            chunk("/Tokyo it is "),
+            chunk("10:40"),
+            chunk(" now"),
             chunk("."),
             chunk(finish="stop"),
         ],
@@ -1391,10 +1391,11 @@ async def test_an_answer_with_one_result_to_report_streams_once_it_shows_it() ->
     provider = provider_for(engine)
     items = tokyo_answered("Time in Tokyo?")
     deltas = [d async for d in provider.stream(GenerationRequest("local", items, tools=[CLOCK]))]
-    # held while it shows nothing of the result ("Tokyo" is the request's word)
+    # held while it shows nothing of the result ("Tokyo" is the request's word,
+    # "Asia/Tokyo" the call's)
     assert [d.text for d in deltas if isinstance(d, OutputTextDelta)] == [
-        "It is past ten in Asia",
-        "/Tokyo",
+        "In Asia/Tokyo it is 10:40",
+        " now",
         ".",
     ]
     await provider.aclose()

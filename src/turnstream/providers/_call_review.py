@@ -49,6 +49,7 @@ from typing import Any
 
 __all__ = [
     "Correction",
+    "asked_with",
     "conversation_text",
     "copied_example_values",
     "description_text",
@@ -891,6 +892,17 @@ def final_results(items: Sequence[Mapping[str, Any]]) -> list[str]:
         if not any(_occurs(n, _THOUSANDS.sub("", later)) for n in numbers):
             results.append(output)
     return list(dict.fromkeys(results))
+
+
+def asked_with(items: Sequence[Mapping[str, Any]]) -> str:
+    """The user's latest message and the arguments of the calls made for it: what an
+    answer may repeat without showing anything of a result (`left_out`'s `request`).
+    Asked "And the company behind Windows?" after Amazon's price, the 1.5B called
+    `MSFT` and answered "Microsoft (MSFT) is the company behind Windows.": the
+    ticker it called with, not the price."""
+    since = items[_latest_user_index(items) :]
+    arguments = [str(i.get("arguments") or "") for i in since if i.get("type") == "function_call"]
+    return "\n".join([latest_request(items), *arguments])
 
 
 def left_out(text: str, results: Sequence[str], request: str = "") -> list[str]:

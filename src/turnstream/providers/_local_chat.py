@@ -74,6 +74,7 @@ from turnstream.engine.deltas import (
 )
 from turnstream.providers._call_grammar import call_grammar
 from turnstream.providers._call_review import (
+    asked_with,
     asks_for_any,
     conversation_text,
     doubtful,
@@ -1059,7 +1060,7 @@ class ChunkTranslator:
         # the time alone; "Is Tesla doing better?" answered "Tesla is doing better.")
         results = final_results(plan.items) if plan.answer_turn else []
         self._results = (
-            ResultsGuard(results, latest_request(plan.items), early=len(results) == 1)
+            ResultsGuard(results, asked_with(plan.items), early=len(results) == 1)
             if (review or text_pass or last_pass) and results
             else None
         )
