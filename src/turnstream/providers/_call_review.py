@@ -631,8 +631,8 @@ def underived(tools: Sequence[Mapping[str, Any]], items: Sequence[Mapping[str, A
     """An offered calculator's name when the user's latest message asks for a figure
     worked out (`_DERIVED`, or an operation: `_OPERATION`), calls were made for it,
     every result (not error) they gave has a number, and none of them was to a
-    calculator: the step that works the
-    figure out from the results is still to come. Asked "What time is it in Los
+    calculator: the step that works the figure out from the results is still to
+    come. Asked "What time is it in Los
     Angeles and in Tokyo, and how many hours apart are they?", the 1.5B called the
     clock twice and answered with the two times and a conversion of one hour to
     minutes; asked for a pace per mile after converting 5 km, it answered "0.1222
@@ -1878,7 +1878,7 @@ def _grounding_reason(
         if loose and name not in followup_tools(tools, items):
             # (a follow-up asks for the earlier turn's tool in its words: "And the
             # company behind Windows?" after Amazon's price, whose held re-sample's
-            # `MSFT` had been sent to the text pass, which answered "Microsoft.")
+            # `MSFT` had been sent to the text pass, which answered with the name)
             values = ", ".join(json.dumps(v, ensure_ascii=False) for v in loose)
             return (
                 f"Your call to {name} used {values}, which nobody in this conversation "

@@ -687,8 +687,8 @@ def _text_pass_guard(plan: ChatPlan) -> EchoGuard:
     output = plan.items[-1].get("output") if plan.answer_turn and plan.items else None
     lines = [_ANSWER_IN_TEXT, latest_request(plan.items), *_result_messages(plan)]
     # with no call made, a stock refusal is what the 1.5B says to small talk once its
-    # call was rejected ("Kids are finally asleep, ..." after a clock call): the
-    # provider answers without the tools described instead (`refused`)
+    # call (or its talk about one) was rejected ("Kids are finally asleep, ..." after
+    # a clock call): the provider answers without the tools described (`refused`)
     refusals = () if plan.answer_turn else _REFUSALS
     return EchoGuard("\n".join(lines), output if isinstance(output, str) else "", refusals)
 
