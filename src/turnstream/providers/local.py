@@ -724,6 +724,7 @@ class LocalProvider(Provider):
             yield FinishDelta("stop")
             return
         if prose.refused:
+            logger.info("local model refused in the text pass, answering without the tools")
             async for delta in self._answer_bare(engine, plan, prose_plan, gate):
                 yield delta
             return
