@@ -686,11 +686,7 @@ def _text_pass_guard(plan: ChatPlan) -> EchoGuard:
     message there."""
     output = plan.items[-1].get("output") if plan.answer_turn and plan.items else None
     lines = [_ANSWER_IN_TEXT, latest_request(plan.items), *_result_messages(plan)]
-    # with no call made, a stock refusal is what the 1.5B says to small talk once its
-    # call (or its talk about one) was rejected ("Kids are finally asleep, ..." after
-    # a clock call): the provider answers without the tools described (`refused`)
-    refusals = () if plan.answer_turn else _REFUSALS
-    return EchoGuard("\n".join(lines), output if isinstance(output, str) else "", refusals)
+    return EchoGuard("\n".join(lines), output if isinstance(output, str) else "")
 
 
 _UNFINISHED_CALL = (
@@ -1442,11 +1438,6 @@ class ChunkTranslator:
         if self._plan.answer_turn:
             return False
         return bool(calls) or reason == _TALKED
-
-    @property
-    def refused(self) -> bool:
-        """Whether the reply was rejected for being a stock refusal (`_REFUSALS`)."""
-        return self._echo is not None and self._echo.refused
 
     @property
     def talked(self) -> bool:
