@@ -314,6 +314,13 @@ _DICTIONARY_TOOL = re.compile(r"\bdefinitions?\b|\bdefine\b|\bdictionary\b|\bmea
 _CURRENCY_TOOL = re.compile(r"\bcurrenc(y|ies)\b|\bexchange rates?\b|\bmoney\b")
 _STOCK_TOOL = re.compile(r"\bstocks?\b|\bticker\b|\bshares?\b")
 
+_CURRENCY_WORDS = _words_of(
+    "currency currencies exchange money dollar dollars euro euros yen pound pounds "
+    "sterling franc francs rupee rupees yuan peso pesos usd eur gbp jpy cad aud chf "
+    "cny inr mxn"
+)
+_CURRENCY_AMOUNT = re.compile(r"[$€£¥]\s*\d|\d\s*[$€£¥]")
+
 _TOPICS: tuple[tuple[re.Pattern[str], frozenset[str], re.Pattern[str] | None], ...] = (
     (
         _WEATHER_TOOL,
@@ -349,12 +356,8 @@ _TOPICS: tuple[tuple[re.Pattern[str], frozenset[str], re.Pattern[str] | None], .
     ),
     (
         _CURRENCY_TOOL,
-        _words_of(
-            "currency currencies exchange money dollar dollars euro euros yen pound pounds "
-            "sterling franc francs rupee rupees yuan peso pesos usd eur gbp jpy cad aud chf "
-            "cny inr mxn"
-        ),
-        re.compile(r"[$€£¥]\s*\d|\d\s*[$€£¥]"),
+        _CURRENCY_WORDS,
+        _CURRENCY_AMOUNT,
     ),
     (
         _STOCK_TOOL,
@@ -430,11 +433,7 @@ def uncalled_tools(
     answered with a time it made up ("It's 12:34 PM there."). None once a call was
     made that the message does not ask for (`_asks_for`): the call this asked for
     went astray, and asking again would only repeat it until the turns run out."""
-    called = {
-        str(item.get("name"))
-        for item in items[_latest_user_index(items) :]
-        if item.get("type") == "function_call"
-    }
+    called = _called_since(items)
     request = latest_request(items)
     by_name = {str(tool.get("name")): tool for tool in tools}
     if not called or any(not _asks_for(by_name[n], request) for n in called if n in by_name):
@@ -611,16 +610,9 @@ def unconverted_scale(
     if asked is None or not converters:
         return None
     scale = asked.group(1).lower() if asked.group(1) else _SCALE_NAMES[asked.group(2).lower()]
-    since = items[_latest_user_index(items) :]
-    if any(
-        item.get("type") == "function_call" and item.get("name") in converters for item in since
-    ):
+    if _called_since(items) & set(converters):
         return None
-    results = [
-        str(item.get("output") or "")
-        for item in since
-        if item.get("type") == "function_call_output"
-    ]
+    results = [str(item.get("output") or "") for item in latest_outputs(items)]
     shown = {name for name, mark in _SCALE_MARKS.items() if any(mark.search(r) for r in results)}
     if scale in shown or not shown:
         return None
@@ -643,9 +635,7 @@ def underived(tools: Sequence[Mapping[str, Any]], items: Sequence[Mapping[str, A
         return None
     if not (_DERIVED.search(request) or _OPERATION.search(request)):
         return None
-    since = items[_latest_user_index(items) :]
-    called = [str(item.get("name")) for item in since if item.get("type") == "function_call"]
-    if set(called) & set(calculators):
+    if _called_since(items) & set(calculators):
         return None
     outputs = [str(item.get("output") or "") for item in latest_outputs(items)]
     results = [output for output in outputs if not output.startswith("Error")]
@@ -1023,6 +1013,15 @@ def _latest_user_index(items: Sequence[Mapping[str, Any]]) -> int:
         if item.get("type", "message") == "message" and item.get("role") == "user":
             return index
     return 0
+
+
+def _called_since(items: Sequence[Mapping[str, Any]]) -> set[str]:
+    """The names of the functions called since the user's latest message."""
+    return {
+        str(item.get("name"))
+        for item in items[_latest_user_index(items) :]
+        if item.get("type") == "function_call"
+    }
 
 
 def latest_outputs(items: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
@@ -1774,10 +1773,7 @@ def _mixed_units(
     converters = [str(other.get("name")) for other in tools if _converter(other)]
     if not _calculator(tool) or not converters:
         return None
-    since = items[_latest_user_index(items) :]
-    if any(
-        item.get("type") == "function_call" and item.get("name") in converters for item in since
-    ):
+    if _called_since(items) & set(converters):
         return None
     measured: dict[str, str] = {}
     for number, word in _MEASURED.findall(_THOUSANDS.sub("", latest_request(items))):
@@ -1797,11 +1793,7 @@ def _mixed_units(
 
 
 # money named in a message other than by "pound", which is a weight's name too
-_MONEY = re.compile(
-    r"\b(?:currenc(?:y|ies)|dollars?|euros?|yen|francs?|rupees?|yuan|pesos?|sterling"
-    r"|usd|eur|gbp|jpy|cad|aud|chf|cny|inr|mxn)\b|[$€£¥]",
-    re.I,
-)
+_MONEY_WORDS = _CURRENCY_WORDS - {"pound", "pounds"}
 
 
 def _remembered_factors(
@@ -1820,11 +1812,7 @@ def _remembered_factors(
     if not _calculator(tool):
         return [], []
     request = latest_request(items)
-    called = {
-        str(item.get("name"))
-        for item in items[_latest_user_index(items) :]
-        if item.get("type") == "function_call"
-    }
+    called = _called_since(items)
     asked = [
         other
         for other in tools
@@ -1834,7 +1822,7 @@ def _remembered_factors(
     # "pounds" is a unit's word too: where the message names money in other words
     # ("euros", "$"), only a currency converter gives the rate
     money = [other for other in asked if _CURRENCY_TOOL.search(_tool_text(other))]
-    if money and _MONEY.search(request):
+    if money and _requested(request, _MONEY_WORDS, _CURRENCY_AMOUNT):
         asked = money
     converters = [str(other.get("name")) for other in asked if str(other.get("name")) not in called]
     if not converters:
