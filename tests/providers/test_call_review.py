@@ -723,6 +723,38 @@ def test_a_request_for_what_a_common_kind_of_tool_gives_asks_for_it(
 
 
 @pytest.mark.parametrize(
+    ("tool", "message"),
+    [
+        (CLOCK, "Would my pen pal in Seoul be sitting down to dinner about now?"),
+        (CLOCK, "Would a call now wake him up in Lima?"),
+        (CLOCK, "Is my sister in Perth having breakfast yet?"),
+        (WEATHER, "Going for a stroll in Lisbon. Is it breezy out there at the moment?"),
+        (WEATHER, "Is it foggy in San Francisco?"),
+    ],
+)
+def test_meals_waking_and_the_wind_ask_for_the_clock_or_the_weather_in_a_question(
+    tool: dict[str, Any], message: str
+) -> None:
+    assert asks_for_any([tool], [user(message)])
+
+
+@pytest.mark.parametrize(
+    ("tool", "message"),
+    [
+        (CLOCK, "Sitting down to dinner in Seoul now."),
+        (CLOCK, "Good morning! Did you sleep well?"),
+        (CLOCK, "The baby might wake up in Lima soon."),
+        (WEATHER, "Greetings from a very foggy San Francisco!"),
+        (WEATHER, "What a breezy afternoon in Lisbon."),
+    ],
+)
+def test_meals_waking_and_the_wind_outside_a_question_ask_for_nothing(
+    tool: dict[str, Any], message: str
+) -> None:
+    assert not asks_for_any([tool], [user(message)])
+
+
+@pytest.mark.parametrize(
     "message", ["Good morning!", "Hi! How are you today?", "Good night!", "Say hello in French."]
 )
 def test_greetings_ask_for_no_clock_or_dictionary(message: str) -> None:
@@ -740,6 +772,124 @@ def test_greetings_ask_for_no_clock_or_dictionary(message: str) -> None:
 def test_the_clock_s_words_outside_a_question_ask_for_no_clock(message: str) -> None:
     # "awake", "asleep", "lunchtime", "hours" ask for the clock in a question alone
     assert not asks_for_any([CLOCK], [user(message)])
+
+
+def test_look_at_in_news_of_the_writer_s_own_asks_for_nothing() -> None:
+    teacher = "My old maths teacher swore calculators would rot our brains. Look at us now, ha."
+    assert tells_only(teacher)
+    assert not asks_for_any([CALCULATE], [user(teacher)])
+    # "look up", "look for", "look into" still ask
+    for asked in ("My phone died. Look up Alice's number.", "I'm looking for Bob's email."):
+        assert not tells_only(asked), asked
+
+
+@pytest.mark.parametrize(
+    ("tools", "message", "call"),
+    [
+        ([CONTACTS], "Delete Bob from my address book.", ("search_contacts", {"name": "Bob"})),
+        ([REMINDER], "Cancel my reminder about the dentist.", ("create_reminder", {"text": "x"})),
+        (
+            [DICTIONARY],
+            "Could you translate the word 'night' into German?",
+            ("define_word", {"word": "night"}),
+        ),
+        ([CONTACTS], "Please email Alice the notes.", ("search_contacts", {"name": "Alice"})),
+    ],
+)
+def test_a_first_call_to_a_tool_that_does_not_do_what_the_message_tells_is_unrelated(
+    tools: list[dict[str, Any]], message: str, call: tuple[str, dict[str, Any]]
+) -> None:
+    calls = [(call[0], args(**call[1]))]
+    reason = review_calls(calls, tools, [user(message)], grounding=True)
+    assert reason is not None
+    assert f"does not ask for what {call[0]} does" in reason
+    # a tool that does say the verb, or a message that asks rather than tells
+    doing = {
+        **tools[0],
+        "description": f"{tools[0]['description']} Can delete, cancel, translate or email.",
+    }
+    assert review_calls(calls, [doing], [user(message)], grounding=True) is None
+    asked = "Who is Bob in my address book?" if "Bob" in message else "Find Alice's contact."
+    if call[0] == "search_contacts":
+        assert review_calls(calls, tools, [user(asked)], grounding=True) is None
+
+
+def test_a_share_divided_by_a_party_without_its_writer_or_only_in_part_is_corrected() -> None:
+    rent = "Three flatmates and I split the 2,150 rent plus a 96 internet bill evenly. My part?"
+    reason = _calculated("2150 + 96 / 3", rent, [CALCULATE])
+    assert isinstance(reason, Correction)
+    assert reason == (
+        "In 2150 + 96 / 3, only 96 is divided, but my message shares out the whole sum; and "
+        "my message names three flatmates and me: 4 people, not 3. Call calculate again "
+        "with (2150 + 96) / 4"
+    )
+    assert "not 3" in str(_calculated("(2150 + 96) / 3", rent, [CALCULATE]))
+    assert "(2150 + 96) / 4" in str(_calculated("2150 + 96 / 4", rent, [CALCULATE]))
+    assert _calculated("(2150 + 96) / 4", rent, [CALCULATE]) is None
+    total = "Three flatmates and I split a 2,246 bill evenly. What's my part?"
+    assert "2246 / 4" in str(_calculated("2246 / 3", total, [CALCULATE]))
+    assert _calculated("2246 / 4", total, [CALCULATE]) is None
+    pals = "2 friends and me split 90 dollars each way. What do we each pay?"
+    assert "3 people, not 2" in str(_calculated("90 / 2", pals, [CALCULATE]))
+    # no share asked for, a unit before "and I", or a party that counts its writer
+    assert (
+        _calculated(
+            "2150 + 96 / 3", rent.replace(" evenly", "").replace("split", "pay"), [CALCULATE]
+        )
+        is None
+    )
+    months = "Two months and I'll have split 600 evenly between them. How much a month?"
+    assert _calculated("600 / 2", months, [CALCULATE]) is None
+    walked = "I walked 3 kms and I split 12 by 3. What is it?"
+    assert _calculated("12 / 3", walked, [CALCULATE]) is None
+    # a share said after the first amount: only what follows it is shared
+    tickets = "Tickets are 30 each plus a 12 fee split between my two friends and me. Mine?"
+    assert _calculated("30 + 12 / 3", tickets, [CALCULATE]) is None
+    # a division by another number than the party's is not a head count
+    tip = "Three friends and I split an 80 bill with a 15% tip evenly. Each of us pays?"
+    assert _calculated("(80 + 80 * 15 / 100) / 4", tip, [CALCULATE]) is None
+    assert _calculated("80 * 15 / 100", tip, [CALCULATE]) is None
+    mine = str(_calculated("30 + 12 / 2", tickets, [CALCULATE]))
+    assert mine.endswith("3 people, not 2. Call calculate again with 30 + 12 / 3"), mine
+    four = "The four of us split the 2,150 rent evenly. What's my part?"
+    assert _calculated("2150 / 4", four, [CALCULATE]) is None
+
+
+def test_a_total_divided_when_no_division_is_asked_for_is_corrected() -> None:
+    shares = [
+        user("If I bought one Apple share and one Microsoft share now, what would I pay in total?"),
+        function_call("s1", "stock_price", args(symbol="AAPL")),
+        function_output("s1", "AAPL: 189.5 USD"),
+        function_call("s2", "stock_price", args(symbol="MSFT")),
+        function_output("s2", "MSFT: 415.2 USD"),
+    ]
+    reason = _calculated("(189.5 + 415.2) / 2", shares, [CALCULATE, STOCK])
+    assert isinstance(reason, Correction)
+    assert reason == (
+        "My message asks for a total, and (189.5 + 415.2) / 2 divides it, which my message "
+        "does not ask for. Call calculate again with the total alone: 189.5 + 415.2"
+    )
+    assert _calculated("189.5 + 415.2", shares, [CALCULATE, STOCK]) is None
+    # a division asked for, or no total asked for
+    for message in (
+        "What do the two shares cost in total, split between the two of us?",
+        "What's the average of the two prices, in total?",
+        "What would one Apple share and one Microsoft share cost?",
+    ):
+        asked = [user(message), *shares[1:]]
+        reason = _calculated("(189.5 + 415.2) / 2", asked, [CALCULATE, STOCK])
+        assert "asks for a total" not in str(reason), message
+    # a product divided works a unit out, not a mean
+    hours = "Three talks of 100 minutes: how many hours is that in total?"
+    assert "asks for a total" not in str(_calculated("(3 * 100) / 60", hours, [CALCULATE]))
+    # a division of one number only is no total divided
+    assert "asks for a total" not in str(_calculated("189.5 + 415.2 / 2", shares, [CALCULATE]))
+
+
+def test_a_weight_in_stone_and_one_in_kilograms_are_not_subtracted_unconverted() -> None:
+    goal = "I'm 11 stone at the moment and aiming for 65 kg. How far off am I, in kilograms?"
+    reason = _calculated("65 - 11", goal, [CALCULATE, UNITS])
+    assert "gives 65 in kg and 11 in st" in str(reason)
 
 
 @pytest.mark.parametrize(
@@ -1290,7 +1440,23 @@ def test_a_new_name_goes_on_from_a_request_whose_calls_took_a_name() -> None:
         ("I meant 15 km.", False),
         ("I'm in Paris, what time is it?", False),
         ("Convert 5 km to miles.", False),
-        ("Tokyo was lovely.", False),
+        # news of someone or something else, by a verb of a statement
+        ("Tokyo was lovely.", True),
+        ("Alice finally answered my email after two weeks, what a relief.", True),
+        ("Bob from accounting brought donuts for everyone today, best Thursday ever.", True),
+        ("Got sunburnt after one afternoon on the beach in Lisbon, classic me.", True),
+        ("Thanks, that was helpful!", True),
+        ("Hi! It's so cold here I can barely feel my fingers.", True),
+        # an opening that asks or bids, or no verb of a statement: a request
+        ("Now double that.", False),
+        ("Get me the NVIDIA share price.", False),
+        ("How many words are in this sentence: the cat sat on the mat", False),
+        ("Put a reminder in for 14:15 to move the car.", False),
+        ("So, compare that with Rome.", False),
+        ("Now take 10% off what it was.", False),
+        ("Weather in Paris.", False),
+        ("150 lb in kg.", False),
+        ("Alice's phone number.", False),
     ],
 )
 def test_a_message_that_only_tells_about_its_writer_asks_for_no_tool(
@@ -1432,6 +1598,20 @@ def test_a_figure_asked_of_the_results_needs_the_calculator_after_the_lookups() 
     assert underived([CURRENCY, CALCULATE], fare) == "calculate"
     for share in ("What's each person's share in euros?", "Split that between the three of us"):
         assert underived([CURRENCY, CALCULATE], [user(share), *fare[1:]]) == "calculate", share
+    # hours behind or ahead; a price by the unit for an amount converted
+    behind = "I'm in Berlin, she is in Chicago. How many hours behind me is she?"
+    assert underived(tools, [user(behind), *apart[1:]]) == "calculate"
+    tank = [
+        user("My tank takes 14 gallons and fuel here is 1.85 a litre. What does filling it cost?"),
+        function_call("u1", "convert_units", args(value=14, from_unit="gal", to_unit="l")),
+        function_output("u1", "14 gal = 52.9958 l"),
+    ]
+    assert underived([UNITS, CALCULATE], tank) == "calculate"
+    per = "Fuel is $3 per gallon here. What does filling it cost?"
+    assert underived([UNITS, CALCULATE], [user(per), *tank[1:]]) == "calculate"
+    # a unit alone, with no price or rate by it
+    plain = "My tank takes 14 gallons. How many litres is that?"
+    assert underived([UNITS, CALCULATE], [user(plain), *tank[1:]]) is None
     # a lookup asked for alone, or news of the writer's own
     for message in ("What time is it in LA and in Tokyo?", "I was in Tokyo, a difference!"):
         assert underived(tools, [user(message), *apart[1:]]) is None, message

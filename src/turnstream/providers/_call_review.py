@@ -245,14 +245,19 @@ def _content_words(text: str) -> set[str]:
 
 
 # a request for a figure worked out from what the tools give: "how many hours apart
-# are they", "the time gap", "how many kilos over the limit", "altogether", "the
-# average temperature", "what pace per mile", "more than double Google's", "each
-# person's share", "split between us"
+# are they", "how many hours behind me is she", "the time gap", "how many kilos over
+# the limit", "altogether", "the average temperature", "what pace per mile", "more
+# than double Google's", "each person's share", "split between us", a price by the
+# litre for a tank given in gallons
 _DERIVED = re.compile(
     r"\b(?:difference|gap|apart|altogether|combined|in total|total|sum|average|pace|split"
     r"|per (?:person|head)|each (?:person|of us)"
-    r"|how (?:much|many)(?: \w+)? (?:more|less|fewer|over|under|left|warmer|colder|cheaper)"
-    r"|by how much|(?:more|less) than (?:double|twice|half))\b",
+    r"|how (?:much|many)(?: \w+)? (?:more|less|fewer|over|under|left|warmer|colder|cheaper"
+    r"|ahead|behind)"
+    r"|by how much|(?:more|less) than (?:double|twice|half)"
+    # a price or a rate by the unit: "fuel here is 1.85 a litre", "$3 per gallon"
+    r"|\d+(?:[.,]\d+)?\s*(?:a|an|per)\s+(?:litre|liter|gallon|kilo|kg|pound|lb|ounce|hour|night|day|week"
+    r"|month|mile|km|kilometre|kilometer|metre|meter|person|head|ticket|piece|item))\b",
     re.I,
 )
 
@@ -331,7 +336,13 @@ _TOPICS: tuple[tuple[re.Pattern[str], frozenset[str], re.Pattern[str] | None], .
             "warmer warmest colder coldest hotter hottest cooler coolest sunnier sunniest "
             "rainier cloudier windier"
         ),
-        None,
+        # "Is it breezy out there at the moment?" (Lisbon); in a question only:
+        # "Greetings from a very foggy San Francisco!" asks for nothing
+        re.compile(
+            r"\b(?:breezy|breeze|gusty|gusts?|foggy|fog|misty|drizzl\w*|icy|frosty|muggy"
+            r"|sunshine)\b(?=[^.!?]*\?)",
+            re.I,
+        ),
     ),
     (
         _CLOCK_TOOL,
@@ -339,13 +350,16 @@ _TOPICS: tuple[tuple[re.Pattern[str], frozenset[str], re.Pattern[str] | None], .
         # today?", "Good night!" are greetings, which the 1.5B answers with the clock
         _words_of("time clock noon midnight date"),
         # "Is it already Friday in Auckland?", "Would my friend in San Francisco still
-        # be awake?", "Is it lunchtime in Rome yet?", "How many hours ahead is Tokyo?";
-        # those words in a question only: "Kids are finally asleep, ...", "Three hours
-        # to kill before boarding." had the clock called
+        # be awake?", "Is it lunchtime in Rome yet?", "How many hours ahead is Tokyo?",
+        # "Would my pen pal in Seoul be sitting down to dinner about now?", "Would a
+        # call now wake him up?" (Lima); those words in a question only: "Kids are
+        # finally asleep, ...", "Three hours to kill before boarding." had the clock
+        # called (and not "sleep": "Good morning! Did you sleep well?")
         re.compile(
             r"o'clock|\bis it (?:still |already |yet )?(?:morning|afternoon|evening|night|day|dark"
             rf"|{_DAYS}|the weekend)\b"
-            r"|\b(?:awake|asleep|lunchtime|bedtime|dinnertime|hours?)\b(?=[^.!?]*\?)",
+            r"|\b(?:awake|asleep|lunchtime|bedtime|dinnertime|hours?|breakfast|dinner|supper"
+            r"|wake|waking|woken)\b(?=[^.!?]*\?)",
             re.I,
         ),
     ),
@@ -382,23 +396,61 @@ _OWN_NEWS = re.compile(r"\s*(?:just\b|(?:i|i'm|i’m|i've|i’ve|we|we're|we’r
 _GREETING = re.compile(r"\s*(?:hey|hi|hello|hiya|oh|wow|well)\b(?: there)?\s*[!,.]+\s*", re.I)
 _REQUEST_WORDS = _words_of(
     "please want wanted need needed like wonder wondering curious know tell help show "
-    "find check look convert calculate compute work figure add subtract multiply divide "
+    "find check convert calculate compute work figure add subtract multiply divide "
     "remind set count define search give meant mean instead actually"
+)
+# "look up", "look for", "look into" ask; "Look at us now, ha." does not
+_LOOK_UP = re.compile(r"\blook(?:ing)?\s+(?:up|for|into)\b", re.I)
+
+
+# a message that tells of someone or something else ("Alice finally answered my email
+# after two weeks, what a relief.", "Kids are finally asleep", "Got sunburnt in
+# Lisbon, classic me."): a verb of a statement (was, is, 's, has, got, a past in -ed
+# or one of the common irregular ones), and no opening that asks or bids ("Now
+# double that.", "Get me the NVIDIA share price.", "How many words are in this: ...")
+_STATES = re.compile(
+    r"\b(?:am|is|are|was|were|has|have|had|got|gotten|been|went|came|brought|bought|ran"
+    r"|ate|spent|made|took|gave|left|felt|forgot|found|won|lost|saw|met|finished|\w{3,}ed)\b"
+    r"|\b(?:it|that|he|she|there|here|you|we|they|i)[’'](?:s|re|m|ve)\b",
+    re.I,
+)
+_OPENERS = re.compile(r"\s*(?:(?:now|so|ok|okay|and|then|also|right|alright)\b[\s,]*)*(\w+)", re.I)
+_BIDS = _words_of(
+    "how what which when where who whom whose why is are am was were do does did can could "
+    "would will should shall may might must has have had "
+    "get give put take double halve triple compare split convert calculate add subtract "
+    "multiply divide tell show find check look set remind count define search make write "
+    "book send translate play order turn explain recommend summarize summarise proofread "
+    "cancel delete email text call list name spell round work figure try let go use run "
+    "keep change swap switch do note save schedule plan pick choose sum total estimate"
 )
 
 
+def _tells_of_others(request: str) -> bool:
+    """Whether the message tells of someone or something with a verb of a statement
+    (`_STATES`) and opens with no word that asks or bids (`_BIDS`)."""
+    opening = _OPENERS.match(_GREETING.sub("", request, count=1))
+    if opening is None or opening.group(1).lower() in _BIDS:
+        return False
+    return bool(_STATES.search(request))
+
+
 def tells_only(request: str) -> bool:
-    """Whether the user's message only tells about its writer and asks for nothing:
-    no question mark, opens with "I", "We", "My", "Our" or "Just", and has no word of a
-    request (`_REQUEST_WORDS`). Such a message asks for no tool (`_asks_for`), however
+    """Whether the user's message only tells about its writer, or of someone or
+    something else, and asks for nothing: no question mark, no word of a request
+    (`_REQUEST_WORDS`, "look up"), and opens with "I", "We", "My", "Our" or "Just", or
+    tells with a verb of a statement and no opening that asks or bids
+    (`_tells_of_others`: "Alice finally answered my email after two weeks, what a
+    relief." had the contacts searched and the words counted). Such a message asks
+    for no tool (`_asks_for`), however
     many units or places it names (after a greeting too: "Hey! Just got one of those
     old calculator watches." made four calculator calls): told "I ran 5 km this
     morning, feeling great!",
     the 1.5B called `calculate("5 * 1000")`, and told "I just got back from Paris, it
     was lovely." it wrote a call to convert temperatures."""
-    if "?" in request or not _OWN_NEWS.match(_GREETING.sub("", request, count=1)):
+    if "?" in request or set(_words(request)) & _REQUEST_WORDS or _LOOK_UP.search(request):
         return False
-    return not set(_words(request)) & _REQUEST_WORDS
+    return bool(_OWN_NEWS.match(_GREETING.sub("", request, count=1))) or _tells_of_others(request)
 
 
 _NAMED_TOPICS: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = (
@@ -1167,19 +1219,45 @@ def _unrelated(
     time, converted the temperature and answered that Berlin's time was 48.2 °F.
 
     And any first call for the message to a tool that gives only what holds now, for a
-    message about another day (`_other_day`), even where an earlier turn called it."""
+    message about another day (`_other_day`), or to a tool that does not do what the
+    message tells it to (`_undone_action`), even where an earlier turn called it."""
     latest = _latest_user_index(items)
     if any(item.get("type") == "function_call_output" for item in items[latest:]):
         return False
     request = latest_request(items)
     tool = next((t for t in tools if t.get("name") == name), None)
-    if tool is not None and _other_day(tool, request):
+    if tool is not None and (_other_day(tool, request) or _undone_action(tool, request)):
         return True
     if any(called == name for called, _ in answered_calls(items[:latest])):
         return False
     if not asks_for_any(tools, items):
         return True
     return tool is not None and not _asks_for(tool, request) and _untooled_named(tools, request)
+
+
+# a message that tells the assistant to act ("Delete Bob from my address book.",
+# "Cancel my reminder about the dentist.", "Translate 'good night' into German."):
+# the verb it opens with, after "please" or "can you"
+_ACTION = re.compile(
+    r"\s*(?:(?:please|kindly|can you|could you|would you|will you)\s+)*"
+    r"(delete|remove|erase|cancel|book|reserve|order|buy|purchase|send|email|e-mail|text"
+    r"|message|call|phone|ring|play|pay|transfer|translate|post|tweet|upload|download"
+    r"|install|print|forward|unsubscribe|rename)\b",
+    re.I,
+)
+
+
+def _undone_action(tool: Mapping[str, Any], request: str) -> bool:
+    """Whether `request` tells the assistant to act (`_ACTION`) and `tool`'s name and
+    description never say that verb in any form: told "Delete Bob from my address
+    book.", the 1.5B searched the contacts (whose description speaks of the address
+    book) and answered "I will delete Bob from my address book."; told to cancel a
+    reminder it would create one."""
+    action = _ACTION.match(request)
+    if action is None:
+        return False
+    verb = action.group(1).lower()
+    return not any(_related(verb, word) for word in _words(_tool_text(tool)))
 
 
 def _untooled_named(tools: Sequence[Mapping[str, Any]], request: str) -> bool:
@@ -1707,6 +1785,17 @@ def _argument_mistake(
             "but my request applies that step to the result of the steps before it. "
             f"Call {name} again with those steps in parentheses: {meant}"
         )
+    divided = _divided_total(arguments, tool, latest_request(items))
+    if divided is not None:
+        expression, total = divided
+        return Correction(
+            f"My message asks for a total, and {expression} divides it, which my message "
+            f"does not ask for. Call {name} again with the total alone: {total}"
+        )
+    shared = _split_share(arguments, tool, latest_request(items))
+    if shared is not None:
+        expression, meant, why = shared
+        return Correction(f"In {expression}, {why}. Call {name} again with {meant}")
     mispaired = _mispaired(name, arguments, items)
     if mispaired is not None:
         return mispaired
@@ -1733,6 +1822,132 @@ def _argument_mistake(
     return None
 
 
+# "three flatmates and I", "2 friends and me", "four of my colleagues and I": a party
+# counted without its writer; "split the bill evenly", "each person's share": a sum
+# shared out
+_PARTY = re.compile(
+    rf"\b(\d+|{'|'.join(_NUMBER_WORDS)})\s+((?:[a-z]+\s+){{0,2}}[a-z]+s)\s+and\s+(?:i|me|myself)\b",
+    re.I,
+)
+_SHARED = re.compile(
+    r"\b(?:split|evenly|equally|each|per (?:person|head)|divided? (?:among|between))\b",
+    re.I,
+)
+
+
+_TOTAL = re.compile(r"\b(?:total|altogether|combined|in all)\b", re.I)
+# what asks for a division: a share, a mean, a rate, a part
+_DIVIDED = re.compile(
+    r"\b(?:divid\w*|split|average|mean|median|per|each|half|halve|quarter|third|ratio"
+    r"|(?:my|your|our|his|her|their) share|percent(?:age)?|apiece|between|among)\b|%|/",
+    re.I,
+)
+
+
+def _divided_total(arguments: str, tool: Mapping[str, Any], request: str) -> tuple[str, str] | None:
+    """(the expression, its total undivided) when a calculator expression divides a
+    sum by a number while the request asks for a total and for no division
+    (`_DIVIDED`). Asked "If I bought one Apple share and one Microsoft share right
+    now, what would I pay in total?", the 1.5B called `(189.5 + 415.2) / 2` after
+    the two prices came back."""
+    if not _calculator(tool) or not _TOTAL.search(request) or _DIVIDED.search(request):
+        return None
+    for expression in (
+        leaf.strip() for leaf in _leaves(_object(arguments) or {}) if isinstance(leaf, str)
+    ):
+        try:
+            tree = ast.parse(expression, mode="eval").body
+        except SyntaxError:
+            continue
+        if (
+            isinstance(tree, ast.BinOp)
+            and isinstance(tree.op, ast.Div)
+            and isinstance(tree.right, ast.Constant)
+            and isinstance(tree.left, ast.BinOp)
+            and isinstance(tree.left.op, ast.Add)
+        ):
+            return expression, ast.get_source_segment(expression, tree.left) or ""
+    return None
+
+
+def _shared_before(amount: str, request: str) -> bool:
+    """Whether `request` says it shares something out (`_SHARED`) before it says
+    `amount` (one number of an expression)."""
+    said = _THOUSANDS.sub("", request)
+    shared = _SHARED.search(said)
+    at = re.search(rf"(?<![\d.]){re.escape(amount.strip())}(?![\d.])", said)
+    return shared is not None and at is not None and shared.start() < at.start()
+
+
+def _measure_word(word: str) -> bool:
+    """Whether `word` names a unit, a span of time or money, not people ("3 kms and
+    I", "two hours and I", "50 dollars and I")."""
+    word = word.lower()
+    return bool({word, word.removesuffix("s")} & (set(_UNIT_NAMES) | _TIME_SPANS | _CURRENCY_WORDS))
+
+
+_TIME_SPANS = _words_of(
+    "second seconds minute minutes hour hours day days week weeks month months year years times"
+)
+
+
+def _split_share(
+    arguments: str, tool: Mapping[str, Any], request: str
+) -> tuple[str, str, str] | None:
+    """(the expression, how to write it, what is wrong) when a calculator expression
+    shares out a sum the request splits among a party of people: dividing by the
+    party it counts without its writer ("three flatmates and I" are four), or
+    dividing only the sum's last number (`a + b / n`). Told "Three flatmates and I
+    split the 2,150 rent plus a 96 internet bill evenly. What's my part?", the 1.5B
+    called `2150 + 96 / 3`."""
+    party = _PARTY.search(request)
+    if not _calculator(tool) or not _SHARED.search(request):
+        return None
+    others, named = None, ""
+    if party is not None and not _measure_word(party.group(2).split()[-1]):
+        count = party.group(1).lower()
+        others = int(count) if count.isdigit() else _NUMBER_WORDS.index(count)
+        named = f"{party.group(1).lower()} {party.group(2)}"
+    for expression in (
+        leaf.strip() for leaf in _leaves(_object(arguments) or {}) if isinstance(leaf, str)
+    ):
+        try:
+            tree = ast.parse(expression, mode="eval").body
+        except SyntaxError:
+            continue
+        division, left = tree, ""
+        if isinstance(tree, ast.BinOp) and isinstance(tree.op, ast.Add):
+            division, left = tree.right, ast.get_source_segment(expression, tree.left) or ""
+        # the sum shared out whole only where the share is said before its first amount
+        # ("split the 2,150 rent plus a 96 internet bill"); "tickets are 30 each plus a
+        # 12 fee split three ways" shares the fee alone
+        partial = bool(left) and _shared_before(left, request)
+        if not (
+            isinstance(division, ast.BinOp)
+            and isinstance(division.op, ast.Div)
+            and isinstance(division.right, ast.Constant)
+            and isinstance(division.right.value, int | float)
+        ):
+            continue
+        by = division.right.value
+        people = others + 1 if others is not None and by == others else by
+        if not partial and people == by:
+            continue
+        shared = ast.get_source_segment(expression, division.left) or ""
+        if partial:
+            whole = f"({left} + {shared})"
+        else:
+            whole = shared if isinstance(division.left, ast.Constant) else f"({shared})"
+            whole = f"{left} + {whole}" if left else whole
+        why = []
+        if partial:
+            why.append(f"only {shared} is divided, but my message shares out the whole sum")
+        if people != by:
+            why.append(f"my message names {named} and me: {people:g} people, not {by:g}")
+        return expression, f"{whole} / {people:g}", "; and ".join(why)
+    return None
+
+
 # a unit's names, each to one name: what a number in a message is measured in
 _UNIT_NAMES = {
     name: unit
@@ -1747,6 +1962,7 @@ _UNIT_NAMES = {
         ("g", "g gram grams gramme grammes"),
         ("lb", "lb lbs pound pounds"),
         ("oz", "oz ounce ounces"),
+        ("st", "stone stones"),
         ("l", "l liter liters litre litres"),
         ("gal", "gal gallon gallons"),
         ("c", "°c celsius"),
