@@ -1177,6 +1177,31 @@ def test_an_answer_whose_figure_is_still_to_work_out_is_held_to_the_calculator()
     assert "difference of 0" in "".join(d.text for d in out if isinstance(d, OutputTextDelta))
 
 
+def test_a_stock_refusal_is_rejected_in_the_text_pass_of_a_turn_with_no_call_only() -> None:
+    refusal = "I'm sorry, but I can't assist with that."
+    alone = build_chat_request(GenerationRequest("local", [user("It's a nice quiet evening.")]))
+    text_pass = ChunkTranslator(alone, text_pass=True)
+    out = text_pass.feed(chunk(refusal)) + text_pass.feed(chunk(finish="stop"))
+    out += text_pass.finish()
+    assert not [d for d in out if isinstance(d, OutputTextDelta)]
+    assert text_pass.refused
+    # to a request, a refusal is an answer ("Book me a flight ...")
+    flight = build_chat_request(GenerationRequest("local", [user("Book me a flight to Rome.")]))
+    booked = ChunkTranslator(flight, text_pass=True)
+    out = booked.feed(chunk(refusal)) + booked.feed(chunk(finish="stop")) + booked.finish()
+    assert "".join(d.text for d in out if isinstance(d, OutputTextDelta)) == refusal
+    assert not booked.refused
+    # after a call that failed, "I can't" is an answer
+    failed = {"type": "function_call_output", "call_id": "call_1", "output": "Error: no city"}
+    items = [user("What's the weather in Atlantis?"), call_item(), failed]
+    answer = ChunkTranslator(
+        build_chat_request(GenerationRequest("local", items, tools=[WEATHER])), text_pass=True
+    )
+    out = answer.feed(chunk(refusal)) + answer.feed(chunk(finish="stop")) + answer.finish()
+    assert "".join(d.text for d in out if isinstance(d, OutputTextDelta)) == refusal
+    assert not answer.refused
+
+
 def _berlin_after_paris() -> ChunkTranslator:
     """The first reply to "And in Berlin?" after the weather in Paris."""
     items = [

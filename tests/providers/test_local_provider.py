@@ -775,9 +775,29 @@ async def test_talk_on_the_first_prompt_after_an_unrelated_call_goes_to_the_text
 REFUSAL = "I'm sorry, but I can't assist with that."
 
 
-async def test_a_stock_refusal_after_an_unrelated_call_goes_out() -> None:
-    # a refusal is no echo in a turn with no call made: the tool-less pass, tried for
-    # it, answered "Book me a flight to Rome" with "Sure, I can help you book ..."
+async def test_a_stock_refusal_after_an_unrelated_call_is_answered_without_the_tools() -> None:
+    # "Kids are finally asleep, ..." (heldout9, seen): a clock call rejected, then the
+    # first prompt alone gave the stock refusal to a message that asks for nothing
+    engine = ScriptedReplies(
+        weather_reply("Brazil"),
+        [chunk(REFUSAL), chunk(finish="stop")],
+        [chunk("Enjoy the quiet!"), chunk(finish="stop")],
+    )
+    provider = provider_for(engine)
+    message = "Back from Brazil and finally home, it's just me and a mug of tea now."
+    deltas = [d async for d in provider.stream(request(message, tools=[WEATHER_CITY]))]
+    assert [d.text for d in deltas if isinstance(d, OutputTextDelta)] == ["Enjoy the quiet!"]
+    assert isinstance(deltas[-1], FinishDelta)
+    first, alone, without = engine.streamed()  # no text pass
+    assert_first_prompt_alone(first, alone)
+    assert "get_weather" not in without["prompt"], "no tool described"
+    assert without["prompt"].endswith(message + "<|im_end|>\n<|im_start|>assistant\n")
+    await provider.aclose()
+
+
+async def test_a_stock_refusal_of_a_request_after_an_unrelated_call_goes_out() -> None:
+    # a refusal is the answer to a request no tool fits: the tool-less pass, tried
+    # for it, answered "Book me a flight to Rome" with "Sure, I can help you book ..."
     engine = ScriptedReplies(weather_reply("Brazil"), [chunk(REFUSAL), chunk(finish="stop")])
     provider = provider_for(engine)
     message = "Book me a flight to Brazil for next Friday."
@@ -785,6 +805,35 @@ async def test_a_stock_refusal_after_an_unrelated_call_goes_out() -> None:
     assert [d.text for d in deltas if isinstance(d, OutputTextDelta)] == [REFUSAL]
     first, alone = engine.streamed()
     assert_first_prompt_alone(first, alone)
+    await provider.aclose()
+
+
+async def test_a_stock_refusal_in_the_text_pass_is_answered_without_the_tools() -> None:
+    # talk first, then the text pass refused: the same last resort
+    engine = ScriptedReplies(
+        [chunk(TALK), chunk(finish="stop")],
+        [chunk(REFUSAL), chunk(finish="stop")],
+        [chunk("Sounds like a lovely evening."), chunk(finish="stop")],
+    )
+    provider = provider_for(engine)
+    message = "The living room lights are so cosy tonight."
+    deltas = [d async for d in provider.stream(request(message, tools=[WEATHER_CITY]))]
+    texts = [d.text for d in deltas if isinstance(d, OutputTextDelta)]
+    assert texts == ["Sounds like a lovely evening."]
+    first, text, without = engine.streamed()
+    assert_text_pass(first, text)
+    assert "get_weather" not in without["prompt"], "no tool described"
+    await provider.aclose()
+
+
+async def test_a_stock_refusal_with_no_call_rejected_goes_out() -> None:
+    # the first pass itself refused (nothing rejected): a refusal is an answer
+    engine = ScriptedReplies([chunk(REFUSAL), chunk(finish="stop")])
+    provider = provider_for(engine)
+    message = "Book me a flight to Rome for next Friday."
+    deltas = [d async for d in provider.stream(request(message, tools=[WEATHER_CITY]))]
+    assert "".join(d.text for d in deltas if isinstance(d, OutputTextDelta)) == REFUSAL
+    assert len(engine.streamed()) == 1
     await provider.aclose()
 
 

@@ -89,6 +89,7 @@ from turnstream.providers._call_review import (
     other_day_tools,
     review_calls,
     said_numbers,
+    tells_only,
     topic_tools,
     unasked,
     uncalled_names,
@@ -686,7 +687,15 @@ def _text_pass_guard(plan: ChatPlan) -> EchoGuard:
     message there."""
     output = plan.items[-1].get("output") if plan.answer_turn and plan.items else None
     lines = [_ANSWER_IN_TEXT, latest_request(plan.items), *_result_messages(plan)]
-    return EchoGuard("\n".join(lines), output if isinstance(output, str) else "")
+    # with no call made, a stock refusal is what the 1.5B says to small talk once its
+    # call (or its talk about one) was rejected ("Kids are finally asleep, ..." after
+    # a clock call): the provider answers without the tools described (`refused`).
+    # Only for a message that asks for nothing (`tells_only`): without the tools, the
+    # 1.5B answered "Book me a flight to Rome for next Friday." with "Sure, I can help
+    # you book a flight ...", a promise where the refusal was right
+    asks_nothing = not plan.answer_turn and tells_only(latest_request(plan.items))
+    refusals = _REFUSALS if asks_nothing else ()
+    return EchoGuard("\n".join(lines), output if isinstance(output, str) else "", refusals)
 
 
 _UNFINISHED_CALL = (
@@ -1438,6 +1447,11 @@ class ChunkTranslator:
         if self._plan.answer_turn:
             return False
         return bool(calls) or reason == _TALKED
+
+    @property
+    def refused(self) -> bool:
+        """Whether the reply was rejected for being a stock refusal (`_REFUSALS`)."""
+        return self._echo is not None and self._echo.refused
 
     @property
     def talked(self) -> bool:

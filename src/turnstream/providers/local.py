@@ -659,6 +659,16 @@ class LocalProvider(Provider):
                     yield delta
                 if outcome[0] is None:
                     return
+                if translator.refused:
+                    # the first prompt alone gave a stock refusal to a message its
+                    # call was not asked for: not the text pass, whose prompt still
+                    # describes the tools, but none
+                    logger.info(
+                        "local model refused with no call made, answering without the tools"
+                    )
+                    async for delta in self._answer_bare(engine, plan, prose_plan, gate):
+                        yield delta
+                    return
                 reason = outcome[0]
             logger.info("local model call rejected, answering in text: %s", reason)
         async for delta in self._answer_in_text(engine, plan, prose_plan, gate):
@@ -713,6 +723,11 @@ class LocalProvider(Provider):
             yield OutputTextDelta(failure_note(plan.items))
             yield FinishDelta("stop")
             return
+        if prose.refused:
+            logger.info("local model refused in the text pass, answering without the tools")
+            async for delta in self._answer_bare(engine, plan, prose_plan, gate):
+                yield delta
+            return
         # it wrote out its own instruction, the request or a result message: a last
         # pass on the first prompt alone, still under the grammar that admits no call
         logger.info(
@@ -741,12 +756,14 @@ class LocalProvider(Provider):
         self, engine: ChatEngine, plan: ChatPlan, prose_plan: ChatPlan, gate: _SlotGate
     ) -> AsyncGenerator[Delta, None]:
         """The conversation once more with no tool described (`bare_body`), for a turn
-        with no call made whose every pass talked about functions. Its prompt is new
-        to the cache: it costs the conversation's evaluation, the tools' descriptions
-        left out. Not for a stock refusal ("I'm sorry, but I can't assist with
-        that."): tried for those, the tool-less pass answered "Book me a flight to
-        Rome for next Friday." with "Sure, I can help you book a flight to Rome ...".
-        Rejected too (talk), the turn ends in `result_note`."""
+        with no call made whose passes talked about functions, or gave a stock refusal
+        to a message that asks for nothing (`tells_only`: "I'm sorry, but I can't
+        assist with that." to "Three hours to kill before boarding.", after a clock
+        call of its own was rejected). Not for a refusal of a request: tried for those
+        too, the tool-less pass answered "Book me a flight to Rome for next Friday."
+        with "Sure, I can help you book a flight to Rome ...". Its prompt is new to
+        the cache: it costs the conversation's evaluation, the tools' descriptions
+        left out. Rejected too (talk), the turn ends in `result_note`."""
         bare = ChunkTranslator(prose_plan, last_pass=True, talk=True)
         async for delta in self._pass(engine, _prose(bare_body(plan)), gate, bare):
             yield delta
