@@ -730,6 +730,12 @@ def test_a_request_for_what_a_common_kind_of_tool_gives_asks_for_it(
         (CLOCK, "Is my sister in Perth having breakfast yet?"),
         (WEATHER, "Going for a stroll in Lisbon. Is it breezy out there at the moment?"),
         (WEATHER, "Is it foggy in San Francisco?"),
+        (WEATHER, "Walk round Rome soon, jacket or no jacket? what's it like outside rn"),
+        (CLOCK, "Is it too late to text my mate in Reykjavik?"),
+        (CLOCK, "Texting my mate in Reykjavik now? dont want to wake him up"),
+        (WEATHER, "Off to the Lisbon beach, wondering if it's breezy"),
+        (CLOCK, "Calling an agency in Kathmandu, is their office even open at this hour?"),
+        (CLOCK, "My partner is in Johannesburg, would he still be out at lunch right now?"),
     ],
 )
 def test_meals_waking_and_the_wind_ask_for_the_clock_or_the_weather_in_a_question(
@@ -746,12 +752,16 @@ def test_meals_waking_and_the_wind_ask_for_the_clock_or_the_weather_in_a_questio
         (CLOCK, "The baby might wake up in Lima soon."),
         (WEATHER, "Greetings from a very foggy San Francisco!"),
         (WEATHER, "What a breezy afternoon in Lisbon."),
+        (WEATHER, "Left my coat in Oslo. Such a pity."),
+        (CLOCK, "When's the best time of year to visit Lisbon?"),
+        (CLOCK, "Do you have any free time this week?"),
     ],
 )
 def test_meals_waking_and_the_wind_outside_a_question_ask_for_nothing(
     tool: dict[str, Any], message: str
 ) -> None:
     assert not asks_for_any([tool], [user(message)])
+    assert topic_tools([tool], [user(message)]) == []
 
 
 @pytest.mark.parametrize(
@@ -1518,6 +1528,13 @@ def test_an_answer_that_leaves_out_a_kind_of_thing_the_message_names_needs_its_c
         function_output("t1", "Thursday 11:05 Europe/Madrid"),
     ]
     assert uncalled_tools([WEATHER, CLOCK], both) == []
+    # what to wear names the weather: "do I need my coat?" after the time alone
+    coat = [
+        user("Just landed! What time is it in Rome now, and do I need my coat?"),
+        function_call("t1", "current_time", args(timezone="Europe/Rome")),
+        function_output("t1", "Thursday 11:05 Europe/Rome"),
+    ]
+    assert uncalled_tools([WEATHER, CLOCK], coat) == ["get_weather"]
     # a call the message does not ask for, made instead: asking again would repeat it
     astray = [*weather, function_call("u1", "convert_units", args(value=25, from_unit="C"))]
     assert uncalled_tools([WEATHER, CLOCK, UNITS], astray) == []

@@ -338,9 +338,11 @@ _TOPICS: tuple[tuple[re.Pattern[str], frozenset[str], re.Pattern[str] | None], .
         ),
         # "Is it breezy out there at the moment?" (Lisbon); in a question only:
         # "Greetings from a very foggy San Francisco!" asks for nothing
+        # "jacket or no jacket? what's it like outside rn", "do I need my coat?"
         re.compile(
             r"\b(?:breezy|breeze|gusty|gusts?|foggy|fog|misty|drizzl\w*|icy|frosty|muggy"
-            r"|sunshine)\b(?=[^.!?]*\?)",
+            r"|sunshine|outside|coat|jacket|sweater|jumper|scarf|sunscreen)\b"
+            r"(?=[^.!?]*(?:\?|$))",
             re.I,
         ),
     ),
@@ -352,14 +354,17 @@ _TOPICS: tuple[tuple[re.Pattern[str], frozenset[str], re.Pattern[str] | None], .
         # "Is it already Friday in Auckland?", "Would my friend in San Francisco still
         # be awake?", "Is it lunchtime in Rome yet?", "How many hours ahead is Tokyo?",
         # "Would my pen pal in Seoul be sitting down to dinner about now?", "Would a
-        # call now wake him up?" (Lima); those words in a question only: "Kids are
-        # finally asleep, ...", "Three hours to kill before boarding." had the clock
-        # called (and not "sleep": "Good morning! Did you sleep well?")
+        # call now wake him up?" (Lima), "Is it too late to text my mate in
+        # Reykjavik?", "is their office even open at this hour?"; those words in a
+        # question (or a last sentence left open: "... dont want to wake him up")
+        # only: "Kids are finally asleep, ...", "Three hours to kill before
+        # boarding." had the clock called (and not "sleep": "Good morning! Did you
+        # sleep well?")
         re.compile(
             r"o'clock|\bis it (?:still |already |yet )?(?:morning|afternoon|evening|night|day|dark"
             rf"|{_DAYS}|the weekend)\b"
-            r"|\b(?:awake|asleep|lunchtime|bedtime|dinnertime|hours?|breakfast|dinner|supper"
-            r"|wake|waking|woken)\b(?=[^.!?]*\?)",
+            r"|\b(?:awake|asleep|lunchtime|bedtime|dinnertime|hours?|breakfast|lunch|dinner"
+            r"|supper|wake|waking|woken|too late|too early)\b(?=[^.!?]*(?:\?|$))",
             re.I,
         ),
     ),
@@ -456,7 +461,13 @@ def tells_only(request: str) -> bool:
 _NAMED_TOPICS: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = (
     (
         _WEATHER_TOOL,
-        re.compile(r"\bweather\b|\bforecast\b|\bis it (?:raining|snowing|sunny)\b", re.I),
+        # "do I need my coat?": what to wear is what the weather is
+        re.compile(
+            r"\bweather\b|\bforecast\b|\bis it (?:raining|snowing|sunny)\b"
+            r"|\b(?:need|bring|take|wear|pack)\b[^.?!]*\b(?:coat|jacket|umbrella|sunscreen"
+            r"|sweater|jumper|scarf|gloves)\b",
+            re.I,
+        ),
     ),
     (
         _CLOCK_TOOL,
@@ -704,6 +715,7 @@ def _asks_for(tool: Mapping[str, Any], request: str) -> bool:
     for a message that only tells about its writer (`tells_only`)."""
     if tells_only(request):
         return False
+    request = _UNTIMED.sub(" ", request)
     text = _tool_text(tool)
     offered = _content_words(text)
     if any(_related(a, b) for a in _content_words(request) for b in offered):
@@ -729,7 +741,17 @@ def _asks_for_kind(tool: Mapping[str, Any], request: str) -> bool:
 
 def _requested(request: str, words: frozenset[str], shape: re.Pattern[str] | None) -> bool:
     """Whether `request` has one of a kind's request `words`, or its `shape`."""
+    request = _UNTIMED.sub(" ", request)
     return bool(set(_words(request)) & words) or bool(shape and shape.search(request))
+
+
+# "time" that asks for no clock: "When's the best time of year to visit Lisbon?" had
+# the clock called for Lisbon (but "Is it a good time to call Sydney?" does ask)
+_UNTIMED = re.compile(
+    r"\b(?:free|spare|hard|tough|long|first|last|next|some|no) times?\b"
+    r"|\btimes? of (?:the )?(?:year|season|life)\b|\b(?:on|in) time\b",
+    re.I,
+)
 
 
 def ungrounded_values(
