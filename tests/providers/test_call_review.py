@@ -712,6 +712,8 @@ DICTIONARY = {
         (CURRENCY, "What is €40 in pounds?"),
         (CALCULATE, "What is 7 factorial?"),
         (CALCULATE, "What's 9!?"),
+        (CALCULATE, "I'm paying off 4,380 over 24 months, how much is each payment?"),
+        (CALCULATE, "A bed 2.5 m long and 1.2 m wide: how many square metres is that?"),
         (CALCULATE, "What is log(1000)?"),
     ],
 )
@@ -1629,6 +1631,19 @@ def test_a_figure_asked_of_the_results_needs_the_calculator_after_the_lookups() 
     # a unit alone, with no price or rate by it
     plain = "My tank takes 14 gallons. How many litres is that?"
     assert underived([UNITS, CALCULATE], [user(plain), *tank[1:]]) is None
+    # how many, of two numbers of the message's own; or how many short
+    for message in (
+        "How many 330 ml cans would it take to fill my 14 gallon cooler jug?",
+        "Recipe wants 14 gallons and I've got 50 litres. Is that enough?",
+        "I've got 50 litres. Is that enough for 14 gallons? how many litres short am I?",
+    ):
+        worked = underived([UNITS, CALCULATE], [user(message), *tank[1:]])
+        assert worked == ("calculate" if "how" in message.lower() else None), message
+    short = "The jug takes that much and all I've got is 50 litres. How many litres short am I?"
+    assert underived([UNITS, CALCULATE], [user(short), *tank[1:]]) == "calculate"
+    # a clock time is no number of a calculation
+    at = "Remind me at 16:40: how many litres is 14 gallons?"
+    assert underived([UNITS, CALCULATE], [user(at), *tank[1:]]) is None
     # a lookup asked for alone, or news of the writer's own
     for message in ("What time is it in LA and in Tokyo?", "I was in Tokyo, a difference!"):
         assert underived(tools, [user(message), *apart[1:]]) is None, message

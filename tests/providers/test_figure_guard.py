@@ -89,6 +89,54 @@ def test_a_long_reply_is_let_go_and_streams_on_unchecked() -> None:
     assert guard.finish(" Done.") == " Done."
 
 
+@pytest.mark.parametrize(
+    "opening",
+    [
+        "To determine how many 330 ml cans fill 2 gallons, we need to follow these steps:",
+        "To find out, you would need to calculate the volume of the bed.",
+        "The formula for the volume of a rectangular prism is length times width.",
+        "Sure! Let's calculate it: 2.5 m by 1.2 m by 0.3 m.",
+        "\\[ 2.5 \\times 1.2 \\]",
+    ],
+)
+def test_working_a_figure_out_in_words_is_caught_before_the_limit(opening: str) -> None:
+    said = said_numbers("How many cubic metres is a bed 2.5 m by 1.2 m by 0.3 m, or 330 ml?")
+    guard = FigureGuard(said, working=True)
+    assert guard.feed(opening) == ""
+    assert guard.figures, "rejected while its own figures are still to come"
+    # without `working` (a calculator already called), only figures count
+    calm = FigureGuard(said)
+    assert calm.feed(opening) == ""
+    assert calm.finish() == opening
+
+
+def test_an_answer_after_the_calculator_may_name_its_formula() -> None:
+    call = {
+        "type": "function_call",
+        "call_id": "call_1",
+        "name": "calculate",
+        "arguments": '{"expression": "2.5 * 1.2 * 0.3"}',
+    }
+    output = {"type": "function_call_output", "call_id": "call_1", "output": "0.9"}
+    message = "A bed 2.5 m long, 1.2 m wide, 0.3 m deep: how many cubic metres of soil?"
+    request = GenerationRequest("local", [user(message), call, output], tools=[CALCULATOR])
+    translator = ChunkTranslator(build_chat_request(request), review=True, grounding=True)
+    answer = "By the formula length times width times depth, you need 0.9 cubic metres."
+    out = translator.feed({"choices": [{"delta": {"content": answer}}]}) + translator.finish()
+    assert _text(out) == answer
+    # before the call, the same words are a figure worked out in the head
+    first = ChunkTranslator(
+        build_chat_request(GenerationRequest("local", [user(message)], tools=[CALCULATOR])),
+        review=True,
+        grounding=True,
+    )
+    worked = "By the formula length times width times depth: multiply 2.5 by 1.2 and 0.3."
+    out = first.feed({"choices": [{"delta": {"content": worked}}]}) + first.finish()
+    assert not _text(out)
+    assert first.rejected is not None
+    assert "Do not work out figures yourself" in first.rejected[1]
+
+
 def _translator(message: str, *items: dict[str, Any]) -> ChunkTranslator:
     request = GenerationRequest("local", [user(message), *items], tools=[WEATHER, UNITS])
     return ChunkTranslator(build_chat_request(request), review=True, grounding=True)

@@ -252,8 +252,8 @@ def _content_words(text: str) -> set[str]:
 _DERIVED = re.compile(
     r"\b(?:difference|gap|apart|altogether|combined|in total|total|sum|average|pace|split"
     r"|per (?:person|head)|each (?:person|of us)"
-    r"|how (?:much|many)(?: \w+)? (?:more|less|fewer|over|under|left|warmer|colder|cheaper"
-    r"|ahead|behind)"
+    r"|how (?:much|many)(?: \w+)? (?:more|less|fewer|over|under|short|left|warmer|colder"
+    r"|cheaper|ahead|behind)"
     r"|by how much|(?:more|less) than (?:double|twice|half)"
     # a price or a rate by the unit: "fuel here is 1.85 a litre", "$3 per gallon"
     r"|\d+(?:[.,]\d+)?\s*(?:a|an|per)\s+(?:litre|liter|gallon|kilo|kg|pound|lb|ounce|hour|night|day|week"
@@ -684,7 +684,8 @@ def unconverted_scale(
 
 def underived(tools: Sequence[Mapping[str, Any]], items: Sequence[Mapping[str, Any]]) -> str | None:
     """An offered calculator's name when the user's latest message asks for a figure
-    worked out (`_DERIVED`, or an operation: `_OPERATION`), calls were made for it,
+    worked out (`_DERIVED`, an operation: `_OPERATION`, or how much or how many of
+    numbers of its own: `_worked_question`), calls were made for it,
     every result (not error) they gave has a number, and none of them was to a
     calculator: the step that works the figure out from the results is still to
     come. Asked "What time is it in Los
@@ -696,7 +697,7 @@ def underived(tools: Sequence[Mapping[str, Any]], items: Sequence[Mapping[str, A
     request = latest_request(items)
     if not calculators or tells_only(request):
         return None
-    if not (_DERIVED.search(request) or _OPERATION.search(request)):
+    if not (_DERIVED.search(request) or _OPERATION.search(request) or _worked_question(request)):
         return None
     if _called_since(items) & set(calculators):
         return None
@@ -723,10 +724,28 @@ def _asks_for(tool: Mapping[str, Any], request: str) -> bool:
     return _asks_for_kind(tool, request)
 
 
+# a clock time or an hour of the day, which counts as no number of a calculation
+_CLOCK_READING = re.compile(r"\b\d{1,2}:\d{2}\b|\b\d{1,2}\s*(?:am|pm)\b", re.I)
+_HOW_MUCH = re.compile(r"\bhow (?:much|many)\b", re.I)
+
+
+def _worked_question(request: str) -> bool:
+    """Whether `request` asks "how much" or "how many" of two numbers or more of its
+    own (clock times aside): "I'm paying off 4,380 over 24 months, how much is each
+    payment?", "How many 330 ml cans would it take to fill my 2 gallon cooler jug?".
+    The 1.5B worked those out in prose, formulas and all, with a calculator on offer."""
+    if not _HOW_MUCH.search(request):
+        return False
+    return len(_NUMBER.findall(_THOUSANDS.sub("", _CLOCK_READING.sub(" ", request)))) >= 2
+
+
 def _asks_for_kind(tool: Mapping[str, Any], request: str) -> bool:
     """`_asks_for` by `_KINDS` and `_TOPICS` alone: the message asks for what this
-    kind of tool gives, not only shares a word with its description ("convert")."""
+    kind of tool gives, not only shares a word with its description ("convert"), or
+    a calculator, for a figure of its own numbers (`_worked_question`)."""
     text = _tool_text(tool)
+    if _calculator(tool) and _worked_question(request):
+        return True
     described = set(_words(text))
     if any(
         described & tool_words and _requested(request, request_words, shape)
@@ -1493,6 +1512,11 @@ _MORE_STEPS = re.compile(
     r"finally|also|convert\w*|and then)\b",
     re.I,
 )
+
+
+def calculated(tools: Sequence[Mapping[str, Any]], items: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether an offered calculator was called for the user's latest message."""
+    return bool(_called_since(items) & {str(t.get("name")) for t in tools if _calculator(t)})
 
 
 def _calculator(tool: Mapping[str, Any]) -> bool:

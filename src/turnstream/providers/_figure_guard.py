@@ -12,7 +12,9 @@ So when the user's latest message asks for a figure tool (`figure_tools`: a
 calculator's or a unit converter's kind), `FigureGuard` holds the reply back and
 checks each number as it is completed against the numbers said in the conversation
 (`unsaid_figures`: rounding and percentages allowed). A reply that states one
-nobody said is rejected, and the model is asked to call the tool; any other reply
+nobody said is rejected, and the model is asked to call the tool; so is one that
+sets out to work a figure out in words (`_WORKING`, with `working`: no calculator
+called yet), which would run past the limit before its own figures; any other reply
 goes out when it ends, or at `_LIMIT` characters, after which it streams unchecked.
 The cost is that such replies (one or two sentences, as a rule) arrive whole.
 """
@@ -34,6 +36,18 @@ or two sentences, well under it."""
 # a number at the very end may still be being written ("26.2" of "26.21371")
 _OPEN_NUMBER = re.compile(r"[\d.,]*$")
 _FIGURE = re.compile(r"\d")
+# a reply that sets out to work a figure out in words: "To determine how many cans
+# are needed, we need to follow these steps: 1. Convert ...", "The formula for the
+# volume of a rectangular prism is ...", LaTeX (`\[ ... \times ... \]`); each of
+# these ran past `_LIMIT` with only the message's numbers, then stated its own
+_WORKING = re.compile(
+    r"\\\[|\\\(|\\times|\\frac|\\div|\bformula\b|\bstep[- ]by[- ]step\b"
+    r"|\bfollow(?:ing)? (?:these|the following) steps\b"
+    r"|\b(?:we|you|i)(?: would| will)? (?:need|have) to (?:first )?(?:calculate|compute|convert"
+    r"|divide|multiply|add|subtract|work out|find|determine|figure out)\b"
+    r"|\blet(?:'|’)?s (?:calculate|compute|convert|work|break|figure)\b",
+    re.I,
+)
 
 
 class FigureGuard:
@@ -41,13 +55,16 @@ class FigureGuard:
     while holding). `figures` turns non-empty when the reply has stated a number
     that is not among `said`."""
 
-    def __init__(self, said: Sequence[float]) -> None:
+    def __init__(self, said: Sequence[float], *, working: bool = False) -> None:
         self._said = said
+        self._working = working
         self._held = ""
         self.holding = True
         self.figures: list[str] = []
 
     def _unsaid(self, text: str) -> list[str]:
+        if self._working and (worked := _WORKING.search(text)):
+            return [worked.group(0)]  # about to work a figure out in words
         return unsaid_figures(text, self._said)
 
     def feed(self, text: str) -> str:

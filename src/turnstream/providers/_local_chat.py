@@ -76,6 +76,7 @@ from turnstream.providers._call_grammar import call_grammar
 from turnstream.providers._call_review import (
     asked_with,
     asks_for_any,
+    calculated,
     conversation_text,
     doubtful,
     error_text,
@@ -1054,8 +1055,13 @@ class ChunkTranslator:
             elif calculator := underived(plan.tools, plan.items):  # after results alone
                 self._call_hold = _UNDERIVED.format(tool=calculator)
                 self._hold_tools = (calculator,)
+        # (with a calculator still to call, a reply that sets out to work a figure out
+        # in words is held to it too: `FigureGuard`'s `working`)
         self._figures: FigureGuard | None = (
-            FigureGuard(said_numbers(conversation_text(plan.instructions, plan.items)))
+            FigureGuard(
+                said_numbers(conversation_text(plan.instructions, plan.items)),
+                working=bool(self._figure_tools) and not calculated(plan.tools, plan.items),
+            )
             if self._figure_tools or self._failed or self._untooled
             else None
         )
