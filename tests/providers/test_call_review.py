@@ -1039,7 +1039,12 @@ def _after_clock(*later: dict[str, Any]) -> list[dict[str, Any]]:
         # a follow-up's opening and one new place in a question of its own
         ("What about for my friend in Buenos Aires?", ["current_time"]),
         ("And my cousin in Honolulu, is it even the same day for her?", ["current_time"]),
+        # after thanks or a nod
+        ("nice, and over in Vancouver? my cousin lives there", ["current_time"]),
+        ("Thanks! And in London?", ["current_time"]),
+        ("ok, and Bob's?", ["current_time"]),
         ("And what's the capital of Peru?", []),
+        ("Great, and what's the capital of Peru?", []),
         ("Is the Louvre in Paris worth a visit?", []),
         # a question of its own, thanks, more than a few words, or no lead
         ("And you?", []),

@@ -28,6 +28,11 @@ def _fed(guard: TalkGuard, text: str, step: int = 3) -> str:
         "To set a reminder to pick up the kids at 15:00, you can use the `set_reminder` "
         'function with the arguments `time="15:00"`.',
         "To convert 100 euros to dollars, you can use the following function call:\n```json",
+        # after a word of assent; a name in quotes
+        "Sure, I can help you with that. To put your phone on silent until 3 PM, you can "
+        'use the "set_alarm" function.',
+        # a call written out after a colon, in a code block
+        'To define the word "ubiquitous":\n```json\n{name": "get_weather", "arguments": {}}',
     ],
 )
 def test_an_opening_that_talks_about_a_function_is_held_back(reply: str) -> None:
@@ -45,6 +50,10 @@ def test_an_opening_that_talks_about_a_function_is_held_back(reply: str) -> None
         "Tokyo is in Japan.",
         "To",
         "Sure, here's a Python function that reverses a string.",
+        "Sure! To make tea, boil water and steep the leaves.",
+        "Of course. Paris is the capital of France.",
+        "Okay",
+        "To convert 5 km: it is 3.1 miles.\nThat is all.",
     ],
 )
 def test_any_other_reply_goes_out_whole(reply: str) -> None:
@@ -73,3 +82,11 @@ def test_a_stop_at_the_end_of_a_chunk_waits_for_what_follows_it() -> None:
     assert ended.feed("To do that, boil water.") == ""
     assert ended.feed(" Then") == "To do that, boil water. Then"
     assert not ended.talked
+
+
+def test_a_word_of_assent_is_held_only_while_it_could_lead_to_talk() -> None:
+    guard = TalkGuard(NAMES)
+    assert guard.feed("Sure, I can help.") == ""
+    assert guard.feed(" Paris is") == "Sure, I can help. Paris is", "no opening after it"
+    short = TalkGuard(NAMES)
+    assert short.feed("Surely not") == "Surely not", "not a word of assent"

@@ -1161,7 +1161,13 @@ def untooled_topic(tools: Sequence[Mapping[str, Any]], items: Sequence[Mapping[s
 
 # "And in London?", "What about Cairo?", "How about 250?", "And Bob's?": the lead, then
 # a few words that name new values; none of them asks something of its own
-_ELLIPTICAL = re.compile(r"(?:and|what about|how about)\s+([^?.!]+?)\s*[?.!]*", re.I)
+# a word of thanks or approval before a follow-up: "nice, and over in Vancouver?",
+# "Thanks! And in London?"
+_NODS = (
+    r"(?:(?:nice|great|cool|ok|okay|thanks|thank you|perfect|awesome|lovely|good|wow|oh|ah)"
+    r"[\s,!.]+)?"
+)
+_ELLIPTICAL = re.compile(rf"{_NODS}(?:and|what about|how about)\s+([^?.!]+?)\s*[?.!]*", re.I)
 _OWN_QUESTION = _words_of(
     "what why how who whom whose when where which does do did is are was were can could "
     "would should will shall that this these those it its you your me my i we us then "
@@ -1217,8 +1223,9 @@ _GOES_ON = re.compile(
 )
 _NAME = re.compile(r"(?<=\s)[A-Z][\w'’-]*")
 # "What about for my friend in Buenos Aires?", "And my cousin in Honolulu, is it even
-# the same day for her?": a follow-up's opening, and a place named in it
-_FOLLOW_OPENER = re.compile(r"\s*(?:and|what about|how about)\b", re.I)
+# the same day for her?", "nice, and over in Vancouver? my cousin lives there": a
+# follow-up's opening, and a place named in it
+_FOLLOW_OPENER = re.compile(rf"\s*{_NODS}(?:and|what about|how about)\b", re.I)
 _NEW_PLACE = re.compile(r"\b(?:in|at)\s+[A-Z]")
 
 

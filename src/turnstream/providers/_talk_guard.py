@@ -6,8 +6,9 @@ turn off the lights in the living room, you can use the `turn_off_lights` functi
 `current_time` function", "To determine who wrote Hamlet, we can use the `calculate`
 function." Such a reply is neither the call nor the answer. It opens the same way each
 time: a purpose clause or an announcement (`_LEADS`), with the function named in its
-first sentence. `TalkGuard` holds only replies that open like that, and only until
-that sentence ends: any other reply streams as it comes.
+first sentence, after a word of assent at most ("Sure, I can help you with that.").
+`TalkGuard` holds only replies that open like that, and only until that sentence
+ends: any other reply streams as it comes.
 """
 
 from __future__ import annotations
@@ -35,15 +36,26 @@ _LEADS = (
 # "the `calculate` function", "a function named reverse_string", "call the tool": an
 # identifier-like name beside "function" or "tool", not "a Python function"
 _TALK = re.compile(
-    r"(`[\w.]+`|\b[a-z]+_[a-z_]+\b)\s+(function|tool)s?\b"
+    r"(`[\w.]+`|[\"“'‘][a-z]+_[a-z_]+[\"”'’]|\b[a-z]+_[a-z_]+\b)\s+(function|tool)s?\b"
     r"|\b(functions?|tools?)\s+((named|called)\b|`[\w.]+`|[a-z]+_[a-z_]+\b)"
     r"|\bcall (the|a|this) (\w+ )?(function|tool)\b"
     r"|\b(the following|this) (function|tool)( call)?\b",
     re.I,
 )
 # a stop with a space or a line after it: "at 15:00" or "3.5" is not an end, and a
-# stop that ends the text so far waits for what follows it (the reply ends: released)
-_SENTENCE_END = re.compile(r"[.!?:]\s|\n")
+# stop that ends the text so far waits for what follows it (the reply ends: released);
+# nor is a colon, or a line that goes on in code or JSON: "To define the word
+# "ubiquitous":" went on with a call written out in a ```json block
+_SENTENCE_END = re.compile(r"[.!?]\s|\n(?=\s*[^\s`{\[])")
+# "Sure, I can help you with that. To put your phone on silent, you can use the
+# "set_alarm" function ...": a word of assent before the opening that talks
+_ASSENT = re.compile(
+    r"(?:sure|of course|certainly|absolutely|okay|ok)\b[^.!?\n]{0,60}[.!?]\s+", re.I
+)
+_ASSENTS = ("sure", "of course", "certainly", "absolutely", "okay", "ok")
+_ASSENT_SO_FAR = re.compile(
+    r"(?:sure|of course|certainly|absolutely|okay|ok)\b[^.!?\n]{0,60}[.!?]?$", re.I
+)
 _LIMIT = 240
 """Characters after which a held opening is let go whatever it says."""
 
@@ -74,9 +86,17 @@ class TalkGuard:
         if not self.holding:
             return text
         self._held += text
-        opening = self._held.lstrip().lower()
+        opening = self._held.lstrip()
         if not opening:
             return ""
+        assent = _ASSENT.match(opening)
+        if assent is not None:
+            opening = opening[assent.end() :]  # judge the sentence after it
+        elif _ASSENT_SO_FAR.match(opening) or any(
+            word.startswith(opening.lower()) for word in _ASSENTS
+        ):
+            return ""  # may still be a word of assent, then an opening that talks
+        opening = opening.lower()
         if not any(lead.startswith(opening) or opening.startswith(lead) for lead in _LEADS):
             return self.release()  # opens otherwise: out it goes
         if not any(opening.startswith(lead) for lead in _LEADS):
