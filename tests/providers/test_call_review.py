@@ -390,6 +390,12 @@ def test_a_sum_or_difference_of_numbers_in_different_units_is_sent_back_to_conve
     assert _calculated("5 + 3", "Add 5 km and 3 kilometres.", tools) is None
     assert _calculated("5 + 3", "I walked 5 km and then 3 more. How far?", tools) is None
     assert _calculated("52 * 23", "What is 52 pounds times 23 kg?", tools) is None
+    # a ratio of one dimension in two units; not of two dimensions (a speed)
+    weigh = "I weigh 165 lb and carry 40 kg. What percentage of my bodyweight is that?"
+    assert "divides 40 and 165" in str(_calculated("40 / 165 * 100", weigh, tools))
+    dense = "A 5 kg bag of flour fills a 2 litre jar. How many kilos per litre is it?"
+    assert "divides" not in str(_calculated("5 / 2", dense, tools))
+    assert _calculated("12 / 2", "I ran 12 km, then 2 km. How many times more?", tools) is None
     assert _calculated("52 - 23", suitcase, [CALCULATE]) is None
     converted = [
         user(suitcase),
@@ -1542,6 +1548,22 @@ def test_an_answer_that_leaves_out_a_kind_of_thing_the_message_names_needs_its_c
         function_output("t1", "Thursday 11:05 Europe/Rome"),
     ]
     assert uncalled_tools([WEATHER, CLOCK], coat) == ["get_weather"]
+    # an amount asked for in a currency, beside the weather
+    beach = [
+        user(
+            "Beach day in Lisbon, is it warm enough? Also how many euros will 300 dollars get me?"
+        ),
+        function_call("w1", "get_weather", args(city="Lisbon")),
+        function_output("w1", '{"city": "Lisbon", "temp_c": 21}'),
+    ]
+    assert uncalled_tools([WEATHER, CURRENCY], beach) == ["convert_currency"]
+    # pounds may weigh, and a share of dollars asks for no conversion
+    for message in (
+        "Is it warm in Lisbon, and what is my 70 kg in pounds?",
+        "Is it warm in Lisbon? I have 300 dollars, what's 15% of it?",
+    ):
+        items = [user(message), *beach[1:]]
+        assert uncalled_tools([WEATHER, CURRENCY, UNITS], items) == [], message
     # a call the message does not ask for, made instead: asking again would repeat it
     astray = [*weather, function_call("u1", "convert_units", args(value=25, from_unit="C"))]
     assert uncalled_tools([WEATHER, CLOCK, UNITS], astray) == []

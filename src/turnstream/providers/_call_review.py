@@ -479,18 +479,34 @@ _NAMED_TOPICS: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = (
     ),
     (_DICTIONARY_TOOL, re.compile(r"\bdefine\b|\bdefinition\b|\bmeaning of\b", re.I)),
     (_STOCK_TOOL, re.compile(r"\b(?:stock|share) price\b|\btrading at\b", re.I)),
+    # "how many euros will 300 dollars get me?": an amount asked for in a currency
+    # (not "pounds", a weight's name too)
+    (
+        _CURRENCY_TOOL,
+        re.compile(
+            r"\b(?:how (?:many|much)|in|into|to)\s+(?:"
+            + "|".join(
+                sorted(
+                    _CURRENCY_WORDS - _words_of("currency currencies exchange money pound pounds")
+                )
+            )
+            + r")\b",
+            re.I,
+        ),
+    ),
 )
-"""Weather, clock, dictionary and stock tools (by the pattern of such a tool),
-each with a pattern of a request that names what it gives outright: stricter than
-`_TOPICS`' words, where "degrees" or "hours" alone would do ("Convert 30 degrees
-Celsius to Fahrenheit" asks for no weather)."""
+"""Weather, clock, dictionary, stock and currency tools (by the pattern of such a
+tool), each with a pattern of a request that names what it gives outright: stricter
+than `_TOPICS`' words, where "degrees" or "hours" alone would do ("Convert 30
+degrees Celsius to Fahrenheit" asks for no weather)."""
 
 
 def uncalled_tools(
     tools: Sequence[Mapping[str, Any]], items: Sequence[Mapping[str, Any]]
 ) -> list[str]:
     """The offered tools of a kind the user's latest message names outright
-    (`_NAMED_TOPICS`: the weather, the time, a definition, a stock price) when calls
+    (`_NAMED_TOPICS`: the weather, the time, a definition, a stock price, an amount
+    in a currency) when calls
     were made for the message, none of them to a tool of that kind. Asked "What's the
     weather in Madrid, and what time is it there?", the 1.5B called the weather, then
     answered with a time it made up ("It's 12:34 PM there."). None once a call was
@@ -2035,7 +2051,8 @@ def _mixed_units(
     items: Sequence[Mapping[str, Any]],
 ) -> str | None:
     """Why a calculator's expression adds or subtracts two numbers of the user's latest
-    message that it measures in different units, while a unit converter is offered
+    message that it measures in different units (or divides one by the other, of one
+    dimension: a percentage of 165 lb that 40 kg is), while a unit converter is offered
     and no call for the message has used it, or None: told "My suitcase weighs 52
     pounds and the airline allows 23 kg. How many kilos over the limit am I?", the
     1.5B called `52 - 23`, then converted the 29 "pounds" to kilograms."""
@@ -2050,15 +2067,33 @@ def _mixed_units(
         if unit is not None:
             measured.setdefault(number, unit)
     for leaf in _leaves(_object(arguments) or {}):
-        for first, second in _SUM_OR_DIFFERENCE.findall(str(leaf)):
+        pairs = [
+            *(("adds or subtracts", *pair) for pair in _SUM_OR_DIFFERENCE.findall(str(leaf))),
+            *(("divides", *pair) for pair in _RATIO.findall(str(leaf))),
+        ]
+        for does, first, second in pairs:
             one, other = measured.get(first), measured.get(second)
-            if one is not None and other is not None and one != other:
-                return Correction(
-                    f"Your call to {name} adds or subtracts {first} and {second}, but "
-                    f"my message gives {first} in {one} and {second} in {other}. Call "
-                    f"{converters[0]} first to convert {first} {one} to {other}."
-                )
+            if one is None or other is None or one == other:
+                continue
+            if does == "divides" and _DIMENSIONS.get(one) != _DIMENSIONS.get(other):
+                continue  # km by hours is a speed, not a slip
+            return Correction(
+                f"Your call to {name} {does} {first} and {second}, but my message gives "
+                f"{first} in {one} and {second} in {other}. Call {converters[0]} first to "
+                f"convert {first} {one} to {other}."
+            )
     return None
+
+
+_RATIO = re.compile(r"(\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)")
+# what each unit of `_UNIT_NAMES` measures: a ratio of two of the same is a number
+# only once both are in one unit ("40 kg of my 165 lb": convert first)
+_DIMENSIONS = {
+    **dict.fromkeys(("km", "m", "cm", "mi", "ft", "in"), "length"),
+    **dict.fromkeys(("kg", "g", "lb", "oz", "st"), "mass"),
+    **dict.fromkeys(("l", "gal"), "volume"),
+    **dict.fromkeys(("c", "f"), "temperature"),
+}
 
 
 # money named in a message other than by "pound", which is a weight's name too
