@@ -393,6 +393,16 @@ def test_a_sum_or_difference_of_numbers_in_different_units_is_sent_back_to_conve
     # a ratio of one dimension in two units; not of two dimensions (a speed)
     weigh = "I weigh 165 lb and carry 40 kg. What percentage of my bodyweight is that?"
     assert "divides 40 and 165" in str(_calculated("40 / 165 * 100", weigh, tools))
+    # any use of a number measured in one of two units of a dimension
+    bag = "Carry-on max is 158 cm total. Mine's 62 inches all added up, am I ok?"
+    assert "uses 62 in, but my message gives 158 in cm" in str(
+        _calculated("62 / 12 * 158", bag, tools)
+    )
+    milk = "Recipe wants 2.5 cups of milk and I've got a 500 ml carton. How many ml short?"
+    assert "subtracts 500 and 2.5" in str(_calculated("500 - 2.5", milk, tools))
+    # units of different dimensions, or one unit only
+    assert _calculated("62 * 2", "I walked 62 km with 2 kg on my back. Total?", tools) is None
+    assert _calculated("62 / 2", "Two bags, 62 kg and 20 kg: half of the first?", tools) is None
     dense = "A 5 kg bag of flour fills a 2 litre jar. How many kilos per litre is it?"
     assert "divides" not in str(_calculated("5 / 2", dense, tools))
     assert _calculated("12 / 2", "I ran 12 km, then 2 km. How many times more?", tools) is None
@@ -1913,6 +1923,19 @@ TOKYO = ("get_weather", '{"city": "Tokyo"}')
             "Is Apple doing better than Microsoft?",
             [("stock_price", '{"symbol": "AAPL"}')],
             ("stock_price", ["Apple", "Microsoft"]),
+        ),
+        # places apart, and a figure worked out of both
+        (
+            [CLOCK],
+            "I'm in Sydney and my brother's in Los Angeles. How many hours ahead of him am I?",
+            [("current_time", '{"timezone": "Australia/Sydney"}')],
+            ("current_time", ["Los Angeles"]),
+        ),
+        (
+            [CLOCK],
+            "I'm in Sydney and my brother's in Los Angeles. What time is it for him?",
+            [("current_time", '{"timezone": "America/Los_Angeles"}')],
+            None,
         ),
         # a call that takes no name (a calculation) is not one for the list
         (

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.providers.helpers import CALCULATOR, CLOCK, UNITS
+from tests.providers.helpers import CALCULATOR, CLOCK, CURRENCY, UNITS
 from turnstream.engine.deltas import (
     FinishDelta,
     ItemEndDelta,
@@ -1109,6 +1109,37 @@ def test_an_answer_to_a_comparison_with_one_name_called_is_held_to_the_other_s_c
     out = both.feed(chunk("Paris is warmer: 18°C.")) + both.feed(chunk(finish="stop"))
     out += both.finish()
     assert both.rejected is None
+
+
+def test_a_calculation_before_the_other_name_s_lookup_is_held_to_that_lookup() -> None:
+    # "how many hours ahead of him am I?" (Sydney, Los Angeles): the 1.5B called the
+    # calculator with `21 - 1100` after Sydney's time alone
+    message = "Is it warmer in Paris than in Madrid right now? By how much?"
+    items = [user(message), call_item(), output_item()]
+    tools = [WEATHER, CLOCK, CALCULATOR]
+    plan = build_chat_request(GenerationRequest("local", items, tools=tools))
+    early = ChunkTranslator(plan, review=True, grounding=True)
+    out = early.feed(chunk('{"name": "calculate", "arguments": {"expression": "18 - 18"}}'))
+    out += early.feed(chunk(finish="stop")) + early.finish()
+    assert not [d for d in out if isinstance(d, ToolCallDelta)]
+    assert early.rejected is not None
+    assert early.rejected[1].startswith("My request also names Madrid")
+    # the lookup it is due goes out
+    due = ChunkTranslator(plan, review=True, grounding=True)
+    out = due.feed(chunk('{"name": "get_weather", "arguments": {"city": "Madrid"}}'))
+    out += due.feed(chunk(finish="stop")) + due.finish()
+    assert due.rejected is None
+    assert [d.name for d in out if isinstance(d, ToolCallDelta) and d.name] == ["get_weather"]
+    # the same for a kind of thing the message names that no call has given yet
+    money = "Is it warm in Paris? And how many euros will 300 dollars get me, less 20?"
+    items = [user(money), call_item(), output_item()]
+    plan = build_chat_request(GenerationRequest("local", items, tools=[WEATHER, CURRENCY, *tools]))
+    sums = ChunkTranslator(plan, review=True, grounding=True)
+    out = sums.feed(chunk('{"name": "calculate", "arguments": {"expression": "300 - 20"}}'))
+    out += sums.feed(chunk(finish="stop")) + sums.finish()
+    assert not [d for d in out if isinstance(d, ToolCallDelta)]
+    assert sums.rejected is not None
+    assert sums.held_to == ("convert_currency",)
 
 
 def test_an_answer_to_celsius_asked_in_fahrenheit_is_held_to_the_conversion() -> None:

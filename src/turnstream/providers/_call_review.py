@@ -569,10 +569,22 @@ def uncalled_names(
     ]
     offered = {str(tool.get("name")) for tool in tools}
     request = latest_request(items)
-    for match in _NAME_LIST.finditer(request):
-        if not _JOINED.search(match.group()):
-            continue  # "Paris, France", "Portland, Oregon": one place
-        names = list(dict.fromkeys(_list_name(n) for n in re.split(_LIST_SEP, match.group())))
+    # each list: its names, and whether the message asks about them (not "Alice and
+    # Bob asked: ...")
+    lists = [
+        (
+            list(dict.fromkeys(_list_name(n) for n in re.split(_LIST_SEP, match.group()))),
+            bool(_ASKED_ABOUT.search(request[: match.start()]) or "than" in match.group()),
+        )
+        for match in _NAME_LIST.finditer(request)
+        if _JOINED.search(match.group())  # not "Paris, France", "Portland, Oregon": one place
+    ]
+    places = list(dict.fromkeys(_IN_PLACE.findall(request)))
+    if _DERIVED.search(request):
+        # "I'm in Sydney and my brother's in Los Angeles. How many hours ahead of him
+        # am I?": places apart, and a figure worked out of both
+        lists.append((places, True))
+    for names, asked_about in lists:
         for tool in dict.fromkeys(called for called, _ in calls):
             done = [args for called, args in calls if called == tool]
             left = [n for n in names if not any(_in_arguments(n, args) for args in done)]
@@ -583,9 +595,7 @@ def uncalled_names(
             # no name of the list in its calls, which took a name in other words
             # ("Asia/Kolkata" for "Mumbai", "AAPL" for "Apple"): fewer calls than names
             # leave one out ("the time gap between London and Mumbai": Kolkata alone),
-            # where the list is what the message asks about (not "Alice and Bob
-            # asked: ...")
-            asked_about = _ASKED_ABOUT.search(request[: match.start()]) or "than" in match.group()
+            # where the list is what the message asks about
             if asked_about and all(_takes_a_name(args) for args in done):
                 return tool, left
     return None
@@ -594,6 +604,7 @@ def uncalled_names(
 _ASKED_ABOUT = re.compile(
     r"\b(?:between|in|at|for|of|from|compare|comparing|versus)\s+(?:the\s+)?$", re.I
 )
+_IN_PLACE = re.compile(r"\b(?:in|at)\s+([A-Z][\w’'.-]*(?:\s+[A-Z][\w’'-]*)*)")
 
 
 def _takes_a_name(arguments: str) -> bool:
@@ -1539,7 +1550,12 @@ _MORE_STEPS = re.compile(
 
 def calculated(tools: Sequence[Mapping[str, Any]], items: Sequence[Mapping[str, Any]]) -> bool:
     """Whether an offered calculator was called for the user's latest message."""
-    return bool(_called_since(items) & {str(t.get("name")) for t in tools if _calculator(t)})
+    return bool(_called_since(items) & calculators(tools))
+
+
+def calculators(tools: Sequence[Mapping[str, Any]]) -> set[str]:
+    """The names of the offered calculators."""
+    return {str(t.get("name")) for t in tools if _calculator(t)}
 
 
 def _calculator(tool: Mapping[str, Any]) -> bool:
@@ -2033,6 +2049,9 @@ _UNIT_NAMES = {
         ("oz", "oz ounce ounces"),
         ("st", "stone stones"),
         ("l", "l liter liters litre litres"),
+        ("ml", "ml milliliter milliliters millilitre millilitres"),
+        ("cup", "cup cups"),
+        ("pt", "pint pints"),
         ("gal", "gal gallon gallons"),
         ("c", "°c celsius"),
         ("f", "°f fahrenheit"),
@@ -2082,6 +2101,20 @@ def _mixed_units(
                 f"{first} in {one} and {second} in {other}. Call {converters[0]} first to "
                 f"convert {first} {one} to {other}."
             )
+        # any other use of a number the message measures in one of two units of a
+        # dimension: "62 inches" against "158 cm total" went to `62 / 12 * 158`
+        # (unless the message names the operation itself: "52 pounds times 23 kg")
+        said_how = _OPERATION.search(latest_request(items))
+        used = [n for n in _NUMBER.findall(str(leaf)) if n in measured and not said_how]
+        for number in used:
+            unit = measured[number]
+            for other_number, other in measured.items():
+                if other != unit and _DIMENSIONS.get(other) == _DIMENSIONS.get(unit):
+                    return Correction(
+                        f"Your call to {name} uses {number} {unit}, but my message gives "
+                        f"{other_number} in {other}. Call {converters[0]} first to convert "
+                        f"{number} {unit} to {other}."
+                    )
     return None
 
 
@@ -2091,7 +2124,7 @@ _RATIO = re.compile(r"(\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)")
 _DIMENSIONS = {
     **dict.fromkeys(("km", "m", "cm", "mi", "ft", "in"), "length"),
     **dict.fromkeys(("kg", "g", "lb", "oz", "st"), "mass"),
-    **dict.fromkeys(("l", "gal"), "volume"),
+    **dict.fromkeys(("l", "ml", "cup", "pt", "gal"), "volume"),
     **dict.fromkeys(("c", "f"), "temperature"),
 }
 

@@ -77,6 +77,7 @@ from turnstream.providers._call_review import (
     asked_with,
     asks_for_any,
     calculated,
+    calculators,
     conversation_text,
     doubtful,
     error_text,
@@ -1034,6 +1035,7 @@ class ChunkTranslator:
         # (and the tools that call is due to: `held_to`)
         self._call_hold: str | None = None
         self._hold_tools: tuple[str, ...] = ()
+        self._lookups_due = False  # (results still to look up: no calculation yet)
         if review and plan.sniff_calls and not calls_only:
             if not plan.answer_turn and (again := followup_tools(plan.tools, plan.items)):
                 self._call_hold = FOLLOW_UP_PROSE  # the same prompt, held to a call
@@ -1044,10 +1046,12 @@ class ChunkTranslator:
             elif plan.answer_turn and (missing := uncalled_tools(plan.tools, plan.items)):
                 self._call_hold = uncalled_reason(missing)
                 self._hold_tools = tuple(missing)
+                self._lookups_due = True
             elif plan.answer_turn and (unnamed := uncalled_names(plan.tools, plan.items)):
                 tool, names = unnamed
                 self._call_hold = _UNCALLED_NAMES.format(tool=tool, names=" and ".join(names))
                 self._hold_tools = (tool,)
+                self._lookups_due = True
             elif plan.answer_turn and (unconverted := unconverted_scale(plan.tools, plan.items)):
                 tool, scale = unconverted
                 self._call_hold = _UNCONVERTED.format(tool=tool, scale=scale.capitalize())
@@ -1433,6 +1437,11 @@ class ChunkTranslator:
             # a call rejected where another was due: asked for that one instead ("...
             # and is it raining there right now?" after a conversion: the 1.5B called
             # the clock, which went to the text pass and the result note, no weather)
+            return self._call_hold
+        if self._lookups_due and {call.name for call in calls} <= calculators(plan.tools):
+            # a calculation before every result it needs is in: "how many hours ahead
+            # of him am I?" (Sydney, Los Angeles) went to `21 - 1100` after Sydney's
+            # time alone
             return self._call_hold
         return reason
 
