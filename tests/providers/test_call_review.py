@@ -628,6 +628,36 @@ def test_a_calculation_that_applies_its_last_step_again_to_its_result_is_rejecte
     assert review_calls(call, [CALCULATE], items) is None, "only with grounding"
 
 
+def test_a_step_an_earlier_calculation_did_applied_again_to_a_later_result_is_rejected() -> None:
+    # what the 1.5B did: 187.50 * 1.10 (a 10% tip), 206.25 / 5, then 41.25 * 1.10
+    message = "5 of us at dinner, the bill's 187.50 plus a 10% tip. How much does each owe?"
+    items = [
+        *_after_calculation(message, "187.50 * 1.10", "187.50 * 1.10 = 206.25"),
+        {
+            "type": "function_call",
+            "call_id": "c2",
+            "name": "calculate",
+            "arguments": args(expression="206.25 / 5"),
+        },
+        {"type": "function_call_output", "call_id": "c2", "output": "206.25 / 5 = 41.25"},
+    ]
+    call = [("calculate", args(expression="41.25 * 1.10"))]
+    reason = review_calls(call, [CALCULATE], items, grounding=True)
+    assert reason is not None
+    assert reason.startswith(
+        "187.50 * 1.10 and then 206.25 / 5 = 41.25 has already done that step: 41.25 is the"
+    )
+    # a step the message says twice may come twice
+    twice = message.replace("10% tip", "10% tip, and 10% again on each share")
+    again = [user(twice), *items[1:]]
+    assert (
+        review_calls(
+            [("calculate", args(expression="41.25 * 1.10"))], [CALCULATE], again, grounding=True
+        )
+        is None
+    )
+
+
 def test_a_calculation_that_takes_the_result_with_nothing_new_from_the_message_is_rejected() -> (
     None
 ):

@@ -1492,29 +1492,49 @@ def _reapplied(arguments: str, items: Sequence[Mapping[str, Any]]) -> tuple[str,
             and not outputs.get(str(item.get("call_id")), "").startswith("Error")
         )
     )
+    # every expression the answered calls for the message evaluated, in order
+    done: list[str] = []
     for item in since:
         if item.get("type") != "function_call" or str(item.get("call_id")) not in outputs:
             continue
         result = outputs[str(item.get("call_id"))].rpartition("=")[2].strip()
-        if not _NUMBER.fullmatch(result):
-            continue
         try:
             earlier = json.loads(str(item.get("arguments") or "{}"))
         except json.JSONDecodeError:
             continue
-        for expression in (leaf for leaf in _leaves(earlier) if isinstance(leaf, str)):
-            compact = "".join(expression.split())
+        expressions = [leaf for leaf in _leaves(earlier) if isinstance(leaf, str)]
+        done += expressions
+        if not _NUMBER.fullmatch(result):
+            continue
+        for expression in expressions:
             for text in written:
                 if _used_up(text, result, used, mentioned):
                     return expression, result
                 tail = text[len(result) :] if text.startswith(result) else ""
-                if not (_OPERATOR.match(tail) and compact.endswith(tail) and compact != tail):
-                    continue
-                operand = _NUMBER.findall(tail)[-1:]
-                uses = _NUMBER.findall(compact).count(operand[0]) + 1 if operand else 0
-                if operand and mentioned.count(operand[0]) < uses:
-                    return expression, result
+                # the step this result's own expression ended with, or one an earlier
+                # call for the message did: "187.50 * 1.10", "206.25 / 5", then
+                # "41.25 * 1.10" (a 10% tip, on the bill and again on each share)
+                for step, before in enumerate(done):
+                    compact = "".join(before.split())
+                    if not (_OPERATOR.match(tail) and compact.endswith(tail) and compact != tail):
+                        continue
+                    operand = _NUMBER.findall(tail)[-1:]
+                    uses = _NUMBER.findall(compact).count(operand[0]) + 1 if operand else 0
+                    if operand and _times_said(operand[0], latest_request(items)) < uses:
+                        return " and then ".join(done[step:]), result
     return None
+
+
+_PERCENT = re.compile(r"(\d+(?:\.\d+)?)\s*(?:%|per ?cent\b)", re.I)
+
+
+def _times_said(number: str, request: str) -> int:
+    """How many times `request` says `number`: as itself, or as the factor of a
+    percentage it says (10% as 0.1, 1.1 or 0.9)."""
+    value = float(number)
+    plain = [float(n) for n in _NUMBER.findall(request)].count(value)
+    factors = [float(p) / 100 for p in _PERCENT.findall(request)]
+    return plain + sum(1 for f in factors if any(abs(value - v) < 1e-9 for v in (f, 1 + f, 1 - f)))
 
 
 def _used_up(text: str, result: str, used: Sequence[str], mentioned: Sequence[str]) -> bool:
