@@ -860,6 +860,25 @@ async def test_talk_about_a_function_for_a_message_that_asks_for_no_tool_goes_to
     await provider.aclose()
 
 
+async def test_talk_in_the_text_pass_too_goes_to_the_last_pass() -> None:
+    # "can you put my phone on silent till 3pm": the same talk of a "set_alarm"
+    # function in the first pass and in the text pass, which went out
+    engine = ScriptedReplies(
+        [chunk(TALK), chunk(finish="stop")],
+        [chunk(TALK), chunk(finish="stop")],
+        [chunk("I can't control your lights."), chunk(finish="stop")],
+    )
+    provider = provider_for(engine)
+    message = "Turn off the lights in the living room."
+    deltas = [d async for d in provider.stream(request(message, tools=[WEATHER_CITY]))]
+    texts = [d.text for d in deltas if isinstance(d, OutputTextDelta)]
+    assert texts == ["I can't control your lights."]
+    first, text, last = engine.streamed()
+    assert_text_pass(first, text)
+    assert_first_prompt_alone(first, last)
+    await provider.aclose()
+
+
 async def test_talk_about_a_function_for_a_message_that_asks_for_one_is_re_sampled_for_the_call() -> (
     None
 ):

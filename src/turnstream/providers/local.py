@@ -710,8 +710,13 @@ class LocalProvider(Provider):
     async def _answer_in_text(
         self, engine: ChatEngine, plan: ChatPlan, prose_plan: ChatPlan, gate: _SlotGate
     ) -> AsyncGenerator[Delta, None]:
-        """The text pass (`answer_body`), and what follows if it is rejected too."""
-        prose = ChunkTranslator(prose_plan, text_pass=True)
+        """The text pass (`answer_body`), and what follows if it is rejected too.
+
+        With no call made, the text pass is guarded against talk about functions as
+        the first pass is: told "can you put my phone on silent till 3pm", the 1.5B
+        talked of a "set_alarm" function in the first pass and, word for word, in the
+        text pass, which went out."""
+        prose = ChunkTranslator(prose_plan, text_pass=True, talk=True)
         async for delta in self._pass(engine, _prose(answer_body(plan)), gate, prose):
             yield delta
         if prose.rejected is None:
@@ -731,7 +736,7 @@ class LocalProvider(Provider):
         # it wrote out its own instruction, the request or a result message: a last
         # pass on the first prompt alone, still under the grammar that admits no call
         logger.info(
-            "local model text pass rejected (its prompt or a made-up time), answering on the first prompt alone"
+            "local model text pass rejected (its prompt, a made-up time or talk), answering on the first prompt alone"
         )
         # (and it must not talk about a function either: with no call made, a pass
         # that only talked about `create_reminder` would end the turn as that talk)
