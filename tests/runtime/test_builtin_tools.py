@@ -170,3 +170,34 @@ def test_calculate_keeps_the_syntax_error_when_units_are_not_the_trouble() -> No
         calculate.fn("5 km +")
     with pytest.raises(ValueError, match="not an arithmetic expression"):
         calculate.fn("2pi")  # a constant is not a unit
+
+
+@pytest.mark.parametrize(
+    ("expression", "result"),
+    [
+        ("157.48 < 158", "157.48 < 158 is true"),
+        ("157.48 cm >= 158 cm", "157.48 cm >= 158 cm is false"),
+        ("100 > 50 > 10", "100 > 50 > 10 is true"),
+        ("100 > 50 > 70", "100 > 50 > 70 is false"),
+        ("2 + 2 == 4", "2 + 2 == 4 is true"),
+        ("3 != 3", "3 != 3 is false"),
+        ("2 <= 2", "2 <= 2 is true"),
+    ],
+)
+def test_calculate_compares(expression: str, result: str) -> None:
+    # "is my 62 inches (157.48 cm) within 158 cm?": the 1.5B wrote the comparison
+    assert calculate.fn(expression) == result
+
+
+def test_calculate_compares_amounts_in_one_unit_only() -> None:
+    with pytest.raises(ValueError, match="different units"):
+        calculate.fn("5 km < 3 mi")
+    with pytest.raises(ValueError, match="unsupported"):
+        calculate.fn("1 in [1, 2]")
+
+
+def test_calculate_reads_an_hour_off_a_clock_with_its_leading_zero() -> None:
+    # "21 - 02" for 21:05 and 02:05 was refused as a Python octal literal
+    assert calculate.fn("21 - 02") == "21 - 02 = 19"
+    assert calculate.fn("10.05 * 2") == "10.05 * 2 = 20.1"
+    assert calculate.fn("0.5 + 007") == "0.5 + 007 = 7.5"

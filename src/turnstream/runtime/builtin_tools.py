@@ -94,7 +94,24 @@ def _evaluate(node: ast.AST) -> Any:
         and not node.keywords
     ):
         return _FUNCTIONS[node.func.id](*(_evaluate(arg) for arg in node.args))
+    if isinstance(node, ast.Compare) and all(type(op) in _COMPARE for op in node.ops):
+        # "157.48 < 158": is the converted carry-on within the limit (the 1.5B's call,
+        # refused before comparisons were taken)
+        values = [_evaluate(node.left), *(_evaluate(c) for c in node.comparators)]
+        return all(
+            _COMPARE[type(op)](a, b) for op, a, b in zip(node.ops, values, values[1:], strict=False)
+        )
     raise ValueError(f"unsupported expression element: {ast.unparse(node)!r}")
+
+
+_COMPARE: dict[type[ast.cmpop], Callable[[Any, Any], bool]] = {
+    ast.Lt: operator.lt,
+    ast.LtE: operator.le,
+    ast.Gt: operator.gt,
+    ast.GtE: operator.ge,
+    ast.Eq: operator.eq,
+    ast.NotEq: operator.ne,
+}
 
 
 # "N% of" and a trailing "N%" are percentages (the model writes `12.5% * 640`); a % with
@@ -170,6 +187,13 @@ def _unit_of(node: ast.AST, units: dict[int, str]) -> str | None:
         return _binary_unit(node, _unit_of(node.left, units), _unit_of(node.right, units))
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
         return _call_unit(node.func.id, [_unit_of(arg, units) for arg in node.args])
+    if isinstance(node, ast.Compare):
+        # amounts compared in one unit; the answer is yes or no, in no unit
+        found = [u for n in [node.left, *node.comparators] if (u := _unit_of(n, units))]
+        for unit in found[1:]:
+            if not _same_unit(found[0], unit):
+                raise _mixed(found[0], unit)
+        return None
     return None
 
 
@@ -204,6 +228,9 @@ def _call_unit(name: str, found: list[str | None]) -> str | None:
 _FACTORIAL = re.compile(r"(\d+(?:\.\d+)?|\([^()]*\))\s*!(?!=)")
 
 
+_LEADING_ZEROS = re.compile(r"(?<![\d.])0+(?=\d)")
+
+
 @tool
 def calculate(expression: str) -> str:
     """Evaluate an arithmetic expression exactly and return its result.
@@ -221,6 +248,8 @@ def calculate(expression: str) -> str:
     text = expression.strip().replace("^", "**").replace("×", "*").replace("÷", "/")
     # one line, so that a number's offset in it is its column in the parsed tree
     text = " ".join(_percentages(_FACTORIAL.sub(r"factorial(\1)", text)).split())
+    # an hour read off a clock: "21 - 02" (Python refuses the leading zero)
+    text = _LEADING_ZEROS.sub("", text)
     if not text:
         raise ValueError("the expression is empty")
     if len(text) > 500:
@@ -238,6 +267,8 @@ def calculate(expression: str) -> str:
             raise ValueError(f"write the numbers without units or currencies, as in {bare}")
         unit = _unit_of(tree.body, tagged.units)
     result = _evaluate(tree)
+    if isinstance(result, bool):
+        return f"{expression.strip()} is {str(result).lower()}"
     if isinstance(result, float) and result.is_integer() and abs(result) < 2**53:
         result = int(result)
     elif isinstance(result, float):
