@@ -400,6 +400,10 @@ def test_a_sum_or_difference_of_numbers_in_different_units_is_sent_back_to_conve
     )
     milk = "Recipe wants 2.5 cups of milk and I've got a 500 ml carton. How many ml short?"
     assert "subtracts 500 and 2.5" in str(_calculated("500 - 2.5", milk, tools))
+    weigh = "I weigh 165 lb and the dumbbells total 40 kg. What percentage of me is that?"
+    assert "uses 165 lb, but my message gives 40 in kg" in str(
+        _calculated("165 / 165 * 100", weigh, tools)
+    )
     # units of different dimensions, or one unit only
     assert _calculated("62 * 2", "I walked 62 km with 2 kg on my back. Total?", tools) is None
     assert _calculated("62 / 2", "Two bags, 62 kg and 20 kg: half of the first?", tools) is None

@@ -831,8 +831,10 @@ def _checked_translator(text: str, *, answer_turn: bool = False) -> ChunkTransla
 
 
 def test_a_first_call_the_message_does_not_ask_for_is_held_for_the_check() -> None:
-    # it asks for another tool (a message that asks for none is the review's)
-    translator = _checked_translator("What time is it in Brazil?")
+    # it asks for another tool (a message that asks for none is the review's), and
+    # no call is due for it (with "Brazil" capitalised, the clock's call is due, and a
+    # call the message does not ask for is sent back for it: `held_to`)
+    translator = _checked_translator("What time is it in brazil?")
     out = translator.feed(chunk('{"name": "get_weather", "arguments": {"city": "Brazil"}}'))
     assert not [d for d in out if isinstance(d, ToolCallDelta)], "held, not sent"
     assert translator.done, "the generation stops: the check decides"
@@ -847,6 +849,32 @@ def test_a_first_call_the_message_does_not_ask_for_is_held_for_the_check() -> No
         ("get_weather", {"city": "Brazil"})
     ]
     assert isinstance(sent[-1], FinishDelta)
+
+
+def test_a_call_the_message_does_not_ask_for_where_another_is_due_is_sent_back_for_it() -> None:
+    # "is their office even open at this hour?" (Kathmandu): a stock price for KTM
+    translator = _checked_translator("What time is it in Brazil?")
+    out = translator.feed(chunk('{"name": "get_weather", "arguments": {"city": "Brazil"}}'))
+    out += translator.feed(chunk(finish="stop")) + translator.finish()
+    assert not [d for d in out if isinstance(d, ToolCallDelta)]
+    assert translator.rejected is not None
+    assert translator.held_to == ("current_time",)
+
+
+def test_a_call_the_message_asks_for_goes_out_where_another_is_due() -> None:
+    # the time is due (named outright, none called), and the conversion is asked too
+    message = "What's the weather in Paris and what time is it there? In Fahrenheit, please."
+    items = [user(message), call_item(), output_item()]
+    plan = build_chat_request(GenerationRequest("local", items, tools=[WEATHER, CLOCK, UNITS]))
+    translator = ChunkTranslator(plan, review=True, grounding=True)
+    conversion = {
+        "name": "convert_units",
+        "arguments": {"value": 18, "from_unit": "C", "to_unit": "F"},
+    }
+    out = translator.feed(chunk(json.dumps(conversion))) + translator.feed(chunk(finish="stop"))
+    out += translator.finish()
+    assert translator.rejected is None
+    assert [d.name for d in out if isinstance(d, ToolCallDelta) and d.name] == ["convert_units"]
 
 
 def test_a_call_the_message_asks_for_is_not_held() -> None:

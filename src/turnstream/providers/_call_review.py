@@ -1573,6 +1573,12 @@ def calculated(tools: Sequence[Mapping[str, Any]], items: Sequence[Mapping[str, 
     return bool(_called_since(items) & calculators(tools))
 
 
+def asked_tools(tools: Sequence[Mapping[str, Any]], items: Sequence[Mapping[str, Any]]) -> set[str]:
+    """The names of the offered tools the user's latest message asks for (`_asks_for`)."""
+    request = latest_request(items)
+    return {str(tool.get("name")) for tool in tools if _asks_for(tool, request)}
+
+
 def calculators(tools: Sequence[Mapping[str, Any]]) -> set[str]:
     """The names of the offered calculators."""
     return {str(t.get("name")) for t in tools if _calculator(t)}
@@ -2123,8 +2129,9 @@ def _mixed_units(
             )
         # any other use of a number the message measures in one of two units of a
         # dimension: "62 inches" against "158 cm total" went to `62 / 12 * 158`
-        # (unless the message names the operation itself: "52 pounds times 23 kg")
-        said_how = _OPERATION.search(latest_request(items))
+        # (unless the message writes the operation between them: "52 pounds times
+        # 23 kg"; "What percentage of my bodyweight is that?" writes none)
+        said_how = _WRITTEN_OPERATION.search(latest_request(items))
         used = [n for n in _NUMBER.findall(str(leaf)) if n in measured and not said_how]
         for number in used:
             unit = measured[number]
@@ -2139,6 +2146,11 @@ def _mixed_units(
 
 
 _RATIO = re.compile(r"(\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)")
+# an operation written between two numbers (a unit's name after the first aside)
+_WRITTEN_OPERATION = re.compile(
+    r"\d\s*(?:[a-z]+\s+)?(?:times|plus|minus|multiplied by|divided by|over|[-+*/×÷x])\s*\d",
+    re.I,
+)
 # what each unit of `_UNIT_NAMES` measures: a ratio of two of the same is a number
 # only once both are in one unit ("40 kg of my 165 lb": convert first)
 _DIMENSIONS = {

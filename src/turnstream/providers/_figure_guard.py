@@ -43,9 +43,11 @@ _FIGURE = re.compile(r"\d")
 _WORKING = re.compile(
     r"\\\[|\\\(|\\times|\\frac|\\div|\bformula\b|\bstep[- ]by[- ]step\b"
     r"|\bfollow(?:ing)? (?:these|the following) steps\b"
-    r"|\b(?:we|you|i)(?: would| will)? (?:need|have) to (?:first )?(?:calculate|compute|convert"
-    r"|divide|multiply|add|subtract|work out|find|determine|figure out)\b"
-    r"|\blet(?:'|’)?s (?:calculate|compute|convert|work|break|figure)\b",
+    r"|\b(?:we|you|i)(?: would| will| first)? (?:need|have) to (?:first )?(?:calculate|compute"
+    r"|convert|divide|multiply|add|subtract|work out|find|determine|figure out)\b"
+    r"|\blet(?:'|’)?s (?:calculate|compute|convert|work|break|figure)\b"
+    # arithmetic worked inline: "which is 187.50 * 0.10 = 18.75"
+    r"|\d\s*[-+*/×÷]\s*\d[\d.,]*\s*=",
     re.I,
 )
 

@@ -74,6 +74,7 @@ from turnstream.engine.deltas import (
 )
 from turnstream.providers._call_grammar import call_grammar
 from turnstream.providers._call_review import (
+    asked_tools,
     asked_with,
     asks_for_any,
     calculated,
@@ -1442,6 +1443,13 @@ class ChunkTranslator:
             # a calculation before every result it needs is in: "how many hours ahead
             # of him am I?" (Sydney, Los Angeles) went to `21 - 1100` after Sydney's
             # time alone
+            return self._call_hold
+        if due and not {call.name for call in calls} & (
+            set(due) | asked_tools(plan.tools, plan.items)
+        ):
+            # calls the message does not ask for, where another call is due: "is their
+            # office even open at this hour?" (Kathmandu) went to a stock price for
+            # `KTM` (a three-letter code passes as said), held to the clock
             return self._call_hold
         return reason
 
