@@ -807,6 +807,9 @@ def test_meals_waking_and_the_wind_ask_for_the_clock_or_the_weather_in_a_questio
         (WEATHER, "Left my coat in Oslo. Such a pity."),
         (CLOCK, "When's the best time of year to visit Lisbon?"),
         (CLOCK, "Do you have any free time this week?"),
+        (CLOCK, "5 of us at dinner, the bill's 187.50 plus a 10% tip. how much does each owe?"),
+        (CLOCK, "Is it too late to start a new hobby at 40?"),
+        (CLOCK, "Sitting at home, is it too late to order pizza?"),
     ],
 )
 def test_meals_waking_and_the_wind_outside_a_question_ask_for_nothing(

@@ -326,6 +326,9 @@ _CURRENCY_WORDS = _words_of(
 )
 _CURRENCY_AMOUNT = re.compile(r"[$€£¥]\s*\d|\d\s*[$€£¥]")
 
+_SOFT_CLOCK = r"(?:breakfast|lunch|dinner|supper|wake|waking|woken|too late|too early)"
+_PLACED = r"\b(?:in|at)\s+(?-i:[A-Z])"
+
 _TOPICS: tuple[tuple[re.Pattern[str], frozenset[str], re.Pattern[str] | None], ...] = (
     (
         _WEATHER_TOOL,
@@ -363,8 +366,12 @@ _TOPICS: tuple[tuple[re.Pattern[str], frozenset[str], re.Pattern[str] | None], .
         re.compile(
             r"o'clock|\bis it (?:still |already |yet )?(?:morning|afternoon|evening|night|day|dark"
             rf"|{_DAYS}|the weekend)\b"
-            r"|\b(?:awake|asleep|lunchtime|bedtime|dinnertime|hours?|breakfast|lunch|dinner"
-            r"|supper|wake|waking|woken|too late|too early)\b(?=[^.!?]*(?:\?|$))",
+            r"|\b(?:awake|asleep|lunchtime|bedtime|dinnertime|hours?)\b(?=[^.!?]*(?:\?|$))"
+            # meals, waking and lateness in a question, with a place named in it or
+            # before it ("5 of us at dinner, ... how much does everyone owe?" asks for
+            # no clock)
+            rf"|{_PLACED}.*?\b{_SOFT_CLOCK}\b(?=[^.!?]*(?:\?|$))"
+            rf"|\b{_SOFT_CLOCK}\b[^.!?]*{_PLACED}[^.!?]*(?:\?|$)",
             re.I,
         ),
     ),
