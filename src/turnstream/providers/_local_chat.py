@@ -1439,14 +1439,13 @@ class ChunkTranslator:
             # and is it raining there right now?" after a conversion: the 1.5B called
             # the clock, which went to the text pass and the result note, no weather)
             return self._call_hold
-        if self._lookups_due and {call.name for call in calls} <= calculators(plan.tools):
+        names = {call.name for call in calls}  # (never empty: a reply's calls)
+        if self._lookups_due and names <= calculators(plan.tools):
             # a calculation before every result it needs is in: "how many hours ahead
             # of him am I?" (Sydney, Los Angeles) went to `21 - 1100` after Sydney's
             # time alone
             return self._call_hold
-        if due and not {call.name for call in calls} & (
-            set(due) | asked_tools(plan.tools, plan.items)
-        ):
+        if due and not names & (set(due) | asked_tools(plan.tools, plan.items)):
             # calls the message does not ask for, where another call is due: "is their
             # office even open at this hour?" (Kathmandu) went to a stock price for
             # `KTM` (a three-letter code passes as said), held to the clock
