@@ -1532,9 +1532,6 @@ def _reapplied(arguments: str, items: Sequence[Mapping[str, Any]]) -> tuple[str,
     return None
 
 
-_PERCENT = re.compile(r"(\d+(?:\.\d+)?)\s*(?:%|per ?cent\b)", re.I)
-
-
 def _times_said(number: str, request: str) -> int:
     """How many times `request` says `number`: as itself, or as the factor of a
     percentage it says (10% as 0.1, 1.1 or 0.9)."""
