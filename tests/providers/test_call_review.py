@@ -1518,6 +1518,9 @@ def test_a_new_name_goes_on_from_a_request_whose_calls_took_a_name() -> None:
         ("Weather in Paris.", False),
         ("150 lb in kg.", False),
         ("Alice's phone number.", False),
+        ("Paris was lovely yesterday, how is it today", False),
+        ("Paris was lovely yesterday, how lovely it all was!", True),
+        ("The meeting got moved. What time is it in Tokyo now", False),
     ],
 )
 def test_a_message_that_only_tells_about_its_writer_asks_for_no_tool(

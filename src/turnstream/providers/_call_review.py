@@ -444,7 +444,19 @@ def _tells_of_others(request: str) -> bool:
     opening = _OPENERS.match(_GREETING.sub("", request, count=1))
     if opening is None or opening.group(1).lower() in _BIDS:
         return False
+    if _LATER_QUESTION.search(request):
+        return False  # "Paris was lovely yesterday, how is it today" (no question mark)
     return bool(_STATES.search(request))
+
+
+# a question after the news, its mark left off
+# (not an exclamation: "..., what a relief.", "..., how lovely!")
+_LATER_QUESTION = re.compile(
+    r"[,;.!]\s*(?:so\s+|and\s+|but\s+)?(?:what(?!\s+an?\b)|which|when|where|who|why|is|are"
+    r"|can|could|would|will|do|does|did|should"
+    r"|how\s+(?:is|are|was|were|do|does|did|much|many|long|far|about|can|could|would|will))\b",
+    re.I,
+)
 
 
 def tells_only(request: str) -> bool:
