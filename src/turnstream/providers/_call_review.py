@@ -327,6 +327,7 @@ _CURRENCY_WORDS = _words_of(
 _CURRENCY_AMOUNT = re.compile(r"[$€£¥]\s*\d|\d\s*[$€£¥]")
 
 _SOFT_CLOCK = r"(?:breakfast|lunch|dinner|supper|wake|waking|woken|too late|too early)"
+# a place named after "in" or "at" (a capital, whatever the pattern's case rule)
 _PLACED = r"\b(?:in|at)\s+(?-i:[A-Z])"
 
 _TOPICS: tuple[tuple[re.Pattern[str], frozenset[str], re.Pattern[str] | None], ...] = (
@@ -1272,7 +1273,7 @@ _NAME = re.compile(r"(?<=\s)[A-Z][\w'’-]*")
 # the same day for her?", "nice, and over in Vancouver? my cousin lives there": a
 # follow-up's opening, and a place named in it
 _FOLLOW_OPENER = re.compile(rf"\s*{_NODS}(?:and|what about|how about)\b", re.I)
-_NEW_PLACE = re.compile(r"\b(?:in|at)\s+[A-Z]")
+_NEW_PLACE = re.compile(_PLACED)
 
 
 def _names_new_value(
