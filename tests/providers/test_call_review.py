@@ -124,6 +124,36 @@ def test_review_gives_the_reason_for_a_copy_and_passes_a_clean_call() -> None:
     assert review_calls([("get_time", args(timezone="Europe/Paris"))], [GET_TIME], fine) is None
 
 
+def test_a_copy_where_the_message_names_a_place_is_corrected_with_the_place() -> None:
+    kathmandu = [user("Calling an agency in Kathmandu, is their office open at this hour?")]
+    copy = [("get_time", args(timezone="Asia/Tokyo"))]
+    reason = review_calls(copy, [GET_TIME], kathmandu)
+    # a mistake the model can mend: it gets one more try, told the place to use
+    assert isinstance(reason, Correction)
+    assert "My request names Kathmandu: call get_time with it." in reason
+    # two places, both named; a place the call already took is not
+    both = [user("What time is it in Lima and in Oslo right now?")]
+    reason = review_calls(copy, [GET_TIME], both)
+    assert isinstance(reason, Correction)
+    assert "Lima and Oslo: call get_time with each" in reason
+    lima = [("get_time", args(timezone="America/Lima", format="24h"))]
+    reason = review_calls(lima, [GET_TIME], both)
+    assert reason is not None
+    assert "names Oslo:" in reason
+    # no place, a tool of another kind, or a message that does not ask for the tool:
+    # the plain reason, which allows a plain-text answer
+    for items, tool in (
+        ([user("Hi! How are you today?")], GET_TIME),
+        ([user("I was in Kathmandu last spring, it was lovely.")], GET_TIME),
+        ([user("What is 3 plus 4 in Kathmandu?")], CALCULATE),
+    ):
+        call = [(tool["name"], args(expression="(17 * 23) + sqrt(2) / 4", timezone="Asia/Tokyo"))]
+        reason = review_calls(call, [tool], items)
+        assert reason is not None
+        assert not isinstance(reason, Correction)
+        assert "plain text" in reason
+
+
 def test_review_rejects_repeating_a_call_that_already_has_its_output() -> None:
     items = [
         user("Convert 5 miles to km, then add 3"),

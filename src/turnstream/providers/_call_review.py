@@ -627,6 +627,19 @@ _ASKED_ABOUT = re.compile(
 _IN_PLACE = re.compile(r"\b(?:in|at)\s+([A-Z][\w’'.-]*(?:\s+[A-Z][\w’'-]*)*)")
 
 
+def _places_for(tool: Mapping[str, Any], arguments: str, request: str) -> list[str]:
+    """The places the user's message names ("in Kathmandu", `_IN_PLACE`) that a call to
+    a weather or clock tool the message asks for (`_asks_for`) left out of its
+    `arguments`: what a call that copied its description's example should take."""
+    text = _tool_text(tool)
+    if not (_WEATHER_TOOL.search(text) or _CLOCK_TOOL.search(text)):
+        return []
+    places = [
+        p for p in dict.fromkeys(_IN_PLACE.findall(request)) if not _in_arguments(p, arguments)
+    ]
+    return places if places and _asks_for(tool, request) else []
+
+
 def _takes_a_name(arguments: str) -> bool:
     """Whether a call's arguments hold a name: a string that opens with a capital
     letter (a city, a time zone, a ticker), not an expression or an amount."""
@@ -2339,11 +2352,24 @@ def review_calls(
             copied = copied_example_values(arguments, tool, said)
             if copied:
                 values = ", ".join(json.dumps(v, ensure_ascii=False) for v in copied)
-                return (
+                copy = (
                     f"Your call to {name} used {values}, which only appear as an example in "
                     f"the description of {name}: nobody in this conversation said "
-                    f"{'them' if len(copied) > 1 else 'it'}. Call {name} again with the values "
-                    "from my request, or, if my request does not need it, answer in plain text."
+                    f"{'them' if len(copied) > 1 else 'it'}."
+                )
+                places = _places_for(tool, arguments, request)
+                if places:
+                    # "Calling a trekking agency in Kathmandu, is their office even open
+                    # at this hour?": the 1.5B called `get_time("Asia/Tokyo")`, and told
+                    # only to use "the values from my request" it answered "No office
+                    # even open at this hour." with no call
+                    return Correction(
+                        f"{copy} My request names {' and '.join(places)}: call {name} "
+                        f"with {'each' if len(places) > 1 else 'it'}."
+                    )
+                return (
+                    f"{copy} Call {name} again with the values from my request, or, if my "
+                    "request does not need it, answer in plain text."
                 )
         reason = _grounding_reason(name, arguments, tool, tools, items, said) if grounding else None
         if reason is not None:
