@@ -446,7 +446,10 @@ def test_a_sum_or_difference_of_numbers_in_different_units_is_sent_back_to_conve
         function_call("u1", "convert_units", args(value=52, from_unit="lb", to_unit="kg")),
         function_output("u1", "52 lb = 23.5868 kg"),
     ]
-    assert _calculated("52 - 23", converted, tools) is None
+    # once converted, the units agree; what is wrong then is the amount converted
+    # taken in place of what it came to (`_unconverted`)
+    assert "in place of 52" in str(_calculated("52 - 23", converted, tools))
+    assert _calculated("23.5868 - 23", converted, tools) is None
     # only a calculator's arguments are read
     wrong = [("convert_units", args(value="52 - 23"))]
     assert review_calls(wrong, tools, [user(suitcase)], grounding=True) is None
@@ -1775,6 +1778,47 @@ def _after_dollars_in_euros(message: str) -> list[dict[str, Any]]:
         "50 USD is 46.00 EUR.",
     )
     return [*turn, user(message)]
+
+
+def test_a_calculation_that_takes_the_amount_converted_for_the_same_message_is_sent_back() -> None:
+    hotel = (
+        "The hotel in Montreal is 138 CAD a night. What's that in euros, and what do "
+        "4 nights plus 13% tax come to in euros?"
+    )
+    money = args(amount=138, from_currency="CAD", to_currency="EUR")
+    converted = [
+        user(hotel),
+        function_call("c1", "convert_currency", money),
+        function_output("c1", "138 CAD = 93.35 EUR"),
+    ]
+    tools = [CALCULATE, CURRENCY]
+    taxed = [("calculate", args(expression="138 * 4 * 1.13"))]
+    reason = review_calls(taxed, tools, converted, grounding=True)
+    assert isinstance(reason, Correction)
+    assert reason == (
+        "Your call to calculate uses 138, the amount you converted (138 CAD = 93.35 EUR), "
+        "and my request goes on with what it came to. Call calculate again with 93.35 in "
+        "place of 138."
+    )
+    # with what it came to, the call goes out
+    right = [("calculate", args(expression="93.35 * 4 * 1.13"))]
+    assert review_calls(right, tools, converted, grounding=True) is None
+    # a message that names the amount's unit again may want a figure in it too
+    again = [{**converted[0], "content": [{"type": "input_text", "text": f"{hotel} And in CAD?"}]}]
+    assert review_calls(taxed, tools, [*again, *converted[1:]], grounding=True) is None
+    # a failed conversion converted nothing
+    failed = [*converted[:2], function_output("c1", "Error: unknown currency 'CAD'")]
+    assert review_calls(taxed, tools, failed, grounding=True) is None
+    # a unit conversion's amount counts too; an earlier turn's is `_took_the_input`'s
+    miles = [
+        user("Convert 5 miles to km, then add 3 to the result."),
+        function_call("u1", "convert_units", args(value=5, from_unit="mi", to_unit="km")),
+        function_output("u1", "5 mi = 8.04672 km"),
+    ]
+    plus = [("calculate", args(expression="5 + 3"))]
+    reason = review_calls(plus, [CALCULATE, UNITS], miles, grounding=True)
+    assert reason is not None
+    assert "with 8.04672 in place of 5" in reason
 
 
 def test_a_calculation_on_that_result_which_takes_its_input_is_sent_back() -> None:

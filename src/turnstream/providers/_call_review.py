@@ -1891,6 +1891,47 @@ def _took_the_input(
     return None if taken is None else (taken, result, " ".join(output.split()))
 
 
+def _unconverted(
+    arguments: str,
+    tool: Mapping[str, Any],
+    tools: Sequence[Mapping[str, Any]],
+    items: Sequence[Mapping[str, Any]],
+) -> tuple[str, str, str] | None:
+    """(the number used, the result meant, that result's output) when a calculator
+    call uses an amount that a conversion made for the same message converted, and
+    not what it converted to: "The hotel in Montreal is 138 CAD a night. What's that
+    in euros, and what do 4 nights plus 13% tax come to in euros?" went to
+    `convert_currency(138 CAD -> EUR)` = 93.35, then `138 * 1.13`. Not when the
+    message names the amount's unit twice or more, so may ask for a figure in it too
+    ("... and the total in CAD?")."""
+    if not _calculator(tool):
+        return None
+    converting = {
+        str(other.get("name"))
+        for other in tools
+        if _converter(other) or _CURRENCY_TOOL.search(_tool_text(other))
+    }
+    used = [n for leaf in _leaves(_object(arguments) or {}) for n in _NUMBER.findall(str(leaf))]
+    request = latest_request(items)
+    latest = _latest_user_index(items)
+    for (called, converted), output in answered_calls(items[latest:]).items():
+        if called not in converting or _RAISED.search(output):
+            continue
+        leaves = list(_leaves(_object(converted) or {}))
+        inputs = {float(n) for leaf in leaves for n in _NUMBER.findall(str(leaf))}
+        figures = _NUMBER.findall(_THOUSANDS.sub("", output))
+        result = next((n for n in figures if float(n) not in inputs), None)
+        if result is None or any(float(n) == float(result) for n in used):
+            continue
+        units = [leaf for leaf in leaves if isinstance(leaf, str) and leaf.strip()]
+        if units and len(re.findall(rf"\b{re.escape(units[0])}\b", request, re.I)) > 1:
+            continue
+        taken = next((n for n in used if float(n) in inputs), None)
+        if taken is not None:
+            return taken, result, " ".join(output.split())
+    return None
+
+
 def _argument_mistake(
     name: str,
     arguments: str,
@@ -1943,6 +1984,14 @@ def _argument_mistake(
     mixed = _mixed_units(name, arguments, tool, tools, items)
     if mixed is not None:
         return mixed
+    unconverted = _unconverted(arguments, tool, tools, items)
+    if unconverted is not None:
+        taken, result, output = unconverted
+        return Correction(
+            f"Your call to {name} uses {taken}, the amount you converted ({output}), "
+            f"and my request goes on with what it came to. Call {name} again with "
+            f"{result} in place of {taken}."
+        )
     took = _took_the_input(arguments, tool, items)
     if took is not None:
         taken, result, output = took
