@@ -2107,6 +2107,28 @@ def test_a_lookup_a_tool_gives_for_something_named_wants_its_call(
     assert topic_tools(offered, items) == tools
 
 
+@pytest.mark.parametrize(
+    ("message", "due"),
+    [
+        ("ping me at 16:40 to leave for school pickup pls", True),
+        ("Nudge me at 9 tomorrow about the dentist", True),
+        ("don't let me forget the bins at 7pm", True),
+        ("Remind me to call mum at 18:00", True),
+        ("Set a reminder for 08:30: standup", True),
+        # a definition, a memory, or a message with nothing to set it for: no call is
+        # due (a word of the tool's, "remind", may still allow one: `_asks_for`)
+        ("remind me what ubiquitous means again", False),
+        ("That reminds me of my school days", False),
+        ("I keep forgetting to water my plants", False),
+    ],
+)
+def test_a_reminder_asked_in_other_words_wants_the_reminder_tool(message: str, due: bool) -> None:
+    alarm = {**REMINDER, "name": "set_alarm", "description": "Set an alarm for a time."}
+    for tool in (REMINDER, alarm):
+        assert asks_for_any([tool], [user(message)]) or not due
+        assert topic_tools([tool, CALCULATE], [user(message)]) == ([tool["name"]] if due else [])
+
+
 def test_a_lookup_for_a_message_that_names_nothing_to_look_up_is_a_guess() -> None:
     # greeted, the 1.5B looked up London's weather
     arguments = '{"city": "London"}'

@@ -318,6 +318,7 @@ _CLOCK_TOOL = re.compile(r"\b(current|local) (date and )?time\b|\btime ?zones?\b
 _DICTIONARY_TOOL = re.compile(r"\bdefinitions?\b|\bdefine\b|\bdictionary\b|\bmeanings?\b")
 _CURRENCY_TOOL = re.compile(r"\bcurrenc(y|ies)\b|\bexchange rates?\b|\bmoney\b")
 _STOCK_TOOL = re.compile(r"\bstocks?\b|\bticker\b|\bshares?\b")
+_REMINDER_TOOL = re.compile(r"\bremind(?:ers?)?\b|\balarms?\b")
 
 _CURRENCY_WORDS = _words_of(
     "currency currencies exchange money dollar dollars euro euros yen pound pounds "
@@ -391,13 +392,26 @@ _TOPICS: tuple[tuple[re.Pattern[str], frozenset[str], re.Pattern[str] | None], .
         _words_of("stock stocks share shares ticker market trading nasdaq nyse"),
         None,
     ),
+    (
+        _REMINDER_TOOL,
+        _words_of("reminder reminders"),
+        # "ping me at 16:40 to leave for school pickup pls", which the 1.5B refused
+        # with a reminder tool on offer: "I can't find a function to create a reminder."
+        # Not "remind me what ubiquitous means": a definition
+        re.compile(
+            r"\b(?:ping|nudge|buzz|poke|alert|notify)\s+me\b|\bdon[’']?t let me forget\b"
+            r"|\bremind\s+(?:me|us|him|her|them)\s+(?:to|at|in|on|about|that|tomorrow)\b",
+            re.I,
+        ),
+    ),
 )
 """Tools whose requests rarely share a word with their description, by a pattern of
 such a tool's name and description, the words of such a request and a pattern of
 one: the weather ("Is it raining in London?" for "Get the current weather for a
 city"), a clock ("Is it morning in New York?"), a dictionary ("What's the meaning of
-gregarious?"), currencies ("How many yen is 100 dollars?") and stocks. Unlike
-`_KINDS`, they compute no figure a reply could make up (`figure_tools`)."""
+gregarious?"), currencies ("How many yen is 100 dollars?"), stocks and reminders
+("ping me at 16:40"). Unlike `_KINDS`, they compute no figure a reply could make up
+(`figure_tools`)."""
 
 
 # "I ran 5 km this morning, feeling great!", "We spent a week in Tokyo last summer.",
@@ -662,7 +676,7 @@ _AMOUNT = re.compile(r"\d|\brates?\b", re.I)
 def topic_tools(
     tools: Sequence[Mapping[str, Any]], items: Sequence[Mapping[str, Any]]
 ) -> list[str]:
-    """The offered weather, clock, dictionary, currency or stock tools (`_TOPICS`) that
+    """The offered weather, clock, dictionary, currency, stock or reminder tools (`_TOPICS`) that
     the user's latest message asks about for something it names (`_LOOKUP_VALUE`),
     before any call was made for it: a first reply to it must be a call, since what
     those tools give cannot be known without them. Asked a yes/no question about the
