@@ -1147,6 +1147,20 @@ def test_a_follow_up_asks_again_only_for_offered_tools_the_previous_turn_called(
     assert followup_tools([CLOCK], [user("And in London?")]) == [], "no previous turn"
 
 
+def test_a_decimal_point_ends_no_sentence() -> None:
+    # a follow-up that names a new amount with a decimal point: "And 2.5?"
+    money = args(amount=60, from_currency="EUR", to_currency="USD")
+    turn = _answered_turn("Convert 60 EUR to USD.", "convert_currency", money, "65.22", "65.22")
+    for message, tools in (("And 2.5?", ["convert_currency"]), ("And 2.5. Then?", [])):
+        assert followup_tools([CURRENCY], [*turn, user(message)]) == tools
+    # a word of the clock's in the question that a decimal point comes before
+    lima = "Will my aunt in Lima still be awake when I land at 10.30?"
+    assert topic_tools([CLOCK], [user(lima)]) == ["current_time"]
+    assert topic_tools([CLOCK], [user("Flew 10.5 hours. Still awake. Good night")]) == []
+    walk = "jacket or no jacket for the 2.5 km walk in Rome"
+    assert topic_tools([WEATHER], [user(walk)]) == ["get_weather"]
+
+
 def test_a_calculation_with_a_converted_amount_is_a_next_step_not_one_applied_again() -> None:
     # the conversion's output ends "= 63.29 USD": not a calculator's result, so adding
     # 20 to it is the request's next step (read as a result, with the 20 of the failed

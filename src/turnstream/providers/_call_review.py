@@ -327,6 +327,8 @@ _CURRENCY_WORDS = _words_of(
 )
 _CURRENCY_AMOUNT = re.compile(r"[$€£¥]\s*\d|\d\s*[$€£¥]")
 
+# a character within a sentence: no ".", "!" or "?", but a decimal point ("187.50")
+_IN_SENTENCE = r"(?:[^.!?]|(?<=\d)\.(?=\d))"
 _SOFT_CLOCK = r"(?:breakfast|lunch|dinner|supper|wake|waking|woken|too late|too early)"
 # a place named after "in" or "at" (a capital, whatever the pattern's case rule)
 _PLACED = r"\b(?:in|at)\s+(?-i:[A-Z])"
@@ -347,7 +349,7 @@ _TOPICS: tuple[tuple[re.Pattern[str], frozenset[str], re.Pattern[str] | None], .
         re.compile(
             r"\b(?:breezy|breeze|gusty|gusts?|foggy|fog|misty|drizzl\w*|icy|frosty|muggy"
             r"|sunshine|outside|coat|jacket|sweater|jumper|scarf|sunscreen)\b"
-            r"(?=[^.!?]*(?:\?|$))",
+            rf"(?={_IN_SENTENCE}*(?:\?|$))",
             re.I,
         ),
     ),
@@ -368,12 +370,12 @@ _TOPICS: tuple[tuple[re.Pattern[str], frozenset[str], re.Pattern[str] | None], .
         re.compile(
             r"o'clock|\bis it (?:still |already |yet )?(?:morning|afternoon|evening|night|day|dark"
             rf"|{_DAYS}|the weekend)\b"
-            r"|\b(?:awake|asleep|lunchtime|bedtime|dinnertime|hours?)\b(?=[^.!?]*(?:\?|$))"
+            rf"|\b(?:awake|asleep|lunchtime|bedtime|dinnertime|hours?)\b(?={_IN_SENTENCE}*(?:\?|$))"
             # meals, waking and lateness in a question, with a place named in it or
             # before it ("5 of us at dinner, ... how much does everyone owe?" asks for
             # no clock)
-            rf"|{_PLACED}.*?\b{_SOFT_CLOCK}\b(?=[^.!?]*(?:\?|$))"
-            rf"|\b{_SOFT_CLOCK}\b[^.!?]*{_PLACED}[^.!?]*(?:\?|$)",
+            rf"|{_PLACED}.*?\b{_SOFT_CLOCK}\b(?={_IN_SENTENCE}*(?:\?|$))"
+            rf"|\b{_SOFT_CLOCK}\b{_IN_SENTENCE}*{_PLACED}{_IN_SENTENCE}*(?:\?|$)",
             re.I,
         ),
     ),
@@ -1241,7 +1243,9 @@ _NODS = (
     r"(?:(?:nice|great|cool|ok|okay|thanks|thank you|perfect|awesome|lovely|good|wow|oh|ah)"
     r"[\s,!.]+)?"
 )
-_ELLIPTICAL = re.compile(rf"{_NODS}(?:and|what about|how about)\s+([^?.!]+?)\s*[?.!]*", re.I)
+_ELLIPTICAL = re.compile(
+    rf"{_NODS}(?:and|what about|how about)\s+({_IN_SENTENCE}+?)\s*[?.!]*", re.I
+)
 _OWN_QUESTION = _words_of(
     "what why how who whom whose when where which does do did is are was were can could "
     "would should will shall that this these those it its you your me my i we us then "
