@@ -1794,6 +1794,72 @@ def _after_dollars_in_euros(message: str) -> list[dict[str, Any]]:
     return [*turn, user(message)]
 
 
+def test_a_calculation_in_another_unit_than_the_one_asked_is_sent_back_to_convert() -> None:
+    milk = (
+        "Recipe wants 2.5 cups of milk and all ive got is a 500 ml carton. Is that "
+        "enough? how many ml short or over am I?"
+    )
+    cups = [
+        user(milk),
+        function_call("u1", "convert_units", args(value=500, from_unit="ml", to_unit="cup")),
+        function_output("u1", "500 ml = 2.11338 cup"),
+    ]
+    tools = [CALCULATE, UNITS]
+    short = [("calculate", args(expression="2.5 - 2.11338"))]
+    reason = review_calls(short, tools, cups, grounding=True)
+    assert isinstance(reason, Correction)
+    assert reason == (
+        "My message asks how many ml, and your call to calculate uses 2.5 cup. Call "
+        "convert_units first to convert 2.5 cup to ml."
+    )
+    # in the unit asked, the call goes out
+    ml = [
+        user(milk),
+        function_call("u1", "convert_units", args(value=2.5, from_unit="cup", to_unit="ml")),
+        function_output("u1", "2.5 cup = 591.471 ml"),
+    ]
+    assert (
+        review_calls([("calculate", args(expression="591.471 - 500"))], tools, ml, grounding=True)
+        is None
+    )
+    # no converter offered, a unit of another dimension, or no unit asked: no reason
+    assert review_calls(short, [CALCULATE], cups, grounding=True) is None
+    walked = [
+        user("I walked 3 miles with 2 kg on my back. How many more miles to 10 km?"),
+        function_call("u1", "convert_units", args(value=10, from_unit="km", to_unit="mi")),
+        function_output("u1", "10 km = 6.21371 mi"),
+    ]
+    assert (
+        review_calls(
+            [("calculate", args(expression="6.21371 - 3 * 2"))], tools, walked, grounding=True
+        )
+        is None
+    )
+    # "how many more", "how much less": the unit after them
+    more = [
+        {
+            **cups[0],
+            "content": [
+                {
+                    "type": "input_text",
+                    "text": milk.replace("ml short or over am I", "more ml do I need"),
+                }
+            ],
+        },
+        *cups[1:],
+    ]
+    assert "asks how many ml" in str(review_calls(short, tools, more, grounding=True))
+    cans = [
+        user("How many 330 ml cans fill my 2 gallon jug?"),
+        function_call("u1", "convert_units", args(value=2, from_unit="gal", to_unit="ml")),
+        function_output("u1", "2 gal = 7570.82 ml"),
+    ]
+    assert (
+        review_calls([("calculate", args(expression="7570.82 / 330"))], tools, cans, grounding=True)
+        is None
+    )
+
+
 def test_a_calculation_that_takes_the_amount_converted_for_the_same_message_is_sent_back() -> None:
     hotel = (
         "The hotel in Montreal is 138 CAD a night. What's that in euros, and what do "
@@ -1815,13 +1881,14 @@ def test_a_calculation_that_takes_the_amount_converted_for_the_same_message_is_s
         "place of 138."
     )
     # with what it came to, the call goes out
-    right = [("calculate", args(expression="93.35 * 4 * 1.13"))]
-    assert review_calls(right, tools, converted, grounding=True) is None
+    for expression in ("93.35 * 4 * 1.13", "93.35 / 138"):
+        right = [("calculate", args(expression=expression))]
+        assert review_calls(right, tools, converted, grounding=True) is None
     # a message that names the amount's unit again may want a figure in it too
     again = [{**converted[0], "content": [{"type": "input_text", "text": f"{hotel} And in CAD?"}]}]
     assert review_calls(taxed, tools, [*again, *converted[1:]], grounding=True) is None
     # a failed conversion converted nothing
-    failed = [*converted[:2], function_output("c1", "Error: unknown currency 'CAD'")]
+    failed = [*converted[:2], function_output("c1", "Error: no rate for 138 CAD in 2026")]
     assert review_calls(taxed, tools, failed, grounding=True) is None
     # a unit conversion's amount counts too; an earlier turn's is `_took_the_input`'s
     miles = [

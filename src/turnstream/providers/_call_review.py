@@ -2010,6 +2010,9 @@ def _argument_mistake(
             f"and my request goes on with what it came to. Call {name} again with "
             f"{result} in place of {taken}."
         )
+    unasked_unit = _unasked_unit(name, arguments, tool, tools, items)
+    if unasked_unit is not None:
+        return unasked_unit
     took = _took_the_input(arguments, tool, items)
     if took is not None:
         taken, result, output = took
@@ -2239,6 +2242,47 @@ def _mixed_units(
                         f"{other_number} in {other}. Call {converters[0]} first to convert "
                         f"{number} {unit} to {other}."
                     )
+    return None
+
+
+# "how many ml short or over am I?", "how much more kg": the unit a message asks in
+_ASKED_UNIT = re.compile(r"\bhow (?:many|much)\s+(?:more\s+|fewer\s+|less\s+)?(°?[a-z]+)", re.I)
+
+
+def _unasked_unit(
+    name: str,
+    arguments: str,
+    tool: Mapping[str, Any],
+    tools: Sequence[Mapping[str, Any]],
+    items: Sequence[Mapping[str, Any]],
+) -> str | None:
+    """Why a calculator's expression uses a number the user's latest message measures
+    in another unit of the dimension it asks for ("how many ml"), after a unit
+    conversion for the message, or None: told "Recipe wants 2.5 cups of milk and all
+    ive got is a 500 ml carton. how many ml short or over am I?", the 1.5B converted
+    the 500 ml to cups and answered `2.5 - 2.11338` = 0.38662, in cups. (Before any
+    conversion, two units in one expression are `_mixed_units`'; a conversion written
+    as a calculation, `5 * 1000` for "How many metres is 5 km?", is no mistake.)"""
+    converters = [str(other.get("name")) for other in tools if _converter(other)]
+    request = latest_request(items)
+    asked = _ASKED_UNIT.search(request)
+    unit = _UNIT_NAMES.get(asked.group(1).lower()) if asked else None
+    if not _calculator(tool) or not _called_since(items) & set(converters) or unit is None:
+        return None
+    measured = {
+        number: _UNIT_NAMES[word.lower()]
+        for number, word in _MEASURED.findall(_THOUSANDS.sub("", request))
+        if word.lower() in _UNIT_NAMES
+    }
+    for leaf in _leaves(_object(arguments) or {}):
+        for number in _NUMBER.findall(str(leaf)):
+            other = measured.get(number)
+            if other is not None and other != unit and _DIMENSIONS[other] == _DIMENSIONS[unit]:
+                return Correction(
+                    f"My message asks how many {unit}, and your call to {name} uses "
+                    f"{number} {other}. Call {converters[0]} first to convert {number} "
+                    f"{other} to {unit}."
+                )
     return None
 
 
