@@ -2153,6 +2153,8 @@ def test_a_list_s_names_no_call_has_had(
     [
         ([user("Is it raining in London?")], ["get_weather"]),
         ([user("Is the Apple stock up today?")], ["stock_price"]),
+        # a name that opens in lower case
+        ([user("what's one share in the company that makes the iPhone worth?")], ["stock_price"]),
         ([user("Is it past noon in Tokyo?")], ["current_time"]),
         # nothing named, another day for a tool of the present, the writer's own news
         ([user("Do you like rainy days?")], []),

@@ -665,10 +665,13 @@ def _takes_a_name(arguments: str) -> bool:
     )
 
 
-# what a lookup is for: a name ("in London", "Apple's"; not a sentence's first word),
-# a code ("AAPL", "USD"), a quoted word ("'gregarious'") or an amount ("100 dollars")
+# what a lookup is for: a name ("in London", "Apple's"; not a sentence's first word;
+# "the company that makes the iPhone"), a code ("AAPL", "USD"), a quoted word
+# ("'gregarious'") or an amount ("100 dollars")
 _LOOKUP_VALUE = re.compile(
-    r"(?<![.!?:]\s)(?<=\s)[A-Z][a-z][\w’'-]*|\b[A-Z]{2,5}\b|[\"“‘'][a-z]+[\"”’']|\d", re.M
+    r"(?<![.!?:]\s)(?<=\s)[A-Z][a-z][\w’'-]*|\b[a-z]+[A-Z][\w’'-]*|\b[A-Z]{2,5}\b"
+    r"|[\"“‘'][a-z]+[\"”’']|\d",
+    re.M,
 )
 
 
