@@ -33,6 +33,9 @@ def _fed(guard: TalkGuard, text: str, step: int = 3) -> str:
         'use the "set_alarm" function.',
         # a call written out after a colon, in a code block
         'To define the word "ubiquitous":\n```json\n{name": "get_weather", "arguments": {}}',
+        # an offered name without an underscore, in quotes (after the clock's result)
+        'To wish your uncle in Lima a happy birthday, you can call the "calculate" '
+        'function with the expression "(17 * 23) + sqrt(2) / 4".',
     ],
 )
 def test_an_opening_that_talks_about_a_function_is_held_back(reply: str) -> None:

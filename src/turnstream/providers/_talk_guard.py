@@ -71,12 +71,13 @@ class TalkGuard:
 
     def __init__(self, names: Iterable[str]) -> None:
         # a name like get_weather counts bare; a word like calculate only beside
-        # "function" or "tool" ("To calculate 15% of 80, ..." is an answer)
+        # "function" or "tool" ("To calculate 15% of 80, ..." is an answer), quoted
+        # or not ('you can call the "calc" function')
         marked = [re.escape(n) for n in names if "_" in n]
         plain = [re.escape(n) for n in names if n and "_" not in n]
         patterns = [rf"\b({'|'.join(marked)})\b"] if marked else []
         if plain:
-            patterns.append(rf"\b({'|'.join(plain)})\s+(function|tool)s?\b")
+            patterns.append(rf"\b({'|'.join(plain)})[\"”'’`]?\s+(function|tool)s?\b")
         self._names = re.compile("|".join(patterns), re.I) if patterns else None
         self._held = ""
         self.holding = True
