@@ -1187,6 +1187,12 @@ ECHO = "The function get_time returned: 10:40 Asia/Tokyo"
         (ECHO, "10:40 Asia/Tokyo."),
         # the last pass answered: that is the answer
         ("It is 10:40 in Tokyo.", "It is 10:40 in Tokyo."),
+        # the last pass talked about a function (the 1.5B, after Lima's time came
+        # back): the result is the answer, not the talk
+        (
+            'To greet your uncle, you can call the "get_time" function. It is 10:40 there.',
+            "10:40 Asia/Tokyo.",
+        ),
     ],
 )
 async def test_an_answer_that_writes_out_the_result_message_in_every_pass_ends_in_the_result(

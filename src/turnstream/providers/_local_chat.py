@@ -1005,9 +1005,13 @@ class ChunkTranslator:
         # (and, reviewed, an answer to a tool result that does: "To find the time
         # difference between London and Tokyo, I used the `current_time` function ...",
         # after only Tokyo's time had come back)
+        # (and the last pass's answer to a tool result: after the clock's result for
+        # Lima, every pass had been rejected and the last one went out as "To wish
+        # your uncle in Lima a happy birthday, you can call the "calc" function ...")
         self._talk = (
             TalkGuard(plan.tool_names)
-            if ((talk and not plan.answer_turn) or (review and plan.sniff_calls)) and plan.tools
+            if ((talk and (not plan.answer_turn or last_pass)) or (review and plan.sniff_calls))
+            and plan.tools
             else None
         )
         # a reply to a message that asks for a figure tool, held until its numbers check

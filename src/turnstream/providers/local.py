@@ -743,9 +743,8 @@ class LocalProvider(Provider):
         last = ChunkTranslator(prose_plan, last_pass=True, talk=True)
         async for delta in self._pass(engine, _prose(plan.body), gate, last):
             yield delta
-        if last.talked:
-            # every pass talked about a function (only a turn with no call made has a
-            # talk guard in this pass)
+        if last.talked and not plan.answer_turn:
+            # every pass talked about a function, with no call made
             logger.info("local model talked about functions in every pass, answering without them")
             async for delta in self._answer_bare(engine, plan, prose_plan, gate):
                 yield delta
