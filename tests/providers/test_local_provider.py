@@ -1116,6 +1116,45 @@ async def test_a_figure_for_what_no_offered_tool_gives_ends_in_saying_so() -> No
     await provider.aclose()
 
 
+async def test_a_figure_for_a_lookup_no_call_could_make_ends_in_saying_so() -> None:
+    # the 1.5B called `stock_price("AAPL")`, its description's example, twice, and
+    # then stated a price in the text pass
+    stock = {
+        "type": "function",
+        "name": "stock_price",
+        "description": "Latest price of a stock, by its ticker such as AAPL.",
+        "parameters": {"type": "object", "properties": {"symbol": {"type": "string"}}},
+    }
+    copy = json.dumps({"name": "stock_price", "arguments": {"symbol": "AAPL"}})
+    made_up = "Shares in the company that owns Instagram trade at $100 per share."
+    engine = ScriptedReplies(
+        [chunk(copy), chunk(finish="stop")],
+        [chunk(copy), chunk(finish="stop")],
+        [chunk(made_up), chunk(finish="stop")],
+    )
+    provider = provider_for(engine, call_grounding=True)
+    message = "What are shares in the company that owns Instagram trading at?"
+    deltas = [d async for d in provider.stream(request(message, tools=[stock]))]
+    assert [d for d in deltas if isinstance(d, OutputTextDelta)] == [
+        OutputTextDelta("I could not look that up: I made no working call to stock_price.")
+    ]
+    assert deltas[-1] == FinishDelta("stop")
+    assert len(engine.streamed()) == 3
+    await provider.aclose()
+    # a text pass without a figure of its own is the answer
+    engine = ScriptedReplies(
+        [chunk(copy), chunk(finish="stop")],
+        [chunk(copy), chunk(finish="stop")],
+        [chunk("I don't know which ticker that is."), chunk(finish="stop")],
+    )
+    provider = provider_for(engine, call_grounding=True)
+    deltas = [d async for d in provider.stream(request(message, tools=[stock]))]
+    assert [d for d in deltas if isinstance(d, OutputTextDelta)] == [
+        OutputTextDelta("I don't know which ticker that is.")
+    ]
+    await provider.aclose()
+
+
 async def test_prose_for_a_follow_up_naming_new_values_is_decoded_again_as_a_call() -> None:
     # "And in Berlin?" after the weather in Paris, answered from the earlier answer
     engine = ScriptedReplies(

@@ -524,14 +524,15 @@ def _failure_text(name: str | None, output: str, asked: str) -> str:
     )
 
 
-def failure_note(items: Sequence[Mapping[str, Any]]) -> str:
+def failure_note(items: Sequence[Mapping[str, Any]], due: Sequence[str] = ()) -> str:
     """What the provider says itself when the model stated a figure that no function
     gave, in its answer and again in the text pass: after every call made for the
     user's message failed, which function failed and why, in the tool's own words;
-    with no call made (a message asking for what no offered tool gives), that it
-    cannot look it up. Asked for Netflix's stock price after `stock_price` refused
-    "NFLX", the 1.5B answered "Netflix's stock price is $320." in both passes; asked
-    for Apple's with a calculator, a clock and a converter, "$170.00"."""
+    with no call made, that it cannot look it up: with the lookup tools `due` that no
+    call of the model's could use, or else as no offered tool gives it. Asked for
+    Netflix's stock price after `stock_price` refused "NFLX", the 1.5B answered
+    "Netflix's stock price is $320." in both passes; asked for Apple's with a
+    calculator, a clock and a converter, "$170.00"."""
     names = {
         str(item.get("call_id")): str(item.get("name"))
         for item in items
@@ -542,6 +543,8 @@ def failure_note(items: Sequence[Mapping[str, Any]]) -> str:
         f"({error_text(str(item.get('output') or ''))})"
         for item in latest_outputs(items)
     ]
+    if not failures and due:
+        return f"I could not look that up: I made no working call to {' or '.join(due)}."
     if not failures:
         return "I can't look that up: none of my tools gives it, and I won't guess."
     return f"I could not find that out: {'; '.join(dict.fromkeys(failures))}."
@@ -1031,6 +1034,13 @@ class ChunkTranslator:
             and not calls_only
             and untooled_topic(plan.tools, plan.items)
         )
+        # the text pass for a message that asks for a lookup (`topic_tools`) whose
+        # calls were all rejected: "The shares in the company that owns Instagram and
+        # WhatsApp are trading at $100 per share." after `stock_price("AAPL")`, the
+        # description's example, was rejected twice. The same hold, the same end
+        self.unlooked: list[str] = (
+            topic_tools(plan.tools, plan.items) if text_pass and not plan.answer_turn else []
+        )
         # a first reply to a message that names new values for the previous turn's
         # request ("And in London?": `followup_tools`), or an answer to results that
         # leaves out a kind of thing the message names (the time, beside the weather:
@@ -1071,7 +1081,7 @@ class ChunkTranslator:
                 said_numbers(conversation_text(plan.instructions, plan.items)),
                 working=bool(self._figure_tools) and not calculated(plan.tools, plan.items),
             )
-            if self._figure_tools or self._failed or self._untooled
+            if self._figure_tools or self._failed or self._untooled or self.unlooked
             else None
         )
         # an answer that should report results, held until it ends (one result: until
@@ -1415,7 +1425,7 @@ class ChunkTranslator:
 
     def _figure_reason(self) -> str:
         assert self._figures is not None
-        if self._failed or self._untooled:
+        if self._failed or self._untooled or self.unlooked:
             return _FAILED_FIGURE if self._failed else _UNTOOLED_FIGURE
         return _UNSAID_FIGURE.format(tools=" or ".join(self._figure_tools))
 
@@ -1466,7 +1476,7 @@ class ChunkTranslator:
             return False
         if self._figures is not None and self._figures.figures:
             # asked to call the tool that computes the figure (none gave, or has, it)
-            return not (self._failed or self._untooled)
+            return not (self._failed or self._untooled or self.unlooked)
         calls, reason = self.rejected
         if reason == self._call_hold:
             return True  # prose where a call was due: asked for the call
@@ -1498,9 +1508,10 @@ class ChunkTranslator:
     def unsourced_figure(self) -> bool:
         """After a rejection: whether the reply stated a figure nobody said where no
         function could have given it: every call made for the message had failed
-        (`only_failures`), or no offered tool gives what it asks for
-        (`untooled_topic`)."""
-        unsourced = self._failed or self._untooled
+        (`only_failures`), no offered tool gives what it asks for (`untooled_topic`),
+        or, in the text pass, every call for the lookup it asks for was rejected
+        (`unlooked`)."""
+        unsourced = self._failed or self._untooled or bool(self.unlooked)
         return unsourced and self._figures is not None and bool(self._figures.figures)
 
     @property
