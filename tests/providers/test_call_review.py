@@ -1424,6 +1424,24 @@ def test_the_results_an_answer_reports_are_those_no_successful_later_call_went_o
     assert left_out("It is warm.", [weather]) == [weather]
 
 
+def test_asked_what_the_weather_is_an_answer_shows_a_json_result_s_figures() -> None:
+    berlin = '{"city": "Berlin", "temp_c": 9, "sky": "overcast"}'
+    asked = "Tell me the weather in Berlin and the current time in Berlin."
+    assert left_out("The weather in Berlin is overcast.", [berlin], asked) == [berlin]
+    assert left_out("It is 9 °C and overcast in Berlin.", [berlin], asked) == []
+    # asked whether, its words will do; with no request, too; a plain result's words
+    # still count
+    whether = "Is it cold in Berlin right now?"
+    assert left_out("Yes, it is cold and overcast in Berlin.", [berlin], whether) == []
+    assert left_out("It is overcast.", [berlin]) == []
+    tesla = "TSLA: 250.1 USD"
+    assert left_out("TSLA is up.", [tesla], "How is Tesla's stock doing?") == []
+    # a JSON result with no figure shows in its words
+    sky = '{"sky": "overcast"}'
+    assert left_out("It is nice out.", [sky], asked) == [sky]
+    assert left_out("It is overcast.", [sky], asked) == []
+
+
 def test_an_answer_shows_a_result_by_its_figures_or_its_own_words_not_the_request_s() -> None:
     cairo = '{"city": "Cairo", "temp_c": 34, "sky": "sunny"}'
     asked = "Is it sunnier in Cairo?"

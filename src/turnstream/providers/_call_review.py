@@ -1067,6 +1067,12 @@ def asked_with(items: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join([latest_request(items), *arguments])
 
 
+# a question answered yes or no: "Is it sunnier in Cairo?", "Would Rome count as warm?"
+_YES_NO = re.compile(
+    r"\s*(?:is|are|was|were|will|would|should|do|does|did|can|could|has|have)\b", re.I
+)
+
+
 def left_out(text: str, results: Sequence[str], request: str = "") -> list[str]:
     """The `results` that an answer shows nothing of: none of their numbers (rounded
     as `unsaid_numbers` allows) and none of their words but those the user's
@@ -1077,10 +1083,16 @@ def left_out(text: str, results: Sequence[str], request: str = "") -> list[str]:
     low = " ".join(text.lower().split())
     asked = " ".join(request.lower().split())
     stated = _NUMBER.findall(_THOUSANDS.sub("", low))
+    # asked what it is, not whether ("Tell me the weather in Berlin", not "Is it
+    # sunnier in Cairo?"), an answer shows a JSON result's figures: "The weather in
+    # Berlin is overcast." left the 9 °C out
+    figures_due = bool(request.strip()) and not _YES_NO.match(request)
     missing = []
     for result in results:
         numbers, words = _marks(result)
         words = [w for w in words if w and w not in asked]
+        if figures_due and numbers and _object(result) is not None:
+            words = []
         said = [float(n) for n in numbers]
         if not (numbers or words):
             continue
