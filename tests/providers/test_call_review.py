@@ -811,6 +811,9 @@ DICTIONARY = {
         (WEATHER, "Off to the Lisbon beach, wondering if it's breezy"),
         (CLOCK, "Calling an agency in Kathmandu, is their office even open at this hour?"),
         (CLOCK, "My partner is in Johannesburg, would he still be out at lunch right now?"),
+        (CLOCK, "Our supplier is in Mexico City. Would anyone there be at work yet?"),
+        (CLOCK, "Is my brother in Denver still up?"),
+        (CLOCK, "Is it within office hours in Singapore?"),
     ],
 )
 def test_a_request_for_what_a_common_kind_of_tool_gives_asks_for_it(
@@ -833,6 +836,8 @@ def test_a_request_for_what_a_common_kind_of_tool_gives_asks_for_it(
         (CLOCK, "Do you have any free time this week?"),
         (CLOCK, "5 of us at dinner, the bill's 187.50 plus a 10% tip. how much does each owe?"),
         (CLOCK, "Is it too late to start a new hobby at 40?"),
+        (CLOCK, "Stuck at work again, ugh."),
+        (CLOCK, "Are you still up for a chat at Easter?"),
         (CLOCK, "Sitting at home, is it too late to order pizza?"),
     ],
 )

@@ -329,7 +329,11 @@ _CURRENCY_AMOUNT = re.compile(r"[$€£¥]\s*\d|\d\s*[$€£¥]")
 
 # a character within a sentence: no ".", "!" or "?", but a decimal point ("187.50")
 _IN_SENTENCE = r"(?:[^.!?]|(?<=\d)\.(?=\d))"
-_SOFT_CLOCK = r"(?:breakfast|lunch|dinner|supper|wake|waking|woken|too late|too early)"
+_SOFT_CLOCK = (
+    r"(?:breakfast|lunch|dinner|supper|wake|waking|woken|too late|too early"
+    # "Our supplier is in Mexico City. Would anyone there be at work yet?"
+    r"|at work|at this hour|still up(?! for)|business hours|office hours)"
+)
 # a place named after "in" or "at" (a capital, whatever the pattern's case rule)
 _PLACED = r"\b(?:in|at)\s+(?-i:[A-Z])"
 
