@@ -796,6 +796,9 @@ DICTIONARY = {
         (CALCULATE, "What is 7 factorial?"),
         (CALCULATE, "What's 9!?"),
         (CALCULATE, "I'm paying off 4,380 over 24 months, how much is each payment?"),
+        (CALCULATE, "A 24-pack of sparkling water is 17.76. What does each can work out to?"),
+        (CALCULATE, "Three of us rent a cabin for 1,290 and add 60 for fuel. What's my share?"),
+        (CALCULATE, "What do 4 tickets at 37.50 come to?"),
         (CALCULATE, "A bed 2.5 m long and 1.2 m wide: how many square metres is that?"),
         (CALCULATE, "What is log(1000)?"),
         # meals, waking, lateness and the wind in a question (or a last sentence left
@@ -1004,6 +1007,19 @@ def test_a_first_call_for_a_message_that_asks_for_no_tool_is_unasked(
     assert unasked(calls, tools, [user(message)])
     assert unrelated(calls, tools, [user(message)])
     assert review_calls(calls, tools, [user(message)]) is None, "only with grounding"
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "What does each word in 'carpe diem' mean?",
+        "What's my part in the school play?",
+        "Will you come to the party?",
+        "How did it work out to be so late? We met at 9 and left at 11.",
+    ],
+)
+def test_an_amount_asked_otherwise_needs_two_numbers_of_the_message_s(message: str) -> None:
+    assert not asks_for_any([CALCULATE], [user(message)])
 
 
 def test_a_call_for_a_kind_of_thing_no_tool_gives_is_unasked_though_a_tool_shares_a_word() -> None:

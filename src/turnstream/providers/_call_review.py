@@ -809,7 +809,14 @@ def _asks_for(tool: Mapping[str, Any], request: str) -> bool:
 
 # a clock time or an hour of the day, which counts as no number of a calculation
 _CLOCK_READING = re.compile(r"\b\d{1,2}:\d{2}\b|\b\d{1,2}\s*(?:am|pm)\b", re.I)
-_HOW_MUCH = re.compile(r"\bhow (?:much|many)\b", re.I)
+# "how much", "how many", and the same asked otherwise: "What does each can work
+# out to?", "What's my part?", "what do 4 nights plus tax come to?"
+_HOW_MUCH = re.compile(
+    r"\bhow (?:much|many)\b|\bworks? out (?:to|at)\b(?!\s+be\b)"
+    r"|\bwhat(?:['’]s| is)\s+(?:my|our|each|every)\s+(?:\w+\s+)?(?:share|part|cut)\b"
+    r"|\b(?:does|do|would|will)\s+(?:[\w.,]+\s+){0,5}come to\b",
+    re.I,
+)
 
 
 def _worked_question(request: str) -> bool:
