@@ -2149,6 +2149,13 @@ TOKYO = ("get_weather", '{"city": "Tokyo"}')
             [("stock_price", '{"symbol": "AAPL"}')],
             ("stock_price", ["Apple", "Microsoft"]),
         ),
+        # more words before "than", and "double" after it
+        (
+            [STOCK],
+            "Is Meta's share price more than double Google's right now?",
+            [("stock_price", '{"symbol": "GOOGL"}')],
+            ("stock_price", ["Meta", "Google"]),
+        ),
         # places apart, and a figure worked out of both
         (
             [CLOCK],

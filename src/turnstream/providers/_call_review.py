@@ -569,7 +569,9 @@ def uncalled_tools(
 _LIST_NAME = r"[A-Z][\w’'.-]*(?:\s+[A-Z][\w’'-]*)*"
 _LIST_SEP = (
     r"\s*,\s*(?:and\s+|or\s+)?|\s+(?:and|or|vs\.?|versus)\s+"
-    r"|\s+(?:[a-z]\w*\s+){0,2}than\s+(?:in\s+|at\s+)?"  # "Is Paris warmer than (in) London?"
+    # "Is Paris warmer than (in) London?", "Is Meta's share price more than double
+    # Google's?"
+    r"|\s+(?:[a-z]\w*\s+){0,4}than\s+(?:double\s+|twice\s+|half\s+)?(?:in\s+|at\s+)?"
 )
 _NAME_LIST = re.compile(rf"{_LIST_NAME}(?:(?:{_LIST_SEP}){_LIST_NAME})+")
 _POSSESSIVE = re.compile(r"[’']s$")
