@@ -891,6 +891,12 @@ def test_look_at_in_news_of_the_writer_s_own_asks_for_nothing() -> None:
             ("define_word", {"word": "night"}),
         ),
         ([CONTACTS], "Please email Alice the notes.", ("search_contacts", {"name": "Alice"})),
+        (
+            [CONTACTS],
+            "Set Bob as a favourite in my address book.",
+            ("search_contacts", {"name": "Bob"}),
+        ),
+        ([CONTACTS], "Can you turn off the lights, Bob?", ("search_contacts", {"name": "Bob"})),
     ],
 )
 def test_a_first_call_to_a_tool_that_does_not_do_what_the_message_tells_is_unrelated(
@@ -903,10 +909,14 @@ def test_a_first_call_to_a_tool_that_does_not_do_what_the_message_tells_is_unrel
     # a tool that does say the verb, or a message that asks rather than tells
     doing = {
         **tools[0],
-        "description": f"{tools[0]['description']} Can delete, cancel, translate or email.",
+        "description": (
+            f"{tools[0]['description']} Can delete, cancel, translate, email, set or turn."
+        ),
     }
     assert review_calls(calls, [doing], [user(message)], grounding=True) is None
     asked = "Who is Bob in my address book?" if "Bob" in message else "Find Alice's contact."
+    turned = [("convert_units", args(value=5, from_unit="mi", to_unit="km"))]
+    assert review_calls(turned, [UNITS], [user("Turn 5 miles into km.")], grounding=True) is None
     if call[0] == "search_contacts":
         assert review_calls(calls, tools, [user(asked)], grounding=True) is None
 

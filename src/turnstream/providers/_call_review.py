@@ -1396,7 +1396,10 @@ _ACTION = re.compile(
     r"\s*(?:(?:please|kindly|can you|could you|would you|will you)\s+)*"
     r"(delete|remove|erase|cancel|book|reserve|order|buy|purchase|send|email|e-mail|text"
     r"|message|call|phone|ring|play|pay|transfer|translate|post|tweet|upload|download"
-    r"|install|print|forward|unsubscribe|rename)\b",
+    r"|install|print|forward|unsubscribe|rename"
+    # "Set a timer for 20 minutes." went to `calculate("20 * 60")`
+    # (not "turn" or "switch" alone: "Turn 5 miles into km" asks for the converter)
+    r"|set|stop|schedule|mute|unmute|lock|unlock|turn (?:on|off)|switch (?:on|off))\b",
     re.I,
 )
 
@@ -1410,7 +1413,7 @@ def _undone_action(tool: Mapping[str, Any], request: str) -> bool:
     action = _ACTION.match(request)
     if action is None:
         return False
-    verb = action.group(1).lower()
+    verb = action.group(1).lower().split()[0]  # "turn" of "turn off"
     return not any(_related(verb, word) for word in _words(_tool_text(tool)))
 
 
