@@ -18,6 +18,7 @@ from tests.providers.helpers import (
 )
 from turnstream.providers._call_review import (
     Correction,
+    _asked_unit,
     asked_with,
     asks_for_any,
     conversation_text,
@@ -1907,6 +1908,36 @@ def test_a_calculation_in_another_unit_than_the_one_asked_is_sent_back_to_conver
         review_calls([("calculate", args(expression="7570.82 / 330"))], tools, cans, grounding=True)
         is None
     )
+
+
+def test_a_conversion_out_of_the_unit_asked_is_sent_back_the_other_way() -> None:
+    stone = "I'm 11 stone at the moment and aiming for 65 kg. How far off am I, in kilograms?"
+    away = [("convert_units", args(value=65, from_unit="kg", to_unit="st"))]
+    reason = review_calls(away, [CALCULATE, UNITS], [user(stone)], grounding=True)
+    assert isinstance(reason, Correction)
+    assert reason == (
+        "My message asks for kg, and 65 is in kg already. Call convert_units to convert "
+        "11 st to kg instead."
+    )
+    # the right way, or a message that asks in no unit, or has no other unit
+    right = [("convert_units", args(value=11, from_unit="stone", to_unit="kg"))]
+    assert review_calls(right, [CALCULATE, UNITS], [user(stone)], grounding=True) is None
+    unasked = stone.replace(", in kilograms?", "?")
+    assert review_calls(away, [CALCULATE, UNITS], [user(unasked)], grounding=True) is None
+    alone = "I weigh 65 kg. What is that in kilograms?"
+    assert review_calls(away, [CALCULATE, UNITS], [user(alone)], grounding=True) is None
+    # a call that does not take the message's kilograms out of kilograms
+    for value, source in ((65, "lb"), (11, "kg")):
+        other = [("convert_units", args(value=value, from_unit=source, to_unit="st"))]
+        assert review_calls(other, [UNITS], [user(stone)], grounding=True) is None
+    # the other number is one of the dimension asked for, not a height
+    tall = f"I'm 180 cm tall. {stone}"
+    reason = review_calls(away, [UNITS], [user(tall)], grounding=True)
+    assert reason is not None
+    assert "convert 11 st to kg" in reason
+    # the unit asked in is the last words' ("in kilograms?"), not any "in kg"
+    assert _asked_unit("Weighed the bags in kg, lol. What a day") is None
+    assert _asked_unit("How heavy is it, in pounds?") == "lb"
 
 
 def test_a_calculation_that_takes_the_amount_converted_for_the_same_message_is_sent_back() -> None:

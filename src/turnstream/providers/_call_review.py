@@ -2041,7 +2041,9 @@ def _argument_mistake(
             f"and my request goes on with what it came to. Call {name} again with "
             f"{result} in place of {taken}."
         )
-    unasked_unit = _unasked_unit(name, arguments, tool, tools, items)
+    unasked_unit = _unasked_unit(name, arguments, tool, tools, items) or _wrong_way(
+        name, arguments, tool, items
+    )
     if unasked_unit is not None:
         return unasked_unit
     took = _took_the_input(arguments, tool, items)
@@ -2276,8 +2278,58 @@ def _mixed_units(
     return None
 
 
-# "how many ml short or over am I?", "how much more kg": the unit a message asks in
-_ASKED_UNIT = re.compile(r"\bhow (?:many|much)\s+(?:more\s+|fewer\s+|less\s+)?(°?[a-z]+)", re.I)
+# "how many ml short or over am I?", "how much more kg", "How far off am I, in
+# kilograms?": the unit a message asks in
+_ASKED_UNIT = re.compile(
+    r"\bhow (?:many|much)\s+(?:more\s+|fewer\s+|less\s+)?(°?[a-z]+)"
+    r"|\bin\s+(°?[a-z]+)\s*[?.!]*\s*$",
+    re.I,
+)
+
+
+def _asked_unit(request: str) -> str | None:
+    """The unit (`_UNIT_NAMES`) the message asks its figure in, or None."""
+    asked = _ASKED_UNIT.search(request.strip())
+    word = asked and (asked.group(1) or asked.group(2))
+    return _UNIT_NAMES.get(word.lower()) if word else None
+
+
+def _measured(request: str) -> dict[str, str]:
+    """The message's numbers that it gives in a unit: number -> unit."""
+    return {
+        number: _UNIT_NAMES[word.lower()]
+        for number, word in _MEASURED.findall(_THOUSANDS.sub("", request))
+        if word.lower() in _UNIT_NAMES
+    }
+
+
+def _wrong_way(
+    name: str, arguments: str, tool: Mapping[str, Any], items: Sequence[Mapping[str, Any]]
+) -> str | None:
+    """Why a unit conversion converts a number of the message's out of the unit the
+    message asks its figure in, while another of its numbers is in another unit of
+    that dimension, or None: asked "I'm 11 stone at the moment and aiming for 65 kg.
+    How far off am I, in kilograms?", the 1.5B converted the 65 kg to stone and
+    answered "10.2357 stone away"."""
+    parsed = _object(arguments)
+    request = latest_request(items)
+    unit = _asked_unit(request)
+    if not _converter(tool) or parsed is None or unit is None:
+        return None
+    units = [_UNIT_NAMES.get(v.lower()) for v in parsed.values() if isinstance(v, str)]
+    values = [_spelled(v) for v in parsed.values() if isinstance(v, int | float)]
+    if len(units) != 2 or units[0] != unit or units[1] == unit or not values:
+        return None
+    measured = _measured(request)
+    if measured.get(values[0]) != unit:
+        return None
+    for number, other in measured.items():
+        if other != unit and _DIMENSIONS[other] == _DIMENSIONS[unit]:
+            return Correction(
+                f"My message asks for {unit}, and {values[0]} is in {unit} already. Call "
+                f"{name} to convert {number} {other} to {unit} instead."
+            )
+    return None
 
 
 def _unasked_unit(
@@ -2296,15 +2348,10 @@ def _unasked_unit(
     as a calculation, `5 * 1000` for "How many metres is 5 km?", is no mistake.)"""
     converters = [str(other.get("name")) for other in tools if _converter(other)]
     request = latest_request(items)
-    asked = _ASKED_UNIT.search(request)
-    unit = _UNIT_NAMES.get(asked.group(1).lower()) if asked else None
+    unit = _asked_unit(request)
     if not _calculator(tool) or not _called_since(items) & set(converters) or unit is None:
         return None
-    measured = {
-        number: _UNIT_NAMES[word.lower()]
-        for number, word in _MEASURED.findall(_THOUSANDS.sub("", request))
-        if word.lower() in _UNIT_NAMES
-    }
+    measured = _measured(request)
     for leaf in _leaves(_object(arguments) or {}):
         for number in _NUMBER.findall(str(leaf)):
             other = measured.get(number)
