@@ -800,6 +800,7 @@ DICTIONARY = {
         (CALCULATE, "A 24-pack of sparkling water is 17.76. What does each can work out to?"),
         (CALCULATE, "Three of us rent a cabin for 1,290 and add 60 for fuel. What's my share?"),
         (CALCULATE, "What do 4 tickets at 37.50 come to?"),
+        (CALCULATE, "My goal is 20 km and I ran 13 so far. How far off am I?"),
         (CALCULATE, "A bed 2.5 m long and 1.2 m wide: how many square metres is that?"),
         (CALCULATE, "What is log(1000)?"),
         # meals, waking, lateness and the wind in a question (or a last sentence left
@@ -1919,6 +1920,12 @@ def test_a_conversion_out_of_the_unit_asked_is_sent_back_the_other_way() -> None
         "My message asks for kg, and 65 is in kg already. Call convert_units to convert "
         "11 st to kg instead."
     )
+    # two units in one calculation: the one not asked for is converted
+    for expression in ("65 - 11", "11 - 65", "65 * 0.5"):
+        calc = [("calculate", args(expression=expression))]
+        reason = review_calls(calc, [CALCULATE, UNITS], [user(stone)], grounding=True)
+        assert reason is not None
+        assert reason.endswith("Call convert_units first to convert 11 st to kg."), reason
     # the right way, or a message that asks in no unit, or has no other unit
     right = [("convert_units", args(value=11, from_unit="stone", to_unit="kg"))]
     assert review_calls(right, [CALCULATE, UNITS], [user(stone)], grounding=True) is None

@@ -255,6 +255,8 @@ _DERIVED = re.compile(
     r"|how (?:much|many)(?: \w+)? (?:more|less|fewer|over|under|short|left|warmer|colder"
     r"|cheaper|ahead|behind)"
     r"|by how much|(?:more|less) than (?:double|twice|half)"
+    # "How far off am I, in kilograms?" (11 stone against a goal of 65 kg)
+    r"|how far (?:off|over|under|short|away|from)"
     # a price or a rate by the unit: "fuel here is 1.85 a litre", "$3 per gallon"
     r"|\d+(?:[.,]\d+)?\s*(?:a|an|per)\s+(?:litre|liter|gallon|kilo|kg|pound|lb|ounce|hour|night|day|week"
     r"|month|mile|km|kilometre|kilometer|metre|meter|person|head|ticket|piece|item))\b",
@@ -2240,7 +2242,8 @@ def _mixed_units(
     if _called_since(items) & set(converters):
         return None
     measured: dict[str, str] = {}
-    for number, word in _MEASURED.findall(_THOUSANDS.sub("", latest_request(items))):
+    request = latest_request(items)
+    for number, word in _MEASURED.findall(_THOUSANDS.sub("", request)):
         unit = _UNIT_NAMES.get(word.lower())
         if unit is not None:
             measured.setdefault(number, unit)
@@ -2255,25 +2258,34 @@ def _mixed_units(
                 continue
             if does == "divides" and _DIMENSIONS.get(one) != _DIMENSIONS.get(other):
                 continue  # km by hours is a speed, not a slip
+            # into the unit the message asks in, if it names one of the two
+            number, source, target = (
+                (second, other, one) if _asked_unit(request) == one else (first, one, other)
+            )
             return Correction(
                 f"Your call to {name} {does} {first} and {second}, but my message gives "
                 f"{first} in {one} and {second} in {other}. Call {converters[0]} first to "
-                f"convert {first} {one} to {other}."
+                f"convert {number} {source} to {target}."
             )
         # any other use of a number the message measures in one of two units of a
         # dimension: "62 inches" against "158 cm total" went to `62 / 12 * 158`
         # (unless the message writes the operation between them: "52 pounds times
         # 23 kg"; "What percentage of my bodyweight is that?" writes none)
-        said_how = _WRITTEN_OPERATION.search(latest_request(items))
+        said_how = _WRITTEN_OPERATION.search(request)
         used = [n for n in _NUMBER.findall(str(leaf)) if n in measured and not said_how]
         for number in used:
             unit = measured[number]
             for other_number, other in measured.items():
                 if other != unit and _DIMENSIONS.get(other) == _DIMENSIONS.get(unit):
+                    converted = (
+                        f"{other_number} {other} to {unit}"
+                        if _asked_unit(request) == unit
+                        else f"{number} {unit} to {other}"
+                    )
                     return Correction(
                         f"Your call to {name} uses {number} {unit}, but my message gives "
                         f"{other_number} in {other}. Call {converters[0]} first to convert "
-                        f"{number} {unit} to {other}."
+                        f"{converted}."
                     )
     return None
 
