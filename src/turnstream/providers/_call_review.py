@@ -1991,7 +1991,8 @@ def _argument_mistake(
     items: Sequence[Mapping[str, Any]],
 ) -> str | None:
     """`_grounding_reason`'s reason for a step written wrongly (`_misbound`,
-    `_mispaired`, `_mixed_units`, `_took_the_input`), done again (`_converted_again`)
+    `_divided_total`, `_split_share`, `_mispaired`, `_mixed_units`, `_unconverted`,
+    `_unasked_unit`, `_wrong_way`, `_took_the_input`), done again (`_converted_again`)
     or changing nothing (`_unchanged`), or None."""
     unchanged = _unchanged(arguments)
     if unchanged is not None:
