@@ -19,6 +19,7 @@ from tests.providers.helpers import (
 from turnstream.providers._call_review import (
     Correction,
     _asked_unit,
+    _spoken_times,
     asked_with,
     asks_for_any,
     conversation_text,
@@ -1945,6 +1946,56 @@ def test_a_conversion_out_of_the_unit_asked_is_sent_back_the_other_way() -> None
     # the unit asked in is the last words' ("in kilograms?"), not any "in kg"
     assert _asked_unit("Weighed the bags in kg, lol. What a day") is None
     assert _asked_unit("How heavy is it, in pounds?") == "lb"
+
+
+@pytest.mark.parametrize(
+    ("message", "written", "meant"),
+    [
+        ("at quarter past five remind me the bins go out tonight", "19:30", "17:15"),
+        ("can you remind me to call her back at half three this afternoon", "15:00", "15:30"),
+        ("Remind me at quarter to nine tomorrow morning to stretch", "9:45", "08:45"),
+        ("Remind me at half past 11 about lunch", "11:00", "11:30"),
+        # no word of the time of day: hours before 7 are the afternoon's
+        ("remind me at seven o'clock to water the plants", "19:30", "07:00"),
+        ("remind me at 4 o'clock to water the plants", "19:30", "16:00"),
+        ("Remind me at half five in the morning to leave", "06:00", "05:30"),
+        ("Remind me at quarter past 14 to call", "14:00", "14:15"),
+        ("Remind me at quarter to one", "13:00", "12:45"),
+    ],
+)
+def test_a_time_said_in_words_is_the_one_a_call_takes(
+    message: str, written: str, meant: str
+) -> None:
+    reminder = {
+        **REMINDER,
+        "parameters": {
+            "type": "object",
+            "properties": {"text": {"type": "string"}, "time": {"type": "string"}},
+        },
+    }
+    call = [("create_reminder", args(text="x", time=written))]
+    reason = review_calls(call, [reminder], [user(message)], grounding=True)
+    assert isinstance(reason, Correction)
+    assert reason.endswith(f"Call create_reminder again with {meant}."), reason
+    # that time, on either clock, goes out
+    for right in (meant, f"{(int(meant[:2]) + 12) % 24:02d}{meant[2:]}"):
+        ok = [("create_reminder", args(text="x", time=right))]
+        assert review_calls(ok, [reminder], [user(message)], grounding=True) is None
+
+
+def test_a_time_in_digits_or_no_time_in_words_is_not_judged() -> None:
+    reminder = {
+        **REMINDER,
+        "parameters": {
+            "type": "object",
+            "properties": {"text": {"type": "string"}, "time": {"type": "string"}},
+        },
+    }
+    call = [("create_reminder", args(text="x", time="19:30"))]
+    for message in ("Remind me at 19:30 to call Bob", "Remind me to buy 5 apples later"):
+        assert review_calls(call, [reminder], [user(message)], grounding=True) is None
+    assert _spoken_times("Cut it in half an hour, then 5 more") == []
+    assert _spoken_times("a quarter past 30 laps") == [], "no hour of the day"
 
 
 def test_a_calculation_that_takes_the_amount_converted_for_the_same_message_is_sent_back() -> None:

@@ -1983,6 +1983,58 @@ def _unconverted(
     return None
 
 
+_HOURS = "|".join(_NUMBER_WORDS[1:13])
+# "quarter past five", "half past 3", "quarter to six", "half three" (half past, in
+# British speech), "seven o'clock": a time of day in words
+_SPOKEN_TIME = re.compile(
+    rf"\b(?:(quarter|half)\s+(past|to)\s+|(half)\s+)?(\d{{1,2}}|{_HOURS})\b(\s*o['’]clock)?",
+    re.I,
+)
+_AFTERNOON = re.compile(r"\b(?:afternoon|evening|tonight|night|pm|p\.m\.)\b", re.I)
+_MORNING = re.compile(r"\b(?:morning|am|a\.m\.)\b", re.I)
+
+
+def _spoken_times(request: str) -> list[tuple[str, int, int]]:
+    """The times of day `request` says in words: (as written, hour, minute)."""
+    times = []
+    for match in _SPOKEN_TIME.finditer(request):
+        part, way, half, hour_text, oclock = match.groups()
+        if not (part or half or oclock):
+            continue  # a number alone is no time
+        hour = int(hour_text) if hour_text.isdigit() else _NUMBER_WORDS.index(hour_text.lower())
+        if hour > 23:
+            continue
+        minute = 0 if oclock and not (part or half) else 15 if part == "quarter" else 30
+        if way and way.lower() == "to":
+            hour, minute = (hour - 1) % 24, 60 - minute
+        times.append((match.group().strip(), hour, minute))
+    return times
+
+
+def _misheard_time(name: str, arguments: str, items: Sequence[Mapping[str, Any]]) -> str | None:
+    """Why a call's clock time is none the user's latest message says in words, or
+    None: told "at quarter past five remind me the bins go out tonight", the 1.5B set
+    the reminder for 19:30; "half three this afternoon" went to 15:00."""
+    request = latest_request(items)
+    spoken = _spoken_times(request)
+    if not spoken:
+        return None
+    said = {(int(h) % 12, int(m)) for h, m in _CLOCK_TIME.findall(request)}
+    said |= {(hour % 12, minute) for _, hour, minute in spoken}
+    for leaf in _leaves(_object(arguments) or {}):
+        for hour, minute in _CLOCK_TIME.findall(str(leaf)):
+            if (int(hour) % 12, int(minute)) in said:
+                continue
+            words, told, at = spoken[0]
+            later = _AFTERNOON.search(request) or (told < 7 and not _MORNING.search(request))
+            meant = f"{told if told > 12 else told % 12 + (12 if later else 0):02d}:{at:02d}"
+            return Correction(
+                f"Your call to {name} uses {hour}:{minute}, but my message says "
+                f'"{words}", which is {meant}. Call {name} again with {meant}.'
+            )
+    return None
+
+
 def _argument_mistake(
     name: str,
     arguments: str,
@@ -1994,6 +2046,9 @@ def _argument_mistake(
     `_divided_total`, `_split_share`, `_mispaired`, `_mixed_units`, `_unconverted`,
     `_unasked_unit`, `_wrong_way`, `_took_the_input`), done again (`_converted_again`)
     or changing nothing (`_unchanged`), or None."""
+    misheard = _misheard_time(name, arguments, items)
+    if misheard is not None:
+        return misheard
     unchanged = _unchanged(arguments)
     if unchanged is not None:
         # after results, in words that lead to the answer: told only that the call
