@@ -1035,6 +1035,27 @@ def test_an_amount_asked_otherwise_needs_two_numbers_of_the_message_s(message: s
     assert not asks_for_any([CALCULATE], [user(message)])
 
 
+@pytest.mark.parametrize(
+    ("message", "stock"),
+    [
+        ("Three of us rent a cabin for 1,290. What is my share?", False),
+        ("Dinner came to 184 for the four of us. What's each person's share?", False),
+        ("We should share the bill: 90 between 3", False),
+        ("How long to fill the 150 gallon stock tank at 9 litres a minute?", False),
+        ("Gotta stock up on rice, 5 kg at 2.40 a kilo, what do I pay?", False),
+        ("Is the blue one in stock?", False),
+        ("Is the Apple stock up today?", True),
+        ("whoever owns AWS and Prime Video, where's their share price sitting today?", True),
+        ("What's a single share of Tesla going for today?", True),
+        ("What's the share price of Apple?", True),
+    ],
+)
+def test_a_part_sharing_or_goods_in_stock_ask_for_no_stock_price(message: str, stock: bool) -> None:
+    # with no stock tool on offer, a stock price asked for is what no tool gives
+    assert untooled_topic([CALCULATE, UNITS], [user(message)]) is stock
+    assert topic_tools([STOCK], [user(message)]) == (["stock_price"] if stock else [])
+
+
 def test_a_call_for_a_kind_of_thing_no_tool_gives_is_unasked_though_a_tool_shares_a_word() -> None:
     # the chat apps' converter says "time" in its description, so the message asks
     # for a tool; the weather gives no time, and no clock is on offer

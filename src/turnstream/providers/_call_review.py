@@ -854,10 +854,21 @@ def _asks_for_kind(tool: Mapping[str, Any], request: str) -> bool:
 
 def _requested(request: str, words: frozenset[str], shape: re.Pattern[str] | None) -> bool:
     """Whether `request` has one of a kind's request `words`, or its `shape`."""
-    request = _UNTIMED.sub(" ", request)
+    request = _UNSTOCKED.sub(" ", _UNTIMED.sub(" ", request))
     return bool(set(_words(request)) & words) or bool(shape and shape.search(request))
 
 
+# "share" and "stock" that ask for no stock price: a part ("What's my share?", "each
+# person's share in euros"), sharing, and goods ("in stock", "the 150 gallon stock
+# tank"). With no stock tool on offer, "What's my share?" counted as asking for what
+# no tool gives, and its answer's figures as made up
+_UNSTOCKED = re.compile(
+    r"\b(?:my|our|your|his|her|their|each|every|a|the|fair|equal|even)\s+(?:\w+['’]s\s+)?"
+    r"share\b(?!\s+(?:prices?|of\s+[A-Z]|in\s+[A-Z]))"
+    r"|\bshare\s+(?:the|it|this|that|a|an|my|our|with)\b"
+    r"|\b(?:in|out of)\s+stock\b|\bstock\s+(?:tanks?|pots?|cubes?|rooms?|up on)\b",
+    re.I,
+)
 # "time" that asks for no clock: "When's the best time of year to visit Lisbon?" had
 # the clock called for Lisbon (but "Is it a good time to call Sydney?" does ask)
 _UNTIMED = re.compile(
