@@ -873,7 +873,13 @@ _UNSTOCKED = re.compile(
 # the clock called for Lisbon (but "Is it a good time to call Sydney?" does ask)
 _UNTIMED = re.compile(
     r"\b(?:free|spare|hard|tough|long|first|last|next|some|no) times?\b"
-    r"|\btimes? of (?:the )?(?:year|season|life)\b|\b(?:on|in) time\b",
+    r"|\btimes? of (?:the )?(?:year|season|life)\b|\b(?:on|in) time\b"
+    # a span of time: "How much time will 5 km at 6 km/h take?", "the total time for
+    # 3 laps"; and the idiom "Time to stock up: ..." (with no clock on offer, each
+    # had counted as asking for what no tool gives)
+    r"|\bhow much time\b|\btime (?:it|they|that) (?:takes?|took)\b"
+    r"|\b(?:total|travel|journey|flight|driving|cooking|running|walking|finish|lap) times?\b"
+    r"|^\s*time to\b",
     re.I,
 )
 
