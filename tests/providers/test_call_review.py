@@ -802,6 +802,7 @@ DICTIONARY = {
         (CALCULATE, "Three of us rent a cabin for 1,290 and add 60 for fuel. What's my share?"),
         (CALCULATE, "What do 4 tickets at 37.50 come to?"),
         (CALCULATE, "My goal is 20 km and I ran 13 so far. How far off am I?"),
+        (CALCULATE, "The hose puts out 9 litres a minute. How long will it take to fill 150?"),
         (CALCULATE, "A bed 2.5 m long and 1.2 m wide: how many square metres is that?"),
         (CALCULATE, "What is log(1000)?"),
         # meals, waking, lateness and the wind in a question (or a last sentence left
@@ -921,6 +922,10 @@ def test_a_first_call_to_a_tool_that_does_not_do_what_the_message_tells_is_unrel
     }
     assert review_calls(calls, [doing], [user(message)], grounding=True) is None
     asked = "Who is Bob in my address book?" if "Bob" in message else "Find Alice's contact."
+    # a noun that is a verb too, as the subject: "phone plan is 45 euros a month"
+    plan = "phone plan is 45 euros a month. how many US dollars is that monthly?"
+    money = [("convert_currency", args(amount=45, from_currency="EUR", to_currency="USD"))]
+    assert review_calls(money, [CURRENCY], [user(plan)], grounding=True) is None
     turned = [("convert_units", args(value=5, from_unit="mi", to_unit="km"))]
     assert review_calls(turned, [UNITS], [user("Turn 5 miles into km.")], grounding=True) is None
     if call[0] == "search_contacts":
@@ -1797,6 +1802,8 @@ def test_a_figure_asked_of_the_results_needs_the_calculator_after_the_lookups() 
         "What's the average of their hours?",
         "Is Tokyo's hour more than double LA's?",
         "Take LA's hour and add 3.",
+        # words between "how many" and "left"
+        "My flight out of Tokyo is at midnight. How many minutes have I got left to kill?",
     ):
         assert underived(tools, [user(message), *apart[1:]]) == "calculate", message
     # a share of a converted amount

@@ -252,7 +252,8 @@ def _content_words(text: str) -> set[str]:
 _DERIVED = re.compile(
     r"\b(?:difference|gap|apart|altogether|combined|in total|total|sum|average|pace|split"
     r"|per (?:person|head)|each (?:person|of us)"
-    r"|how (?:much|many)(?: \w+)? (?:more|less|fewer|over|under|short|left|warmer|colder"
+    # ("How many minutes have I got left to kill?": up to four words between)
+    r"|how (?:much|many)(?: \w+){0,4} (?:more|less|fewer|over|under|short|left|warmer|colder"
     r"|cheaper|ahead|behind)"
     r"|by how much|(?:more|less) than (?:double|twice|half)"
     # "How far off am I, in kilograms?" (11 stone against a goal of 65 kg)
@@ -818,7 +819,10 @@ _CLOCK_READING = re.compile(r"\b\d{1,2}:\d{2}\b|\b\d{1,2}\s*(?:am|pm)\b", re.I)
 _HOW_MUCH = re.compile(
     r"\bhow (?:much|many)\b|\bworks? out (?:to|at)\b(?!\s+be\b)"
     r"|\bwhat(?:['’]s| is)\s+(?:my|our|each|every)\s+(?:\w+\s+)?(?:share|part|cut)\b"
-    r"|\b(?:does|do|would|will)\s+(?:[\w.,]+\s+){0,5}come to\b",
+    r"|\b(?:does|do|would|will)\s+(?:[\w.,]+\s+){0,5}come to\b"
+    # "The garden hose puts out about 9 litres a minute. How long will it take to
+    # fill the 150 gallon stock tank?"
+    r"|\bhow long (?:will|would|does|do|did|is) (?:it|they|that|this) (?:\w+ )?(?:take|last)\b",
     re.I,
 )
 
@@ -1423,6 +1427,11 @@ _ACTION = re.compile(
 )
 
 
+# a message that opens with a noun that is a verb too, its subject: "phone plan is 45
+# euros a month. how many US dollars is that?" (not "Phone Bob.")
+_NOUN_OPENING = re.compile(r"\s*\w+(?:\s+\w+)?\s+(?:is|are|was|were|costs?|has|had)\b", re.I)
+
+
 def _undone_action(tool: Mapping[str, Any], request: str) -> bool:
     """Whether `request` tells the assistant to act (`_ACTION`) and `tool`'s name and
     description never say that verb in any form: told "Delete Bob from my address
@@ -1430,7 +1439,7 @@ def _undone_action(tool: Mapping[str, Any], request: str) -> bool:
     book) and answered "I will delete Bob from my address book."; told to cancel a
     reminder it would create one."""
     action = _ACTION.match(request)
-    if action is None:
+    if action is None or _NOUN_OPENING.match(request):
         return False
     verb = action.group(1).lower().split()[0]  # "turn" of "turn off"
     return not any(_related(verb, word) for word in _words(_tool_text(tool)))
