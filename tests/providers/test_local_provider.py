@@ -1136,7 +1136,7 @@ async def test_a_figure_for_a_lookup_no_call_could_make_ends_in_saying_so() -> N
     message = "What are shares in the company that owns Instagram trading at?"
     deltas = [d async for d in provider.stream(request(message, tools=[stock]))]
     assert [d for d in deltas if isinstance(d, OutputTextDelta)] == [
-        OutputTextDelta("I could not look that up: I made no working call to stock_price.")
+        OutputTextDelta("I could not look that up just now, and I won't guess.")
     ]
     assert deltas[-1] == FinishDelta("stop")
     assert len(engine.streamed()) == 3

@@ -524,12 +524,13 @@ def _failure_text(name: str | None, output: str, asked: str) -> str:
     )
 
 
-def failure_note(items: Sequence[Mapping[str, Any]], due: Sequence[str] = ()) -> str:
+def failure_note(items: Sequence[Mapping[str, Any]], *, due: bool = False) -> str:
     """What the provider says itself when the model stated a figure that no function
     gave, in its answer and again in the text pass: after every call made for the
     user's message failed, which function failed and why, in the tool's own words;
-    with no call made, that it cannot look it up: with the lookup tools `due` that no
-    call of the model's could use, or else as no offered tool gives it. Asked for
+    with no call made, that it cannot look it up: for now, where a lookup was `due`
+    that no call of the model's could make (naming no function: a user meets none),
+    or else as no offered tool gives it. Asked for
     Netflix's stock price after `stock_price` refused "NFLX", the 1.5B answered
     "Netflix's stock price is $320." in both passes; asked for Apple's with a
     calculator, a clock and a converter, "$170.00"."""
@@ -544,7 +545,7 @@ def failure_note(items: Sequence[Mapping[str, Any]], due: Sequence[str] = ()) ->
         for item in latest_outputs(items)
     ]
     if not failures and due:
-        return f"I could not look that up: I made no working call to {' or '.join(due)}."
+        return "I could not look that up just now, and I won't guess."
     if not failures:
         return "I can't look that up: none of my tools gives it, and I won't guess."
     return f"I could not find that out: {'; '.join(dict.fromkeys(failures))}."
