@@ -1990,6 +1990,8 @@ def test_a_conversion_out_of_the_unit_asked_is_sent_back_the_other_way() -> None
         ("remind me at seven o'clock to water the plants", "19:30", "07:00"),
         ("remind me at 4 o'clock to water the plants", "19:30", "16:00"),
         ("Remind me at half five in the morning to leave", "06:00", "05:30"),
+        ("Remind me at half five am to leave", "06:00", "05:30"),
+        ("I am out till then, remind me at half five to leave", "06:00", "17:30"),
         ("Remind me at quarter past 14 to call", "14:00", "14:15"),
         ("Remind me at quarter to one", "13:00", "12:45"),
     ],

@@ -2017,7 +2017,8 @@ _SPOKEN_TIME = re.compile(
     re.I,
 )
 _AFTERNOON = re.compile(r"\b(?:afternoon|evening|tonight|night|pm|p\.m\.)\b", re.I)
-_MORNING = re.compile(r"\b(?:morning|am|a\.m\.)\b", re.I)
+# ("am" as the morning's, not in "I am busy")
+_MORNING = re.compile(r"\bmorning\b|\ba\.m\.|(?<!\bi )\bam\b", re.I)
 
 
 def _spoken_times(request: str) -> list[tuple[str, int, int]]:
