@@ -2165,6 +2165,8 @@ LOCAL_TIME = {**WEATHER, "name": "get_time", "description": "Get the current loc
         (WEATHER, "What's the weather forecast for Berlin tomorrow?", True),
         (WEATHER, "Will it rain in Paris next weekend?", True),
         (WEATHER, "How cold was it in Oslo yesterday?", True),
+        (WEATHER, "Was it sunny in Berlin back in 2010?", True),
+        (WEATHER, "How warm was Berlin two years ago?", True),
         (
             {**STOCK, "description": "Current price of a share."},
             "How did Apple's price do last week?",
@@ -2288,7 +2290,13 @@ TOKYO = ("get_weather", '{"city": "Tokyo"}')
             [("stock_price", '{"symbol": "GOOGL"}')],
             ("stock_price", ["Meta", "Google"]),
         ),
-        # places apart, and a figure worked out of both
+        # places apart, and a figure worked out of both ("from" a place too)
+        (
+            [CLOCK],
+            "Working from Dubai, with a standup in New York. How many hours behind me are they?",
+            [("current_time", '{"timezone": "America/New_York"}')],
+            ("current_time", ["Dubai"]),
+        ),
         (
             [CLOCK],
             "I'm in Sydney and my brother's in Los Angeles. How many hours ahead of him am I?",

@@ -649,7 +649,10 @@ def uncalled_names(
 _ASKED_ABOUT = re.compile(
     r"\b(?:between|in|at|for|of|from|compare|comparing|versus)\s+(?:the\s+)?$", re.I
 )
-_IN_PLACE = re.compile(r"\b(?:in|at)\s+([A-Z][\w’'.-]*(?:\s+[A-Z][\w’'-]*)*)")
+# (and "Working from Dubai": a capital and a small letter after "from", not "from USD")
+_IN_PLACE = re.compile(
+    r"\b(?:(?:in|at)\s+|from\s+(?=[A-Z][a-z]))([A-Z][\w’'.-]*(?:\s+[A-Z][\w’'-]*)*)"
+)
 
 
 def _places_for(tool: Mapping[str, Any], arguments: str, request: str) -> list[str]:
@@ -1458,7 +1461,9 @@ def _untooled_named(tools: Sequence[Mapping[str, Any]], request: str) -> bool:
 _OTHER_DAY = re.compile(
     r"\b(?:tomorrow|yesterday|the day (?:after|before)|(?:next|last|coming) "
     rf"(?:week|month|year|weekend|night|{_DAYS})|this (?:coming )?weekend|on (?:{_DAYS})"
-    r"|in (?:\d+|a few|two|three) (?:days|weeks))\b",
+    r"|in (?:\d+|a few|two|three) (?:days|weeks)"
+    # "what was apple's share price back in 2010?" had today's price answered as 2010's
+    r"|(?:back )?in (?:19|20)\d\d|(?:\d+|a few|two|three|some) (?:days|weeks|months|years) ago)\b",
     re.I,
 )
 _NOW_ONLY = re.compile(r"\b(?:current|currently|today's|latest|live|right now)\b", re.I)
