@@ -922,6 +922,28 @@ def test_a_first_call_to_a_tool_that_does_not_do_what_the_message_tells_is_unrel
     }
     assert review_calls(calls, [doing], [user(message)], grounding=True) is None
     asked = "Who is Bob in my address book?" if "Bob" in message else "Find Alice's contact."
+    # an act the tool says in other words: "Set a reminder" is what "Create a
+    # reminder" does
+    timed = {
+        **REMINDER,
+        "parameters": {
+            "type": "object",
+            "properties": {"text": {"type": "string"}, "time": {"type": "string"}},
+        },
+    }
+    report = [("create_reminder", args(text="submit the report", time="17:00"))]
+    setting = [user("Set a reminder to submit the report at 17:00.")]
+    assert review_calls(report, [timed], setting, grounding=True) is None
+    table = {
+        "type": "function",
+        "name": "reserve_table",
+        "description": "Reserve a table at a restaurant.",
+        "parameters": {"type": "object", "properties": {"people": {"type": "integer"}}},
+    }
+    booked = [user("Book a table for 2 at the restaurant.")]
+    assert (
+        review_calls([("reserve_table", args(people=2))], [table], booked, grounding=True) is None
+    )
     # a noun that is a verb too, as the subject: "phone plan is 45 euros a month"
     plan = "phone plan is 45 euros a month. how many US dollars is that monthly?"
     money = [("convert_currency", args(amount=45, from_currency="EUR", to_currency="USD"))]

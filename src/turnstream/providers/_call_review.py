@@ -1445,7 +1445,18 @@ def _undone_action(tool: Mapping[str, Any], request: str) -> bool:
     if action is None or _NOUN_OPENING.match(request):
         return False
     verb = action.group(1).lower().split()[0]  # "turn" of "turn off"
-    return not any(_related(verb, word) for word in _words(_tool_text(tool)))
+    verbs = {verb, *_SAME_ACTS.get(verb, ())}
+    return not any(_related(v, word) for v in verbs for word in _words(_tool_text(tool)))
+
+
+# acts a tool may say in other words: "Set a reminder to submit the report at 17:00."
+# is what `create_reminder` ("Create a reminder") does
+_SAME_ACTS = {
+    "set": ("create", "add", "make", "new"),
+    "schedule": ("create", "add", "make", "new", "book"),
+    "book": ("reserve",),
+    "reserve": ("book",),
+}
 
 
 def _untooled_named(tools: Sequence[Mapping[str, Any]], request: str) -> bool:
