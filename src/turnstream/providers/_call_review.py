@@ -2340,12 +2340,8 @@ def _mixed_units(
         return None
     if _called_since(items) & set(converters):
         return None
-    measured: dict[str, str] = {}
     request = latest_request(items)
-    for number, word in _MEASURED.findall(_THOUSANDS.sub("", request)):
-        unit = _UNIT_NAMES.get(word.lower())
-        if unit is not None:
-            measured.setdefault(number, unit)
+    measured = _measured(request)
     for leaf in _leaves(_object(arguments) or {}):
         pairs = [
             *(("adds or subtracts", *pair) for pair in _SUM_OR_DIFFERENCE.findall(str(leaf))),
@@ -2406,12 +2402,14 @@ def _asked_unit(request: str) -> str | None:
 
 
 def _measured(request: str) -> dict[str, str]:
-    """The message's numbers that it gives in a unit: number -> unit."""
-    return {
-        number: _UNIT_NAMES[word.lower()]
-        for number, word in _MEASURED.findall(_THOUSANDS.sub("", request))
-        if word.lower() in _UNIT_NAMES
-    }
+    """The message's numbers that it gives in a unit: number -> unit (the first, for
+    a number given twice)."""
+    measured: dict[str, str] = {}
+    for number, word in _MEASURED.findall(_THOUSANDS.sub("", request)):
+        unit = _UNIT_NAMES.get(word.lower())
+        if unit is not None:
+            measured.setdefault(number, unit)
+    return measured
 
 
 def _wrong_way(
