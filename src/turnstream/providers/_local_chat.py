@@ -1039,9 +1039,11 @@ class ChunkTranslator:
         # calls were all rejected: "The shares in the company that owns Instagram and
         # WhatsApp are trading at $100 per share." after `stock_price("AAPL")`, the
         # description's example, was rejected twice. The same hold, the same end
-        self.unlooked: list[str] = (
-            topic_tools(plan.tools, plan.items) if text_pass and not plan.answer_turn else []
+        self.unlooked = (
+            text_pass and not plan.answer_turn and bool(topic_tools(plan.tools, plan.items))
         )
+        # (any of the three: no function could have given a figure the reply states)
+        self._unsourced = self._failed or self._untooled or self.unlooked
         # a first reply to a message that names new values for the previous turn's
         # request ("And in London?": `followup_tools`), or an answer to results that
         # leaves out a kind of thing the message names (the time, beside the weather:
@@ -1082,7 +1084,7 @@ class ChunkTranslator:
                 said_numbers(conversation_text(plan.instructions, plan.items)),
                 working=bool(self._figure_tools) and not calculated(plan.tools, plan.items),
             )
-            if self._figure_tools or self._failed or self._untooled or self.unlooked
+            if self._figure_tools or self._unsourced
             else None
         )
         # an answer that should report results, held until it ends (one result: until
@@ -1426,7 +1428,7 @@ class ChunkTranslator:
 
     def _figure_reason(self) -> str:
         assert self._figures is not None
-        if self._failed or self._untooled or self.unlooked:
+        if self._unsourced:
             return _FAILED_FIGURE if self._failed else _UNTOOLED_FIGURE
         return _UNSAID_FIGURE.format(tools=" or ".join(self._figure_tools))
 
@@ -1477,7 +1479,7 @@ class ChunkTranslator:
             return False
         if self._figures is not None and self._figures.figures:
             # asked to call the tool that computes the figure (none gave, or has, it)
-            return not (self._failed or self._untooled or self.unlooked)
+            return not self._unsourced
         calls, reason = self.rejected
         if reason == self._call_hold:
             return True  # prose where a call was due: asked for the call
@@ -1512,8 +1514,7 @@ class ChunkTranslator:
         (`only_failures`), no offered tool gives what it asks for (`untooled_topic`),
         or, in the text pass, every call for the lookup it asks for was rejected
         (`unlooked`)."""
-        unsourced = self._failed or self._untooled or bool(self.unlooked)
-        return unsourced and self._figures is not None and bool(self._figures.figures)
+        return self._unsourced and self._figures is not None and bool(self._figures.figures)
 
     @property
     def unasked(self) -> bool:

@@ -725,7 +725,7 @@ class LocalProvider(Provider):
             # no function gave the figure (every call failed, or none gives it), and
             # both passes made it up: say so instead
             logger.info("local model stated a figure no function gave, twice")
-            yield OutputTextDelta(failure_note(plan.items, due=bool(prose.unlooked)))
+            yield OutputTextDelta(failure_note(plan.items, due=prose.unlooked))
             yield FinishDelta("stop")
             return
         if prose.refused:
