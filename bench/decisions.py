@@ -44,10 +44,12 @@ heldout7's first runs, before the code it measures was final) and `heldout9` (48
 eight per category, written by a helper at the start of stop 32, unseen, while that
 stop's first rule was being written from earlier splits) and `heldout10` (48 cases, eight
 per category, written at the start of stop 33 before any code changed) and `heldout11` (48
-cases, eight per category, written at the start of stop 34 before any code changed). Held-out
-cases are not looked at while tuning.
+cases, eight per category, written at the start of stop 34 before any code changed) and
+`heldout12` (48 cases, eight per category, written by a helper at the start of stop 35,
+unseen, with no provider code or results read). Held-out cases are not looked at while
+tuning.
 
-Usage: python bench/decisions.py [--model 1.5b|0.5b] [--split tune|heldout|heldout2|heldout3|heldout4|heldout5|heldout6|heldout7|heldout8|heldout9|heldout10|heldout11|all]
+Usage: python bench/decisions.py [--model 1.5b|0.5b] [--split tune|heldout|heldout2|heldout3|heldout4|heldout5|heldout6|heldout7|heldout8|heldout9|heldout10|heldout11|heldout12|all]
        [--category NAME] [--ids ID,...] [--limit N] [--offset N] [--first-only]
        [--no-grammar] [--no-grounding] [--check] [--threads N] [--label TEXT] [--log]
        [--output PATH]
@@ -895,6 +897,7 @@ def main() -> None:
             "heldout9",
             "heldout10",
             "heldout11",
+            "heldout12",
             "all",
         ),
         default="all",
