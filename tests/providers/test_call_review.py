@@ -22,6 +22,7 @@ from turnstream.providers._call_review import (
     _spoken_times,
     asked_with,
     asks_for_any,
+    compound_measures,
     conversation_text,
     copied_example_values,
     doubtful,
@@ -31,6 +32,7 @@ from turnstream.providers._call_review import (
     left_out,
     may_reject,
     review_calls,
+    said_numbers,
     tells_only,
     topic_tools,
     unasked,
@@ -1774,7 +1776,7 @@ def test_a_temperature_asked_in_another_scale_than_its_result_s_needs_the_conver
         function_call("w1", "get_weather", args(city="Oslo")),
         function_output("w1", '{"city": "Oslo", "temp_c": -3, "sky": "snow"}'),
     ]
-    assert unconverted_scale([WEATHER, UNITS], weather) == ("convert_units", "fahrenheit")
+    assert unconverted_scale([WEATHER, UNITS], weather) == ("convert_units", "fahrenheit", True)
     assert unconverted_scale([WEATHER], weather) is None, "no converter on offer"
     assert unconverted_scale([WEATHER, UNITS], [asked]) is None, "no result yet"
     converted = [
@@ -1797,7 +1799,47 @@ def test_a_temperature_asked_in_another_scale_than_its_result_s_needs_the_conver
     unmarked = [*weather[:2], function_output("w1", '{"city": "Oslo", "temp": -3}')]
     assert unconverted_scale([WEATHER, UNITS], unmarked) is None
     in_f = [user("How warm is Oslo in °F?"), *weather[1:]]
-    assert unconverted_scale([WEATHER, UNITS], in_f) == ("convert_units", "fahrenheit")
+    assert unconverted_scale([WEATHER, UNITS], in_f) == ("convert_units", "fahrenheit", True)
+
+
+@pytest.mark.parametrize(
+    ("message", "scale"),
+    [
+        ("thermostat in my flat is set to 68 F. is it warmer in here or in Oslo?", "fahrenheit"),
+        ("It's 70°F in my office. Colder in Oslo?", "fahrenheit"),
+        ("My greenhouse is at 65 degrees fahrenheit; is Oslo colder?", "fahrenheit"),
+        ("Our pool is 80 Fahrenheit. What about Oslo?", "fahrenheit"),
+    ],
+)
+def test_a_temperature_given_in_another_scale_than_its_result_s_needs_the_converter(
+    message: str, scale: str
+) -> None:
+    weather = [
+        user(message),
+        function_call("w1", "get_weather", args(city="Oslo")),
+        function_output("w1", '{"city": "Oslo", "temp_c": -3, "sky": "snow"}'),
+    ]
+    assert unconverted_scale([WEATHER, UNITS], weather) == ("convert_units", scale, False)
+
+
+@pytest.mark.parametrize(
+    ("message", "result"),
+    [
+        # cents, in small letters
+        ("the coffee in Oslo is 50c, is it cold there?", '{"city": "Oslo", "temp_f": 27}'),
+        # the result's own scale
+        ("It's 20 C in my office. Colder in Oslo?", '{"city": "Oslo", "temp_c": -3}'),
+        # no scale
+        ("I paid 68 for the flight to Oslo. is it cold?", '{"city": "Oslo", "temp_c": -3}'),
+    ],
+)
+def test_a_number_in_no_other_scale_needs_no_converter(message: str, result: str) -> None:
+    weather = [
+        user(message),
+        function_call("w1", "get_weather", args(city="Oslo")),
+        function_output("w1", result),
+    ]
+    assert unconverted_scale([WEATHER, UNITS], weather) is None
 
 
 def _two_clocks(message: str) -> list[dict[str, Any]]:
@@ -1963,6 +2005,127 @@ def test_a_calculation_in_another_unit_than_the_one_asked_is_sent_back_to_conver
         review_calls([("calculate", args(expression="7570.82 / 330"))], tools, cans, grounding=True)
         is None
     )
+
+
+@pytest.mark.parametrize(
+    ("message", "number"),
+    [
+        ("I'm putting away 85 a week for a bike that costs two thousand three hundred.", 2300),
+        ("my aunt gave me fifty quid for my birthday", 50),
+        ("a hundred and twenty people came", 120),
+        ("three hundred and forty-five pages", 345),
+        ("twenty-five degrees", 25),
+        ("twelve hundred miles", 1200),
+        ("a thousand thanks", 1000),
+        ("five million people", 5_000_000),
+        ("the car was 5 grand", 5000),
+        ("a 2.5k bonus", 2500),
+        ("1.5 million views", 1_500_000),
+    ],
+)
+def test_numbers_said_in_words_or_scaled_are_said(message: str, number: float) -> None:
+    assert number in said_numbers(message)
+    assert unsaid_numbers(args(value=number), message) == []
+    assert unsaid_numbers(args(value=number), "nothing of the kind") == [str(number)]
+
+
+def test_number_words_in_a_row_are_separate_numbers() -> None:
+    # "one two three" is three numbers, not six or 123; "twenty one" is one
+    assert said_numbers("one two three") == [1.0, 2.0, 3.0]
+    assert 21.0 in said_numbers("twenty one")
+    assert said_numbers("nineteen twenty") == [19.0, 20.0]
+    assert 32.0 not in said_numbers("back in twenty twelve"), "a year, said as two numbers"
+    assert said_numbers("thirty, forty people at most") == [30.0, 40.0]
+    assert said_numbers("room for fifty, a hundred at a push") == [50.0, 100.0]
+    assert said_numbers("I have two kids and a dog") == [2.0]
+    # a scale word alone is no number
+    assert said_numbers("the thousand island dressing") == []
+    assert said_numbers("the hundred years war") == []
+
+
+@pytest.mark.parametrize(
+    ("message", "measure"),
+    [
+        ("I'm 5 foot 9 and my daughter is 142 cm now.", (5, "ft", 9, "in", 69, 5.75)),
+        ("he is 6ft 2in tall", (6, "ft", 2, "in", 74, 6.1667)),
+        ("she's 5'4\" in heels", (5, "ft", 4, "in", 64, 5.3333)),
+        ("I weigh 11 stone 4 now", (11, "st", 4, "lb", 158, 11.2857)),
+        ("the baby was 7 lb 8 oz!", (7, "lb", 8, "oz", 120, 7.5)),
+        ("I am 6 foot 2.", (6, "ft", 2, "in", 74, 6.1667)),
+        ("I'm 5 foot 9 tall", (5, "ft", 9, "in", 69, 5.75)),
+        ("he's 6 foot 1 now", (6, "ft", 1, "in", 73, 6.0833)),
+    ],
+)
+def test_a_measure_in_two_units_says_its_totals(
+    message: str, measure: tuple[float, str, float, str, float, float]
+) -> None:
+    (found,) = compound_measures(message)
+    major, major_unit, minor, minor_unit, in_minor, in_major = measure
+    assert found[:4] == (major, major_unit, minor, minor_unit)
+    assert (found.in_minor, found.in_major) == (in_minor, in_major)
+    assert in_minor in said_numbers(message)
+    assert in_major in said_numbers(message)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "a 10 foot 2 by 4",  # a plank, not a height
+        "5 feet 3 people wide",  # a number of something else
+        "the 5 ft 14 in shelf",  # 14 inches is more than a foot
+        "12 lb 20 oz",  # 20 ounces is more than a pound
+        "at 5 ft. 9 of us went",  # a sentence between
+        "it is 2.5 ft 6.",  # a decimal's last digit is no number of feet
+        "we hired 5 ft 3 interns",  # a word that opens like a unit
+    ],
+)
+def test_a_number_after_a_measure_is_not_always_its_minor_part(message: str) -> None:
+    assert compound_measures(message) == []
+
+
+def test_a_conversion_of_a_measures_major_part_alone_is_sent_back_with_the_whole() -> None:
+    taller = "I'm 5 foot 9 and my daughter is 142 cm now. how much taller than her am I, in cm?"
+    part = [("convert_units", args(value=5, from_unit="ft", to_unit="cm"))]
+    reason = review_calls(part, [CALCULATE, UNITS], [user(taller)], grounding=True)
+    assert isinstance(reason, Correction)
+    assert reason == (
+        "My message gives 5 ft 9 in: that is 69 in, and your call to convert_units converts "
+        "the 5 ft alone. Call convert_units to convert 69 in to cm."
+    )
+    # the whole, in either unit, goes out: it was said, as a total
+    for value, source in ((69, "in"), (69, "inches"), (5.75, "ft")):
+        whole = [("convert_units", args(value=value, from_unit=source, to_unit="cm"))]
+        assert review_calls(whole, [CALCULATE, UNITS], [user(taller)], grounding=True) is None
+    # so does the major part into the minor unit: a step toward the whole
+    for target in ("in", "inches"):
+        step = [("convert_units", args(value=5, from_unit="ft", to_unit=target))]
+        assert review_calls(step, [CALCULATE, UNITS], [user(taller)], grounding=True) is None
+    # and 5 ft where the message gives 5 ft alone
+    alone = "I'm 5 foot and my daughter is 142 cm now. how much taller than her am I, in cm?"
+    assert review_calls(part, [CALCULATE, UNITS], [user(alone)], grounding=True) is None
+    # stone and pounds, the short names a call writes
+    weight = "I weigh 11 stone 4. What is that in kg?"
+    stone = [("convert_units", args(value=11, from_unit="st", to_unit="kg"))]
+    reason = review_calls(stone, [UNITS], [user(weight)], grounding=True)
+    assert reason is not None
+    assert reason.endswith("Call convert_units to convert 158 lb to kg."), reason
+    # a calculator is no converter, nor is a tool that records a height
+    calc = [("calculate", args(expression="5 * 30.48"))]
+    reason = review_calls(calc, [CALCULATE, UNITS], [user(taller)], grounding=True)
+    assert reason is None or "converts the 5 ft alone" not in reason
+    diary = {
+        "type": "function",
+        "name": "log_height",
+        "description": "Write a height into the family diary.",
+        "parameters": {"type": "object", "properties": {}},
+    }
+    logged = [("log_height", args(value=5, from_unit="ft", to_unit="cm"))]
+    reason = review_calls(logged, [diary, UNITS], [user(taller)], grounding=True)
+    assert reason is None or "converts the 5 ft alone" not in reason
+    # a conversion with no number to read is left to the other rules
+    unnumbered = [("convert_units", args(from_unit="ft", to_unit="cm"))]
+    reason = review_calls(unnumbered, [UNITS], [user(taller)], grounding=True)
+    assert reason is None or "converts the 5 ft alone" not in reason
 
 
 def test_a_conversion_out_of_the_unit_asked_is_sent_back_the_other_way() -> None:

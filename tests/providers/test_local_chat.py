@@ -1195,6 +1195,24 @@ def test_an_answer_to_celsius_asked_in_fahrenheit_is_held_to_the_conversion() ->
     assert [d.name for d in out if isinstance(d, ToolCallDelta) and d.name] == ["convert_units"]
 
 
+def test_an_answer_to_celsius_for_a_message_in_fahrenheit_is_held_to_the_conversion() -> None:
+    # "thermostat in my flat is set to 68 F. is it warmer in here or outside in Paris
+    # right now?": the 1.5B answered "18°C, which is warmer than 68°F"
+    message = "thermostat in my flat is set to 68 F. is it warmer in here or outside in Paris?"
+    items = [user(message), call_item(), output_item()]
+    plan = build_chat_request(GenerationRequest("local", items, tools=[WEATHER, UNITS]))
+    translator = ChunkTranslator(plan, review=True, grounding=True)
+    out = translator.feed(chunk("The temperature in Paris is 18°C, which is warmer than 68°F."))
+    out += translator.feed(chunk(finish="stop")) + translator.finish()
+    assert not [d for d in out if isinstance(d, OutputTextDelta)]
+    assert translator.rejected is not None
+    assert translator.rejected[1] == (
+        "My request gives a temperature in Fahrenheit, and no result above is in "
+        "Fahrenheit. Call convert_units now to convert the result to Fahrenheit."
+    )
+    assert translator.held_to == ("convert_units",)
+
+
 def test_an_answer_whose_figure_is_still_to_work_out_is_held_to_the_calculator() -> None:
     # "What time is it in Los Angeles and in Tokyo, and how many hours apart are they?":
     # the 1.5B called the clock twice, then converted one hour to minutes and answered

@@ -45,7 +45,7 @@ import ast
 import json
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = [
     "Correction",
@@ -741,6 +741,11 @@ def topic_tools(
 _ASKED_SCALE = re.compile(
     r"\b(?:in|to|into)\s+(?:degrees\s+)?(?:(fahrenheit|celsius|kelvin)\b|°\s?([fck])\b)", re.I
 )
+# a temperature the message gives: "68°F", "20 degrees C", "70 fahrenheit", "68 F" (a
+# capital alone: "50c" may be cents)
+_GIVEN_SCALE = re.compile(
+    r"\d\s?(?:(?i:°\s?|degrees?\s+)((?i:fahrenheit|celsius|f|c))|((?i:fahrenheit|celsius)|[FC]))\b"
+)
 _SCALE_NAMES = {"f": "fahrenheit", "c": "celsius", "k": "kelvin"}
 # how a result shows a scale: its name, a degree sign, a JSON key's suffix (`temp_c`)
 _SCALE_MARKS = {
@@ -752,25 +757,31 @@ _SCALE_MARKS = {
 
 def unconverted_scale(
     tools: Sequence[Mapping[str, Any]], items: Sequence[Mapping[str, Any]]
-) -> tuple[str, str] | None:
-    """(a unit converter's name, the scale) when the user's latest message asks for a
-    temperature in a scale ("in Fahrenheit") that no result for it is in, while a
-    result is in another (a weather tool's `temp_c`), and no converter was called for
-    the message. Asked "What's the temperature in Oslo in Fahrenheit?", the 1.5B
-    called the weather alone and answered "-3 degrees Fahrenheit": Oslo's -3 °C with
-    the asked scale's name."""
-    asked = _ASKED_SCALE.search(latest_request(items))
+) -> tuple[str, str, bool] | None:
+    """(a unit converter's name, the scale, whether the message asks for it) when the
+    user's latest message asks for a temperature in a scale ("in Fahrenheit"), or
+    gives one in it ("set to 68 F"), that no result for it is in, while a result is
+    in another (a weather tool's `temp_c`), and no converter was called for the
+    message. Asked "What's the temperature in Oslo in Fahrenheit?", the 1.5B called
+    the weather alone and answered "-3 degrees Fahrenheit": Oslo's -3 °C with the
+    asked scale's name; told "thermostat in my flat is set to 68 F. is it warmer in
+    here or outside in Paris right now?", it answered "18°C, which is warmer than
+    68°F"."""
+    request = latest_request(items)
     converters = [str(tool.get("name")) for tool in tools if _converter(tool)]
-    if asked is None or not converters:
+    asked = _ASKED_SCALE.search(request)
+    shape = asked or _GIVEN_SCALE.search(request)
+    if shape is None or not converters:
         return None
-    scale = asked.group(1).lower() if asked.group(1) else _SCALE_NAMES[asked.group(2).lower()]
+    word = (shape.group(1) or shape.group(2)).lower()
+    scale = _SCALE_NAMES.get(word, word)
     if _called_since(items) & set(converters):
         return None
     results = [str(item.get("output") or "") for item in latest_outputs(items)]
     shown = {name for name, mark in _SCALE_MARKS.items() if any(mark.search(r) for r in results)}
     if scale in shown or not shown:
         return None
-    return converters[0], scale
+    return converters[0], scale, asked is not None
 
 
 def underived(tools: Sequence[Mapping[str, Any]], items: Sequence[Mapping[str, Any]]) -> str | None:
@@ -991,12 +1002,148 @@ _NUMBER_WORDS = re.findall(
 
 
 def said_numbers(conversation: str) -> list[float]:
-    """The numbers `conversation` says, in digits (thousands separators aside) or as
-    words up to twenty."""
+    """The numbers `conversation` says: in digits (thousands separators aside), as
+    words ("twelve", "two thousand three hundred": `_spoken_numbers`), scaled ("2.5k",
+    "5 grand", "1.5 million") or as the totals of a measure given in two units ("5
+    foot 9" says 69 inches and 5.75 feet: `compound_measures`)."""
     said = [float(n) for n in _NUMBER.findall(_THOUSANDS.sub("", conversation))]
-    return said + [
-        float(_NUMBER_WORDS.index(w)) for w in _words(conversation) if w in _NUMBER_WORDS
+    said += [float(_NUMBER_WORDS.index(w)) for w in _words(conversation) if w in _NUMBER_WORDS]
+    said += _spoken_numbers(conversation)
+    said += [
+        float(n) * _SCALES[word.lower()]
+        for n, word in _SCALED.findall(_THOUSANDS.sub("", conversation))
     ]
+    for measure in compound_measures(conversation):
+        said += [measure.in_minor, measure.in_major]
+    return said
+
+
+class Measure(NamedTuple):
+    """A measure a message gives in two units of one kind: 5 ft 9 in, 11 st 4 lb."""
+
+    major: float
+    major_unit: str
+    minor: float
+    minor_unit: str
+    factor: int
+    """Minor units to one major unit: 12 inches to the foot."""
+
+    @property
+    def in_minor(self) -> float:
+        return self.major * self.factor + self.minor
+
+    @property
+    def in_major(self) -> float:
+        return round(self.major + self.minor / self.factor, 4)
+
+
+# a major unit, and its minor unit with how many of it make one major:
+# "5 foot 9", "6ft 2in", "5'9\"", "11 stone 4", "1 lb 4 oz"
+_COMPOUNDS = (
+    ("ft", r"ft|foot|feet|'|′|’", "in", r"in|inch|inches|\"|″|”|''", 12),
+    ("st", r"st|stone|stones", "lb", r"lb|lbs|pounds?", 14),
+    ("lb", r"lb|lbs|pounds?", "oz", r"oz|ounces?", 16),
+)
+_COMPOUND = [
+    (
+        major,
+        minor,
+        factor,
+        re.compile(
+            rf"(?<![\d.])(\d+)\s*(?:{major_names})\s*(?:and\s+)?(\d+(?:\.\d+)?)"
+            # the minor unit, or nothing more of a number: "5 foot 9 and my daughter",
+            # not "a 10 foot 2 by 4"
+            rf"(?:\s*(?:{minor_names})(?![a-z])|(?=\s*(?:[^\w\s]|$|(?:and|tall|now)\b)))",
+            re.I,
+        ),
+    )
+    for major, major_names, minor, minor_names, factor in _COMPOUNDS
+]
+
+
+def compound_measures(text: str) -> list[Measure]:
+    """The measures `text` gives in a major and a minor unit ("5 foot 9": 5 ft 9 in),
+    the minor part less than one major unit.
+
+    Told "I'm 5 foot 9 and my daughter is 142 cm", the 1.5B converted 5 ft alone."""
+    found = []
+    for major, minor, factor, shape in _COMPOUND:
+        for whole, part in shape.findall(text):
+            if float(part) < factor:
+                found.append(Measure(float(whole), major, float(part), minor, factor))
+    return found
+
+
+# number words past the units, and the words that scale them
+_TENS = {
+    word: 10 * tens
+    for tens, word in enumerate(
+        re.findall(r"\w+", "twenty thirty forty fifty sixty seventy eighty ninety"), 2
+    )
+}
+_SCALES = {"hundred": 100, "thousand": 1000, "grand": 1000, "k": 1000, "million": 1_000_000}
+# "2.5k", "5 grand", "1.5 million", "3 hundred"
+_SCALED = re.compile(r"(\d+(?:\.\d+)?)\s*(k|grand|hundred|thousand|million)\b", re.I)
+
+
+class _SpokenNumber:
+    """A number being read from its words, one at a time (`takes`)."""
+
+    def __init__(self) -> None:
+        self.total = self.current = self.words = 0
+        self.last = ""  # what it ends in: "unit", "tens", "scale", or "a" (a hundred)
+
+    def takes(self, word: str, following: str) -> bool:
+        """Whether `word` goes on with this number (and if so, reads it)."""
+        if word in _NUMBER_WORDS[:20]:
+            unit = _NUMBER_WORDS.index(word)
+            if self.last == "unit" or (self.last == "tens" and not 1 <= unit <= 9):
+                return False  # "one two": two numbers
+            self.current, self.last = self.current + unit, "unit"
+        elif word in _TENS:
+            if self.last in ("unit", "tens"):
+                return False
+            self.current, self.last = self.current + _TENS[word], "tens"
+        elif word == "hundred" and (self.current or self.last == "a"):
+            self.current, self.last = (self.current or 1) * 100, "scale"
+        elif word in ("thousand", "million") and (self.words or self.last == "a"):
+            self.total += (self.current or 1) * _SCALES[word]
+            self.current, self.last = 0, "scale"
+        elif word in ("a", "an") and not self.words and following in _SCALES:
+            self.last = "a"
+            return True
+        else:
+            return word == "and" and bool(self.words)  # "a hundred and twenty"
+        self.words += 1
+        return True
+
+    def value(self) -> float | None:
+        """The number read, if it is more than one word or past twenty."""
+        value = self.total + self.current
+        return float(value) if self.words > 1 or value > 20 else None
+
+
+def _spoken_numbers(text: str) -> list[float]:
+    """The values of the numbers `text` writes out in more than one word, or past
+    twenty ("fifty quid", "two thousand three hundred", "a hundred and twenty",
+    "twenty-five"); single words up to twenty are `said_numbers`' own.
+
+    Told "I'm putting away 85 a week for a bike that costs two thousand three
+    hundred", the 1.5B called `2300 / 85`: a number said, in words."""
+    values: list[float] = []
+    words = _words(text)
+    number = _SpokenNumber()
+    for index, word in enumerate(words):
+        following = words[index + 1] if index + 1 < len(words) else ""
+        if number.takes(word, following):
+            continue
+        if (value := number.value()) is not None:
+            values.append(value)
+        number = _SpokenNumber()
+        number.takes(word, following)  # it may open the next
+    if (value := number.value()) is not None:
+        values.append(value)
+    return values
 
 
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}\b)")
@@ -2087,7 +2234,7 @@ def _argument_mistake(
 ) -> str | None:
     """`_grounding_reason`'s reason for a step written wrongly (`_misbound`,
     `_divided_total`, `_split_share`, `_mispaired`, `_mixed_units`, `_unconverted`,
-    `_unasked_unit`, `_wrong_way`, `_took_the_input`), done again (`_converted_again`)
+    `_unasked_unit`, `_wrong_way`, `_part_measure`, `_took_the_input`), done again (`_converted_again`)
     or changing nothing (`_unchanged`), or None."""
     misheard = _misheard_time(name, arguments, items)
     if misheard is not None:
@@ -2142,8 +2289,10 @@ def _argument_mistake(
             f"and my request goes on with what it came to. Call {name} again with "
             f"{result} in place of {taken}."
         )
-    unasked_unit = _unasked_unit(name, arguments, tool, tools, items) or _wrong_way(
-        name, arguments, tool, items
+    unasked_unit = (
+        _unasked_unit(name, arguments, tool, tools, items)
+        or _wrong_way(name, arguments, tool, items)
+        or _part_measure(name, arguments, tool, items)
     )
     if unasked_unit is not None:
         return unasked_unit
@@ -2318,6 +2467,8 @@ _UNIT_NAMES = {
     )
     for name in names.split()
 }
+# in a call's arguments a unit's short names are no other word ("in", "st", "C")
+_ARGUMENT_UNITS = {**_UNIT_NAMES, "in": "in", "st": "st", "c": "c", "f": "f"}
 _MEASURED = re.compile(r"(\d+(?:\.\d+)?)\s*(°?[a-z]+)", re.I)
 _SUM_OR_DIFFERENCE = re.compile(r"(\d+(?:\.\d+)?)\s*[-+]\s*(\d+(?:\.\d+)?)")
 
@@ -2425,7 +2576,7 @@ def _wrong_way(
     unit = _asked_unit(request)
     if not _converter(tool) or parsed is None or unit is None:
         return None
-    units = [_UNIT_NAMES.get(v.lower()) for v in parsed.values() if isinstance(v, str)]
+    units = [_ARGUMENT_UNITS.get(v.lower()) for v in parsed.values() if isinstance(v, str)]
     values = [_spelled(v) for v in parsed.values() if isinstance(v, int | float)]
     if len(units) != 2 or units[0] != unit or units[1] == unit or not values:
         return None
@@ -2437,6 +2588,38 @@ def _wrong_way(
             return Correction(
                 f"My message asks for {unit}, and {values[0]} is in {unit} already. Call "
                 f"{name} to convert {number} {other} to {unit} instead."
+            )
+    return None
+
+
+def _part_measure(
+    name: str, arguments: str, tool: Mapping[str, Any], items: Sequence[Mapping[str, Any]]
+) -> str | None:
+    """Why a unit conversion converts only the major part of a measure the user's
+    latest message gives in two units (`compound_measures`), or None: told "I'm 5
+    foot 9 and my daughter is 142 cm. how much taller than her am I, in cm?", the
+    1.5B converted 5 ft to cm, took 142 from it and answered "0.341207 feet". (A
+    conversion of the major part into the minor unit, 5 ft to inches, is a step
+    toward the whole, not this mistake.)"""
+    parsed = _object(arguments)
+    if not _converter(tool) or parsed is None:
+        return None
+    units = [_ARGUMENT_UNITS.get(v.lower()) for v in parsed.values() if isinstance(v, str)]
+    values = [v for v in parsed.values() if isinstance(v, int | float)]
+    if len(units) != 2 or not values:
+        return None
+    for measure in compound_measures(latest_request(items)):
+        if (
+            float(values[0]) == measure.major
+            and units[0] == measure.major_unit
+            and units[1] != measure.minor_unit
+        ):
+            given = f"{measure.major:g} {measure.major_unit} {measure.minor:g} {measure.minor_unit}"
+            whole = f"{measure.in_minor:g} {measure.minor_unit}"
+            return Correction(
+                f"My message gives {given}: that is {whole}, and your call to {name} "
+                f"converts the {measure.major:g} {measure.major_unit} alone. Call {name} "
+                f"to convert {whole} to {units[1] or 'the unit I ask for'}."
             )
     return None
 

@@ -797,6 +797,11 @@ _UNCONVERTED = (
 )
 """The re-sample's reason after an answer to results in another scale than the one the
 message asks for (`unconverted_scale`); the re-sample is held to a call."""
+_UNCONVERTED_GIVEN = (
+    "My request gives a temperature in {scale}, and no result above is in {scale}. "
+    "Call {tool} now to convert the result to {scale}."
+)
+"""The same, where the message gives a temperature in the scale ("set to 68 F")."""
 
 _UNDERIVED = (
     "My request asks for a figure worked out from the results above, and no function "
@@ -1047,7 +1052,8 @@ class ChunkTranslator:
         # a first reply to a message that names new values for the previous turn's
         # request ("And in London?": `followup_tools`), or an answer to results that
         # leaves out a kind of thing the message names (the time, beside the weather:
-        # `uncalled_tools`) or a temperature in the scale it names (`unconverted_scale`),
+        # `uncalled_tools`) or a temperature in the scale it names or gives one in
+        # (`unconverted_scale`),
         # or the calculation it asks for on the results (`underived`):
         # a call, never prose; the reason it is asked again with
         # (and the tools that call is due to: `held_to`)
@@ -1071,8 +1077,9 @@ class ChunkTranslator:
                 self._hold_tools = (tool,)
                 self._lookups_due = True
             elif plan.answer_turn and (unconverted := unconverted_scale(plan.tools, plan.items)):
-                tool, scale = unconverted
-                self._call_hold = _UNCONVERTED.format(tool=tool, scale=scale.capitalize())
+                tool, scale, asked = unconverted
+                reason = _UNCONVERTED if asked else _UNCONVERTED_GIVEN
+                self._call_hold = reason.format(tool=tool, scale=scale.capitalize())
                 self._hold_tools = (tool,)
             elif calculator := underived(plan.tools, plan.items):  # after results alone
                 self._call_hold = _UNDERIVED.format(tool=calculator)
