@@ -872,7 +872,7 @@ def _asks_for_kind(tool: Mapping[str, Any], request: str) -> bool:
 
 def _requested(request: str, words: frozenset[str], shape: re.Pattern[str] | None) -> bool:
     """Whether `request` has one of a kind's request `words`, or its `shape`."""
-    request = _UNSTOCKED.sub(" ", _UNTIMED.sub(" ", request))
+    request = _UNTIMED.sub(" ", _UNSTOCKED.sub(" ", request))
     return bool(set(_words(request)) & words) or bool(shape and shape.search(request))
 
 
@@ -884,7 +884,10 @@ _UNSTOCKED = re.compile(
     r"\b(?:my|our|your|his|her|their|each|every|a|the|fair|equal|even)\s+(?:\w+['’]s\s+)?"
     r"share\b(?!\s+(?:prices?|of\s+[A-Z]|in\s+[A-Z]))"
     r"|\bshare\s+(?:the|it|this|that|a|an|my|our|with)\b"
-    r"|\b(?:in|out of)\s+stock\b|\bstock\s+(?:tanks?|pots?|cubes?|rooms?|up on)\b",
+    r"|\b(?:in|out of)\s+stock\b|\bstock\s+(?:tanks?|pots?|cubes?|rooms?|up on)\b"
+    # "stock up" as a verb: "Time to stock up: 5 kg at 2.40 a kilo", "stocking up"
+    # (the word before it left for `_UNTIMED`: "Time to")
+    r"|(?:(?<=\bto )|(?<=\bgotta )|(?<=['’]ll ))stock\s+up\b|\bstocking\s+up\b",
     re.I,
 )
 # "time" that asks for no clock: "When's the best time of year to visit Lisbon?" had
