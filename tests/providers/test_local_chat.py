@@ -502,6 +502,44 @@ def test_a_call_that_runs_away_is_rejected_while_it_is_written() -> None:
     assert translator.finish() == []
 
 
+def test_prose_that_runs_away_ends_while_it_is_written() -> None:
+    # "You need to convert the cost of the bike ... 2300 / 85 * 0.85 = 2300 / 85 *
+    # 0.85 = ..." went on to the token limit, 70 s
+    translator = _review_translator([user("Hi! Tell me about bikes.")])
+    opening = "Bikes are great. The sum is "
+    out = translator.feed(chunk(opening))
+    fed = 0
+    while not translator.done and fed < 1_000:
+        out += translator.feed(chunk("2300 / 85 * 0.85 = "))
+        fed += 1
+    assert translator.looped
+    assert fed < 20, "stopped at the first 240 repeated characters"
+    assert translator.rejected is None, "what was written is the reply"
+    out += translator.finish()
+    text = "".join(d.text for d in out if isinstance(d, OutputTextDelta))
+    assert text.startswith(opening)
+    assert len(text) < len(opening) + 20 * len("2300 / 85 * 0.85 = ")
+    assert isinstance(out[-1], FinishDelta)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "| 0 | 0 | 0 |\n",  # a table's rows: 14 characters, repeated 12 times
+        "=" * 30 + "\n",  # banners
+    ],
+)
+def test_prose_that_repeats_a_short_line_fewer_than_240_characters_goes_on(line: str) -> None:
+    translator = _review_translator([user("Hi! Draw me a table.")])
+    repeated = (line * 20)[:230]
+    out = translator.feed(chunk("Here it is:\n" + repeated))
+    assert not translator.looped
+    assert not translator.done
+    out += translator.feed(chunk("Done."))
+    out += translator.feed(chunk(finish="stop")) + translator.finish()
+    assert "".join(d.text for d in out if isinstance(d, OutputTextDelta)).endswith("Done.")
+
+
 def test_a_long_call_that_does_not_repeat_itself_goes_out() -> None:
     city = "Llanfairpwllgwyngyllgogerychwyrndrobwllllantysiliogogogoch, Wales, United Kingdom"
     translator = _review_translator([user(f"What is the weather in {city}?")])

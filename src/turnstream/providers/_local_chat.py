@@ -936,12 +936,18 @@ a line of `=` or a Markdown table rule that a real argument (a file's text) may 
 _RUNAWAY_PERIOD = 32
 
 
-def runaway(text: str) -> bool:
+_PROSE_RUNAWAY_SPAN = 240
+"""The same for prose, where a rule line or a repeated row is likelier than in a call's
+arguments: twelve times "2300 / 85 * 0.85 = "."""
+
+
+def runaway(text: str, span: int = _RUNAWAY_SPAN) -> bool:
     """Whether `text` ends in a unit of at most 32 characters repeated over at least
-    160 characters (`1+1+1+...`, `))))`, the same phrase again and again): a small
+    `span` characters (`1+1+1+...`, `))))`, the same phrase again and again): a small
     model at temperature 0 that falls into such a loop writes it to the token limit."""
+    least = span
     for period in range(1, _RUNAWAY_PERIOD + 1):
-        span = max(_RUNAWAY_SPAN, 3 * period)
+        span = max(least, 3 * period)
         if len(text) < span + period:
             return False
         if text[-span:] == text[-span - period : -period]:
@@ -1109,6 +1115,9 @@ class ChunkTranslator:
             # time in London is 14:30." after a currency conversion, in the text pass)
             self._figures = TimeGuard(conversation_text(plan.instructions, plan.items))
         self._cut = False
+        # the prose so far (its last characters): a reply that repeats itself is ended
+        self._prose = ""
+        self.looped = False
         # `calls_only`: the reply may only be a call; prose is rejected at its start
         self.doubtful: ParsedCall | None = None
         """With `confirm`: the reply's first call, held back (and the generation stopped)
@@ -1139,6 +1148,13 @@ class ChunkTranslator:
     def _text(self, text: str) -> list[Delta]:
         """Reply text in: prose that may go out, or a call's progress."""
         released = self._sniffer.feed(text)
+        if released:
+            # Prose that has fallen into a loop ("You need to convert the cost ... 2300
+            # / 85 * 0.85 = 2300 / 85 * 0.85 = ...", on to the token limit, 70 s) ends
+            # here: the generation stops, and what was written is read as a whole
+            # reply (`finish`), its guards' checks included.
+            self._prose = (self._prose + released)[-_PROSE_RUNAWAY_SPAN - 2 * _RUNAWAY_PERIOD :]
+            self.looped = self.looped or runaway(self._prose, _PROSE_RUNAWAY_SPAN)
         if released and self._calls_only and not self.text_released:
             self.rejected = ([], _PROSE_RE_SAMPLE)  # the text pass answers instead
             return []
@@ -1246,8 +1262,9 @@ class ChunkTranslator:
         """Whether the rest of the reply can change nothing: it was rejected (its first
         call as soon as it was whole, a runaway call or an echo while they were
         written: the provider stops the generation and re-samples), or its answer
-        ended where it began repeating the message (`EchoGuard`)."""
-        return self.rejected is not None or self._cut or self.doubtful is not None
+        ended where it began repeating the message (`EchoGuard`) or itself
+        (`looped`)."""
+        return self.rejected is not None or self._cut or self.looped or self.doubtful is not None
 
     def _whole_first_call(self, held: str) -> list[Delta]:
         """The first call, whole, once its arguments have closed and the review passed.
