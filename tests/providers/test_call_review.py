@@ -2113,23 +2113,21 @@ def test_a_conversion_of_a_measures_major_part_alone_is_sent_back_with_the_whole
     reason = review_calls(stone, [UNITS], [user(weight)], grounding=True)
     assert reason is not None
     assert reason.endswith("Call convert_units to convert 158 lb to kg."), reason
-    # a calculator is no converter, nor is a tool that records a height
-    calc = [("calculate", args(expression="5 * 30.48"))]
-    reason = review_calls(calc, [CALCULATE, UNITS], [user(taller)], grounding=True)
-    assert reason is None or "converts the 5 ft alone" not in reason
+    # a calculator is no converter, nor is a tool that records a height; and a
+    # conversion with no number to read is left to the other rules
     diary = {
         "type": "function",
         "name": "log_height",
         "description": "Write a height into the family diary.",
         "parameters": {"type": "object", "properties": {}},
     }
-    logged = [("log_height", args(value=5, from_unit="ft", to_unit="cm"))]
-    reason = review_calls(logged, [diary, UNITS], [user(taller)], grounding=True)
-    assert reason is None or "converts the 5 ft alone" not in reason
-    # a conversion with no number to read is left to the other rules
-    unnumbered = [("convert_units", args(from_unit="ft", to_unit="cm"))]
-    reason = review_calls(unnumbered, [UNITS], [user(taller)], grounding=True)
-    assert reason is None or "converts the 5 ft alone" not in reason
+    for call, tools in (
+        (("calculate", args(expression="5 * 30.48")), [CALCULATE, UNITS]),
+        (("log_height", args(value=5, from_unit="ft", to_unit="cm")), [diary, UNITS]),
+        (("convert_units", args(from_unit="ft", to_unit="cm")), [UNITS]),
+    ):
+        reason = review_calls([call], tools, [user(taller)], grounding=True)
+        assert reason is None or "converts the 5 ft alone" not in reason
 
 
 def test_a_conversion_out_of_the_unit_asked_is_sent_back_the_other_way() -> None:
