@@ -2181,6 +2181,13 @@ def test_a_conversion_out_of_the_unit_asked_is_sent_back_the_other_way() -> None
         ("I am out till then, remind me at half five to leave", "06:00", "17:30"),
         ("Remind me at quarter past 14 to call", "14:00", "14:15"),
         ("Remind me at quarter to one", "13:00", "12:45"),
+        # minutes in words, or in digits before "minutes"
+        ("set a reminder for twenty to nine tomorrow morning: water it", "22:00", "08:40"),
+        ("remind me at ten past six tonight to call", "18:00", "18:10"),
+        ("remind me at twenty-five past four in the afternoon", "16:00", "16:25"),
+        ("remind me at twenty five to ten in the morning", "10:00", "09:35"),
+        ("remind me at 20 minutes past 8 in the morning", "08:00", "08:20"),
+        ("remind me at five to nine in the morning", "09:00", "08:55"),
     ],
 )
 def test_a_time_said_in_words_is_the_one_a_call_takes(
@@ -2216,6 +2223,7 @@ def test_a_time_in_digits_or_no_time_in_words_is_not_judged() -> None:
         assert review_calls(call, [reminder], [user(message)], grounding=True) is None
     assert _spoken_times("Cut it in half an hour, then 5 more") == []
     assert _spoken_times("a quarter past 30 laps") == [], "no hour of the day"
+    assert _spoken_times("the shop is open 9 to 5") == [], "minutes in digits need 'minutes'"
 
 
 def test_a_calculation_that_takes_the_amount_converted_for_the_same_message_is_sent_back() -> None:

@@ -2176,12 +2176,15 @@ def _unconverted(
 
 
 _HOURS = "|".join(_NUMBER_WORDS[1:13])
-# "quarter past five", "half past 3", "quarter to six", "half three" (half past, in
-# British speech), "seven o'clock": a time of day in words
+# "quarter past five", "half past 3", "quarter to six", "twenty to nine", "10 minutes
+# past 6", "half three" (half past, in British speech), "seven o'clock": a time of
+# day in words (minutes in digits only before "minutes": "open 9 to 5" is a span)
 _SPOKEN_TIME = re.compile(
-    rf"\b(?:(quarter|half)\s+(past|to)\s+|(half)\s+)?(\d{{1,2}}|{_HOURS})\b(\s*o['’]clock)?",
+    r"\b(?:(quarter|half|five|ten|twenty(?:[- ]five)?|\d{1,2}\s+minutes)\s+(past|to)\s+"
+    rf"|(half)\s+)?(\d{{1,2}}|{_HOURS})\b(\s*o['’]clock)?",
     re.I,
 )
+_SPOKEN_MINUTES = {"quarter": 15, "half": 30, "five": 5, "ten": 10, "twenty": 20}
 _AFTERNOON = re.compile(r"\b(?:afternoon|evening|tonight|night|pm|p\.m\.)\b", re.I)
 # ("am" as the morning's, not in "I am busy")
 _MORNING = re.compile(r"\bmorning\b|\ba\.m\.|(?<!\bi )\bam\b", re.I)
@@ -2197,7 +2200,12 @@ def _spoken_times(request: str) -> list[tuple[str, int, int]]:
         hour = int(hour_text) if hour_text.isdigit() else _NUMBER_WORDS.index(hour_text.lower())
         if hour > 23:
             continue
-        minute = 0 if oclock and not (part or half) else 15 if part == "quarter" else 30
+        if part:  # "twenty-five" is twenty and five; "10 minutes", ten
+            digits = _NUMBER.findall(part)
+            words = re.findall(r"[a-z]+", part.lower())
+            minute = int(digits[0]) if digits else sum(_SPOKEN_MINUTES[w] for w in words)
+        else:
+            minute = 30 if half else 0
         if way and way.lower() == "to":
             hour, minute = (hour - 1) % 24, 60 - minute
         times.append((match.group().strip(), hour, minute))
