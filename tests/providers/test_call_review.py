@@ -1827,6 +1827,25 @@ def test_a_temperature_given_in_another_scale_than_its_result_s_needs_the_conver
 
 
 @pytest.mark.parametrize(
+    ("message", "scale"),
+    [
+        ("The oven dial says 350 farenheit, what is that in celcius?", "celsius"),
+        ("What is 20 centigrade in fahrenheight?", "fahrenheit"),
+    ],
+)
+def test_a_scale_misspelt_or_by_its_older_name_is_still_a_scale(message: str, scale: str) -> None:
+    assert asks_for_any([UNITS], [user(message)]), "a conversion asked for"
+    assert _asked_unit(message) == scale[0]
+    result = '{"temp_c": 20}' if scale == "fahrenheit" else '{"temp_f": 350}'
+    items = [
+        user(message),
+        function_call("w1", "get_weather", args(city="Oslo")),
+        function_output("w1", result),
+    ]
+    assert unconverted_scale([WEATHER, UNITS], items) == ("convert_units", scale, True)
+
+
+@pytest.mark.parametrize(
     ("message", "result"),
     [
         # cents, in small letters

@@ -297,7 +297,9 @@ _KINDS: tuple[tuple[frozenset[str], frozenset[str], re.Pattern[str] | None], ...
                 "mile miles mi ft feet foot inch inches yard yards kg kilogram kilograms gram "
                 "grams lb lbs pound pounds ounce ounces oz ton tons liter liters litre litres "
                 "ml gallon gallons cup cups pint pints quart quarts celsius fahrenheit kelvin "
-                "mph kmh hour hours minute minutes",
+                "mph kmh hour hours minute minutes "
+                # as they are often misspelt, and the older name
+                "celcius farenheit fahrenheight centigrade",
             )
         ),
         None,
@@ -738,15 +740,23 @@ def topic_tools(
 
 
 # "in Fahrenheit", "to degrees Celsius", "in °F": the temperature scale a message asks for
+# a temperature scale's names, as often misspelt too
+_SCALE_WORDS = "fahrenheit|farenheit|fahrenheight|celsius|celcius|centigrade|kelvin"
 _ASKED_SCALE = re.compile(
-    r"\b(?:in|to|into)\s+(?:degrees\s+)?(?:(fahrenheit|celsius|kelvin)\b|°\s?([fck])\b)", re.I
+    rf"\b(?:in|to|into)\s+(?:degrees\s+)?(?:({_SCALE_WORDS})\b|°\s?([fck])\b)", re.I
 )
 # a temperature the message gives: "68°F", "20 degrees C", "70 fahrenheit", "68 F" (a
 # capital alone: "50c" may be cents)
 _GIVEN_SCALE = re.compile(
-    r"\d\s?(?:(?i:°\s?|degrees?\s+)((?i:fahrenheit|celsius|f|c))|((?i:fahrenheit|celsius)|[FC]))\b"
+    rf"\d\s?(?:(?i:°\s?|degrees?\s+)((?i:{_SCALE_WORDS}|f|c))|((?i:{_SCALE_WORDS})|[FC]))\b"
 )
-_SCALE_NAMES = {"f": "fahrenheit", "c": "celsius", "k": "kelvin"}
+_SCALE_NAMES = {
+    "f": "fahrenheit",
+    "c": "celsius",
+    "k": "kelvin",
+    **dict.fromkeys(("farenheit", "fahrenheight"), "fahrenheit"),
+    **dict.fromkeys(("celcius", "centigrade"), "celsius"),
+}
 # how a result shows a scale: its name, a degree sign, a JSON key's suffix (`temp_c`)
 _SCALE_MARKS = {
     "fahrenheit": re.compile(r"fahrenheit|°\s?f\b|_f\b|\bdeg ?f\b|\d\s?f\b", re.I),
@@ -2473,8 +2483,8 @@ _UNIT_NAMES = {
         ("cup", "cup cups"),
         ("pt", "pint pints"),
         ("gal", "gal gallon gallons"),
-        ("c", "°c celsius"),
-        ("f", "°f fahrenheit"),
+        ("c", "°c celsius celcius centigrade"),
+        ("f", "°f fahrenheit farenheit fahrenheight"),
     )
     for name in names.split()
 }
