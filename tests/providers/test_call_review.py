@@ -19,6 +19,7 @@ from tests.providers.helpers import (
 from turnstream.providers._call_review import (
     Correction,
     _asked_unit,
+    _mixed_currencies,
     _spoken_times,
     asked_with,
     asks_for_any,
@@ -2147,6 +2148,65 @@ def test_a_conversion_of_a_measures_major_part_alone_is_sent_back_with_the_whole
     ):
         reason = review_calls([call], tools, [user(taller)], grounding=True)
         assert reason is None or "converts the 5 ft alone" not in reason
+
+
+def test_amounts_in_two_currencies_in_one_calculation_are_sent_back_to_convert() -> None:
+    pay = "I'm paid 2,300 USD a month and my rent is 1,400 euros. How many dollars are left?"
+    tools = [CALCULATE, CURRENCY]
+    for expression in ("2300 - 1400", "1400 - 2300", "1400 / 2300", "2300 + 1400"):
+        reason = _calculated(expression, pay, tools)
+        assert isinstance(reason, Correction), expression
+        assert reason.endswith("Call convert_currency first to convert 1400 EUR to USD."), reason
+    # into the currency asked: euros, this time
+    euros = pay.replace("How many dollars", "How many euros")
+    reason = _calculated("2300 - 1400", euros, tools)
+    assert reason is not None
+    assert reason.endswith("Call convert_currency first to convert 2300 USD to EUR."), reason
+    # the currency asked in at the message's end
+    difference = "Pay is 2,300 USD and rent 1,400 euros: what's the difference in dollars?"
+    reason = _calculated("2300 - 1400", difference, tools)
+    assert reason is not None
+    assert reason.endswith("convert 1400 EUR to USD."), reason
+    # a number given in two currencies is in the first
+    twice = "Dinner was $45, the taxi 45 euros and the tip 12 euros. How many dollars in all?"
+    reason = _calculated("45 + 12", twice, tools)
+    assert reason is not None
+    assert reason.endswith("convert 12 EUR to USD."), reason
+    # symbols, and a name before or after
+    coffee = "Lunch was $45 and the coffee €12. How much in dollars was that?"
+    reason = _calculated("45 + 12", coffee, tools)
+    assert reason is not None
+    assert reason.endswith("convert 12 EUR to USD."), reason
+    # one currency, a number in none, no currency tool, or a conversion made: not this
+    # reason (another rule may have one)
+    converted = [
+        user(pay),
+        function_call("c1", "convert_currency", args(amount=1400, from_currency="EUR")),
+        function_output("c1", "1400 EUR = 1523.2 USD"),
+    ]
+    for expression, message, offered in (
+        ("2300 - 1400", pay.replace("1,400 euros", "1,400 USD"), tools),
+        ("2300 - 12", pay.replace("1,400 euros", "12 months"), tools),
+        ("2300 - 1400", pay, [CALCULATE]),
+        ("2300 - 1400", converted, tools),
+        # "pounds" may be a weight: only "£", "quid" or "GBP" are money
+        ("52 + 30", "The bag is 52 pounds and the fee 30 euros. What's 52 + 30?", tools),
+    ):
+        reason = _calculated(expression, message, offered)
+        assert reason is None or "but my message gives" not in reason, (expression, message)
+    # a converter's own call is no calculation, nor is a note of the sum
+    money = [("convert_currency", args(amount=1400, from_currency="EUR", to_currency="USD"))]
+    assert review_calls(money, tools, [user(pay)], grounding=True) is None
+    ledger = {
+        "type": "function",
+        "name": "log_expense",
+        "description": "Write a line into the household ledger.",
+        "parameters": {"type": "object", "properties": {"line": {"type": "string"}}},
+    }
+    line = args(line="2300 - 1400")
+    assert _mixed_currencies("log_expense", line, ledger, [ledger, CURRENCY], [user(pay)]) is None
+    sums = args(expression="2300 - 1400")
+    assert _mixed_currencies("calculate", sums, CALCULATE, tools, [user(pay)]) is not None
 
 
 def test_a_conversion_out_of_the_unit_asked_is_sent_back_the_other_way() -> None:

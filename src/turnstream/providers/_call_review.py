@@ -2254,7 +2254,8 @@ def _argument_mistake(
     items: Sequence[Mapping[str, Any]],
 ) -> str | None:
     """`_grounding_reason`'s reason for a step written wrongly (`_misbound`,
-    `_divided_total`, `_split_share`, `_mispaired`, `_mixed_units`, `_unconverted`,
+    `_divided_total`, `_split_share`, `_mispaired`, `_mixed_units`,
+    `_mixed_currencies`, `_unconverted`,
     `_unasked_unit`, `_wrong_way`, `_part_measure`, `_took_the_input`), done again (`_converted_again`)
     or changing nothing (`_unchanged`), or None."""
     misheard = _misheard_time(name, arguments, items)
@@ -2299,7 +2300,9 @@ def _argument_mistake(
     mispaired = _mispaired(name, arguments, items)
     if mispaired is not None:
         return mispaired
-    mixed = _mixed_units(name, arguments, tool, tools, items)
+    mixed = _mixed_units(name, arguments, tool, tools, items) or _mixed_currencies(
+        name, arguments, tool, tools, items
+    )
     if mixed is not None:
         return mixed
     unconverted = _unconverted(arguments, tool, tools, items)
@@ -2695,6 +2698,83 @@ _DIMENSIONS = {
 
 # money named in a message other than by "pound", which is a weight's name too
 _MONEY_WORDS = _CURRENCY_WORDS - {"pound", "pounds"}
+
+
+# a currency's names in a message, each to its code ("pound" is a weight's too; "£" is not)
+_CURRENCY_NAMES = {
+    name: code
+    for code, names in (
+        ("USD", "usd $ dollar dollars bucks"),
+        ("EUR", "eur € euro euros"),
+        ("GBP", "gbp £ quid sterling"),
+        ("JPY", "jpy ¥ yen"),
+        ("CHF", "chf franc francs"),
+        ("CAD", "cad"),
+        ("AUD", "aud"),
+        ("INR", "inr rupee rupees"),
+        ("CNY", "cny yuan"),
+        ("MXN", "mxn peso pesos"),
+    )
+    for name in names.split()
+}
+_SYMBOLS = re.escape("$€£¥")
+# "2,300 USD", "1,400 euros", "$45", "45$", "€1.20": an amount and its currency
+_PRICED = re.compile(
+    rf"([{_SYMBOLS}])\s?(\d+(?:\.\d+)?)|(\d+(?:\.\d+)?)\s?([{_SYMBOLS}]|[a-z]+\b)", re.I
+)
+# "How many dollars are left?", "How much in dollars?", "what's that in euros?": the
+# currency asked in
+_ASKED_MONEY = re.compile(
+    r"\bhow (?:many|much)\s+(?:more\s+|fewer\s+|less\s+)?(?:in\s+)?([a-z]+)"
+    r"|\bin\s+([a-z]+)\s*[?.!]*\s*$",
+    re.I,
+)
+
+
+def _priced(request: str) -> dict[str, str]:
+    """The message's numbers that it gives in a currency: number -> code (the first,
+    for a number given twice)."""
+    priced: dict[str, str] = {}
+    for symbol, after, number, word in _PRICED.findall(_THOUSANDS.sub("", request)):
+        code = _CURRENCY_NAMES.get((symbol or word).lower())
+        if code is not None:
+            priced.setdefault(after or number, code)
+    return priced
+
+
+def _mixed_currencies(
+    name: str,
+    arguments: str,
+    tool: Mapping[str, Any],
+    tools: Sequence[Mapping[str, Any]],
+    items: Sequence[Mapping[str, Any]],
+) -> str | None:
+    """Why a calculator's expression adds, subtracts or divides two amounts of the
+    user's latest message that it gives in different currencies, while a currency
+    tool is offered and no call for the message has used it, or None: told "I'm paid
+    2,300 USD a month and my rent here is 1,400 euros. How many dollars are left after
+    rent?", the 1.5B called `2300 - 1400`. (`_mixed_units` does the same for units.)"""
+    exchanges = [str(t.get("name")) for t in tools if _CURRENCY_TOOL.search(_tool_text(t))]
+    if not _calculator(tool) or not exchanges or _called_since(items) & set(exchanges):
+        return None
+    request = latest_request(items)
+    priced = _priced(request)
+    asked = _ASKED_MONEY.search(request.strip())
+    into = asked and _CURRENCY_NAMES.get((asked.group(1) or asked.group(2)).lower())
+    for leaf in _leaves(_object(arguments) or {}):
+        pairs = [*_SUM_OR_DIFFERENCE.findall(str(leaf)), *_RATIO.findall(str(leaf))]
+        for first, second in pairs:
+            one, other = priced.get(first), priced.get(second)
+            if one is None or other is None or one == other:
+                continue
+            # into the currency the message asks in, if it names one of the two
+            number, source, target = (second, other, one) if into == one else (first, one, other)
+            return Correction(
+                f"Your call to {name} uses {first} and {second}, but my message gives "
+                f"{first} in {one} and {second} in {other}. Call {exchanges[0]} first to "
+                f"convert {number} {source} to {target}."
+            )
+    return None
 
 
 def _remembered_factors(
