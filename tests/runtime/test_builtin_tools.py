@@ -68,6 +68,9 @@ def _offset(text: str) -> str:
         ("Tokyo", "Asia/Tokyo"),
         ("new york", "America/New_York"),
         ("asia/tokyo", "Asia/Tokyo"),
+        ("São Paulo", "America/Sao_Paulo"),  # IANA's names have no accents
+        ("Bogotá", "America/Bogota"),
+        ("Zürich", "Europe/Zurich"),
     ],
 )
 def test_current_time_finds_a_zone_by_its_city(asked: str, zone: str) -> None:

@@ -15,6 +15,7 @@ import functools
 import math
 import operator
 import re
+import unicodedata
 import zoneinfo
 from collections.abc import Callable
 from typing import Any
@@ -319,8 +320,11 @@ Asia/Kolkata's time)."""
 
 
 def _place(name: str) -> str:
-    """A zone name's place, folded: "America/New_York", "new york" -> "new_york"."""
-    return "_".join(name.rsplit("/", 1)[-1].replace("_", " ").split()).casefold()
+    """A zone name's place, folded: "America/New_York", "new york" -> "new_york", and
+    without accents: "São Paulo" -> "sao_paulo" (IANA writes America/Sao_Paulo)."""
+    place = "_".join(name.rsplit("/", 1)[-1].replace("_", " ").split()).casefold()
+    letters = unicodedata.normalize("NFKD", place)
+    return "".join(ch for ch in letters if not unicodedata.combining(ch))
 
 
 @functools.cache
