@@ -199,6 +199,31 @@ def test_calculate_compares_amounts_in_one_unit_only() -> None:
         calculate.fn("1 in [1, 2]")
 
 
+@pytest.mark.parametrize(
+    ("expression", "result"),
+    [
+        ("19:05:00 - 07:05:00", "12 hours"),  # two clocks' times, as a model writes them
+        ("24:00 - 19:05", "4.9167 hours (4 h 55 min)"),
+        ("18:40 - 16:05", "2.5833 hours (2 h 35 min)"),
+        ("07:05 - 19:05", "-12 hours"),
+        ("07:05 - 19:20", "-12.25 hours (-12 h 15 min)"),
+        ("5:30 + 2", "7.5 hours (7 h 30 min)"),
+        ("(23:59 - 08:30) * 60", "929"),  # minutes: the caller worked them out
+        ("(18:40 - 16:10) / 2", "1.25"),
+    ],
+)
+def test_calculate_takes_times_of_day_as_hours(expression: str, result: str) -> None:
+    assert calculate.fn(expression) == f"{expression} = {result}"
+
+
+def test_calculate_compares_times_of_day() -> None:
+    assert calculate.fn("19:05 > 18:00") == "19:05 > 18:00 is true"
+    # a ratio, or an hour past 24, is no time of day
+    for expression in ("3:2", "25:00 - 1"):
+        with pytest.raises(ValueError, match="not an arithmetic expression"):
+            calculate.fn(expression)
+
+
 def test_calculate_reads_an_hour_off_a_clock_with_its_leading_zero() -> None:
     # "21 - 02" for 21:05 and 02:05 was refused as a Python octal literal
     assert calculate.fn("21 - 02") == "21 - 02 = 19"

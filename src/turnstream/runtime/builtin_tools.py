@@ -230,6 +230,26 @@ _FACTORIAL = re.compile(r"(\d+(?:\.\d+)?|\([^()]*\))\s*!(?!=)")
 
 
 _LEADING_ZEROS = re.compile(r"(?<![\d.])0+(?=\d)")
+# a time of day: "19:05", "07:05:00"
+_CLOCK_TIME = re.compile(r"(?<![\d.:])([01]?\d|2[0-4]):([0-5]\d)(?::([0-5]\d))?(?![\d:])")
+
+
+def _hours(match: re.Match[str]) -> str:
+    """A time of day as hours since midnight, for `calculate` ("19:05" -> 19 + 5/60)."""
+    hour, minute, second = (int(part or 0) for part in match.groups())
+    return f"({hour} + {minute} / 60 + {second} / 3600)"
+
+
+def _in_hours(result: float) -> str:
+    """Hours, and (when not whole) hours and minutes: "12 hours", "11.5833 hours (11 h
+    35 min)"."""
+    minutes = round(result * 60)
+    hours = f"{round(result, 4):g} hours"
+    if minutes % 60 == 0:
+        return hours
+    sign = "-" if minutes < 0 else ""
+    whole, rest = divmod(abs(minutes), 60)
+    return f"{hours} ({sign}{whole} h {rest} min)"
 
 
 @tool
@@ -243,10 +263,15 @@ def calculate(expression: str) -> str:
             a number followed by % and no operand is a percentage.
     """
     # Also taken, though the description (which the model reads) does not say so: a
-    # factorial (`7!`, `factorial(7)`) and amounts that share one unit or currency
-    # (`63.29 USD + 20`). Saying so changed the 1.5B's calls: with "or currency" in
+    # factorial (`7!`, `factorial(7)`), amounts that share one unit or currency
+    # (`63.29 USD + 20`) and times of day as hours (`19:05 - 07:05`). Saying so changed the 1.5B's calls: with "or currency" in
     # it, "How many dollars is 100 euros?" went to the unit converter (tune split).
     text = expression.strip().replace("^", "**").replace("×", "*").replace("÷", "/")
+    # times of day: the result is in hours ("19:05:00 - 07:05:00", from two clocks,
+    # was refused as no arithmetic expression)
+    # (in hours only as sums and differences: "(23:59 - 08:30) * 60" is minutes)
+    clock = bool(_CLOCK_TIME.search(text)) and not re.search(r"[*/]", _CLOCK_TIME.sub("", text))
+    text = _CLOCK_TIME.sub(_hours, text)
     # one line, so that a number's offset in it is its column in the parsed tree
     text = " ".join(_percentages(_FACTORIAL.sub(r"factorial(\1)", text)).split())
     # an hour read off a clock: "21 - 02" (Python refuses the leading zero)
@@ -274,6 +299,8 @@ def calculate(expression: str) -> str:
         result = int(result)
     elif isinstance(result, float):
         result = float(f"{result:.15g}")  # 63.29 + 20 is 83.29, not 83.29000000000001
+    if clock:
+        return f"{expression.strip()} = {_in_hours(float(result))}"
     return f"{expression.strip()} = {result}" + (f" {unit}" if unit else "")
 
 
