@@ -31,6 +31,9 @@ PARIS = ParsedCall("get_weather", '{"city": "Paris"}')
         # the 0.5B model's, with or without the closing parenthesis
         '({"name": "get_weather", "arguments": {"city": "Paris"}})',
         '( {"name": "get_weather", "arguments": {"city": "Paris"}}',
+        # keys without quotes, as in JavaScript (the 1.5B's, in a fence after prose)
+        '```json\n{name: "get_weather", arguments: {city: "Paris"}}\n```',
+        "{name: 'get_weather', arguments: {city: 'Paris'}}",
     ],
 )
 def test_parse_calls_recognises_every_call_shape(reply: str) -> None:
@@ -59,6 +62,8 @@ def test_parse_calls_drops_prose_after_the_call() -> None:
         '{"result": 42}',
         "```python\nprint('hi')\n```",
         '{"name": "get_weather", "arguments": {"city": "Par',
+        '{name: "get_weather", arguments: {city: "Par',
+        "{name: Paris}",
         "",
     ],
 )
@@ -84,6 +89,10 @@ def test_parse_calls_treats_prose_unknown_tools_and_broken_json_as_text(reply: s
         ("1. First", "text"),
         ('({"name"', "call"),
         ("(see above)", "text"),
+        ("{name:", "call"),
+        ("```json\n{ arguments :", "call"),
+        ("{names are", "text"),
+        ("{name}", "text"),
     ],
 )
 def test_classify_holds_back_only_what_may_still_become_a_call(prefix: str, decision: str) -> None:
@@ -174,6 +183,18 @@ def test_a_call_after_a_line_of_prose_is_held_back_and_read(cuts: list[int]) -> 
     reply = 'I will check the weather.\n{"name": "get_weather", "arguments": {"city": "Paris"}}'
     released, rest, calls = _feed_split(reply, cuts, late_calls=True)
     assert "".join(released) == "I will check the weather.\n"
+    assert rest == ""
+    assert calls == [PARIS]
+
+
+@given(st.lists(st.integers(min_value=0, max_value=200), max_size=8))
+def test_a_call_with_bare_keys_in_a_fence_after_prose_is_held_back_and_read(
+    cuts: list[int],
+) -> None:
+    # "... Therefore, the result is: ```json {name: "calc", ...}```" reached the user raw
+    reply = 'The result is:\n```json\n{name: "get_weather", arguments: {city: "Paris"}}\n```'
+    released, rest, calls = _feed_split(reply, cuts, late_calls=True)
+    assert "".join(released) == "The result is:\n"
     assert rest == ""
     assert calls == [PARIS]
 

@@ -36,9 +36,10 @@ class ParsedCall:
 # it is a prefix of one of these, and counts as a call once it starts with one.
 _WRAPPERS = ("", "```json", "```JSON", "```", "<tool_call>", "[", "(")
 _OPENERS = tuple(
-    f"{brace}{quote}{key}{quote}"
+    f"{brace}{quote}{key}{quote}{colon}"
     for brace in ("{", "{{")
-    for quote in ('"', "'")
+    # quoted, or bare with its colon (`{name: "calc", ...}`, JavaScript's spelling)
+    for quote, colon in (('"', ""), ("'", ""), ("", ":"))
     for key in ("name", "function", "arguments", "type", "tool")
 )
 _CALL_STARTS = tuple(w + o for w in _WRAPPERS for o in _OPENERS)
@@ -96,6 +97,8 @@ def _json_values(text: str) -> Iterator[Any]:
         except json.JSONDecodeError:
             value = _python_literal(text[pos:])
             if value is None:
+                value = _bare_keyed(text[pos:])
+            if value is None:
                 return
             yield value
             return
@@ -108,6 +111,20 @@ def _python_literal(text: str) -> Any:
         return ast.literal_eval(text.strip())
     except (ValueError, SyntaxError, MemoryError, RecursionError):
         return None
+
+
+# a key without quotes, after an object's brace or a comma
+_BARE_KEY = re.compile(r"([{,]\s*)([A-Za-z_]\w*)(\s*:)")
+
+
+def _bare_keyed(text: str) -> Any:
+    """A call object whose keys have no quotes (`{name: "calc", arguments: {...}}`), as
+    the 1.5B wrote one in a code fence after a line of prose: shown raw to the user."""
+    quoted = _BARE_KEY.sub(r'\1"\2"\3', text.strip())
+    try:
+        return json.JSONDecoder().raw_decode(quoted)[0]
+    except json.JSONDecodeError:
+        return _python_literal(quoted)
 
 
 def _undouble(text: str) -> str:
