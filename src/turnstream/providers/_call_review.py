@@ -2255,9 +2255,9 @@ def _argument_mistake(
 ) -> str | None:
     """`_grounding_reason`'s reason for a step written wrongly (`_misbound`,
     `_divided_total`, `_split_share`, `_mispaired`, `_mixed_units`,
-    `_mixed_currencies`, `_unconverted`,
-    `_unasked_unit`, `_wrong_way`, `_part_measure`, `_took_the_input`), done again (`_converted_again`)
-    or changing nothing (`_unchanged`), or None."""
+    `_mixed_currencies`, `_unconverted`, `_unasked_unit`, `_wrong_way`,
+    `_part_measure`, `_took_the_input`), done again (`_converted_again`) or changing
+    nothing (`_unchanged`), or None."""
     misheard = _misheard_time(name, arguments, items)
     if misheard is not None:
         return misheard
