@@ -256,6 +256,10 @@ def test_a_completion_chunk_reads_as_the_chat_chunk_it_stands_for() -> None:
         ("You can use this:\n```json\n{\u201cname\u201d: \u201ccalc\u201d}\n```", False),
         ("It is Canberra. {\u2018name\u2019: \u2018x\u2019}", False),
         ("She said \u201chi\u201d {politely}.", True),
+        # and with its key bare, as the 1.5B wrote one to chit-chat
+        ('Therefore, the result is:\n```json\n{name: "calc", arguments: {}}\n```', False),
+        ("Hello {name}, and {names} or {nap} or {nam e}.", True),
+        ("A set {n, 2}.", True),
     ],
 )
 def test_the_text_grammar_admits_prose_and_no_call(reply: str, accepted: bool) -> None:

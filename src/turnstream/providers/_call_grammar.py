@@ -298,14 +298,23 @@ def completion_body(
     return body
 
 
-TEXT_GRAMMAR = 'root ::= [^{<\\[(`\\x00 \\t\\n] ([^{\\x00] | "{" [^"\'“”‘’{\\x00 \\t\\n])*\n'
+TEXT_GRAMMAR = (
+    'root ::= [^{<\\[(`\\x00 \\t\\n] ([^{\\x00] | "{" brace)*\n'
+    'brace ::= [^"\'“”‘’{n\\x00 \\t\\n] | "n" n1\n'
+    'n1 ::= [^a{\\x00] | "a" n2\n'
+    'n2 ::= [^m{\\x00] | "m" n3\n'
+    'n3 ::= [^e{\\x00] | "e" n4\n'
+    "n4 ::= [^:{\\x00]\n"
+)
 """A reply that cannot open as a call (with a brace, a bracket, a parenthesis, a tag or
 a fence), and has no call object later either (no brace followed by a quote, straight
-or curly, a space or a brace): for a turn that must end in plain text. A text pass
-allowed to, wrote its answer and then a call to the tool it had been refused ("... is
-Canberra. {"name": ...}"); one barred only straight quotes wrote the call in curly
-ones inside a fence ("... you can use the following function call: ```json {“name”:
-“calc”, ...}```"). llama.cpp reads the grammar's characters as UTF-8 code points."""
+or curly, a space, a brace or a bare `name:` key): for a turn that must end in plain
+text. A text pass allowed to, wrote its answer and then a call to the tool it had been
+refused ("... is Canberra. {"name": ...}"); one barred only straight quotes wrote the
+call in curly ones inside a fence ("... you can use the following function call:
+```json {“name”: “calc”, ...}```"), and one that barred those, with its key bare
+("Therefore, the result is: ```json {name: "calc", ...}```", to chit-chat). llama.cpp
+reads the grammar's characters as UTF-8 code points."""
 
 
 def text_body(chat_body: Mapping[str, Any], grammar: str = TEXT_GRAMMAR) -> dict[str, Any]:
