@@ -258,7 +258,9 @@ def test_a_completion_chunk_reads_as_the_chat_chunk_it_stands_for() -> None:
         ("She said \u201chi\u201d {politely}.", True),
         # and with its key bare, as the 1.5B wrote one to chit-chat
         ('Therefore, the result is:\n```json\n{name: "calc", arguments: {}}\n```', False),
-        ("Hello {name}, and {names} or {nap} or {nam e}.", True),
+        ('Here:\n```json\n{name : "calc"}\n```', False),  # the 0.5B's
+        ('Here:\n```json\n{name": "calc"}\n```', False),
+        ("Hello {name}, and {names} or {nap} or {nam e} or {name_2}.", True),
         ("A set {n, 2}.", True),
     ],
 )

@@ -304,7 +304,8 @@ TEXT_GRAMMAR = (
     'n1 ::= [^a{\\x00] | "a" n2\n'
     'n2 ::= [^m{\\x00] | "m" n3\n'
     'n3 ::= [^e{\\x00] | "e" n4\n'
-    "n4 ::= [^:{\\x00]\n"
+    # (a word goes on, or the braces close: not `{name:`, `{name :`, `{name":`)
+    "n4 ::= [a-zA-Z0-9_}]\n"
 )
 """A reply that cannot open as a call (with a brace, a bracket, a parenthesis, a tag or
 a fence), and has no call object later either (no brace followed by a quote, straight
