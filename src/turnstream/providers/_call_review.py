@@ -1019,13 +1019,11 @@ def said_numbers(conversation: str) -> list[float]:
     words ("twelve", "two thousand three hundred": `_spoken_numbers`), scaled ("2.5k",
     "5 grand", "1.5 million") or as the totals of a measure given in two units ("5
     foot 9" says 69 inches and 5.75 feet: `compound_measures`)."""
-    said = [float(n) for n in _NUMBER.findall(_THOUSANDS.sub("", conversation))]
-    said += [float(_NUMBER_WORDS.index(w)) for w in _words(conversation) if w in _NUMBER_WORDS]
-    said += _spoken_numbers(conversation)
-    said += [
-        float(n) * _SCALES[word.lower()]
-        for n, word in _SCALED.findall(_THOUSANDS.sub("", conversation))
-    ]
+    plain, words = _THOUSANDS.sub("", conversation), _words(conversation)
+    said = [float(n) for n in _NUMBER.findall(plain)]
+    said += [float(_NUMBER_WORDS.index(w)) for w in words if w in _NUMBER_WORDS]
+    said += _spoken_numbers(words)
+    said += [float(n) * _SCALES[word.lower()] for n, word in _SCALED.findall(plain)]
     for measure in compound_measures(conversation):
         said += [measure.in_minor, measure.in_major]
     return said
@@ -1136,15 +1134,14 @@ class _SpokenNumber:
         return float(value) if self.words > 1 or value > 20 else None
 
 
-def _spoken_numbers(text: str) -> list[float]:
-    """The values of the numbers `text` writes out in more than one word, or past
+def _spoken_numbers(words: Sequence[str]) -> list[float]:
+    """The values of the numbers `words` write out in more than one word, or past
     twenty ("fifty quid", "two thousand three hundred", "a hundred and twenty",
     "twenty-five"); single words up to twenty are `said_numbers`' own.
 
     Told "I'm putting away 85 a week for a bike that costs two thousand three
     hundred", the 1.5B called `2300 / 85`: a number said, in words."""
     values: list[float] = []
-    words = _words(text)
     number = _SpokenNumber()
     for index, word in enumerate(words):
         following = words[index + 1] if index + 1 < len(words) else ""
@@ -2497,6 +2494,27 @@ _MEASURED = re.compile(r"(\d+(?:\.\d+)?)\s*(°?[a-z]+)", re.I)
 _SUM_OR_DIFFERENCE = re.compile(r"(\d+(?:\.\d+)?)\s*[-+]\s*(\d+(?:\.\d+)?)")
 
 
+def _mixed_pairs(
+    expression: str, units: Mapping[str, str]
+) -> Iterator[tuple[str, str, str, str, str]]:
+    """(what it does, first, second, first's unit, second's unit) for each sum,
+    difference or ratio in `expression` of two numbers that `units` (number -> unit or
+    currency, `_measured`, `_priced`) gives in different units."""
+    for does, shape in (("adds or subtracts", _SUM_OR_DIFFERENCE), ("divides", _RATIO)):
+        for first, second in shape.findall(expression):
+            one, other = units.get(first), units.get(second)
+            if one is not None and other is not None and one != other:
+                yield does, first, second, one, other
+
+
+def _one_way(
+    first: str, second: str, one: str, other: str, asked: str | None
+) -> tuple[str, str, str]:
+    """(number, from, to) of the conversion that puts a mixed pair in one unit: into
+    the one the message asks in, if it names one of the two, else the second's."""
+    return (second, other, one) if asked == one else (first, one, other)
+
+
 def _mixed_units(
     name: str,
     arguments: str,
@@ -2518,20 +2536,10 @@ def _mixed_units(
     request = latest_request(items)
     measured = _measured(request)
     for leaf in _leaves(_object(arguments) or {}):
-        pairs = [
-            *(("adds or subtracts", *pair) for pair in _SUM_OR_DIFFERENCE.findall(str(leaf))),
-            *(("divides", *pair) for pair in _RATIO.findall(str(leaf))),
-        ]
-        for does, first, second in pairs:
-            one, other = measured.get(first), measured.get(second)
-            if one is None or other is None or one == other:
-                continue
+        for does, first, second, one, other in _mixed_pairs(str(leaf), measured):
             if does == "divides" and _DIMENSIONS.get(one) != _DIMENSIONS.get(other):
                 continue  # km by hours is a speed, not a slip
-            # into the unit the message asks in, if it names one of the two
-            number, source, target = (
-                (second, other, one) if _asked_unit(request) == one else (first, one, other)
-            )
+            number, source, target = _one_way(first, second, one, other, _asked_unit(request))
             return Correction(
                 f"Your call to {name} {does} {first} and {second}, but my message gives "
                 f"{first} in {one} and {second} in {other}. Call {converters[0]} first to "
@@ -2762,13 +2770,8 @@ def _mixed_currencies(
     asked = _ASKED_MONEY.search(request.strip())
     into = asked and _CURRENCY_NAMES.get((asked.group(1) or asked.group(2)).lower())
     for leaf in _leaves(_object(arguments) or {}):
-        pairs = [*_SUM_OR_DIFFERENCE.findall(str(leaf)), *_RATIO.findall(str(leaf))]
-        for first, second in pairs:
-            one, other = priced.get(first), priced.get(second)
-            if one is None or other is None or one == other:
-                continue
-            # into the currency the message asks in, if it names one of the two
-            number, source, target = (second, other, one) if into == one else (first, one, other)
+        for _, first, second, one, other in _mixed_pairs(str(leaf), priced):
+            number, source, target = _one_way(first, second, one, other, into)
             return Correction(
                 f"Your call to {name} uses {first} and {second}, but my message gives "
                 f"{first} in {one} and {second} in {other}. Call {exchanges[0]} first to "
